@@ -1,0 +1,34 @@
+{
+  "targets": [
+    {
+      "target_name": "hotmeter",
+      "sources": [
+        "native/addon.cc",
+        "native/binding/record_map_js.cc",
+        "native/core/aggregator.cc",
+        "native/core/record.cc",
+        "native/core/record_map.cc",
+        "native/core/slab_arena.cc"
+      ],
+      "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
+      "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED"],
+      "cflags!": ["-fno-exceptions"],
+      "cflags_cc!": ["-fno-exceptions", "-std=gnu++17"],
+      "cflags_cc": ["-std=c++20", "-fexceptions", "-Wall", "-Wextra"],
+      "xcode_settings": {
+        "GCC_ENABLE_CPP_EXCEPTIONS": "YES",
+        "CLANG_CXX_LANGUAGE_STANDARD": "c++20",
+        "MACOSX_DEPLOYMENT_TARGET": "11.0"
+      },
+      "msvs_settings": {
+        "VCCLCompilerTool": { "ExceptionHandling": 1, "AdditionalOptions": ["/std:c++20"] }
+      },
+      "conditions": [
+        ["OS=='linux' and '<!(echo $HOTMETER_SANITIZE)'=='1'", {
+          "cflags_cc": ["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-O1", "-g"],
+          "ldflags": ["-fsanitize=address,undefined"]
+        }]
+      ]
+    }
+  ]
+}

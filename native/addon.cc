@@ -1,0 +1,38 @@
+// Module registration only: each environment (main thread or worker) gets its own
+// arena in the process-wide RecordMap, retired when the environment is torn down.
+#include <napi.h>
+
+#include "binding/env_state.h"
+#include "binding/record_map_js.h"
+#include "core/record_map.h"
+
+namespace {
+
+void RetireEnv(hotmeter::EnvState* st) {
+  if (st->retired) return;
+  st->retired = true;
+  hotmeter::RecordMap::Global().RetireArena(st->arenaId);
+}
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  auto* st = new hotmeter::EnvState();
+  st->arenaId = hotmeter::RecordMap::Global().RegisterArena();
+  env.SetInstanceData<hotmeter::EnvState>(st);  // deleted by the env at teardown
+  env.AddCleanupHook(RetireEnv, st);             // runs before instance data is freed
+
+  using namespace hotmeter::js;
+  exports.Set("registerDomain", Napi::Function::New(env, RegisterDomain, "registerDomain"));
+  exports.Set("registerInstrument", Napi::Function::New(env, RegisterInstrument, "registerInstrument"));
+  exports.Set("descriptor", Napi::Function::New(env, Descriptor, "descriptor"));
+  exports.Set("acquire", Napi::Function::New(env, Acquire, "acquire"));
+  exports.Set("release", Napi::Function::New(env, Release, "release"));
+  exports.Set("slab", Napi::Function::New(env, Slab, "slab"));
+  exports.Set("collect", Napi::Function::New(env, Collect, "collect"));
+  exports.Set("recordInfo", Napi::Function::New(env, RecordInfo, "recordInfo"));
+  exports.Set("stats", Napi::Function::New(env, Stats, "stats"));
+  return exports;
+}
+
+}  // namespace
+
+NODE_API_MODULE(hotmeter, Init)

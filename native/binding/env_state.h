@@ -1,0 +1,13 @@
+// EnvState: per Node environment (main thread or worker). Created at module init,
+// owned by the environment's instance data; its arena is retired by the env cleanup hook.
+#pragma once
+#include <cstdint>
+
+namespace hotmeter {
+
+struct EnvState {
+  uint32_t arenaId = 0;
+  bool retired = false;
+};
+
+}  // namespace hotmeter

@@ -1,0 +1,249 @@
+#include "record_map_js.h"
+
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "../core/record_map.h"
+#include "env_state.h"
+
+namespace hotmeter::js {
+
+namespace {
+
+constexpr size_t kMaxLabelParts = 2 * 1024;        // 1024 attributes
+constexpr size_t kMaxStringBytes = 64 * 1024;      // per key or value
+constexpr size_t kMaxBounds = 4096;
+
+double NowMs() {
+  using namespace std::chrono;
+  return duration<double, std::milli>(system_clock::now().time_since_epoch()).count();
+}
+
+[[noreturn]] void ThrowType(Napi::Env env, const std::string& msg) {
+  throw Napi::TypeError::New(env, "hotmeter native: " + msg);
+}
+
+void CheckArity(const Napi::CallbackInfo& info, size_t n, const char* fn) {
+  if (info.Length() < n) {
+    ThrowType(info.Env(), std::string(fn) + " expects " + std::to_string(n) + " argument(s)");
+  }
+}
+
+uint32_t ArgU32(const Napi::CallbackInfo& info, size_t i, const char* what) {
+  if (!info[i].IsNumber()) ThrowType(info.Env(), std::string(what) + " must be a number");
+  double d = info[i].As<Napi::Number>().DoubleValue();
+  if (!(d >= 0 && d <= 4294967295.0) || std::floor(d) != d) {
+    ThrowType(info.Env(), std::string(what) + " must be an integer in [0, 2^32)");
+  }
+  return static_cast<uint32_t>(d);
+}
+
+uint64_t ArgId(const Napi::CallbackInfo& info, size_t i, const char* what) {
+  if (!info[i].IsNumber()) ThrowType(info.Env(), std::string(what) + " must be a number");
+  double d = info[i].As<Napi::Number>().DoubleValue();
+  if (!(d >= 0 && d <= 9007199254740991.0) || std::floor(d) != d) {
+    ThrowType(info.Env(), std::string(what) + " must be a safe non-negative integer");
+  }
+  return static_cast<uint64_t>(d);
+}
+
+std::string ArgString(const Napi::CallbackInfo& info, size_t i, const char* what) {
+  if (!info[i].IsString()) ThrowType(info.Env(), std::string(what) + " must be a string");
+  // Lone surrogates become U+FFFD here: label text is valid UTF-8 from this point on.
+  std::string s = info[i].As<Napi::String>().Utf8Value();
+  if (s.size() > kMaxStringBytes) ThrowType(info.Env(), std::string(what) + " is too long");
+  return s;
+}
+
+EnvState* State(Napi::Env env) {
+  EnvState* st = env.GetInstanceData<EnvState>();
+  if (st == nullptr || st->retired) ThrowType(env, "environment is shutting down");
+  return st;
+}
+
+Napi::Object DescriptorObject(Napi::Env env, uint32_t id, const hotmeter::Descriptor& d) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("id", id);
+  o.Set("name", d.name);
+  o.Set("description", d.description);
+  o.Set("unit", d.unit);
+  o.Set("kind", static_cast<uint32_t>(d.kind));
+  o.Set("valueType", static_cast<uint32_t>(d.valueType));
+  o.Set("aggregation", static_cast<uint32_t>(d.aggregation));
+  o.Set("monotonic", d.monotonic);
+  Napi::Float64Array b = Napi::Float64Array::New(env, d.bounds.size());
+  for (size_t i = 0; i < d.bounds.size(); i++) b[i] = d.bounds[i];
+  o.Set("bounds", b);
+  return o;
+}
+
+}  // namespace
+
+// registerDomain(name: string) -> id ('' makes a new domain)
+Napi::Value RegisterDomain(const Napi::CallbackInfo& info) {
+  CheckArity(info, 1, "registerDomain");
+  return Napi::Number::New(info.Env(), RecordMap::Global().RegisterDomain(ArgString(info, 0, "name")));
+}
+
+// registerInstrument(domain, identity, name, description, unit, kind, valueType,
+//                    aggregation, monotonic, bounds: Float64Array) -> [id, existed]
+Napi::Value RegisterInstrument(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  CheckArity(info, 10, "registerInstrument");
+  uint32_t domain = ArgU32(info, 0, "domain");
+  if (domain == 0) ThrowType(env, "domain must come from registerDomain");
+  hotmeter::Descriptor d;
+  std::string identity = ArgString(info, 1, "identity");
+  d.name = ArgString(info, 2, "name");
+  d.description = ArgString(info, 3, "description");
+  d.unit = ArgString(info, 4, "unit");
+  uint32_t kind = ArgU32(info, 5, "kind");
+  uint32_t vt = ArgU32(info, 6, "valueType");
+  uint32_t agg = ArgU32(info, 7, "aggregation");
+  if (kind >= kInstrumentKindCount) ThrowType(env, "kind out of range");
+  if (vt > 1) ThrowType(env, "valueType out of range");
+  if (agg >= kAggregationKindCount) ThrowType(env, "aggregation out of range");
+  if (!info[8].IsBoolean()) ThrowType(env, "monotonic must be a boolean");
+  if (!info[9].IsTypedArray() ||
+      info[9].As<Napi::TypedArray>().TypedArrayType() != napi_float64_array) {
+    ThrowType(env, "bounds must be a Float64Array");
+  }
+  d.kind = static_cast<InstrumentKind>(kind);
+  d.valueType = static_cast<ValueType>(vt);
+  d.aggregation = static_cast<AggregationKind>(agg);
+  d.monotonic = info[8].As<Napi::Boolean>().Value();
+  Napi::Float64Array bounds = info[9].As<Napi::Float64Array>();
+  if (bounds.ElementLength() > kMaxBounds) ThrowType(env, "too many histogram bounds");
+  for (size_t i = 0; i < bounds.ElementLength(); i++) {
+    double b = bounds[i];
+    if (!std::isfinite(b) || (i > 0 && !(b > d.bounds.back()))) {
+      ThrowType(env, "bounds must be finite and strictly increasing");
+    }
+    d.bounds.push_back(b);
+  }
+  bool existed = false;
+  uint32_t id = RecordMap::Global().RegisterInstrument(identity, std::move(d), &existed, domain);
+  Napi::Array out = Napi::Array::New(env, 2);
+  out.Set(0u, id);
+  out.Set(1u, existed);
+  return out;
+}
+
+// descriptor(instrumentId) -> object | null
+Napi::Value Descriptor(const Napi::CallbackInfo& info) {
+  CheckArity(info, 1, "descriptor");
+  uint32_t id = ArgU32(info, 0, "instrumentId");
+  hotmeter::Descriptor d;
+  if (!RecordMap::Global().GetDescriptor(id, &d)) return info.Env().Null();
+  return DescriptorObject(info.Env(), id, d);
+}
+
+// acquire(instrumentId, labelParts: string[], out: Float64Array(4)) -> boolean
+// out <- [recordId, slab, offset, newCell]
+Napi::Value Acquire(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  CheckArity(info, 3, "acquire");
+  EnvState* st = State(env);
+  uint32_t instrumentId = ArgU32(info, 0, "instrumentId");
+  if (!info[1].IsArray()) ThrowType(env, "labelParts must be an array of strings");
+  Napi::Array arr = info[1].As<Napi::Array>();
+  uint32_t n = arr.Length();
+  if (n % 2 != 0) ThrowType(env, "labelParts must hold key/value pairs");
+  if (n > kMaxLabelParts) ThrowType(env, "too many labels");
+  if (!info[2].IsTypedArray() ||
+      info[2].As<Napi::TypedArray>().TypedArrayType() != napi_float64_array ||
+      info[2].As<Napi::Float64Array>().ElementLength() < 4) {
+    ThrowType(env, "out must be a Float64Array of length >= 4");
+  }
+  std::vector<std::string> parts;
+  parts.reserve(n);
+  for (uint32_t i = 0; i < n; i++) {
+    Napi::Value v = arr.Get(i);
+    if (!v.IsString()) ThrowType(env, "labelParts must be an array of strings");
+    std::string s = v.As<Napi::String>().Utf8Value();
+    if (s.size() > kMaxStringBytes) ThrowType(env, "label key or value is too long");
+    parts.push_back(std::move(s));
+  }
+  Acquired a;
+  if (!RecordMap::Global().Acquire(st->arenaId, instrumentId, EncodeLabelKey(parts), NowMs(), &a)) {
+    return Napi::Boolean::New(env, false);
+  }
+  Napi::Float64Array out = info[2].As<Napi::Float64Array>();
+  out[0] = static_cast<double>(a.recordId);
+  out[1] = a.slab;
+  out[2] = a.offset;
+  out[3] = a.newCell ? 1 : 0;
+  return Napi::Boolean::New(env, true);
+}
+
+// release(recordId) -> boolean
+Napi::Value Release(const Napi::CallbackInfo& info) {
+  CheckArity(info, 1, "release");
+  return Napi::Boolean::New(info.Env(), RecordMap::Global().Release(ArgId(info, 0, "recordId")));
+}
+
+// slab(index) -> ArrayBuffer over this thread's slab memory (external; owned natively,
+// valid for the life of this environment).
+Napi::Value Slab(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  CheckArity(info, 1, "slab");
+  EnvState* st = State(env);
+  uint32_t index = ArgU32(info, 0, "slab index");
+  double* data = nullptr;
+  size_t doubles = 0;
+  if (!RecordMap::Global().SlabMemory(st->arenaId, index, &data, &doubles)) {
+    throw Napi::RangeError::New(env, "hotmeter native: no such slab");
+  }
+  return Napi::ArrayBuffer::New(env, data, doubles * sizeof(double));
+}
+
+// collect(domain, reclaim: boolean) -> Float64Array (layout: RecordMap::Collect)
+Napi::Value Collect(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  CheckArity(info, 2, "collect");
+  CollectOptions opts;
+  opts.domain = ArgU32(info, 0, "domain");
+  if (opts.domain == 0) ThrowType(env, "domain must come from registerDomain");
+  if (!info[1].IsBoolean()) ThrowType(env, "reclaim must be a boolean");
+  opts.nowMs = NowMs();
+  opts.reclaim = info[1].As<Napi::Boolean>().Value();
+  std::vector<double> out;
+  RecordMap::Global().Collect(opts, &out);
+  Napi::Float64Array arr = Napi::Float64Array::New(env, out.size());
+  if (!out.empty()) std::memcpy(arr.Data(), out.data(), out.size() * sizeof(double));
+  return arr;
+}
+
+// recordInfo(recordId) -> [instrumentId, labelParts] | null
+Napi::Value RecordInfo(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  CheckArity(info, 1, "recordInfo");
+  uint32_t instrumentId = 0;
+  std::string key;
+  if (!RecordMap::Global().RecordInfo(ArgId(info, 0, "recordId"), &instrumentId, &key)) {
+    return env.Null();
+  }
+  std::vector<std::string> parts = DecodeLabelKey(key);
+  Napi::Array labels = Napi::Array::New(env, parts.size());
+  for (size_t i = 0; i < parts.size(); i++) labels.Set(i, Napi::String::New(env, parts[i]));
+  Napi::Array out = Napi::Array::New(env, 2);
+  out.Set(0u, instrumentId);
+  out.Set(1u, labels);
+  return out;
+}
+
+// stats() -> { records, arenaBytes, arenaId }
+Napi::Value Stats(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("records", static_cast<double>(RecordMap::Global().RecordCount()));
+  o.Set("arenaBytes", static_cast<double>(RecordMap::Global().ArenaBytes()));
+  EnvState* st = env.GetInstanceData<EnvState>();
+  o.Set("arenaId", st ? st->arenaId : 0);
+  return o;
+}
+
+}  // namespace hotmeter::js

@@ -1,0 +1,93 @@
+#include "aggregator.h"
+
+#include <atomic>
+#include <limits>
+
+namespace hotmeter {
+
+namespace {
+constexpr double kInf = std::numeric_limits<double>::infinity();
+}
+
+size_t CellSize(AggregationKind kind, size_t boundCount) {
+  switch (kind) {
+    case AggregationKind::Drop: return 0;
+    case AggregationKind::Sum: return 1;
+    case AggregationKind::LastValue: return 2;
+    case AggregationKind::PrecomputedSum: return 2;
+    case AggregationKind::MinMaxSumCount: return 4;
+    case AggregationKind::Histogram: return 3 + boundCount + 1;
+  }
+  return 0;
+}
+
+void InitState(AggregationKind kind, double* s, size_t size) {
+  for (size_t i = 0; i < size; i++) s[i] = 0;
+  switch (kind) {
+    case AggregationKind::MinMaxSumCount: s[2] = kInf; s[3] = -kInf; break;
+    case AggregationKind::Histogram: s[1] = kInf; s[2] = -kInf; break;
+    default: break;
+  }
+}
+
+void MergeState(AggregationKind kind, double* d, const double* s, size_t size) {
+  switch (kind) {
+    case AggregationKind::Drop: return;
+    case AggregationKind::Sum: d[0] += s[0]; return;
+    case AggregationKind::LastValue:
+      // The later writer wins; across threads "later" is the state merged last.
+      if (s[1] > 0) d[0] = s[0];
+      d[1] += s[1];
+      return;
+    case AggregationKind::PrecomputedSum:
+      d[0] += s[0];
+      d[1] += s[1];
+      return;
+    case AggregationKind::MinMaxSumCount:
+      d[0] += s[0];
+      d[1] += s[1];
+      if (s[2] < d[2]) d[2] = s[2];
+      if (s[3] > d[3]) d[3] = s[3];
+      return;
+    case AggregationKind::Histogram:
+      d[0] += s[0];
+      if (s[1] < d[1]) d[1] = s[1];
+      if (s[2] > d[2]) d[2] = s[2];
+      for (size_t i = 3; i < size; i++) d[i] += s[i];
+      return;
+  }
+}
+
+double Activity(AggregationKind kind, const double* s, size_t size) {
+  switch (kind) {
+    case AggregationKind::Drop: return 0;
+    case AggregationKind::Sum: return s[0];
+    case AggregationKind::LastValue:
+    case AggregationKind::PrecomputedSum: return s[1];
+    case AggregationKind::MinMaxSumCount: return s[0];
+    case AggregationKind::Histogram: {
+      double n = 0;
+      for (size_t i = 3; i < size; i++) n += s[i];
+      return n;
+    }
+  }
+  return 0;
+}
+
+void LoadCell(double* out, const double* cell, size_t size) {
+  for (size_t i = 0; i < size; i++) {
+    // The cell's owner thread writes it with plain stores from JIT code; we only read.
+    out[i] = std::atomic_ref<double>(const_cast<double&>(cell[i])).load(std::memory_order_relaxed);
+  }
+}
+
+size_t BucketIndex(const double* bounds, size_t n, double v) {
+  size_t lo = 0, hi = n;
+  while (lo < hi) {
+    size_t mid = (lo + hi) >> 1;
+    if (v <= bounds[mid]) hi = mid; else lo = mid + 1;
+  }
+  return lo;
+}
+
+}  // namespace hotmeter

@@ -1,0 +1,110 @@
+// RecordMap: the process-wide registry of instruments, records and per-thread arenas.
+// Every JS thread (main and workers) registers an arena and shares the same records,
+// so one collection exports what all threads recorded.
+//
+// Locking: one mutex guards the maps, refcounts, record vectors and arenas. The hot
+// path (JS writing cells) never takes it; cold paths (new record, bind/unbind,
+// collect, thread exit) do.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "aggregator.h"
+#include "descriptor.h"
+#include "record.h"
+#include "slab_arena.h"
+
+namespace hotmeter {
+
+struct Instrument {
+  uint32_t id = 0;
+  uint32_t domain = 0;  // the MeterProvider (or shared name) that owns it
+  Descriptor descriptor;
+  size_t cellSize = 0;
+  std::unordered_map<std::string, Record*> records;  // by labelKey
+};
+
+struct Acquired {
+  uint64_t recordId = 0;
+  uint32_t slab = 0;
+  uint32_t offset = 0;
+  bool newCell = false;  // the calling thread's cell was created by this call
+};
+
+struct CollectOptions {
+  double nowMs = 0;
+  // Only instruments of this domain; 0 means every domain.
+  uint32_t domain = 0;
+  // Reclaim records with no references that were not updated since the previous
+  // collection (their last state was already exported).
+  bool reclaim = false;
+};
+
+class RecordMap {
+ public:
+  RecordMap() = default;
+  RecordMap(const RecordMap&) = delete;
+  RecordMap& operator=(const RecordMap&) = delete;
+
+  // The process-wide map shared by every Node environment (thread).
+  static RecordMap& Global();
+
+  uint32_t RegisterArena();
+  // Folds every cell of the arena into its record's retired state, then frees the arena.
+  // Called when the owning thread is gone: no JS can write its slabs any more.
+  void RetireArena(uint32_t arenaId);
+
+  // A domain groups the instruments one collection covers. An empty name always makes
+  // a new domain; a non-empty name returns the same id in every thread.
+  uint32_t RegisterDomain(const std::string& name);
+
+  // Returns the id of the instrument with this identity in this domain, registering it
+  // if new. `existed` tells whether it was already registered (possibly by another thread).
+  uint32_t RegisterInstrument(const std::string& identity, Descriptor d, bool* existed,
+                              uint32_t domain = 0);
+  // Copies the descriptor; false if no such instrument.
+  bool GetDescriptor(uint32_t id, Descriptor* out);
+
+  // Finds or creates the record and the calling arena's cell, and adds one reference.
+  // False if the arena or instrument is unknown or the instrument is disabled (Drop).
+  bool Acquire(uint32_t arenaId, uint32_t instrumentId, const std::string& labelKey,
+               double nowMs, Acquired* out);
+  // Drops one reference. False if the record is unknown or has no references.
+  bool Release(uint64_t recordId);
+
+  // The slab's memory for an arena: JS wraps it in an external ArrayBuffer.
+  bool SlabMemory(uint32_t arenaId, uint32_t slab, double** data, size_t* doubles);
+
+  bool RecordInfo(uint64_t recordId, uint32_t* instrumentId, std::string* labelKey);
+
+  // One pass over every record: checkpoint (merge all cells into a cumulative state),
+  // mark updated ones, optionally reclaim. Appends to `out`:
+  //   header [epoch, recordCount, reclaimedCount]
+  //   recordCount x [recordId, instrumentId, updated(0|1), startTimeMs, state...]
+  //   reclaimedCount x [recordId]
+  void Collect(const CollectOptions& opts, std::vector<double>* out);
+
+  size_t RecordCount();
+  size_t ArenaBytes();
+
+ private:
+  Record* FindRecordLocked(uint64_t id);
+  void ReclaimLocked(Record* r);
+
+  std::mutex mu_;
+  uint32_t nextArena_ = 1;
+  uint64_t nextRecord_ = 1;
+  uint64_t epoch_ = 0;
+  uint32_t nextDomain_ = 1;
+  std::unordered_map<std::string, uint32_t> domains_;
+  std::unordered_map<uint32_t, std::unique_ptr<SlabArena>> arenas_;
+  std::unordered_map<std::string, uint32_t> instrumentIds_;
+  std::vector<std::unique_ptr<Instrument>> instruments_;  // index = id - 1
+  std::unordered_map<uint64_t, std::unique_ptr<Record>> records_;
+};
+
+}  // namespace hotmeter

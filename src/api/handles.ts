@@ -1,0 +1,160 @@
+// Bound handles: the hot path. A handle is a typed-array view over native slab memory
+// and an offset; an update is a few plain writes into this thread's own cell (the
+// Aggregator's Update, done in JS). Nothing here allocates or calls into C++.
+//
+// `off` is the cell offset while the handle is live, or a negative state:
+//   OFF_UNBOUND after unbind(), OFF_SHUTDOWN after the provider shut down,
+//   OFF_DROPPED when the measurement is dropped by design (disabled instrument,
+//   invalid attributes: the diagnostic was already given).
+// Every check is folded into the one validation branch, so a live handle with a good
+// value pays for no extra test.
+import { warnLimited } from '../sdk/diag';
+
+export const OFF_UNBOUND = -1;
+export const OFF_SHUTDOWN = -2;
+export const OFF_DROPPED = -3;
+
+/** What a handle needs to know about its instrument, for diagnostics and unbinding. */
+export interface HandleOwner {
+  readonly name: string;
+  /** Truncate values (ValueType.INT). */
+  readonly int: boolean;
+  release(handle: BoundHandle): void;
+}
+
+/** The common part of every bound handle. */
+export abstract class BoundHandle {
+  /** @internal */ f64: Float64Array;
+  /** @internal */ off: number;
+  /** @internal */ recordId: number;
+  /** @internal */ readonly owner: HandleOwner;
+
+  /** @internal */
+  constructor(owner: HandleOwner, f64: Float64Array, off: number, recordId: number) {
+    this.owner = owner;
+    this.f64 = f64;
+    this.off = off;
+    this.recordId = recordId;
+  }
+
+  /** Releases this handle's reference to its record. Later calls on it are dropped. */
+  unbind(): void {
+    if (this.off < 0) return;
+    this.owner.release(this);
+    this.off = OFF_UNBOUND;
+  }
+
+  /** @internal Diagnoses a rejected value. Never throws. */
+  protected reject(value: unknown, rule: string): void {
+    const off = this.off;
+    const name = this.owner.name;
+    if (off === OFF_DROPPED) return;
+    if (off === OFF_UNBOUND) warnLimited(`unbound:${name}`, `${name}: measurement on an unbound handle dropped`);
+    else if (off === OFF_SHUTDOWN) warnLimited(`shutdown:${name}`, `${name}: measurement after shutdown dropped`);
+    else if (typeof value !== 'number') warnLimited(`type:${name}`, `${name}: measurement of type ${typeof value} dropped (a number is required)`);
+    else warnLimited(`value:${name}`, `${name}: measurement ${value} dropped (${rule})`);
+  }
+
+  /** @internal Truncation for ValueType.INT, with its diagnostic. */
+  protected truncate(v: number): number {
+    warnLimited(`int:${this.owner.name}`, `${this.owner.name}: INT value type cannot accept ${v}; fractional digits ignored`);
+    return Math.trunc(v);
+  }
+}
+
+/** A counter bound to one attribute set. Values must be finite and non-negative. */
+export class BoundCounter extends BoundHandle {
+  add(value: number): void {
+    const off = this.off;
+    if (typeof value === 'number' && value >= 0 && value < Infinity && off >= 0) {
+      if (this.owner.int && value % 1 !== 0) value = this.truncate(value);
+      this.f64[off] += value;
+    } else {
+      this.reject(value, 'counter increments must be finite and non-negative');
+    }
+  }
+}
+
+/** An up-down counter bound to one attribute set. Values must be finite. */
+export class BoundUpDownCounter extends BoundHandle {
+  add(value: number): void {
+    const off = this.off;
+    if (typeof value === 'number' && value - value === 0 && off >= 0) {
+      if (this.owner.int && value % 1 !== 0) value = this.truncate(value);
+      this.f64[off] += value;
+    } else {
+      this.reject(value, 'values must be finite');
+    }
+  }
+}
+
+/**
+ * A histogram bound to one attribute set (explicit buckets). Values must be finite and
+ * non-negative. Cell: [sum, min, max, bucket0..bucketN]; bucket i holds
+ * bounds[i-1] < v <= bounds[i].
+ */
+export class BoundHistogram extends BoundHandle {
+  /** @internal */ bounds: Float64Array;
+
+  /** @internal */
+  constructor(owner: HandleOwner, f64: Float64Array, off: number, recordId: number, bounds: Float64Array) {
+    super(owner, f64, off, recordId);
+    this.bounds = bounds;
+  }
+
+  record(value: number): void {
+    const off = this.off;
+    if (typeof value === 'number' && value >= 0 && value < Infinity && off >= 0) {
+      if (this.owner.int && value % 1 !== 0) value = this.truncate(value);
+      const f = this.f64;
+      const b = this.bounds;
+      let lo = 0;
+      let hi = b.length;
+      while (lo < hi) {
+        const mid = (lo + hi) >>> 1;
+        if (value <= b[mid]) hi = mid;
+        else lo = mid + 1;
+      }
+      f[off + 3 + lo] += 1;
+      f[off] += value;
+      if (value < f[off + 1]) f[off + 1] = value;
+      if (value > f[off + 2]) f[off + 2] = value;
+    } else {
+      this.reject(value, 'histogram values must be finite and non-negative');
+    }
+  }
+}
+
+/** A histogram aggregated as min/max/sum/count. Cell: [count, sum, min, max]. */
+export class BoundMinMaxSumCount extends BoundHandle {
+  record(value: number): void {
+    const off = this.off;
+    if (typeof value === 'number' && value >= 0 && value < Infinity && off >= 0) {
+      if (this.owner.int && value % 1 !== 0) value = this.truncate(value);
+      const f = this.f64;
+      f[off] += 1;
+      f[off + 1] += value;
+      if (value < f[off + 2]) f[off + 2] = value;
+      if (value > f[off + 3]) f[off + 3] = value;
+    } else {
+      this.reject(value, 'histogram values must be finite and non-negative');
+    }
+  }
+}
+
+/**
+ * A gauge bound to one attribute set, and the cell observable instruments write.
+ * Cell: [value, seq]; seq counts writes so the collector sees repeated equal values.
+ */
+export class BoundGauge extends BoundHandle {
+  record(value: number): void {
+    const off = this.off;
+    if (typeof value === 'number' && value - value === 0 && off >= 0) {
+      if (this.owner.int && value % 1 !== 0) value = this.truncate(value);
+      this.f64[off] = value;
+      this.f64[off + 1] += 1;
+    } else {
+      this.reject(value, 'values must be finite');
+    }
+  }
+}

@@ -1,0 +1,155 @@
+// The @opentelemetry/api instruments, plus bind(). A direct call goes through the
+// store's cached handle for its attribute set: a trie walk and the handle's writes.
+// Recording calls never throw.
+import type {
+  Attributes,
+  BatchObservableCallback,
+  Context,
+  Counter as ApiCounter,
+  Gauge as ApiGauge,
+  Histogram as ApiHistogram,
+  Observable,
+  ObservableCallback,
+  ObservableCounter as ApiObservableCounter,
+  ObservableGauge as ApiObservableGauge,
+  ObservableResult,
+  ObservableUpDownCounter as ApiObservableUpDownCounter,
+  UpDownCounter as ApiUpDownCounter,
+} from '@opentelemetry/api';
+import type { RecordStore } from '../sdk/record-store';
+import type { BoundCounter, BoundGauge, BoundHistogram, BoundUpDownCounter } from './handles';
+
+/** A monotonic sum. `add(value, attributes)` or, faster, `bind(attributes).add(value)`. */
+export class Counter implements ApiCounter {
+  /** @internal */
+  constructor(readonly store: RecordStore<BoundCounter>) {}
+
+  add(value: number, attributes?: Attributes, _context?: Context): void {
+    const s = this.store;
+    let h: BoundCounter | undefined;
+    if (typeof attributes === 'object' && attributes !== null) {
+      try {
+        h = s.trie.get(attributes);
+      } catch {
+        h = undefined;
+      }
+    }
+    (h ?? s.lookup(attributes)).add(value);
+  }
+
+  /** A handle bound to `attributes`; hold it, call `add`, and `unbind()` when done. */
+  bind(attributes?: Attributes): BoundCounter {
+    return this.store.bind(attributes);
+  }
+}
+
+/** A sum that may go down. */
+export class UpDownCounter implements ApiUpDownCounter {
+  /** @internal */
+  constructor(readonly store: RecordStore<BoundUpDownCounter>) {}
+
+  add(value: number, attributes?: Attributes, _context?: Context): void {
+    const s = this.store;
+    let h: BoundUpDownCounter | undefined;
+    if (typeof attributes === 'object' && attributes !== null) {
+      try {
+        h = s.trie.get(attributes);
+      } catch {
+        h = undefined;
+      }
+    }
+    (h ?? s.lookup(attributes)).add(value);
+  }
+
+  bind(attributes?: Attributes): BoundUpDownCounter {
+    return this.store.bind(attributes);
+  }
+}
+
+/** A distribution of values (explicit-bucket histogram by default). */
+export class Histogram implements ApiHistogram {
+  /** @internal */
+  constructor(readonly store: RecordStore<BoundHistogram>) {}
+
+  record(value: number, attributes?: Attributes, _context?: Context): void {
+    const s = this.store;
+    let h: BoundHistogram | undefined;
+    if (typeof attributes === 'object' && attributes !== null) {
+      try {
+        h = s.trie.get(attributes);
+      } catch {
+        h = undefined;
+      }
+    }
+    (h ?? s.lookup(attributes)).record(value);
+  }
+
+  bind(attributes?: Attributes): BoundHistogram {
+    return this.store.bind(attributes);
+  }
+}
+
+/** The last value recorded. */
+export class Gauge implements ApiGauge {
+  /** @internal */
+  constructor(readonly store: RecordStore<BoundGauge>) {}
+
+  record(value: number, attributes?: Attributes, _context?: Context): void {
+    const s = this.store;
+    let h: BoundGauge | undefined;
+    if (typeof attributes === 'object' && attributes !== null) {
+      try {
+        h = s.trie.get(attributes);
+      } catch {
+        h = undefined;
+      }
+    }
+    (h ?? s.lookup(attributes)).record(value);
+  }
+
+  bind(attributes?: Attributes): BoundGauge {
+    return this.store.bind(attributes);
+  }
+}
+
+/** Base of the observable instruments: callbacks run at each collection. */
+export class ObservableInstrument implements Observable {
+  /** @internal */ readonly callbacks: ObservableCallback[] = [];
+
+  /** @internal */
+  constructor(readonly store: RecordStore<BoundGauge>) {}
+
+  addCallback(callback: ObservableCallback): void {
+    if (typeof callback !== 'function') return;
+    if (!this.callbacks.includes(callback)) this.callbacks.push(callback);
+  }
+
+  removeCallback(callback: ObservableCallback): void {
+    const i = this.callbacks.indexOf(callback);
+    if (i >= 0) this.callbacks.splice(i, 1);
+  }
+
+  /** @internal Writes one observation (the observed value replaces the series value). */
+  observe(value: number, attributes?: Attributes): void {
+    this.store.lookup(attributes).record(value);
+  }
+}
+
+export class ObservableCounter extends ObservableInstrument implements ApiObservableCounter {}
+export class ObservableUpDownCounter extends ObservableInstrument implements ApiObservableUpDownCounter {}
+export class ObservableGauge extends ObservableInstrument implements ApiObservableGauge {}
+
+/** What a callback receives: observations go to the instrument it belongs to. */
+export class InstrumentObservableResult implements ObservableResult {
+  /** @internal */
+  constructor(private readonly instrument: ObservableInstrument) {}
+  observe(value: number, attributes?: Attributes): void {
+    this.instrument.observe(value, attributes);
+  }
+}
+
+/** A registered batch callback and the observables it may report. */
+export interface BatchRegistration {
+  callback: BatchObservableCallback;
+  observables: Set<Observable>;
+}

@@ -1,0 +1,31 @@
+/**
+ * hotmeter: a metrics SDK for Node.js whose hot path writes straight into native memory.
+ * @packageDocumentation
+ */
+export { MeterProvider } from './sdk/meter-provider';
+export type { MeterProviderOptions } from './sdk/meter-provider';
+export { Meter } from './api/meter';
+export {
+  Counter,
+  UpDownCounter,
+  Histogram,
+  Gauge,
+  ObservableCounter,
+  ObservableUpDownCounter,
+  ObservableGauge,
+} from './api/instruments';
+export { BoundHandle, BoundCounter, BoundUpDownCounter, BoundHistogram, BoundGauge, BoundMinMaxSumCount } from './api/handles';
+export { CheckpointSet } from './export/checkpoint-set';
+export type {
+  Aggregation,
+  CheckpointRecord,
+  HistogramAggregation,
+  LastValueAggregation,
+  MinMaxSumCountAggregation,
+  SumAggregation,
+} from './export/checkpoint-set';
+export { InstrumentKind } from './sdk/descriptor';
+export type { Descriptor, InstrumentationScope } from './sdk/descriptor';
+export { AggregationKind, DEFAULT_HISTOGRAM_BOUNDARIES } from './sdk/aggregation';
+export { DEFAULT_LABEL_LIMITS } from './sdk/labels';
+export type { LabelLimits } from './sdk/labels';

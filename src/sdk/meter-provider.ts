@@ -1,0 +1,291 @@
+// MeterProvider: the drop-in @opentelemetry/api MeterProvider. It owns a domain in the
+// native record map (its instruments and records), the per-thread record stores, the
+// observable callbacks, and collection into a CheckpointSet.
+import {
+  Attributes,
+  BatchObservableCallback,
+  diag,
+  MeterOptions,
+  MeterProvider as ApiMeterProvider,
+  MetricOptions,
+  Observable,
+  ObservableResult,
+  ValueType,
+} from '@opentelemetry/api';
+import { BoundHandle } from '../api/handles';
+import { InstrumentObservableResult, BatchRegistration, ObservableInstrument } from '../api/instruments';
+import { Meter, MeterHost } from '../api/meter';
+import { Aggregation, CheckpointRecord, CheckpointSet } from '../export/checkpoint-set';
+import { AggregationKind, cellSize, DEFAULT_HISTOGRAM_BOUNDARIES, defaultAggregation, validBoundaries } from './aggregation';
+import {
+  Descriptor,
+  InstrumentationScope,
+  InstrumentKind,
+  isMonotonic,
+  isObservable,
+  isValidInstrumentName,
+  isValidUnit,
+} from './descriptor';
+import { warnLimited } from './diag';
+import { DEFAULT_LABEL_LIMITS, LabelLimits } from './labels';
+import { native } from './native';
+import { RecordStore } from './record-store';
+
+/** Options of {@link MeterProvider}. */
+export interface MeterProviderOptions {
+  /** Describes the entity producing telemetry; exported with every collection. */
+  resource?: { attributes: Attributes };
+  /**
+   * Share records with every other provider (in any worker thread) created with the
+   * same domain name. By default each provider has a domain of its own.
+   */
+  domain?: string;
+  /** Limits applied to attribute sets. */
+  labelLimits?: Partial<LabelLimits>;
+  /** How long observable callbacks may run in one collection, ms. Default 30 000. */
+  callbackTimeoutMillis?: number;
+}
+
+const EMPTY_BOUNDS = new Float64Array(0);
+
+export class MeterProvider implements ApiMeterProvider, MeterHost {
+  /** The resource exported with every collection. */
+  readonly resource: { attributes: Attributes };
+  private readonly domain: number;
+  private readonly limits: LabelLimits;
+  private readonly callbackTimeoutMillis: number;
+  private readonly meters = new Map<string, Meter>();
+  private readonly stores = new Map<string, RecordStore<BoundHandle>>();
+  private readonly storeByInstrument = new Map<number, RecordStore<BoundHandle>>();
+  private readonly nameKinds = new Map<string, string>();
+  private readonly attributesOf = new Map<number, Attributes>();
+  private readonly observables: ObservableInstrument[] = [];
+  private readonly batches: BatchRegistration[] = [];
+  private shutdownDone = false;
+
+  constructor(options: MeterProviderOptions = {}) {
+    this.resource = options.resource ?? { attributes: {} };
+    this.limits = { ...DEFAULT_LABEL_LIMITS, ...(options.labelLimits ?? {}) };
+    this.callbackTimeoutMillis = options.callbackTimeoutMillis ?? 30_000;
+    this.domain = native().registerDomain(typeof options.domain === 'string' ? options.domain : '');
+  }
+
+  /** A Meter for an instrumentation scope; the same scope returns the same Meter. */
+  getMeter(name: string, version = '', options: MeterOptions = {}): Meter {
+    const scope: InstrumentationScope = { name: String(name ?? ''), version: version || undefined, schemaUrl: options.schemaUrl };
+    const key = `${scope.name}\0${scope.version ?? ''}\0${scope.schemaUrl ?? ''}`;
+    let m = this.meters.get(key);
+    if (m === undefined) {
+      m = new Meter(this, scope);
+      this.meters.set(key, m);
+    }
+    return m;
+  }
+
+  /** @internal */
+  storeFor(scope: InstrumentationScope, kind: InstrumentKind, name: string, options: MetricOptions = {}): RecordStore<BoundHandle> {
+    const opts = options !== null && typeof options === 'object' ? options : {};
+    const valueType = opts.valueType === ValueType.INT ? ValueType.INT : ValueType.DOUBLE;
+    const description = typeof opts.description === 'string' ? opts.description : '';
+    let unit = typeof opts.unit === 'string' ? opts.unit : '';
+    if (!isValidUnit(unit)) {
+      warnLimited(`unit:${String(name)}`, `invalid unit for ${String(name)} ignored (ASCII, at most 63 characters)`);
+      unit = '';
+    }
+    const advice = opts.advice ?? {};
+    let adviceBoundaries: readonly number[] | undefined;
+    if (advice.explicitBucketBoundaries !== undefined) {
+      if (validBoundaries(advice.explicitBucketBoundaries)) adviceBoundaries = [...advice.explicitBucketBoundaries];
+      else warnLimited(`bounds:${String(name)}`, `${String(name)}: explicitBucketBoundaries must be finite and strictly increasing; defaults used`);
+    }
+    const adviceAttributes = Array.isArray((advice as { attributes?: unknown }).attributes)
+      ? ((advice as { attributes: unknown[] }).attributes.filter((a) => typeof a === 'string') as string[])
+      : undefined;
+    const descriptor: Descriptor = Object.freeze({
+      name: String(name),
+      description,
+      unit,
+      kind,
+      valueType,
+      monotonic: isMonotonic(kind),
+      adviceBoundaries,
+      adviceAttributes,
+    });
+
+    const scopeKey = `${scope.name}\0${scope.version ?? ''}\0${scope.schemaUrl ?? ''}`;
+    const valid = isValidInstrumentName(name);
+    const identity = `${scopeKey}\0${String(name).toLowerCase()}\0${kind}\0${unit}\0${valueType}\0${description}`;
+    const existing = this.stores.get(identity);
+    if (existing !== undefined) return existing;
+
+    if (!valid) {
+      diag.warn(`hotmeter: invalid instrument name "${String(name).slice(0, 300)}": a letter then up to 254 of [A-Za-z0-9_.-/]; the instrument records nothing`);
+      return new RecordStore(descriptor, scope, 0, AggregationKind.DROP, EMPTY_BOUNDS, this.limits, this.attributesOf);
+    }
+    const nameKey = `${scopeKey}\0${descriptor.name.toLowerCase()}`;
+    const prior = this.nameKinds.get(nameKey);
+    if (prior !== undefined && prior !== identity) {
+      diag.warn(`hotmeter: duplicate instrument registration for "${descriptor.name}" with a different kind, unit, description or value type; both are exported`);
+    }
+    this.nameKinds.set(nameKey, identity);
+
+    const aggregation = defaultAggregation(kind);
+    const bounds =
+      aggregation === AggregationKind.HISTOGRAM
+        ? new Float64Array(adviceBoundaries ?? DEFAULT_HISTOGRAM_BOUNDARIES)
+        : EMPTY_BOUNDS;
+    const [id] = native().registerInstrument(
+      this.domain, identity, descriptor.name, description, unit, kind, valueType, aggregation, descriptor.monotonic, bounds,
+    );
+    const store = new RecordStore<BoundHandle>(descriptor, scope, id, aggregation, bounds, this.limits, this.attributesOf);
+    if (this.shutdownDone) store.shutdown();
+    this.stores.set(identity, store);
+    this.storeByInstrument.set(id, store);
+    return store;
+  }
+
+  /** @internal */
+  registerObservable(o: ObservableInstrument): void {
+    if (!this.observables.includes(o)) this.observables.push(o);
+  }
+
+  /** @internal */
+  registerBatch(reg: BatchRegistration): void {
+    this.batches.push(reg);
+  }
+
+  /** @internal */
+  unregisterBatch(callback: BatchObservableCallback, observables: Observable[]): void {
+    const set = new Set(observables);
+    const i = this.batches.findIndex(
+      (b) => b.callback === callback && b.observables.size === set.size && [...set].every((o) => b.observables.has(o)),
+    );
+    if (i >= 0) this.batches.splice(i, 1);
+  }
+
+  /**
+   * Runs the observable callbacks, then checkpoints every record of this provider in
+   * one native pass. Synchronous instruments report every live series (cumulative);
+   * observable instruments report the series observed in this collection.
+   */
+  async collect(): Promise<CheckpointSet> {
+    if (this.shutdownDone) throw new Error('hotmeter: collect() after shutdown()');
+    await this.runCallbacks();
+    return this.checkpoint();
+  }
+
+  /** Nothing is buffered without a reader; resolves once pending work is done. */
+  async forceFlush(): Promise<void> {
+    if (this.shutdownDone) throw new Error('hotmeter: forceFlush() after shutdown()');
+  }
+
+  /** Stops recording: later measurements are dropped with one diagnostic each kind. */
+  async shutdown(): Promise<void> {
+    if (this.shutdownDone) return;
+    this.shutdownDone = true;
+    for (const s of this.stores.values()) s.shutdown();
+  }
+
+  private async runCallbacks(): Promise<void> {
+    const pending: Promise<unknown>[] = [];
+    const guard = (what: string, fn: () => unknown): void => {
+      try {
+        const r = fn();
+        if (r !== null && typeof r === 'object' && typeof (r as Promise<unknown>).then === 'function') {
+          pending.push(Promise.resolve(r).catch((e) => warnLimited(`cb:${what}`, `observable callback for ${what} rejected: ${String(e)}`)));
+        }
+      } catch (e) {
+        warnLimited(`cb:${what}`, `observable callback for ${what} threw: ${String(e)}`);
+      }
+    };
+    for (const o of this.observables) {
+      if (o.callbacks.length === 0) continue;
+      const result = new InstrumentObservableResult(o);
+      for (const cb of o.callbacks) guard(o.store.name, () => cb(result));
+    }
+    for (const b of this.batches) {
+      const result = {
+        observe: (observable: Observable, value: number, attributes?: Attributes) => {
+          if (observable instanceof ObservableInstrument && b.observables.has(observable)) observable.observe(value, attributes);
+          else warnLimited('batch-observe', 'batch callback observed an instrument it was not registered with; dropped');
+        },
+      };
+      guard('batch', () => b.callback(result));
+    }
+    if (pending.length === 0) return;
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<void>((resolve) => {
+      timer = setTimeout(() => {
+        warnLimited('cb-timeout', `observable callbacks did not settle within ${this.callbackTimeoutMillis} ms; collecting without them`);
+        resolve();
+      }, this.callbackTimeoutMillis);
+      timer.unref?.();
+    });
+    await Promise.race([Promise.all(pending), timeout]);
+    clearTimeout(timer);
+  }
+
+  private checkpoint(): CheckpointSet {
+    const data = native().collect(this.domain, false);
+    const epoch = data[0];
+    const count = data[1];
+    const now = Date.now();
+    const records: CheckpointRecord[] = [];
+    let i = 3;
+    for (let n = 0; n < count; n++) {
+      const recordId = data[i];
+      const store = this.storeByInstrument.get(data[i + 1]);
+      const updated = data[i + 2] === 1;
+      const startTime = data[i + 3];
+      i += 4;
+      if (store === undefined) continue; // cannot happen within one thread's domain
+      const size = cellSize(store.aggregation, store.bounds.length);
+      const st = data.subarray(i, i + size);
+      i += size;
+      if (isObservable(store.descriptor.kind) && !updated) continue;
+      records.push({
+        descriptor: store.descriptor,
+        scope: store.scope,
+        attributes: this.attributesOf.get(recordId) ?? {},
+        aggregation: toAggregation(store, st),
+        startTime,
+        endTime: now,
+        updated,
+      });
+    }
+    const reclaimed = data[2];
+    for (let n = 0; n < reclaimed; n++) this.attributesOf.delete(data[i + n]);
+    return new CheckpointSet(records, now, epoch);
+  }
+}
+
+function toAggregation(store: RecordStore<BoundHandle>, st: Float64Array): Aggregation {
+  const monotonic = store.descriptor.monotonic;
+  switch (store.aggregation) {
+    case AggregationKind.SUM:
+      return { kind: 'sum', sum: st[0], monotonic };
+    case AggregationKind.PRECOMPUTED_SUM:
+      return { kind: 'sum', sum: st[0], monotonic };
+    case AggregationKind.LAST_VALUE:
+      return { kind: 'lastValue', value: st[0] };
+    case AggregationKind.MIN_MAX_SUM_COUNT:
+      return { kind: 'minMaxSumCount', count: st[0], sum: st[1], min: st[2], max: st[3] };
+    default: {
+      const bucketCounts = Array.from(st.subarray(3));
+      let count = 0;
+      for (const c of bucketCounts) count += c;
+      return {
+        kind: 'histogram',
+        count,
+        sum: st[0],
+        min: st[1],
+        max: st[2],
+        boundaries: Array.from(store.bounds),
+        bucketCounts,
+      };
+    }
+  }
+}
+
+// Keep the type import used for declaration output.
+export type { ObservableResult };

@@ -1,0 +1,193 @@
+// RecordStore: one per instrument identity per provider per thread. Maps attribute sets
+// to this thread's handles: first a LabelTrie over the attribute object (no key is built),
+// then the canonical encoding (no C++ call), then native acquire (a new record or a new
+// cell for this thread). Handles cached here hold one native reference each.
+import type { Attributes } from '@opentelemetry/api';
+import {
+  BoundCounter,
+  BoundGauge,
+  BoundHandle,
+  BoundHistogram,
+  BoundMinMaxSumCount,
+  BoundUpDownCounter,
+  HandleOwner,
+  OFF_DROPPED,
+  OFF_SHUTDOWN,
+} from '../api/handles';
+import { AggregationKind } from './aggregation';
+import { Descriptor, InstrumentationScope, InstrumentKind } from './descriptor';
+import { warnLimited } from './diag';
+import { decodeLabels as decodeParts, encodeLabels, LabelLimits } from './labels';
+import { LabelTrie } from './label-trie';
+import { native } from './native';
+import { slabView } from './slabs';
+
+const EMPTY_F64 = new Float64Array(1);
+const acquireOut = new Float64Array(4);
+
+// Bound handles the user dropped without unbind(): give their reference back.
+const forgotten = new FinalizationRegistry<{ store: RecordStore; recordId: number }>((held) => {
+  held.store.releaseRecord(held.recordId);
+});
+
+export class RecordStore<H extends BoundHandle = BoundHandle> implements HandleOwner {
+  readonly name: string;
+  readonly int: boolean;
+  /** Direct-call cache: attribute object shape -> handle. */
+  readonly trie = new LabelTrie<H>();
+  /** Canonical encoding (JSON of the parts) -> handle. */
+  private readonly byKey = new Map<string, H>();
+  private readonly bound = new Set<WeakRef<H>>();
+  private readonly weakOf = new WeakMap<H, WeakRef<H>>();
+  /** The handle for "no attributes". */
+  empty: H | undefined;
+  /** Returned when a measurement is dropped by design. */
+  readonly dropped: H;
+  private dead = false;
+
+  constructor(
+    readonly descriptor: Descriptor,
+    readonly scope: InstrumentationScope,
+    /** Native instrument id; 0 when disabled. */
+    readonly instrumentId: number,
+    readonly aggregation: AggregationKind,
+    readonly bounds: Float64Array,
+    private readonly limits: LabelLimits,
+    /** recordId -> attributes, shared by the provider for collection. */
+    private readonly attributesOf: Map<number, Attributes>,
+  ) {
+    this.name = descriptor.name;
+    this.int = descriptor.valueType === 0; /* ValueType.INT */
+    this.dropped = this.makeHandle(EMPTY_F64, OFF_DROPPED, 0);
+  }
+
+  get disabled(): boolean {
+    return this.instrumentId === 0 || this.aggregation === AggregationKind.DROP;
+  }
+
+  /** The cached handle for `attrs` (slow path of the direct calls). Never throws. */
+  lookup(attrs: Attributes | undefined): H {
+    if (attrs === undefined) return this.empty ?? (this.empty = this.resolve({}, false));
+    if (typeof attrs !== 'object' || attrs === null) {
+      warnLimited(`attrs:${this.name}`, `${this.name}: attributes must be an object; measurement dropped`);
+      return this.dropped;
+    }
+    try {
+      const h = this.trie.get(attrs);
+      if (h !== undefined) return h;
+      return this.resolve(attrs, true);
+    } catch (e) {
+      warnLimited(`attrs-throw:${this.name}`, `${this.name}: reading the attributes threw (${String(e)}); measurement dropped`);
+      return this.dropped;
+    }
+  }
+
+  /** A new user-owned handle holding its own reference. */
+  bind(attrs: Attributes | undefined): H {
+    if (this.dead || this.disabled) return this.dropped;
+    let parts: string[] | undefined;
+    try {
+      parts = encodeLabels(attrs ?? {}, this.limits, this.name);
+    } catch (e) {
+      parts = undefined;
+    }
+    if (parts === undefined) {
+      warnLimited(`attrs:${this.name}`, `${this.name}: attributes must be a plain object; bind() returned a handle that drops`);
+      return this.dropped;
+    }
+    const h = this.acquire(parts);
+    if (h === undefined) return this.dropped;
+    const w = new WeakRef(h);
+    this.bound.add(w);
+    this.weakOf.set(h, w);
+    forgotten.register(h, { store: this, recordId: h.recordId }, h);
+    return h;
+  }
+
+  /** Called by BoundHandle.unbind(). */
+  release(handle: BoundHandle): void {
+    const w = this.weakOf.get(handle as H);
+    if (w === undefined) return; // a cached handle: the store owns its reference
+    this.bound.delete(w);
+    this.weakOf.delete(handle as H);
+    forgotten.unregister(handle);
+    this.releaseRecord(handle.recordId);
+  }
+
+  /** @internal */
+  releaseRecord(recordId: number): void {
+    if (this.dead) return;
+    try {
+      native().release(recordId);
+    } catch {
+      // the environment is shutting down; nothing left to release
+    }
+  }
+
+  /** After shutdown every handle, cached or bound, drops with a diagnostic. */
+  shutdown(): void {
+    this.dead = true;
+    for (const h of this.byKey.values()) h.off = OFF_SHUTDOWN;
+    for (const w of this.bound) {
+      const h = w.deref();
+      if (h !== undefined) h.off = OFF_SHUTDOWN;
+    }
+    this.bound.clear();
+    this.trie.clear();
+    this.byKey.clear();
+    this.empty = undefined;
+  }
+
+  private resolve(attrs: Attributes, cacheInTrie: boolean): H {
+    if (this.dead) {
+      warnLimited(`shutdown:${this.name}`, `${this.name}: measurement after shutdown dropped`);
+      return this.dropped;
+    }
+    if (this.disabled) return this.dropped;
+    const parts = encodeLabels(attrs, this.limits, this.name);
+    if (parts === undefined) {
+      warnLimited(`attrs:${this.name}`, `${this.name}: attributes must be a plain object; measurement dropped`);
+      return this.dropped;
+    }
+    const key = JSON.stringify(parts);
+    let h = this.byKey.get(key);
+    if (h === undefined) {
+      h = this.acquire(parts);
+      if (h === undefined) return this.dropped;
+      this.byKey.set(key, h);
+    }
+    if (cacheInTrie) this.trie.set(attrs, h);
+    return h;
+  }
+
+  private acquire(parts: string[]): H | undefined {
+    let ok: boolean;
+    try {
+      ok = native().acquire(this.instrumentId, parts, acquireOut);
+    } catch (e) {
+      warnLimited(`native:${this.name}`, `${this.name}: label set rejected (${(e as Error).message}); measurement dropped`);
+      return undefined;
+    }
+    if (!ok) return undefined;
+    const recordId = acquireOut[0];
+    if (!this.attributesOf.has(recordId)) this.attributesOf.set(recordId, decodeParts(parts));
+    return this.makeHandle(slabView(acquireOut[1]), acquireOut[2], recordId);
+  }
+
+  private makeHandle(f64: Float64Array, off: number, recordId: number): H {
+    switch (this.aggregation) {
+      case AggregationKind.HISTOGRAM:
+        return new BoundHistogram(this, f64, off, recordId, this.bounds) as unknown as H;
+      case AggregationKind.MIN_MAX_SUM_COUNT:
+        return new BoundMinMaxSumCount(this, f64, off, recordId) as unknown as H;
+      case AggregationKind.LAST_VALUE:
+      case AggregationKind.PRECOMPUTED_SUM:
+        return new BoundGauge(this, f64, off, recordId) as unknown as H;
+      default:
+        return (this.descriptor.kind === InstrumentKind.COUNTER
+          ? new BoundCounter(this, f64, off, recordId)
+          : new BoundUpDownCounter(this, f64, off, recordId)) as unknown as H;
+    }
+  }
+}
+
