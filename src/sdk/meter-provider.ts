@@ -16,6 +16,8 @@ import { BoundHandle } from '../api/handles';
 import { InstrumentObservableResult, BatchRegistration, ObservableInstrument } from '../api/instruments';
 import { Meter, MeterHost } from '../api/meter';
 import { Aggregation, CheckpointRecord, CheckpointSet } from '../export/checkpoint-set';
+import type { MetricReader } from '../export/reader';
+import { AggregationSelector, compatible, defaultSelector } from '../export/aggregation-selector';
 import { AggregationKind, cellSize, DEFAULT_HISTOGRAM_BOUNDARIES, defaultAggregation, validBoundaries } from './aggregation';
 import {
   Descriptor,
@@ -44,6 +46,10 @@ export interface MeterProviderOptions {
   labelLimits?: Partial<LabelLimits>;
   /** How long observable callbacks may run in one collection, ms. Default 30 000. */
   callbackTimeoutMillis?: number;
+  /** Readers (pull endpoints, push controllers) that collect from this provider. */
+  readers?: MetricReader[];
+  /** Chooses each instrument's aggregator; `null` disables an instrument. */
+  aggregationSelector?: AggregationSelector;
 }
 
 const EMPTY_BOUNDS = new Float64Array(0);
@@ -61,6 +67,8 @@ export class MeterProvider implements ApiMeterProvider, MeterHost {
   private readonly attributesOf = new Map<number, Attributes>();
   private readonly observables: ObservableInstrument[] = [];
   private readonly batches: BatchRegistration[] = [];
+  private readonly readers: MetricReader[];
+  private readonly selector: AggregationSelector;
   private shutdownDone = false;
 
   constructor(options: MeterProviderOptions = {}) {
@@ -68,6 +76,9 @@ export class MeterProvider implements ApiMeterProvider, MeterHost {
     this.limits = { ...DEFAULT_LABEL_LIMITS, ...(options.labelLimits ?? {}) };
     this.callbackTimeoutMillis = options.callbackTimeoutMillis ?? 30_000;
     this.domain = native().registerDomain(typeof options.domain === 'string' ? options.domain : '');
+    this.selector = options.aggregationSelector ?? defaultSelector;
+    this.readers = Array.isArray(options.readers) ? [...options.readers] : [];
+    for (const r of this.readers) r.setMetricProducer(this);
   }
 
   /** A Meter for an instrumentation scope; the same scope returns the same Meter. */
@@ -129,7 +140,17 @@ export class MeterProvider implements ApiMeterProvider, MeterHost {
     }
     this.nameKinds.set(nameKey, identity);
 
-    const aggregation = defaultAggregation(kind);
+    let aggregation: AggregationKind;
+    try {
+      aggregation = this.selector.aggregatorFor(descriptor) ?? AggregationKind.DROP;
+    } catch (e) {
+      diag.error(`hotmeter: aggregationSelector threw for ${descriptor.name}: ${String(e)}; default used`);
+      aggregation = defaultAggregation(kind);
+    }
+    if (!compatible(kind, aggregation)) {
+      diag.warn(`hotmeter: aggregation ${AggregationKind[aggregation]} does not fit ${InstrumentKind[kind]} ${descriptor.name}; default used`);
+      aggregation = defaultAggregation(kind);
+    }
     const bounds =
       aggregation === AggregationKind.HISTOGRAM
         ? new Float64Array(adviceBoundaries ?? DEFAULT_HISTOGRAM_BOUNDARIES)
@@ -174,16 +195,24 @@ export class MeterProvider implements ApiMeterProvider, MeterHost {
     return this.checkpoint();
   }
 
-  /** Nothing is buffered without a reader; resolves once pending work is done. */
+  /** Asks every reader to export what it has. Rejects after shutdown. */
   async forceFlush(): Promise<void> {
     if (this.shutdownDone) throw new Error('hotmeter: forceFlush() after shutdown()');
+    await Promise.all(this.readers.map((r) => r.forceFlush?.()));
   }
 
-  /** Stops recording: later measurements are dropped with one diagnostic each kind. */
+  /**
+   * Shuts the readers down (a push controller exports its last collection first), then
+   * stops recording: later measurements are dropped with one diagnostic per kind.
+   */
   async shutdown(): Promise<void> {
     if (this.shutdownDone) return;
+    const results = await Promise.allSettled(this.readers.map((r) => r.shutdown?.()));
     this.shutdownDone = true;
     for (const s of this.stores.values()) s.shutdown();
+    for (const r of results) {
+      if (r.status === 'rejected') diag.error(`hotmeter: reader shutdown failed: ${String(r.reason)}`);
+    }
   }
 
   private async runCallbacks(): Promise<void> {

@@ -14,7 +14,7 @@ import {
   OFF_DROPPED,
   OFF_SHUTDOWN,
 } from '../api/handles';
-import { AggregationKind } from './aggregation';
+import { AggregationKind, defaultAggregation } from './aggregation';
 import { Descriptor, InstrumentationScope, InstrumentKind } from './descriptor';
 import { warnLimited } from './diag';
 import { decodeLabels as decodeParts, encodeLabels, LabelLimits } from './labels';
@@ -175,7 +175,9 @@ export class RecordStore<H extends BoundHandle = BoundHandle> implements HandleO
   }
 
   private makeHandle(f64: Float64Array, off: number, recordId: number): H {
-    switch (this.aggregation) {
+    // A disabled instrument still hands out the class its instrument calls into.
+    const agg = this.aggregation === AggregationKind.DROP ? defaultAggregation(this.descriptor.kind) : this.aggregation;
+    switch (agg) {
       case AggregationKind.HISTOGRAM:
         return new BoundHistogram(this, f64, off, recordId, this.bounds) as unknown as H;
       case AggregationKind.MIN_MAX_SUM_COUNT:
