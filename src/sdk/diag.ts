@@ -20,7 +20,7 @@ export function warnLimited(kind: string, message: string): void {
     if (slots.size >= MAX_KINDS) slots.clear();
     slot = { last: now, suppressed: 0 };
     slots.set(kind, slot);
-    diag.warn(`hotmeter: ${message}`);
+    emit(`hotmeter: ${message}`);
     return;
   }
   if (now - slot.last < INTERVAL_MS) {
@@ -30,7 +30,32 @@ export function warnLimited(kind: string, message: string): void {
   const n = slot.suppressed;
   slot.last = now;
   slot.suppressed = 0;
-  diag.warn(n > 0 ? `hotmeter: ${message} (and ${n} more like it suppressed)` : `hotmeter: ${message}`);
+  emit(n > 0 ? `hotmeter: ${message} (and ${n} more like it suppressed)` : `hotmeter: ${message}`);
+}
+
+// A user's DiagLogger that throws must not make a recording call throw.
+function emit(line: string): void {
+  try {
+    diag.warn(line);
+  } catch {
+    // nothing sensible left to report to
+  }
+}
+
+/**
+ * `String(value)` for a diagnostic, which never throws: a thrown value may be an object
+ * with no string form (`Object.create(null)`) or a throwing `toString`.
+ */
+export function describeValue(value: unknown): string {
+  try {
+    return String(value);
+  } catch {
+    try {
+      return Object.prototype.toString.call(value);
+    } catch {
+      return 'a value that cannot be printed';
+    }
+  }
 }
 
 /** For tests: forget every rate-limit window. */

@@ -28,8 +28,8 @@ import {
   isValidInstrumentName,
   isValidUnit,
 } from './descriptor';
-import { warnLimited } from './diag';
-import { DEFAULT_LABEL_LIMITS, LabelLimits } from './labels';
+import { describeValue, warnLimited } from './diag';
+import { decodeLabels, DEFAULT_LABEL_LIMITS, LabelLimits } from './labels';
 import { native } from './native';
 import { RecordStore } from './record-store';
 
@@ -95,25 +95,26 @@ export class MeterProvider implements ApiMeterProvider, MeterHost {
 
   /** @internal */
   storeFor(scope: InstrumentationScope, kind: InstrumentKind, name: string, options: MetricOptions = {}): RecordStore<BoundHandle> {
+    const nameText = typeof name === 'string' ? name : describeValue(name);
     const opts = options !== null && typeof options === 'object' ? options : {};
     const valueType = opts.valueType === ValueType.INT ? ValueType.INT : ValueType.DOUBLE;
     const description = typeof opts.description === 'string' ? opts.description : '';
     let unit = typeof opts.unit === 'string' ? opts.unit : '';
     if (!isValidUnit(unit)) {
-      warnLimited(`unit:${String(name)}`, `invalid unit for ${String(name)} ignored (ASCII, at most 63 characters)`);
+      warnLimited(`unit:${nameText}`, `invalid unit for ${nameText} ignored (ASCII, at most 63 characters)`);
       unit = '';
     }
     const advice = opts.advice ?? {};
     let adviceBoundaries: readonly number[] | undefined;
     if (advice.explicitBucketBoundaries !== undefined) {
       if (validBoundaries(advice.explicitBucketBoundaries)) adviceBoundaries = [...advice.explicitBucketBoundaries];
-      else warnLimited(`bounds:${String(name)}`, `${String(name)}: explicitBucketBoundaries must be finite and strictly increasing; defaults used`);
+      else warnLimited(`bounds:${nameText}`, `${nameText}: explicitBucketBoundaries must be finite and strictly increasing; defaults used`);
     }
     const adviceAttributes = Array.isArray((advice as { attributes?: unknown }).attributes)
       ? ((advice as { attributes: unknown[] }).attributes.filter((a) => typeof a === 'string') as string[])
       : undefined;
     const descriptor: Descriptor = Object.freeze({
-      name: String(name),
+      name: nameText,
       description,
       unit,
       kind,
@@ -125,18 +126,18 @@ export class MeterProvider implements ApiMeterProvider, MeterHost {
 
     const scopeKey = `${scope.name}\0${scope.version ?? ''}\0${scope.schemaUrl ?? ''}`;
     const valid = isValidInstrumentName(name);
-    const identity = `${scopeKey}\0${String(name).toLowerCase()}\0${kind}\0${unit}\0${valueType}\0${description}`;
+    const identity = `${scopeKey}\0${nameText.toLowerCase()}\0${kind}\0${unit}\0${valueType}\0${description}`;
     const existing = this.stores.get(identity);
     if (existing !== undefined) return existing;
 
     if (!valid) {
-      diag.warn(`hotmeter: invalid instrument name "${String(name).slice(0, 300)}": a letter then up to 254 of [A-Za-z0-9_.-/]; the instrument records nothing`);
+      warnLimited(`name:${nameText.slice(0, 300)}`, `invalid instrument name "${nameText.slice(0, 300)}": a letter then up to 254 of [A-Za-z0-9_.-/]; the instrument records nothing`);
       return new RecordStore(descriptor, scope, 0, AggregationKind.DROP, EMPTY_BOUNDS, this.limits, this.attributesOf);
     }
     const nameKey = `${scopeKey}\0${descriptor.name.toLowerCase()}`;
     const prior = this.nameKinds.get(nameKey);
     if (prior !== undefined && prior !== identity) {
-      diag.warn(`hotmeter: duplicate instrument registration for "${descriptor.name}" with a different kind, unit, description or value type; both are exported`);
+      warnLimited(`dup:${nameKey}`, `duplicate instrument registration for "${descriptor.name}" with a different kind, unit, description or value type; both are exported`);
     }
     this.nameKinds.set(nameKey, identity);
 
@@ -144,21 +145,30 @@ export class MeterProvider implements ApiMeterProvider, MeterHost {
     try {
       aggregation = this.selector.aggregatorFor(descriptor) ?? AggregationKind.DROP;
     } catch (e) {
-      diag.error(`hotmeter: aggregationSelector threw for ${descriptor.name}: ${String(e)}; default used`);
+      warnLimited(`selector:${descriptor.name}`, `aggregationSelector threw for ${descriptor.name}: ${describeValue(e)}; default used`);
       aggregation = defaultAggregation(kind);
     }
     if (!compatible(kind, aggregation)) {
-      diag.warn(`hotmeter: aggregation ${AggregationKind[aggregation]} does not fit ${InstrumentKind[kind]} ${descriptor.name}; default used`);
+      warnLimited(`selector-fit:${descriptor.name}`, `aggregation ${String(AggregationKind[aggregation])} does not fit ${InstrumentKind[kind]} ${descriptor.name}; default used`);
       aggregation = defaultAggregation(kind);
     }
     const bounds =
       aggregation === AggregationKind.HISTOGRAM
         ? new Float64Array(adviceBoundaries ?? DEFAULT_HISTOGRAM_BOUNDARIES)
         : EMPTY_BOUNDS;
-    const [id] = native().registerInstrument(
+    const [id, existed] = native().registerInstrument(
       this.domain, identity, descriptor.name, description, unit, kind, valueType, aggregation, descriptor.monotonic, bounds,
     );
-    const store = new RecordStore<BoundHandle>(descriptor, scope, id, aggregation, bounds, this.limits, this.attributesOf);
+    // In a domain shared by name, another provider (or thread) may have registered this
+    // identity first with other advice or another selector: the cells in native memory
+    // have its layout, so this store must use it.
+    const reg = existed ? native().descriptor(id) : null;
+    const store = new RecordStore<BoundHandle>(
+      descriptor, scope, id,
+      reg !== null ? (reg.aggregation as AggregationKind) : aggregation,
+      reg !== null ? reg.bounds : bounds,
+      this.limits, this.attributesOf,
+    );
     if (this.shutdownDone) store.shutdown();
     this.stores.set(identity, store);
     this.storeByInstrument.set(id, store);
@@ -211,7 +221,7 @@ export class MeterProvider implements ApiMeterProvider, MeterHost {
     this.shutdownDone = true;
     for (const s of this.stores.values()) s.shutdown();
     for (const r of results) {
-      if (r.status === 'rejected') diag.error(`hotmeter: reader shutdown failed: ${String(r.reason)}`);
+      if (r.status === 'rejected') warnLimited('reader-shutdown', `reader shutdown failed: ${describeValue(r.reason)}`);
     }
   }
 
@@ -221,10 +231,10 @@ export class MeterProvider implements ApiMeterProvider, MeterHost {
       try {
         const r = fn();
         if (r !== null && typeof r === 'object' && typeof (r as Promise<unknown>).then === 'function') {
-          pending.push(Promise.resolve(r).catch((e) => warnLimited(`cb:${what}`, `observable callback for ${what} rejected: ${String(e)}`)));
+          pending.push(Promise.resolve(r).catch((e) => warnLimited(`cb:${what}`, `observable callback for ${what} rejected: ${describeValue(e)}`)));
         }
       } catch (e) {
-        warnLimited(`cb:${what}`, `observable callback for ${what} threw: ${String(e)}`);
+        warnLimited(`cb:${what}`, `observable callback for ${what} threw: ${describeValue(e)}`);
       }
     };
     for (const o of this.observables) {
@@ -254,6 +264,14 @@ export class MeterProvider implements ApiMeterProvider, MeterHost {
     clearTimeout(timer);
   }
 
+  /** The attributes of a record another provider sharing this domain created. */
+  private foreignAttributes(recordId: number): Attributes {
+    const info = native().recordInfo(recordId);
+    const attrs = info === null ? {} : decodeLabels(info[1]);
+    this.attributesOf.set(recordId, attrs);
+    return attrs;
+  }
+
   private checkpoint(): CheckpointSet {
     const data = native().collect(this.domain, false);
     const epoch = data[0];
@@ -263,11 +281,19 @@ export class MeterProvider implements ApiMeterProvider, MeterHost {
     let i = 3;
     for (let n = 0; n < count; n++) {
       const recordId = data[i];
-      const store = this.storeByInstrument.get(data[i + 1]);
+      const instrumentId = data[i + 1];
+      const store = this.storeByInstrument.get(instrumentId);
       const updated = data[i + 2] === 1;
-      const startTime = data[i + 3];
+      // Whole milliseconds, like endTime (Date.now()): a series created and collected
+      // within one millisecond must not start after it ends.
+      const startTime = Math.floor(data[i + 3]);
       i += 4;
-      if (store === undefined) continue; // cannot happen within one thread's domain
+      if (store === undefined) {
+        // An instrument only another provider sharing this domain registered: skip its state.
+        const d = native().descriptor(instrumentId);
+        if (d !== null) i += cellSize(d.aggregation as AggregationKind, d.bounds.length);
+        continue;
+      }
       const size = cellSize(store.aggregation, store.bounds.length);
       const st = data.subarray(i, i + size);
       i += size;
@@ -275,7 +301,7 @@ export class MeterProvider implements ApiMeterProvider, MeterHost {
       records.push({
         descriptor: store.descriptor,
         scope: store.scope,
-        attributes: this.attributesOf.get(recordId) ?? {},
+        attributes: this.attributesOf.get(recordId) ?? this.foreignAttributes(recordId),
         aggregation: toAggregation(store, st),
         startTime,
         endTime: now,

@@ -16,7 +16,7 @@ import {
 } from '../api/handles';
 import { AggregationKind, defaultAggregation } from './aggregation';
 import { Descriptor, InstrumentationScope, InstrumentKind } from './descriptor';
-import { warnLimited } from './diag';
+import { describeValue, warnLimited } from './diag';
 import { decodeLabels as decodeParts, encodeLabels, LabelLimits } from './labels';
 import { LabelTrie } from './label-trie';
 import { native } from './native';
@@ -29,6 +29,14 @@ const acquireOut = new Float64Array(4);
 const forgotten = new FinalizationRegistry<{ store: RecordStore; recordId: number }>((held) => {
   held.store.releaseRecord(held.recordId);
 });
+
+/** The enumerable attributes, each read once, in a null-prototype object; undefined for arrays. */
+function snapshot(attrs: object): Record<string, unknown> | undefined {
+  if (Array.isArray(attrs)) return undefined;
+  const out: Record<string, unknown> = Object.create(null);
+  for (const k in attrs) out[k] = (attrs as Record<string, unknown>)[k];
+  return out;
+}
 
 export class RecordStore<H extends BoundHandle = BoundHandle> implements HandleOwner {
   readonly name: string;
@@ -77,14 +85,18 @@ export class RecordStore<H extends BoundHandle = BoundHandle> implements HandleO
       if (h !== undefined) return h;
       return this.resolve(attrs, true);
     } catch (e) {
-      warnLimited(`attrs-throw:${this.name}`, `${this.name}: reading the attributes threw (${String(e)}); measurement dropped`);
+      warnLimited(`attrs-throw:${this.name}`, `${this.name}: reading the attributes threw (${describeValue(e)}); measurement dropped`);
       return this.dropped;
     }
   }
 
   /** A new user-owned handle holding its own reference. */
   bind(attrs: Attributes | undefined): H {
-    if (this.dead || this.disabled) return this.dropped;
+    if (this.dead) {
+      warnLimited(`shutdown:${this.name}`, `${this.name}: bind() after shutdown; the handle drops every measurement`);
+      return this.dropped;
+    }
+    if (this.disabled) return this.dropped;
     let parts: string[] | undefined;
     try {
       parts = encodeLabels(attrs ?? {}, this.limits, this.name);
@@ -144,7 +156,10 @@ export class RecordStore<H extends BoundHandle = BoundHandle> implements HandleO
       return this.dropped;
     }
     if (this.disabled) return this.dropped;
-    const parts = encodeLabels(attrs, this.limits, this.name);
+    // Read every attribute once: a getter may return a new value on each read, and the
+    // trie must cache exactly the values that were encoded.
+    const snap = snapshot(attrs);
+    const parts = snap === undefined ? undefined : encodeLabels(snap, this.limits, this.name);
     if (parts === undefined) {
       warnLimited(`attrs:${this.name}`, `${this.name}: attributes must be a plain object; measurement dropped`);
       return this.dropped;
@@ -156,7 +171,7 @@ export class RecordStore<H extends BoundHandle = BoundHandle> implements HandleO
       if (h === undefined) return this.dropped;
       this.byKey.set(key, h);
     }
-    if (cacheInTrie) this.trie.set(attrs, h);
+    if (cacheInTrie) this.trie.set(snap!, h);
     return h;
   }
 

@@ -1,0 +1,132 @@
+// Shared test helpers: a seeded PRNG, a capturing DiagLogger, and lookups into a
+// CheckpointSet. Not a test file (no .test.ts suffix).
+import { diag, DiagLogLevel, type Attributes, type DiagLogger } from '@opentelemetry/api';
+import type { CheckpointRecord, CheckpointSet, HistogramAggregation, LastValueAggregation, SumAggregation } from '../src';
+import { resetDiagLimits } from '../src/sdk/diag';
+
+/** mulberry32: a small, fast, seeded PRNG returning floats in [0, 1). */
+export function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** A random integer in [lo, hi] (inclusive). */
+export function randInt(rand: () => number, lo: number, hi: number): number {
+  return lo + Math.floor(rand() * (hi - lo + 1));
+}
+
+export interface LogLine {
+  level: 'error' | 'warn' | 'info' | 'debug' | 'verbose';
+  message: string;
+}
+
+/** A DiagLogger that keeps every line. */
+export class CapturingLogger implements DiagLogger {
+  lines: LogLine[] = [];
+  private push(level: LogLine['level'], message: string, args: unknown[]): void {
+    this.lines.push({ level, message: [message, ...args.map((a) => String(a))].join(' ') });
+  }
+  error(message: string, ...args: unknown[]): void { this.push('error', message, args); }
+  warn(message: string, ...args: unknown[]): void { this.push('warn', message, args); }
+  info(message: string, ...args: unknown[]): void { this.push('info', message, args); }
+  debug(message: string, ...args: unknown[]): void { this.push('debug', message, args); }
+  verbose(message: string, ...args: unknown[]): void { this.push('verbose', message, args); }
+
+  /** Warnings (and errors) from hotmeter. */
+  get warnings(): string[] {
+    return this.lines.filter((l) => (l.level === 'warn' || l.level === 'error') && l.message.includes('hotmeter')).map((l) => l.message);
+  }
+  clear(): void {
+    this.lines = [];
+  }
+  /** True if some hotmeter warning contains every one of `parts`. */
+  warned(...parts: string[]): boolean {
+    return this.warnings.some((w) => parts.every((p) => w.includes(p)));
+  }
+}
+
+/** Installs a fresh capturing logger at WARN and forgets the rate-limit windows. */
+export function installLogger(): CapturingLogger {
+  diag.disable();
+  resetDiagLimits();
+  const logger = new CapturingLogger();
+  diag.setLogger(logger, DiagLogLevel.WARN);
+  return logger;
+}
+
+export function uninstallLogger(): void {
+  diag.disable();
+  resetDiagLimits();
+}
+
+/** Canonical text of an attribute set, independent of key order (for test-side maps). */
+export function attrKey(attrs: Attributes): string {
+  const keys = Object.keys(attrs).sort();
+  return JSON.stringify(keys.map((k) => [k, typeof attrs[k], attrs[k]]));
+}
+
+/** The records of instrument `name` (exact, case-sensitive match on the descriptor name). */
+export function recordsOf(cs: CheckpointSet, name: string): CheckpointRecord[] {
+  return cs.records.filter((r) => r.descriptor.name === name);
+}
+
+/** The one record of `name` whose attributes equal `attrs` (deep, order-free); throws if 0 or >1. */
+export function findRecord(cs: CheckpointSet, name: string, attrs: Attributes = {}): CheckpointRecord {
+  const want = attrKey(attrs);
+  const found = recordsOf(cs, name).filter((r) => attrKey(r.attributes) === want);
+  if (found.length !== 1) {
+    throw new Error(`expected exactly one record of ${name} ${want}, found ${found.length}: ` +
+      JSON.stringify(recordsOf(cs, name).map((r) => r.attributes)));
+  }
+  return found[0];
+}
+
+export function maybeRecord(cs: CheckpointSet, name: string, attrs: Attributes = {}): CheckpointRecord | undefined {
+  const want = attrKey(attrs);
+  return recordsOf(cs, name).find((r) => attrKey(r.attributes) === want);
+}
+
+export function sumOf(r: CheckpointRecord): number {
+  if (r.aggregation.kind !== 'sum') throw new Error(`not a sum: ${r.aggregation.kind}`);
+  return (r.aggregation as SumAggregation).sum;
+}
+
+export function lastValueOf(r: CheckpointRecord): number {
+  if (r.aggregation.kind !== 'lastValue') throw new Error(`not a lastValue: ${r.aggregation.kind}`);
+  return (r.aggregation as LastValueAggregation).value;
+}
+
+export function histOf(r: CheckpointRecord): HistogramAggregation {
+  if (r.aggregation.kind !== 'histogram') throw new Error(`not a histogram: ${r.aggregation.kind}`);
+  return r.aggregation as HistogramAggregation;
+}
+
+/** Independent reference histogram: linear scan, upper-inclusive boundaries. */
+export class RefHistogram {
+  count = 0;
+  sum = 0;
+  min = Infinity;
+  max = -Infinity;
+  buckets: number[];
+  constructor(readonly boundaries: readonly number[]) {
+    this.buckets = new Array(boundaries.length + 1).fill(0);
+  }
+  record(v: number): void {
+    let i = 0;
+    while (i < this.boundaries.length && !(v <= this.boundaries[i])) i++;
+    this.buckets[i]++;
+    this.count++;
+    this.sum += v;
+    if (v < this.min) this.min = v;
+    if (v > this.max) this.max = v;
+  }
+}
+
+/** The OpenTelemetry default boundaries, written out here independently of src/. */
+export const OTEL_DEFAULT_BOUNDARIES = [0, 5, 10, 25, 50, 75, 100, 250, 500, 750, 1000, 2500, 5000, 7500, 10000];

@@ -1,0 +1,289 @@
+// Label sets: key-order independence, injectivity, hostile strings, array values.
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { Attributes } from '@opentelemetry/api';
+import { MeterProvider } from '../src';
+import { attrKey, CapturingLogger, findRecord, installLogger, prng, recordsOf, sumOf, uninstallLogger } from './helpers';
+
+let log: CapturingLogger;
+beforeEach(() => {
+  log = installLogger();
+});
+afterEach(() => {
+  uninstallLogger();
+});
+
+/** Reverses an object's key order (a different object shape with the same label set). */
+function reversed(a: Attributes): Attributes {
+  const out: Attributes = {};
+  for (const k of Object.keys(a).reverse()) out[k] = a[k];
+  return out;
+}
+
+describe('key order', () => {
+  it('{a, b} and {b, a} are one series, on every path', async () => {
+    const p = new MeterProvider();
+    const m = p.getMeter('m');
+    const c = m.createCounter('c');
+    const h = m.createHistogram('h');
+    c.add(1, { a: 'x', b: 'y' });
+    c.add(2, { b: 'y', a: 'x' });
+    c.bind({ b: 'y', a: 'x' }).add(4);
+    m.recordBatch({ b: 'y', a: 'x' }, [[c, 8], [h, 3]]);
+    h.record(4, { a: 'x', b: 'y' });
+    const o = m.createObservableGauge('o');
+    let flip = false;
+    o.addCallback((res) => {
+      flip = !flip;
+      res.observe(flip ? 1 : 2, flip ? { a: 'x', b: 'y' } : { b: 'y', a: 'x' });
+    });
+    const cs = await p.collect();
+    expect(recordsOf(cs, 'c')).toHaveLength(1);
+    expect(sumOf(findRecord(cs, 'c', { a: 'x', b: 'y' }))).toBe(15);
+    expect(recordsOf(cs, 'h')).toHaveLength(1);
+    const cs2 = await p.collect();
+    expect(recordsOf(cs2, 'o')).toHaveLength(1);
+    expect(findRecord(cs2, 'o', { a: 'x', b: 'y' }).aggregation).toEqual({ kind: 'lastValue', value: 2 });
+  });
+
+  it('many keys in random orders are one series per set', async () => {
+    const p = new MeterProvider();
+    const c = p.getMeter('m').createCounter('c');
+    const rand = prng(11);
+    const keys = Array.from({ length: 12 }, (_, i) => `k${i}`);
+    let total = 0;
+    for (let i = 0; i < 2000; i++) {
+      const shuffled = [...keys];
+      for (let j = shuffled.length - 1; j > 0; j--) {
+        const r = Math.floor(rand() * (j + 1));
+        [shuffled[j], shuffled[r]] = [shuffled[r], shuffled[j]];
+      }
+      const attrs: Attributes = {};
+      for (const k of shuffled) attrs[k] = `v-${k}`;
+      c.add(1, attrs);
+      total++;
+    }
+    const cs = await p.collect();
+    expect(recordsOf(cs, 'c')).toHaveLength(1);
+    expect(sumOf(recordsOf(cs, 'c')[0])).toBe(total);
+  });
+});
+
+describe('injectivity', () => {
+  // Every entry must be its own series: no two of these may share storage.
+  const sets: Attributes[] = [
+    {},
+    { a: 'x,b=y' },
+    { a: 'x', b: 'y' },
+    { a: 'x' },
+    { 'a,b': 'c' },
+    { a: 'b,c' },
+    { 'a=x': 'y' },
+    { a: 'x=y' },
+    { a: '1' },
+    { a: 1 },
+    { a: 1.5 },
+    { a: '1.5' },
+    { a: 'true' },
+    { a: true },
+    { a: false },
+    { a: 'false' },
+    { a: 0 },
+    { a: '0' },
+    { a: '' },
+    { a: 'n1' }, // looks like a tagged number
+    { a: 'sx' }, // looks like a tagged string
+    { a: 'btrue' },
+    { a: '["x"]' },
+    { a: ['x'] },
+    { a: ['x', 'y'] },
+    { a: ['y', 'x'] },
+    { a: ['x,y'] },
+    { a: [1] },
+    { a: ['1'] },
+    { a: [] },
+    { a: '[]' },
+    { a: '{"b":1}' },
+    { a: '{"a":"x","b":"y"}' },
+    { a: '"x"' },
+    { a: 'x\u0000b\u0000y' },
+    { a: 'x\u0000' },
+    { a: '\u0000x' },
+    { a: 'x\u0000y' },
+    { a: 'x\u0000z' },
+    { 'a\u0000b': 'y' },
+    { a: '\u0001\u0000\u0000\u0000x' }, // looks like a length prefix
+    { a: 'x', 'b\u0000': 'y' },
+    { a: 'x\\' },
+    { a: 'x\\"' },
+    { ab: 'c' },
+    { a: 'bc' },
+    { A: 'x' }, // keys are case-sensitive
+    { a: 'X' },
+  ];
+
+  it('distinct label sets never share a series', async () => {
+    // Sanity check of the table itself: all entries distinct under the test's own key.
+    expect(new Set(sets.map(attrKey)).size).toBe(sets.length);
+    const p = new MeterProvider();
+    const c = p.getMeter('m').createCounter('c');
+    const h = p.getMeter('m').createHistogram('h');
+    const bound = c.bind({ a: 'x', b: 'y' });
+    // Series i receives 2^i (as a sum) and i+1 records; any merge shows.
+    sets.forEach((attrs, i) => {
+      c.add(i + 1, attrs);
+      c.add(i + 1, reversed(attrs));
+      for (let j = 0; j <= i; j++) h.record(j, attrs);
+    });
+    bound.add(1000);
+    const cs = await p.collect();
+    expect(recordsOf(cs, 'c')).toHaveLength(sets.length);
+    expect(recordsOf(cs, 'h')).toHaveLength(sets.length);
+    sets.forEach((attrs, i) => {
+      const extra = attrKey(attrs) === attrKey({ a: 'x', b: 'y' }) ? 1000 : 0;
+      expect(sumOf(findRecord(cs, 'c', attrs)), JSON.stringify(attrs)).toBe(2 * (i + 1) + extra);
+      const r = findRecord(cs, 'h', attrs);
+      expect(r.aggregation.kind === 'histogram' && r.aggregation.count).toBe(i + 1);
+      // Attribute values come back with their types.
+      expect(r.attributes).toEqual(attrs);
+    });
+  });
+
+  it('a string value and a number value are different series and keep their types', async () => {
+    const p = new MeterProvider();
+    const c = p.getMeter('m').createCounter('c');
+    c.add(1, { a: '1' });
+    c.add(10, { a: 1 });
+    const cs = await p.collect();
+    const rs = recordsOf(cs, 'c');
+    expect(rs).toHaveLength(2);
+    const s = rs.find((r) => typeof r.attributes.a === 'string')!;
+    const n = rs.find((r) => typeof r.attributes.a === 'number')!;
+    expect(sumOf(s)).toBe(1);
+    expect(sumOf(n)).toBe(10);
+  });
+
+  it('a getter that returns a new value on every read cannot redirect later measurements', async () => {
+    const p = new MeterProvider();
+    const c = p.getMeter('m').createCounter('c');
+    let reads = 0;
+    const shifty = {
+      get a() {
+        return ++reads;
+      },
+    };
+    c.add(1, shifty);
+    // Plain objects with the values the getter returned on its later reads.
+    for (let v = 1; v <= 6; v++) c.add(100 * v, { a: v });
+    const cs = await p.collect();
+    const total = recordsOf(cs, 'c').reduce((s, r) => s + sumOf(r), 0);
+    expect(total).toBe(1 + 100 * (1 + 2 + 3 + 4 + 5 + 6));
+    for (let v = 2; v <= 6; v++) {
+      // Whatever series the shifty measurement went to, {a: v} holds 100*v, plus 1 at most.
+      const got = sumOf(findRecord(cs, 'c', { a: v }));
+      expect(got === 100 * v || got === 100 * v + 1, `{a:${v}} = ${got}`).toBe(true);
+    }
+  });
+});
+
+describe('hostile strings', () => {
+  const hostile = [
+    'double "quotes"',
+    "single 'quotes'",
+    'new\nline',
+    'carriage\r\nreturn',
+    'tab\there',
+    'back\\slash',
+    'trailing backslash\\',
+    '\\"escaped quote\\"',
+    '{"json":"lookalike"}',
+    '</script><script>alert(1)</script>',
+    'label="x",other="y"',
+    'emoji 🎉 and ü and 中文',
+    'nul\u0000inside',
+    '\u2028line separators\u2029',
+    'lone high \uD800 surrogate',
+    'lone low \uDC00 surrogate',
+    '\uDBFF',
+    'reversed pair \uDC00\uD800',
+    'x'.repeat(4000),
+  ];
+
+  it('values round-trip into attributes (lone surrogates become U+FFFD) and the output is well-formed', async () => {
+    const p = new MeterProvider();
+    const c = p.getMeter('m').createCounter('c');
+    hostile.forEach((v, i) => c.add(i + 1, { v }));
+    const cs = await p.collect();
+    const byValue = new Map<string, number>();
+    for (const r of recordsOf(cs, 'c')) {
+      const v = r.attributes.v;
+      expect(typeof v).toBe('string');
+      expect((v as string).isWellFormed()).toBe(true);
+      byValue.set(v as string, sumOf(r));
+    }
+    const expected = new Map<string, number>();
+    hostile.forEach((v, i) => {
+      const w = v.toWellFormed();
+      expected.set(w, (expected.get(w) ?? 0) + i + 1);
+    });
+    expect(byValue).toEqual(expected);
+  });
+
+  it('keys round-trip too', async () => {
+    const p = new MeterProvider();
+    const g = p.getMeter('m').createGauge('g');
+    hostile.slice(0, 14).forEach((k, i) => g.record(i, { [k]: k }));
+    const cs = await p.collect();
+    const rs = recordsOf(cs, 'g');
+    expect(rs).toHaveLength(14);
+    hostile.slice(0, 14).forEach((k, i) => {
+      expect(findRecord(cs, 'g', { [k]: k }).aggregation).toEqual({ kind: 'lastValue', value: i });
+    });
+  });
+
+  it('well-formed values inside arrays too', async () => {
+    const p = new MeterProvider();
+    const c = p.getMeter('m').createCounter('c');
+    c.add(1, { tags: ['ok', 'bad \uD800', 'quote"', 'nl\n'] });
+    const r = recordsOf(await p.collect(), 'c')[0];
+    expect(r.attributes.tags).toEqual(['ok', 'bad \uFFFD', 'quote"', 'nl\n']);
+  });
+});
+
+describe('array values', () => {
+  it('arrays of strings, numbers and booleans are label values of their own', async () => {
+    const p = new MeterProvider();
+    const c = p.getMeter('m').createCounter('c');
+    const sets: Attributes[] = [
+      { tags: ['a', 'b'] },
+      { tags: ['b', 'a'] },
+      { tags: ['a'] },
+      { tags: [1, 2, 3] },
+      { tags: [1.5, -2] },
+      { tags: [true, false] },
+      { tags: [] },
+      { tags: ['a', 'b'], other: 'x' },
+    ];
+    sets.forEach((a, i) => {
+      c.add(i + 1, a);
+      c.bind(a).add(i + 1);
+      c.add(i + 1, { ...a, tags: (Array.isArray(a.tags) ? [...a.tags] : a.tags) as Attributes[string] }); // a fresh array each call
+    });
+    const cs = await p.collect();
+    expect(recordsOf(cs, 'c')).toHaveLength(sets.length);
+    sets.forEach((a, i) => {
+      const r = findRecord(cs, 'c', a);
+      expect(sumOf(r)).toBe(3 * (i + 1));
+      expect(r.attributes).toEqual(a);
+    });
+  });
+
+  it('an array holding objects or nested arrays is dropped as an attribute, with a diagnostic', async () => {
+    const p = new MeterProvider();
+    const c = p.getMeter('m').createCounter('nested');
+    c.add(5, { bad: [['x']] as never, ok: 'y' });
+    c.add(6, { bad: [{ a: 1 }] as never, ok: 'y' });
+    const cs = await p.collect();
+    expect(sumOf(findRecord(cs, 'nested', { ok: 'y' }))).toBe(11);
+    expect(log.warned('nested', 'bad')).toBe(true);
+  });
+});
