@@ -24,6 +24,9 @@
         "VCCLCompilerTool": { "ExceptionHandling": 1, "AdditionalOptions": ["/std:c++20"] }
       },
       "conditions": [
+        ["OS=='linux' and '<!(echo $HOTMETER_SANITIZE)'!='1'", {
+          "ldflags": ["-static-libstdc++", "-static-libgcc"]
+        }],
         ["OS=='linux' and '<!(echo $HOTMETER_SANITIZE)'=='1'", {
           "cflags_cc": ["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-O1", "-g"],
           "ldflags": ["-fsanitize=address,undefined"]
