@@ -35,3 +35,6 @@ export type { PrometheusExporterOptions } from './exporters/prometheus/exporter'
 export { serializeText as toPrometheusText } from './exporters/prometheus/serializer';
 export { defaultSelector, inexpensiveSelector } from './export/aggregation-selector';
 export type { AggregationSelector } from './export/aggregation-selector';
+export { View } from './sdk/view';
+export type { ViewOptions } from './sdk/view';
+export { DEFAULT_CARDINALITY_LIMIT } from './sdk/record-store';

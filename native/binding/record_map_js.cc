@@ -141,8 +141,8 @@ Napi::Value Descriptor(const Napi::CallbackInfo& info) {
   return DescriptorObject(info.Env(), id, d);
 }
 
-// acquire(instrumentId, labelParts: string[], out: Float64Array(4)) -> boolean
-// out <- [recordId, slab, offset, newCell]
+// acquire(instrumentId, labelParts: string[], out: Float64Array(>=4)[, cardinalityLimit])
+//   -> boolean; out <- [recordId, slab, offset, newCell, overflow (if out has 5 slots)]
 Napi::Value Acquire(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   CheckArity(info, 3, "acquire");
@@ -167,8 +167,10 @@ Napi::Value Acquire(const Napi::CallbackInfo& info) {
     if (s.size() > kMaxStringBytes) ThrowType(env, "label key or value is too long");
     parts.push_back(std::move(s));
   }
+  uint32_t limit = 0;
+  if (info.Length() > 3 && !info[3].IsUndefined()) limit = ArgU32(info, 3, "cardinalityLimit");
   Acquired a;
-  if (!RecordMap::Global().Acquire(st->arenaId, instrumentId, EncodeLabelKey(parts), NowMs(), &a)) {
+  if (!RecordMap::Global().Acquire(st->arenaId, instrumentId, EncodeLabelKey(parts), NowMs(), &a, limit)) {
     return Napi::Boolean::New(env, false);
   }
   Napi::Float64Array out = info[2].As<Napi::Float64Array>();
@@ -176,6 +178,7 @@ Napi::Value Acquire(const Napi::CallbackInfo& info) {
   out[1] = a.slab;
   out[2] = a.offset;
   out[3] = a.newCell ? 1 : 0;
+  if (out.ElementLength() > 4) out[4] = a.overflow ? 1 : 0;
   return Napi::Boolean::New(env, true);
 }
 
@@ -200,7 +203,8 @@ Napi::Value Slab(const Napi::CallbackInfo& info) {
   return Napi::ArrayBuffer::New(env, data, doubles * sizeof(double));
 }
 
-// collect(domain, reclaim: boolean) -> Float64Array (layout: RecordMap::Collect)
+// collect(domain, reclaim: boolean[, reclaimBefore: epoch]) -> Float64Array
+// (layout: RecordMap::Collect)
 Napi::Value Collect(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   CheckArity(info, 2, "collect");
@@ -210,6 +214,7 @@ Napi::Value Collect(const Napi::CallbackInfo& info) {
   if (!info[1].IsBoolean()) ThrowType(env, "reclaim must be a boolean");
   opts.nowMs = NowMs();
   opts.reclaim = info[1].As<Napi::Boolean>().Value();
+  if (info.Length() > 2 && !info[2].IsUndefined()) opts.reclaimBefore = ArgId(info, 2, "reclaimBefore");
   std::vector<double> out;
   RecordMap::Global().Collect(opts, &out);
   Napi::Float64Array arr = Napi::Float64Array::New(env, out.size());

@@ -2,6 +2,11 @@
 
 namespace hotmeter {
 
+const std::string& OverflowLabelKey() {
+  static const std::string* key = new std::string(EncodeLabelKey({"otel.metric.overflow", "btrue"}));
+  return *key;
+}
+
 RecordMap& RecordMap::Global() {
   // Never destroyed: worker threads may still retire arenas during process exit.
   static RecordMap* map = new RecordMap();
@@ -74,8 +79,8 @@ bool RecordMap::GetDescriptor(uint32_t id, Descriptor* out) {
   return true;
 }
 
-bool RecordMap::Acquire(uint32_t arenaId, uint32_t instrumentId, const std::string& labelKey,
-                        double nowMs, Acquired* out) {
+bool RecordMap::Acquire(uint32_t arenaId, uint32_t instrumentId, const std::string& labelKeyIn,
+                        double nowMs, Acquired* out, uint32_t cardinalityLimit) {
   std::lock_guard<std::mutex> lock(mu_);
   auto ait = arenas_.find(arenaId);
   if (ait == arenas_.end()) return false;
@@ -84,8 +89,17 @@ bool RecordMap::Acquire(uint32_t arenaId, uint32_t instrumentId, const std::stri
   if (inst->descriptor.aggregation == AggregationKind::Drop) return false;
   SlabArena* arena = ait->second.get();
 
+  out->overflow = false;
+  const std::string* key = &labelKeyIn;
+  auto rit = inst->records.find(*key);
+  if (rit == inst->records.end() && cardinalityLimit > 0 && *key != OverflowLabelKey() &&
+      inst->records.size() - inst->records.count(OverflowLabelKey()) + 1 >= cardinalityLimit) {
+    key = &OverflowLabelKey();
+    out->overflow = true;
+    rit = inst->records.find(*key);
+  }
+  const std::string& labelKey = *key;
   Record* r;
-  auto rit = inst->records.find(labelKey);
   if (rit != inst->records.end()) {
     r = rit->second;
   } else {
@@ -193,7 +207,7 @@ void RecordMap::Collect(const CollectOptions& opts, std::vector<double>* out) {
       bool updated = activity != r->lastActivity;
       r->lastActivity = activity;
       if (updated) r->lastUpdateEpoch = epoch;
-      if (opts.reclaim && !updated && r->refcount == 0) {
+      if (opts.reclaim && !updated && r->refcount == 0 && r->lastUpdateEpoch <= opts.reclaimBefore) {
         reclaim.push_back(r);
         continue;
       }

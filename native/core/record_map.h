@@ -33,15 +33,23 @@ struct Acquired {
   uint32_t slab = 0;
   uint32_t offset = 0;
   bool newCell = false;  // the calling thread's cell was created by this call
+  bool overflow = false; // the cardinality limit redirected this label set to the overflow record
 };
+
+// The label key of the series that takes measurements past the cardinality limit:
+// {otel.metric.overflow=true}.
+const std::string& OverflowLabelKey();
 
 struct CollectOptions {
   double nowMs = 0;
   // Only instruments of this domain; 0 means every domain.
   uint32_t domain = 0;
-  // Reclaim records with no references that were not updated since the previous
-  // collection (their last state was already exported).
+  // Reclaim records with no references that were not updated in this pass and whose
+  // last update was first seen by a collection at or before epoch `reclaimBefore`
+  // (the provider passes the oldest epoch any of its readers has collected at, so
+  // every reader has exported the record's final state).
   bool reclaim = false;
+  uint64_t reclaimBefore = UINT64_MAX;
 };
 
 class RecordMap {
@@ -70,9 +78,11 @@ class RecordMap {
   bool GetDescriptor(uint32_t id, Descriptor* out);
 
   // Finds or creates the record and the calling arena's cell, and adds one reference.
+  // With a cardinality limit N > 0, an instrument holds at most N records: past N-1
+  // label sets, new ones go to the overflow record (out->overflow).
   // False if the arena or instrument is unknown or the instrument is disabled (Drop).
   bool Acquire(uint32_t arenaId, uint32_t instrumentId, const std::string& labelKey,
-               double nowMs, Acquired* out);
+               double nowMs, Acquired* out, uint32_t cardinalityLimit = 0);
   // Drops one reference. False if the record is unknown or has no references.
   bool Release(uint64_t recordId);
 

@@ -34,6 +34,11 @@ export type Aggregation = SumAggregation | LastValueAggregation | MinMaxSumCount
 
 /** One record's checkpoint: an instrument, a label set and its aggregated state. */
 export interface CheckpointRecord {
+  /**
+   * The record's id: stable for the life of a series, new when a reclaimed series
+   * comes back (its cumulative values then restart from zero, a reset).
+   */
+  readonly seriesId: number;
   readonly descriptor: Descriptor;
   readonly scope: InstrumentationScope;
   readonly attributes: Attributes;

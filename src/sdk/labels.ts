@@ -62,7 +62,12 @@ function encodeValue(v: unknown, key: string, limits: LabelLimits, instrument: s
  * Invalid attributes (non-primitive values, over-long keys) are dropped with a diagnostic;
  * the measurement itself is kept.
  */
-export function encodeLabels(attrs: unknown, limits: LabelLimits, instrument: string): string[] | undefined {
+export function encodeLabels(
+  attrs: unknown,
+  limits: LabelLimits,
+  instrument: string,
+  keep?: (key: string) => boolean,
+): string[] | undefined {
   if (attrs === null || typeof attrs !== 'object' || Array.isArray(attrs)) return undefined;
   const keys: string[] = [];
   for (const k in attrs as Record<string, unknown>) keys.push(k);
@@ -71,6 +76,7 @@ export function encodeLabels(attrs: unknown, limits: LabelLimits, instrument: st
   for (const k of keys) {
     const v = (attrs as Record<string, unknown>)[k];
     if (v === undefined || v === null) continue;
+    if (keep !== undefined && !keep(k)) continue;
     if (k.length > limits.maxKeyLength || k.length === 0) {
       warnLimited(`key:${instrument}`, `attribute key of length ${k.length} on ${instrument} dropped (allowed 1..${limits.maxKeyLength})`);
       continue;

@@ -31,7 +31,8 @@ import {
 import { describeValue, warnLimited } from './diag';
 import { decodeLabels, DEFAULT_LABEL_LIMITS, LabelLimits } from './labels';
 import { native } from './native';
-import { RecordStore } from './record-store';
+import { DEFAULT_CARDINALITY_LIMIT, RecordStore } from './record-store';
+import { View, ViewOptions } from './view';
 
 /** Options of {@link MeterProvider}. */
 export interface MeterProviderOptions {
@@ -50,7 +51,23 @@ export interface MeterProviderOptions {
   readers?: MetricReader[];
   /** Chooses each instrument's aggregator; `null` disables an instrument. */
   aggregationSelector?: AggregationSelector;
+  /** Views: select instruments and change their name, aggregation, attributes, limit. */
+  views?: ViewOptions[];
+  /**
+   * Series per instrument (the last is `otel.metric.overflow=true`, which takes every
+   * measurement past the limit). Default 2000; views may override per instrument.
+   */
+  cardinalityLimit?: number;
+  /**
+   * Reclaim records that no handle holds and that were not updated since every reader
+   * last collected, so memory follows the live label sets. Default true. A reclaimed
+   * series that comes back starts again from zero (a counter reset).
+   */
+  reclamation?: boolean;
 }
+
+/** The key under which direct `provider.collect()` calls are tracked as a reader. */
+const DIRECT: object = Object.freeze({ reader: 'direct provider.collect()' });
 
 const EMPTY_BOUNDS = new Float64Array(0);
 
@@ -69,6 +86,11 @@ export class MeterProvider implements ApiMeterProvider, MeterHost {
   private readonly batches: BatchRegistration[] = [];
   private readonly readers: MetricReader[];
   private readonly selector: AggregationSelector;
+  private readonly views: View[];
+  private readonly cardinalityLimit: number;
+  private readonly reclamation: boolean;
+  /** Per reader: the epoch of its latest collection (0 before its first). */
+  private readonly readerEpochs = new Map<object, number>();
   private shutdownDone = false;
 
   constructor(options: MeterProviderOptions = {}) {
@@ -77,8 +99,17 @@ export class MeterProvider implements ApiMeterProvider, MeterHost {
     this.callbackTimeoutMillis = options.callbackTimeoutMillis ?? 30_000;
     this.domain = native().registerDomain(typeof options.domain === 'string' ? options.domain : '');
     this.selector = options.aggregationSelector ?? defaultSelector;
+    this.views = (options.views ?? []).map((v) => new View(v));
+    const limit = options.cardinalityLimit ?? DEFAULT_CARDINALITY_LIMIT;
+    if (!(Number.isInteger(limit) && limit > 0)) throw new TypeError('hotmeter: cardinalityLimit must be a positive integer');
+    this.cardinalityLimit = limit;
+    this.reclamation = options.reclamation !== false;
     this.readers = Array.isArray(options.readers) ? [...options.readers] : [];
-    for (const r of this.readers) r.setMetricProducer(this);
+    for (const r of this.readers) {
+      this.readerEpochs.set(r, 0);
+      const resource = this.resource;
+      r.setMetricProducer({ resource, collect: () => this.collectFor(r) });
+    }
   }
 
   /** A Meter for an instrumentation scope; the same scope returns the same Meter. */
@@ -113,7 +144,7 @@ export class MeterProvider implements ApiMeterProvider, MeterHost {
     const adviceAttributes = Array.isArray((advice as { attributes?: unknown }).attributes)
       ? ((advice as { attributes: unknown[] }).attributes.filter((a) => typeof a === 'string') as string[])
       : undefined;
-    const descriptor: Descriptor = Object.freeze({
+    const instrument: Descriptor = Object.freeze({
       name: nameText,
       description,
       unit,
@@ -123,10 +154,19 @@ export class MeterProvider implements ApiMeterProvider, MeterHost {
       adviceBoundaries,
       adviceAttributes,
     });
+    const view = this.views.find((v) => v.matches(instrument, scope));
+    if (view !== undefined && this.views.filter((v) => v.matches(instrument, scope)).length > 1) {
+      warnLimited(`views:${nameText}`, `several views match ${nameText}; the first one is used`);
+    }
+    const vo = view?.options;
+    const descriptor: Descriptor =
+      vo === undefined || (vo.name === undefined && vo.description === undefined)
+        ? instrument
+        : Object.freeze({ ...instrument, name: vo.name ?? instrument.name, description: vo.description ?? instrument.description });
 
     const scopeKey = `${scope.name}\0${scope.version ?? ''}\0${scope.schemaUrl ?? ''}`;
     const valid = isValidInstrumentName(name);
-    const identity = `${scopeKey}\0${nameText.toLowerCase()}\0${kind}\0${unit}\0${valueType}\0${description}`;
+    const identity = `${scopeKey}\0${descriptor.name.toLowerCase()}\0${kind}\0${unit}\0${valueType}\0${descriptor.description}`;
     const existing = this.stores.get(identity);
     if (existing !== undefined) return existing;
 
@@ -143,7 +183,7 @@ export class MeterProvider implements ApiMeterProvider, MeterHost {
 
     let aggregation: AggregationKind;
     try {
-      aggregation = this.selector.aggregatorFor(descriptor) ?? AggregationKind.DROP;
+      aggregation = vo?.aggregation ?? this.selector.aggregatorFor(descriptor) ?? AggregationKind.DROP;
     } catch (e) {
       warnLimited(`selector:${descriptor.name}`, `aggregationSelector threw for ${descriptor.name}: ${describeValue(e)}; default used`);
       aggregation = defaultAggregation(kind);
@@ -154,10 +194,14 @@ export class MeterProvider implements ApiMeterProvider, MeterHost {
     }
     const bounds =
       aggregation === AggregationKind.HISTOGRAM
-        ? new Float64Array(adviceBoundaries ?? DEFAULT_HISTOGRAM_BOUNDARIES)
+        ? new Float64Array(
+            (vo?.explicitBucketBoundaries !== undefined && validBoundaries(vo.explicitBucketBoundaries) ? vo.explicitBucketBoundaries : undefined) ??
+              adviceBoundaries ??
+              DEFAULT_HISTOGRAM_BOUNDARIES,
+          )
         : EMPTY_BOUNDS;
     const [id, existed] = native().registerInstrument(
-      this.domain, identity, descriptor.name, description, unit, kind, valueType, aggregation, descriptor.monotonic, bounds,
+      this.domain, identity, descriptor.name, descriptor.description, unit, kind, valueType, aggregation, descriptor.monotonic, bounds,
     );
     // In a domain shared by name, another provider (or thread) may have registered this
     // identity first with other advice or another selector: the cells in native memory
@@ -168,6 +212,7 @@ export class MeterProvider implements ApiMeterProvider, MeterHost {
       reg !== null ? (reg.aggregation as AggregationKind) : aggregation,
       reg !== null ? reg.bounds : bounds,
       this.limits, this.attributesOf,
+      { cardinalityLimit: vo?.cardinalityLimit ?? this.cardinalityLimit, keep: view?.keep },
     );
     if (this.shutdownDone) store.shutdown();
     this.stores.set(identity, store);
@@ -200,9 +245,14 @@ export class MeterProvider implements ApiMeterProvider, MeterHost {
    * observable instruments report the series observed in this collection.
    */
   async collect(): Promise<CheckpointSet> {
+    if (!this.readerEpochs.has(DIRECT)) this.readerEpochs.set(DIRECT, 0);
+    return this.collectFor(DIRECT);
+  }
+
+  private async collectFor(reader: object): Promise<CheckpointSet> {
     if (this.shutdownDone) throw new Error('hotmeter: collect() after shutdown()');
     await this.runCallbacks();
-    return this.checkpoint();
+    return this.checkpoint(reader);
   }
 
   /** Asks every reader to export what it has. Rejects after shutdown. */
@@ -272,8 +322,15 @@ export class MeterProvider implements ApiMeterProvider, MeterHost {
     return attrs;
   }
 
-  private checkpoint(): CheckpointSet {
-    const data = native().collect(this.domain, false);
+  private checkpoint(reader: object): CheckpointSet {
+    // Every reader has exported each record's state as of its own latest collection:
+    // records last updated at or before the oldest of those may be reclaimed.
+    let reclaimBefore = Infinity;
+    for (const e of this.readerEpochs.values()) reclaimBefore = Math.min(reclaimBefore, e);
+    const data = this.reclamation && Number.isFinite(reclaimBefore)
+      ? native().collect(this.domain, true, reclaimBefore)
+      : native().collect(this.domain, false);
+    const stale = new Set<number>();
     const epoch = data[0];
     const count = data[1];
     const now = Date.now();
@@ -297,8 +354,10 @@ export class MeterProvider implements ApiMeterProvider, MeterHost {
       const size = cellSize(store.aggregation, store.bounds.length);
       const st = data.subarray(i, i + size);
       i += size;
+      if (!updated) stale.add(recordId);
       if (isObservable(store.descriptor.kind) && !updated) continue;
       records.push({
+        seriesId: recordId,
         descriptor: store.descriptor,
         scope: store.scope,
         attributes: this.attributesOf.get(recordId) ?? this.foreignAttributes(recordId),
@@ -310,6 +369,10 @@ export class MeterProvider implements ApiMeterProvider, MeterHost {
     }
     const reclaimed = data[2];
     for (let n = 0; n < reclaimed; n++) this.attributesOf.delete(data[i + n]);
+    if (this.reclamation && stale.size > 0) {
+      for (const store of this.stores.values()) store.evict(stale);
+    }
+    this.readerEpochs.set(reader, epoch);
     return new CheckpointSet(records, now, epoch);
   }
 }

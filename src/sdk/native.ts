@@ -32,14 +32,17 @@ export interface NativeBinding {
     bounds: Float64Array,
   ): [number, boolean];
   descriptor(instrumentId: number): NativeDescriptor | null;
-  /** out <- [recordId, slab, offset, newCell]; false if the instrument is disabled. */
-  acquire(instrumentId: number, labelParts: string[], out: Float64Array): boolean;
+  /**
+   * out <- [recordId, slab, offset, newCell, overflow]; false if the instrument is
+   * disabled. Past `cardinalityLimit - 1` label sets, the overflow record is returned.
+   */
+  acquire(instrumentId: number, labelParts: string[], out: Float64Array, cardinalityLimit?: number): boolean;
   release(recordId: number): boolean;
   slab(index: number): ArrayBuffer;
   /** Layout: [epoch, recordCount, reclaimedCount,
    *  recordCount x [recordId, instrumentId, updated, startTimeMs, state...],
    *  reclaimedCount x recordId] */
-  collect(domain: number, reclaim: boolean): Float64Array;
+  collect(domain: number, reclaim: boolean, reclaimBefore?: number): Float64Array;
   recordInfo(recordId: number): [number, string[]] | null;
   stats(): { records: number; arenaBytes: number; arenaId: number };
 }

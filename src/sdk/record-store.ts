@@ -23,7 +23,19 @@ import { native } from './native';
 import { slabView } from './slabs';
 
 const EMPTY_F64 = new Float64Array(1);
-const acquireOut = new Float64Array(4);
+const acquireOut = new Float64Array(5);
+const OVERFLOW_ATTRIBUTES: Attributes = Object.freeze({ 'otel.metric.overflow': true });
+
+/** Per-stream settings from the provider and the matching view. */
+export interface StorePolicy {
+  /** At most this many series (the last one is the overflow series); 0 = unlimited. */
+  readonly cardinalityLimit: number;
+  /** Attribute keys kept (view allow/deny lists); undefined keeps all. */
+  readonly keep?: (key: string) => boolean;
+}
+
+export const DEFAULT_CARDINALITY_LIMIT = 2000;
+const DEFAULT_POLICY: StorePolicy = Object.freeze({ cardinalityLimit: DEFAULT_CARDINALITY_LIMIT });
 
 // Bound handles the user dropped without unbind(): give their reference back.
 const forgotten = new FinalizationRegistry<{ store: RecordStore; recordId: number }>((held) => {
@@ -43,8 +55,10 @@ export class RecordStore<H extends BoundHandle = BoundHandle> implements HandleO
   readonly int: boolean;
   /** Direct-call cache: attribute object shape -> handle. */
   readonly trie = new LabelTrie<H>();
-  /** Canonical encoding (JSON of the parts) -> handle. */
+  /** Canonical encoding (JSON of the parts) -> handle. Each entry holds one reference. */
   private readonly byKey = new Map<string, H>();
+  /** The overflow series' cached handle (holds one reference), once the limit is hit. */
+  private overflow: H | undefined;
   private readonly bound = new Set<WeakRef<H>>();
   private readonly weakOf = new WeakMap<H, WeakRef<H>>();
   /** The handle for "no attributes". */
@@ -63,6 +77,7 @@ export class RecordStore<H extends BoundHandle = BoundHandle> implements HandleO
     private readonly limits: LabelLimits,
     /** recordId -> attributes, shared by the provider for collection. */
     private readonly attributesOf: Map<number, Attributes>,
+    readonly policy: StorePolicy = DEFAULT_POLICY,
   ) {
     this.name = descriptor.name;
     this.int = descriptor.valueType === 0; /* ValueType.INT */
@@ -75,7 +90,13 @@ export class RecordStore<H extends BoundHandle = BoundHandle> implements HandleO
 
   /** The cached handle for `attrs` (slow path of the direct calls). Never throws. */
   lookup(attrs: Attributes | undefined): H {
-    if (attrs === undefined) return this.empty ?? (this.empty = this.resolve({}, false));
+    if (attrs === undefined) {
+      if (this.empty !== undefined) return this.empty;
+      const h = this.resolve({}, false);
+      // Only a byKey entry is cached here, so eviction releases it exactly once.
+      if (h !== this.dropped && h !== this.overflow) this.empty = h;
+      return h;
+    }
     if (typeof attrs !== 'object' || attrs === null) {
       warnLimited(`attrs:${this.name}`, `${this.name}: attributes must be an object; measurement dropped`);
       return this.dropped;
@@ -99,7 +120,7 @@ export class RecordStore<H extends BoundHandle = BoundHandle> implements HandleO
     if (this.disabled) return this.dropped;
     let parts: string[] | undefined;
     try {
-      parts = encodeLabels(attrs ?? {}, this.limits, this.name);
+      parts = encodeLabels(attrs ?? {}, this.limits, this.name, this.policy.keep);
     } catch (e) {
       parts = undefined;
     }
@@ -144,10 +165,12 @@ export class RecordStore<H extends BoundHandle = BoundHandle> implements HandleO
       const h = w.deref();
       if (h !== undefined) h.off = OFF_SHUTDOWN;
     }
+    if (this.overflow !== undefined) this.overflow.off = OFF_SHUTDOWN;
     this.bound.clear();
     this.trie.clear();
     this.byKey.clear();
     this.empty = undefined;
+    this.overflow = undefined;
   }
 
   private resolve(attrs: Attributes, cacheInTrie: boolean): H {
@@ -159,7 +182,7 @@ export class RecordStore<H extends BoundHandle = BoundHandle> implements HandleO
     // Read every attribute once: a getter may return a new value on each read, and the
     // trie must cache exactly the values that were encoded.
     const snap = snapshot(attrs);
-    const parts = snap === undefined ? undefined : encodeLabels(snap, this.limits, this.name);
+    const parts = snap === undefined ? undefined : encodeLabels(snap, this.limits, this.name, this.policy.keep);
     if (parts === undefined) {
       warnLimited(`attrs:${this.name}`, `${this.name}: attributes must be a plain object; measurement dropped`);
       return this.dropped;
@@ -169,23 +192,69 @@ export class RecordStore<H extends BoundHandle = BoundHandle> implements HandleO
     if (h === undefined) {
       h = this.acquire(parts);
       if (h === undefined) return this.dropped;
+      if (acquireOut[4] === 1) return this.overflowHandle(h);
+      // A label set enters the trie on its second use: one-off label sets (ids, URLs
+      // with parameters) cost one map entry, not a trie path.
       this.byKey.set(key, h);
+    } else if (cacheInTrie) {
+      this.trie.set(snap!, h);
     }
-    if (cacheInTrie) this.trie.set(snap!, h);
     return h;
+  }
+
+  /** Keeps one reference for the overflow series; extra ones go back at once. */
+  private overflowHandle(h: H): H {
+    warnLimited(
+      `overflow:${this.name}`,
+      `${this.name}: cardinality limit ${this.policy.cardinalityLimit} reached; new label sets are recorded as otel.metric.overflow=true`,
+    );
+    if (this.overflow === undefined) {
+      this.overflow = h;
+      return h;
+    }
+    this.releaseRecord(h.recordId);
+    return this.overflow;
+  }
+
+  /**
+   * Drops the cached handles of records that were not updated in the last collection,
+   * giving back their references so the record map can reclaim them. The trie is
+   * cleared (it is only an index; live label sets re-enter it on use). Bound handles
+   * keep their own references and are untouched.
+   */
+  evict(stale: ReadonlySet<number>): number {
+    let n = 0;
+    for (const [key, h] of this.byKey) {
+      if (!stale.has(h.recordId)) continue;
+      this.byKey.delete(key);
+      h.off = OFF_DROPPED; // unreachable now; never writes again
+      this.releaseRecord(h.recordId);
+      n++;
+    }
+    if (this.empty !== undefined && stale.has(this.empty.recordId)) this.empty = undefined; // released above
+    if (this.overflow !== undefined && stale.has(this.overflow.recordId)) {
+      this.overflow.off = OFF_DROPPED;
+      this.releaseRecord(this.overflow.recordId);
+      this.overflow = undefined;
+      n++;
+    }
+    if (n > 0) this.trie.clear();
+    return n;
   }
 
   private acquire(parts: string[]): H | undefined {
     let ok: boolean;
     try {
-      ok = native().acquire(this.instrumentId, parts, acquireOut);
+      ok = native().acquire(this.instrumentId, parts, acquireOut, this.policy.cardinalityLimit);
     } catch (e) {
       warnLimited(`native:${this.name}`, `${this.name}: label set rejected (${(e as Error).message}); measurement dropped`);
       return undefined;
     }
     if (!ok) return undefined;
     const recordId = acquireOut[0];
-    if (!this.attributesOf.has(recordId)) this.attributesOf.set(recordId, decodeParts(parts));
+    if (!this.attributesOf.has(recordId)) {
+      this.attributesOf.set(recordId, acquireOut[4] === 1 ? OVERFLOW_ATTRIBUTES : decodeParts(parts));
+    }
     return this.makeHandle(slabView(acquireOut[1]), acquireOut[2], recordId);
   }
 
