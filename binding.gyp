@@ -6,8 +6,10 @@
         "native/addon.cc",
         "native/binding/record_map_js.cc",
         "native/core/aggregator.cc",
+        "native/core/exponential_histogram.cc",
         "native/core/record.cc",
         "native/core/record_map.cc",
+        "native/core/sketch.cc",
         "native/core/slab_arena.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],

@@ -38,3 +38,52 @@ export type { AggregationSelector } from './export/aggregation-selector';
 export { View } from './sdk/view';
 export type { ViewOptions } from './sdk/view';
 export { DEFAULT_CARDINALITY_LIMIT } from './sdk/record-store';
+// Export pipeline: label encoders, temporality, batchers, exporters, controllers.
+export { DefaultLabelEncoder, defaultLabelEncoder, encodedLabels, prometheusLabelEncoder } from './export/label-encoder';
+export type { LabelEncoder } from './export/label-encoder';
+export {
+  AggregationTemporality,
+  CumulativeTemporalitySelector,
+  DeltaTemporalitySelector,
+  LowMemoryTemporalitySelector,
+  temporalitySelector,
+} from './export/temporality';
+export type { AggregationTemporalitySelector, TemporalityPreference } from './export/temporality';
+export {
+  Batcher,
+  UngroupedBatcher,
+  DefaultKeysBatcher,
+  createBatcher,
+  deltaOf,
+  hasMinMax,
+  isReset,
+  mergeAggregations,
+  mergeOrdered,
+  reduceAttributes,
+} from './export/batchers';
+export type {
+  BatcherKind,
+  BatcherOptions,
+  BatchedHistogramAggregation,
+  BatchedMinMaxSumCountAggregation,
+  MinMaxFlag,
+  Ordered,
+} from './export/batchers';
+export { ExportResultCode } from './export/exporter';
+export type { Exporter, ExportOptions, ExportResource, ExportResult } from './export/exporter';
+export { ConsoleMetricExporter } from './exporters/console';
+export type { ConsoleMetricExporterOptions, TextSink } from './exporters/console';
+export { PushController } from './controller/push';
+export type { PushControllerOptions, PushControllerStats } from './controller/push';
+export { PullController } from './controller/pull';
+export type { PullControllerOptions } from './controller/pull';
+// Distribution aggregators: quantile sketch, base-2 exponential histogram, exact.
+export { sketchSelector, exponentialHistogramSelector, exactSelector, histogramSelector } from './export/aggregation-selector';
+export { BoundSketch, BoundExponentialHistogram, BoundExact } from './api/handles-sketch';
+export type { AggregatorOptions } from './sdk/aggregation';
+export type {
+  SketchAggregation,
+  ExponentialHistogramAggregation,
+  ExponentialBuckets,
+  ExactAggregation,
+} from './export/checkpoint-set';

@@ -16,6 +16,7 @@ namespace {
 constexpr size_t kMaxLabelParts = 2 * 1024;        // 1024 attributes
 constexpr size_t kMaxStringBytes = 64 * 1024;      // per key or value
 constexpr size_t kMaxBounds = 4096;
+constexpr uint32_t kMaxAggregatorSize = 4096;  // sketch bins / exponential buckets per range
 
 double NowMs() {
   using namespace std::chrono;
@@ -77,7 +78,43 @@ Napi::Object DescriptorObject(Napi::Env env, uint32_t id, const hotmeter::Descri
   Napi::Float64Array b = Napi::Float64Array::New(env, d.bounds.size());
   for (size_t i = 0; i < d.bounds.size(); i++) b[i] = d.bounds[i];
   o.Set("bounds", b);
+  o.Set("relativeAccuracy", d.relativeAccuracy);
+  o.Set("maxSize", EffectiveMaxSize(d));
+  o.Set("maxScale", d.maxScale);
   return o;
+}
+
+// The optional aggregator options of registerInstrument:
+// { relativeAccuracy?: number in [1e-6, 1), maxSize?: integer in [2, 4096],
+//   maxScale?: integer in [-10, 20] }; absent fields keep the defaults.
+void ReadAggregatorOptions(Napi::Env env, const Napi::Value& v, hotmeter::Descriptor* d) {
+  if (v.IsUndefined()) return;
+  if (!v.IsObject() || v.IsArray() || v.IsTypedArray() || v.IsFunction()) {
+    ThrowType(env, "aggregator options must be an object");
+  }
+  Napi::Object o = v.As<Napi::Object>();
+  auto number = [&](const char* key, double* out) {
+    Napi::Value x = o.Get(key);
+    if (x.IsUndefined()) return false;
+    if (!x.IsNumber()) ThrowType(env, std::string(key) + " must be a number");
+    *out = x.As<Napi::Number>().DoubleValue();
+    return true;
+  };
+  double x = 0;
+  if (number("relativeAccuracy", &x)) {
+    if (!(x >= 1e-6 && x < 1)) ThrowType(env, "relativeAccuracy must be in [1e-6, 1)");
+    d->relativeAccuracy = x;
+  }
+  if (number("maxSize", &x)) {
+    if (!(x >= 2 && x <= static_cast<double>(kMaxAggregatorSize)) || std::floor(x) != x) {
+      ThrowType(env, "maxSize must be an integer in [2, " + std::to_string(kMaxAggregatorSize) + "]");
+    }
+    d->maxSize = static_cast<uint32_t>(x);
+  }
+  if (number("maxScale", &x)) {
+    if (!(x >= -10 && x <= 20) || std::floor(x) != x) ThrowType(env, "maxScale must be an integer in [-10, 20]");
+    d->maxScale = static_cast<int32_t>(x);
+  }
 }
 
 }  // namespace
@@ -89,7 +126,8 @@ Napi::Value RegisterDomain(const Napi::CallbackInfo& info) {
 }
 
 // registerInstrument(domain, identity, name, description, unit, kind, valueType,
-//                    aggregation, monotonic, bounds: Float64Array) -> [id, existed]
+//                    aggregation, monotonic, bounds: Float64Array[, options]) -> [id, existed]
+// options (Sketch, ExponentialHistogram): { relativeAccuracy?, maxSize?, maxScale? }.
 Napi::Value RegisterInstrument(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   CheckArity(info, 10, "registerInstrument");
@@ -124,6 +162,7 @@ Napi::Value RegisterInstrument(const Napi::CallbackInfo& info) {
     }
     d.bounds.push_back(b);
   }
+  if (info.Length() > 10) ReadAggregatorOptions(env, info[10], &d);
   bool existed = false;
   uint32_t id = RecordMap::Global().RegisterInstrument(identity, std::move(d), &existed, domain);
   Napi::Array out = Napi::Array::New(env, 2);

@@ -3,6 +3,9 @@
 #include <atomic>
 #include <limits>
 
+#include "exponential_histogram.h"
+#include "sketch.h"
+
 namespace hotmeter {
 
 namespace {
@@ -17,14 +20,36 @@ size_t CellSize(AggregationKind kind, size_t boundCount) {
     case AggregationKind::PrecomputedSum: return 2;
     case AggregationKind::MinMaxSumCount: return 4;
     case AggregationKind::Histogram: return 3 + boundCount + 1;
+    case AggregationKind::Sketch: return sketch::CellSize(sketch::kDefaultBins);
+    case AggregationKind::ExponentialHistogram: return exphist::CellSize(exphist::kDefaultMaxSize);
+    case AggregationKind::Exact: return 4;
   }
   return 0;
+}
+
+uint32_t EffectiveMaxSize(const Descriptor& d) {
+  switch (d.aggregation) {
+    case AggregationKind::Sketch: return d.maxSize != 0 ? d.maxSize : sketch::kDefaultBins;
+    case AggregationKind::ExponentialHistogram: return d.maxSize != 0 ? d.maxSize : exphist::kDefaultMaxSize;
+    default: return d.maxSize;
+  }
+}
+
+size_t CellSize(const Descriptor& d) {
+  switch (d.aggregation) {
+    case AggregationKind::Sketch: return sketch::CellSize(EffectiveMaxSize(d));
+    case AggregationKind::ExponentialHistogram: return exphist::CellSize(EffectiveMaxSize(d));
+    default: return CellSize(d.aggregation, d.bounds.size());
+  }
 }
 
 void InitState(AggregationKind kind, double* s, size_t size) {
   for (size_t i = 0; i < size; i++) s[i] = 0;
   switch (kind) {
-    case AggregationKind::MinMaxSumCount: s[2] = kInf; s[3] = -kInf; break;
+    case AggregationKind::MinMaxSumCount:
+    case AggregationKind::Exact: s[2] = kInf; s[3] = -kInf; break;
+    case AggregationKind::Sketch: sketch::Init(s, size); break;
+    case AggregationKind::ExponentialHistogram: exphist::Init(s, size); break;
     case AggregationKind::Histogram: s[1] = kInf; s[2] = -kInf; break;
     default: break;
   }
@@ -44,6 +69,7 @@ void MergeState(AggregationKind kind, double* d, const double* s, size_t size) {
       d[1] += s[1];
       return;
     case AggregationKind::MinMaxSumCount:
+    case AggregationKind::Exact:
       d[0] += s[0];
       d[1] += s[1];
       if (s[2] < d[2]) d[2] = s[2];
@@ -55,6 +81,8 @@ void MergeState(AggregationKind kind, double* d, const double* s, size_t size) {
       if (s[2] > d[2]) d[2] = s[2];
       for (size_t i = 3; i < size; i++) d[i] += s[i];
       return;
+    case AggregationKind::Sketch: sketch::Merge(d, s, size); return;
+    case AggregationKind::ExponentialHistogram: exphist::Merge(d, s, size); return;
   }
 }
 
@@ -64,7 +92,10 @@ double Activity(AggregationKind kind, const double* s, size_t size) {
     case AggregationKind::Sum: return s[0];
     case AggregationKind::LastValue:
     case AggregationKind::PrecomputedSum: return s[1];
-    case AggregationKind::MinMaxSumCount: return s[0];
+    case AggregationKind::MinMaxSumCount:
+    case AggregationKind::Sketch:
+    case AggregationKind::ExponentialHistogram:
+    case AggregationKind::Exact: return s[0];  // count
     case AggregationKind::Histogram: {
       double n = 0;
       for (size_t i = 3; i < size; i++) n += s[i];

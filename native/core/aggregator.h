@@ -11,8 +11,13 @@
 
 namespace hotmeter {
 
-// Number of doubles in a cell / state for this aggregation.
+// Number of doubles in a cell / state for this aggregation (Sketch and
+// ExponentialHistogram with their default maxSize).
 size_t CellSize(AggregationKind kind, size_t boundCount);
+// Number of doubles in a cell / state of the descriptor's instrument.
+size_t CellSize(const Descriptor& d);
+// Sketch bins / ExponentialHistogram buckets per range: d.maxSize or the kind's default.
+uint32_t EffectiveMaxSize(const Descriptor& d);
 
 // Writes the identity state (what an untouched cell holds).
 void InitState(AggregationKind kind, double* state, size_t size);

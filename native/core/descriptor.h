@@ -27,8 +27,18 @@ enum class AggregationKind : uint8_t {
   PrecomputedSum = 3,  // cell: [value, seq]; observed cumulative totals
   MinMaxSumCount = 4,  // cell: [count, sum, min, max]
   Histogram = 5,       // cell: [sum, min, max, bucket0 .. bucketN]
+  // cell: [count, sum, min, max, zeroCount, base, bin0 .. bin(M-1)], M = maxSize
+  // (default 512); bin i counts DDSketch key base + i (see sketch.h).
+  Sketch = 6,
+  // cell: [count, sum, min, max, zeroCount, scale, posBase, negBase,
+  //        pos0 .. pos(M-1), neg0 .. neg(M-1)], M = maxSize (default 160); pos i counts
+  // base-2 exponential bucket index posBase + i (see exponential_histogram.h).
+  ExponentialHistogram = 7,
+  // cell: [count, sum, min, max] (as MinMaxSumCount); the values themselves are kept
+  // by the JS handles until a collection takes them (src/api/handles-sketch.ts).
+  Exact = 8,
 };
-constexpr uint8_t kAggregationKindCount = 6;
+constexpr uint8_t kAggregationKindCount = 9;
 
 struct Descriptor {
   std::string name;
@@ -41,6 +51,14 @@ struct Descriptor {
   // Explicit histogram upper bounds, strictly increasing and finite. Bucket i holds
   // values v with bounds[i-1] < v <= bounds[i]; the last bucket is (bounds.back(), +Inf).
   std::vector<double> bounds;
+  // Sketch: the relative accuracy alpha, 0 < alpha < 1 (quantile estimates are within
+  // alpha * exact).
+  double relativeAccuracy = 0.01;
+  // Sketch: bins per cell; ExponentialHistogram: buckets per range. 0 means the kind's
+  // default (see EffectiveMaxSize in aggregator.h).
+  uint32_t maxSize = 0;
+  // ExponentialHistogram: the highest (starting) scale, -10 .. 20.
+  int32_t maxScale = 20;
 };
 
 }  // namespace hotmeter

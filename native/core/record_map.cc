@@ -63,7 +63,7 @@ uint32_t RecordMap::RegisterInstrument(const std::string& identity, Descriptor d
   auto inst = std::make_unique<Instrument>();
   inst->id = static_cast<uint32_t>(instruments_.size() + 1);
   inst->domain = domain;
-  inst->cellSize = CellSize(d.aggregation, d.bounds.size());
+  inst->cellSize = CellSize(d);
   inst->descriptor = std::move(d);
   uint32_t id = inst->id;
   instruments_.push_back(std::move(inst));

@@ -30,7 +30,73 @@ export interface HistogramAggregation {
   readonly boundaries: readonly number[];
   readonly bucketCounts: readonly number[];
 }
-export type Aggregation = SumAggregation | LastValueAggregation | MinMaxSumCountAggregation | HistogramAggregation;
+/**
+ * A DDSketch quantile sketch (AggregationKind.SKETCH). Cumulative, like a histogram.
+ * quantile(q) estimates the value of rank floor(q (count - 1)) within a relative error
+ * of `relativeAccuracy`, as long as the values span less than gamma^(maxSize - 1)
+ * (gamma = (1 + a) / (1 - a); ~2.7e4 with the defaults a = 0.01 and 512 bins) below the
+ * largest one: lower values are collapsed into the lowest kept bin and over-estimated.
+ */
+export interface SketchAggregation {
+  readonly kind: 'sketch';
+  readonly count: number;
+  readonly sum: number;
+  /** +Infinity when count is 0. */
+  readonly min: number;
+  /** -Infinity when count is 0. */
+  readonly max: number;
+  /** Values below ~2.2e-308, zero included (estimated as 0). */
+  readonly zeroCount: number;
+  readonly relativeAccuracy: number;
+  /** The q-quantile, 0 <= q <= 1 (min for 0, max for 1); NaN if empty or q is out of range. */
+  quantile(q: number): number;
+}
+/** One range of an exponential histogram: bucketCounts[i] counts bucket index offset + i. */
+export interface ExponentialBuckets {
+  readonly offset: number;
+  readonly bucketCounts: readonly number[];
+}
+/**
+ * The OpenTelemetry base-2 exponential histogram (AggregationKind.EXPONENTIAL_HISTOGRAM):
+ * bucket index i holds (base^i, base^(i+1)], base = 2^(2^-scale). Cumulative.
+ */
+export interface ExponentialHistogramAggregation {
+  readonly kind: 'exponentialHistogram';
+  /** zeroCount plus every bucket. */
+  readonly count: number;
+  readonly sum: number;
+  /** +Infinity when count is 0. */
+  readonly min: number;
+  /** -Infinity when count is 0. */
+  readonly max: number;
+  readonly scale: number;
+  readonly zeroCount: number;
+  readonly positive: ExponentialBuckets;
+  /** Always empty for the Histogram instrument (its values are non-negative). */
+  readonly negative: ExponentialBuckets;
+}
+/**
+ * Every value (AggregationKind.EXACT). count, sum, min and max are cumulative over every
+ * thread like a MinMaxSumCount; `values` are delta by nature: the values this thread
+ * recorded since the previous collection of this provider, sorted ascending (each
+ * collection takes them, so with several readers each value goes to one of them).
+ */
+export interface ExactAggregation {
+  readonly kind: 'exact';
+  readonly count: number;
+  readonly sum: number;
+  readonly min: number;
+  readonly max: number;
+  readonly values: readonly number[];
+}
+export type Aggregation =
+  | SumAggregation
+  | LastValueAggregation
+  | MinMaxSumCountAggregation
+  | HistogramAggregation
+  | SketchAggregation
+  | ExponentialHistogramAggregation
+  | ExactAggregation;
 
 /** One record's checkpoint: an instrument, a label set and its aggregated state. */
 export interface CheckpointRecord {

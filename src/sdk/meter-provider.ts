@@ -19,6 +19,11 @@ import { Aggregation, CheckpointRecord, CheckpointSet } from '../export/checkpoi
 import type { MetricReader } from '../export/reader';
 import { AggregationSelector, compatible, defaultSelector } from '../export/aggregation-selector';
 import { AggregationKind, cellSize, DEFAULT_HISTOGRAM_BOUNDARIES, defaultAggregation, validBoundaries } from './aggregation';
+import { AggregatorOptions, AggregatorParams, resolveAggregatorParams } from './aggregation';
+import { takeExactValues } from '../api/handles-sketch';
+import { exponentialHistogramView } from './exponential-histogram';
+import { NativeDescriptor } from './native';
+import { sketchView } from './sketch';
 import {
   Descriptor,
   InstrumentationScope,
@@ -200,8 +205,10 @@ export class MeterProvider implements ApiMeterProvider, MeterHost {
               DEFAULT_HISTOGRAM_BOUNDARIES,
           )
         : EMPTY_BOUNDS;
+    const params = aggregatorParams(this.selector, descriptor, aggregation);
     const [id, existed] = native().registerInstrument(
       this.domain, identity, descriptor.name, descriptor.description, unit, kind, valueType, aggregation, descriptor.monotonic, bounds,
+      params.maxSize > 0 ? params : undefined,
     );
     // In a domain shared by name, another provider (or thread) may have registered this
     // identity first with other advice or another selector: the cells in native memory
@@ -213,6 +220,7 @@ export class MeterProvider implements ApiMeterProvider, MeterHost {
       reg !== null ? reg.bounds : bounds,
       this.limits, this.attributesOf,
       { cardinalityLimit: vo?.cardinalityLimit ?? this.cardinalityLimit, keep: view?.keep },
+      reg !== null ? registeredParams(reg) : params,
     );
     if (this.shutdownDone) store.shutdown();
     this.stores.set(identity, store);
@@ -348,10 +356,10 @@ export class MeterProvider implements ApiMeterProvider, MeterHost {
       if (store === undefined) {
         // An instrument only another provider sharing this domain registered: skip its state.
         const d = native().descriptor(instrumentId);
-        if (d !== null) i += cellSize(d.aggregation as AggregationKind, d.bounds.length);
+        if (d !== null) i += cellSize(d.aggregation as AggregationKind, d.bounds.length, d.maxSize);
         continue;
       }
-      const size = cellSize(store.aggregation, store.bounds.length);
+      const size = cellSize(store.aggregation, store.bounds.length, store.params.maxSize);
       const st = data.subarray(i, i + size);
       i += size;
       if (!updated) stale.add(recordId);
@@ -361,7 +369,7 @@ export class MeterProvider implements ApiMeterProvider, MeterHost {
         descriptor: store.descriptor,
         scope: store.scope,
         attributes: this.attributesOf.get(recordId) ?? this.foreignAttributes(recordId),
-        aggregation: toAggregation(store, st),
+        aggregation: toAggregation(store, st, recordId),
         startTime,
         endTime: now,
         updated,
@@ -377,9 +385,33 @@ export class MeterProvider implements ApiMeterProvider, MeterHost {
   }
 }
 
-function toAggregation(store: RecordStore<BoundHandle>, st: Float64Array): Aggregation {
+/** The selector's options for the chosen aggregation, validated (diagnostic, defaults). */
+function aggregatorParams(selector: AggregationSelector, d: Descriptor, aggregation: AggregationKind): AggregatorParams {
+  let options: AggregatorOptions | undefined;
+  try {
+    options = selector.aggregatorOptions?.(d) ?? undefined;
+  } catch (e) {
+    warnLimited(`selector-options:${d.name}`, `aggregationSelector.aggregatorOptions threw for ${d.name}: ${describeValue(e)}; defaults used`);
+  }
+  const { params, problem } = resolveAggregatorParams(aggregation, options);
+  if (problem !== undefined) warnLimited(`selector-options:${d.name}`, `${d.name}: ${problem}; default used`);
+  return params;
+}
+
+/** The parameters an instrument was registered with (possibly by another provider). */
+function registeredParams(reg: NativeDescriptor): AggregatorParams {
+  return { relativeAccuracy: reg.relativeAccuracy, maxSize: reg.maxSize, maxScale: reg.maxScale };
+}
+
+function toAggregation(store: RecordStore<BoundHandle>, st: Float64Array, recordId: number): Aggregation {
   const monotonic = store.descriptor.monotonic;
   switch (store.aggregation) {
+    case AggregationKind.SKETCH:
+      return sketchView(st, store.params);
+    case AggregationKind.EXPONENTIAL_HISTOGRAM:
+      return exponentialHistogramView(st, store.params);
+    case AggregationKind.EXACT:
+      return { kind: 'exact', count: st[0], sum: st[1], min: st[2], max: st[3], values: takeExactValues(store, recordId) };
     case AggregationKind.SUM:
       return { kind: 'sum', sum: st[0], monotonic };
     case AggregationKind.PRECOMPUTED_SUM:

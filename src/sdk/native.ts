@@ -14,6 +14,19 @@ export interface NativeDescriptor {
   aggregation: number;
   monotonic: boolean;
   bounds: Float64Array;
+  /** Sketch relative accuracy (default 0.01). */
+  relativeAccuracy: number;
+  /** Sketch bins / exponential buckets per range, resolved (0 for other kinds). */
+  maxSize: number;
+  /** Exponential histogram max scale (default 20). */
+  maxScale: number;
+}
+
+/** registerInstrument's optional aggregator options (validated natively). */
+export interface NativeAggregatorOptions {
+  relativeAccuracy?: number;
+  maxSize?: number;
+  maxScale?: number;
 }
 
 export interface NativeBinding {
@@ -30,6 +43,7 @@ export interface NativeBinding {
     aggregation: number,
     monotonic: boolean,
     bounds: Float64Array,
+    options?: NativeAggregatorOptions,
   ): [number, boolean];
   descriptor(instrumentId: number): NativeDescriptor | null;
   /**

@@ -14,7 +14,8 @@ import {
   OFF_DROPPED,
   OFF_SHUTDOWN,
 } from '../api/handles';
-import { AggregationKind, defaultAggregation } from './aggregation';
+import { BoundExact, BoundExponentialHistogram, BoundSketch } from '../api/handles-sketch';
+import { AggregationKind, AggregatorParams, DEFAULT_AGGREGATOR_PARAMS, defaultAggregation } from './aggregation';
 import { Descriptor, InstrumentationScope, InstrumentKind } from './descriptor';
 import { describeValue, warnLimited } from './diag';
 import { decodeLabels as decodeParts, encodeLabels, LabelLimits } from './labels';
@@ -78,6 +79,8 @@ export class RecordStore<H extends BoundHandle = BoundHandle> implements HandleO
     /** recordId -> attributes, shared by the provider for collection. */
     private readonly attributesOf: Map<number, Attributes>,
     readonly policy: StorePolicy = DEFAULT_POLICY,
+    /** Sketch / exponential histogram parameters (as registered natively). */
+    readonly params: AggregatorParams = DEFAULT_AGGREGATOR_PARAMS,
   ) {
     this.name = descriptor.name;
     this.int = descriptor.valueType === 0; /* ValueType.INT */
@@ -269,6 +272,12 @@ export class RecordStore<H extends BoundHandle = BoundHandle> implements HandleO
       case AggregationKind.LAST_VALUE:
       case AggregationKind.PRECOMPUTED_SUM:
         return new BoundGauge(this, f64, off, recordId) as unknown as H;
+      case AggregationKind.SKETCH:
+        return new BoundSketch(this, f64, off, recordId, this.params) as unknown as H;
+      case AggregationKind.EXPONENTIAL_HISTOGRAM:
+        return new BoundExponentialHistogram(this, f64, off, recordId, this.params) as unknown as H;
+      case AggregationKind.EXACT:
+        return new BoundExact(this, f64, off, recordId) as unknown as H;
       default:
         return (this.descriptor.kind === InstrumentKind.COUNTER
           ? new BoundCounter(this, f64, off, recordId)

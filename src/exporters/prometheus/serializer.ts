@@ -2,6 +2,10 @@
 import type { Attributes, AttributeValue } from '@opentelemetry/api';
 import type { CheckpointRecord, CheckpointSet } from '../../export/checkpoint-set';
 import { escapeHelp, escapeLabelValue, formatValue, metricFamilyName, sanitizeLabelName } from './naming';
+import { lowerBoundary } from '../../sdk/exponential-histogram';
+
+/** The quantiles a sketch or exact summary shows (prom-client's default percentiles). */
+const SUMMARY_QUANTILES = [0.01, 0.05, 0.5, 0.9, 0.95, 0.99, 0.999];
 
 function attrText(v: AttributeValue): string {
   return typeof v === 'string' ? v : Array.isArray(v) ? JSON.stringify(v) : String(v);
@@ -52,7 +56,11 @@ function familyFor(r: CheckpointRecord): { name: string; type: Family['type'] } 
     case 'histogram':
       return { name: metricFamilyName(d.name, d.unit, false), type: 'histogram' };
     case 'minMaxSumCount':
+    case 'sketch':
+    case 'exact':
       return { name: metricFamilyName(d.name, d.unit, false), type: 'summary' };
+    case 'exponentialHistogram':
+      return { name: metricFamilyName(d.name, d.unit, false), type: 'histogram' };
   }
 }
 
@@ -83,6 +91,38 @@ export function serializeText(set: CheckpointSet, resource?: Attributes): string
           const le = i < agg.boundaries.length ? formatValue(agg.boundaries[i]) : '+Inf';
           f.lines.push(`${name}_bucket${labelBlock(attrs, [['le', le]])} ${formatValue(cum)}`);
         }
+        f.lines.push(`${name}_sum${labelBlock(attrs)} ${formatValue(agg.sum)}`);
+        f.lines.push(`${name}_count${labelBlock(attrs)} ${formatValue(agg.count)}`);
+        break;
+      }
+      case 'sketch':
+      case 'exact': {
+        // Exact: the values since the previous collection (as prom-client's summaries
+        // show a recent window); the sketch: every value (cumulative).
+        const v = agg.kind === 'exact' ? agg.values : undefined;
+        if (v === undefined ? agg.count > 0 : v.length > 0) {
+          for (const q of SUMMARY_QUANTILES) {
+            const x = agg.kind === 'exact' ? agg.values[Math.floor(q * (agg.values.length - 1))] : agg.quantile(q);
+            f.lines.push(`${name}${labelBlock(attrs, [['quantile', formatValue(q)]])} ${formatValue(x)}`);
+          }
+        }
+        f.lines.push(`${name}_sum${labelBlock(attrs)} ${formatValue(agg.sum)}`);
+        f.lines.push(`${name}_count${labelBlock(attrs)} ${formatValue(agg.count)}`);
+        break;
+      }
+      case 'exponentialHistogram': {
+        // As a classic histogram: le="0" holds zeros (and any negatives), then the upper
+        // boundary of each positive bucket.
+        let cum = agg.zeroCount;
+        for (const c of agg.negative.bucketCounts) cum += c;
+        f.lines.push(`${name}_bucket${labelBlock(attrs, [['le', '0']])} ${formatValue(cum)}`);
+        const p = agg.positive;
+        for (let i = 0; i < p.bucketCounts.length; i++) {
+          cum += p.bucketCounts[i];
+          const le = formatValue(lowerBoundary(p.offset + i + 1, agg.scale));
+          f.lines.push(`${name}_bucket${labelBlock(attrs, [['le', le]])} ${formatValue(cum)}`);
+        }
+        f.lines.push(`${name}_bucket${labelBlock(attrs, [['le', '+Inf']])} ${formatValue(agg.count)}`);
         f.lines.push(`${name}_sum${labelBlock(attrs)} ${formatValue(agg.sum)}`);
         f.lines.push(`${name}_count${labelBlock(attrs)} ${formatValue(agg.count)}`);
         break;
