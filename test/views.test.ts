@@ -140,3 +140,28 @@ describe('cardinality limit', () => {
     expect(sumOf(rs[0])).toBe(3);
   });
 });
+
+describe('disabled streams cost nothing', () => {
+  it('a DROP selector or view yields instruments that never touch their arguments', async () => {
+    const log = installLogger();
+    const p = new MeterProvider({
+      aggregationSelector: { aggregatorFor: (d) => (d.name === 'off' ? null : AggregationKind.SUM) },
+      views: [{ instrumentName: 'off.hist', aggregation: AggregationKind.DROP }],
+    });
+    const m = p.getMeter('v');
+    const c = m.createCounter('off');
+    const h = m.createHistogram('off.hist');
+    let reads = 0;
+    const spy = { get route() { reads++; return '/'; } } as unknown as Record<string, string>;
+    for (let i = 0; i < 1000; i++) {
+      c.add(1, spy);
+      c.add(Number.NaN, spy); // not even validated: nothing is read or diagnosed
+      h.record(5, spy);
+    }
+    expect(reads).toBe(0);
+    expect(log.warnings).toEqual([]);
+    c.bind({ a: 1 }).add(1); // bind still works and drops
+    expect(recordsOf(await p.collect(), 'off')).toHaveLength(0);
+    expect(recordsOf(await p.collect(), 'off.hist')).toHaveLength(0);
+  });
+});

@@ -112,6 +112,22 @@ export class Gauge implements ApiGauge {
   }
 }
 
+// Disabled streams (a selector or view chose DROP, or the name is invalid): the
+// recording methods do nothing at all, so a disabled instrument costs a call that
+// inlines to nothing. bind() still returns a handle that drops.
+/** @internal */ export class DisabledCounter extends Counter {
+  override add(): void {}
+}
+/** @internal */ export class DisabledUpDownCounter extends UpDownCounter {
+  override add(): void {}
+}
+/** @internal */ export class DisabledHistogram extends Histogram {
+  override record(): void {}
+}
+/** @internal */ export class DisabledGauge extends Gauge {
+  override record(): void {}
+}
+
 /** Base of the observable instruments: callbacks run at each collection. */
 export class ObservableInstrument implements Observable {
   /** @internal */ readonly callbacks: ObservableCallback[] = [];

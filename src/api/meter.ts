@@ -15,6 +15,10 @@ import type { BoundHandle } from './handles';
 import {
   BatchRegistration,
   Counter,
+  DisabledCounter,
+  DisabledGauge,
+  DisabledHistogram,
+  DisabledUpDownCounter,
   Gauge,
   Histogram,
   ObservableCounter,
@@ -42,19 +46,23 @@ export class Meter implements ApiMeter {
   ) {}
 
   createCounter(name: string, options?: MetricOptions): Counter {
-    return new Counter(this.host.storeFor(this.scope, InstrumentKind.COUNTER, name, options) as never);
+    const s = this.host.storeFor(this.scope, InstrumentKind.COUNTER, name, options) as never;
+    return (s as RecordStore<BoundHandle>).disabled ? new DisabledCounter(s) : new Counter(s);
   }
 
   createUpDownCounter(name: string, options?: MetricOptions): UpDownCounter {
-    return new UpDownCounter(this.host.storeFor(this.scope, InstrumentKind.UP_DOWN_COUNTER, name, options) as never);
+    const s = this.host.storeFor(this.scope, InstrumentKind.UP_DOWN_COUNTER, name, options) as never;
+    return (s as RecordStore<BoundHandle>).disabled ? new DisabledUpDownCounter(s) : new UpDownCounter(s);
   }
 
   createHistogram(name: string, options?: MetricOptions): Histogram {
-    return new Histogram(this.host.storeFor(this.scope, InstrumentKind.HISTOGRAM, name, options) as never);
+    const s = this.host.storeFor(this.scope, InstrumentKind.HISTOGRAM, name, options) as never;
+    return (s as RecordStore<BoundHandle>).disabled ? new DisabledHistogram(s) : new Histogram(s);
   }
 
   createGauge(name: string, options?: MetricOptions): Gauge {
-    return new Gauge(this.host.storeFor(this.scope, InstrumentKind.GAUGE, name, options) as never);
+    const s = this.host.storeFor(this.scope, InstrumentKind.GAUGE, name, options) as never;
+    return (s as RecordStore<BoundHandle>).disabled ? new DisabledGauge(s) : new Gauge(s);
   }
 
   createObservableCounter(name: string, options?: MetricOptions): ObservableCounter {
