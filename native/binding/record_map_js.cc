@@ -81,12 +81,16 @@ Napi::Object DescriptorObject(Napi::Env env, uint32_t id, const hotmeter::Descri
   o.Set("relativeAccuracy", d.relativeAccuracy);
   o.Set("maxSize", EffectiveMaxSize(d));
   o.Set("maxScale", d.maxScale);
+  o.Set("scopeName", d.scopeName);
+  o.Set("scopeVersion", d.scopeVersion);
+  o.Set("scopeSchemaUrl", d.scopeSchemaUrl);
   return o;
 }
 
-// The optional aggregator options of registerInstrument:
+// The optional options of registerInstrument:
 // { relativeAccuracy?: number in [1e-6, 1), maxSize?: integer in [2, 4096],
-//   maxScale?: integer in [-10, 20] }; absent fields keep the defaults.
+//   maxScale?: integer in [-10, 20], scopeName?, scopeVersion?, scopeSchemaUrl?: string };
+// absent fields keep the defaults.
 void ReadAggregatorOptions(Napi::Env env, const Napi::Value& v, hotmeter::Descriptor* d) {
   if (v.IsUndefined()) return;
   if (!v.IsObject() || v.IsArray() || v.IsTypedArray() || v.IsFunction()) {
@@ -100,6 +104,16 @@ void ReadAggregatorOptions(Napi::Env env, const Napi::Value& v, hotmeter::Descri
     *out = x.As<Napi::Number>().DoubleValue();
     return true;
   };
+  auto text = [&](const char* key, std::string* out) {
+    Napi::Value x = o.Get(key);
+    if (x.IsUndefined()) return;
+    if (!x.IsString()) ThrowType(env, std::string(key) + " must be a string");
+    *out = x.As<Napi::String>().Utf8Value();
+    if (out->size() > kMaxStringBytes) ThrowType(env, std::string(key) + " is too long");
+  };
+  text("scopeName", &d->scopeName);
+  text("scopeVersion", &d->scopeVersion);
+  text("scopeSchemaUrl", &d->scopeSchemaUrl);
   double x = 0;
   if (number("relativeAccuracy", &x)) {
     if (!(x >= 1e-6 && x < 1)) ThrowType(env, "relativeAccuracy must be in [1e-6, 1)");

@@ -44,6 +44,10 @@ struct Descriptor {
   std::string name;
   std::string description;
   std::string unit;
+  // The instrumentation scope (Meter) that registered the instrument.
+  std::string scopeName;
+  std::string scopeVersion;
+  std::string scopeSchemaUrl;
   InstrumentKind kind = InstrumentKind::Counter;
   ValueType valueType = ValueType::Double;
   AggregationKind aggregation = AggregationKind::Sum;

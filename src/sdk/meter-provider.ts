@@ -208,7 +208,12 @@ export class MeterProvider implements ApiMeterProvider, MeterHost {
     const params = aggregatorParams(this.selector, descriptor, aggregation);
     const [id, existed] = native().registerInstrument(
       this.domain, identity, descriptor.name, descriptor.description, unit, kind, valueType, aggregation, descriptor.monotonic, bounds,
-      params.maxSize > 0 ? params : undefined,
+      {
+        ...(params.maxSize > 0 ? params : {}),
+        scopeName: scope.name,
+        scopeVersion: scope.version ?? '',
+        scopeSchemaUrl: scope.schemaUrl ?? '',
+      },
     );
     // In a domain shared by name, another provider (or thread) may have registered this
     // identity first with other advice or another selector: the cells in native memory

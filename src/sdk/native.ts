@@ -20,6 +20,10 @@ export interface NativeDescriptor {
   maxSize: number;
   /** Exponential histogram max scale (default 20). */
   maxScale: number;
+  /** The instrumentation scope that registered the instrument ('' when none given). */
+  scopeName: string;
+  scopeVersion: string;
+  scopeSchemaUrl: string;
 }
 
 /** registerInstrument's optional aggregator options (validated natively). */
@@ -27,6 +31,9 @@ export interface NativeAggregatorOptions {
   relativeAccuracy?: number;
   maxSize?: number;
   maxScale?: number;
+  scopeName?: string;
+  scopeVersion?: string;
+  scopeSchemaUrl?: string;
 }
 
 export interface NativeBinding {
