@@ -1,0 +1,2304 @@
+// Tests of the native core (native/core): aggregators, label keys, slab arenas, the
+// record map, and a threaded stress test of concurrent writers and collections.
+// Self-contained: no framework, no Node. Built by CMakeLists.txt (plain cmake) and run by
+// scripts/native-test.sh plain, under ASan+UBSan and under TSan.
+//
+// Usage: core_test [--scale=F] [--list] [name-substring ...]
+//   --scale=F (or HOTMETER_STRESS_SCALE=F) multiplies the stress test's update count.
+//   Names select the tests whose name contains any of the substrings.
+// The last line printed is always "N passed, M failed"; the exit status is 1 if M > 0.
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <exception>
+#include <limits>
+#include <map>
+#include <mutex>
+#include <random>
+#include <set>
+#include <string>
+#include <thread>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "../core/aggregator.h"
+#include "../core/descriptor.h"
+#include "../core/exponential_histogram.h"
+#include "../core/record.h"
+#include "../core/record_map.h"
+#include "../core/sketch.h"
+#include "../core/slab_arena.h"
+
+using namespace hotmeter;
+
+namespace {
+
+// ---------------------------------------------------------------------------------------
+// Minimal test framework. CHECKs may fail on any thread.
+
+struct TestCase {
+  const char* name;
+  void (*fn)();
+};
+
+std::vector<TestCase>& Tests() {
+  static std::vector<TestCase> tests;
+  return tests;
+}
+
+struct Registrar {
+  Registrar(const char* name, void (*fn)()) { Tests().push_back({name, fn}); }
+};
+
+std::atomic<long> g_failures{0};  // CHECK failures in the running test
+std::mutex g_print_mu;
+double g_scale = 1.0;
+constexpr long kMaxPrintedFailures = 25;
+
+void Fail(const char* file, int line, const std::string& what) {
+  long n = g_failures.fetch_add(1) + 1;
+  if (n > kMaxPrintedFailures) return;
+  std::lock_guard<std::mutex> lock(g_print_mu);
+  std::fprintf(stderr, "    %s:%d: CHECK failed: %s\n", file, line, what.c_str());
+  if (n == kMaxPrintedFailures) std::fprintf(stderr, "    (further failures not printed)\n");
+}
+
+std::string Escape(const std::string& s) {
+  std::string r = "\"";
+  for (unsigned char c : s) {
+    if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\') {
+      r += static_cast<char>(c);
+    } else {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\x%02x", c);
+      r += buf;
+    }
+  }
+  return r + "\"";
+}
+
+template <class T>
+std::string Show(const T& v) {
+  if constexpr (std::is_same_v<T, std::string>) {
+    return Escape(v);
+  } else if constexpr (std::is_same_v<T, bool>) {
+    return v ? "true" : "false";
+  } else if constexpr (std::is_floating_point_v<T>) {
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "%.17g", static_cast<double>(v));
+    return buf;
+  } else if constexpr (std::is_integral_v<T>) {
+    return std::to_string(v);
+  } else if constexpr (std::is_enum_v<T>) {
+    return std::to_string(static_cast<long long>(v));
+  } else if constexpr (std::is_same_v<T, std::vector<double>>) {
+    std::string r = "[";
+    for (size_t i = 0; i < v.size(); i++) r += (i ? ", " : "") + Show(v[i]);
+    return r + "]";
+  } else if constexpr (std::is_same_v<T, std::vector<std::string>>) {
+    std::string r = "[";
+    for (size_t i = 0; i < v.size(); i++) r += (i ? ", " : "") + Escape(v[i]);
+    return r + "]";
+  } else {
+    return "<?>";
+  }
+}
+
+template <class A, class B>
+bool Equal(const A& a, const B& b) {
+  if constexpr (std::is_integral_v<A> && std::is_integral_v<B> && !std::is_same_v<A, bool> &&
+                !std::is_same_v<B, bool>) {
+    return std::cmp_equal(a, b);
+  } else {
+    return a == b;
+  }
+}
+
+#define CHECK(cond)                                              \
+  do {                                                           \
+    if (!(cond)) Fail(__FILE__, __LINE__, #cond);                \
+  } while (0)
+
+#define CHECK_EQ(a, b)                                                                    \
+  do {                                                                                    \
+    const auto& check_a_ = (a);                                                           \
+    const auto& check_b_ = (b);                                                           \
+    if (!Equal(check_a_, check_b_)) {                                                     \
+      Fail(__FILE__, __LINE__,                                                            \
+           std::string(#a " == " #b "  (") + Show(check_a_) + " vs " + Show(check_b_) + ")"); \
+    }                                                                                     \
+  } while (0)
+
+// Stops the current test function when a precondition for the rest of it fails.
+#define REQUIRE(cond)                                            \
+  do {                                                           \
+    if (!(cond)) {                                               \
+      Fail(__FILE__, __LINE__, "REQUIRE " #cond);                \
+      return;                                                    \
+    }                                                            \
+  } while (0)
+
+#define TEST(name)                                          \
+  void test_##name();                                       \
+  const Registrar registrar_##name(#name, &test_##name);    \
+  void test_##name()
+
+// ---------------------------------------------------------------------------------------
+// Helpers.
+
+constexpr double kInf = std::numeric_limits<double>::infinity();
+
+const AggregationKind kAllKinds[] = {AggregationKind::Sum, AggregationKind::LastValue,
+                                     AggregationKind::PrecomputedSum,
+                                     AggregationKind::MinMaxSumCount, AggregationKind::Histogram};
+
+const char* KindName(AggregationKind k) {
+  switch (k) {
+    case AggregationKind::Drop: return "Drop";
+    case AggregationKind::Sum: return "Sum";
+    case AggregationKind::LastValue: return "LastValue";
+    case AggregationKind::PrecomputedSum: return "PrecomputedSum";
+    case AggregationKind::MinMaxSumCount: return "MinMaxSumCount";
+    case AggregationKind::Histogram: return "Histogram";
+    case AggregationKind::Sketch: return "Sketch";
+    case AggregationKind::ExponentialHistogram: return "ExponentialHistogram";
+    case AggregationKind::Exact: return "Exact";
+  }
+  return "?";
+}
+
+bool Commutative(AggregationKind k) { return k != AggregationKind::LastValue; }
+
+// Exact element-wise equality (inf == inf; no NaN is ever produced by these tests).
+bool SameState(const std::vector<double>& a, const std::vector<double>& b) { return a == b; }
+
+std::vector<double> Identity(AggregationKind kind, size_t size) {
+  std::vector<double> s(size, std::nan(""));
+  InitState(kind, s.data(), size);
+  return s;
+}
+
+// One update of a cell, as the JS hot path (src/api/handles.ts) does it, per the cell
+// layouts documented in descriptor.h.
+void Update(AggregationKind kind, double* s, const std::vector<double>& bounds, double v) {
+  switch (kind) {
+    case AggregationKind::Drop: return;
+    case AggregationKind::Sum: s[0] += v; return;
+    case AggregationKind::LastValue:
+    case AggregationKind::PrecomputedSum: s[0] = v; s[1] += 1; return;
+    case AggregationKind::MinMaxSumCount:
+      s[0] += 1;
+      s[1] += v;
+      if (v < s[2]) s[2] = v;
+      if (v > s[3]) s[3] = v;
+      return;
+    case AggregationKind::Histogram:
+      s[0] += v;
+      if (v < s[1]) s[1] = v;
+      if (v > s[2]) s[2] = v;
+      s[3 + BucketIndex(bounds.data(), bounds.size(), v)] += 1;
+      return;
+    case AggregationKind::Sketch:
+    case AggregationKind::ExponentialHistogram:
+    case AggregationKind::Exact:
+      return;  // not in kAllKinds: tested by native/test/sketch_test.cc
+  }
+}
+
+std::vector<double> Merged(AggregationKind kind, std::vector<double> a, const std::vector<double>& b) {
+  MergeState(kind, a.data(), b.data(), a.size());
+  return a;
+}
+
+// The writer side of a cell in the threaded tests: single writer per cell, so a relaxed
+// load + store is what the JS plain store does, but visible to TSan as atomic.
+inline double LoadRelaxed(double& x) { return std::atomic_ref<double>(x).load(std::memory_order_relaxed); }
+inline void StoreRelaxed(double& x, double v) { std::atomic_ref<double>(x).store(v, std::memory_order_relaxed); }
+inline void AddRelaxed(double& x, double v) { StoreRelaxed(x, LoadRelaxed(x) + v); }
+
+Descriptor MakeDesc(const std::string& name, AggregationKind agg, std::vector<double> bounds = {}) {
+  Descriptor d;
+  d.name = name;
+  d.description = "test instrument " + name;
+  d.unit = "1";
+  d.aggregation = agg;
+  d.kind = agg == AggregationKind::Histogram ? InstrumentKind::Histogram : InstrumentKind::Counter;
+  d.bounds = std::move(bounds);
+  return d;
+}
+
+std::string Key(const std::string& k, const std::string& v) { return EncodeLabelKey({k, v}); }
+
+// The cell of an Acquire, reached the way JS reaches it: the slab's memory plus offset.
+double* CellPtr(RecordMap& m, uint32_t arena, const Acquired& a, size_t cellSize) {
+  double* data = nullptr;
+  size_t doubles = 0;
+  if (!m.SlabMemory(arena, a.slab, &data, &doubles)) {
+    Fail(__FILE__, __LINE__, "SlabMemory failed for an acquired cell");
+    return nullptr;
+  }
+  if (data == nullptr || static_cast<size_t>(a.offset) + cellSize > doubles) {
+    Fail(__FILE__, __LINE__, "acquired cell is not inside its slab");
+    return nullptr;
+  }
+  return data + a.offset;
+}
+
+// A parsed RecordMap::Collect output.
+struct Row {
+  uint64_t id = 0;
+  uint32_t instrument = 0;
+  bool updated = false;
+  double startTimeMs = 0;
+  std::vector<double> state;
+};
+
+struct Collected {
+  bool ok = false;
+  uint64_t epoch = 0;
+  std::vector<Row> rows;
+  std::vector<uint64_t> reclaimed;
+
+  const Row* Find(uint64_t id) const {
+    for (const Row& r : rows) {
+      if (r.id == id) return &r;
+    }
+    return nullptr;
+  }
+  bool WasReclaimed(uint64_t id) const {
+    return std::find(reclaimed.begin(), reclaimed.end(), id) != reclaimed.end();
+  }
+};
+
+bool IsUint(double d) { return d >= 0 && d <= 9007199254740991.0 && std::floor(d) == d; }
+
+// Parses out[from..] strictly against the layout documented in record_map.h:
+//   header [epoch, recordCount, reclaimedCount]
+//   recordCount x [recordId, instrumentId, updated(0|1), startTimeMs, state...]
+//   reclaimedCount x [recordId]
+// The output must end exactly after the reclaimed ids.
+Collected Parse(const std::vector<double>& out, size_t from, const std::map<uint32_t, size_t>& cellSizes) {
+  Collected c;
+  size_t i = from;
+  auto fail = [&](const std::string& why) {
+    Fail(__FILE__, __LINE__, "malformed Collect output at index " + std::to_string(i) + ": " + why);
+    return c;
+  };
+  if (out.size() < from + 3) return fail("no header");
+  if (!IsUint(out[i]) || !IsUint(out[i + 1]) || !IsUint(out[i + 2])) return fail("header not integral");
+  c.epoch = static_cast<uint64_t>(out[i]);
+  size_t recordCount = static_cast<size_t>(out[i + 1]);
+  size_t reclaimedCount = static_cast<size_t>(out[i + 2]);
+  i += 3;
+  std::set<uint64_t> ids;
+  for (size_t r = 0; r < recordCount; r++) {
+    if (out.size() < i + 4) return fail("truncated record header");
+    Row row;
+    if (!IsUint(out[i]) || out[i] == 0) return fail("bad record id");
+    if (!IsUint(out[i + 1])) return fail("bad instrument id");
+    if (out[i + 2] != 0 && out[i + 2] != 1) return fail("updated flag not 0|1");
+    row.id = static_cast<uint64_t>(out[i]);
+    row.instrument = static_cast<uint32_t>(out[i + 1]);
+    row.updated = out[i + 2] == 1;
+    row.startTimeMs = out[i + 3];
+    i += 4;
+    auto cs = cellSizes.find(row.instrument);
+    if (cs == cellSizes.end()) return fail("unknown instrument id " + std::to_string(row.instrument));
+    if (out.size() < i + cs->second) return fail("truncated state");
+    row.state.assign(out.begin() + static_cast<ptrdiff_t>(i),
+                     out.begin() + static_cast<ptrdiff_t>(i + cs->second));
+    i += cs->second;
+    if (!ids.insert(row.id).second) return fail("duplicate record id");
+    c.rows.push_back(std::move(row));
+  }
+  for (size_t r = 0; r < reclaimedCount; r++) {
+    if (out.size() < i + 1) return fail("truncated reclaimed ids");
+    if (!IsUint(out[i]) || out[i] == 0) return fail("bad reclaimed id");
+    uint64_t id = static_cast<uint64_t>(out[i]);
+    if (ids.count(id)) return fail("reclaimed id also listed as a record");
+    c.reclaimed.push_back(id);
+    i++;
+  }
+  if (i != out.size()) return fail("trailing data (" + std::to_string(out.size() - i) + " doubles)");
+  c.ok = true;
+  return c;
+}
+
+Collected DoCollect(RecordMap& m, const std::map<uint32_t, size_t>& cellSizes, const CollectOptions& opts) {
+  std::vector<double> out;
+  m.Collect(opts, &out);
+  return Parse(out, 0, cellSizes);
+}
+
+Collected DoCollect(RecordMap& m, const std::map<uint32_t, size_t>& cellSizes, bool reclaim,
+                    double nowMs = 0, uint32_t domain = 0) {
+  CollectOptions opts;
+  opts.nowMs = nowMs;
+  opts.reclaim = reclaim;
+  opts.domain = domain;
+  return DoCollect(m, cellSizes, opts);
+}
+
+// ---------------------------------------------------------------------------------------
+// Aggregators.
+
+TEST(aggregator_cell_size) {
+  CHECK_EQ(CellSize(AggregationKind::Drop, 0), 0u);
+  CHECK_EQ(CellSize(AggregationKind::Drop, 5), 0u);
+  CHECK_EQ(CellSize(AggregationKind::Sum, 0), 1u);
+  CHECK_EQ(CellSize(AggregationKind::Sum, 9), 1u);
+  CHECK_EQ(CellSize(AggregationKind::LastValue, 0), 2u);
+  CHECK_EQ(CellSize(AggregationKind::PrecomputedSum, 0), 2u);
+  CHECK_EQ(CellSize(AggregationKind::MinMaxSumCount, 0), 4u);
+  CHECK_EQ(CellSize(AggregationKind::MinMaxSumCount, 7), 4u);
+  // [sum, min, max, bucket0 .. bucketN]: N bounds give N + 1 buckets.
+  CHECK_EQ(CellSize(AggregationKind::Histogram, 0), 4u);
+  CHECK_EQ(CellSize(AggregationKind::Histogram, 1), 5u);
+  CHECK_EQ(CellSize(AggregationKind::Histogram, 15), 19u);
+  CHECK_EQ(CellSize(AggregationKind::Histogram, 4096), 4100u);
+}
+
+TEST(aggregator_init_state_identity) {
+  CHECK_EQ(Identity(AggregationKind::Sum, 1), (std::vector<double>{0}));
+  CHECK_EQ(Identity(AggregationKind::LastValue, 2), (std::vector<double>{0, 0}));
+  CHECK_EQ(Identity(AggregationKind::PrecomputedSum, 2), (std::vector<double>{0, 0}));
+  CHECK_EQ(Identity(AggregationKind::MinMaxSumCount, 4), (std::vector<double>{0, 0, kInf, -kInf}));
+  CHECK_EQ(Identity(AggregationKind::Histogram, 4), (std::vector<double>{0, kInf, -kInf, 0}));
+  CHECK_EQ(Identity(AggregationKind::Histogram, 7), (std::vector<double>{0, kInf, -kInf, 0, 0, 0, 0}));
+  // Every double is written, whatever the memory held before.
+  for (AggregationKind k : kAllKinds) {
+    size_t n = CellSize(k, 3);
+    std::vector<double> s(n, 12345.0);
+    InitState(k, s.data(), n);
+    CHECK_EQ(s, Identity(k, n));
+    CHECK_EQ(Activity(k, s.data(), n), 0.0);
+  }
+}
+
+TEST(aggregator_merge_identity_is_noop) {
+  std::mt19937_64 rng(1);
+  const std::vector<double> bounds = {-10, 0, 10, 25};
+  for (AggregationKind k : kAllKinds) {
+    const size_t n = CellSize(k, bounds.size());
+    const std::vector<double> id = Identity(k, n);
+    CHECK_EQ(Merged(k, id, id), id);
+    for (int trial = 0; trial < 300; trial++) {
+      std::vector<double> s = id;
+      int updates = static_cast<int>(rng() % 6);
+      for (int u = 0; u < updates; u++) Update(k, s.data(), bounds, static_cast<double>(static_cast<int>(rng() % 101) - 50));
+      std::vector<double> right = Merged(k, s, id);
+      std::vector<double> left = Merged(k, id, s);
+      if (!SameState(right, s) || !SameState(left, s)) {
+        Fail(__FILE__, __LINE__, std::string(KindName(k)) + ": merge with identity changed " + Show(s) +
+                                     " -> " + Show(right) + " / " + Show(left));
+        break;
+      }
+    }
+  }
+}
+
+TEST(aggregator_merge_associative_commutative) {
+  std::mt19937_64 rng(2);
+  const std::vector<double> bounds = {-10, 0, 10, 25};
+  auto random_state = [&](AggregationKind k, size_t n) {
+    std::vector<double> s = Identity(k, n);
+    int updates = static_cast<int>(rng() % 6);
+    for (int u = 0; u < updates; u++) Update(k, s.data(), bounds, static_cast<double>(static_cast<int>(rng() % 101) - 50));
+    return s;
+  };
+  for (AggregationKind k : kAllKinds) {
+    const size_t n = CellSize(k, bounds.size());
+    int assocFailures = 0, commFailures = 0;
+    for (int trial = 0; trial < 500; trial++) {
+      std::vector<double> a = random_state(k, n), b = random_state(k, n), c = random_state(k, n);
+      if (!SameState(Merged(k, Merged(k, a, b), c), Merged(k, a, Merged(k, b, c)))) assocFailures++;
+      if (Commutative(k) && !SameState(Merged(k, a, b), Merged(k, b, a))) commFailures++;
+    }
+    if (assocFailures) Fail(__FILE__, __LINE__, std::string(KindName(k)) + " merge not associative");
+    if (commFailures) Fail(__FILE__, __LINE__, std::string(KindName(k)) + " merge not commutative");
+  }
+}
+
+TEST(aggregator_merge_equals_single_stream) {
+  // Merging the states of a split update stream gives the state of the whole stream: the
+  // property Collect relies on when it folds every thread's cell into one checkpoint.
+  std::mt19937_64 rng(3);
+  const std::vector<double> bounds = {-10, 0, 10, 25};
+  for (AggregationKind k : {AggregationKind::Sum, AggregationKind::MinMaxSumCount, AggregationKind::Histogram}) {
+    const size_t n = CellSize(k, bounds.size());
+    for (int trial = 0; trial < 200; trial++) {
+      std::vector<double> whole = Identity(k, n), a = whole, b = whole;
+      int count = static_cast<int>(rng() % 20);
+      int split = count ? static_cast<int>(rng() % static_cast<uint64_t>(count + 1)) : 0;
+      for (int u = 0; u < count; u++) {
+        double v = static_cast<double>(static_cast<int>(rng() % 101) - 50);
+        Update(k, whole.data(), bounds, v);
+        Update(k, (u < split ? a : b).data(), bounds, v);
+      }
+      if (!SameState(Merged(k, a, b), whole)) {
+        Fail(__FILE__, __LINE__, std::string(KindName(k)) + ": merge(a, b) = " + Show(Merged(k, a, b)) +
+                                     " but whole stream = " + Show(whole));
+        break;
+      }
+    }
+  }
+}
+
+TEST(aggregator_merge_semantics) {
+  // Sum.
+  CHECK_EQ(Merged(AggregationKind::Sum, {2.5}, {-1}), (std::vector<double>{1.5}));
+  // LastValue: the state merged last wins if it was ever written; sequences add.
+  CHECK_EQ(Merged(AggregationKind::LastValue, {7, 3}, {9, 2}), (std::vector<double>{9, 5}));
+  CHECK_EQ(Merged(AggregationKind::LastValue, {7, 3}, {0, 0}), (std::vector<double>{7, 3}));
+  CHECK_EQ(Merged(AggregationKind::LastValue, {0, 0}, {-4, 1}), (std::vector<double>{-4, 1}));
+  // PrecomputedSum: per-thread observed totals add up.
+  CHECK_EQ(Merged(AggregationKind::PrecomputedSum, {10, 1}, {5, 2}), (std::vector<double>{15, 3}));
+  // MinMaxSumCount [count, sum, min, max].
+  CHECK_EQ(Merged(AggregationKind::MinMaxSumCount, {2, 3, 1, 2}, {1, -5, -5, -5}),
+           (std::vector<double>{3, -2, -5, 2}));
+  // Histogram [sum, min, max, buckets...].
+  CHECK_EQ(Merged(AggregationKind::Histogram, {3, 1, 2, 0, 2, 0}, {30, 30, 30, 0, 0, 1}),
+           (std::vector<double>{33, 1, 30, 0, 2, 1}));
+  // Drop: nothing to do, size 0.
+  MergeState(AggregationKind::Drop, nullptr, nullptr, 0);
+  CHECK_EQ(CellSize(AggregationKind::Drop, 3), 0u);
+}
+
+TEST(aggregator_activity_changes_on_update) {
+  std::mt19937_64 rng(4);
+  const std::vector<double> bounds = {-10, 0, 10, 25};
+  for (AggregationKind k : kAllKinds) {
+    const size_t n = CellSize(k, bounds.size());
+    std::vector<double> s = Identity(k, n);
+    double prev = Activity(k, s.data(), n);
+    CHECK_EQ(prev, 0.0);
+    for (int u = 0; u < 200; u++) {
+      double v = static_cast<double>(static_cast<int>(rng() % 101) - 50);
+      if (k == AggregationKind::Sum && v == 0) v = 1;  // a Sum's activity is its value
+      Update(k, s.data(), bounds, v);
+      double a = Activity(k, s.data(), n);
+      if (a == prev) {
+        Fail(__FILE__, __LINE__, std::string(KindName(k)) + ": activity unchanged after an update");
+        break;
+      }
+      if (k != AggregationKind::Sum && !(a > prev)) {
+        Fail(__FILE__, __LINE__, std::string(KindName(k)) + ": activity not monotone");
+        break;
+      }
+      prev = a;
+    }
+  }
+  // LastValue / PrecomputedSum: recording the same value again is still an update.
+  for (AggregationKind k : {AggregationKind::LastValue, AggregationKind::PrecomputedSum}) {
+    std::vector<double> s = Identity(k, 2);
+    Update(k, s.data(), bounds, 5);
+    double a1 = Activity(k, s.data(), 2);
+    Update(k, s.data(), bounds, 5);
+    CHECK(Activity(k, s.data(), 2) != a1);
+  }
+  // Equal states have equal activity.
+  std::vector<double> h1 = Identity(AggregationKind::Histogram, 7), h2 = h1;
+  Update(AggregationKind::Histogram, h1.data(), bounds, 3);
+  Update(AggregationKind::Histogram, h2.data(), bounds, 3);
+  CHECK_EQ(Activity(AggregationKind::Histogram, h1.data(), 7), Activity(AggregationKind::Histogram, h2.data(), 7));
+  CHECK_EQ(Activity(AggregationKind::Histogram, h1.data(), 7), 1.0);
+}
+
+TEST(aggregator_bucket_index_upper_inclusive) {
+  const double b[] = {0, 10, 100};
+  CHECK_EQ(BucketIndex(b, 3, -1), 0u);
+  CHECK_EQ(BucketIndex(b, 3, -kInf), 0u);
+  CHECK_EQ(BucketIndex(b, 3, 0), 0u);  // v == bound goes in that bucket
+  CHECK_EQ(BucketIndex(b, 3, -0.0), 0u);
+  CHECK_EQ(BucketIndex(b, 3, 1e-300), 1u);
+  CHECK_EQ(BucketIndex(b, 3, 0.5), 1u);
+  CHECK_EQ(BucketIndex(b, 3, 10), 1u);
+  CHECK_EQ(BucketIndex(b, 3, std::nextafter(10.0, kInf)), 2u);
+  CHECK_EQ(BucketIndex(b, 3, 99.999), 2u);
+  CHECK_EQ(BucketIndex(b, 3, 100), 2u);
+  CHECK_EQ(BucketIndex(b, 3, std::nextafter(100.0, kInf)), 3u);  // above last -> n
+  CHECK_EQ(BucketIndex(b, 3, 1e300), 3u);
+  CHECK_EQ(BucketIndex(b, 3, kInf), 3u);
+  // No bounds: a single bucket.
+  CHECK_EQ(BucketIndex(nullptr, 0, 42), 0u);
+  const double one[] = {5};
+  CHECK_EQ(BucketIndex(one, 1, 5), 0u);
+  CHECK_EQ(BucketIndex(one, 1, 6), 1u);
+
+  // Against a linear scan, with values on, between and around random bounds.
+  std::mt19937_64 rng(5);
+  for (int trial = 0; trial < 300; trial++) {
+    size_t n = rng() % 40;
+    std::set<double> bs;
+    while (bs.size() < n) bs.insert(static_cast<double>(static_cast<int>(rng() % 2001) - 1000) / 4);
+    std::vector<double> bounds(bs.begin(), bs.end());
+    for (int q = 0; q < 50; q++) {
+      double v;
+      if (n > 0 && q % 2 == 0) {
+        v = bounds[rng() % n];  // exactly on a bound
+      } else {
+        v = static_cast<double>(static_cast<int>(rng() % 2201) - 1100) / 4;
+      }
+      size_t expect = 0;
+      while (expect < n && v > bounds[expect]) expect++;
+      size_t got = BucketIndex(bounds.data(), n, v);
+      if (got != expect) {
+        Fail(__FILE__, __LINE__, "BucketIndex(" + Show(v) + ") = " + std::to_string(got) + ", expected " +
+                                     std::to_string(expect) + " for bounds " + Show(bounds));
+        return;
+      }
+    }
+  }
+}
+
+TEST(aggregator_load_cell_copies) {
+  double cell[6] = {1.5, -kInf, kInf, 0, -0.0, 1e300};
+  double out[6] = {};
+  LoadCell(out, cell, 6);
+  CHECK(std::memcmp(out, cell, sizeof cell) == 0);
+}
+
+// ---------------------------------------------------------------------------------------
+// Label keys.
+
+TEST(label_key_layout) {
+  // For each string: 4-byte little-endian byte length, then the bytes.
+  CHECK_EQ(EncodeLabelKey({}), std::string());
+  CHECK_EQ(EncodeLabelKey({""}), std::string(4, '\0'));
+  CHECK_EQ(EncodeLabelKey({"ab"}), std::string("\x02\0\0\0ab", 6));
+  CHECK_EQ(EncodeLabelKey({"k", "v"}), std::string("\x01\0\0\0k\x01\0\0\0v", 10));
+  std::string s300(300, 'x');
+  CHECK_EQ(EncodeLabelKey({s300}), std::string("\x2c\x01\0\0", 4) + s300);
+  std::string s70000(70000, 'y');
+  CHECK_EQ(EncodeLabelKey({s70000}).substr(0, 4), std::string("\x70\x11\x01\0", 4));
+}
+
+TEST(label_key_round_trip) {
+  const std::vector<std::vector<std::string>> cases = {
+      {},
+      {""},
+      {"", ""},
+      {"", "", ""},
+      {"a"},
+      {"service.name", "checkout", "http.route", "/api/v1/items/:id"},
+      {std::string("\0", 1)},
+      {std::string("a\0b", 3), std::string("\0\0\0\0", 4)},
+      {std::string("\x03\0\0\0abc", 7)},                     // looks like an encoded part
+      {std::string("\xff\xff\xff\xff", 4), std::string("\x01\0\0", 3)},
+      {std::string("\x05\0\0\0", 4), ""},                    // a length prefix pointing past the end
+      {"caf\xc3\xa9", "\xf0\x9f\x98\x80"},                    // UTF-8
+      {std::string(255, 'a'), std::string(256, 'b'), std::string(65536, 'c')},
+      {std::string(70000, '\0')},
+  };
+  for (const auto& parts : cases) {
+    std::string key = EncodeLabelKey(parts);
+    size_t bytes = 0;
+    for (const auto& p : parts) bytes += 4 + p.size();
+    CHECK_EQ(key.size(), bytes);
+    CHECK_EQ(DecodeLabelKey(key), parts);
+  }
+  // Random binary strings.
+  std::mt19937_64 rng(6);
+  for (int trial = 0; trial < 500; trial++) {
+    std::vector<std::string> parts(rng() % 7);
+    for (auto& p : parts) {
+      p.resize(rng() % 12);
+      for (auto& c : p) c = static_cast<char>(rng() % 6 == 0 ? 0 : rng() & 0xff);
+    }
+    std::vector<std::string> back = DecodeLabelKey(EncodeLabelKey(parts));
+    if (back != parts) {
+      Fail(__FILE__, __LINE__, "round trip of " + Show(parts) + " gave " + Show(back));
+      return;
+    }
+  }
+}
+
+TEST(label_key_injective) {
+  auto differ = [](const std::vector<std::string>& a, const std::vector<std::string>& b) {
+    return EncodeLabelKey(a) != EncodeLabelKey(b);
+  };
+  CHECK(differ({"a", "bc"}, {"ab", "c"}));
+  CHECK(differ({"a", ""}, {"a"}));
+  CHECK(differ({"", "a"}, {"a"}));
+  CHECK(differ({"", "a"}, {"a", ""}));
+  CHECK(differ({}, {""}));
+  CHECK(differ({""}, {"", ""}));
+  CHECK(differ({std::string("\0", 1)}, {""}));
+  CHECK(differ({"k", "v1"}, {"k", "v10"}));
+  CHECK(differ({std::string("\x01\0\0\0x", 5)}, {"x"}));
+  CHECK(differ({"x", "y"}, {std::string("x\x01\0\0\0y", 6)}));
+  // Exhaustive over short strings from a tiny alphabet that includes NUL and \x01.
+  const char alphabet[] = {'a', '\0', '\x01'};
+  std::vector<std::string> strings = {""};
+  for (size_t len = 1; len <= 2; len++) {
+    size_t start = strings.size();
+    for (size_t i = 0; i < start; i++) {
+      if (strings[i].size() != len - 1) continue;
+      for (char c : alphabet) strings.push_back(strings[i] + c);
+    }
+  }
+  std::map<std::string, std::vector<std::string>> seen;
+  size_t collisions = 0;
+  auto add = [&](const std::vector<std::string>& parts) {
+    auto [it, inserted] = seen.emplace(EncodeLabelKey(parts), parts);
+    if (!inserted && it->second != parts) collisions++;
+  };
+  add({});
+  for (const auto& a : strings) {
+    add({a});
+    for (const auto& b : strings) {
+      add({a, b});
+      for (const auto& c : strings) add({a, b, c});
+    }
+  }
+  CHECK_EQ(collisions, 0u);
+  CHECK(seen.size() > 1000);
+}
+
+TEST(label_key_decode_malformed) {
+  // Malformed keys never read past the end (ASan checks this); whole parts are kept.
+  std::string good = EncodeLabelKey({"a", "b"});
+  CHECK_EQ(DecodeLabelKey(good + std::string("\x05\0", 2)), (std::vector<std::string>{"a", "b"}));
+  CHECK_EQ(DecodeLabelKey(good + std::string("\x05\0\0\0abc", 7)), (std::vector<std::string>{"a", "b"}));
+  CHECK_EQ(DecodeLabelKey(std::string("\xff\xff\xff\xff", 4)), std::vector<std::string>{});
+  CHECK_EQ(DecodeLabelKey(std::string("\x01\0", 2)), std::vector<std::string>{});
+  CHECK_EQ(DecodeLabelKey(std::string()), std::vector<std::string>{});
+}
+
+// ---------------------------------------------------------------------------------------
+// SlabArena.
+
+TEST(slab_arena_no_overlap_no_straddle) {
+  SlabArena a(7);
+  CHECK_EQ(a.id(), 7u);
+  CHECK_EQ(a.SlabCount(), 0u);
+  CHECK_EQ(a.BytesReserved(), 0u);
+  std::mt19937_64 rng(7);
+  struct Cell { CellRef ref; size_t size; };
+  std::vector<Cell> cells;
+  for (int i = 0; i < 3000; i++) {
+    size_t size = rng() % 8 == 0 ? rng() % 2000 : rng() % 40;
+    if (i % 700 == 699) size = SlabArena::kSlabDoubles + rng() % 100;  // a few oversize
+    cells.push_back({a.Allocate(size), std::max<size_t>(size, 1)});
+  }
+  size_t reserved = 0;
+  for (uint32_t s = 0; s < a.SlabCount(); s++) reserved += a.SlabDoubles(s) * sizeof(double);
+  CHECK_EQ(a.BytesReserved(), reserved);
+
+  std::map<uint32_t, std::vector<std::pair<size_t, size_t>>> bySlab;
+  for (const Cell& c : cells) {
+    REQUIRE(c.ref.slab < a.SlabCount());
+    // A cell never straddles the end of its slab.
+    CHECK(static_cast<size_t>(c.ref.offset) + c.size <= a.SlabDoubles(c.ref.slab));
+    CHECK(a.Data(c.ref) == a.SlabData(c.ref.slab) + c.ref.offset);
+    bySlab[c.ref.slab].push_back({c.ref.offset, c.size});
+  }
+  for (auto& [slab, spans] : bySlab) {
+    std::sort(spans.begin(), spans.end());
+    for (size_t i = 1; i < spans.size(); i++) {
+      if (spans[i - 1].first + spans[i - 1].second > spans[i].first) {
+        Fail(__FILE__, __LINE__, "cells overlap in slab " + std::to_string(slab));
+        return;
+      }
+    }
+  }
+  // Fill every cell with its own pattern, then check none was overwritten.
+  for (size_t i = 0; i < cells.size(); i++) {
+    double* d = a.Data(cells[i].ref);
+    for (size_t j = 0; j < cells[i].size; j++) d[j] = static_cast<double>(i) + 0.5;
+  }
+  size_t bad = 0;
+  for (size_t i = 0; i < cells.size(); i++) {
+    const double* d = a.Data(cells[i].ref);
+    for (size_t j = 0; j < cells[i].size; j++) bad += d[j] != static_cast<double>(i) + 0.5;
+  }
+  CHECK_EQ(bad, 0u);
+}
+
+TEST(slab_arena_slab_boundary) {
+  SlabArena a(1);
+  constexpr size_t S = SlabArena::kSlabDoubles;
+  static_assert(S == 8192);
+  // 81 cells of 100 doubles use 8100; a 92-double cell exactly fills slab 0.
+  for (int i = 0; i < 81; i++) {
+    CellRef r = a.Allocate(100);
+    CHECK_EQ(r.slab, 0u);
+    CHECK_EQ(r.offset, static_cast<uint32_t>(i * 100));
+  }
+  CellRef exact = a.Allocate(92);
+  CHECK_EQ(exact.slab, 0u);
+  CHECK_EQ(exact.offset, 8100u);
+  CHECK_EQ(a.SlabCount(), 1u);
+  // The slab is full: the next cell, however small, starts a new slab.
+  CellRef next = a.Allocate(1);
+  CHECK_EQ(next.slab, 1u);
+  CHECK_EQ(next.offset, 0u);
+  // 8191 - 8000 = 191 left in slab 1 after this; a 192-double cell does not fit.
+  CellRef big = a.Allocate(8000);
+  CHECK_EQ(big.slab, 1u);
+  CHECK_EQ(big.offset, 1u);
+  CellRef spill = a.Allocate(192);
+  CHECK_EQ(spill.slab, 2u);
+  CHECK_EQ(spill.offset, 0u);
+  // A cell of exactly one slab fits in a fresh normal slab.
+  CellRef whole = a.Allocate(S);
+  CHECK_EQ(whole.offset, 0u);
+  CHECK_EQ(a.SlabDoubles(whole.slab), S);
+  for (uint32_t s = 0; s < a.SlabCount(); s++) CHECK_EQ(a.SlabDoubles(s), S);
+  CHECK_EQ(a.BytesReserved(), a.SlabCount() * S * sizeof(double));
+}
+
+TEST(slab_arena_oversize_dedicated_slab) {
+  SlabArena a(2);
+  constexpr size_t S = SlabArena::kSlabDoubles;
+  CellRef small = a.Allocate(10);
+  CHECK_EQ(small.slab, 0u);
+  CellRef over = a.Allocate(S + 5);
+  CHECK(over.slab != small.slab);
+  CHECK_EQ(over.offset, 0u);
+  REQUIRE(over.slab < a.SlabCount());
+  CHECK_EQ(a.SlabDoubles(over.slab), S + 5);
+  // The whole oversize cell is writable (ASan would flag a short allocation).
+  double* d = a.Data(over);
+  for (size_t i = 0; i < S + 5; i++) d[i] = static_cast<double>(i);
+  CHECK_EQ(d[S + 4], static_cast<double>(S + 4));
+  // Later small cells never land in the dedicated slab.
+  for (int i = 0; i < 10; i++) {
+    CellRef r = a.Allocate(10);
+    CHECK(r.slab != over.slab);
+    CHECK(static_cast<size_t>(r.offset) + 10 <= a.SlabDoubles(r.slab));
+  }
+  CellRef over2 = a.Allocate(3 * S);
+  CHECK_EQ(over2.offset, 0u);
+  CHECK_EQ(a.SlabDoubles(over2.slab), 3 * S);
+  CHECK(over2.slab != over.slab);
+  size_t expect = 0;
+  for (uint32_t s = 0; s < a.SlabCount(); s++) expect += a.SlabDoubles(s) * sizeof(double);
+  CHECK_EQ(a.BytesReserved(), expect);
+}
+
+TEST(slab_arena_free_reuse) {
+  SlabArena a(3);
+  CellRef r1 = a.Allocate(5);
+  CellRef r2 = a.Allocate(5);
+  CellRef r3 = a.Allocate(7);
+  CHECK(r1.offset != r2.offset);
+  a.Free(r1, 5);
+  CellRef r4 = a.Allocate(5);  // reuses r1
+  CHECK_EQ(r4.slab, r1.slab);
+  CHECK_EQ(r4.offset, r1.offset);
+  a.Free(r2, 5);
+  CellRef r5 = a.Allocate(6);  // different size: not r2
+  CHECK(!(r5.slab == r2.slab && r5.offset == r2.offset));
+  CellRef r6 = a.Allocate(5);  // same size: r2
+  CHECK_EQ(r6.offset, r2.offset);
+  CellRef r7 = a.Allocate(5);  // free list empty: fresh
+  CHECK(r7.offset != r1.offset && r7.offset != r2.offset && r7.offset != r3.offset);
+  // Size 0 is a 1-double cell; Free/Allocate of size 0 agree with that.
+  CellRef z1 = a.Allocate(0), z2 = a.Allocate(0);
+  CHECK(z1.offset != z2.offset);
+  a.Free(z1, 0);
+  CellRef z3 = a.Allocate(0);
+  CHECK_EQ(z3.offset, z1.offset);
+  // Oversize cells go back to the free list too and keep their dedicated slab.
+  constexpr size_t S = SlabArena::kSlabDoubles;
+  CellRef o1 = a.Allocate(S + 1);
+  size_t slabs = a.SlabCount();
+  a.Free(o1, S + 1);
+  CellRef o2 = a.Allocate(S + 1);
+  CHECK_EQ(o2.slab, o1.slab);
+  CHECK_EQ(o2.offset, 0u);
+  CHECK_EQ(a.SlabCount(), slabs);
+}
+
+// ---------------------------------------------------------------------------------------
+// RecordMap (a local map, never Global()).
+
+TEST(record_map_register_instrument) {
+  RecordMap m;
+  bool existed = true;
+  uint32_t a = m.RegisterInstrument("meter/a", MakeDesc("a", AggregationKind::Sum), &existed);
+  CHECK(!existed);
+  CHECK_EQ(a, 1u);
+  uint32_t h = m.RegisterInstrument("meter/h", MakeDesc("h", AggregationKind::Histogram, {1, 2, 3}), &existed);
+  CHECK(!existed);
+  CHECK_EQ(h, 2u);
+  // Same identity: same id, even with another descriptor; the first descriptor is kept.
+  uint32_t a2 = m.RegisterInstrument("meter/a", MakeDesc("other", AggregationKind::LastValue), &existed);
+  CHECK(existed);
+  CHECK_EQ(a2, a);
+  uint32_t a3 = m.RegisterInstrument("meter/a", MakeDesc("a", AggregationKind::Sum), nullptr);
+  CHECK_EQ(a3, a);
+  Descriptor d;
+  REQUIRE(m.GetDescriptor(a, &d));
+  CHECK_EQ(d.name, std::string("a"));
+  CHECK(d.aggregation == AggregationKind::Sum);
+  REQUIRE(m.GetDescriptor(h, &d));
+  CHECK_EQ(d.name, std::string("h"));
+  CHECK_EQ(d.description, std::string("test instrument h"));
+  CHECK(d.aggregation == AggregationKind::Histogram);
+  CHECK_EQ(d.bounds, (std::vector<double>{1, 2, 3}));
+  CHECK(!m.GetDescriptor(0, &d));
+  CHECK(!m.GetDescriptor(3, &d));
+  CHECK(!m.GetDescriptor(0xffffffffu, &d));
+  // Identities are exact byte strings.
+  uint32_t b = m.RegisterInstrument(std::string("meter/a\0", 8), MakeDesc("b", AggregationKind::Sum), &existed);
+  CHECK(!existed);
+  CHECK_EQ(b, 3u);
+}
+
+TEST(record_map_domains) {
+  RecordMap m;
+  uint32_t anon1 = m.RegisterDomain(""), anon2 = m.RegisterDomain("");
+  uint32_t shared = m.RegisterDomain("shared"), shared2 = m.RegisterDomain("shared");
+  uint32_t other = m.RegisterDomain("other");
+  CHECK(anon1 != 0 && anon2 != 0 && shared != 0 && other != 0);
+  CHECK(anon1 != anon2);  // an empty name always makes a new domain
+  CHECK_EQ(shared, shared2);
+  CHECK(shared != anon1 && shared != anon2 && shared != other && other != anon1 && other != anon2);
+  // The same identity in two domains is two instruments.
+  bool existed = true;
+  uint32_t i1 = m.RegisterInstrument("requests", MakeDesc("requests", AggregationKind::Sum), &existed, anon1);
+  CHECK(!existed);
+  uint32_t i2 = m.RegisterInstrument("requests", MakeDesc("requests", AggregationKind::Sum), &existed, anon2);
+  CHECK(!existed);
+  CHECK(i1 != i2);
+  CHECK_EQ(m.RegisterInstrument("requests", MakeDesc("requests", AggregationKind::Sum), &existed, anon1), i1);
+  CHECK(existed);
+  uint32_t i3 = m.RegisterInstrument("requests", MakeDesc("requests", AggregationKind::Sum), &existed);
+  CHECK(!existed);  // domain 0 is a domain of its own for registration
+  CHECK(i3 != i1 && i3 != i2);
+  // (domain, identity) pairs whose text concatenates alike stay distinct: domain dA with
+  // identity "<d>x" vs domain dB = dA * 10 + d with identity "x".
+  uint32_t dA = m.RegisterDomain(""), dB = 0;
+  for (int i = 0; i < 1000 && dB < 10 * dA + 1; i++) dB = m.RegisterDomain("");
+  REQUIRE(dB >= 10 * dA + 1);
+  const std::string dAs = std::to_string(dA), dBs = std::to_string(dB);
+  REQUIRE(dBs.compare(0, dAs.size(), dAs) == 0);
+  const std::string digit = dBs.substr(dAs.size());
+  uint32_t x1 = m.RegisterInstrument(digit + "x", MakeDesc("x", AggregationKind::Sum), &existed, dA);
+  CHECK(!existed);
+  uint32_t x2 = m.RegisterInstrument("x", MakeDesc("x", AggregationKind::Sum), &existed, dB);
+  CHECK(!existed);
+  CHECK(x1 != x2);
+  uint32_t x3 = m.RegisterInstrument(digit + std::string("\0", 1) + "x", MakeDesc("x", AggregationKind::Sum), &existed, dA);
+  CHECK(!existed);
+  CHECK(x3 != x1 && x3 != x2);
+
+  // Collect(domain) covers only that domain's instruments; domain 0 covers all.
+  uint32_t arena = m.RegisterArena();
+  Acquired a1, a2;
+  REQUIRE(m.Acquire(arena, i1, Key("k", "v"), 0, &a1));
+  REQUIRE(m.Acquire(arena, i2, Key("k", "v"), 0, &a2));
+  CHECK(a1.recordId != a2.recordId);
+  double* c1 = CellPtr(m, arena, a1, 1);
+  double* c2 = CellPtr(m, arena, a2, 1);
+  REQUIRE(c1 && c2);
+  *c1 += 1;
+  *c2 += 2;
+  std::map<uint32_t, size_t> sizes;
+  for (uint32_t id : {i1, i2, i3, x1, x2, x3}) sizes[id] = 1;
+  Collected d1 = DoCollect(m, sizes, false, 0, anon1);
+  REQUIRE(d1.ok);
+  REQUIRE(d1.rows.size() == 1);
+  CHECK_EQ(d1.rows[0].id, a1.recordId);
+  CHECK_EQ(d1.rows[0].state, (std::vector<double>{1}));
+  CHECK(d1.rows[0].updated);
+  // Collecting one domain does not consume another domain's updates.
+  *c1 += 1;
+  Collected d2 = DoCollect(m, sizes, false, 0, anon2);
+  REQUIRE(d2.ok);
+  REQUIRE(d2.rows.size() == 1);
+  CHECK_EQ(d2.rows[0].id, a2.recordId);
+  CHECK(d2.rows[0].updated);
+  CHECK(d2.epoch > d1.epoch);
+  Collected none = DoCollect(m, sizes, true, 0, other);
+  REQUIRE(none.ok);
+  CHECK(none.rows.empty());
+  Collected all = DoCollect(m, sizes, false, 0, 0);
+  REQUIRE(all.ok);
+  CHECK_EQ(all.rows.size(), 2u);
+  REQUIRE(all.Find(a1.recordId));
+  CHECK(all.Find(a1.recordId)->updated);
+  CHECK_EQ(all.Find(a1.recordId)->state, (std::vector<double>{2}));
+  CHECK(!all.Find(a2.recordId)->updated);
+  // Reclaiming one domain leaves the others' records alone.
+  CHECK(m.Release(a1.recordId));
+  CHECK(m.Release(a2.recordId));
+  Collected r2 = DoCollect(m, sizes, true, 0, anon2);
+  REQUIRE(r2.ok);
+  CHECK_EQ(r2.reclaimed, std::vector<uint64_t>{a2.recordId});
+  CHECK_EQ(m.RecordCount(), 1u);
+  uint32_t inst;
+  std::string key;
+  CHECK(m.RecordInfo(a1.recordId, &inst, &key));
+  Collected r1 = DoCollect(m, sizes, true, 0, anon1);
+  REQUIRE(r1.ok);
+  CHECK_EQ(r1.reclaimed, std::vector<uint64_t>{a1.recordId});
+  CHECK_EQ(m.RecordCount(), 0u);
+}
+
+TEST(record_map_reclaim_before) {
+  // A released, idle record is reclaimed only once its last update was first seen at or
+  // before epoch reclaimBefore (every reader has exported it).
+  RecordMap m;
+  uint32_t arena = m.RegisterArena();
+  uint32_t sum = m.RegisterInstrument("s", MakeDesc("s", AggregationKind::Sum), nullptr);
+  const std::map<uint32_t, size_t> sizes = {{sum, 1}};
+  Acquired a, b;
+  REQUIRE(m.Acquire(arena, sum, Key("k", "a"), 0, &a));
+  REQUIRE(m.Acquire(arena, sum, Key("k", "b"), 0, &b));
+  double* ca = CellPtr(m, arena, a, 1);
+  double* cb = CellPtr(m, arena, b, 1);
+  REQUIRE(ca && cb);
+  *ca += 1;
+  *cb += 1;
+  Collected c1 = DoCollect(m, sizes, false);  // epoch 1 sees both updates
+  REQUIRE(c1.ok);
+  REQUIRE(c1.epoch == 1);
+  *cb += 1;
+  Collected c2 = DoCollect(m, sizes, false);  // epoch 2 sees b's second update
+  REQUIRE(c2.ok);
+  CHECK(m.Release(a.recordId));
+  CHECK(m.Release(b.recordId));
+  CollectOptions opts;
+  opts.reclaim = true;
+  opts.reclaimBefore = 0;  // no reader has collected yet: nothing that was updated goes
+  Collected c3 = DoCollect(m, sizes, opts);
+  REQUIRE(c3.ok);
+  CHECK(c3.reclaimed.empty());
+  CHECK_EQ(c3.rows.size(), 2u);
+  for (const Row& r : c3.rows) CHECK(!r.updated);
+  opts.reclaimBefore = 1;  // a (last update seen at 1) goes; b (seen at 2) stays
+  Collected c4 = DoCollect(m, sizes, opts);
+  REQUIRE(c4.ok);
+  CHECK_EQ(c4.reclaimed, std::vector<uint64_t>{a.recordId});
+  REQUIRE(c4.rows.size() == 1);
+  CHECK_EQ(c4.rows[0].id, b.recordId);
+  opts.reclaimBefore = 2;
+  Collected c5 = DoCollect(m, sizes, opts);
+  REQUIRE(c5.ok);
+  CHECK_EQ(c5.reclaimed, std::vector<uint64_t>{b.recordId});
+  CHECK_EQ(m.RecordCount(), 0u);
+  // A record never written has nothing to wait for.
+  Acquired z;
+  REQUIRE(m.Acquire(arena, sum, Key("k", "z"), 0, &z));
+  CHECK(m.Release(z.recordId));
+  opts.reclaimBefore = 0;
+  Collected c6 = DoCollect(m, sizes, opts);
+  REQUIRE(c6.ok);
+  CHECK_EQ(c6.reclaimed, std::vector<uint64_t>{z.recordId});
+}
+
+TEST(record_map_cardinality_limit) {
+  RecordMap m;
+  uint32_t t1 = m.RegisterArena(), t2 = m.RegisterArena();
+  uint32_t sum = m.RegisterInstrument("s", MakeDesc("s", AggregationKind::Sum), nullptr);
+  uint32_t other = m.RegisterInstrument("o", MakeDesc("o", AggregationKind::Sum), nullptr);
+  const std::map<uint32_t, size_t> sizes = {{sum, 1}, {other, 1}};
+  CHECK_EQ(DecodeLabelKey(OverflowLabelKey()), (std::vector<std::string>{"otel.metric.overflow", "btrue"}));
+  constexpr uint32_t kLimit = 4;  // 3 label sets + the overflow series
+  std::vector<Acquired> own(3);
+  for (int i = 0; i < 3; i++) {
+    REQUIRE(m.Acquire(t1, sum, Key("l", std::to_string(i)), 0, &own[i], kLimit));
+    CHECK(!own[i].overflow);
+  }
+  Acquired o1, o2, o3, again, o4;
+  REQUIRE(m.Acquire(t1, sum, Key("l", "3"), 0, &o1, kLimit));
+  CHECK(o1.overflow);
+  CHECK(o1.newCell);
+  REQUIRE(m.Acquire(t1, sum, Key("l", "4"), 0, &o2, kLimit));
+  CHECK(o2.overflow);
+  CHECK(!o2.newCell);
+  CHECK_EQ(o2.recordId, o1.recordId);
+  CHECK_EQ(o2.offset, o1.offset);
+  for (const Acquired& a : own) CHECK(a.recordId != o1.recordId);
+  // Known label sets keep their own records.
+  REQUIRE(m.Acquire(t1, sum, Key("l", "1"), 0, &again, kLimit));
+  CHECK(!again.overflow);
+  CHECK_EQ(again.recordId, own[1].recordId);
+  // Another thread overflows into the same record, with its own cell.
+  REQUIRE(m.Acquire(t2, sum, Key("l", "9"), 0, &o3, kLimit));
+  CHECK(o3.overflow);
+  CHECK_EQ(o3.recordId, o1.recordId);
+  CHECK(o3.newCell);
+  // The overflow series itself.
+  uint32_t inst = 0;
+  std::string key;
+  REQUIRE(m.RecordInfo(o1.recordId, &inst, &key));
+  CHECK_EQ(inst, sum);
+  CHECK_EQ(key, OverflowLabelKey());
+  REQUIRE(m.Acquire(t1, sum, OverflowLabelKey(), 0, &o4, kLimit));
+  CHECK_EQ(o4.recordId, o1.recordId);
+  CHECK_EQ(m.RecordCount(), static_cast<size_t>(kLimit));
+  // The limit is per instrument; 0 means none.
+  for (int i = 0; i < 10; i++) {
+    Acquired x;
+    REQUIRE(m.Acquire(t1, other, Key("l", std::to_string(i)), 0, &x, 0));
+    CHECK(!x.overflow);
+  }
+  CHECK_EQ(m.RecordCount(), static_cast<size_t>(kLimit) + 10);
+  // Measurements past the limit add up in the overflow series.
+  double* c1 = CellPtr(m, t1, o1, 1);
+  double* c3 = CellPtr(m, t2, o3, 1);
+  REQUIRE(c1 && c3);
+  *c1 += 2;
+  *c3 += 5;
+  Collected c = DoCollect(m, sizes, false);
+  REQUIRE(c.ok);
+  REQUIRE(c.Find(o1.recordId));
+  CHECK_EQ(c.Find(o1.recordId)->state, (std::vector<double>{7}));
+  size_t sumRows = 0;
+  for (const Row& r : c.rows) sumRows += r.instrument == sum;
+  CHECK_EQ(sumRows, static_cast<size_t>(kLimit));
+  // Reclaiming a label set's record makes room for a new label set.
+  CHECK(m.Release(own[0].recordId));
+  Collected r1 = DoCollect(m, sizes, true);
+  REQUIRE(r1.ok);
+  CHECK_EQ(r1.reclaimed, std::vector<uint64_t>{own[0].recordId});
+  Acquired fresh, full;
+  REQUIRE(m.Acquire(t1, sum, Key("l", "new"), 0, &fresh, kLimit));
+  CHECK(!fresh.overflow);
+  CHECK(fresh.recordId != o1.recordId);
+  REQUIRE(m.Acquire(t1, sum, Key("l", "0"), 0, &full, kLimit));  // full again
+  CHECK(full.overflow);
+  CHECK_EQ(full.recordId, o1.recordId);
+  // A limit of 1 leaves room for the overflow series only.
+  uint32_t one = m.RegisterInstrument("one", MakeDesc("one", AggregationKind::Sum), nullptr);
+  Acquired p, q;
+  REQUIRE(m.Acquire(t1, one, Key("l", "a"), 0, &p, 1));
+  REQUIRE(m.Acquire(t1, one, Key("l", "b"), 0, &q, 1));
+  CHECK(p.overflow && q.overflow);
+  CHECK_EQ(p.recordId, q.recordId);
+}
+
+TEST(record_map_acquire_identity) {
+  RecordMap m;
+  uint32_t arena = m.RegisterArena();
+  uint32_t arena2 = m.RegisterArena();
+  CHECK(arena != 0 && arena2 != 0 && arena != arena2);
+  uint32_t sum = m.RegisterInstrument("s", MakeDesc("s", AggregationKind::Sum), nullptr);
+  uint32_t sum2 = m.RegisterInstrument("s2", MakeDesc("s2", AggregationKind::Sum), nullptr);
+  const std::string k1 = Key("route", "/a"), k2 = Key("route", "/b");
+
+  Acquired a1, a1b, a2, a3, a4;
+  REQUIRE(m.Acquire(arena, sum, k1, 100, &a1));
+  CHECK(a1.recordId != 0);
+  CHECK(a1.newCell);
+  REQUIRE(m.Acquire(arena, sum, k1, 200, &a1b));
+  CHECK_EQ(a1b.recordId, a1.recordId);
+  CHECK(!a1b.newCell);
+  CHECK_EQ(a1b.slab, a1.slab);
+  CHECK_EQ(a1b.offset, a1.offset);
+  REQUIRE(m.Acquire(arena, sum, k2, 300, &a2));
+  CHECK(a2.recordId != a1.recordId);
+  CHECK(a2.newCell);
+  CHECK(!(a2.slab == a1.slab && a2.offset == a1.offset));
+  // Same labels on another instrument: another record.
+  REQUIRE(m.Acquire(arena, sum2, k1, 300, &a3));
+  CHECK(a3.recordId != a1.recordId && a3.recordId != a2.recordId);
+  // Same record from another thread's arena: same record, its own cell.
+  REQUIRE(m.Acquire(arena2, sum, k1, 400, &a4));
+  CHECK_EQ(a4.recordId, a1.recordId);
+  CHECK(a4.newCell);
+  CHECK_EQ(m.RecordCount(), 3u);
+
+  uint32_t inst = 0;
+  std::string key;
+  REQUIRE(m.RecordInfo(a2.recordId, &inst, &key));
+  CHECK_EQ(inst, sum);
+  CHECK_EQ(key, k2);
+  CHECK(!m.RecordInfo(0, &inst, &key));
+  CHECK(!m.RecordInfo(9999, &inst, &key));
+
+  // New cells start at the identity state, whatever the slab held.
+  double* c1 = CellPtr(m, arena, a1, 1);
+  double* c4 = CellPtr(m, arena2, a4, 1);
+  REQUIRE(c1 && c4);
+  CHECK(c1 != c4);
+  CHECK_EQ(*c1, 0.0);
+  CHECK_EQ(*c4, 0.0);
+  // The record's start time is its creation time.
+  Collected c = DoCollect(m, {{sum, 1}, {sum2, 1}}, false);
+  REQUIRE(c.ok);
+  const Row* r1 = c.Find(a1.recordId);
+  REQUIRE(r1);
+  CHECK_EQ(r1->startTimeMs, 100.0);
+}
+
+TEST(record_map_refcounts) {
+  RecordMap m;
+  uint32_t arena = m.RegisterArena(), arena2 = m.RegisterArena();
+  uint32_t sum = m.RegisterInstrument("s", MakeDesc("s", AggregationKind::Sum), nullptr);
+  Acquired a;
+  REQUIRE(m.Acquire(arena, sum, Key("k", "v"), 0, &a));
+  REQUIRE(m.Acquire(arena, sum, Key("k", "v"), 0, &a));
+  REQUIRE(m.Acquire(arena2, sum, Key("k", "v"), 0, &a));
+  CHECK(m.Release(a.recordId));
+  CHECK(m.Release(a.recordId));
+  CHECK(m.Release(a.recordId));
+  CHECK(!m.Release(a.recordId));  // refcount 0
+  CHECK(!m.Release(a.recordId));
+  CHECK(!m.Release(0));
+  CHECK(!m.Release(a.recordId + 1000));  // unknown
+  // Reacquire after reaching 0 (no collection in between): the same record.
+  Acquired b;
+  REQUIRE(m.Acquire(arena, sum, Key("k", "v"), 0, &b));
+  CHECK_EQ(b.recordId, a.recordId);
+  CHECK(!b.newCell);
+  CHECK(m.Release(b.recordId));
+  CHECK(!m.Release(b.recordId));
+}
+
+TEST(record_map_acquire_failures) {
+  RecordMap m;
+  uint32_t arena = m.RegisterArena();
+  uint32_t drop = m.RegisterInstrument("d", MakeDesc("d", AggregationKind::Drop), nullptr);
+  uint32_t sum = m.RegisterInstrument("s", MakeDesc("s", AggregationKind::Sum), nullptr);
+  Acquired a;
+  CHECK(!m.Acquire(arena, drop, Key("k", "v"), 0, &a));    // disabled instrument
+  CHECK(!m.Acquire(arena, 0, Key("k", "v"), 0, &a));       // unknown instrument
+  CHECK(!m.Acquire(arena, 99, Key("k", "v"), 0, &a));
+  CHECK(!m.Acquire(0, sum, Key("k", "v"), 0, &a));         // unknown arena
+  CHECK(!m.Acquire(arena + 100, sum, Key("k", "v"), 0, &a));
+  CHECK_EQ(m.RecordCount(), 0u);
+  // A retired arena is unknown from then on.
+  uint32_t gone = m.RegisterArena();
+  m.RetireArena(gone);
+  CHECK(!m.Acquire(gone, sum, Key("k", "v"), 0, &a));
+  double* data = nullptr;
+  size_t doubles = 0;
+  CHECK(!m.SlabMemory(gone, 0, &data, &doubles));
+  m.RetireArena(gone);    // twice: a no-op
+  m.RetireArena(12345);   // unknown: a no-op
+  CHECK_EQ(m.RecordCount(), 0u);
+  REQUIRE(m.Acquire(arena, sum, Key("k", "v"), 0, &a));
+  CHECK_EQ(m.RecordCount(), 1u);
+  CHECK(m.SlabMemory(arena, a.slab, &data, &doubles));
+  CHECK(!m.SlabMemory(arena, a.slab + 1, &data, &doubles));  // no such slab
+  Collected c = DoCollect(m, {{drop, 0}, {sum, 1}}, false);
+  REQUIRE(c.ok);
+  CHECK_EQ(c.rows.size(), 1u);
+}
+
+TEST(record_map_collect_layout_and_cell_writes) {
+  RecordMap m;
+  uint32_t arena = m.RegisterArena();
+  uint32_t sum = m.RegisterInstrument("s", MakeDesc("s", AggregationKind::Sum), nullptr);
+  const std::vector<double> bounds = {1, 2, 5};
+  uint32_t hist = m.RegisterInstrument("h", MakeDesc("h", AggregationKind::Histogram, bounds), nullptr);
+  uint32_t mmsc = m.RegisterInstrument("m", MakeDesc("m", AggregationKind::MinMaxSumCount), nullptr);
+  uint32_t lv = m.RegisterInstrument("g", MakeDesc("g", AggregationKind::LastValue), nullptr);
+  const size_t hn = CellSize(AggregationKind::Histogram, bounds.size());
+  REQUIRE(hn == 7);
+
+  Acquired as, ah, am, al;
+  REQUIRE(m.Acquire(arena, sum, Key("a", "1"), 1000, &as));
+  REQUIRE(m.Acquire(arena, hist, Key("a", "1"), 1001, &ah));
+  REQUIRE(m.Acquire(arena, mmsc, Key("a", "1"), 1002, &am));
+  REQUIRE(m.Acquire(arena, lv, Key("a", "1"), 1003, &al));
+  double* cs = CellPtr(m, arena, as, 1);
+  double* ch = CellPtr(m, arena, ah, hn);
+  double* cm = CellPtr(m, arena, am, 4);
+  double* cl = CellPtr(m, arena, al, 2);
+  REQUIRE(cs && ch && cm && cl);
+  // The cell reached through SlabMemory + offset is the identity state.
+  CHECK_EQ(std::vector<double>(ch, ch + hn), Identity(AggregationKind::Histogram, hn));
+  CHECK_EQ(std::vector<double>(cm, cm + 4), Identity(AggregationKind::MinMaxSumCount, 4));
+
+  // Write the cells as JS does.
+  for (double v : {3.0, 4.5, -1.0}) Update(AggregationKind::Sum, cs, {}, v);
+  for (double v : {0.5, 1.0, 2.0, 2.0, 7.0, -3.0}) Update(AggregationKind::Histogram, ch, bounds, v);
+  for (double v : {4.0, -2.0, 10.0}) Update(AggregationKind::MinMaxSumCount, cm, {}, v);
+  for (double v : {8.0, 9.0}) Update(AggregationKind::LastValue, cl, {}, v);
+
+  std::vector<double> out = {-7, -7};  // Collect appends
+  CollectOptions opts;
+  opts.nowMs = 5000;
+  m.Collect(opts, &out);
+  CHECK_EQ(out[0], -7.0);
+  CHECK_EQ(out[1], -7.0);
+  const std::map<uint32_t, size_t> sizes = {{sum, 1}, {hist, hn}, {mmsc, 4}, {lv, 2}};
+  Collected c = Parse(out, 2, sizes);
+  REQUIRE(c.ok);
+  CHECK_EQ(out.size(), 2u + 3u + (4 + 1) + (4 + hn) + (4 + 4) + (4 + 2));
+  CHECK_EQ(c.epoch, 1u);
+  REQUIRE(c.rows.size() == 4);
+  CHECK(c.reclaimed.empty());
+  const Row* rs = c.Find(as.recordId);
+  const Row* rh = c.Find(ah.recordId);
+  const Row* rm = c.Find(am.recordId);
+  const Row* rl = c.Find(al.recordId);
+  REQUIRE(rs && rh && rm && rl);
+  CHECK_EQ(rs->instrument, sum);
+  CHECK_EQ(rh->instrument, hist);
+  CHECK_EQ(rm->instrument, mmsc);
+  CHECK_EQ(rl->instrument, lv);
+  for (const Row& r : c.rows) CHECK(r.updated);
+  CHECK_EQ(rs->startTimeMs, 1000.0);
+  CHECK_EQ(rh->startTimeMs, 1001.0);
+  CHECK_EQ(rm->startTimeMs, 1002.0);
+  CHECK_EQ(rl->startTimeMs, 1003.0);
+  CHECK_EQ(rs->state, (std::vector<double>{6.5}));
+  // [sum, min, max, (-inf,1], (1,2], (2,5], (5,+inf)]
+  CHECK_EQ(rh->state, (std::vector<double>{9.5, -3, 7, 3, 2, 0, 1}));
+  CHECK_EQ(rm->state, (std::vector<double>{3, 12, -2, 10}));
+  CHECK_EQ(rl->state, (std::vector<double>{9, 2}));
+
+  // The epoch counts collections.
+  Collected c2 = DoCollect(m, sizes, false);
+  REQUIRE(c2.ok);
+  CHECK_EQ(c2.epoch, 2u);
+  Collected c3 = DoCollect(m, sizes, true);
+  REQUIRE(c3.ok);
+  CHECK_EQ(c3.epoch, 3u);
+}
+
+TEST(record_map_updated_flag) {
+  RecordMap m;
+  uint32_t arena = m.RegisterArena();
+  uint32_t sum = m.RegisterInstrument("s", MakeDesc("s", AggregationKind::Sum), nullptr);
+  uint32_t hist = m.RegisterInstrument("h", MakeDesc("h", AggregationKind::Histogram, {10}), nullptr);
+  uint32_t lv = m.RegisterInstrument("g", MakeDesc("g", AggregationKind::LastValue), nullptr);
+  const std::map<uint32_t, size_t> sizes = {{sum, 1}, {hist, 5}, {lv, 2}};
+  Acquired as, ah, al, aidle;
+  REQUIRE(m.Acquire(arena, sum, Key("k", "v"), 0, &as));
+  REQUIRE(m.Acquire(arena, hist, Key("k", "v"), 0, &ah));
+  REQUIRE(m.Acquire(arena, lv, Key("k", "v"), 0, &al));
+  REQUIRE(m.Acquire(arena, sum, Key("k", "idle"), 0, &aidle));
+  double* cs = CellPtr(m, arena, as, 1);
+  double* ch = CellPtr(m, arena, ah, 5);
+  double* cl = CellPtr(m, arena, al, 2);
+  REQUIRE(cs && ch && cl);
+  auto updated = [&](const Collected& c, uint64_t id) {
+    const Row* r = c.Find(id);
+    if (!r) {
+      Fail(__FILE__, __LINE__, "record missing from Collect");
+      return false;
+    }
+    return r->updated;
+  };
+
+  Update(AggregationKind::Sum, cs, {}, 2);
+  Update(AggregationKind::Histogram, ch, {10}, 3);
+  Update(AggregationKind::LastValue, cl, {}, 4);
+  Collected c1 = DoCollect(m, sizes, false);
+  REQUIRE(c1.ok);
+  CHECK(updated(c1, as.recordId));
+  CHECK(updated(c1, ah.recordId));
+  CHECK(updated(c1, al.recordId));
+  CHECK(!updated(c1, aidle.recordId));  // acquired, never written
+  // Nothing written since: not updated, and the same state.
+  Collected c2 = DoCollect(m, sizes, false);
+  REQUIRE(c2.ok);
+  CHECK(!updated(c2, as.recordId));
+  CHECK(!updated(c2, ah.recordId));
+  CHECK(!updated(c2, al.recordId));
+  CHECK_EQ(c2.Find(as.recordId)->state, c1.Find(as.recordId)->state);
+  CHECK_EQ(c2.Find(ah.recordId)->state, c1.Find(ah.recordId)->state);
+  // Only the histogram changes.
+  Update(AggregationKind::Histogram, ch, {10}, 30);
+  Collected c3 = DoCollect(m, sizes, false);
+  REQUIRE(c3.ok);
+  CHECK(!updated(c3, as.recordId));
+  CHECK(updated(c3, ah.recordId));
+  CHECK(!updated(c3, al.recordId));
+  // A gauge recording the same value again was updated.
+  Update(AggregationKind::LastValue, cl, {}, 4);
+  Update(AggregationKind::Sum, cs, {}, 0.25);
+  Collected c4 = DoCollect(m, sizes, false);
+  REQUIRE(c4.ok);
+  CHECK(updated(c4, al.recordId));
+  CHECK(updated(c4, as.recordId));
+  CHECK(!updated(c4, ah.recordId));
+  CHECK_EQ(c4.Find(as.recordId)->state, (std::vector<double>{2.25}));
+  CHECK_EQ(c4.Find(al.recordId)->state, (std::vector<double>{4, 2}));
+  // The flag compares with the previous collection, not with the one before it.
+  Collected c5 = DoCollect(m, sizes, false);
+  REQUIRE(c5.ok);
+  for (const Row& r : c5.rows) CHECK(!r.updated);
+}
+
+TEST(record_map_reclaim) {
+  RecordMap m;
+  uint32_t arena = m.RegisterArena();
+  uint32_t sum = m.RegisterInstrument("s", MakeDesc("s", AggregationKind::Sum), nullptr);
+  uint32_t hist = m.RegisterInstrument("h", MakeDesc("h", AggregationKind::Histogram, {1, 2}), nullptr);
+  const std::map<uint32_t, size_t> sizes = {{sum, 1}, {hist, 6}};
+  const std::string kA = Key("r", "A"), kB = Key("r", "B"), kC = Key("r", "C"), kH = Key("r", "H");
+  Acquired a, b, cc, h;
+  REQUIRE(m.Acquire(arena, sum, kA, 10, &a));
+  REQUIRE(m.Acquire(arena, sum, kB, 10, &b));
+  REQUIRE(m.Acquire(arena, sum, kC, 10, &cc));
+  REQUIRE(m.Acquire(arena, hist, kH, 10, &h));
+  double* pa = CellPtr(m, arena, a, 1);
+  double* pb = CellPtr(m, arena, b, 1);
+  double* pc = CellPtr(m, arena, cc, 1);
+  double* ph = CellPtr(m, arena, h, 6);
+  REQUIRE(pa && pb && pc && ph);
+  *pa += 1;
+  *pb += 2;
+  *pc += 3;
+  Update(AggregationKind::Histogram, ph, {1, 2}, 1.5);
+  Collected c1 = DoCollect(m, sizes, true);  // all updated: nothing reclaimed
+  REQUIRE(c1.ok);
+  CHECK_EQ(c1.rows.size(), 4u);
+  CHECK(c1.reclaimed.empty());
+
+  // A: released, updated since c1 -> exported, kept. B: released, not updated -> reclaimed.
+  // C: still referenced, not updated -> kept. H: released, not updated -> reclaimed.
+  CHECK(m.Release(a.recordId));
+  CHECK(m.Release(b.recordId));
+  CHECK(m.Release(h.recordId));
+  *pa += 10;
+  // reclaim=false never reclaims.
+  Collected c2 = DoCollect(m, sizes, false);
+  REQUIRE(c2.ok);
+  CHECK_EQ(c2.rows.size(), 4u);
+  CHECK(c2.reclaimed.empty());
+  CHECK_EQ(m.RecordCount(), 4u);
+  *pa += 10;
+  Collected c3 = DoCollect(m, sizes, true);
+  REQUIRE(c3.ok);
+  CHECK_EQ(c3.reclaimed.size(), 2u);
+  CHECK(c3.WasReclaimed(b.recordId));
+  CHECK(c3.WasReclaimed(h.recordId));
+  CHECK(!c3.WasReclaimed(a.recordId));
+  CHECK(!c3.WasReclaimed(cc.recordId));
+  CHECK(c3.Find(b.recordId) == nullptr);  // reclaimed records are not listed as records
+  CHECK(c3.Find(h.recordId) == nullptr);
+  REQUIRE(c3.Find(a.recordId) && c3.Find(cc.recordId));
+  CHECK(c3.Find(a.recordId)->updated);
+  CHECK_EQ(c3.Find(a.recordId)->state, (std::vector<double>{21}));
+  CHECK(!c3.Find(cc.recordId)->updated);
+  CHECK_EQ(m.RecordCount(), 2u);
+  uint32_t inst;
+  std::string key;
+  CHECK(!m.RecordInfo(b.recordId, &inst, &key));
+  CHECK(!m.Release(b.recordId));
+
+  // A is reclaimed by the next collection, once it has not been updated; C never is.
+  Collected c4 = DoCollect(m, sizes, true);
+  REQUIRE(c4.ok);
+  CHECK_EQ(c4.reclaimed, std::vector<uint64_t>{a.recordId});
+  CHECK_EQ(c4.rows.size(), 1u);
+  for (int i = 0; i < 3; i++) {
+    Collected ci = DoCollect(m, sizes, true);
+    REQUIRE(ci.ok);
+    CHECK(ci.reclaimed.empty());
+    CHECK(ci.Find(cc.recordId) != nullptr);
+  }
+
+  // Re-acquiring B's labels creates a new record from the identity state, even though the
+  // freed cell (which held 2) is reused.
+  Acquired b2, h2;
+  REQUIRE(m.Acquire(arena, sum, kB, 20, &b2));
+  REQUIRE(m.Acquire(arena, hist, kH, 20, &h2));
+  CHECK(b2.recordId != b.recordId);
+  CHECK(b2.recordId > cc.recordId);  // ids are never reused
+  CHECK(b2.newCell);
+  double* pb2 = CellPtr(m, arena, b2, 1);
+  double* ph2 = CellPtr(m, arena, h2, 6);
+  REQUIRE(pb2 && ph2);
+  CHECK_EQ(*pb2, 0.0);
+  CHECK_EQ(std::vector<double>(ph2, ph2 + 6), Identity(AggregationKind::Histogram, 6));
+  CHECK(pb2 == pb || pb2 == pa);  // a freed 1-double cell was reused
+  CHECK(ph2 == ph);
+  Collected c5 = DoCollect(m, sizes, false);
+  REQUIRE(c5.ok);
+  const Row* rb = c5.Find(b2.recordId);
+  REQUIRE(rb);
+  CHECK_EQ(rb->state, (std::vector<double>{0}));
+  CHECK_EQ(rb->startTimeMs, 20.0);
+  CHECK(!rb->updated);
+  *pb2 += 4;
+  Collected c6 = DoCollect(m, sizes, true);
+  REQUIRE(c6.ok);
+  rb = c6.Find(b2.recordId);
+  REQUIRE(rb);
+  CHECK_EQ(rb->state, (std::vector<double>{4}));
+  CHECK(rb->updated);
+}
+
+TEST(record_map_reclaim_unwritten_record) {
+  // A record acquired and released without a write has nothing to export: the next
+  // reclaiming collection drops it.
+  RecordMap m;
+  uint32_t arena = m.RegisterArena();
+  uint32_t sum = m.RegisterInstrument("s", MakeDesc("s", AggregationKind::Sum), nullptr);
+  Acquired a;
+  REQUIRE(m.Acquire(arena, sum, Key("k", "v"), 0, &a));
+  CHECK(m.Release(a.recordId));
+  Collected c = DoCollect(m, {{sum, 1}}, true);
+  REQUIRE(c.ok);
+  CHECK_EQ(c.reclaimed, std::vector<uint64_t>{a.recordId});
+  CHECK(c.rows.empty());
+  CHECK_EQ(m.RecordCount(), 0u);
+}
+
+TEST(record_map_multiple_arenas_merge) {
+  RecordMap m;
+  uint32_t t1 = m.RegisterArena(), t2 = m.RegisterArena(), t3 = m.RegisterArena();
+  const std::vector<double> bounds = {0, 10};
+  uint32_t sum = m.RegisterInstrument("s", MakeDesc("s", AggregationKind::Sum), nullptr);
+  uint32_t hist = m.RegisterInstrument("h", MakeDesc("h", AggregationKind::Histogram, bounds), nullptr);
+  const std::map<uint32_t, size_t> sizes = {{sum, 1}, {hist, 6}};
+  const std::string k = Key("k", "v");
+  Acquired s1, s2, s3, h1, h2;
+  REQUIRE(m.Acquire(t1, sum, k, 0, &s1));
+  REQUIRE(m.Acquire(t2, sum, k, 0, &s2));
+  REQUIRE(m.Acquire(t3, sum, k, 0, &s3));
+  REQUIRE(m.Acquire(t1, hist, k, 0, &h1));
+  REQUIRE(m.Acquire(t2, hist, k, 0, &h2));
+  CHECK(s1.recordId == s2.recordId && s2.recordId == s3.recordId);
+  double* c1 = CellPtr(m, t1, s1, 1);
+  double* c2 = CellPtr(m, t2, s2, 1);
+  double* c3 = CellPtr(m, t3, s3, 1);
+  double* hc1 = CellPtr(m, t1, h1, 6);
+  double* hc2 = CellPtr(m, t2, h2, 6);
+  REQUIRE(c1 && c2 && c3 && hc1 && hc2);
+  *c1 += 1;
+  *c2 += 20;
+  *c3 += 300;
+  for (double v : {-1.0, 5.0}) Update(AggregationKind::Histogram, hc1, bounds, v);
+  for (double v : {10.0, 50.0, 0.0}) Update(AggregationKind::Histogram, hc2, bounds, v);
+  Collected c = DoCollect(m, sizes, false);
+  REQUIRE(c.ok);
+  REQUIRE(c.rows.size() == 2);
+  CHECK_EQ(c.Find(s1.recordId)->state, (std::vector<double>{321}));
+  CHECK_EQ(c.Find(h1.recordId)->state, (std::vector<double>{64, -1, 50, 2, 2, 1}));
+}
+
+TEST(record_map_retire_arena) {
+  RecordMap m;
+  uint32_t t1 = m.RegisterArena(), t2 = m.RegisterArena();
+  const std::vector<double> bounds = {0, 10};
+  uint32_t sum = m.RegisterInstrument("s", MakeDesc("s", AggregationKind::Sum), nullptr);
+  uint32_t hist = m.RegisterInstrument("h", MakeDesc("h", AggregationKind::Histogram, bounds), nullptr);
+  uint32_t lv = m.RegisterInstrument("g", MakeDesc("g", AggregationKind::LastValue), nullptr);
+  const std::map<uint32_t, size_t> sizes = {{sum, 1}, {hist, 6}, {lv, 2}};
+  const std::string k = Key("k", "v"), only1 = Key("k", "only-t1");
+  Acquired s1, s2, h1, h2, o1, g1;
+  REQUIRE(m.Acquire(t1, sum, k, 0, &s1));
+  REQUIRE(m.Acquire(t2, sum, k, 0, &s2));
+  REQUIRE(m.Acquire(t1, hist, k, 0, &h1));
+  REQUIRE(m.Acquire(t2, hist, k, 0, &h2));
+  REQUIRE(m.Acquire(t1, sum, only1, 0, &o1));
+  REQUIRE(m.Acquire(t1, lv, k, 0, &g1));
+  double* c1 = CellPtr(m, t1, s1, 1);
+  double* c2 = CellPtr(m, t2, s2, 1);
+  double* hc1 = CellPtr(m, t1, h1, 6);
+  double* hc2 = CellPtr(m, t2, h2, 6);
+  double* oc1 = CellPtr(m, t1, o1, 1);
+  double* gc1 = CellPtr(m, t1, g1, 2);
+  REQUIRE(c1 && c2 && hc1 && hc2 && oc1 && gc1);
+  *c1 += 5;
+  *c2 += 7;
+  *oc1 += 11;
+  Update(AggregationKind::Histogram, hc1, bounds, -100);
+  Update(AggregationKind::Histogram, hc2, bounds, 3);
+  Update(AggregationKind::LastValue, gc1, {}, 42);
+  Collected before = DoCollect(m, sizes, false);
+  REQUIRE(before.ok);
+  size_t bytesBefore = m.ArenaBytes();
+  CHECK(bytesBefore > 0);
+
+  // Thread 1 writes a little more and exits.
+  *c1 += 1;
+  Update(AggregationKind::Histogram, hc1, bounds, 20);
+  m.RetireArena(t1);
+  CHECK(m.ArenaBytes() < bytesBefore);
+  double* data;
+  size_t doubles;
+  CHECK(!m.SlabMemory(t1, 0, &data, &doubles));
+  CHECK_EQ(m.RecordCount(), 4u);  // records survive their threads
+
+  Collected after = DoCollect(m, sizes, false);
+  REQUIRE(after.ok);
+  REQUIRE(after.Find(s1.recordId) && after.Find(h1.recordId) && after.Find(o1.recordId) && after.Find(g1.recordId));
+  CHECK_EQ(after.Find(s1.recordId)->state, (std::vector<double>{13}));
+  CHECK(after.Find(s1.recordId)->updated);  // its last writes happened before the retirement
+  CHECK_EQ(after.Find(h1.recordId)->state, (std::vector<double>{-77, -100, 20, 1, 1, 1}));
+  CHECK_EQ(after.Find(o1.recordId)->state, (std::vector<double>{11}));
+  CHECK(!after.Find(o1.recordId)->updated);  // retirement alone is not an update
+  CHECK_EQ(after.Find(g1.recordId)->state, (std::vector<double>{42, 1}));
+  CHECK(!after.Find(g1.recordId)->updated);
+
+  // Thread 2 keeps writing on top of the retired totals.
+  *c2 += 100;
+  Update(AggregationKind::Histogram, hc2, bounds, 1000);
+  Collected later = DoCollect(m, sizes, false);
+  REQUIRE(later.ok);
+  CHECK_EQ(later.Find(s1.recordId)->state, (std::vector<double>{113}));
+  CHECK_EQ(later.Find(h1.recordId)->state, (std::vector<double>{923, -100, 1000, 1, 1, 2}));
+
+  // A new thread joining a record whose only writer retired starts a fresh cell.
+  uint32_t t3 = m.RegisterArena();
+  Acquired o3;
+  REQUIRE(m.Acquire(t3, sum, only1, 0, &o3));
+  CHECK_EQ(o3.recordId, o1.recordId);
+  CHECK(o3.newCell);
+  double* oc3 = CellPtr(m, t3, o3, 1);
+  REQUIRE(oc3);
+  CHECK_EQ(*oc3, 0.0);
+  *oc3 += 1;
+  Collected withT3 = DoCollect(m, sizes, false);
+  REQUIRE(withT3.ok);
+  CHECK_EQ(withT3.Find(o1.recordId)->state, (std::vector<double>{12}));
+
+  // Everyone exits: the totals remain and every arena is freed.
+  m.RetireArena(t2);
+  m.RetireArena(t3);
+  CHECK_EQ(m.ArenaBytes(), 0u);
+  Collected last = DoCollect(m, sizes, false);
+  REQUIRE(last.ok);
+  CHECK_EQ(last.Find(s1.recordId)->state, (std::vector<double>{113}));
+  CHECK_EQ(last.Find(o1.recordId)->state, (std::vector<double>{12}));
+  CHECK_EQ(last.Find(h1.recordId)->state, (std::vector<double>{923, -100, 1000, 1, 1, 2}));
+  for (const Row& r : last.rows) CHECK(!r.updated);
+
+  // Released records whose threads are gone can still be reclaimed.
+  for (uint64_t id : {s1.recordId, s1.recordId, h1.recordId, h1.recordId, o1.recordId, o1.recordId, g1.recordId}) {
+    CHECK(m.Release(id));
+  }
+  Collected rc = DoCollect(m, sizes, true);
+  REQUIRE(rc.ok);
+  CHECK_EQ(rc.reclaimed.size(), 4u);
+  CHECK_EQ(m.RecordCount(), 0u);
+}
+
+TEST(record_map_many_records_span_slabs) {
+  // Enough histogram cells that one arena needs several slabs; every cell stays
+  // independent and collects exactly.
+  RecordMap m;
+  uint32_t arena = m.RegisterArena();
+  std::vector<double> bounds;
+  for (int i = 0; i < 200; i++) bounds.push_back(i);
+  uint32_t hist = m.RegisterInstrument("h", MakeDesc("h", AggregationKind::Histogram, bounds), nullptr);
+  const size_t n = CellSize(AggregationKind::Histogram, bounds.size());
+  std::map<uint64_t, int> idToLabel;
+  std::set<uint32_t> slabs;
+  for (int l = 0; l < 300; l++) {
+    Acquired a;
+    REQUIRE(m.Acquire(arena, hist, Key("l", std::to_string(l)), 0, &a));
+    idToLabel[a.recordId] = l;
+    slabs.insert(a.slab);
+    double* c = CellPtr(m, arena, a, n);
+    REQUIRE(c);
+    for (int j = 0; j <= l % 5; j++) Update(AggregationKind::Histogram, c, bounds, l % 250);
+  }
+  CHECK(slabs.size() >= 8);
+  Collected c = DoCollect(m, {{hist, n}}, false);
+  REQUIRE(c.ok);
+  CHECK_EQ(c.rows.size(), 300u);
+  size_t bad = 0;
+  for (const Row& r : c.rows) {
+    int l = idToLabel[r.id];
+    std::vector<double> expect = Identity(AggregationKind::Histogram, n);
+    for (int j = 0; j <= l % 5; j++) Update(AggregationKind::Histogram, expect.data(), bounds, l % 250);
+    bad += r.state != expect;
+  }
+  CHECK_EQ(bad, 0u);
+}
+
+// ---------------------------------------------------------------------------------------
+// Threaded stress: writers on their own arenas, a churning acquirer/releaser, and a
+// collector, all at once.
+
+constexpr int kWriters = 4;
+constexpr int kLabels = 64;
+constexpr int kChurnLabels = 32;
+constexpr uint32_t kChurnLimit = 20;  // cardinality limit of the churn instrument
+
+std::vector<double> StressBounds() {
+  std::vector<double> b;  // 127 bounds: 0, 8, ..., 1008; histogram cells of 131 doubles
+  for (int i = 0; i < 127; i++) b.push_back(i * 8.0);
+  return b;
+}
+
+// The deterministic update stream of writer t: at step i, label L, Sum += SumV, Histogram
+// records HistV. Labels unlock gradually over the first half of the run, so acquisitions
+// (and slab allocations) keep happening while collections run.
+struct Stream {
+  int t;
+  long iters;
+  int Label(long i) const {
+    long unlocked = std::min<long>(kLabels, 1 + i * kLabels / std::max<long>(1, iters / 2));
+    uint64_t h = static_cast<uint64_t>(i) * 0x9E3779B97F4A7C15ull + static_cast<uint64_t>(t) * 0xBF58476D1CE4E5B9ull;
+    return static_cast<int>((h >> 33) % static_cast<uint64_t>(unlocked));
+  }
+  double SumV(long i) const { return static_cast<double>(1 + (static_cast<uint64_t>(i) * 31 + t) % 7); }
+  double HistV(long i) const {
+    return static_cast<double>(static_cast<long>((static_cast<uint64_t>(i) * 40503u + static_cast<uint64_t>(t) * 97) % 1031) - 5);
+  }
+};
+
+struct Expected {
+  double sum = 0;
+  std::vector<double> hist;  // full histogram state
+};
+
+TEST(stress_concurrent_writers_and_collect) {
+  RecordMap m;
+  const std::vector<double> bounds = StressBounds();
+  // Each instrument in its own domain; the collector rotates over them and "all" (0).
+  const uint32_t domSum = m.RegisterDomain("sum"), domHist = m.RegisterDomain("hist"), domChurn = m.RegisterDomain("");
+  const uint32_t sumId =
+      m.RegisterInstrument("stress.sum", MakeDesc("stress.sum", AggregationKind::Sum), nullptr, domSum);
+  const uint32_t histId = m.RegisterInstrument(
+      "stress.hist", MakeDesc("stress.hist", AggregationKind::Histogram, bounds), nullptr, domHist);
+  const uint32_t churnId =
+      m.RegisterInstrument("stress.churn", MakeDesc("stress.churn", AggregationKind::Sum), nullptr, domChurn);
+  const std::map<uint32_t, uint32_t> domainOf = {{sumId, domSum}, {histId, domHist}, {churnId, domChurn}};
+  const uint32_t rotation[] = {0, domSum, domHist, domChurn, 0, domChurn};
+  const size_t hn = CellSize(AggregationKind::Histogram, bounds.size());
+  const std::map<uint32_t, size_t> sizes = {{sumId, 1}, {histId, hn}, {churnId, 1}};
+
+  std::vector<std::string> keys, churnKeys;
+  for (int l = 0; l < kLabels; l++) keys.push_back(EncodeLabelKey({"route", "/r/" + std::to_string(l), "status", "200"}));
+  for (int l = 0; l < kChurnLabels; l++) churnKeys.push_back(Key("churn", std::to_string(l)));
+
+  const long base = std::max<long>(1000, static_cast<long>(1000000 * g_scale));
+  std::vector<Stream> streams;
+  for (int t = 0; t < kWriters; t++) streams.push_back({t, base + t * base / 4});
+
+  // Expected final state per label, from the same streams.
+  std::vector<Expected> expect(kLabels);
+  for (auto& e : expect) e.hist = Identity(AggregationKind::Histogram, hn);
+  long totalUpdates = 0;
+  for (const Stream& s : streams) {
+    for (long i = 0; i < s.iters; i++) {
+      Expected& e = expect[s.Label(i)];
+      e.sum += s.SumV(i);
+      Update(AggregationKind::Histogram, e.hist.data(), bounds, s.HistV(i));
+    }
+    totalUpdates += 2 * s.iters;
+  }
+  for (int l = 0; l < kLabels; l++) REQUIRE(Activity(AggregationKind::Histogram, expect[l].hist.data(), hn) > 0);
+
+  std::atomic<int> writersDone{0};
+  std::atomic<bool> stopChurn{false};
+  std::vector<uint32_t> arenas(kWriters, 0);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kWriters; t++) {
+    // Writers 0 and 2 retire their arena when they finish (a worker exiting); 1 and 3 don't.
+    const bool retire = t % 2 == 0;
+    threads.emplace_back([&, t, retire] {
+      const Stream s = streams[t];
+      const uint32_t arena = m.RegisterArena();
+      arenas[t] = arena;
+      std::vector<double*> sumCell(kLabels, nullptr), histCell(kLabels, nullptr);
+      for (long i = 0; i < s.iters; i++) {
+        const int l = s.Label(i);
+        if (sumCell[l] == nullptr) {
+          Acquired a, b;
+          if (!m.Acquire(arena, sumId, keys[l], static_cast<double>(t), &a) ||
+              !m.Acquire(arena, histId, keys[l], static_cast<double>(t), &b)) {
+            Fail(__FILE__, __LINE__, "writer Acquire failed");
+            break;
+          }
+          CHECK(a.newCell && b.newCell);
+          sumCell[l] = CellPtr(m, arena, a, 1);
+          histCell[l] = CellPtr(m, arena, b, hn);
+          if (!sumCell[l] || !histCell[l]) break;
+          CHECK_EQ(LoadRelaxed(*sumCell[l]), 0.0);
+        }
+        AddRelaxed(*sumCell[l], s.SumV(i));
+        double* h = histCell[l];
+        const double v = s.HistV(i);
+        AddRelaxed(h[0], v);
+        if (v < LoadRelaxed(h[1])) StoreRelaxed(h[1], v);
+        if (v > LoadRelaxed(h[2])) StoreRelaxed(h[2], v);
+        AddRelaxed(h[3 + BucketIndex(bounds.data(), bounds.size(), v)], 1);
+      }
+      if (retire) m.RetireArena(arena);
+      writersDone.fetch_add(1);
+    });
+  }
+
+  // Churn: acquire, write, release records of another instrument, so that collections
+  // reclaim them and re-acquisitions reuse freed cells, concurrently with everything else.
+  std::atomic<long> churnOps{0}, churnReclaimsSeen{0}, churnOverflows{0};
+  std::thread churn([&] {
+    const uint32_t arena = m.RegisterArena();
+    std::map<uint64_t, double> written;  // record id -> what this thread wrote to its cell
+    std::vector<uint64_t> lastId(kChurnLabels, 0);
+    std::vector<bool> lastOverflow(kChurnLabels, false);
+    uint64_t maxId = 0;
+    std::mt19937 rng(12345);
+    long ops = 0;
+    while (!stopChurn.load()) {
+      const int l = static_cast<int>(rng() % kChurnLabels);
+      Acquired a;
+      if (!m.Acquire(arena, churnId, churnKeys[l], 0, &a, kChurnLimit)) {
+        Fail(__FILE__, __LINE__, "churn Acquire failed");
+        break;
+      }
+      double* c = CellPtr(m, arena, a, 1);
+      if (c == nullptr) break;
+      const double cur = LoadRelaxed(*c);
+      auto it = written.find(a.recordId);
+      if (it != written.end()) {
+        // Not reclaimed: our own cell, with everything we wrote.
+        CHECK(!a.newCell);
+        CHECK_EQ(cur, it->second);
+      } else {
+        // A new record (first use, or recreated after reclamation): identity state.
+        CHECK(a.newCell);
+        CHECK_EQ(cur, 0.0);
+        CHECK(a.recordId > maxId);
+        maxId = a.recordId;
+        it = written.emplace(a.recordId, 0).first;
+      }
+      uint32_t inst = 0;
+      std::string key;
+      CHECK(m.RecordInfo(a.recordId, &inst, &key));
+      CHECK_EQ(key, a.overflow ? OverflowLabelKey() : churnKeys[l]);
+      churnOverflows.fetch_add(a.overflow ? 1 : 0);
+      if (lastId[l] != 0 && lastId[l] != a.recordId && !(lastOverflow[l] && !a.overflow)) {
+        // The label set's previous record (or overflow record) is gone, not just hidden.
+        churnReclaimsSeen.fetch_add(1);
+        CHECK(!m.RecordInfo(lastId[l], &inst, &key));
+      }
+      lastId[l] = a.recordId;
+      lastOverflow[l] = a.overflow;
+      const int k = 1 + static_cast<int>(rng() % 3);
+      for (int j = 0; j < k; j++) AddRelaxed(*c, 1);
+      it->second += k;
+      CHECK(m.Release(a.recordId));
+      if (++ops % 16 == 0) std::this_thread::sleep_for(std::chrono::microseconds(200));
+    }
+    churnOps.store(ops);
+    m.RetireArena(arena);
+  });
+
+  // Collector: collect until every writer is done, checking what can be checked of a
+  // snapshot taken while cells are being written.
+  struct Seen { double activity = 0; };
+  std::map<uint64_t, Seen> seen;           // by record id
+  std::map<uint64_t, int> labelOf;         // writer record id -> label
+  std::set<uint64_t> churnIds, reclaimedIds;
+  long collects = 0, reclaimCollects = 0;
+  uint64_t lastEpoch = 0;
+  size_t failuresBefore = static_cast<size_t>(g_failures.load());
+  std::map<uint64_t, uint64_t> lastUpdatedAt;  // record id -> epoch that last saw it updated
+  auto check_snapshot = [&](const Collected& c, const CollectOptions& opts) {
+    const uint32_t domain = opts.domain;
+    CHECK_EQ(c.epoch, lastEpoch + 1);
+    lastEpoch = c.epoch;
+    CHECK(opts.reclaim || c.reclaimed.empty());
+    for (uint64_t id : c.reclaimed) {
+      CHECK(churnIds.count(id) == 1);  // only released churn records are ever reclaimed
+      CHECK(reclaimedIds.insert(id).second);
+      CHECK(lastUpdatedAt[id] <= opts.reclaimBefore);
+    }
+    size_t churnRows = 0;
+    for (const Row& r : c.rows) {
+      if (r.updated) lastUpdatedAt[r.id] = c.epoch;
+      churnRows += r.instrument == churnId;
+    }
+    CHECK(churnRows <= kChurnLimit);
+    for (const Row& r : c.rows) {
+      CHECK(reclaimedIds.count(r.id) == 0);  // ids are never reused
+      CHECK(domain == 0 || domainOf.at(r.instrument) == domain);
+      Seen& prev = seen[r.id];
+      double activity = 0;
+      if (r.instrument == churnId) {
+        churnIds.insert(r.id);
+        activity = r.state[0];
+        CHECK(activity >= prev.activity);
+      } else {
+        auto it = labelOf.find(r.id);
+        if (it == labelOf.end()) {
+          uint32_t inst = 0;
+          std::string key;
+          if (!m.RecordInfo(r.id, &inst, &key)) {
+            Fail(__FILE__, __LINE__, "RecordInfo failed for a listed record");
+            continue;
+          }
+          CHECK_EQ(inst, r.instrument);
+          auto k = std::find(keys.begin(), keys.end(), key);
+          if (k == keys.end()) {
+            Fail(__FILE__, __LINE__, "unknown label key");
+            continue;
+          }
+          it = labelOf.emplace(r.id, static_cast<int>(k - keys.begin())).first;
+        }
+        const Expected& e = expect[it->second];
+        if (r.instrument == sumId) {
+          activity = r.state[0];
+          // Every cell only grows (positive increments), up to the final total.
+          CHECK(activity >= prev.activity);
+          CHECK(activity <= e.sum);
+        } else {
+          CHECK_EQ(r.instrument, histId);
+          for (size_t b = 3; b < hn; b++) {
+            CHECK(r.state[b] <= e.hist[b]);
+            activity += r.state[b];
+          }
+          CHECK(activity >= prev.activity);
+          CHECK(r.state[1] >= e.hist[1]);  // min
+          CHECK(r.state[2] <= e.hist[2]);  // max
+        }
+      }
+      // Updated exactly when the activity changed since the previous collection.
+      CHECK_EQ(r.updated, activity != prev.activity);
+      prev.activity = activity;
+      if (static_cast<size_t>(g_failures.load()) > failuresBefore + 50) return;
+    }
+  };
+  do {  // at least one collection, however quickly the writers finish
+    CollectOptions opts;
+    opts.nowMs = static_cast<double>(collects);
+    opts.reclaim = collects % 2 == 1;
+    opts.domain = rotation[collects % std::size(rotation)];
+    // Sometimes a reader lags a few collections behind.
+    if (collects % 4 == 3) opts.reclaimBefore = lastEpoch > 3 ? lastEpoch - 3 : 0;
+    Collected c = DoCollect(m, sizes, opts);
+    collects++;
+    reclaimCollects += opts.reclaim;
+    if (!c.ok) break;
+    check_snapshot(c, opts);
+    if (static_cast<size_t>(g_failures.load()) > failuresBefore + 50) break;
+    std::this_thread::sleep_for(std::chrono::microseconds(300));
+  } while (writersDone.load() < kWriters);
+  for (auto& th : threads) th.join();
+  stopChurn.store(true);
+  churn.join();
+
+  // Quiescent: exact totals.
+  auto check_totals = [&](const Collected& c, const char* when) {
+    size_t sums = 0, hists = 0, bad = 0;
+    for (const Row& r : c.rows) {
+      if (r.instrument == churnId) continue;
+      auto it = labelOf.find(r.id);
+      if (it == labelOf.end()) {
+        uint32_t inst = 0;
+        std::string key;
+        if (!m.RecordInfo(r.id, &inst, &key)) { bad++; continue; }
+        auto k = std::find(keys.begin(), keys.end(), key);
+        if (k == keys.end()) { bad++; continue; }
+        it = labelOf.emplace(r.id, static_cast<int>(k - keys.begin())).first;
+      }
+      const Expected& e = expect[it->second];
+      if (r.instrument == sumId) {
+        sums++;
+        if (r.state[0] != e.sum) {
+          if (bad++ < 5) Fail(__FILE__, __LINE__, std::string(when) + ": sum " + Show(r.state[0]) + " != " + Show(e.sum));
+        }
+      } else {
+        hists++;
+        double buckets = 0;
+        for (size_t b = 3; b < hn; b++) buckets += r.state[b];
+        double count = Activity(AggregationKind::Histogram, e.hist.data(), hn);
+        if (r.state != e.hist || buckets != count) {
+          if (bad++ < 5) Fail(__FILE__, __LINE__, std::string(when) + ": histogram " + Show(r.state) + " != " + Show(e.hist));
+        }
+      }
+    }
+    CHECK_EQ(sums, static_cast<size_t>(kLabels));
+    CHECK_EQ(hists, static_cast<size_t>(kLabels));
+    CHECK_EQ(bad, 0u);
+  };
+  // The histogram count of each label is the number of records made into it.
+  double totalHist = 0, totalSum = 0, streamSum = 0;
+  for (const Expected& e : expect) {
+    totalHist += Activity(AggregationKind::Histogram, e.hist.data(), hn);
+    totalSum += e.sum;
+  }
+  for (const Stream& s : streams) {
+    for (long i = 0; i < s.iters; i++) streamSum += s.SumV(i);
+  }
+  CHECK_EQ(totalHist, static_cast<double>(totalUpdates / 2));
+  CHECK_EQ(totalSum, streamSum);
+
+  CollectOptions all, allReclaim;
+  allReclaim.reclaim = true;
+  Collected f1 = DoCollect(m, sizes, false);
+  REQUIRE(f1.ok);
+  check_snapshot(f1, all);
+  check_totals(f1, "after join");
+  // Nothing changes any more: not updated, same totals.
+  Collected f2 = DoCollect(m, sizes, false);
+  REQUIRE(f2.ok);
+  check_snapshot(f2, all);
+  for (const Row& r : f2.rows) CHECK(!r.updated);
+  check_totals(f2, "second final collect");
+  // Two reclaiming collections drop every churn record (all released) and nothing else:
+  // the writers still hold their references, retired or not.
+  Collected f3 = DoCollect(m, sizes, true);
+  REQUIRE(f3.ok);
+  check_snapshot(f3, allReclaim);
+  Collected f4 = DoCollect(m, sizes, true);
+  REQUIRE(f4.ok);
+  check_snapshot(f4, allReclaim);
+  CHECK_EQ(m.RecordCount(), static_cast<size_t>(2 * kLabels));
+  check_totals(f4, "after reclaiming");
+  // The remaining writers exit: totals survive, all memory is returned.
+  for (int t = 0; t < kWriters; t++) {
+    if (t % 2 == 1) m.RetireArena(arenas[t]);
+  }
+  CHECK_EQ(m.ArenaBytes(), 0u);
+  Collected f5 = DoCollect(m, sizes, true);
+  REQUIRE(f5.ok);
+  check_snapshot(f5, allReclaim);
+  for (const Row& r : f5.rows) CHECK(!r.updated);
+  CHECK(f5.reclaimed.empty());
+  check_totals(f5, "after every arena retired");
+
+  std::printf("    stress: %ld updates by %d writers, %ld concurrent collects (%ld reclaiming), "
+              "%ld churn ops (%ld overflowed), %zu churn records reclaimed (%ld label sets moved)\n",
+              totalUpdates, kWriters, collects, reclaimCollects, churnOps.load(), churnOverflows.load(),
+              reclaimedIds.size(), churnReclaimsSeen.load());
+  CHECK(collects > 0);
+}
+
+TEST(stress_retire_races_collect) {
+  // Threads come and go: each registers an arena, writes shared records, and retires,
+  // while the main thread collects. Totals must be exact at the end.
+  RecordMap m;
+  const uint32_t sumId = m.RegisterInstrument("s", MakeDesc("s", AggregationKind::Sum), nullptr);
+  const uint32_t mmId = m.RegisterInstrument("m", MakeDesc("m", AggregationKind::MinMaxSumCount), nullptr);
+  const std::map<uint32_t, size_t> sizes = {{sumId, 1}, {mmId, 4}};
+  constexpr int kLabelsHere = 8;
+  const int generations = std::max(2, static_cast<int>(20 * std::min(g_scale, 5.0)));
+  constexpr int kPerGen = 3;
+  constexpr int kWrites = 2000;
+  std::atomic<bool> done{false};
+  std::thread collector([&] {
+    uint64_t epoch = 0;
+    while (!done.load()) {
+      Collected c = DoCollect(m, sizes, false);
+      if (!c.ok) return;
+      CHECK_EQ(c.epoch, epoch + 1);
+      epoch = c.epoch;
+      std::this_thread::sleep_for(std::chrono::microseconds(100));
+    }
+  });
+  for (int g = 0; g < generations; g++) {
+    std::vector<std::thread> ts;
+    for (int w = 0; w < kPerGen; w++) {
+      ts.emplace_back([&, w] {
+        uint32_t arena = m.RegisterArena();
+        for (int l = 0; l < kLabelsHere; l++) {
+          Acquired a, b;
+          if (!m.Acquire(arena, sumId, Key("l", std::to_string(l)), 0, &a) ||
+              !m.Acquire(arena, mmId, Key("l", std::to_string(l)), 0, &b)) {
+            Fail(__FILE__, __LINE__, "Acquire failed");
+            return;
+          }
+          double* s = CellPtr(m, arena, a, 1);
+          double* mm = CellPtr(m, arena, b, 4);
+          if (!s || !mm) return;
+          for (int i = 0; i < kWrites; i++) {
+            AddRelaxed(*s, 1);
+            const double v = static_cast<double>((i * 7 + w) % 1000);
+            AddRelaxed(mm[0], 1);
+            AddRelaxed(mm[1], v);
+            if (v < LoadRelaxed(mm[2])) StoreRelaxed(mm[2], v);
+            if (v > LoadRelaxed(mm[3])) StoreRelaxed(mm[3], v);
+          }
+          CHECK(m.Release(a.recordId));
+          CHECK(m.Release(b.recordId));
+        }
+        m.RetireArena(arena);
+      });
+    }
+    for (auto& t : ts) t.join();
+  }
+  done.store(true);
+  collector.join();
+  CHECK_EQ(m.ArenaBytes(), 0u);
+  Collected c = DoCollect(m, sizes, false);
+  REQUIRE(c.ok);
+  REQUIRE(c.rows.size() == 2 * kLabelsHere);
+  const double n = static_cast<double>(generations) * kPerGen * kWrites;
+  double vsum = 0;
+  for (int w = 0; w < kPerGen; w++) {
+    for (int i = 0; i < kWrites; i++) vsum += (i * 7 + w) % 1000;
+  }
+  vsum *= generations;
+  for (const Row& r : c.rows) {
+    if (r.instrument == sumId) {
+      CHECK_EQ(r.state, (std::vector<double>{n}));
+    } else {
+      CHECK_EQ(r.state, (std::vector<double>{n, vsum, 0, 999}));
+    }
+  }
+  // Everything was released and has been exported: all of it is reclaimable now.
+  Collected r1 = DoCollect(m, sizes, true);
+  REQUIRE(r1.ok);
+  CHECK_EQ(r1.reclaimed.size(), static_cast<size_t>(2 * kLabelsHere));
+  CHECK_EQ(m.RecordCount(), 0u);
+}
+
+// A distribution state (Sketch or ExponentialHistogram) as plain data: header fields and
+// bucket index -> count, independent of where the window sits in the cell.
+struct DistNorm {
+  double count = 0, sum = 0, min = 0, max = 0, zero = 0, scale = 0;
+  std::map<int64_t, double> pos, neg;
+  bool operator==(const DistNorm&) const = default;
+};
+
+DistNorm NormSketch(const std::vector<double>& s) {
+  DistNorm n;
+  n.count = s[sketch::kCount];
+  n.sum = s[sketch::kSum];
+  n.min = s[sketch::kMin];
+  n.max = s[sketch::kMax];
+  n.zero = s[sketch::kZero];
+  if (std::isfinite(s[sketch::kBase])) {
+    const auto base = static_cast<int64_t>(s[sketch::kBase]);
+    for (size_t i = sketch::kHeader; i < s.size(); i++) {
+      if (s[i] != 0) n.pos[base + static_cast<int64_t>(i - sketch::kHeader)] = s[i];
+    }
+  }
+  return n;
+}
+
+DistNorm NormExphist(const std::vector<double>& s) {
+  DistNorm n;
+  n.count = s[exphist::kCount];
+  n.sum = s[exphist::kSum];
+  n.min = s[exphist::kMin];
+  n.max = s[exphist::kMax];
+  n.zero = s[exphist::kZero];
+  n.scale = s[exphist::kScale];
+  for (bool positive : {true, false}) {
+    int64_t lo = 0, hi = 0;
+    if (!exphist::UsedRange(s.data(), s.size(), positive, &lo, &hi)) continue;
+    for (int64_t i = lo; i <= hi; i++) {
+      double c = exphist::BucketCount(s.data(), s.size(), positive, i);
+      if (c != 0) (positive ? n.pos : n.neg)[i] = c;
+    }
+  }
+  return n;
+}
+
+std::string ShowNorm(const DistNorm& n) {
+  std::string r = "{count " + Show(n.count) + ", sum " + Show(n.sum) + ", min " + Show(n.min) + ", max " +
+                  Show(n.max) + ", zero " + Show(n.zero) + ", scale " + Show(n.scale) + ", pos";
+  for (auto& [k, v] : n.pos) r += " " + std::to_string(k) + ":" + Show(v);
+  r += ", neg";
+  for (auto& [k, v] : n.neg) r += " " + std::to_string(k) + ":" + Show(v);
+  return r + "}";
+}
+
+TEST(stress_distribution_cells_torn_reads) {
+  // Sketch and ExponentialHistogram cells are updated in place, several doubles per value,
+  // and their slow paths (moving the window, collapsing, downscaling) rewrite the whole
+  // cell. The collector reads them mid-update, so Merge sees torn states: it must stay in
+  // bounds (ASan) and the checkpoint must be exact once the writers stop.
+  // Writers run the core's reference Update on a private copy and publish each changed
+  // double with a relaxed atomic store: the JS plain stores, visible to TSan.
+  RecordMap m;
+  const uint32_t dom = m.RegisterDomain("dist");
+  Descriptor sd = MakeDesc("dist.sketch", AggregationKind::Sketch);
+  sd.maxSize = 16;  // small windows: the slow paths run all the time
+  Descriptor ed = MakeDesc("dist.exphist", AggregationKind::ExponentialHistogram);
+  ed.maxSize = 8;
+  const size_t sn = CellSize(sd), en = CellSize(ed);
+  REQUIRE(sn == sketch::CellSize(16));
+  REQUIRE(en == exphist::CellSize(8));
+  const sketch::Mapping mapping(sd.relativeAccuracy);
+  const int32_t maxScale = ed.maxScale;
+  const uint32_t sketchId = m.RegisterInstrument("dist.sketch", sd, nullptr, dom);
+  const uint32_t exphistId = m.RegisterInstrument("dist.exphist", ed, nullptr, dom);
+  const std::map<uint32_t, size_t> sizes = {{sketchId, sn}, {exphistId, en}};
+  constexpr int kThreads = 3, kDistLabels = 8;
+  const long iters = std::max<long>(2000, static_cast<long>(150000 * g_scale));
+  std::vector<std::string> keys;
+  for (int l = 0; l < kDistLabels; l++) keys.push_back(Key("shard", std::to_string(l)));
+
+  // Final private states, [thread][label], for the expected merge.
+  std::vector<std::vector<std::vector<double>>> finalSketch(kThreads), finalExphist(kThreads);
+  std::vector<uint32_t> arenas(kThreads, 0);
+  std::atomic<int> done{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; t++) {
+    threads.emplace_back([&, t] {
+      const uint32_t arena = m.RegisterArena();
+      arenas[t] = arena;
+      std::vector<double*> sc(kDistLabels, nullptr), ec(kDistLabels, nullptr);
+      std::vector<std::vector<double>> sp(kDistLabels), ep(kDistLabels);  // private copies
+      std::vector<double> before;
+      auto publish = [&](double* cell, const std::vector<double>& now) {
+        for (size_t i = 0; i < now.size(); i++) {
+          if (now[i] != before[i]) StoreRelaxed(cell[i], now[i]);
+        }
+      };
+      std::mt19937_64 rng(1000 + static_cast<uint64_t>(t));
+      bool ok = true;
+      for (int l = 0; l < kDistLabels && ok; l++) {
+        Acquired a, b;
+        ok = m.Acquire(arena, sketchId, keys[l], 0, &a) && m.Acquire(arena, exphistId, keys[l], 0, &b);
+        if (!ok) break;
+        sc[l] = CellPtr(m, arena, a, sn);
+        ec[l] = CellPtr(m, arena, b, en);
+        ok = sc[l] && ec[l];
+        if (!ok) break;
+        sp[l] = Identity(AggregationKind::Sketch, sn);
+        ep[l] = Identity(AggregationKind::ExponentialHistogram, en);
+        CHECK_EQ(std::vector<double>(sc[l], sc[l] + sn), sp[l]);
+        CHECK_EQ(std::vector<double>(ec[l], ec[l] + en), ep[l]);
+      }
+      if (!ok) Fail(__FILE__, __LINE__, "Acquire failed");
+      for (long i = 0; i < iters && ok; i++) {
+        const int l = static_cast<int>(rng() % kDistLabels);
+        // Integers over six decades (and zeros): sums stay exact, windows keep moving.
+        const int bits = static_cast<int>(rng() % 21);
+        const double mag = static_cast<double>(rng() & ((uint64_t{1} << bits) - 1));
+        before = sp[l];
+        sketch::Update(sp[l].data(), sn, mapping, mag);
+        publish(sc[l], sp[l]);
+        const double v = (rng() & 1) ? -mag : mag;
+        before = ep[l];
+        exphist::Update(ep[l].data(), en, maxScale, v);
+        publish(ec[l], ep[l]);
+      }
+      finalSketch[t] = sp;
+      finalExphist[t] = ep;
+      if (t == 0) m.RetireArena(arena);  // one thread exits, the others stay
+      done.fetch_add(1);
+    });
+  }
+
+  long collects = 0;
+  std::map<uint64_t, double> lastCount;
+  do {
+    Collected c = DoCollect(m, sizes, collects % 2 == 1, 0, dom);
+    collects++;
+    if (!c.ok) break;
+    for (const Row& r : c.rows) {
+      // count is one double per cell, so the merged count only grows, whatever else tore.
+      const double count = r.state[0];
+      CHECK(count >= lastCount[r.id]);
+      CHECK(count <= static_cast<double>(kThreads) * static_cast<double>(iters));
+      lastCount[r.id] = count;
+    }
+    CHECK(c.reclaimed.empty());
+    std::this_thread::sleep_for(std::chrono::microseconds(200));
+  } while (done.load() < kThreads);
+  for (auto& th : threads) th.join();
+
+  // Expected: every thread's final state merged, in the reverse of Collect's order (the
+  // retired thread 0 first, then live cells): Merge is order-independent.
+  std::vector<DistNorm> expSketch(kDistLabels), expExphist(kDistLabels);
+  double totalCount = 0;
+  for (int l = 0; l < kDistLabels; l++) {
+    std::vector<double> s = Identity(AggregationKind::Sketch, sn), e = Identity(AggregationKind::ExponentialHistogram, en);
+    for (int t = kThreads - 1; t >= 0; t--) {
+      if (finalSketch[t].size() != static_cast<size_t>(kDistLabels)) continue;
+      MergeState(AggregationKind::Sketch, s.data(), finalSketch[t][l].data(), sn);
+      MergeState(AggregationKind::ExponentialHistogram, e.data(), finalExphist[t][l].data(), en);
+    }
+    // Every value is accounted for: zero count plus buckets equals the count.
+    CHECK_EQ(sketch::Total(s.data(), sn), s[sketch::kCount]);
+    CHECK_EQ(exphist::Total(e.data(), en), e[exphist::kCount]);
+    totalCount += s[sketch::kCount];
+    expSketch[l] = NormSketch(s);
+    expExphist[l] = NormExphist(e);
+  }
+  CHECK_EQ(totalCount, static_cast<double>(kThreads) * static_cast<double>(iters));
+
+  auto check_final = [&](const char* when) {
+    Collected c = DoCollect(m, sizes, false, 0, dom);
+    if (!c.ok) return;
+    CHECK_EQ(c.rows.size(), static_cast<size_t>(2 * kDistLabels));
+    int bad = 0;
+    for (const Row& r : c.rows) {
+      uint32_t inst = 0;
+      std::string key;
+      if (!m.RecordInfo(r.id, &inst, &key)) {
+        bad++;
+        continue;
+      }
+      const int l = static_cast<int>(std::find(keys.begin(), keys.end(), key) - keys.begin());
+      if (l >= kDistLabels) {
+        bad++;
+        continue;
+      }
+      const bool isSketch = r.instrument == sketchId;
+      const DistNorm got = isSketch ? NormSketch(r.state) : NormExphist(r.state);
+      const DistNorm& want = isSketch ? expSketch[l] : expExphist[l];
+      if (!(got == want) && bad++ < 3) {
+        Fail(__FILE__, __LINE__, std::string(when) + (isSketch ? ": sketch " : ": exphist ") + ShowNorm(got) +
+                                     " != " + ShowNorm(want));
+      }
+    }
+    CHECK_EQ(bad, 0);
+  };
+  check_final("after join");
+  for (int t = 1; t < kThreads; t++) m.RetireArena(arenas[t]);
+  CHECK_EQ(m.ArenaBytes(), 0u);
+  check_final("after every arena retired");
+  std::printf("    distribution stress: %ld values x 2 aggregations by %d writers, %ld concurrent collects\n",
+              static_cast<long>(kThreads) * iters, kThreads, collects);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (const char* env = std::getenv("HOTMETER_STRESS_SCALE")) g_scale = std::atof(env);
+  std::vector<std::string> filters;
+  bool list = false;
+  for (int i = 1; i < argc; i++) {
+    std::string a = argv[i];
+    if (a.rfind("--scale=", 0) == 0) {
+      g_scale = std::atof(a.c_str() + 8);
+    } else if (a == "--list") {
+      list = true;
+    } else if (a == "-h" || a == "--help") {
+      std::printf("usage: %s [--scale=F] [--list] [name-substring ...]\n", argv[0]);
+      return 0;
+    } else {
+      filters.push_back(a);
+    }
+  }
+  if (!(g_scale > 0)) g_scale = 1.0;
+  if (list) {
+    for (const TestCase& t : Tests()) std::printf("%s\n", t.name);
+    return 0;
+  }
+  int passed = 0, failed = 0;
+  const auto start = std::chrono::steady_clock::now();
+  for (const TestCase& t : Tests()) {
+    if (!filters.empty() &&
+        std::none_of(filters.begin(), filters.end(),
+                     [&](const std::string& f) { return std::string(t.name).find(f) != std::string::npos; })) {
+      continue;
+    }
+    g_failures.store(0);
+    const auto t0 = std::chrono::steady_clock::now();
+    std::printf("[ RUN  ] %s\n", t.name);
+    std::fflush(stdout);
+    try {
+      t.fn();
+    } catch (const std::exception& e) {
+      Fail(__FILE__, __LINE__, std::string("exception: ") + e.what());
+    } catch (...) {
+      Fail(__FILE__, __LINE__, "unknown exception");
+    }
+    const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    const long f = g_failures.load();
+    std::fflush(stderr);
+    if (f == 0) {
+      passed++;
+      std::printf("[  OK  ] %s (%.0f ms)\n", t.name, ms);
+    } else {
+      failed++;
+      std::printf("[ FAIL ] %s: %ld check(s) failed (%.0f ms)\n", t.name, f, ms);
+    }
+    std::fflush(stdout);
+  }
+  const double total = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  std::printf("(%.2f s, stress scale %g)\n", total, g_scale);
+  std::printf("%d passed, %d failed\n", passed, failed);
+  return failed == 0 ? 0 : 1;
+}
