@@ -1,0 +1,262 @@
+// The bridge to OpenTelemetry JS readers: a hotmeter reader (it is given to a MeterProvider
+// and collects from it under its own reader epoch) that is also an OpenTelemetry JS
+// `MetricProducer` (sdk-metrics' readers call its `collect()` and get `ResourceMetrics`).
+//
+//   new MeterProvider({ readers: [new PeriodicExportingMetricReader({ exporter })] })
+//
+// works because the provider wraps every OpenTelemetry JS reader it is given in a
+// HotmeterMetricProducer (see isOtelMetricReader): the producer asks the reader for its
+// temporality per instrument type, collects, batches (an UngroupedBatcher of its own for
+// sums, gauges and histograms; ExponentialDeltaState for exponential histograms) and
+// converts. The provider's forceFlush() and shutdown() reach the reader through it, and a
+// reader's shutdown (which collects and exports one last time) runs before the provider
+// stops recording.
+//
+// Invariants:
+//  * Collections reach the batcher in order, each once: concurrent collect() calls are
+//    queued, each one collects afresh.
+//  * One producer serves one provider (setMetricProducer throws the second time), as one
+//    sdk-metrics reader serves one MeterProvider.
+//  * hotmeter needs no OpenTelemetry SDK package: the reader is recognised by its methods,
+//    and the data is built from the structural types in ./types.
+import { Batcher, UngroupedBatcher } from '../../export/batchers';
+import { Aggregation, CheckpointRecord, CheckpointSet, ExponentialHistogramAggregation } from '../../export/checkpoint-set';
+import type { MetricProducer, MetricReader } from '../../export/reader';
+import { AggregationTemporality, TemporalityPreference, temporalitySelector } from '../../export/temporality';
+import { InstrumentKind } from '../../sdk/descriptor';
+import { describeValue, warnLimited } from '../../sdk/diag';
+import { otelInstrumentType, OtelPointSource, toOtelResource, toOtelResourceMetrics } from './convert';
+import { ExponentialDeltaState } from './exponential-delta';
+import type {
+  OtelCollectionResult,
+  OtelInstrumentType,
+  OtelMetricCollectOptions,
+  OtelMetricProducer,
+  OtelMetricReader,
+  OtelResource,
+} from './types';
+
+/** Options of {@link HotmeterMetricProducer}. */
+export interface HotmeterMetricProducerOptions {
+  /**
+   * An OpenTelemetry JS reader (`PeriodicExportingMetricReader`, any sdk-metrics
+   * `MetricReader`) to feed: the producer calls its `setMetricProducer(this)` when the
+   * provider attaches the producer, takes its temporality from the reader's
+   * `selectAggregationTemporality`, and forwards the provider's `forceFlush()` and
+   * `shutdown()` to it. Giving the reader itself to the provider does the same.
+   */
+  reader?: OtelMetricReader;
+  /**
+   * Without a reader: the temporality of the points, one value or per instrument kind.
+   * Default CUMULATIVE.
+   */
+  temporality?: TemporalityPreference;
+  /** Drop delta state of series unseen for this many collections. Default 10. */
+  maxIdleCollections?: number;
+}
+
+const ALL_KINDS: readonly InstrumentKind[] = [
+  InstrumentKind.COUNTER,
+  InstrumentKind.UP_DOWN_COUNTER,
+  InstrumentKind.HISTOGRAM,
+  InstrumentKind.GAUGE,
+  InstrumentKind.OBSERVABLE_COUNTER,
+  InstrumentKind.OBSERVABLE_UP_DOWN_COUNTER,
+  InstrumentKind.OBSERVABLE_GAUGE,
+];
+
+/**
+ * Whether `reader` is an OpenTelemetry JS metric reader (sdk-metrics' `IMetricReader`:
+ * `setMetricProducer`, `collect`, `selectAggregationTemporality`, `selectAggregation`,
+ * `forceFlush` and `shutdown` are functions) rather than a hotmeter reader. hotmeter's
+ * own readers (PushController, PullController, PrometheusExporter, HotmeterMetricProducer)
+ * have no `selectAggregation`.
+ */
+export function isOtelMetricReader(reader: unknown): reader is OtelMetricReader {
+  if (reader === null || (typeof reader !== 'object' && typeof reader !== 'function')) return false;
+  if (reader instanceof HotmeterMetricProducer) return false;
+  const r = reader as Record<string, unknown>;
+  try {
+    return (
+      typeof r.setMetricProducer === 'function' &&
+      typeof r.collect === 'function' &&
+      typeof r.selectAggregationTemporality === 'function' &&
+      typeof r.selectAggregation === 'function' &&
+      typeof r.forceFlush === 'function' &&
+      typeof r.shutdown === 'function'
+    );
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * What a MeterProvider does with each of its `readers`: an OpenTelemetry JS reader is
+ * wrapped in a {@link HotmeterMetricProducer}; a hotmeter reader is used as it is.
+ */
+export function adaptReader(reader: MetricReader | OtelMetricReader): MetricReader {
+  return isOtelMetricReader(reader) ? new HotmeterMetricProducer({ reader }) : (reader as MetricReader);
+}
+
+const DEFAULT_AGGREGATION = 0; // sdk-metrics' AggregationType.DEFAULT
+
+/**
+ * A hotmeter reader that is an OpenTelemetry JS `MetricProducer`: `collect()` resolves
+ * to `{ resourceMetrics, errors }` with sdk-metrics' `ResourceMetrics`, so OpenTelemetry
+ * JS readers and exporters (OTLP over HTTP/JSON, HTTP/protobuf, gRPC, console, in-memory)
+ * work unchanged. Usually you do not create one: give the OpenTelemetry reader to the
+ * MeterProvider. To wire one by hand (for example as an additional producer of an
+ * sdk-metrics reader):
+ *
+ *     const producer = new HotmeterMetricProducer({ temporality: AggregationTemporality.DELTA });
+ *     const provider = new MeterProvider({ readers: [producer] });
+ *     const reader = new PeriodicExportingMetricReader({ exporter, metricProducers: [producer] });
+ *
+ * Each producer collects under its own reader epoch (reclamation waits for it), so one
+ * that is never collected keeps every series alive: shut it down (with the provider) when
+ * it is no longer read.
+ */
+export class HotmeterMetricProducer implements MetricReader, OtelMetricProducer {
+  /** The OpenTelemetry JS reader this producer feeds, if any. */
+  readonly reader: OtelMetricReader | undefined;
+  /** The batcher that applies temporality to sums, gauges and histograms. */
+  readonly batcher: Batcher;
+  private readonly exponential = new ExponentialDeltaState();
+  private readonly temporalityOf: (kind: InstrumentKind) => AggregationTemporality;
+  private source: MetricProducer | undefined;
+  private resource: OtelResource | undefined;
+  private queue: Promise<unknown> = Promise.resolve();
+  private closed = false;
+
+  /** @param options the OpenTelemetry reader to feed, or a temporality. */
+  constructor(options: HotmeterMetricProducerOptions = {}) {
+    const opts = options !== null && typeof options === 'object' ? options : {};
+    if (opts.reader !== undefined && !isOtelMetricReader(opts.reader)) {
+      throw new TypeError('hotmeter: HotmeterMetricProducer reader must be an OpenTelemetry JS MetricReader');
+    }
+    this.reader = opts.reader;
+    const reader = this.reader;
+    const preference: TemporalityPreference | undefined =
+      reader !== undefined
+        ? (kind: InstrumentKind) => reader.selectAggregationTemporality(otelInstrumentType(kind)) as AggregationTemporality
+        : opts.temporality;
+    this.batcher = new UngroupedBatcher({ temporality: preference, maxIdleCollections: opts.maxIdleCollections });
+    this.temporalityOf = temporalitySelector(preference);
+  }
+
+  /**
+   * Called once by the MeterProvider this producer is given to. Hands the producer to
+   * its OpenTelemetry reader, which may start its export timer.
+   */
+  setMetricProducer(source: MetricProducer): void {
+    if (this.source !== undefined) throw new Error('hotmeter: a HotmeterMetricProducer serves one MeterProvider');
+    this.source = source;
+    this.resource = toOtelResource(source.resource);
+    if (this.reader !== undefined) {
+      warnOnAggregationPreference(this.reader);
+      this.reader.setMetricProducer(this);
+    }
+  }
+
+  /**
+   * Collects from the provider and resolves to OpenTelemetry JS `ResourceMetrics` in the
+   * temporality the reader selects. Rejects when the producer is not attached to a
+   * provider or the provider was shut down. `options.timeoutMillis` is not used: the
+   * provider's `callbackTimeoutMillis` bounds observable callbacks. `errors` is always
+   * empty: failing callbacks are reported through `diag`, as every hotmeter diagnostic.
+   */
+  collect(_options?: OtelMetricCollectOptions): Promise<OtelCollectionResult> {
+    const run = this.queue.then(() => this.collectNow());
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  /** Asks the OpenTelemetry reader, if any, to collect and export now. */
+  async forceFlush(): Promise<void> {
+    if (this.reader !== undefined && !this.closed) await this.reader.forceFlush();
+  }
+
+  /**
+   * Shuts the OpenTelemetry reader, if any, down: a PeriodicExportingMetricReader
+   * collects and exports one last time, then shuts its exporter down. Idempotent. The
+   * provider calls this before it stops recording.
+   */
+  async shutdown(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.reader !== undefined) await this.reader.shutdown();
+  }
+
+  private async collectNow(): Promise<OtelCollectionResult> {
+    const source = this.source;
+    if (source === undefined) {
+      throw new Error('hotmeter: HotmeterMetricProducer is not attached to a MeterProvider (give it, or the OpenTelemetry reader, to the provider as one of its readers)');
+    }
+    const set = await source.collect();
+    return { resourceMetrics: toOtelResourceMetrics(this.prepare(set), { resource: this.resource, temporality: this.temporalityOf }), errors: [] };
+  }
+
+  /**
+   * Batches one collection: temporality for every kind. Metrics keep their registration
+   * order, except that exponential histograms come after the others.
+   */
+  private prepare(set: CheckpointSet): OtelPointSource[] {
+    const batchable: CheckpointRecord[] = [];
+    const exponential: CheckpointRecord[] = [];
+    for (const r of set) {
+      const a = r.aggregation;
+      if (a.kind === 'exponentialHistogram') exponential.push(r);
+      else if (a.kind === 'sketch' || a.kind === 'exact') {
+        // Exported as a bucketless histogram (count, sum, min, max): batch it as one.
+        const mmsc: Aggregation = { kind: 'minMaxSumCount', count: a.count, sum: a.sum, min: a.min, max: a.max };
+        batchable.push({ ...r, aggregation: mmsc });
+      } else batchable.push(r);
+    }
+    const out: OtelPointSource[] = [...this.batcher.process(new CheckpointSet(batchable, set.time, set.epoch))];
+    this.exponential.begin();
+    for (const r of exponential) {
+      if (this.temporalityOf(r.descriptor.kind) !== AggregationTemporality.DELTA) {
+        out.push(r);
+        continue;
+      }
+      const p = this.exponential.next(r.seriesId, r.aggregation as ExponentialHistogramAggregation, r.startTime, r.endTime);
+      if (!p.changed && !r.updated) continue;
+      out.push({
+        descriptor: r.descriptor,
+        scope: r.scope,
+        attributes: r.attributes,
+        startTime: p.startTime,
+        endTime: r.endTime,
+        aggregation: { kind: 'exponentialHistogramDelta', ...p.value },
+      });
+    }
+    this.exponential.end();
+    return out;
+  }
+}
+
+/**
+ * hotmeter picks aggregations per provider (aggregationSelector, views), not per reader:
+ * says so once when an OpenTelemetry reader asks for something other than the default.
+ */
+function warnOnAggregationPreference(reader: OtelMetricReader): void {
+  for (const kind of ALL_KINDS) {
+    const type: OtelInstrumentType = otelInstrumentType(kind);
+    let wanted: unknown;
+    try {
+      wanted = reader.selectAggregation(type);
+    } catch (e) {
+      warnLimited('otlp:select-aggregation', `OpenTelemetry reader's selectAggregation(${type}) threw: ${describeValue(e)}`);
+      continue;
+    }
+    const t = wanted !== null && typeof wanted === 'object' ? (wanted as { type?: unknown }).type : undefined;
+    if (t !== undefined && t !== DEFAULT_AGGREGATION) {
+      warnLimited(
+        'otlp:select-aggregation',
+        `an OpenTelemetry reader asks for aggregation ${describeValue(t)} for ${type} instruments; hotmeter chooses aggregations for the provider ` +
+          `(its aggregationSelector and views, e.g. exponentialHistogramSelector), so the reader's choice is not applied`,
+      );
+      return;
+    }
+  }
+}
