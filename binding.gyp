@@ -4,16 +4,21 @@
       "target_name": "hotmeter",
       "sources": [
         "native/addon.cc",
+        "native/binding/prometheus_js.cc",
         "native/binding/record_map_js.cc",
         "native/core/aggregator.cc",
         "native/core/exponential_histogram.cc",
+        "native/core/prometheus_serializer.cc",
         "native/core/record.cc",
         "native/core/record_map.cc",
         "native/core/sketch.cc",
         "native/core/slab_arena.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
-      "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED"],
+      # NODE_API_SWALLOW_UNTHROWABLE_EXCEPTIONS: a worker terminated during a native call
+      # cannot take a JS exception; without it node-addon-api rethrows and aborts the process.
+      "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED",
+                  "NODE_API_SWALLOW_UNTHROWABLE_EXCEPTIONS"],
       "cflags!": ["-fno-exceptions"],
       "cflags_cc!": ["-fno-exceptions", "-std=gnu++17"],
       "cflags_cc": ["-std=c++20", "-fexceptions", "-Wall", "-Wextra"],

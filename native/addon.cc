@@ -3,6 +3,7 @@
 #include <napi.h>
 
 #include "binding/env_state.h"
+#include "binding/prometheus_js.h"
 #include "binding/record_map_js.h"
 #include "core/record_map.h"
 
@@ -26,10 +27,13 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("descriptor", Napi::Function::New(env, Descriptor, "descriptor"));
   exports.Set("acquire", Napi::Function::New(env, Acquire, "acquire"));
   exports.Set("release", Napi::Function::New(env, Release, "release"));
+  exports.Set("drainStale", Napi::Function::New(env, DrainStale, "drainStale"));
   exports.Set("slab", Napi::Function::New(env, Slab, "slab"));
   exports.Set("collect", Napi::Function::New(env, Collect, "collect"));
   exports.Set("recordInfo", Napi::Function::New(env, RecordInfo, "recordInfo"));
+  exports.Set("recordLabels", Napi::Function::New(env, RecordLabels, "recordLabels"));
   exports.Set("stats", Napi::Function::New(env, Stats, "stats"));
+  exports.Set("serializePrometheus", Napi::Function::New(env, SerializePrometheus, "serializePrometheus"));
   return exports;
 }
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds and runs the native core's tests (native/test/core_test.cc, then
-# native/test/sketch_test.cc with no arguments; no Node needed):
+# native/test/sketch_test.cc and native/test/prometheus_test.cc with no arguments; no Node
+# needed):
 #   plain  RelWithDebInfo                              -> build-native/plain
 #   asan   Debug, AddressSanitizer + UBSan + LeakSan   -> build-native/asan
 #   tsan   RelWithDebInfo, ThreadSanitizer             -> build-native/tsan
@@ -61,7 +62,7 @@ run_mode() {
     echo "native-test [$m]: cmake configure failed" >&2
     return 1
   }
-  cmake --build "$dir" --target core_test sketch_test --parallel "$jobs" || {
+  cmake --build "$dir" --target core_test sketch_test prometheus_test --parallel "$jobs" || {
     echo "native-test [$m]: build failed" >&2
     return 1
   }
@@ -87,22 +88,25 @@ run_mode() {
     echo "native-test [$m]: missing or failing summary line" >&2
     status=1
   fi
-  # The distribution aggregators' tests (native/test/sketch_test.cc), always all of them.
-  if [[ $status -eq 0 ]]; then
-    local slog="$dir/sketch_test.log"
-    local -a scmd=("$dir/sketch_test")
+  # The distribution aggregators' tests (native/test/sketch_test.cc) and the Prometheus
+  # serializer's (native/test/prometheus_test.cc), always all of them.
+  local extra
+  for extra in sketch_test prometheus_test; do
+    [[ $status -eq 0 ]] || break
+    local slog="$dir/$extra.log"
+    local -a scmd=("$dir/$extra")
     if [[ "${cmd[0]}" == setarch ]]; then scmd=(setarch "$(uname -m)" -R "${scmd[@]}"); fi
     env "${envs[@]}" "${scmd[@]}" 2>&1 | tee "$slog" || status=$?
     if [[ $status -eq 0 ]] && grep -Eq "$sanitizer_report" "$slog"; then
-      echo "native-test [$m]: sanitizer report found in sketch_test output" >&2
+      echo "native-test [$m]: sanitizer report found in $extra output" >&2
       status=1
     fi
     if [[ $status -eq 0 ]] && ! tail -n 1 "$slog" | grep -Eq '^[1-9][0-9]* passed, 0 failed$'; then
-      echo "native-test [$m]: sketch_test: missing or failing summary line" >&2
+      echo "native-test [$m]: $extra: missing or failing summary line" >&2
       status=1
     fi
     t2="$(now)"
-  fi
+  done
   timings+=("$m: build $(elapsed "$t0" "$t1") s, run $(elapsed "$t1" "$t2") s, status $status")
   if [[ $status -ne 0 ]]; then
     echo "native-test [$m]: FAILED (exit $status; log: $log)" >&2

@@ -87,3 +87,46 @@ export type {
   ExponentialBuckets,
   ExactAggregation,
 } from './export/checkpoint-set';
+// Worker threads: attach a thread to a domain another provider exports.
+export { attachMeterProvider, AttachedMeterProvider } from './sdk/worker';
+export type { AttachOptions } from './sdk/worker';
+export { drainStale, evictionStats, setEvictInterval, DEFAULT_EVICT_INTERVAL_MS } from './sdk/worker-evict';
+// Call metrics engine (duration and count of calls to dependent APIs) and runtime metrics.
+export * from './callmetrics';
+export * from './runtime';
+// OTLP and the OpenTelemetry JS ecosystem: collections as sdk-metrics ResourceMetrics.
+export {
+  HotmeterMetricProducer,
+  isOtelMetricReader,
+  toOtelResourceMetrics,
+  toOtelResource,
+  toHrTime,
+  otelInstrumentType,
+  StaticResource,
+  OtelDataPointType,
+} from './exporters/otlp';
+export type {
+  HotmeterMetricProducerOptions,
+  ToResourceMetricsOptions,
+  OtelAggregationTemporality,
+  OtelCollectionResult,
+  OtelDataPoint,
+  OtelExponentialHistogram,
+  OtelHistogram,
+  OtelInstrumentType,
+  OtelMetricData,
+  OtelMetricDescriptor,
+  OtelMetricProducer,
+  OtelMetricReader,
+  OtelResource,
+  OtelResourceMetrics,
+  OtelScopeMetrics,
+} from './exporters/otlp';
+// Prometheus: content negotiation, OpenMetrics, native serialization (issue 4).
+export { OPENMETRICS_CONTENT_TYPE } from './exporters/prometheus/exporter';
+export type { PrometheusScrape } from './exporters/prometheus/exporter';
+export { negotiateFormat } from './exporters/prometheus/negotiate';
+export type { NegotiatedFormat } from './exporters/prometheus/negotiate';
+export { DEFAULT_SUMMARY_QUANTILES } from './exporters/prometheus/serializer';
+export type { PrometheusFormatOptions } from './exporters/prometheus/serializer';
+export type { PrometheusCollectOptions, PrometheusPayload } from './export/reader';

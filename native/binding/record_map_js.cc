@@ -195,7 +195,8 @@ Napi::Value Descriptor(const Napi::CallbackInfo& info) {
 }
 
 // acquire(instrumentId, labelParts: string[], out: Float64Array(>=4)[, cardinalityLimit])
-//   -> boolean; out <- [recordId, slab, offset, newCell, overflow (if out has 5 slots)]
+//   -> boolean; out <- [recordId, slab, offset, newCell, overflow (if out has 5 slots),
+//                       stalePending (if 6: this thread has stale records to drain)]
 Napi::Value Acquire(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   CheckArity(info, 3, "acquire");
@@ -220,25 +221,46 @@ Napi::Value Acquire(const Napi::CallbackInfo& info) {
     if (s.size() > kMaxStringBytes) ThrowType(env, "label key or value is too long");
     parts.push_back(std::move(s));
   }
+  // A getter in labelParts (or on Array.prototype, for a hole) may have detached or
+  // shrunk out's buffer (a transfer, ArrayBuffer.prototype.resize): check again, now
+  // that no JS runs before the writes below, and before a reference is taken.
+  Napi::Float64Array out = info[2].As<Napi::Float64Array>();
+  if (out.ElementLength() < 4 || out.Data() == nullptr) {
+    ThrowType(env, "out was detached or shrunk while labelParts were read");
+  }
   uint32_t limit = 0;
   if (info.Length() > 3 && !info[3].IsUndefined()) limit = ArgU32(info, 3, "cardinalityLimit");
   Acquired a;
   if (!RecordMap::Global().Acquire(st->arenaId, instrumentId, EncodeLabelKey(parts), NowMs(), &a, limit)) {
     return Napi::Boolean::New(env, false);
   }
-  Napi::Float64Array out = info[2].As<Napi::Float64Array>();
   out[0] = static_cast<double>(a.recordId);
   out[1] = a.slab;
   out[2] = a.offset;
   out[3] = a.newCell ? 1 : 0;
   if (out.ElementLength() > 4) out[4] = a.overflow ? 1 : 0;
+  if (out.ElementLength() > 5) out[5] = a.stalePending ? 1 : 0;
   return Napi::Boolean::New(env, true);
 }
 
-// release(recordId) -> boolean
+// release(recordId) -> boolean (drops one reference this thread holds)
 Napi::Value Release(const Napi::CallbackInfo& info) {
   CheckArity(info, 1, "release");
-  return Napi::Boolean::New(info.Env(), RecordMap::Global().Release(ArgId(info, 0, "recordId")));
+  EnvState* st = State(info.Env());
+  return Napi::Boolean::New(info.Env(), RecordMap::Global().Release(ArgId(info, 0, "recordId"), st->arenaId));
+}
+
+// drainStale() -> Float64Array of record ids: records a reclaiming collection (in any
+// thread) saw idle while this thread referenced them. The caller drops its cached
+// references among them (RecordMap::DrainStale).
+Napi::Value DrainStale(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  EnvState* st = State(env);
+  std::vector<uint64_t> ids;
+  RecordMap::Global().DrainStale(st->arenaId, &ids);
+  Napi::Float64Array arr = Napi::Float64Array::New(env, ids.size());
+  for (size_t i = 0; i < ids.size(); i++) arr[i] = static_cast<double>(ids[i]);
+  return arr;
 }
 
 // slab(index) -> ArrayBuffer over this thread's slab memory (external; owned natively,
@@ -291,6 +313,58 @@ Napi::Value RecordInfo(const Napi::CallbackInfo& info) {
   out.Set(0u, instrumentId);
   out.Set(1u, labels);
   return out;
+}
+
+// recordLabels(recordIds: Float64Array) -> string: JSON of an array holding each record's
+// label parts (as recordInfo gives them; null for an unknown record), under one lock.
+// One JSON string is much cheaper to hand over than an array of arrays of strings.
+Napi::Value RecordLabels(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  CheckArity(info, 1, "recordLabels");
+  if (!info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_float64_array) {
+    ThrowType(env, "recordIds must be a Float64Array");
+  }
+  Napi::Float64Array arr = info[0].As<Napi::Float64Array>();
+  std::vector<uint64_t> ids(arr.ElementLength());
+  for (size_t i = 0; i < ids.size(); i++) {
+    double d = arr[i];
+    if (!(d >= 0 && d <= 9007199254740991.0) || std::floor(d) != d) ThrowType(env, "recordIds must be safe non-negative integers");
+    ids[i] = static_cast<uint64_t>(d);
+  }
+  std::vector<std::string> keys;
+  std::vector<bool> found;
+  RecordMap::Global().RecordKeys(ids, &keys, &found);
+  std::string json = "[";
+  for (size_t i = 0; i < ids.size(); i++) {
+    if (i > 0) json.push_back(',');
+    if (!found[i]) {
+      json.append("null");
+      continue;
+    }
+    json.push_back('[');
+    std::vector<std::string> parts = DecodeLabelKey(keys[i]);
+    for (size_t k = 0; k < parts.size(); k++) {
+      if (k > 0) json.push_back(',');
+      json.push_back('"');
+      for (unsigned char c : parts[k]) {
+        if (c == '"' || c == '\\') {
+          json.push_back('\\');
+          json.push_back(static_cast<char>(c));
+        } else if (c < 0x20) {
+          static const char* hex = "0123456789abcdef";
+          json.append("\\u00");
+          json.push_back(hex[c >> 4]);
+          json.push_back(hex[c & 15]);
+        } else {
+          json.push_back(static_cast<char>(c));
+        }
+      }
+      json.push_back('"');
+    }
+    json.push_back(']');
+  }
+  json.push_back(']');
+  return Napi::String::New(env, json);
 }
 
 // stats() -> { records, arenaBytes, arenaId }

@@ -10,9 +10,11 @@ Napi::Value RegisterInstrument(const Napi::CallbackInfo& info);
 Napi::Value Descriptor(const Napi::CallbackInfo& info);
 Napi::Value Acquire(const Napi::CallbackInfo& info);
 Napi::Value Release(const Napi::CallbackInfo& info);
+Napi::Value DrainStale(const Napi::CallbackInfo& info);
 Napi::Value Slab(const Napi::CallbackInfo& info);
 Napi::Value Collect(const Napi::CallbackInfo& info);
 Napi::Value RecordInfo(const Napi::CallbackInfo& info);
+Napi::Value RecordLabels(const Napi::CallbackInfo& info);
 Napi::Value Stats(const Napi::CallbackInfo& info);
 
 }  // namespace hotmeter::js

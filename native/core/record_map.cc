@@ -1,5 +1,15 @@
 #include "record_map.h"
 
+#include <algorithm>
+#include <cstring>
+
+// A read prefetch hint (GCC, Clang; nothing elsewhere).
+#if defined(__GNUC__) || defined(__clang__)
+#define HOTMETER_PREFETCH(p) __builtin_prefetch(p)
+#else
+#define HOTMETER_PREFETCH(p) ((void)0)
+#endif
+
 namespace hotmeter {
 
 const std::string& OverflowLabelKey() {
@@ -28,8 +38,14 @@ void RecordMap::RetireArena(uint32_t arenaId) {
     for (auto& [key, r] : inst->records) {
       for (size_t i = 0; i < r->cells.size(); i++) {
         if (r->cells[i].arena != arenaId) continue;
+        // The thread is gone, and with it every handle and cache entry it held.
+        r->refcount -= std::min(r->refcount, r->cells[i].refs);
         std::vector<double> tmp(inst->cellSize);
         LoadCell(tmp.data(), r->cells[i].data, inst->cellSize);
+        if (r->retired.empty()) {
+          r->retired.resize(inst->cellSize);
+          InitState(inst->descriptor.aggregation, r->retired.data(), inst->cellSize);
+        }
         MergeState(inst->descriptor.aggregation, r->retired.data(), tmp.data(), inst->cellSize);
         r->cells.erase(r->cells.begin() + static_cast<ptrdiff_t>(i));
         break;
@@ -37,6 +53,7 @@ void RecordMap::RetireArena(uint32_t arenaId) {
     }
   }
   arenas_.erase(it);
+  staleQueues_.erase(arenaId);
 }
 
 uint32_t RecordMap::RegisterDomain(const std::string& name) {
@@ -91,12 +108,12 @@ bool RecordMap::Acquire(uint32_t arenaId, uint32_t instrumentId, const std::stri
 
   out->overflow = false;
   const std::string* key = &labelKeyIn;
-  auto rit = inst->records.find(*key);
+  auto rit = inst->records.find(std::string_view(*key));
   if (rit == inst->records.end() && cardinalityLimit > 0 && *key != OverflowLabelKey() &&
-      inst->records.size() - inst->records.count(OverflowLabelKey()) + 1 >= cardinalityLimit) {
+      inst->records.size() - inst->records.count(std::string_view(OverflowLabelKey())) + 1 >= cardinalityLimit) {
     key = &OverflowLabelKey();
     out->overflow = true;
-    rit = inst->records.find(*key);
+    rit = inst->records.find(std::string_view(*key));
   }
   const std::string& labelKey = *key;
   Record* r;
@@ -108,12 +125,13 @@ bool RecordMap::Acquire(uint32_t arenaId, uint32_t instrumentId, const std::stri
     rec->instrument = inst;
     rec->labelKey = labelKey;
     rec->startTimeMs = nowMs;
-    rec->retired.resize(inst->cellSize);
-    InitState(inst->descriptor.aggregation, rec->retired.data(), inst->cellSize);
-    rec->checkpoint = rec->retired;
+    rec->checkpoint.resize(inst->cellSize);
+    InitState(inst->descriptor.aggregation, rec->checkpoint.data(), inst->cellSize);
     rec->lastActivity = Activity(inst->descriptor.aggregation, rec->checkpoint.data(), inst->cellSize);
     r = rec.get();
-    inst->records.emplace(labelKey, r);
+    inst->records.emplace(std::string_view(r->labelKey), r);
+    r->listIndex = static_cast<uint32_t>(inst->list.size());
+    inst->list.push_back(r);
     records_.emplace(r->id, std::move(rec));
   }
 
@@ -133,6 +151,9 @@ bool RecordMap::Acquire(uint32_t arenaId, uint32_t instrumentId, const std::stri
     out->newCell = true;
   }
   r->refcount++;
+  cell->refs++;
+  auto sq = staleQueues_.find(arenaId);
+  out->stalePending = sq != staleQueues_.end() && !sq->second.empty();
   out->recordId = r->id;
   out->slab = cell->ref.slab;
   out->offset = cell->ref.offset;
@@ -144,12 +165,40 @@ Record* RecordMap::FindRecordLocked(uint64_t id) {
   return it == records_.end() ? nullptr : it->second.get();
 }
 
-bool RecordMap::Release(uint64_t recordId) {
+bool RecordMap::Release(uint64_t recordId, uint32_t arenaId) {
   std::lock_guard<std::mutex> lock(mu_);
   Record* r = FindRecordLocked(recordId);
   if (r == nullptr || r->refcount == 0) return false;
-  r->refcount--;
-  return true;
+  for (auto& c : r->cells) {
+    if (c.refs == 0 || (arenaId != 0 && c.arena != arenaId)) continue;
+    c.refs--;
+    r->refcount--;
+    return true;
+  }
+  return false;
+}
+
+void RecordMap::DrainStale(uint32_t arenaId, std::vector<uint64_t>* out) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = staleQueues_.find(arenaId);
+  if (it == staleQueues_.end()) return;
+  std::vector<uint64_t> ids;
+  ids.swap(it->second);
+  std::vector<double> tmp;
+  for (uint64_t id : ids) {
+    Record* r = FindRecordLocked(id);
+    if (r == nullptr) continue;  // reclaimed since it was queued
+    const size_t n = r->instrument->cellSize;
+    for (auto& c : r->cells) {
+      if (c.arena != arenaId) continue;
+      c.staleQueued = false;
+      // Written by this thread since it was queued: in use again, keep it cached.
+      tmp.resize(n);
+      LoadCell(tmp.data(), c.data, n);
+      if (Activity(r->instrument->descriptor.aggregation, tmp.data(), n) == c.staleActivity) out->push_back(id);
+      break;
+    }
+  }
 }
 
 bool RecordMap::SlabMemory(uint32_t arenaId, uint32_t slab, double** data, size_t* doubles) {
@@ -159,6 +208,19 @@ bool RecordMap::SlabMemory(uint32_t arenaId, uint32_t slab, double** data, size_
   *data = it->second->SlabData(slab);
   *doubles = it->second->SlabDoubles(slab);
   return true;
+}
+
+void RecordMap::RecordKeys(const std::vector<uint64_t>& ids, std::vector<std::string>* keys,
+                           std::vector<bool>* found) {
+  std::lock_guard<std::mutex> lock(mu_);
+  keys->assign(ids.size(), std::string());
+  found->assign(ids.size(), false);
+  for (size_t i = 0; i < ids.size(); i++) {
+    Record* r = FindRecordLocked(ids[i]);
+    if (r == nullptr) continue;
+    (*keys)[i] = r->labelKey;
+    (*found)[i] = true;
+  }
 }
 
 bool RecordMap::RecordInfo(uint64_t recordId, uint32_t* instrumentId, std::string* labelKey) {
@@ -177,54 +239,105 @@ void RecordMap::ReclaimLocked(Record* r) {
     auto ait = arenas_.find(c.arena);
     if (ait != arenas_.end()) ait->second->Free(c.ref, inst->cellSize);
   }
-  inst->records.erase(r->labelKey);
+  inst->records.erase(std::string_view(r->labelKey));
+  Record* moved = inst->list.back();
+  inst->list[r->listIndex] = moved;
+  moved->listIndex = r->listIndex;
+  inst->list.pop_back();
   records_.erase(r->id);  // destroys r
 }
 
 void RecordMap::Collect(const CollectOptions& opts, std::vector<double>* out) {
-  std::lock_guard<std::mutex> lock(mu_);
-  uint64_t epoch = ++epoch_;
   size_t header = out->size();
-  out->push_back(static_cast<double>(epoch));
+  out->push_back(0);
   out->push_back(0);
   out->push_back(0);
   double recordCount = 0;
+  std::vector<uint64_t> reclaimed;
+  uint64_t epoch = CollectPass(
+      opts,
+      [&](const CheckpointView& v) {
+        out->push_back(static_cast<double>(v.record->id));
+        out->push_back(static_cast<double>(v.instrument->id));
+        out->push_back(v.updated ? 1 : 0);
+        out->push_back(v.record->startTimeMs);
+        out->insert(out->end(), v.state, v.state + v.instrument->cellSize);
+        recordCount++;
+      },
+      &reclaimed);
+  (*out)[header] = static_cast<double>(epoch);
+  (*out)[header + 1] = recordCount;
+  (*out)[header + 2] = static_cast<double>(reclaimed.size());
+  for (uint64_t id : reclaimed) out->push_back(static_cast<double>(id));
+}
+
+uint64_t RecordMap::CollectPass(const CollectOptions& opts, const CheckpointVisitor& visit,
+                                std::vector<uint64_t>* reclaimed) {
+  std::lock_guard<std::mutex> lock(mu_);
+  uint64_t epoch = ++epoch_;
   std::vector<Record*> reclaim;
-  std::vector<double> tmp;
+  std::vector<double> tmp, prev, identity;
   for (auto& inst : instruments_) {
     if (opts.domain != 0 && inst->domain != opts.domain) continue;
     const AggregationKind kind = inst->descriptor.aggregation;
     const size_t n = inst->cellSize;
     tmp.resize(n);
-    for (auto& [key, r] : inst->records) {
-      // Checkpoint: retired cells plus every live thread's cell.
-      std::copy(r->retired.begin(), r->retired.end(), r->checkpoint.begin());
+    identity.resize(n);
+    InitState(kind, identity.data(), n);
+    const size_t count = inst->list.size();
+    for (size_t i = 0; i < count; i++) {
+      Record* r = inst->list[i];
+      // Records, their cell lists and cells are separate blocks: fetch ahead.
+      if (i + 8 < count) HOTMETER_PREFETCH(inst->list[i + 8]);
+      if (i + 4 < count && !inst->list[i + 4]->cells.empty()) HOTMETER_PREFETCH(inst->list[i + 4]->cells.data());
+      if (i + 2 < count && !inst->list[i + 2]->cells.empty()) HOTMETER_PREFETCH(inst->list[i + 2]->cells[0].data);
+      // An unreferenced record may be reclaimed by this pass: keep the state the previous
+      // pass exported, to compare (below).
+      const bool mayReclaim = opts.reclaim && r->refcount == 0;
+      if (mayReclaim) prev.assign(r->checkpoint.begin(), r->checkpoint.end());
+      // Checkpoint: retired cells (the identity until a thread retires) plus every live
+      // thread's cell.
+      const std::vector<double>& base = r->retired.empty() ? identity : r->retired;
+      std::copy(base.begin(), base.end(), r->checkpoint.begin());
       for (const auto& c : r->cells) {
         LoadCell(tmp.data(), c.data, n);
         MergeState(kind, r->checkpoint.data(), tmp.data(), n);
       }
       double activity = Activity(kind, r->checkpoint.data(), n);
       bool updated = activity != r->lastActivity;
+      // The previous pass may have read another thread's cell in the middle of an update
+      // (activity written, sum not yet): a state that differs with the same activity is
+      // an update, exported before the record can go, never lost with it.
+      if (mayReclaim && !updated && std::memcmp(prev.data(), r->checkpoint.data(), n * sizeof(double)) != 0) updated = true;
       r->lastActivity = activity;
       if (updated) r->lastUpdateEpoch = epoch;
       if (opts.reclaim && !updated && r->refcount == 0 && r->lastUpdateEpoch <= opts.reclaimBefore) {
         reclaim.push_back(r);
         continue;
       }
-      out->push_back(static_cast<double>(r->id));
-      out->push_back(static_cast<double>(inst->id));
-      out->push_back(updated ? 1 : 0);
-      out->push_back(r->startTimeMs);
-      out->insert(out->end(), r->checkpoint.begin(), r->checkpoint.end());
-      recordCount++;
+      if (opts.reclaim && !updated && r->refcount > 0) {
+        // Idle but referenced: ask each referencing thread to drop its cached references.
+        for (auto& c : r->cells) {
+          if (c.refs == 0 || c.staleQueued) continue;
+          c.staleQueued = true;
+          LoadCell(tmp.data(), c.data, n);
+          c.staleActivity = Activity(kind, tmp.data(), n);
+          staleQueues_[c.arena].push_back(r->id);
+        }
+      }
+      CheckpointView v;
+      v.instrument = inst.get();
+      v.record = r;
+      v.state = r->checkpoint.data();
+      v.updated = updated;
+      visit(v);
     }
   }
-  (*out)[header + 1] = recordCount;
-  (*out)[header + 2] = static_cast<double>(reclaim.size());
   for (Record* r : reclaim) {
-    out->push_back(static_cast<double>(r->id));
+    reclaimed->push_back(r->id);
     ReclaimLocked(r);
   }
+  return epoch;
 }
 
 size_t RecordMap::RecordCount() {

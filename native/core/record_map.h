@@ -7,9 +7,11 @@
 // collect, thread exit) do.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
@@ -25,7 +27,12 @@ struct Instrument {
   uint32_t domain = 0;  // the MeterProvider (or shared name) that owns it
   Descriptor descriptor;
   size_t cellSize = 0;
-  std::unordered_map<std::string, Record*> records;  // by labelKey
+  // By label key: each key views its record's labelKey (a record never moves and its
+  // key never changes; the entry is erased before the record is destroyed).
+  std::unordered_map<std::string_view, Record*> records;
+  // The same records in creation order (Record::listIndex; reclaiming moves the last one
+  // into the hole): passes walk memory in allocation order instead of hash order.
+  std::vector<Record*> list;
 };
 
 struct Acquired {
@@ -34,6 +41,7 @@ struct Acquired {
   uint32_t offset = 0;
   bool newCell = false;  // the calling thread's cell was created by this call
   bool overflow = false; // the cardinality limit redirected this label set to the overflow record
+  bool stalePending = false;  // the calling arena's stale queue is not empty (DrainStale)
 };
 
 // The label key of the series that takes measurements past the cardinality limit:
@@ -48,9 +56,23 @@ struct CollectOptions {
   // last update was first seen by a collection at or before epoch `reclaimBefore`
   // (the provider passes the oldest epoch any of its readers has collected at, so
   // every reader has exported the record's final state).
+  // A reclaiming pass also queues every record it saw not updated that some thread
+  // still references into the stale queue of each such thread's arena (once per cell
+  // until drained): threads that do not collect learn from it which cached references
+  // to give back (DrainStale), so idle records become reclaimable.
   bool reclaim = false;
   uint64_t reclaimBefore = UINT64_MAX;
 };
+
+// What a collection pass shows for each record it keeps (does not reclaim). Pointers are
+// valid during the visit only (the RecordMap lock is held).
+struct CheckpointView {
+  const Instrument* instrument = nullptr;
+  const Record* record = nullptr;
+  const double* state = nullptr;  // the checkpoint: instrument->cellSize doubles
+  bool updated = false;           // changed since the previous pass
+};
+using CheckpointVisitor = std::function<void(const CheckpointView&)>;
 
 class RecordMap {
  public:
@@ -62,7 +84,8 @@ class RecordMap {
   static RecordMap& Global();
 
   uint32_t RegisterArena();
-  // Folds every cell of the arena into its record's retired state, then frees the arena.
+  // Folds every cell of the arena into its record's retired state, drops the references
+  // the arena held (so its records become reclaimable), then frees the arena.
   // Called when the owning thread is gone: no JS can write its slabs any more.
   void RetireArena(uint32_t arenaId);
 
@@ -83,13 +106,22 @@ class RecordMap {
   // False if the arena or instrument is unknown or the instrument is disabled (Drop).
   bool Acquire(uint32_t arenaId, uint32_t instrumentId, const std::string& labelKey,
                double nowMs, Acquired* out, uint32_t cardinalityLimit = 0);
-  // Drops one reference. False if the record is unknown or has no references.
-  bool Release(uint64_t recordId);
+  // Drops one reference held by the arena (0: by any arena that holds one; for callers
+  // that do not track arenas). False if the record is unknown or the arena holds none.
+  bool Release(uint64_t recordId, uint32_t arenaId = 0);
+
+  // Takes the arena's stale queue: ids of records a reclaiming collection saw idle while
+  // this arena held references to them (reclaimed records are left out). The thread
+  // releases the cached references among them; its bound handles keep theirs.
+  void DrainStale(uint32_t arenaId, std::vector<uint64_t>* out);
 
   // The slab's memory for an arena: JS wraps it in an external ArrayBuffer.
   bool SlabMemory(uint32_t arenaId, uint32_t slab, double** data, size_t* doubles);
 
   bool RecordInfo(uint64_t recordId, uint32_t* instrumentId, std::string* labelKey);
+  // The label keys of many records under one lock: keys[i] is that of ids[i], or empty
+  // with found[i] false for an unknown record.
+  void RecordKeys(const std::vector<uint64_t>& ids, std::vector<std::string>* keys, std::vector<bool>* found);
 
   // One pass over every record: checkpoint (merge all cells into a cumulative state),
   // mark updated ones, optionally reclaim. Appends to `out`:
@@ -97,6 +129,15 @@ class RecordMap {
   //   recordCount x [recordId, instrumentId, updated(0|1), startTimeMs, state...]
   //   reclaimedCount x [recordId]
   void Collect(const CollectOptions& opts, std::vector<double>* out);
+
+  // The pass behind Collect, for other consumers of checkpoints (the Prometheus
+  // serializer): under the lock, checkpoints every record of the domain exactly as
+  // Collect does (same epoch, update detection, stale queues and reclamation), calls
+  // `visit` for each record kept, in instrument order, then reclaims. Appends the ids of
+  // reclaimed records to `reclaimed`; returns the pass's epoch. `visit` runs with the
+  // lock held: it must not call back into the RecordMap.
+  uint64_t CollectPass(const CollectOptions& opts, const CheckpointVisitor& visit,
+                       std::vector<uint64_t>* reclaimed);
 
   size_t RecordCount();
   size_t ArenaBytes();
@@ -112,6 +153,7 @@ class RecordMap {
   uint32_t nextDomain_ = 1;
   std::unordered_map<std::string, uint32_t> domains_;
   std::unordered_map<uint32_t, std::unique_ptr<SlabArena>> arenas_;
+  std::unordered_map<uint32_t, std::vector<uint64_t>> staleQueues_;  // by arena id
   std::unordered_map<std::string, uint32_t> instrumentIds_;
   std::vector<std::unique_ptr<Instrument>> instruments_;  // index = id - 1
   std::unordered_map<uint64_t, std::unique_ptr<Record>> records_;

@@ -1156,6 +1156,126 @@ TEST(record_map_refcounts) {
   CHECK(!m.Release(b.recordId));
 }
 
+TEST(record_map_refcounts_per_arena) {
+  // Each thread (arena) releases only the references it holds; retiring an arena drops
+  // the references it still held (its handles and caches died with the thread).
+  RecordMap m;
+  uint32_t t1 = m.RegisterArena(), t2 = m.RegisterArena(), t3 = m.RegisterArena();
+  uint32_t sum = m.RegisterInstrument("s", MakeDesc("s", AggregationKind::Sum), nullptr);
+  const std::map<uint32_t, size_t> sizes = {{sum, 1}};
+  Acquired a, b;
+  REQUIRE(m.Acquire(t1, sum, Key("k", "v"), 0, &a));
+  REQUIRE(m.Acquire(t1, sum, Key("k", "v"), 0, &a));
+  REQUIRE(m.Acquire(t2, sum, Key("k", "v"), 0, &b));
+  REQUIRE(a.recordId == b.recordId);
+  CHECK(!m.Release(a.recordId, t3));  // t3 holds none
+  CHECK(m.Release(a.recordId, t2));
+  CHECK(!m.Release(a.recordId, t2));  // t2's only reference is gone
+  CHECK(m.Release(a.recordId, t1));
+  // t1 still holds one: not reclaimable, whatever the collections say.
+  double* c = CellPtr(m, t1, a, 1);
+  REQUIRE(c);
+  *c += 3;
+  for (int i = 0; i < 3; i++) REQUIRE(DoCollect(m, sizes, true).ok);
+  CHECK_EQ(m.RecordCount(), 1u);
+  // t1 exits holding it: its reference goes, the total stays, then it is reclaimable.
+  m.RetireArena(t1);
+  CHECK(!m.Release(a.recordId, t1));
+  CHECK(!m.Release(a.recordId));
+  Collected c1 = DoCollect(m, sizes, true);
+  REQUIRE(c1.ok);
+  CHECK(c1.WasReclaimed(a.recordId));  // not updated since the collections above
+  CHECK_EQ(m.RecordCount(), 0u);
+  m.RetireArena(t2);
+  m.RetireArena(t3);
+}
+
+TEST(record_map_stale_queue) {
+  // A reclaiming collection queues idle, referenced records into the stale queue of every
+  // arena holding references; DrainStale hands them to that thread once.
+  RecordMap m;
+  uint32_t t1 = m.RegisterArena(), t2 = m.RegisterArena();
+  uint32_t sum = m.RegisterInstrument("s", MakeDesc("s", AggregationKind::Sum), nullptr);
+  uint32_t mm = m.RegisterInstrument("m", MakeDesc("m", AggregationKind::MinMaxSumCount), nullptr);
+  const std::map<uint32_t, size_t> sizes = {{sum, 1}, {mm, 4}};
+  Acquired x1, x2, y1, z2, w1;
+  REQUIRE(m.Acquire(t1, sum, Key("k", "x"), 0, &x1));  // shared by t1 and t2
+  REQUIRE(m.Acquire(t2, sum, Key("k", "x"), 0, &x2));
+  REQUIRE(m.Acquire(t1, sum, Key("k", "y"), 0, &y1));  // t1 only
+  REQUIRE(m.Acquire(t2, mm, Key("k", "z"), 0, &z2));   // t2 only
+  REQUIRE(m.Acquire(t1, mm, Key("k", "w"), 0, &w1));   // t1 only, released below
+  CHECK(!x1.stalePending && !z2.stalePending);
+  double* cx1 = CellPtr(m, t1, x1, 1);
+  double* cy1 = CellPtr(m, t1, y1, 1);
+  double* cz2 = CellPtr(m, t2, z2, 4);
+  REQUIRE(cx1 && cy1 && cz2);
+  *cx1 += 1;
+  *cy1 += 1;
+  Update(AggregationKind::MinMaxSumCount, cz2, {}, 5);
+  std::vector<uint64_t> ids;
+  m.DrainStale(t1, &ids);
+  CHECK(ids.empty());
+
+  // Everything is new in this pass: updated (x, y, z) or referenced only... w was never
+  // written, so it is idle: queued for t1. A non-reclaiming pass queues nothing.
+  REQUIRE(DoCollect(m, sizes, false).ok);
+  m.DrainStale(t1, &ids);
+  CHECK(ids.empty());
+  REQUIRE(DoCollect(m, sizes, true).ok);  // nothing changed since the previous pass
+  Acquired probe;
+  REQUIRE(m.Acquire(t1, sum, Key("k", "probe"), 0, &probe));  // t1 learns it has work
+  CHECK(probe.stalePending);
+  CHECK(m.Release(probe.recordId, t1));
+  // t2 writes x after the queueing: x stays cached in t2, but t1 (idle on x) lets go.
+  double* cx2 = CellPtr(m, t2, x2, 1);
+  REQUIRE(cx2);
+  *cx2 += 1;
+  m.DrainStale(t1, &ids);
+  std::sort(ids.begin(), ids.end());
+  std::vector<uint64_t> want1 = {x1.recordId, y1.recordId, w1.recordId};
+  std::sort(want1.begin(), want1.end());
+  CHECK(ids == want1);
+  ids.clear();
+  m.DrainStale(t2, &ids);  // t2 wrote x since: only z
+  CHECK(ids == std::vector<uint64_t>{z2.recordId});
+  ids.clear();
+  m.DrainStale(t1, &ids);  // once
+  CHECK(ids.empty());
+
+  // t1 releases what it drained (its caches let go); y and w become reclaimable.
+  CHECK(m.Release(x1.recordId, t1));
+  CHECK(m.Release(y1.recordId, t1));
+  CHECK(m.Release(w1.recordId, t1));
+  Collected c = DoCollect(m, sizes, true);
+  REQUIRE(c.ok);
+  CHECK(c.WasReclaimed(y1.recordId));
+  CHECK(c.WasReclaimed(w1.recordId));
+  CHECK(!c.WasReclaimed(x1.recordId));  // t2 updated it and still holds it
+  CHECK(!c.WasReclaimed(z2.recordId));  // t2 holds it
+  // Still idle in t2 after its drain: queued again by a later pass; then z is written
+  // by t2 before its drain, so the drain leaves it out.
+  REQUIRE(DoCollect(m, sizes, true).ok);
+  Update(AggregationKind::MinMaxSumCount, cz2, {}, 6);
+  ids.clear();
+  m.DrainStale(t2, &ids);
+  CHECK(ids == std::vector<uint64_t>{x2.recordId});
+  // A queued record that is reclaimed before the drain is left out of it.
+  REQUIRE(DoCollect(m, sizes, true).ok);  // z updated: not queued; x idle: queued for t2
+  CHECK(m.Release(x2.recordId, t2));
+  Collected c2 = DoCollect(m, sizes, true);
+  REQUIRE(c2.ok);
+  CHECK(c2.WasReclaimed(x2.recordId));
+  ids.clear();
+  m.DrainStale(t2, &ids);
+  CHECK(std::find(ids.begin(), ids.end(), x2.recordId) == ids.end());
+  // A retired arena's queue goes with it.
+  m.RetireArena(t2);
+  ids.clear();
+  m.DrainStale(t2, &ids);
+  CHECK(ids.empty());
+  m.RetireArena(t1);
+}
+
 TEST(record_map_acquire_failures) {
   RecordMap m;
   uint32_t arena = m.RegisterArena();
@@ -1563,10 +1683,9 @@ TEST(record_map_retire_arena) {
   CHECK_EQ(last.Find(h1.recordId)->state, (std::vector<double>{923, -100, 1000, 1, 1, 2}));
   for (const Row& r : last.rows) CHECK(!r.updated);
 
-  // Released records whose threads are gone can still be reclaimed.
-  for (uint64_t id : {s1.recordId, s1.recordId, h1.recordId, h1.recordId, o1.recordId, o1.recordId, g1.recordId}) {
-    CHECK(m.Release(id));
-  }
+  // The references went with their threads: nothing is left to release, and records
+  // whose threads are gone are reclaimable.
+  for (uint64_t id : {s1.recordId, h1.recordId, o1.recordId, g1.recordId}) CHECK(!m.Release(id));
   Collected rc = DoCollect(m, sizes, true);
   REQUIRE(rc.ok);
   CHECK_EQ(rc.reclaimed.size(), 4u);
@@ -1931,7 +2050,7 @@ TEST(stress_concurrent_writers_and_collect) {
   for (const Row& r : f2.rows) CHECK(!r.updated);
   check_totals(f2, "second final collect");
   // Two reclaiming collections drop every churn record (all released) and nothing else:
-  // the writers still hold their references, retired or not.
+  // writers 1 and 3 still hold references to every writer record.
   Collected f3 = DoCollect(m, sizes, true);
   REQUIRE(f3.ok);
   check_snapshot(f3, allReclaim);
@@ -1945,12 +2064,17 @@ TEST(stress_concurrent_writers_and_collect) {
     if (t % 2 == 1) m.RetireArena(arenas[t]);
   }
   CHECK_EQ(m.ArenaBytes(), 0u);
-  Collected f5 = DoCollect(m, sizes, true);
+  Collected f5 = DoCollect(m, sizes, false);
   REQUIRE(f5.ok);
-  check_snapshot(f5, allReclaim);
+  check_snapshot(f5, all);
   for (const Row& r : f5.rows) CHECK(!r.updated);
-  CHECK(f5.reclaimed.empty());
   check_totals(f5, "after every arena retired");
+  // Their references went with them: the next reclaiming collection frees every record.
+  Collected f6 = DoCollect(m, sizes, true);
+  REQUIRE(f6.ok);
+  CHECK(f6.rows.empty());
+  CHECK_EQ(f6.reclaimed.size(), static_cast<size_t>(2 * kLabels));
+  CHECK_EQ(m.RecordCount(), 0u);
 
   std::printf("    stress: %ld updates by %d writers, %ld concurrent collects (%ld reclaiming), "
               "%ld churn ops (%ld overflowed), %zu churn records reclaimed (%ld label sets moved)\n",
@@ -2004,8 +2128,8 @@ TEST(stress_retire_races_collect) {
             if (v < LoadRelaxed(mm[2])) StoreRelaxed(mm[2], v);
             if (v > LoadRelaxed(mm[3])) StoreRelaxed(mm[3], v);
           }
-          CHECK(m.Release(a.recordId));
-          CHECK(m.Release(b.recordId));
+          CHECK(m.Release(a.recordId, arena));
+          CHECK(m.Release(b.recordId, arena));
         }
         m.RetireArena(arena);
       });
@@ -2036,6 +2160,260 @@ TEST(stress_retire_races_collect) {
   REQUIRE(r1.ok);
   CHECK_EQ(r1.reclaimed.size(), static_cast<size_t>(2 * kLabelsHere));
   CHECK_EQ(m.RecordCount(), 0u);
+}
+
+TEST(stress_worker_threads_reclaim) {
+  // Worker threads as the JS layer runs them, concurrently with a collector that
+  // reclaims: each thread caches (label -> record) with one reference per cache entry,
+  // writes only its own cells, drains its stale queue on a cache miss after Acquire
+  // reported pending work and on a "timer", and releases the drained entries; some hold
+  // bound references; generations of threads exit with everything released, exit holding
+  // references (terminated), or idle for a long time draining only on the timer.
+  // Checks: no write is lost (summing every record's last collected state gives exactly
+  // what was written), no record id is ever listed after it was reclaimed, an idle
+  // thread's private records are reclaimed while it is still alive, and at the end every
+  // record and arena is gone.
+  RecordMap m;
+  const uint32_t dom = m.RegisterDomain("app");
+  const uint32_t sumId = m.RegisterInstrument("w.sum", MakeDesc("w.sum", AggregationKind::Sum), nullptr, dom);
+  const uint32_t mmId = m.RegisterInstrument("w.mm", MakeDesc("w.mm", AggregationKind::MinMaxSumCount), nullptr, dom);
+  const std::map<uint32_t, size_t> sizes = {{sumId, 1}, {mmId, 4}};
+  constexpr int kPool = 48;  // shared label sets; each generation uses a sliding window
+  constexpr int kIdleLabels = 6;
+  std::vector<std::string> keys, idleKeys;
+  for (int l = 0; l < kPool; l++) keys.push_back(EncodeLabelKey({"route", "/r/" + std::to_string(l)}));
+  for (int l = 0; l < kIdleLabels; l++) idleKeys.push_back(Key("idle", std::to_string(l)));
+  const int generations = std::max(3, static_cast<int>(12 * std::min(g_scale, 5.0)));
+  constexpr int kPerGen = 3;
+  const long opsPerThread = std::max<long>(2000, static_cast<long>(40000 * std::min(g_scale, 5.0)));
+
+  std::atomic<double> writtenSum{0}, writtenCount{0}, writtenMmSum{0};  // what all threads wrote
+  auto addTotal = [](std::atomic<double>& a, double v) {
+    double cur = a.load();
+    while (!a.compare_exchange_weak(cur, cur + v)) {
+    }
+  };
+  std::atomic<long> drains{0}, drainedIds{0}, released{0}, terminatedRefs{0};
+
+  struct Cached {
+    uint64_t id;
+    double* cell;
+  };
+  // One thread's life; `idleUntil` makes it a long-lived worker that records into its
+  // private label sets, then only drains on its timer until told to exit.
+  auto worker = [&](int gen, int w, std::atomic<bool>* idleUntil, std::atomic<int>* idleReleased) {
+    const uint32_t arena = m.RegisterArena();
+    std::map<std::pair<uint32_t, int>, Cached> cache;  // (instrument, label) -> entry
+    std::map<uint64_t, std::pair<uint32_t, int>> byId;
+    bool pending = false;
+    double sum = 0, count = 0, mmSum = 0;
+    auto drain = [&] {
+      pending = false;
+      std::vector<uint64_t> ids;
+      m.DrainStale(arena, &ids);
+      drains.fetch_add(1);
+      drainedIds.fetch_add(static_cast<long>(ids.size()));
+      int n = 0;
+      for (uint64_t id : ids) {
+        auto it = byId.find(id);
+        if (it == byId.end()) continue;  // a bound reference only: kept
+        cache.erase(it->second);
+        byId.erase(it);
+        CHECK(m.Release(id, arena));
+        n++;
+      }
+      released.fetch_add(n);
+      return n;
+    };
+    auto get = [&](uint32_t inst, const std::string& key, int label) -> double* {
+      auto it = cache.find({inst, label});
+      if (it != cache.end()) return it->second.cell;
+      if (pending) drain();
+      Acquired a;
+      if (!m.Acquire(arena, inst, key, 0, &a)) {
+        Fail(__FILE__, __LINE__, "worker Acquire failed");
+        return nullptr;
+      }
+      pending = pending || a.stalePending;
+      double* c = CellPtr(m, arena, a, sizes.at(inst));
+      if (c == nullptr) return nullptr;
+      cache[{inst, label}] = {a.recordId, c};
+      byId[a.recordId] = {inst, label};
+      return c;
+    };
+    std::mt19937 rng(static_cast<uint32_t>(gen * 131 + w * 7 + 1));
+    // A bound reference on one label set for the thread's whole life.
+    Acquired bound;
+    const int boundLabel = (gen * 5 + w) % kPool;
+    if (!m.Acquire(arena, sumId, keys[boundLabel], 0, &bound)) {
+      Fail(__FILE__, __LINE__, "bound Acquire failed");
+      return;
+    }
+    double* boundCell = CellPtr(m, arena, bound, 1);
+    if (boundCell == nullptr) return;
+    const bool idle = idleUntil != nullptr;
+    for (long i = 0; i < opsPerThread; i++) {
+      // A window of 8 label sets that slides during the thread's life and with the
+      // generation: label sets go idle while their thread still caches them.
+      const int slide = gen * 4 + static_cast<int>(i * 16 / opsPerThread);
+      const int label = idle ? static_cast<int>(rng() % kIdleLabels) : (slide + static_cast<int>(rng() % 8)) % kPool;
+      const std::string& key = idle ? idleKeys[label] : keys[label];
+      const double v = static_cast<double>(1 + rng() % 5);
+      double* s = get(sumId, key, label + (idle ? 1000 : 0));
+      double* c = get(mmId, key, label + (idle ? 1000 : 0));
+      if (s == nullptr || c == nullptr) return;
+      AddRelaxed(*s, v);
+      AddRelaxed(c[0], 1);
+      AddRelaxed(c[1], v);
+      if (v < LoadRelaxed(c[2])) StoreRelaxed(c[2], v);
+      if (v > LoadRelaxed(c[3])) StoreRelaxed(c[3], v);
+      sum += v;
+      count += 1;
+      mmSum += v;
+      if (i % 7 == 0) {
+        AddRelaxed(*boundCell, 1);
+        sum += 1;
+      }
+      if (i % 512 == 0) {
+        drain();  // the timer
+        std::this_thread::sleep_for(std::chrono::microseconds(50));
+      }
+    }
+    addTotal(writtenSum, sum);
+    addTotal(writtenCount, count);
+    addTotal(writtenMmSum, mmSum);
+    if (idle) {
+      // Records nothing more; its timer keeps draining until its private records are gone.
+      while (!idleUntil->load()) {
+        idleReleased->fetch_add(drain());
+        std::this_thread::sleep_for(std::chrono::microseconds(500));
+      }
+    }
+    switch (w % 3) {
+      case 0:  // exits cleanly: caches and the bound handle let go first
+        for (auto& [id, where] : byId) CHECK(m.Release(id, arena));
+        CHECK(m.Release(bound.recordId, arena));
+        break;
+      case 1:  // terminated: every reference goes with the arena
+        terminatedRefs.fetch_add(static_cast<long>(byId.size()) + 1);
+        break;
+      default:  // releases the bound handle only
+        CHECK(m.Release(bound.recordId, arena));
+        break;
+    }
+    m.RetireArena(arena);
+  };
+
+  // Collector: reclaiming collections (sometimes with a lagging reader) and plain ones.
+  std::atomic<bool> stop{false};
+  std::map<uint64_t, std::vector<double>> last;  // record id -> last collected state
+  std::map<uint64_t, uint32_t> instOf;
+  std::map<uint64_t, bool> idleOf;  // record id -> belongs to the idle thread's label sets
+  std::set<uint64_t> reclaimed;
+  long collects = 0, reclaimedCount = 0;
+  uint64_t lastEpoch = 0;
+  std::mutex lastMu;  // `last` is read by the idle check below, from this thread only
+  auto collectOnce = [&](bool reclaim, uint64_t reclaimBefore) {
+    CollectOptions o;
+    o.domain = collects % 5 == 4 ? 0 : dom;
+    o.reclaim = reclaim;
+    o.reclaimBefore = reclaimBefore;
+    Collected c = DoCollect(m, sizes, o);
+    collects++;
+    if (!c.ok) return c;
+    CHECK_EQ(c.epoch, lastEpoch + 1);
+    lastEpoch = c.epoch;
+    std::lock_guard<std::mutex> lock(lastMu);
+    for (const Row& r : c.rows) {
+      CHECK(reclaimed.count(r.id) == 0);  // never listed again once reclaimed
+      auto it = last.find(r.id);
+      if (it != last.end()) {
+        // Cumulative: never goes down.
+        CHECK(r.state[0] >= it->second[0]);
+        CHECK_EQ(r.updated, Activity(r.instrument == sumId ? AggregationKind::Sum : AggregationKind::MinMaxSumCount,
+                                     r.state.data(), r.state.size()) !=
+                                Activity(r.instrument == sumId ? AggregationKind::Sum : AggregationKind::MinMaxSumCount,
+                                         it->second.data(), it->second.size()));
+      }
+      last[r.id] = r.state;
+      if (instOf.emplace(r.id, r.instrument).second) {
+        uint32_t inst = 0;
+        std::string key;
+        CHECK(m.RecordInfo(r.id, &inst, &key));  // only this thread reclaims
+        idleOf[r.id] = key.find("idle") != std::string::npos;
+      }
+    }
+    for (uint64_t id : c.reclaimed) {
+      CHECK(reclaimed.insert(id).second);
+      reclaimedCount++;
+    }
+    return c;
+  };
+  std::thread collector([&] {
+    while (!stop.load()) {
+      const bool reclaim = collects % 3 != 2;
+      const uint64_t before = collects % 4 == 3 && lastEpoch > 2 ? lastEpoch - 2 : UINT64_MAX;
+      if (!collectOnce(reclaim, before).ok) return;
+      std::this_thread::sleep_for(std::chrono::microseconds(300));
+    }
+  });
+
+  // One long-lived thread that goes idle; generations of short-lived ones meanwhile.
+  std::atomic<bool> idleExit{false};
+  std::atomic<int> idleReleased{0};
+  std::thread idleThread([&] { worker(0, 1, &idleExit, &idleReleased); });
+  for (int g = 0; g < generations; g++) {
+    std::vector<std::thread> ts;
+    for (int w = 0; w < kPerGen; w++) ts.emplace_back([&, g, w] { worker(g, w, nullptr, nullptr); });
+    for (auto& t : ts) t.join();
+  }
+  // The idle thread's private records (label sets no one else uses) must be reclaimed
+  // while it is alive: it drained its stale queue and let go.
+  bool idleReclaimed = false;
+  for (int i = 0; i < 4000 && !idleReclaimed; i++) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    std::lock_guard<std::mutex> lock(lastMu);
+    size_t idleLive = 0, idleGone = 0;
+    for (auto& [id, isIdle] : idleOf) {
+      if (!isIdle) continue;
+      if (reclaimed.count(id)) idleGone++;
+      else idleLive++;
+    }
+    idleReclaimed = idleLive == 0 && idleGone >= 2 * kIdleLabels;
+  }
+  CHECK(idleReclaimed);
+  idleExit.store(true);
+  idleThread.join();
+  CHECK(idleReleased.load() >= 2 * kIdleLabels);  // let go by draining, while alive
+  stop.store(true);
+  collector.join();
+
+  // Quiescent: two more passes, then sum the last state of every record ever listed.
+  REQUIRE(collectOnce(false, UINT64_MAX).ok);
+  REQUIRE(collectOnce(true, UINT64_MAX).ok);
+  double gotSum = 0, gotCount = 0, gotMmSum = 0;
+  for (auto& [id, st] : last) {
+    if (instOf[id] == sumId) {
+      gotSum += st[0];
+    } else {
+      gotCount += st[0];
+      gotMmSum += st[1];  // written after the count: torn reads must not lose it
+    }
+  }
+  CHECK_EQ(gotSum, writtenSum.load());
+  CHECK_EQ(gotCount, writtenCount.load());
+  CHECK_EQ(gotMmSum, writtenMmSum.load());
+  // Every thread is gone, so no references remain: everything is reclaimed.
+  REQUIRE(collectOnce(true, UINT64_MAX).ok);
+  CHECK_EQ(m.RecordCount(), 0u);
+  CHECK_EQ(m.ArenaBytes(), 0u);
+  std::printf("    worker stress: %d generations x %d threads + 1 idle, %.0f updates, %ld collects, "
+              "%ld records reclaimed, %ld drains (%ld stale ids, %ld cached refs released), "
+              "%ld refs dropped by retirement\n",
+              generations, kPerGen, writtenCount.load(), collects, reclaimedCount, drains.load(),
+              drainedIds.load(), released.load(), terminatedRefs.load());
+  CHECK(reclaimedCount > 0);
+  CHECK(released.load() > 0);
 }
 
 // A distribution state (Sketch or ExponentialHistogram) as plain data: header fields and

@@ -182,6 +182,12 @@ export class BoundExact extends BoundHandle {
   }
 }
 
+/** The records of `owner` whose Exact handles hold values for the next collection. */
+export function pendingExactRecords(owner: HandleOwner): number[] {
+  const pending = pendingOf.get(owner);
+  return pending === undefined ? [] : [...pending.keys()];
+}
+
 /**
  * Takes (and clears) the values this thread's Exact handles of `owner` recorded for a
  * record since the previous call, sorted ascending. Called by collection.

@@ -10,7 +10,7 @@ import {
 import type { Attributes } from '@opentelemetry/api';
 import { InstrumentationScope, InstrumentKind } from '../sdk/descriptor';
 import type { RecordStore } from '../sdk/record-store';
-import { warnLimited } from '../sdk/diag';
+import { describeValue, warnLimited } from '../sdk/diag';
 import type { BoundHandle } from './handles';
 import {
   BatchRegistration,
@@ -45,56 +45,84 @@ export class Meter implements ApiMeter {
     readonly scope: InstrumentationScope,
   ) {}
 
+  /**
+   * The instrument's store. Options that throw when read (a Proxy, a throwing getter)
+   * are ignored with a diagnostic: creating an instrument never throws.
+   */
+  private storeOf(kind: InstrumentKind, name: string, options?: MetricOptions): RecordStore<BoundHandle> {
+    try {
+      return this.host.storeFor(this.scope, kind, name, options);
+    } catch (e) {
+      const label = describeValue(name).slice(0, 300);
+      warnLimited(`options:${label}`, `reading the options of instrument ${label} threw (${describeValue(e)}); defaults used`);
+      return this.host.storeFor(this.scope, kind, name, {});
+    }
+  }
+
   createCounter(name: string, options?: MetricOptions): Counter {
-    const s = this.host.storeFor(this.scope, InstrumentKind.COUNTER, name, options) as never;
+    const s = this.storeOf(InstrumentKind.COUNTER, name, options) as never;
     return (s as RecordStore<BoundHandle>).disabled ? new DisabledCounter(s) : new Counter(s);
   }
 
   createUpDownCounter(name: string, options?: MetricOptions): UpDownCounter {
-    const s = this.host.storeFor(this.scope, InstrumentKind.UP_DOWN_COUNTER, name, options) as never;
+    const s = this.storeOf(InstrumentKind.UP_DOWN_COUNTER, name, options) as never;
     return (s as RecordStore<BoundHandle>).disabled ? new DisabledUpDownCounter(s) : new UpDownCounter(s);
   }
 
   createHistogram(name: string, options?: MetricOptions): Histogram {
-    const s = this.host.storeFor(this.scope, InstrumentKind.HISTOGRAM, name, options) as never;
+    const s = this.storeOf(InstrumentKind.HISTOGRAM, name, options) as never;
     return (s as RecordStore<BoundHandle>).disabled ? new DisabledHistogram(s) : new Histogram(s);
   }
 
   createGauge(name: string, options?: MetricOptions): Gauge {
-    const s = this.host.storeFor(this.scope, InstrumentKind.GAUGE, name, options) as never;
+    const s = this.storeOf(InstrumentKind.GAUGE, name, options) as never;
     return (s as RecordStore<BoundHandle>).disabled ? new DisabledGauge(s) : new Gauge(s);
   }
 
   createObservableCounter(name: string, options?: MetricOptions): ObservableCounter {
-    const o = new ObservableCounter(this.host.storeFor(this.scope, InstrumentKind.OBSERVABLE_COUNTER, name, options) as never);
+    const o = new ObservableCounter(this.storeOf(InstrumentKind.OBSERVABLE_COUNTER, name, options) as never);
     this.host.registerObservable(o);
     return o;
   }
 
   createObservableUpDownCounter(name: string, options?: MetricOptions): ObservableUpDownCounter {
     const o = new ObservableUpDownCounter(
-      this.host.storeFor(this.scope, InstrumentKind.OBSERVABLE_UP_DOWN_COUNTER, name, options) as never,
+      this.storeOf(InstrumentKind.OBSERVABLE_UP_DOWN_COUNTER, name, options) as never,
     );
     this.host.registerObservable(o);
     return o;
   }
 
   createObservableGauge(name: string, options?: MetricOptions): ObservableGauge {
-    const o = new ObservableGauge(this.host.storeFor(this.scope, InstrumentKind.OBSERVABLE_GAUGE, name, options) as never);
+    const o = new ObservableGauge(this.storeOf(InstrumentKind.OBSERVABLE_GAUGE, name, options) as never);
     this.host.registerObservable(o);
     return o;
   }
 
   addBatchObservableCallback(callback: BatchObservableCallback, observables: Observable[]): void {
-    if (typeof callback !== 'function' || !Array.isArray(observables)) {
-      warnLimited('batch-cb', 'addBatchObservableCallback needs a function and an array of observables');
+    let set: Set<Observable>;
+    try {
+      if (typeof callback !== 'function' || !Array.isArray(observables)) {
+        warnLimited('batch-cb', 'addBatchObservableCallback needs a function and an array of observables');
+        return;
+      }
+      set = new Set(observables);
+    } catch (e) {
+      warnLimited('batch-cb', `addBatchObservableCallback: reading the observables threw (${describeValue(e)}); ignored`);
       return;
     }
-    this.host.registerBatch({ callback, observables: new Set(observables) });
+    this.host.registerBatch({ callback, observables: set });
   }
 
   removeBatchObservableCallback(callback: BatchObservableCallback, observables: Observable[]): void {
-    this.host.unregisterBatch(callback, Array.isArray(observables) ? observables : []);
+    let list: Observable[];
+    try {
+      list = Array.isArray(observables) ? [...observables] : [];
+    } catch (e) {
+      warnLimited('batch-cb', `removeBatchObservableCallback: reading the observables threw (${describeValue(e)}); ignored`);
+      return;
+    }
+    this.host.unregisterBatch(callback, list);
   }
 
   /**
@@ -102,16 +130,29 @@ export class Meter implements ApiMeter {
    * Never throws; bad entries are dropped with a diagnostic.
    */
   recordBatch(attributes: Attributes | undefined, measurements: readonly Measurement[]): void {
-    if (!Array.isArray(measurements)) {
-      warnLimited('record-batch', 'recordBatch needs an array of [instrument, value] pairs');
+    // A Proxy (revoked, or with throwing traps) as the list, an entry or an instrument
+    // throws from Array.isArray, .length, [i] or instanceof: such parts are dropped too.
+    let n: number;
+    try {
+      if (!Array.isArray(measurements)) {
+        warnLimited('record-batch', 'recordBatch needs an array of [instrument, value] pairs');
+        return;
+      }
+      n = measurements.length;
+    } catch (e) {
+      warnLimited('record-batch', `recordBatch: reading the measurements threw (${describeValue(e)}); dropped`);
       return;
     }
-    for (let i = 0; i < measurements.length; i++) {
-      const m = measurements[i];
-      const inst = Array.isArray(m) ? m[0] : undefined;
-      if (inst instanceof Counter || inst instanceof UpDownCounter) inst.add(m[1], attributes);
-      else if (inst instanceof Histogram || inst instanceof Gauge) inst.record(m[1], attributes);
-      else warnLimited('record-batch-entry', 'recordBatch: entry is not [synchronous instrument, value]; dropped');
+    for (let i = 0; i < n; i++) {
+      try {
+        const m = measurements[i];
+        const inst = Array.isArray(m) ? m[0] : undefined;
+        if (inst instanceof Counter || inst instanceof UpDownCounter) inst.add(m[1], attributes);
+        else if (inst instanceof Histogram || inst instanceof Gauge) inst.record(m[1], attributes);
+        else warnLimited('record-batch-entry', 'recordBatch: entry is not [synchronous instrument, value]; dropped');
+      } catch (e) {
+        warnLimited('record-batch-entry', `recordBatch: reading an entry threw (${describeValue(e)}); dropped`);
+      }
     }
   }
 }

@@ -24,6 +24,8 @@ export interface Descriptor {
   readonly adviceBoundaries?: readonly number[];
   /** `advice.attributes`: the recommended keys, used by the defaultkeys batcher. */
   readonly adviceAttributes?: readonly string[];
+  /** `advice.quantiles` (a hotmeter extension): the quantiles a Prometheus summary of this instrument shows. */
+  readonly adviceQuantiles?: readonly number[];
 }
 
 /** The instrumentation scope that created an instrument (the Meter's identity). */

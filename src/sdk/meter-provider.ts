@@ -17,10 +17,14 @@ import { InstrumentObservableResult, BatchRegistration, ObservableInstrument } f
 import { Meter, MeterHost } from '../api/meter';
 import { Aggregation, CheckpointRecord, CheckpointSet } from '../export/checkpoint-set';
 import type { MetricReader } from '../export/reader';
+import { adaptReader } from '../exporters/otlp/producer';
+import type { OtelMetricReader } from '../exporters/otlp/types';
 import { AggregationSelector, compatible, defaultSelector } from '../export/aggregation-selector';
 import { AggregationKind, cellSize, DEFAULT_HISTOGRAM_BOUNDARIES, defaultAggregation, validBoundaries } from './aggregation';
 import { AggregatorOptions, AggregatorParams, resolveAggregatorParams } from './aggregation';
-import { takeExactValues } from '../api/handles-sketch';
+import { pendingExactRecords, takeExactValues } from '../api/handles-sketch';
+import type { PrometheusCollectOptions, PrometheusPayload } from '../export/reader';
+import { TARGET_INFO_NAMES, targetInfoText } from '../exporters/prometheus/serializer';
 import { exponentialHistogramView } from './exponential-histogram';
 import { NativeDescriptor } from './native';
 import { sketchView } from './sketch';
@@ -52,8 +56,12 @@ export interface MeterProviderOptions {
   labelLimits?: Partial<LabelLimits>;
   /** How long observable callbacks may run in one collection, ms. Default 30 000. */
   callbackTimeoutMillis?: number;
-  /** Readers (pull endpoints, push controllers) that collect from this provider. */
-  readers?: MetricReader[];
+  /**
+   * Readers (pull endpoints, push controllers) that collect from this provider. OpenTelemetry
+   * JS readers (e.g. sdk-metrics' PeriodicExportingMetricReader with an OTLP exporter) work
+   * too: each is fed through a HotmeterMetricProducer (src/exporters/otlp).
+   */
+  readers?: (MetricReader | OtelMetricReader)[];
   /** Chooses each instrument's aggregator; `null` disables an instrument. */
   aggregationSelector?: AggregationSelector;
   /** Views: select instruments and change their name, aggregation, attributes, limit. */
@@ -75,6 +83,7 @@ export interface MeterProviderOptions {
 const DIRECT: object = Object.freeze({ reader: 'direct provider.collect()' });
 
 const EMPTY_BOUNDS = new Float64Array(0);
+const NO_ATTRIBUTES: Attributes = Object.freeze({});
 
 export class MeterProvider implements ApiMeterProvider, MeterHost {
   /** The resource exported with every collection. */
@@ -109,11 +118,15 @@ export class MeterProvider implements ApiMeterProvider, MeterHost {
     if (!(Number.isInteger(limit) && limit > 0)) throw new TypeError('hotmeter: cardinalityLimit must be a positive integer');
     this.cardinalityLimit = limit;
     this.reclamation = options.reclamation !== false;
-    this.readers = Array.isArray(options.readers) ? [...options.readers] : [];
+    this.readers = Array.isArray(options.readers) ? options.readers.map(adaptReader) : [];
     for (const r of this.readers) {
       this.readerEpochs.set(r, 0);
       const resource = this.resource;
-      r.setMetricProducer({ resource, collect: () => this.collectFor(r) });
+      r.setMetricProducer({
+        resource,
+        collect: () => this.collectFor(r),
+        collectPrometheus: (o) => this.collectPrometheusFor(r, o),
+      });
     }
   }
 
@@ -149,6 +162,7 @@ export class MeterProvider implements ApiMeterProvider, MeterHost {
     const adviceAttributes = Array.isArray((advice as { attributes?: unknown }).attributes)
       ? ((advice as { attributes: unknown[] }).attributes.filter((a) => typeof a === 'string') as string[])
       : undefined;
+    const adviceQuantiles = summaryQuantilesAdvice((advice as { quantiles?: unknown }).quantiles, nameText);
     const instrument: Descriptor = Object.freeze({
       name: nameText,
       description,
@@ -158,6 +172,7 @@ export class MeterProvider implements ApiMeterProvider, MeterHost {
       monotonic: isMonotonic(kind),
       adviceBoundaries,
       adviceAttributes,
+      adviceQuantiles,
     });
     const view = this.views.find((v) => v.matches(instrument, scope));
     if (view !== undefined && this.views.filter((v) => v.matches(instrument, scope)).length > 1) {
@@ -308,7 +323,13 @@ export class MeterProvider implements ApiMeterProvider, MeterHost {
     for (const b of this.batches) {
       const result = {
         observe: (observable: Observable, value: number, attributes?: Attributes) => {
-          if (observable instanceof ObservableInstrument && b.observables.has(observable)) observable.observe(value, attributes);
+          let registered = false;
+          try {
+            registered = observable instanceof ObservableInstrument && b.observables.has(observable);
+          } catch {
+            // a Proxy whose getPrototypeOf trap throws (or a revoked one): not ours
+          }
+          if (registered) (observable as ObservableInstrument).observe(value, attributes);
           else warnLimited('batch-observe', 'batch callback observed an instrument it was not registered with; dropped');
         },
       };
@@ -327,67 +348,174 @@ export class MeterProvider implements ApiMeterProvider, MeterHost {
     clearTimeout(timer);
   }
 
-  /** The attributes of a record another provider sharing this domain created. */
-  private foreignAttributes(recordId: number): Attributes {
-    const info = native().recordInfo(recordId);
-    const attrs = info === null ? {} : decodeLabels(info[1]);
-    this.attributesOf.set(recordId, attrs);
-    return attrs;
+  /**
+   * A passive store (never records) for an instrument only another provider sharing this
+   * domain registered, possibly in another thread: its records are exported with the
+   * descriptor, scope and cell layout it was registered with.
+   */
+  private foreignStore(instrumentId: number): RecordStore<BoundHandle> | undefined {
+    const d = native().descriptor(instrumentId);
+    if (d === null) return undefined;
+    const descriptor: Descriptor = Object.freeze({
+      name: d.name,
+      description: d.description,
+      unit: d.unit,
+      kind: d.kind as InstrumentKind,
+      valueType: d.valueType === ValueType.INT ? ValueType.INT : ValueType.DOUBLE,
+      monotonic: d.monotonic,
+    });
+    const scope: InstrumentationScope = Object.freeze({
+      name: d.scopeName,
+      version: d.scopeVersion === '' ? undefined : d.scopeVersion,
+      schemaUrl: d.scopeSchemaUrl === '' ? undefined : d.scopeSchemaUrl,
+    });
+    const store = new RecordStore<BoundHandle>(
+      descriptor, scope, instrumentId, d.aggregation as AggregationKind, d.bounds, this.limits, this.attributesOf,
+      undefined, registeredParams(d),
+    );
+    this.storeByInstrument.set(instrumentId, store); // replaced if this provider registers it later
+    return store;
+  }
+
+
+  /**
+   * The epoch records must have been last updated at or before to be reclaimed by the
+   * next pass, or undefined when it must not reclaim. Every reader has exported each
+   * record's state as of its own latest collection: records last updated at or before the
+   * oldest of those may go.
+   */
+  private reclaimBefore(): number | undefined {
+    let before = Infinity;
+    for (const e of this.readerEpochs.values()) before = Math.min(before, e);
+    return this.reclamation && Number.isFinite(before) ? before : undefined;
+  }
+
+  /**
+   * After a native collection pass (checkpoint() or collectPrometheusFor()): forgets the
+   * reclaimed records, gives back the cached references of records the pass saw idle, and
+   * notes the reader's epoch.
+   */
+  private finishPass(reader: object, epoch: number, stale: ReadonlySet<number>, reclaimed: ArrayLike<number>): void {
+    for (let n = 0; n < reclaimed.length; n++) this.attributesOf.delete(reclaimed[n]);
+    if (this.reclamation && stale.size > 0) {
+      for (const store of this.stores.values()) store.evict(stale);
+    }
+    this.readerEpochs.set(reader, epoch);
+  }
+
+  /**
+   * One collection written as Prometheus text by the native serializer on a libuv pool
+   * thread (the record map's lock is held only while the checkpoints are copied), with the
+   * same pass and bookkeeping as checkpoint(): callbacks first, then epoch, update
+   * detection, reclamation, eviction.
+   */
+  private async collectPrometheusFor(reader: object, o: PrometheusCollectOptions): Promise<PrometheusPayload> {
+    if (this.shutdownDone) throw new Error('hotmeter: collect() after shutdown()');
+    await this.runCallbacks();
+    // Instruments with their own summary quantiles (advice.quantiles), and the quantiles of
+    // the values this thread's Exact handles hold (they live in JS).
+    const perInstrument: number[] = [];
+    const exact: number[] = [];
+    for (const [id, store] of this.storeByInstrument) {
+      const qs = store.descriptor.adviceQuantiles;
+      if (qs !== undefined) perInstrument.push(id, qs.length, ...qs);
+      if (store.aggregation !== AggregationKind.EXACT) continue;
+      const list = qs ?? o.summaryQuantiles;
+      for (const recordId of pendingExactRecords(store)) {
+        const values = takeExactValues(store, recordId);
+        if (values.length === 0) continue;
+        exact.push(recordId, list.length);
+        for (const q of list) exact.push(values[Math.floor(q * (values.length - 1))]);
+      }
+    }
+    const target = o.withoutTargetInfo ? '' : targetInfoText(this.resource.attributes, o.openMetrics);
+    const before = this.reclaimBefore();
+    const r = await native().serializePrometheus(this.domain, before !== undefined, before, null, {
+      openMetrics: o.openMetrics,
+      scopeLabels: !o.withoutScopeInfo,
+      quantiles: Float64Array.from(o.summaryQuantiles),
+      instrumentQuantiles: Float64Array.from(perInstrument),
+      exact: Float64Array.from(exact),
+      prefix: target,
+      reservedNames: target === '' ? [] : [...TARGET_INFO_NAMES],
+    });
+    this.finishPass(reader, r.epoch, new Set(r.stale), r.reclaimed);
+    for (const id of r.dropped) {
+      const name = (this.storeByInstrument.get(id) ?? this.foreignStore(id))?.descriptor.name ?? `#${id}`;
+      warnLimited(`prom-clash:${name}`, `${name}: its Prometheus names clash with another metric of a different type; left out of the scrape`);
+    }
+    return { chunks: r.chunks, byteLength: r.bytes };
+  }
+
+  /**
+   * Decodes the attributes of records[k] for each k of `at` from their native records (one
+   * call), and keeps them while the records live: the record stores do not keep attribute
+   * objects (a Prometheus scrape never needs them).
+   */
+  private decodeAttributes(records: { seriesId: number; attributes: Attributes }[], at: readonly number[]): void {
+    const ids = new Float64Array(at.length);
+    for (let k = 0; k < at.length; k++) ids[k] = records[at[k]].seriesId;
+    const parts = JSON.parse(native().recordLabels(ids)) as (string[] | null)[];
+    for (let k = 0; k < at.length; k++) {
+      const p = parts[k];
+      const attrs = p === null ? {} : decodeLabels(p);
+      this.attributesOf.set(ids[k], attrs);
+      records[at[k]].attributes = attrs;
+    }
   }
 
   private checkpoint(reader: object): CheckpointSet {
-    // Every reader has exported each record's state as of its own latest collection:
-    // records last updated at or before the oldest of those may be reclaimed.
-    let reclaimBefore = Infinity;
-    for (const e of this.readerEpochs.values()) reclaimBefore = Math.min(reclaimBefore, e);
-    const data = this.reclamation && Number.isFinite(reclaimBefore)
-      ? native().collect(this.domain, true, reclaimBefore)
-      : native().collect(this.domain, false);
+    const before = this.reclaimBefore();
+    const data = before !== undefined ? native().collect(this.domain, true, before) : native().collect(this.domain, false);
     const stale = new Set<number>();
     const epoch = data[0];
     const count = data[1];
     const now = Date.now();
-    const records: CheckpointRecord[] = [];
+    const records: { -readonly [K in keyof CheckpointRecord]: CheckpointRecord[K] }[] = [];
+    const undecoded: number[] = []; // indices into records of attributes to decode
     let i = 3;
     for (let n = 0; n < count; n++) {
       const recordId = data[i];
       const instrumentId = data[i + 1];
-      const store = this.storeByInstrument.get(instrumentId);
+      const store = this.storeByInstrument.get(instrumentId) ?? this.foreignStore(instrumentId);
       const updated = data[i + 2] === 1;
       // Whole milliseconds, like endTime (Date.now()): a series created and collected
       // within one millisecond must not start after it ends.
       const startTime = Math.floor(data[i + 3]);
       i += 4;
-      if (store === undefined) {
-        // An instrument only another provider sharing this domain registered: skip its state.
-        const d = native().descriptor(instrumentId);
-        if (d !== null) i += cellSize(d.aggregation as AggregationKind, d.bounds.length, d.maxSize);
-        continue;
-      }
+      if (store === undefined) continue; // not registered natively: cannot happen
       const size = cellSize(store.aggregation, store.bounds.length, store.params.maxSize);
       const st = data.subarray(i, i + size);
       i += size;
       if (!updated) stale.add(recordId);
       if (isObservable(store.descriptor.kind) && !updated) continue;
+      const attributes = this.attributesOf.get(recordId);
+      if (attributes === undefined) undecoded.push(records.length);
       records.push({
         seriesId: recordId,
         descriptor: store.descriptor,
         scope: store.scope,
-        attributes: this.attributesOf.get(recordId) ?? this.foreignAttributes(recordId),
+        attributes: attributes ?? NO_ATTRIBUTES,
         aggregation: toAggregation(store, st, recordId),
         startTime,
         endTime: now,
         updated,
       });
     }
-    const reclaimed = data[2];
-    for (let n = 0; n < reclaimed; n++) this.attributesOf.delete(data[i + n]);
-    if (this.reclamation && stale.size > 0) {
-      for (const store of this.stores.values()) store.evict(stale);
-    }
-    this.readerEpochs.set(reader, epoch);
+    if (undecoded.length > 0) this.decodeAttributes(records, undecoded);
+    this.finishPass(reader, epoch, stale, data.subarray(i, i + data[2]));
     return new CheckpointSet(records, now, epoch);
   }
+}
+
+/** `advice.quantiles` if valid (1 to 64 numbers in [0, 1]; a diagnostic otherwise). */
+function summaryQuantilesAdvice(q: unknown, name: string): readonly number[] | undefined {
+  if (q === undefined) return undefined;
+  if (Array.isArray(q) && q.length > 0 && q.length <= 64 && q.every((x) => typeof x === 'number' && x >= 0 && x <= 1)) {
+    return Object.freeze([...(q as number[])]);
+  }
+  warnLimited(`quantiles:${name}`, `${name}: advice.quantiles must be 1 to 64 numbers in [0, 1]; ignored`);
+  return undefined;
 }
 
 /** The selector's options for the chosen aggregation, validated (diagnostic, defaults). */

@@ -1,4 +1,5 @@
-// Loads the addon (prebuilds first, then build/Release) and types its surface.
+// Loads the addon (build/Release, else build/Debug, else prebuilds/; or the file named by
+// HOTMETER_ADDON_PATH) and types its surface.
 // Every function here throws a TypeError on wrong arguments; the TypeScript layer
 // above never lets such an error reach a recording call.
 import * as path from 'node:path';
@@ -36,6 +37,39 @@ export interface NativeAggregatorOptions {
   scopeSchemaUrl?: string;
 }
 
+/** serializePrometheus options (validated natively). */
+export interface NativePrometheusOptions {
+  openMetrics?: boolean;
+  scopeLabels?: boolean;
+  /** Default summary quantiles. */
+  quantiles?: Float64Array;
+  /** Per instrument: [instrumentId, n, q_1 .. q_n] groups. */
+  instrumentQuantiles?: Float64Array;
+  /** Text written before the families (target_info). */
+  prefix?: string;
+  /** Names the prefix takes: instruments mapping to them are dropped. */
+  reservedNames?: string[];
+  chunkBytes?: number;
+  /** Exact summaries: [recordId, n, v_1 .. v_n] groups (one value per quantile). */
+  exact?: Float64Array;
+  /** Serialization threads (0: automatic). */
+  threads?: number;
+}
+
+export interface NativePrometheusResult {
+  chunks: Buffer[];
+  bytes: number;
+  epoch: number;
+  records: number;
+  /** Records of included instruments kept but not updated in this pass. */
+  stale: Float64Array;
+  reclaimed: Float64Array;
+  /** Instruments left out because their names clash with another family's. */
+  dropped: Uint32Array;
+  snapshotMs: number;
+  serializeMs: number;
+}
+
 export interface NativeBinding {
   /** '' makes a new domain; a name returns the same id in every thread. */
   registerDomain(name: string): number;
@@ -54,18 +88,39 @@ export interface NativeBinding {
   ): [number, boolean];
   descriptor(instrumentId: number): NativeDescriptor | null;
   /**
-   * out <- [recordId, slab, offset, newCell, overflow]; false if the instrument is
-   * disabled. Past `cardinalityLimit - 1` label sets, the overflow record is returned.
+   * out <- [recordId, slab, offset, newCell, overflow, stalePending (if out has 6 slots:
+   * drainStale() has ids for this thread)]; false if the instrument is disabled. Past
+   * `cardinalityLimit - 1` label sets, the overflow record is returned.
    */
   acquire(instrumentId: number, labelParts: string[], out: Float64Array, cardinalityLimit?: number): boolean;
+  /** Drops one reference this thread holds. */
   release(recordId: number): boolean;
+  /**
+   * Ids of records a reclaiming collection (in any thread) saw idle while this thread
+   * referenced them; this thread drops its cached references among them.
+   */
+  drainStale(): Float64Array;
   slab(index: number): ArrayBuffer;
   /** Layout: [epoch, recordCount, reclaimedCount,
    *  recordCount x [recordId, instrumentId, updated, startTimeMs, state...],
    *  reclaimedCount x recordId] */
   collect(domain: number, reclaim: boolean, reclaimBefore?: number): Float64Array;
   recordInfo(recordId: number): [number, string[]] | null;
+  /** JSON of each record's label parts (null for an unknown record), in one call. */
+  recordLabels(recordIds: Float64Array): string;
   stats(): { records: number; arenaBytes: number; arenaId: number };
+  /**
+   * One collection pass of `domain` (as collect(): epoch, update detection, reclamation)
+   * written as Prometheus text on a libuv pool thread. `include`: the instrument ids to
+   * write (null: all). Layouts: native/binding/prometheus_js.cc.
+   */
+  serializePrometheus(
+    domain: number,
+    reclaim: boolean,
+    reclaimBefore: number | undefined,
+    include: Uint32Array | null,
+    options?: NativePrometheusOptions,
+  ): Promise<NativePrometheusResult>;
 }
 
 function packageRoot(): string {
@@ -90,9 +145,18 @@ let binding: NativeBinding | undefined;
 /** The addon, loaded once per thread (each worker gets its own arena). */
 export function native(): NativeBinding {
   if (binding === undefined) {
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
-    const load = require('node-gyp-build') as (dir: string) => NativeBinding;
-    binding = load(packageRoot());
+    // HOTMETER_ADDON_PATH: load this .node file instead (scripts/asan-test.sh points it
+    // at an ASan + UBSan build kept outside build/). Inherited by workers and child
+    // processes, so a whole test run uses the same addon.
+    const explicit = process.env.HOTMETER_ADDON_PATH;
+    if (explicit !== undefined && explicit !== '') {
+      // eslint-disable-next-line @typescript-eslint/no-require-imports
+      binding = require(path.resolve(explicit)) as NativeBinding;
+    } else {
+      // eslint-disable-next-line @typescript-eslint/no-require-imports
+      const load = require('node-gyp-build') as (dir: string) => NativeBinding;
+      binding = load(packageRoot());
+    }
   }
   return binding;
 }

@@ -22,9 +22,10 @@ import { decodeLabels as decodeParts, encodeLabels, LabelLimits } from './labels
 import { LabelTrie } from './label-trie';
 import { native } from './native';
 import { slabView } from './slabs';
+import { drainStale, markStalePending, stalePending, trackStore } from './worker-evict';
 
 const EMPTY_F64 = new Float64Array(1);
-const acquireOut = new Float64Array(5);
+const acquireOut = new Float64Array(6);
 const OVERFLOW_ATTRIBUTES: Attributes = Object.freeze({ 'otel.metric.overflow': true });
 
 /** Per-stream settings from the provider and the matching view. */
@@ -39,7 +40,9 @@ export const DEFAULT_CARDINALITY_LIMIT = 2000;
 const DEFAULT_POLICY: StorePolicy = Object.freeze({ cardinalityLimit: DEFAULT_CARDINALITY_LIMIT });
 
 // Bound handles the user dropped without unbind(): give their reference back.
-const forgotten = new FinalizationRegistry<{ store: RecordStore; recordId: number }>((held) => {
+// Its WeakRef leaves the store's set too, or every forgotten handle would leak one.
+const forgotten = new FinalizationRegistry<{ store: RecordStore; recordId: number; ref: WeakRef<BoundHandle> }>((held) => {
+  held.store.forget(held.ref);
   held.store.releaseRecord(held.recordId);
 });
 
@@ -85,6 +88,8 @@ export class RecordStore<H extends BoundHandle = BoundHandle> implements HandleO
     this.name = descriptor.name;
     this.int = descriptor.valueType === 0; /* ValueType.INT */
     this.dropped = this.makeHandle(EMPTY_F64, OFF_DROPPED, 0);
+    // Another thread's reclaiming collection may ask this thread to let go (worker-evict.ts).
+    if (instrumentId !== 0) trackStore(this);
   }
 
   get disabled(): boolean {
@@ -136,7 +141,7 @@ export class RecordStore<H extends BoundHandle = BoundHandle> implements HandleO
     const w = new WeakRef(h);
     this.bound.add(w);
     this.weakOf.set(h, w);
-    forgotten.register(h, { store: this, recordId: h.recordId }, h);
+    forgotten.register(h, { store: this as RecordStore, recordId: h.recordId, ref: w }, h);
     return h;
   }
 
@@ -148,6 +153,11 @@ export class RecordStore<H extends BoundHandle = BoundHandle> implements HandleO
     this.weakOf.delete(handle as H);
     forgotten.unregister(handle);
     this.releaseRecord(handle.recordId);
+  }
+
+  /** @internal A bound handle was garbage-collected without unbind(). */
+  forget(ref: WeakRef<BoundHandle>): void {
+    this.bound.delete(ref as WeakRef<H>);
   }
 
   /** @internal */
@@ -162,13 +172,27 @@ export class RecordStore<H extends BoundHandle = BoundHandle> implements HandleO
 
   /** After shutdown every handle, cached or bound, drops with a diagnostic. */
   shutdown(): void {
-    this.dead = true;
-    for (const h of this.byKey.values()) h.off = OFF_SHUTDOWN;
+    if (this.dead) return;
+    // No handle writes again, so every reference goes back: the records stay reclaimable
+    // by whichever provider still collects the domain (another thread, for instance).
+    const held: number[] = [];
+    for (const h of this.byKey.values()) {
+      h.off = OFF_SHUTDOWN;
+      held.push(h.recordId);
+    }
     for (const w of this.bound) {
       const h = w.deref();
-      if (h !== undefined) h.off = OFF_SHUTDOWN;
+      if (h === undefined || h.off < 0) continue;
+      h.off = OFF_SHUTDOWN;
+      forgotten.unregister(h);
+      held.push(h.recordId);
     }
-    if (this.overflow !== undefined) this.overflow.off = OFF_SHUTDOWN;
+    if (this.overflow !== undefined) {
+      this.overflow.off = OFF_SHUTDOWN;
+      held.push(this.overflow.recordId);
+    }
+    for (const id of held) this.releaseRecord(id);
+    this.dead = true;
     this.bound.clear();
     this.trie.clear();
     this.byKey.clear();
@@ -246,6 +270,7 @@ export class RecordStore<H extends BoundHandle = BoundHandle> implements HandleO
   }
 
   private acquire(parts: string[]): H | undefined {
+    if (stalePending()) drainStale();
     let ok: boolean;
     try {
       ok = native().acquire(this.instrumentId, parts, acquireOut, this.policy.cardinalityLimit);
@@ -254,10 +279,12 @@ export class RecordStore<H extends BoundHandle = BoundHandle> implements HandleO
       return undefined;
     }
     if (!ok) return undefined;
+    if (acquireOut[5] === 1) markStalePending();
     const recordId = acquireOut[0];
-    if (!this.attributesOf.has(recordId)) {
-      this.attributesOf.set(recordId, acquireOut[4] === 1 ? OVERFLOW_ATTRIBUTES : decodeParts(parts));
-    }
+    // Attributes are decoded from the native record when a collection first needs them
+    // (MeterProvider.checkpoint): a Prometheus scrape never does, so a label set costs no
+    // attribute object here. The overflow series' are known.
+    if (acquireOut[4] === 1 && !this.attributesOf.has(recordId)) this.attributesOf.set(recordId, OVERFLOW_ATTRIBUTES);
     return this.makeHandle(slabView(acquireOut[1]), acquireOut[2], recordId);
   }
 

@@ -1,9 +1,21 @@
-// PrometheusExporter: a pull endpoint (the pull controller): each scrape collects and
-// renders. Binds to 127.0.0.1 unless told otherwise.
+// PrometheusExporter: a pull endpoint (the pull controller) for one MeterProvider. Each
+// scrape is one collection, written as the text format 0.0.4 or OpenMetrics 1.0.0 as the
+// scraper's Accept header asks. Attached to a hotmeter MeterProvider, the provider writes
+// the text natively from its checkpoints on a libuv pool thread (the event loop is free
+// meanwhile; see MeterProvider's collectPrometheus); attached to any other MetricProducer,
+// the exporter renders that producer's CheckpointSet in JavaScript (serializer.ts).
+//
+// Serve it on its own port (node:http, 127.0.0.1:9464/metrics by default), or mount
+// `requestHandler` in your server (express, fastify's raw request/reply, node:http), or
+// take the text with render() / scrape() / renderStream().
 import * as http from 'node:http';
+import { Readable } from 'node:stream';
 import { diag } from '@opentelemetry/api';
-import type { MetricProducer, MetricReader } from '../../export/reader';
-import { serializeText } from './serializer';
+import type { MetricProducer, MetricReader, PrometheusCollectOptions } from '../../export/reader';
+import { negotiateFormat, NegotiatedFormat, OPENMETRICS_CONTENT_TYPE, PROMETHEUS_TEXT_CONTENT_TYPE } from './negotiate';
+import { DEFAULT_SUMMARY_QUANTILES, PrometheusFormatOptions, serializeText } from './serializer';
+
+export { PROMETHEUS_TEXT_CONTENT_TYPE, OPENMETRICS_CONTENT_TYPE };
 
 /** Options of {@link PrometheusExporter}. */
 export interface PrometheusExporterOptions {
@@ -13,11 +25,30 @@ export interface PrometheusExporterOptions {
   port?: number;
   /** Path served. Default '/metrics'. */
   endpoint?: string;
-  /** Do not listen; use {@link PrometheusExporter.render} from your own server. */
+  /** Do not listen; mount {@link PrometheusExporter.requestHandler} or call render() instead. */
   preventServerStart?: boolean;
+  /** Answer OpenMetrics 1.0.0 to scrapers that ask for it. Default true; false always sends the text format. */
+  openMetrics?: boolean;
+  /** Leave out the otel_scope_name / otel_scope_version labels (written by default, as OpenTelemetry specifies). */
+  withoutScopeInfo?: boolean;
+  /** Leave out target_info (the provider's resource attributes). */
+  withoutTargetInfo?: boolean;
+  /**
+   * Quantiles of summaries (sketch and exact aggregations), each in [0, 1]. Default
+   * prom-client's [0.01, 0.05, 0.5, 0.9, 0.95, 0.99, 0.999]; an instrument created with
+   * `advice: { quantiles }` shows its own.
+   */
+  summaryQuantiles?: readonly number[];
 }
 
-export const PROMETHEUS_TEXT_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
+/** One scrape's text: UTF-8 in chunks of whole lines. */
+export interface PrometheusScrape {
+  /** The Content-Type to answer with. */
+  readonly contentType: string;
+  readonly openMetrics: boolean;
+  readonly chunks: readonly Buffer[];
+  readonly byteLength: number;
+}
 
 export class PrometheusExporter implements MetricReader {
   readonly host: string;
@@ -26,11 +57,25 @@ export class PrometheusExporter implements MetricReader {
   private producer: MetricProducer | undefined;
   private server: http.Server | undefined;
   private listening: Promise<void> | undefined;
+  private readonly allowOpenMetrics: boolean;
+  private readonly format: Omit<PrometheusCollectOptions, 'openMetrics'>;
+  /** Scrapes in flight, by format: concurrent scrapes share one collection. */
+  private readonly inFlight = new Map<boolean, Promise<PrometheusScrape>>();
 
   constructor(options: PrometheusExporterOptions = {}) {
     this.host = options.host ?? '127.0.0.1';
     this.port = options.port ?? 9464;
     this.endpoint = options.endpoint ?? '/metrics';
+    this.allowOpenMetrics = options.openMetrics !== false;
+    const quantiles = options.summaryQuantiles ?? DEFAULT_SUMMARY_QUANTILES;
+    if (!Array.isArray(quantiles) || quantiles.length > 64 || !quantiles.every((q) => typeof q === 'number' && q >= 0 && q <= 1)) {
+      throw new TypeError('hotmeter: summaryQuantiles must be an array of at most 64 numbers in [0, 1]');
+    }
+    this.format = Object.freeze({
+      withoutScopeInfo: options.withoutScopeInfo === true,
+      withoutTargetInfo: options.withoutTargetInfo === true,
+      summaryQuantiles: Object.freeze([...quantiles]),
+    });
     if (!options.preventServerStart) this.listening = this.startServer();
   }
 
@@ -51,12 +96,73 @@ export class PrometheusExporter implements MetricReader {
     return `http://${host}:${this.port}${this.endpoint}`;
   }
 
-  /** Collects and renders the text format, for mounting in your own server. */
-  async render(): Promise<string> {
-    if (this.producer === undefined) throw new Error('hotmeter: PrometheusExporter is not attached to a MeterProvider');
-    const set = await this.producer.collect();
-    return serializeText(set, this.producer.resource.attributes);
+  /** The format an Accept header gets from this exporter. */
+  negotiate(accept?: string | string[]): NegotiatedFormat {
+    return negotiateFormat(accept, this.allowOpenMetrics);
   }
+
+  /**
+   * Collects and returns the text as chunks of whole lines (no copy of the native
+   * output), for writing to a response: `for (const c of s.chunks) res.write(c)`.
+   * Concurrent calls for the same format share one collection.
+   */
+  scrape(accept?: string | string[]): Promise<PrometheusScrape> {
+    const fmt = this.negotiate(accept);
+    let p = this.inFlight.get(fmt.openMetrics);
+    if (p === undefined) {
+      p = this.collect(fmt);
+      this.inFlight.set(fmt.openMetrics, p);
+      const clear = (): void => {
+        if (this.inFlight.get(fmt.openMetrics) === p) this.inFlight.delete(fmt.openMetrics);
+      };
+      p.then(clear, clear);
+    }
+    return p;
+  }
+
+  /**
+   * Collects and renders as a string: the text format 0.0.4, or OpenMetrics when `accept`
+   * asks for it. For very large registries prefer scrape() or requestHandler, which never
+   * build one string.
+   */
+  async render(accept?: string | string[]): Promise<string> {
+    const s = await this.scrape(accept);
+    return s.chunks.length === 1 ? s.chunks[0].toString('utf8') : Buffer.concat(s.chunks as Buffer[], s.byteLength).toString('utf8');
+  }
+
+  /** Collects and returns the text as a stream of Buffers, with its Content-Type. */
+  async renderStream(accept?: string | string[]): Promise<{ contentType: string; stream: Readable }> {
+    const s = await this.scrape(accept);
+    return { contentType: s.contentType, stream: Readable.from(s.chunks, { objectMode: false }) };
+  }
+
+  /**
+   * `(req, res)` for node:http, express (`app.get('/metrics', exporter.requestHandler)`)
+   * or fastify (`(request, reply) => exporter.requestHandler(request.raw, reply.raw)`):
+   * negotiates the format, answers GET and HEAD (405 otherwise, 500 if the collection
+   * fails), and writes the chunks as the socket drains.
+   */
+  readonly requestHandler = (req: http.IncomingMessage, res: http.ServerResponse): void => {
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      res.writeHead(405, { allow: 'GET, HEAD', 'content-type': 'text/plain' }).end('method not allowed\n');
+      return;
+    }
+    this.scrape(req.headers.accept).then(
+      (s) => {
+        if (res.destroyed) return;
+        res.writeHead(200, { 'content-type': s.contentType, 'content-length': String(s.byteLength) });
+        if (req.method === 'HEAD') {
+          res.end();
+          return;
+        }
+        void writeChunks(res, s.chunks);
+      },
+      (err: unknown) => {
+        diag.error(`hotmeter: Prometheus scrape failed: ${String(err)}`);
+        if (!res.headersSent && !res.destroyed) res.writeHead(500, { 'content-type': 'text/plain' }).end('collection failed\n');
+      },
+    );
+  };
 
   async forceFlush(): Promise<void> {}
 
@@ -66,10 +172,30 @@ export class PrometheusExporter implements MetricReader {
     if (s) await new Promise<void>((resolve) => s.close(() => resolve()));
   }
 
+  private async collect(fmt: NegotiatedFormat): Promise<PrometheusScrape> {
+    const producer = this.producer;
+    if (producer === undefined) throw new Error('hotmeter: PrometheusExporter is not attached to a MeterProvider');
+    const options: PrometheusCollectOptions = { ...this.format, openMetrics: fmt.openMetrics };
+    if (typeof producer.collectPrometheus === 'function') {
+      const r = await producer.collectPrometheus(options);
+      return { contentType: fmt.contentType, openMetrics: fmt.openMetrics, chunks: r.chunks, byteLength: r.byteLength };
+    }
+    const text = serializeText(await producer.collect(), producer.resource.attributes, options as PrometheusFormatOptions);
+    const buf = Buffer.from(text, 'utf8');
+    return { contentType: fmt.contentType, openMetrics: fmt.openMetrics, chunks: [buf], byteLength: buf.length };
+  }
+
   private startServer(): Promise<void> {
-    const server = http.createServer((req, res) => this.handle(req, res));
+    const server = http.createServer((req, res) => {
+      const path = (req.url ?? '/').split('?')[0];
+      if (path !== this.endpoint) {
+        res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');
+        return;
+      }
+      this.requestHandler(req, res);
+    });
     server.headersTimeout = 10_000;
-    server.requestTimeout = 30_000;
+    server.requestTimeout = 120_000;
     this.server = server;
     return new Promise<void>((resolve, reject) => {
       server.once('error', reject);
@@ -81,26 +207,26 @@ export class PrometheusExporter implements MetricReader {
       });
     });
   }
+}
 
-  private handle(req: http.IncomingMessage, res: http.ServerResponse): void {
-    const path = (req.url ?? '/').split('?')[0];
-    if (path !== this.endpoint) {
-      res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');
-      return;
+/** Writes the chunks, waiting for 'drain' when the socket's buffer is full. */
+async function writeChunks(res: http.ServerResponse, chunks: readonly Buffer[]): Promise<void> {
+  for (const c of chunks) {
+    if (res.destroyed) return;
+    if (!res.write(c)) {
+      const ok = await new Promise<boolean>((resolve) => {
+        const done = (v: boolean) => () => {
+          res.off('drain', onDrain);
+          res.off('close', onClose);
+          resolve(v);
+        };
+        const onDrain = done(true);
+        const onClose = done(false);
+        res.once('drain', onDrain);
+        res.once('close', onClose);
+      });
+      if (!ok) return;
     }
-    if (req.method !== 'GET' && req.method !== 'HEAD') {
-      res.writeHead(405, { allow: 'GET, HEAD', 'content-type': 'text/plain' }).end('method not allowed\n');
-      return;
-    }
-    this.render().then(
-      (body) => {
-        res.writeHead(200, { 'content-type': PROMETHEUS_TEXT_CONTENT_TYPE });
-        res.end(req.method === 'HEAD' ? undefined : body);
-      },
-      (err: unknown) => {
-        diag.error(`hotmeter: Prometheus scrape failed: ${String(err)}`);
-        res.writeHead(500, { 'content-type': 'text/plain' }).end('collection failed\n');
-      },
-    );
   }
+  res.end();
 }

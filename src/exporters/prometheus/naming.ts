@@ -1,5 +1,7 @@
-// OpenTelemetry -> Prometheus names: invalid characters to '_', unit suffixes, '_total'
-// for monotonic sums (the OpenTelemetry compatibility specification).
+// OpenTelemetry -> Prometheus names (the OpenTelemetry "Prometheus and OpenMetrics
+// compatibility" rules): invalid characters to '_', runs of '_' collapsed, unit suffixes,
+// `_total` for monotonic sums. The native serializer (native/core/prometheus_serializer.cc)
+// applies exactly these rules; test/prometheus-format.test.ts checks that both agree.
 
 const UNIT_WORDS: Record<string, string> = {
   d: 'days', h: 'hours', min: 'minutes', s: 'seconds', ms: 'milliseconds', us: 'microseconds', ns: 'nanoseconds',
@@ -10,22 +12,42 @@ const UNIT_WORDS: Record<string, string> = {
 };
 const PER_UNIT: Record<string, string> = { s: 'second', m: 'minute', h: 'hour', d: 'day', w: 'week', mo: 'month', y: 'year' };
 
-/** Prometheus metric-name characters only; a leading digit gets a '_' prefix. */
+function own(table: Record<string, string>, key: string): string | undefined {
+  return Object.prototype.hasOwnProperty.call(table, key) ? table[key] : undefined;
+}
+
+function sanitize(name: string, invalid: RegExp): string {
+  let s = name.replace(invalid, '_').replace(/_+/g, '_');
+  if (/^[0-9]/.test(s)) s = '_' + s;
+  return s === '' ? '_' : s;
+}
+
+/**
+ * A Prometheus metric name: characters outside [a-zA-Z0-9_:] become '_', runs of '_'
+ * collapse into one, a leading digit gets a '_' prefix.
+ */
 export function sanitizeMetricName(name: string): string {
-  let s = name.replace(/[^a-zA-Z0-9_:]/g, '_').replace(/_+/g, '_');
-  if (/^[0-9]/.test(s)) s = '_' + s;
-  return s;
+  return sanitize(name, /[^a-zA-Z0-9_:]/g);
 }
 
-/** Prometheus label-name characters only; a leading digit gets a '_' prefix. */
+/**
+ * A Prometheus label name: characters outside [a-zA-Z0-9_] become '_', runs of '_'
+ * collapse into one (so no label starts with the reserved `__`), a leading digit gets a
+ * '_' prefix.
+ */
 export function sanitizeLabelName(name: string): string {
-  let s = name.replace(/[^a-zA-Z0-9_]/g, '_');
-  if (/^[0-9]/.test(s)) s = '_' + s;
-  if (s === '') s = '_';
-  return s;
+  return sanitize(name, /[^a-zA-Z0-9_]/g);
 }
 
-/** The unit suffix for a UCUM unit ('' when none). Annotations in braces are dropped. */
+function unitPart(w: string): string {
+  return sanitizeMetricName(w).replace(/^_|_$/g, '');
+}
+
+/**
+ * The unit as Prometheus words: `s` -> `seconds`, `By/s` -> `bytes_per_second`;
+ * annotations in braces (`{request}`) are dropped; `1` is `ratio` for gauges and nothing
+ * otherwise; '' when there is no unit.
+ */
 export function unitSuffix(unit: string, isGauge: boolean): string {
   const u = unit.replace(/\{[^}]*\}/g, '').trim();
   if (u === '') return '';
@@ -34,32 +56,60 @@ export function unitSuffix(unit: string, isGauge: boolean): string {
   if (slash >= 0) {
     const a = u.slice(0, slash);
     const b = u.slice(slash + 1);
-    const aw = UNIT_WORDS[a] ?? a;
-    const bw = PER_UNIT[b] ?? UNIT_WORDS[b] ?? b;
-    return sanitizeMetricName(aw ? `${aw}_per_${bw}` : `per_${bw}`).replace(/^_|_$/g, '');
+    const aw = own(UNIT_WORDS, a) ?? a;
+    const bw = own(PER_UNIT, b) ?? own(UNIT_WORDS, b) ?? b;
+    return unitPart(aw ? `${aw}_per_${bw}` : `per_${bw}`);
   }
-  return sanitizeMetricName(UNIT_WORDS[u] ?? u).replace(/^_|_$/g, '');
+  return unitPart(own(UNIT_WORDS, u) ?? u);
 }
 
-/** The Prometheus family name (without `_total`, which counters add). */
-export function metricFamilyName(name: string, unit: string, isGauge: boolean): string {
+/** Prometheus family types. */
+export type FamilyType = 'counter' | 'gauge' | 'histogram' | 'summary';
+
+/** The names of a family in one format. */
+export interface FamilyName {
+  /** The name HELP, TYPE and UNIT use. */
+  readonly family: string;
+  /** The base of the sample names (counters: ends in `_total`). */
+  readonly sample: string;
+  /** The UNIT word, '' when none. */
+  readonly unit: string;
+}
+
+/**
+ * The names of an instrument's family: the sanitized name, the unit word appended unless
+ * the name already ends with it, and for counters `_total` on the samples (in the text
+ * format on the family name too; OpenMetrics names the family without it).
+ */
+export function familyName(name: string, unit: string, type: FamilyType, openMetrics: boolean): FamilyName {
   let base = sanitizeMetricName(name);
-  const suffix = unitSuffix(unit, isGauge);
-  if (suffix !== '' && !base.endsWith('_' + suffix)) base = `${base}_${suffix}`;
-  return base;
+  const u = unitSuffix(unit, type === 'gauge');
+  if (type === 'counter' && base.length > 6 && base.endsWith('_total')) base = base.slice(0, -6);
+  if (u !== '' && base !== u && !base.endsWith('_' + u)) base = `${base}_${u}`;
+  if (type === 'counter') {
+    const sample = `${base}_total`;
+    return { family: openMetrics ? base : sample, sample, unit: u };
+  }
+  return { family: base, sample: base, unit: u };
+}
+
+/** The text-format family name (without `_total`, which counters add). Kept for callers of 0.1. */
+export function metricFamilyName(name: string, unit: string, isGauge: boolean): string {
+  return familyName(name, unit, isGauge ? 'gauge' : 'histogram', false).family;
 }
 
 /** Escapes a label value: backslash, double quote and newline. */
 export function escapeLabelValue(v: string): string {
-  return v.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n');
+  return /[\\"\n]/.test(v) ? v.replace(/[\\"\n]/g, (c) => (c === '\n' ? '\\n' : '\\' + c)) : v;
 }
 
-/** Escapes HELP text: backslash and newline. */
-export function escapeHelp(v: string): string {
-  return v.replace(/\\/g, '\\\\').replace(/\n/g, '\\n');
+/** Escapes HELP text: backslash and newline (and, in OpenMetrics, double quote). */
+export function escapeHelp(v: string, openMetrics = false): string {
+  const re = openMetrics ? /[\\"\n]/g : /[\\\n]/g;
+  return v.replace(re, (c) => (c === '\n' ? '\\n' : '\\' + c));
 }
 
-/** Prometheus text representation of a sample value. */
+/** A sample value as JavaScript prints it, with Prometheus' +Inf, -Inf and NaN. */
 export function formatValue(v: number): string {
   if (v === Infinity) return '+Inf';
   if (v === -Infinity) return '-Inf';

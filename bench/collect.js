@@ -1,0 +1,201 @@
+// Collect + serialise a large registry to Prometheus text, side by side with the peers:
+// 100,000 label sets, each with a counter and a 16-bucket histogram, recorded by direct
+// calls (`counter.add(1, attrs)`, `histogram.record(v, attrs)`), then scraped.
+//
+//   npm run bench:collect                      every peer, 100,000 label sets
+//   node bench/collect.js --n 20000            fewer label sets
+//   node bench/collect.js --peers hotmeter,prom-client
+//
+// Each peer runs in a process of its own (node --expose-gc), so heaps and caches do not
+// mix. Per peer:
+//   memory      RSS and JS heap growth from recording the label sets (after a full GC,
+//               before any collection), divided by the number of label sets. The
+//               attribute objects are created before the baseline and stay alive in both
+//               snapshots, so they are not counted.
+//   scrape      wall time of one collection + serialisation to Prometheus text: the first
+//               scrape after recording, and the best of the following ones;
+//   blocked     the longest the event loop did not turn during the first scrape (a 1 ms
+//               timer probes it).
+// Peers:
+//   hotmeter          PrometheusExporter.scrape(): native serialisation off the JS thread,
+//                     text format, otel_scope_name/version labels on (the default)
+//   hotmeter-noscope  the same with withoutScopeInfo (the same labels prom-client writes)
+//   prom-client       registry.metrics()
+//   otel              @opentelemetry/sdk-metrics collect() + @opentelemetry/exporter-prometheus'
+//                     PrometheusSerializer (cardinality limit raised to fit)
+// Results: a table on stdout and bench/results/collect.json.
+'use strict';
+const { spawnSync } = require('node:child_process');
+const fs = require('node:fs');
+const path = require('node:path');
+
+const BOUNDS = [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50]; // 16 buckets
+const METHODS = ['GET', 'POST', 'PUT', 'DELETE'];
+const PEERS = ['hotmeter', 'hotmeter-noscope', 'prom-client', 'otel'];
+
+function arg(name, dflt) {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 ? process.argv[i + 1] : dflt;
+}
+
+function attributes(n) {
+  const out = new Array(n);
+  for (let i = 0; i < n; i++) out[i] = { method: METHODS[i & 3], route: `/api/v1/items/${i >> 2}`, status: 200 + (i % 5) };
+  return out;
+}
+
+function memory() {
+  for (let i = 0; i < 4; i++) global.gc();
+  const m = process.memoryUsage();
+  return { rss: m.rss, heap: m.heapUsed, external: m.external };
+}
+
+/** Runs `fn` (async) while a 1 ms timer measures the longest event-loop stall. */
+async function probe(fn) {
+  let last = performance.now();
+  let maxGap = 0;
+  const timer = setInterval(() => {
+    const now = performance.now();
+    maxGap = Math.max(maxGap, now - last);
+    last = now;
+  }, 1);
+  const t0 = performance.now();
+  const bytes = await fn();
+  const ms = performance.now() - t0;
+  clearInterval(timer);
+  maxGap = Math.max(maxGap, performance.now() - last);
+  return { ms, bytes, blockedMs: maxGap };
+}
+
+async function setupPeer(peer, n) {
+  if (peer.startsWith('hotmeter')) {
+    const hm = require('..');
+    const exporter = new hm.PrometheusExporter({ preventServerStart: true, withoutScopeInfo: peer === 'hotmeter-noscope' });
+    // Reclamation off: every scrape sees the same registry (the peers keep every series).
+    const provider = new hm.MeterProvider({ readers: [exporter], cardinalityLimit: n + 10, reclamation: false });
+    const meter = provider.getMeter('bench', '1.0.0');
+    const c = meter.createCounter('http.server.requests', { description: 'Requests served' });
+    const h = meter.createHistogram('http.server.duration', { unit: 's', description: 'Request duration', advice: { explicitBucketBoundaries: BOUNDS } });
+    return {
+      record: (a, v) => {
+        c.add(1, a);
+        h.record(v, a);
+      },
+      scrape: async () => (await exporter.scrape()).byteLength,
+    };
+  }
+  if (peer === 'prom-client') {
+    const client = require('prom-client');
+    const registry = new client.Registry();
+    const labelNames = ['method', 'route', 'status'];
+    const c = new client.Counter({ name: 'http_server_requests_total', help: 'Requests served', labelNames, registers: [registry] });
+    const h = new client.Histogram({ name: 'http_server_duration_seconds', help: 'Request duration', labelNames, buckets: BOUNDS, registers: [registry] });
+    return {
+      record: (a, v) => {
+        c.inc(a);
+        h.observe(a, v);
+      },
+      scrape: async () => Buffer.byteLength(await registry.metrics()),
+    };
+  }
+  if (peer === 'otel') {
+    const { MeterProvider, MetricReader } = require('@opentelemetry/sdk-metrics');
+    const { PrometheusSerializer } = require('@opentelemetry/exporter-prometheus');
+    class Reader extends MetricReader {
+      async onForceFlush() {}
+      async onShutdown() {}
+    }
+    const reader = new Reader({ cardinalitySelector: () => n + 10 });
+    const provider = new MeterProvider({ readers: [reader] });
+    const meter = provider.getMeter('bench', '1.0.0');
+    const c = meter.createCounter('http.server.requests', { description: 'Requests served' });
+    const h = meter.createHistogram('http.server.duration', { unit: 's', description: 'Request duration', advice: { explicitBucketBoundaries: BOUNDS } });
+    const serializer = new PrometheusSerializer();
+    return {
+      record: (a, v) => {
+        c.add(1, a);
+        h.record(v, a);
+      },
+      scrape: async () => {
+        const { resourceMetrics } = await reader.collect();
+        return Buffer.byteLength(serializer.serialize(resourceMetrics));
+      },
+    };
+  }
+  throw new Error(`unknown peer ${peer}`);
+}
+
+async function child(peer, n, scrapes) {
+  const p = await setupPeer(peer, n);
+  // Warm up the recording path (not the scrape) on other label sets.
+  for (let i = 0; i < 1000; i++) p.record({ method: 'GET', route: `/warm/${i}`, status: 200 }, i / 100);
+  const attrs = attributes(n);
+  const before = memory();
+  const t0 = performance.now();
+  for (let i = 0; i < n; i++) p.record(attrs[i], (i % 1000) / 50);
+  const recordMs = performance.now() - t0;
+  const after = memory();
+  const runs = [];
+  for (let k = 0; k < scrapes; k++) runs.push(await probe(p.scrape));
+  const result = {
+    peer,
+    n,
+    recordNsPerLabelSet: (recordMs * 1e6) / n,
+    rssPerLabelSet: (after.rss - before.rss) / n,
+    heapPerLabelSet: (after.heap - before.heap) / n,
+    externalPerLabelSet: (after.external - before.external) / n,
+    firstScrapeMs: runs[0].ms,
+    bestScrapeMs: Math.min(...runs.map((r) => r.ms)),
+    scrapesMs: runs.map((r) => Math.round(r.ms)),
+    bytes: runs[0].bytes,
+    blockedMs: runs[0].blockedMs,
+    attrsAlive: attrs.length,
+  };
+  process.stdout.write(JSON.stringify(result) + '\n');
+}
+
+function fmt(x, digits = 0) {
+  return x.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
+}
+
+function main() {
+  const n = Number(arg('n', '100000'));
+  const peers = arg('peers', PEERS.join(',')).split(',');
+  const results = [];
+  for (const peer of peers) {
+    const scrapes = peer.startsWith('hotmeter') ? 4 : 2;
+    process.stderr.write(`bench:collect ${peer} (${n} label sets, ${scrapes} scrapes)...\n`);
+    const r = spawnSync(process.execPath, ['--expose-gc', '--max-old-space-size=8192', __filename, '--child', peer, '--n', String(n), '--scrapes', String(scrapes)], {
+      cwd: path.join(__dirname, '..'),
+      encoding: 'utf8',
+      maxBuffer: 1 << 26,
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    if (r.status !== 0) throw new Error(`${peer} failed (exit ${r.status})`);
+    results.push(JSON.parse(r.stdout.trim().split('\n').pop()));
+  }
+  const prom = results.find((r) => r.peer === 'prom-client');
+  console.log(`\nCollect + serialise ${fmt(n)} label sets (a counter and a 16-bucket histogram each) to Prometheus text`);
+  console.log(`Node ${process.version}, ${require('node:os').cpus().length} CPUs (${require('node:os').cpus()[0]?.model ?? '?'})\n`);
+  console.log('| peer | first scrape | best scrape | vs prom-client (first) | event loop blocked | text | RSS / label set | heap / label set | record / label set |');
+  console.log('|---|---:|---:|---:|---:|---:|---:|---:|---:|');
+  for (const r of results) {
+    const vs = prom ? `${fmt(prom.firstScrapeMs / r.firstScrapeMs, 1)}x` : '';
+    console.log(
+      `| ${r.peer} | ${fmt(r.firstScrapeMs)} ms | ${fmt(r.bestScrapeMs)} ms | ${vs} | ${fmt(r.blockedMs)} ms | ${fmt(r.bytes / 1e6, 1)} MB | ${fmt(r.rssPerLabelSet)} B | ${fmt(r.heapPerLabelSet)} B | ${fmt(r.recordNsPerLabelSet)} ns |`,
+    );
+  }
+  const out = path.join(__dirname, 'results', 'collect.json');
+  fs.mkdirSync(path.dirname(out), { recursive: true });
+  fs.writeFileSync(out, JSON.stringify({ date: new Date().toISOString(), node: process.version, n, results }, null, 2) + '\n');
+  console.log(`\n(written to ${path.relative(process.cwd(), out)})`);
+}
+
+if (process.argv.includes('--child')) {
+  child(arg('child'), Number(arg('n', '100000')), Number(arg('scrapes', '2'))).catch((e) => {
+    console.error(e);
+    process.exit(1);
+  });
+} else {
+  main();
+}

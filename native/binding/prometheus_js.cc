@@ -1,0 +1,270 @@
+#include "prometheus_js.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdlib>
+#include <exception>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "../core/prometheus_serializer.h"
+#include "../core/record_map.h"
+
+namespace hotmeter::js {
+
+namespace {
+
+constexpr size_t kMaxQuantiles = 64;
+constexpr size_t kMaxPrefixBytes = 16 * 1024 * 1024;
+
+[[noreturn]] void ThrowType(Napi::Env env, const std::string& msg) {
+  throw Napi::TypeError::New(env, "hotmeter native: " + msg);
+}
+
+double NowMs() {
+  using namespace std::chrono;
+  return duration<double, std::milli>(system_clock::now().time_since_epoch()).count();
+}
+
+uint64_t ToId(Napi::Env env, const Napi::Value& v, const char* what) {
+  if (!v.IsNumber()) ThrowType(env, std::string(what) + " must be a number");
+  double d = v.As<Napi::Number>().DoubleValue();
+  if (!(d >= 0 && d <= 9007199254740991.0) || std::floor(d) != d) {
+    ThrowType(env, std::string(what) + " must be a safe non-negative integer");
+  }
+  return static_cast<uint64_t>(d);
+}
+
+Napi::Float64Array IdsArray(Napi::Env env, const std::vector<uint64_t>& ids) {
+  Napi::Float64Array a = Napi::Float64Array::New(env, ids.size());
+  for (size_t i = 0; i < ids.size(); i++) a[i] = static_cast<double>(ids[i]);
+  return a;
+}
+
+// One scrape: snapshot (under the record map's lock) and serialization (lock-free), both
+// on a libuv pool thread. It touches only its own members and RecordMap::Global(), which
+// is never destroyed, so it may outlive the environment that queued it (its result is
+// then dropped).
+class SerializeWorker : public Napi::AsyncWorker {
+ public:
+  SerializeWorker(Napi::Env env, CollectOptions co, bool all, std::vector<uint32_t> include,
+                  prometheus::Options opts, prometheus::ExactQuantiles exact)
+      : Napi::AsyncWorker(env, "hotmeter.serializePrometheus"),
+        deferred_(Napi::Promise::Deferred::New(env)),
+        co_(co),
+        all_(all),
+        include_(std::move(include)),
+        opts_(std::move(opts)),
+        exact_(std::move(exact)) {}
+
+  Napi::Promise Promise() const { return deferred_.Promise(); }
+
+  void Execute() override {
+    try {
+      prometheus::Snapshot snap;
+      const auto t0 = std::chrono::steady_clock::now();
+      prometheus::TakeSnapshot(RecordMap::Global(), co_, all_ ? nullptr : &include_, &snap);
+      const auto t1 = std::chrono::steady_clock::now();
+      prometheus::ChunkedOutput out(opts_.chunkBytes);
+      prometheus::Serialize(snap, opts_, exact_, &out, &dropped_);
+      chunks_ = out.Take();
+      const auto t2 = std::chrono::steady_clock::now();
+      snapshotMs_ = std::chrono::duration<double, std::milli>(t1 - t0).count();
+      serializeMs_ = std::chrono::duration<double, std::milli>(t2 - t1).count();
+      epoch_ = snap.epoch;
+      records_ = snap.records.size();
+      stale_ = std::move(snap.stale);
+      reclaimed_ = std::move(snap.reclaimed);
+    } catch (const std::exception& e) {
+      SetError(std::string("hotmeter native: Prometheus serialization failed: ") + e.what());
+    }
+  }
+
+  void OnOK() override {
+    Napi::Env env = Env();
+    Napi::HandleScope scope(env);
+    Napi::Array chunks = Napi::Array::New(env, chunks_.size());
+    size_t bytes = 0;
+    for (size_t i = 0; i < chunks_.size(); i++) {
+      const size_t size = chunks_[i].size();
+      bytes += size;
+      char* data = chunks_[i].release();
+      // Zero copy where external buffers are allowed; the block is freed with the Buffer
+      // (or at once, after the copy, where they are not).
+      chunks.Set(static_cast<uint32_t>(i),
+                 Napi::Buffer<char>::NewOrCopy(env, data, size, [](Napi::Env, char* d) { std::free(d); }));
+    }
+    chunks_.clear();
+    Napi::Object r = Napi::Object::New(env);
+    r.Set("chunks", chunks);
+    r.Set("bytes", static_cast<double>(bytes));
+    r.Set("epoch", static_cast<double>(epoch_));
+    r.Set("records", static_cast<double>(records_));
+    r.Set("stale", IdsArray(env, stale_));
+    r.Set("reclaimed", IdsArray(env, reclaimed_));
+    Napi::Uint32Array dropped = Napi::Uint32Array::New(env, dropped_.size());
+    for (size_t i = 0; i < dropped_.size(); i++) dropped[i] = dropped_[i];
+    r.Set("dropped", dropped);
+    r.Set("snapshotMs", snapshotMs_);
+    r.Set("serializeMs", serializeMs_);
+    deferred_.Resolve(r);
+  }
+
+  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  CollectOptions co_;
+  bool all_;
+  std::vector<uint32_t> include_;
+  prometheus::Options opts_;
+  prometheus::ExactQuantiles exact_;
+  std::vector<prometheus::Chunk> chunks_;
+  std::vector<uint64_t> stale_, reclaimed_;
+  std::vector<uint32_t> dropped_;
+  uint64_t epoch_ = 0;
+  size_t records_ = 0;
+  double snapshotMs_ = 0, serializeMs_ = 0;
+};
+
+// Calls f(id, values) for each [id, n, v_1 .. v_n] group of a Float64Array.
+template <class F>
+void ForEachGroup(Napi::Env env, const Napi::Value& v, const char* what, F f) {
+  if (v.IsUndefined()) return;
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_float64_array) {
+    ThrowType(env, std::string(what) + " must be a Float64Array");
+  }
+  Napi::Float64Array a = v.As<Napi::Float64Array>();
+  const size_t len = a.ElementLength();
+  size_t i = 0;
+  while (i < len) {
+    if (len - i < 2) ThrowType(env, std::string(what) + " must hold [id, n, ...n values] groups");
+    double id = a[i], n = a[i + 1];
+    if (!(id >= 0 && id <= 9007199254740991.0) || std::floor(id) != id) ThrowType(env, std::string(what) + ": bad id");
+    if (!(n >= 0 && n <= static_cast<double>(len - i - 2)) || std::floor(n) != n) {
+      ThrowType(env, std::string(what) + " must hold [id, n, ...n values] groups");
+    }
+    std::vector<double> vals(a.Data() + i + 2, a.Data() + i + 2 + static_cast<size_t>(n));
+    f(id, std::move(vals));
+    i += 2 + static_cast<size_t>(n);
+  }
+}
+
+void ReadOptions(Napi::Env env, const Napi::Value& v, prometheus::Options* o, prometheus::ExactQuantiles* exact) {
+  if (v.IsUndefined()) return;
+  if (!v.IsObject() || v.IsArray() || v.IsTypedArray() || v.IsFunction()) ThrowType(env, "options must be an object");
+  Napi::Object obj = v.As<Napi::Object>();
+  auto flag = [&](const char* key, bool* out) {
+    Napi::Value x = obj.Get(key);
+    if (x.IsUndefined()) return;
+    if (!x.IsBoolean()) ThrowType(env, std::string(key) + " must be a boolean");
+    *out = x.As<Napi::Boolean>().Value();
+  };
+  bool om = false;
+  flag("openMetrics", &om);
+  o->format = om ? prometheus::Format::OpenMetrics100 : prometheus::Format::Text004;
+  flag("scopeLabels", &o->scopeLabels);
+  Napi::Value q = obj.Get("quantiles");
+  if (!q.IsUndefined()) {
+    if (!q.IsTypedArray() || q.As<Napi::TypedArray>().TypedArrayType() != napi_float64_array) {
+      ThrowType(env, "quantiles must be a Float64Array");
+    }
+    Napi::Float64Array qa = q.As<Napi::Float64Array>();
+    if (qa.ElementLength() > kMaxQuantiles) ThrowType(env, "too many quantiles");
+    o->quantiles.clear();
+    for (size_t i = 0; i < qa.ElementLength(); i++) {
+      double x = qa[i];
+      if (!(x >= 0 && x <= 1)) ThrowType(env, "quantiles must be in [0, 1]");
+      o->quantiles.push_back(x);
+    }
+  }
+  Napi::Value p = obj.Get("prefix");
+  if (!p.IsUndefined()) {
+    if (!p.IsString()) ThrowType(env, "prefix must be a string");
+    o->prefix = p.As<Napi::String>().Utf8Value();
+    if (o->prefix.size() > kMaxPrefixBytes) ThrowType(env, "prefix is too long");
+  }
+  Napi::Value rn = obj.Get("reservedNames");
+  if (!rn.IsUndefined()) {
+    if (!rn.IsArray()) ThrowType(env, "reservedNames must be an array of strings");
+    Napi::Array a = rn.As<Napi::Array>();
+    for (uint32_t i = 0; i < a.Length(); i++) {
+      Napi::Value s = a.Get(i);
+      if (!s.IsString()) ThrowType(env, "reservedNames must be an array of strings");
+      o->reservedNames.push_back(s.As<Napi::String>().Utf8Value());
+    }
+  }
+  Napi::Value cb = obj.Get("chunkBytes");
+  if (!cb.IsUndefined()) {
+    if (!cb.IsNumber()) ThrowType(env, "chunkBytes must be a number");
+    double d = cb.As<Napi::Number>().DoubleValue();
+    if (!(d >= 4096 && d <= 1073741824.0)) ThrowType(env, "chunkBytes must be in [4096, 2^30]");
+    o->chunkBytes = static_cast<size_t>(d);
+  }
+  Napi::Value th = obj.Get("threads");
+  if (!th.IsUndefined()) {
+    if (!th.IsNumber()) ThrowType(env, "threads must be a number");
+    double d = th.As<Napi::Number>().DoubleValue();
+    if (!(d >= 0 && d <= 64) || std::floor(d) != d) ThrowType(env, "threads must be an integer in [0, 64]");
+    o->threads = static_cast<unsigned>(d);
+    if (o->threads > 0) o->parallelMinRecords = 0;
+  }
+  // instrumentQuantiles: [instrumentId, n, q_1 .. q_n] groups.
+  ForEachGroup(env, obj.Get("instrumentQuantiles"), "instrumentQuantiles", [&](double id, std::vector<double> qs) {
+    if (id > 4294967295.0) ThrowType(env, "instrumentQuantiles: bad instrument id");
+    if (qs.size() > kMaxQuantiles) ThrowType(env, "instrumentQuantiles: too many quantiles");
+    for (double q : qs) {
+      if (!(q >= 0 && q <= 1)) ThrowType(env, "instrumentQuantiles: quantiles must be in [0, 1]");
+    }
+    o->instrumentQuantiles[static_cast<uint32_t>(id)] = std::move(qs);
+  });
+  // exact: [recordId, n, v_1 .. v_n] groups, one value per quantile of the record's instrument.
+  ForEachGroup(env, obj.Get("exact"), "exact", [&](double id, std::vector<double> vs) {
+    (*exact)[static_cast<uint64_t>(id)] = std::move(vs);
+  });
+}
+
+}  // namespace
+
+// serializePrometheus(domain, reclaim: boolean, reclaimBefore: epoch | undefined,
+//                     include: Uint32Array (instrument ids, any order) | null (all),
+//                     options?: { openMetrics?, scopeLabels?, quantiles?: Float64Array,
+//                                 instrumentQuantiles?: Float64Array ([id, n, q..]*),
+//                                 prefix?: string, reservedNames?: string[], chunkBytes?,
+//                                 exact?: Float64Array ([recordId, n, v..]*), threads? })
+//   -> Promise<{ chunks: Buffer[], bytes, epoch, records, stale: Float64Array,
+//                reclaimed: Float64Array, dropped: Uint32Array, snapshotMs, serializeMs }>
+// One collection pass (the same as collect(): epoch, update detection, reclamation) and
+// its text, computed on a libuv pool thread.
+Napi::Value SerializePrometheus(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 4) ThrowType(env, "serializePrometheus expects 4 or 5 arguments");
+  CollectOptions co;
+  co.domain = static_cast<uint32_t>(ToId(env, info[0], "domain"));
+  if (co.domain == 0 || co.domain > 0xffffffffu) ThrowType(env, "domain must come from registerDomain");
+  if (!info[1].IsBoolean()) ThrowType(env, "reclaim must be a boolean");
+  co.reclaim = info[1].As<Napi::Boolean>().Value();
+  if (!info[2].IsUndefined()) co.reclaimBefore = ToId(env, info[2], "reclaimBefore");
+  co.nowMs = NowMs();
+  bool all = info[3].IsNull();
+  if (!all && (!info[3].IsTypedArray() || info[3].As<Napi::TypedArray>().TypedArrayType() != napi_uint32_array)) {
+    ThrowType(env, "include must be a Uint32Array or null");
+  }
+  std::vector<uint32_t> include;
+  if (!all) {
+    Napi::Uint32Array inc = info[3].As<Napi::Uint32Array>();
+    include.assign(inc.Data(), inc.Data() + inc.ElementLength());
+    std::sort(include.begin(), include.end());
+  }
+  prometheus::Options opts;
+  prometheus::ExactQuantiles exact;
+  if (info.Length() > 4) ReadOptions(env, info[4], &opts, &exact);
+  auto* w = new SerializeWorker(env, co, all, std::move(include), std::move(opts), std::move(exact));
+  Napi::Promise p = w->Promise();
+  w->Queue();  // deletes itself after OnOK / OnError
+  return p;
+}
+
+}  // namespace hotmeter::js

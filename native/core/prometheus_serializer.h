@@ -1,0 +1,244 @@
+// Prometheus exposition (text format 0.0.4 and OpenMetrics 1.0.0) straight from the
+// record map's checkpoints, without building JS objects.
+//
+// Two steps, so the record map's lock is held only while reading cells:
+//   TakeSnapshot  runs RecordMap::CollectPass (the same pass as Collect: epoch, update
+//                 detection, stale queues, reclamation) and copies, under the lock, what
+//                 serialization needs: descriptors, label keys and checkpoint states.
+//   Serialize     writes the text from the snapshot, lock-free, on any thread.
+//
+// Naming follows the OpenTelemetry "Prometheus and OpenMetrics compatibility" rules:
+//   - metric names: characters outside [a-zA-Z0-9_:] become '_', runs of '_' collapse to
+//     one, a leading digit gets a '_' prefix; then the unit as a word (UnitWord) unless
+//     the name already ends with it; monotonic sums are counters whose samples end in
+//     `_total` (the text format's family name ends in `_total` too; OpenMetrics names
+//     the family without it and gives its `# UNIT`).
+//   - label names: characters outside [a-zA-Z0-9_] become '_', runs of '_' collapse
+//     (so no label starts with the reserved "__"), a leading digit gets a '_' prefix.
+//     Attributes whose names collide after that are merged into one label whose values
+//     are joined with ';' in the order of the original keys. A label that would clash
+//     with one the format or Prometheus tooling gives a meaning (`le`, `quantile`, and
+//     `otel_scope_name` / `otel_scope_version` when scope labels are on) is renamed
+//     `exported_<name>` on every family, as Prometheus renames clashing target labels.
+//   - label values: the attribute's text (strings as they are, numbers as JavaScript
+//     prints them, booleans, arrays as JSON), escaping '\\', '"' and newline.
+//   - families: sorted by name; HELP and TYPE (and UNIT) once per family; instruments of
+//     several scopes with the same name and type share a family (their samples differ by
+//     otel_scope_name). An instrument whose family or sample names are taken by another
+//     of a different type is dropped (the first registered wins; the caller warns).
+// Aggregations: Sum -> counter (monotonic) or gauge; LastValue -> gauge; Histogram ->
+// histogram (cumulative buckets, `+Inf`); ExponentialHistogram -> classic histogram
+// (`le="0"` for zeros, then the upper boundary of every positive bucket in use);
+// Sketch -> summary (Options::quantiles); Exact -> summary (quantiles computed by the
+// caller from the values it holds); MinMaxSumCount -> summary with quantile 0 (min) and
+// 1 (max). Summaries of an empty state have no quantile samples. `_created` is not written.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "descriptor.h"
+#include "record_map.h"
+
+namespace hotmeter::prometheus {
+
+enum class Format : uint8_t { Text004 = 0, OpenMetrics100 = 1 };
+
+struct Options {
+  Format format = Format::Text004;
+  // otel_scope_name / otel_scope_version labels (when not empty) on every sample.
+  bool scopeLabels = true;
+  // Summary quantiles (sketch and exact), each in [0, 1]; instruments listed in
+  // instrumentQuantiles use their own.
+  std::vector<double> quantiles = {0.01, 0.05, 0.5, 0.9, 0.95, 0.99, 0.999};
+  std::unordered_map<uint32_t, std::vector<double>> instrumentQuantiles;
+  // Written verbatim before the families (the caller's target_info family).
+  std::string prefix;
+  // Names the prefix uses (e.g. "target_info", "target"): instruments mapping to them
+  // are dropped.
+  std::vector<std::string> reservedNames;
+  // Output is cut into chunks of about this many bytes, at line ends.
+  size_t chunkBytes = (size_t{2} << 20) - (size_t{64} << 10);
+  // Serialization threads: 0 picks min(hardware threads, 4); the output is the same
+  // whatever the count. Scrapes of fewer than parallelMinRecords records use one.
+  unsigned threads = 0;
+  size_t parallelMinRecords = 16384;
+};
+
+// Exact summaries: record id -> one value per quantile of its instrument.
+using ExactQuantiles = std::unordered_map<uint64_t, std::vector<double>>;
+
+// Large blocks are 2 MiB aligned and advised as transparent huge pages (see Chunk).
+void* AllocateLarge(size_t bytes);
+void FreeLarge(void* p) noexcept;
+
+// An allocator for the snapshot's big vectors: fewer page faults while the lock is held.
+template <class T>
+struct LargeAllocator {
+  using value_type = T;
+  LargeAllocator() = default;
+  template <class U>
+  LargeAllocator(const LargeAllocator<U>&) noexcept {}
+  T* allocate(size_t n) { return static_cast<T*>(AllocateLarge(n * sizeof(T))); }
+  void deallocate(T* p, size_t) noexcept { FreeLarge(p); }
+  template <class U>
+  bool operator==(const LargeAllocator<U>&) const noexcept { return true; }
+  template <class U>
+  bool operator!=(const LargeAllocator<U>&) const noexcept { return false; }
+};
+
+struct SnapshotInstrument {
+  uint32_t id = 0;
+  Descriptor descriptor;
+  size_t cellSize = 0;
+  size_t firstRecord = 0;  // index into Snapshot::records
+  size_t recordCount = 0;
+};
+
+struct SnapshotRecord {
+  uint64_t id = 0;
+  size_t labelOffset = 0;  // into Snapshot::labels
+  size_t labelSize = 0;
+  size_t stateOffset = 0;  // into Snapshot::states
+};
+
+struct Snapshot {
+  uint64_t epoch = 0;
+  std::vector<SnapshotInstrument> instruments;  // instrument registration order
+  std::vector<SnapshotRecord, LargeAllocator<SnapshotRecord>> records;
+  // Canonical label keys, back to back.
+  std::basic_string<char, std::char_traits<char>, LargeAllocator<char>> labels;
+  std::vector<double, LargeAllocator<double>> states;
+  // Kept records of included instruments that were not updated in this pass (the
+  // provider evicts its cached handles of them); filled by reclaiming passes only.
+  std::vector<uint64_t> stale;
+  std::vector<uint64_t> reclaimed;
+};
+
+// One collection pass of `opts.domain` (RecordMap::CollectPass). Records of instruments
+// not in `include` (sorted ids; nullptr means every instrument) are checkpointed and may
+// be reclaimed like any other, but are not copied. Observable instruments' records are
+// copied only when updated in this pass (what the provider's checkpoint exports).
+void TakeSnapshot(RecordMap& map, const CollectOptions& opts, const std::vector<uint32_t>* include,
+                  Snapshot* out);
+
+// A block of output text in memory from std::malloc / posix_memalign: move-only; the
+// owner frees it (or release() hands the pointer to a caller that will std::free it).
+// Blocks of 2 MiB or more are 2 MiB aligned and advised as transparent huge pages where
+// the system has them: writing hundreds of MB of fresh memory through 4 KiB page faults
+// costs more than formatting it.
+class Chunk {
+ public:
+  Chunk() = default;
+  explicit Chunk(size_t capacity);
+  ~Chunk();
+  Chunk(Chunk&& o) noexcept;
+  Chunk& operator=(Chunk&& o) noexcept;
+  Chunk(const Chunk&) = delete;
+  Chunk& operator=(const Chunk&) = delete;
+
+  const char* data() const { return data_; }
+  size_t size() const { return size_; }
+  bool empty() const { return size_ == 0; }
+  char back() const { return data_[size_ - 1]; }
+  std::string_view view() const { return {data_, size_}; }
+  // Gives up ownership: free the result with std::free.
+  char* release();
+
+  void append(const char* p, size_t n) {
+    if (n > cap_ - size_) Grow(n);
+    std::memcpy(data_ + size_, p, n);
+    size_ += n;
+  }
+  void append(std::string_view s) { append(s.data(), s.size()); }
+  void append(size_t n, char c) {
+    if (n > cap_ - size_) Grow(n);
+    std::memset(data_ + size_, c, n);
+    size_ += n;
+  }
+  void push_back(char c) {
+    if (size_ == cap_) Grow(1);
+    data_[size_++] = c;
+  }
+  // Makes room for n bytes, counts them as written and returns where they start; then
+  // Shrink(used) gives back the ones not used (the last Extend's n - used).
+  char* Extend(size_t n) {
+    if (n > cap_ - size_) Grow(n);
+    extended_ = n;
+    size_ += n;
+    return data_ + size_ - n;
+  }
+  void Shrink(size_t used) { size_ -= extended_ - used; }
+
+ private:
+  void Grow(size_t need);
+  char* data_ = nullptr;
+  size_t size_ = 0;
+  size_t cap_ = 0;
+  size_t extended_ = 0;
+};
+
+// Text in chunks of whole lines (each chunk is valid UTF-8 on its own).
+class ChunkedOutput {
+ public:
+  explicit ChunkedOutput(size_t chunkBytes = kDefaultChunkBytes);
+  static constexpr size_t kDefaultChunkBytes = (size_t{2} << 20) - (size_t{64} << 10);
+  Chunk& cur() { return cur_; }
+  // Starts a new chunk if the current one is full. Call between lines only.
+  void MaybeCut() {
+    if (cur_.size() >= chunkBytes_) Cut();
+  }
+  // Moves every chunk out (the last one included, if not empty).
+  std::vector<Chunk> Take();
+  // Appends chunks written elsewhere (after the current one).
+  void Append(std::vector<Chunk> chunks);
+
+ private:
+  void Cut();
+  size_t chunkBytes_;
+  Chunk cur_;
+  std::vector<Chunk> chunks_;
+};
+
+// The chunks as one string (tests, small outputs).
+std::string Join(const std::vector<Chunk>& chunks);
+
+// Writes the snapshot's families. `dropped` receives the ids of instruments left out
+// because of a name clash. Large snapshots are written by several threads, each a
+// contiguous range of records into chunks of its own, concatenated in order.
+void Serialize(const Snapshot& snap, const Options& opts, const ExactQuantiles& exact,
+               ChunkedOutput* out, std::vector<uint32_t>* dropped);
+
+// ---- Formatting, exposed for tests -----------------------------------------------------
+
+// A sample value as JavaScript's String(v) prints it (shortest round-trip digits), except
+// +Inf, -Inf and NaN; -0 prints "0".
+void AppendNumber(std::string* out, double v);
+void AppendNumber(Chunk* out, double v);
+// Escapes '\\', '"' and '\n'.
+void AppendLabelValue(std::string* out, std::string_view v);
+void AppendLabelValue(Chunk* out, std::string_view v);
+// Escapes '\\' and '\n' (and '"' in OpenMetrics).
+void AppendHelp(std::string* out, std::string_view v, Format format);
+void AppendHelp(Chunk* out, std::string_view v, Format format);
+std::string SanitizeMetricName(std::string_view name);
+std::string SanitizeLabelName(std::string_view name);
+// The unit as Prometheus words ("s" -> "seconds", "By/s" -> "bytes_per_second",
+// annotations in braces dropped, "1" -> "ratio" for gauges and "" otherwise).
+std::string UnitWord(std::string_view unit, bool gauge);
+
+enum class FamilyType : uint8_t { Counter, Gauge, Histogram, Summary, Skip };
+FamilyType TypeOf(const Descriptor& d);
+
+struct FamilyName {
+  std::string family;  // the TYPE / HELP name in the format
+  std::string sample;  // the base of sample names (counters: with `_total`)
+  std::string unit;    // UNIT word ("" when none)
+};
+FamilyName NameFor(const Descriptor& d, Format format);
+
+}  // namespace hotmeter::prometheus

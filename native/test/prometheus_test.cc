@@ -1,0 +1,788 @@
+// Tests of the native Prometheus serializer (native/core/prometheus_serializer.*):
+// number formatting, escaping, naming, every aggregation's samples, family grouping and
+// clashes, the snapshot's reclamation bookkeeping, and a threaded stress test running
+// TakeSnapshot + Serialize concurrently with writers, Collect and record churn (run under
+// TSan by scripts/native-test.sh). Self-contained: no framework, no Node.
+//
+// Usage: prometheus_test [--scale=F] [--list] [name-substring ...]
+// The last line printed is always "N passed, M failed"; the exit status is 1 if M > 0.
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <exception>
+#include <limits>
+#include <map>
+#include <mutex>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "../core/aggregator.h"
+#include "../core/descriptor.h"
+#include "../core/exponential_histogram.h"
+#include "../core/prometheus_serializer.h"
+#include "../core/record.h"
+#include "../core/record_map.h"
+#include "../core/sketch.h"
+
+using namespace hotmeter;
+namespace prom = hotmeter::prometheus;
+
+namespace {
+
+// ---------------------------------------------------------------------------------------
+// Minimal test framework (as in core_test.cc).
+
+struct TestCase {
+  const char* name;
+  void (*fn)();
+};
+
+std::vector<TestCase>& Tests() {
+  static std::vector<TestCase> tests;
+  return tests;
+}
+
+struct Registrar {
+  Registrar(const char* name, void (*fn)()) { Tests().push_back({name, fn}); }
+};
+
+std::atomic<long> g_failures{0};
+std::mutex g_print_mu;
+double g_scale = 1.0;
+
+void Fail(const char* file, int line, const std::string& what) {
+  long n = g_failures.fetch_add(1) + 1;
+  if (n > 25) return;
+  std::lock_guard<std::mutex> lock(g_print_mu);
+  std::fprintf(stderr, "    %s:%d: CHECK failed: %s\n", file, line, what.c_str());
+}
+
+std::string Visible(const std::string& s) {
+  std::string r;
+  for (unsigned char c : s) {
+    if (c == '\n') r += "\\n\n";
+    else if (c < 0x20) {
+      char b[8];
+      std::snprintf(b, sizeof b, "\\x%02x", c);
+      r += b;
+    } else r += static_cast<char>(c);
+  }
+  return r;
+}
+
+#define CHECK(cond)                                 \
+  do {                                              \
+    if (!(cond)) Fail(__FILE__, __LINE__, #cond);   \
+  } while (0)
+
+#define CHECK_STR(a, b)                                                                        \
+  do {                                                                                         \
+    const std::string check_a_ = (a);                                                          \
+    const std::string check_b_ = (b);                                                          \
+    if (check_a_ != check_b_) {                                                                \
+      Fail(__FILE__, __LINE__, std::string(#a " == " #b "\n--- got:\n") + Visible(check_a_) + \
+                                   "\n--- want:\n" + Visible(check_b_));                        \
+    }                                                                                          \
+  } while (0)
+
+#define REQUIRE(cond)                                       \
+  do {                                                      \
+    if (!(cond)) {                                          \
+      Fail(__FILE__, __LINE__, "REQUIRE " #cond);           \
+      return;                                               \
+    }                                                       \
+  } while (0)
+
+#define TEST(name)                                       \
+  void test_##name();                                    \
+  const Registrar registrar_##name(#name, &test_##name); \
+  void test_##name()
+
+// ---------------------------------------------------------------------------------------
+// Helpers.
+
+std::string Num(double v) {
+  std::string s;
+  prom::AppendNumber(&s, v);
+  return s;
+}
+
+inline double LoadRelaxed(double& x) { return std::atomic_ref<double>(x).load(std::memory_order_relaxed); }
+inline void StoreRelaxed(double& x, double v) { std::atomic_ref<double>(x).store(v, std::memory_order_relaxed); }
+inline void AddRelaxed(double& x, double v) { StoreRelaxed(x, LoadRelaxed(x) + v); }
+
+Descriptor Desc(const std::string& name, AggregationKind agg, InstrumentKind kind = InstrumentKind::Counter,
+                bool monotonic = true, std::vector<double> bounds = {}) {
+  Descriptor d;
+  d.name = name;
+  d.description = "";
+  d.kind = kind;
+  d.aggregation = agg;
+  d.monotonic = monotonic;
+  d.bounds = std::move(bounds);
+  return d;
+}
+
+double* Cell(RecordMap& m, uint32_t arena, const Acquired& a) {
+  double* data = nullptr;
+  size_t n = 0;
+  if (!m.SlabMemory(arena, a.slab, &data, &n)) return nullptr;
+  return data + a.offset;
+}
+
+// A map with one arena and a domain, and helpers to record into it.
+struct Fixture {
+  RecordMap m;
+  uint32_t arena = m.RegisterArena();
+  uint32_t domain = m.RegisterDomain("");
+  uint32_t Add(const std::string& identity, Descriptor d) {
+    return m.RegisterInstrument(identity, std::move(d), nullptr, domain);
+  }
+  double* Acquire(uint32_t inst, const std::vector<std::string>& labels, uint64_t* id = nullptr) {
+    Acquired a;
+    if (!m.Acquire(arena, inst, EncodeLabelKey(labels), 1000, &a)) return nullptr;
+    if (id) *id = a.recordId;
+    return Cell(m, arena, a);
+  }
+  std::string Render(const prom::Options& o, const prom::ExactQuantiles& exact = {},
+                     std::vector<uint32_t>* dropped = nullptr, prom::Snapshot* keep = nullptr) {
+    CollectOptions co;
+    co.domain = domain;
+    prom::Snapshot snap;
+    prom::TakeSnapshot(m, co, nullptr, &snap);
+    prom::ChunkedOutput out(o.chunkBytes);
+    prom::Serialize(snap, o, exact, &out, dropped);
+    std::string s = prom::Join(out.Take());
+    if (keep) *keep = std::move(snap);
+    return s;
+  }
+};
+
+prom::Options Text(bool scope = false) {
+  prom::Options o;
+  o.scopeLabels = scope;
+  return o;
+}
+prom::Options OM(bool scope = false) {
+  prom::Options o;
+  o.format = prom::Format::OpenMetrics100;
+  o.scopeLabels = scope;
+  return o;
+}
+
+// ---------------------------------------------------------------------------------------
+// Formatting.
+
+TEST(number_format_matches_javascript) {
+  // Expected strings are what JavaScript's String(v) prints (Inf/NaN in Prometheus form).
+  const std::pair<double, const char*> cases[] = {
+      {0.0, "0"},
+      {-0.0, "0"},
+      {1, "1"},
+      {-1, "-1"},
+      {0.5, "0.5"},
+      {0.1, "0.1"},
+      {0.1 + 0.2, "0.30000000000000004"},
+      {123.456, "123.456"},
+      {-2.5e-3, "-0.0025"},
+      {1e-6, "0.000001"},
+      {1e-7, "1e-7"},
+      {1.5e-7, "1.5e-7"},
+      {1e20, "100000000000000000000"},
+      {1e21, "1e+21"},
+      {1.25e21, "1.25e+21"},
+      {9007199254740992.0, "9007199254740992"},
+      {1152921504606846976.0, "1152921504606847000"},
+      {5e-324, "5e-324"},
+      {1.7976931348623157e308, "1.7976931348623157e+308"},
+      {-1.5e300, "-1.5e+300"},
+      {2.5, "2.5"},
+      {1234567.125, "1234567.125"},
+      {0.001, "0.001"},
+      {std::numeric_limits<double>::infinity(), "+Inf"},
+      {-std::numeric_limits<double>::infinity(), "-Inf"},
+      {std::nan(""), "NaN"},
+  };
+  for (const auto& [v, want] : cases) CHECK_STR(Num(v), want);
+}
+
+TEST(number_format_round_trips) {
+  std::mt19937_64 rng(7);
+  for (int i = 0; i < 200000; i++) {
+    uint64_t bits = rng();
+    double v;
+    std::memcpy(&v, &bits, sizeof v);
+    if (!std::isfinite(v)) continue;
+    std::string s = Num(v);
+    double back = std::strtod(s.c_str(), nullptr);
+    if (back != v && !(v == 0 && back == 0)) {
+      Fail(__FILE__, __LINE__, "round trip of " + s);
+      break;
+    }
+  }
+}
+
+TEST(escaping) {
+  std::string s;
+  prom::AppendLabelValue(&s, "a\\b\"c\nd\te\r\xc3\xa9");
+  CHECK_STR(s, "a\\\\b\\\"c\\nd\te\r\xc3\xa9");
+  s.clear();
+  prom::AppendHelp(&s, "x\\y\n\"z\"", prom::Format::Text004);
+  CHECK_STR(s, "x\\\\y\\n\"z\"");
+  s.clear();
+  prom::AppendHelp(&s, "x\\y\n\"z\"", prom::Format::OpenMetrics100);
+  CHECK_STR(s, "x\\\\y\\n\\\"z\\\"");
+}
+
+TEST(names_and_units) {
+  CHECK_STR(prom::SanitizeMetricName("http.server.duration"), "http_server_duration");
+  CHECK_STR(prom::SanitizeMetricName("a..b--c/d"), "a_b_c_d");
+  CHECK_STR(prom::SanitizeMetricName("a:b"), "a:b");
+  CHECK_STR(prom::SanitizeMetricName("9lives"), "_9lives");
+  CHECK_STR(prom::SanitizeLabelName("a:b"), "a_b");
+  CHECK_STR(prom::SanitizeLabelName("__meta"), "_meta");
+  CHECK_STR(prom::SanitizeLabelName("gr\xc3\xb6\xc3\x9f" "e"), "gr_e");
+  CHECK_STR(prom::SanitizeLabelName("1st"), "_1st");
+  CHECK_STR(prom::SanitizeLabelName("."), "_");
+  CHECK_STR(prom::UnitWord("s", false), "seconds");
+  CHECK_STR(prom::UnitWord("ms", false), "milliseconds");
+  CHECK_STR(prom::UnitWord("By/s", false), "bytes_per_second");
+  CHECK_STR(prom::UnitWord("m/s", false), "meters_per_second");
+  CHECK_STR(prom::UnitWord("{request}", false), "");
+  CHECK_STR(prom::UnitWord("{packet}/s", false), "per_second");
+  CHECK_STR(prom::UnitWord("1", true), "ratio");
+  CHECK_STR(prom::UnitWord("1", false), "");
+  CHECK_STR(prom::UnitWord("%", true), "percent");
+  CHECK_STR(prom::UnitWord("widgets", false), "widgets");
+  CHECK_STR(prom::UnitWord("{a}By{b}", false), "bytes");
+
+  Descriptor c = Desc("http.server.request.duration", AggregationKind::Sum);
+  c.unit = "s";
+  CHECK_STR(prom::NameFor(c, prom::Format::Text004).family, "http_server_request_duration_seconds_total");
+  CHECK_STR(prom::NameFor(c, prom::Format::OpenMetrics100).family, "http_server_request_duration_seconds");
+  CHECK_STR(prom::NameFor(c, prom::Format::OpenMetrics100).sample, "http_server_request_duration_seconds_total");
+  CHECK_STR(prom::NameFor(c, prom::Format::OpenMetrics100).unit, "seconds");
+  Descriptor t = Desc("requests_total", AggregationKind::Sum);
+  CHECK_STR(prom::NameFor(t, prom::Format::Text004).family, "requests_total");
+  CHECK_STR(prom::NameFor(t, prom::Format::OpenMetrics100).family, "requests");
+  Descriptor g = Desc("queue.size_bytes", AggregationKind::LastValue, InstrumentKind::Gauge, false);
+  g.unit = "By";
+  CHECK_STR(prom::NameFor(g, prom::Format::Text004).family, "queue_size_bytes");
+  Descriptor u = Desc("cpu.utilization", AggregationKind::LastValue, InstrumentKind::Gauge, false);
+  u.unit = "1";
+  CHECK_STR(prom::NameFor(u, prom::Format::Text004).family, "cpu_utilization_ratio");
+}
+
+// ---------------------------------------------------------------------------------------
+// Samples of every aggregation.
+
+TEST(counter_and_gauge_text_and_openmetrics) {
+  Fixture f;
+  Descriptor cd = Desc("http.requests", AggregationKind::Sum);
+  cd.description = "Requests \"served\"\nper route";
+  cd.scopeName = "my-lib";
+  cd.scopeVersion = "1.2.3";
+  uint32_t c = f.Add("c", cd);
+  Descriptor ud = Desc("active", AggregationKind::Sum, InstrumentKind::UpDownCounter, false);
+  ud.unit = "{request}";
+  uint32_t u = f.Add("u", ud);
+  uint32_t empty = f.Add("e", Desc("no.labels", AggregationKind::Sum));
+  double* c1 = f.Acquire(c, {"route", "sa\"b\\c\nd", "status", "n200"});
+  double* u1 = f.Acquire(u, {"on", "btrue", "tags", "a[\"x\",1]"});
+  double* e1 = f.Acquire(empty, {});
+  REQUIRE(c1 && u1 && e1);
+  c1[0] = 3;
+  u1[0] = -2.5;
+  e1[0] = 1e21;
+  CHECK_STR(f.Render(Text()),
+            "# HELP active active\n"
+            "# TYPE active gauge\n"
+            "active{on=\"true\",tags=\"[\\\"x\\\",1]\"} -2.5\n"
+            "# HELP http_requests_total Requests \"served\"\\nper route\n"
+            "# TYPE http_requests_total counter\n"
+            "http_requests_total{route=\"a\\\"b\\\\c\\nd\",status=\"200\"} 3\n"
+            "# HELP no_labels_total no.labels\n"
+            "# TYPE no_labels_total counter\n"
+            "no_labels_total 1e+21\n");
+  CHECK_STR(f.Render(OM(true)),
+            "# HELP active active\n"
+            "# TYPE active gauge\n"
+            "active{on=\"true\",tags=\"[\\\"x\\\",1]\"} -2.5\n"
+            "# HELP http_requests Requests \\\"served\\\"\\nper route\n"
+            "# TYPE http_requests counter\n"
+            "http_requests_total{route=\"a\\\"b\\\\c\\nd\",status=\"200\",otel_scope_name=\"my-lib\","
+            "otel_scope_version=\"1.2.3\"} 3\n"
+            "# HELP no_labels no.labels\n"
+            "# TYPE no_labels counter\n"
+            "no_labels_total 1e+21\n"
+            "# EOF\n");
+}
+
+TEST(histogram_cumulative_buckets_and_unit) {
+  Fixture f;
+  Descriptor d = Desc("rpc.duration", AggregationKind::Histogram, InstrumentKind::Histogram, false, {0.5, 1, 2.5});
+  d.unit = "s";
+  d.description = "RPC time";
+  uint32_t h = f.Add("h", d);
+  double* c = f.Acquire(h, {"le", "sx", "m", "sGET"});
+  REQUIRE(c);
+  // [sum, min, max, b0..b3]
+  c[0] = 7.25; c[1] = 0.25; c[2] = 4; c[3] = 1; c[4] = 0; c[5] = 2; c[6] = 1;
+  const std::string body =
+      "rpc_duration_seconds_bucket{exported_le=\"x\",m=\"GET\",le=\"0.5\"} 1\n"
+      "rpc_duration_seconds_bucket{exported_le=\"x\",m=\"GET\",le=\"1\"} 1\n"
+      "rpc_duration_seconds_bucket{exported_le=\"x\",m=\"GET\",le=\"2.5\"} 3\n"
+      "rpc_duration_seconds_bucket{exported_le=\"x\",m=\"GET\",le=\"+Inf\"} 4\n"
+      "rpc_duration_seconds_sum{exported_le=\"x\",m=\"GET\"} 7.25\n"
+      "rpc_duration_seconds_count{exported_le=\"x\",m=\"GET\"} 4\n";
+  CHECK_STR(f.Render(Text()), "# HELP rpc_duration_seconds RPC time\n# TYPE rpc_duration_seconds histogram\n" + body);
+  CHECK_STR(f.Render(OM()), "# HELP rpc_duration_seconds RPC time\n# TYPE rpc_duration_seconds histogram\n"
+                            "# UNIT rpc_duration_seconds seconds\n" + body + "# EOF\n");
+}
+
+TEST(summaries_sketch_minmaxsumcount_exact) {
+  Fixture f;
+  uint32_t sk = f.Add("sk", Desc("lat", AggregationKind::Sketch, InstrumentKind::Histogram, false));
+  uint32_t mm = f.Add("mm", Desc("mm", AggregationKind::MinMaxSumCount, InstrumentKind::Histogram, false));
+  uint32_t ex = f.Add("ex", Desc("ex", AggregationKind::Exact, InstrumentKind::Histogram, false));
+  uint32_t empty = f.Add("em", Desc("em", AggregationKind::Sketch, InstrumentKind::Histogram, false));
+  double* s = f.Acquire(sk, {"quantile", "s1"});
+  double* m = f.Acquire(mm, {});
+  uint64_t exId = 0;
+  double* e = f.Acquire(ex, {}, &exId);
+  REQUIRE(f.Acquire(empty, {}) != nullptr);
+  REQUIRE(s && m && e);
+  const size_t n = sketch::CellSize(sketch::kDefaultBins);
+  sketch::Mapping mp(0.01);
+  std::vector<double> ref(n);
+  sketch::Init(ref.data(), n);
+  for (int i = 1; i <= 100; i++) sketch::Update(ref.data(), n, mp, i);
+  std::copy(ref.begin(), ref.end(), s);
+  m[0] = 2; m[1] = 3; m[2] = 1; m[3] = 2;
+  e[0] = 3; e[1] = 6; e[2] = 1; e[3] = 3;
+  prom::Options o = Text();
+  o.quantiles = {0.5, 0.99};
+  prom::ExactQuantiles exact;
+  exact[exId] = {2, 3};
+  std::string want = "# HELP em em\n# TYPE em summary\nem_sum 0\nem_count 0\n";
+  want += "# HELP ex ex\n# TYPE ex summary\nex{quantile=\"0.5\"} 2\nex{quantile=\"0.99\"} 3\nex_sum 6\nex_count 3\n";
+  want += "# HELP lat lat\n# TYPE lat summary\n";
+  want += "lat{exported_quantile=\"1\",quantile=\"0.5\"} " + Num(sketch::Quantile(ref.data(), n, mp, 0.5)) + "\n";
+  want += "lat{exported_quantile=\"1\",quantile=\"0.99\"} " + Num(sketch::Quantile(ref.data(), n, mp, 0.99)) + "\n";
+  want += "lat_sum{exported_quantile=\"1\"} 5050\nlat_count{exported_quantile=\"1\"} 100\n";
+  want += "# HELP mm mm\n# TYPE mm summary\nmm{quantile=\"0\"} 1\nmm{quantile=\"1\"} 2\nmm_sum 3\nmm_count 2\n";
+  CHECK_STR(f.Render(o, exact), want);
+  CHECK(std::fabs(sketch::Quantile(ref.data(), n, mp, 0.5) - 50) <= 0.5 + 1e-9);
+}
+
+TEST(exponential_histogram_as_classic_buckets) {
+  Fixture f;
+  Descriptor d = Desc("eh", AggregationKind::ExponentialHistogram, InstrumentKind::Histogram, false);
+  d.maxScale = 0;  // base 2: bucket i holds (2^i, 2^(i+1)]
+  uint32_t id = f.Add("eh", d);
+  double* c = f.Acquire(id, {});
+  REQUIRE(c);
+  const size_t n = CellSize(d);
+  std::vector<double> st(n);
+  InitState(AggregationKind::ExponentialHistogram, st.data(), n);
+  for (double v : {0.0, 1.5, 3.0, 3.5, 8.0}) exphist::Update(st.data(), n, 0, v);
+  std::copy(st.begin(), st.end(), c);
+  // 1.5 in (1, 2], 3 and 3.5 in (2, 4], 8 in (4, 8].
+  CHECK_STR(f.Render(Text()),
+            "# HELP eh eh\n# TYPE eh histogram\n"
+            "eh_bucket{le=\"0\"} 1\n"
+            "eh_bucket{le=\"2\"} 2\n"
+            "eh_bucket{le=\"4\"} 4\n"
+            "eh_bucket{le=\"8\"} 5\n"
+            "eh_bucket{le=\"+Inf\"} 5\n"
+            "eh_sum 16\n"
+            "eh_count 5\n");
+}
+
+TEST(label_collisions_merge_in_key_order) {
+  Fixture f;
+  uint32_t g = f.Add("g", Desc("g", AggregationKind::LastValue, InstrumentKind::Gauge, false));
+  double* c = f.Acquire(g, {"a.b", "s1", "a_b", "s2", "a-b", "s3", "le", "s0", "otel.scope.name", "sx", "z", "n1.5"});
+  REQUIRE(c);
+  c[0] = 1; c[1] = 1;
+  // The values of colliding names join in the order of the canonical key (JS sorts the
+  // keys; this test passes them as given).
+  CHECK_STR(f.Render(Text(true)),
+            "# HELP g g\n# TYPE g gauge\ng{a_b=\"1;2;3\",exported_le=\"0\",exported_otel_scope_name=\"x\",z=\"1.5\"} 1\n");
+  CHECK_STR(f.Render(Text(false)),
+            "# HELP g g\n# TYPE g gauge\ng{a_b=\"1;2;3\",exported_le=\"0\",otel_scope_name=\"x\",z=\"1.5\"} 1\n");
+}
+
+TEST(families_group_scopes_and_drop_clashes) {
+  Fixture f;
+  Descriptor a = Desc("jobs", AggregationKind::Sum);
+  a.scopeName = "a";
+  a.description = "from a";
+  Descriptor b = Desc("jobs", AggregationKind::Sum);
+  b.scopeName = "b";
+  b.description = "from b";
+  uint32_t ia = f.Add("a", a), ib = f.Add("b", b);
+  uint32_t clash1 = f.Add("c1", Desc("jobs_total", AggregationKind::LastValue, InstrumentKind::Gauge, false));
+  uint32_t hist = f.Add("h", Desc("t", AggregationKind::Histogram, InstrumentKind::Histogram, false, {1}));
+  uint32_t clash2 = f.Add("c2", Desc("t_count", AggregationKind::LastValue, InstrumentKind::Gauge, false));
+  uint32_t reserved = f.Add("r", Desc("target_info", AggregationKind::LastValue, InstrumentKind::Gauge, false));
+  for (uint32_t id : {ia, ib, clash1, hist, clash2, reserved}) {
+    double* c = f.Acquire(id, {});
+    REQUIRE(c);
+    c[0] = 1;
+    if (id == clash1 || id == clash2 || id == reserved) c[1] = 1;
+    if (id == hist) c[4] = 1;
+  }
+  prom::Options o = Text(true);
+  o.reservedNames = {"target_info", "target"};
+  o.prefix = "# HELP target_info Target metadata\n# TYPE target_info gauge\ntarget_info{a=\"b\"} 1\n";
+  std::vector<uint32_t> dropped;
+  CHECK_STR(f.Render(o, {}, &dropped),
+            o.prefix +
+            "# HELP jobs_total from a\n# TYPE jobs_total counter\n"
+            "jobs_total{otel_scope_name=\"a\"} 1\njobs_total{otel_scope_name=\"b\"} 1\n"
+            "# HELP t t\n# TYPE t histogram\nt_bucket{le=\"1\"} 0\nt_bucket{le=\"+Inf\"} 1\nt_sum 1\nt_count 1\n");
+  std::sort(dropped.begin(), dropped.end());
+  CHECK((dropped == std::vector<uint32_t>{clash1, clash2, reserved}));
+}
+
+TEST(snapshot_bookkeeping_matches_collect) {
+  // Two identical maps: one collected with Collect, one through TakeSnapshot; the epoch,
+  // stale and reclaimed records must agree, pass after pass.
+  Fixture a, b;
+  std::vector<double*> ca, cb;
+  std::vector<uint64_t> ids;
+  for (Fixture* f : {&a, &b}) {
+    uint32_t c = f->Add("c", Desc("c", AggregationKind::Sum));
+    uint32_t o = f->Add("o", Desc("o", AggregationKind::LastValue, InstrumentKind::ObservableGauge, false));
+    for (int i = 0; i < 4; i++) {
+      uint64_t id = 0;
+      double* cell = f->Acquire(c, {"i", "n" + std::to_string(i)}, &id);
+      (f == &a ? ca : cb).push_back(cell);
+      if (f == &a) ids.push_back(id);
+    }
+    double* oc = f->Acquire(o, {});
+    (f == &a ? ca : cb).push_back(oc);
+  }
+  for (size_t i = 0; i < ca.size(); i++) REQUIRE(ca[i] && cb[i]);
+  auto write = [&](size_t i, double v) {
+    ca[i][0] += v;
+    cb[i][0] += v;
+    if (i == 4) {  // the observable gauge: [value, seq]
+      ca[i][1] += 1;
+      cb[i][1] += 1;
+    }
+  };
+  // Release records 2 and 3 (no handle holds them any more).
+  for (Fixture* f : {&a, &b}) {
+    f->m.Release(ids[2]);
+    f->m.Release(ids[3]);
+  }
+  for (int pass = 0; pass < 4; pass++) {
+    if (pass == 0) for (size_t i = 0; i < 5; i++) write(i, 1);
+    if (pass == 2) write(0, 1);
+    CollectOptions co;
+    co.domain = a.domain;
+    co.reclaim = true;
+    std::vector<double> out;
+    a.m.Collect(co, &out);
+    prom::Snapshot snap;
+    co.domain = b.domain;
+    prom::TakeSnapshot(b.m, co, nullptr, &snap);
+    CHECK(static_cast<uint64_t>(out[0]) == snap.epoch);
+    std::vector<uint64_t> staleA, reclaimedA;
+    size_t count = static_cast<size_t>(out[1]), i = 3;
+    for (size_t r = 0; r < count; r++) {
+      uint64_t id = static_cast<uint64_t>(out[i]);
+      uint32_t inst = static_cast<uint32_t>(out[i + 1]);
+      if (out[i + 2] == 0) staleA.push_back(id);
+      i += 4 + (inst == 1 ? 1 : 2);
+    }
+    for (size_t r = 0; r < static_cast<size_t>(out[2]); r++) reclaimedA.push_back(static_cast<uint64_t>(out[i + r]));
+    std::sort(staleA.begin(), staleA.end());
+    std::sort(snap.stale.begin(), snap.stale.end());
+    std::sort(reclaimedA.begin(), reclaimedA.end());
+    std::sort(snap.reclaimed.begin(), snap.reclaimed.end());
+    CHECK(staleA == snap.stale);
+    CHECK(reclaimedA == snap.reclaimed);
+    if (pass == 1) CHECK(snap.reclaimed.size() == 2);  // records 2 and 3, idle and unreferenced
+    // The observable gauge is exported only in the pass that observed it.
+    bool hasObservable = false;
+    for (const auto& si : snap.instruments) hasObservable |= si.descriptor.name == "o";
+    CHECK(hasObservable == (pass == 0));
+  }
+}
+
+TEST(chunks_end_at_line_boundaries) {
+  Fixture f;
+  uint32_t c = f.Add("c", Desc("c", AggregationKind::Sum));
+  for (int i = 0; i < 5000; i++) {
+    double* cell = f.Acquire(c, {"k", "s" + std::string(static_cast<size_t>(i % 50), 'x') + std::to_string(i)});
+    REQUIRE(cell);
+    cell[0] = i;
+  }
+  CollectOptions co;
+  co.domain = f.domain;
+  prom::Snapshot snap;
+  prom::TakeSnapshot(f.m, co, nullptr, &snap);
+  prom::Options o = Text();
+  o.chunkBytes = 4096;
+  prom::ChunkedOutput out(o.chunkBytes);
+  prom::Serialize(snap, o, {}, &out, nullptr);
+  auto chunks = out.Take();
+  CHECK(chunks.size() > 10);
+  size_t lines = 0;
+  for (const auto& ch : chunks) {
+    CHECK(!ch.empty() && ch.back() == '\n');
+    lines += static_cast<size_t>(std::count(ch.view().begin(), ch.view().end(), '\n'));
+  }
+  CHECK(lines == 5002);
+}
+
+TEST(parallel_output_equals_sequential) {
+  Fixture f;
+  std::vector<uint32_t> ids;
+  for (int k = 0; k < 5; k++) {
+    Descriptor d = Desc("m" + std::to_string(k % 3), k % 2 ? AggregationKind::Histogram : AggregationKind::Sum,
+                        k % 2 ? InstrumentKind::Histogram : InstrumentKind::Counter, k % 2 == 0, {1, 2});
+    d.scopeName = "scope" + std::to_string(k);
+    ids.push_back(f.Add("i" + std::to_string(k), d));
+  }
+  std::mt19937 rng(1);
+  for (uint32_t id : ids) {
+    for (int i = 0; i < 1 + static_cast<int>(rng() % 700); i++) {
+      double* c = f.Acquire(id, {"k", "s" + std::to_string(i), "x.y", "n" + std::to_string(rng() % 5)});
+      REQUIRE(c);
+      c[0] = i;
+    }
+  }
+  for (prom::Format fmt : {prom::Format::Text004, prom::Format::OpenMetrics100}) {
+    prom::Options seq = fmt == prom::Format::Text004 ? Text(true) : OM(true);
+    seq.threads = 1;
+    seq.prefix = "# prefix\n";
+    std::vector<uint32_t> d1, d2;
+    const std::string want = f.Render(seq, {}, &d1);
+    for (unsigned t : {2u, 3u, 4u, 7u}) {
+      prom::Options par = seq;
+      par.threads = t;
+      par.parallelMinRecords = 1;
+      par.chunkBytes = 4096;
+      d2.clear();
+      CHECK(f.Render(par, {}, &d2) == want);
+      CHECK(d1 == d2);
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// Threads: snapshots and serialization concurrent with writers, Collect and churn.
+
+// Parses "name{labels} value" lines of the text format; returns false on a malformed line.
+bool ParseLines(const std::string& text, std::map<std::string, double>* samples) {
+  size_t i = 0;
+  while (i < text.size()) {
+    size_t nl = text.find('\n', i);
+    if (nl == std::string::npos) return false;
+    std::string line = text.substr(i, nl - i);
+    i = nl + 1;
+    if (line.rfind("# ", 0) == 0) continue;
+    size_t sp = line.rfind(' ');
+    if (sp == std::string::npos || sp == 0) return false;
+    char* end = nullptr;
+    std::string num = line.substr(sp + 1);
+    double v = num == "+Inf" ? INFINITY : std::strtod(num.c_str(), &end);
+    if (num != "+Inf" && (end == nullptr || *end != '\0')) return false;
+    (*samples)[line.substr(0, sp)] = v;
+  }
+  return true;
+}
+
+TEST(stress_serialize_concurrent_with_writers_collect_and_churn) {
+  RecordMap m;
+  const uint32_t domain = m.RegisterDomain("stress");
+  const std::vector<double> bounds = {1, 2, 5, 10};
+  const uint32_t cid = m.RegisterInstrument("c", Desc("stress.count", AggregationKind::Sum), nullptr, domain);
+  const uint32_t hid = m.RegisterInstrument(
+      "h", Desc("stress.hist", AggregationKind::Histogram, InstrumentKind::Histogram, false, bounds), nullptr, domain);
+  const uint32_t churnId = m.RegisterInstrument("churn", Desc("stress.churn", AggregationKind::Sum), nullptr, domain);
+  const size_t hn = CellSize(AggregationKind::Histogram, bounds.size());
+  constexpr int kWriters = 3, kLabels = 40;
+  const long iters = std::max<long>(2000, static_cast<long>(1000000 * g_scale));
+  std::vector<std::string> keys;
+  for (int l = 0; l < kLabels; l++) keys.push_back(EncodeLabelKey({"route", "s/r/" + std::to_string(l)}));
+
+  std::atomic<int> writersDone{0};
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kWriters; t++) {
+    threads.emplace_back([&, t] {
+      const uint32_t arena = m.RegisterArena();
+      std::vector<double*> cc(kLabels, nullptr), hc(kLabels, nullptr);
+      for (long i = 0; i < iters; i++) {
+        const int l = static_cast<int>((i * 7 + t) % kLabels);
+        if (cc[l] == nullptr) {
+          Acquired a, b;
+          if (!m.Acquire(arena, cid, keys[l], 0, &a) || !m.Acquire(arena, hid, keys[l], 0, &b)) {
+            Fail(__FILE__, __LINE__, "Acquire failed");
+            return;
+          }
+          cc[l] = Cell(m, arena, a);
+          hc[l] = Cell(m, arena, b);
+        }
+        AddRelaxed(*cc[l], 1);
+        const double v = static_cast<double>(i % 12);
+        double* h = hc[l];
+        AddRelaxed(h[0], v);
+        if (v < LoadRelaxed(h[1])) StoreRelaxed(h[1], v);
+        if (v > LoadRelaxed(h[2])) StoreRelaxed(h[2], v);
+        AddRelaxed(h[3 + BucketIndex(bounds.data(), bounds.size(), v)], 1);
+      }
+      if (t == 0) m.RetireArena(arena);  // a worker thread exiting mid-run
+      writersDone.fetch_add(1);
+    });
+  }
+  // Churn: records acquired, written and released, so passes reclaim them.
+  threads.emplace_back([&] {
+    const uint32_t arena = m.RegisterArena();
+    std::mt19937 rng(3);
+    while (!stop.load()) {
+      Acquired a;
+      std::string key = EncodeLabelKey({"id", "n" + std::to_string(rng() % 200)});
+      if (!m.Acquire(arena, churnId, key, 0, &a)) break;
+      double* c = Cell(m, arena, a);
+      if (c) AddRelaxed(*c, 1);
+      m.Release(a.recordId);
+    }
+  });
+  // A plain collector (another reader) with reclamation.
+  threads.emplace_back([&] {
+    while (!stop.load()) {
+      CollectOptions co;
+      co.domain = domain;
+      co.reclaim = true;
+      std::vector<double> out;
+      m.Collect(co, &out);
+    }
+  });
+  // Serializers, checking every scrape's histograms are consistent.
+  std::atomic<long> scrapes{0};
+  for (int s = 0; s < 2; s++) {
+    threads.emplace_back([&, s] {
+      while (!stop.load()) {
+        CollectOptions co;
+        co.domain = domain;
+        co.reclaim = s == 0;
+        prom::Snapshot snap;
+        prom::TakeSnapshot(m, co, nullptr, &snap);
+        prom::Options o = s == 0 ? Text(true) : OM(true);
+        o.chunkBytes = 4096;
+        o.threads = s == 0 ? 1 : 3;  // the OpenMetrics scraper writes with 3 threads
+        o.parallelMinRecords = 1;
+        prom::ChunkedOutput out(o.chunkBytes);
+        prom::Serialize(snap, o, {}, &out, nullptr);
+        std::string text = prom::Join(out.Take());
+        std::map<std::string, double> samples;
+        if (!ParseLines(text, &samples)) {
+          Fail(__FILE__, __LINE__, "malformed scrape");
+          return;
+        }
+        for (int l = 0; l < kLabels; l++) {
+          const std::string lab = "{route=\"/r/" + std::to_string(l) + "\"";
+          auto inf = samples.find("stress_hist_bucket" + lab + ",le=\"+Inf\"}");
+          auto cnt = samples.find("stress_hist_count" + lab + "}");
+          if (inf == samples.end()) continue;
+          CHECK(cnt != samples.end() && cnt->second == inf->second);
+          double prev = 0;
+          for (double b : bounds) {
+            auto it = samples.find("stress_hist_bucket" + lab + ",le=\"" + Num(b) + "\"}");
+            CHECK(it != samples.end() && it->second >= prev && it->second <= inf->second);
+            if (it != samples.end()) prev = it->second;
+          }
+        }
+        scrapes.fetch_add(1);
+      }
+    });
+  }
+  while (writersDone.load() < kWriters || scrapes.load() < 20) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  stop.store(true);
+  for (auto& t : threads) t.join();
+  CHECK(scrapes.load() > 0);
+
+  // Final scrape after every writer stopped: exact totals.
+  CollectOptions co;
+  co.domain = domain;
+  prom::Snapshot snap;
+  prom::TakeSnapshot(m, co, nullptr, &snap);
+  prom::ChunkedOutput out;
+  prom::Serialize(snap, Text(), {}, &out, nullptr);
+  std::string text = prom::Join(out.Take());
+  std::map<std::string, double> samples;
+  REQUIRE(ParseLines(text, &samples));
+  double total = 0, histTotal = 0;
+  for (int l = 0; l < kLabels; l++) {
+    const std::string lab = "{route=\"/r/" + std::to_string(l) + "\"}";
+    total += samples["stress_count_total" + lab];
+    histTotal += samples["stress_hist_count" + lab];
+  }
+  CHECK(total == static_cast<double>(kWriters * iters));
+  CHECK(histTotal == static_cast<double>(kWriters * iters));
+  (void)hn;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::vector<std::string> filters;
+  bool list = false;
+  if (const char* s = std::getenv("HOTMETER_STRESS_SCALE")) g_scale = std::atof(s);
+  for (int i = 1; i < argc; i++) {
+    std::string a = argv[i];
+    if (a.rfind("--scale=", 0) == 0) g_scale = std::atof(a.c_str() + 8);
+    else if (a == "--list") list = true;
+    else filters.push_back(a);
+  }
+  if (!(g_scale > 0)) g_scale = 1;
+  if (list) {
+    for (const TestCase& t : Tests()) std::printf("%s\n", t.name);
+    return 0;
+  }
+  int passed = 0, failed = 0;
+  const auto start = std::chrono::steady_clock::now();
+  for (const TestCase& t : Tests()) {
+    if (!filters.empty() && std::none_of(filters.begin(), filters.end(), [&](const std::string& f) {
+          return std::string(t.name).find(f) != std::string::npos;
+        })) {
+      continue;
+    }
+    g_failures.store(0);
+    const auto t0 = std::chrono::steady_clock::now();
+    std::printf("[ RUN  ] %s\n", t.name);
+    std::fflush(stdout);
+    try {
+      t.fn();
+    } catch (const std::exception& e) {
+      Fail(__FILE__, __LINE__, std::string("exception: ") + e.what());
+    }
+    const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    std::fflush(stderr);
+    if (g_failures.load() == 0) {
+      passed++;
+      std::printf("[  OK  ] %s (%.0f ms)\n", t.name, ms);
+    } else {
+      failed++;
+      std::printf("[ FAIL ] %s: %ld check(s) failed (%.0f ms)\n", t.name, g_failures.load(), ms);
+    }
+    std::fflush(stdout);
+  }
+  const double total = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  std::printf("(%.2f s, stress scale %g)\n", total, g_scale);
+  std::printf("%d passed, %d failed\n", passed, failed);
+  return failed == 0 ? 0 : 1;
+}

@@ -1,0 +1,111 @@
+// Thread-level eviction: how a thread that does not collect (a worker attached to the
+// main thread's domain) learns that records it references went idle, so they can be
+// reclaimed although its label caches would otherwise hold them forever.
+//
+// Protocol (see RecordMap::Collect and RecordMap::DrainStale):
+// 1. A reclaiming collection, in whichever thread runs it, queues every record it saw
+//    not updated that a thread still references into that thread's native stale queue
+//    (once per record until drained).
+// 2. Each thread drains its own queue here: on its next cache miss after the native
+//    side reported the queue non-empty (acquire's stalePending), and on an unref'd timer,
+//    so a thread that never records again still lets go.
+// 3. Every RecordStore of the thread drops its cached handles for those records and
+//    releases their references (a cached handle is only reached through the store's
+//    caches, so nothing in this thread can write the cell afterwards). Bound handles
+//    keep their own references.
+// 4. A record is reclaimed only when its refcount is 0 (every thread let go, or exited:
+//    retiring an arena drops its references) and every reader of the collecting provider
+//    has exported its final state. A label set used again later gets a new record.
+import { native } from './native';
+
+/** What a store offers the thread's eviction (RecordStore.evict). */
+export interface Evictable {
+  evict(stale: ReadonlySet<number>): number;
+}
+
+/** How often a thread drains its stale queue when it does not record, ms. */
+export const DEFAULT_EVICT_INTERVAL_MS = 1000;
+
+const stores = new Set<WeakRef<Evictable>>();
+let pending = false;
+let draining = false;
+let timer: NodeJS.Timeout | undefined;
+let intervalMs = DEFAULT_EVICT_INTERVAL_MS;
+const counters = { drains: 0, staleIds: 0, evicted: 0 };
+
+function startTimer(): void {
+  if (timer !== undefined) clearInterval(timer);
+  timer = setInterval(drainStale, intervalMs);
+  timer.unref?.();
+}
+
+/** @internal Called by every RecordStore of this thread that records natively. */
+export function trackStore(store: Evictable): void {
+  stores.add(new WeakRef(store));
+  if (timer === undefined) startTimer();
+}
+
+/** @internal The native side said this thread's stale queue is not empty. */
+export function markStalePending(): void {
+  pending = true;
+}
+
+/** @internal Whether a drain is due before the next acquisition. */
+export function stalePending(): boolean {
+  return pending;
+}
+
+/**
+ * Drains this thread's stale queue now: every store of the thread drops its cached
+ * handles of the records listed and releases their references. Returns how many cached
+ * handles were dropped. Never throws.
+ */
+export function drainStale(): number {
+  pending = false;
+  if (draining) return 0;
+  let ids: Float64Array;
+  try {
+    ids = native().drainStale();
+  } catch {
+    return 0; // the environment is shutting down: its arena retires with its references
+  }
+  counters.drains++;
+  if (ids.length === 0) return 0;
+  counters.staleIds += ids.length;
+  const stale = new Set<number>(ids);
+  let n = 0;
+  draining = true;
+  try {
+    for (const w of stores) {
+      const s = w.deref();
+      if (s === undefined) {
+        stores.delete(w);
+        continue;
+      }
+      try {
+        n += s.evict(stale);
+      } catch {
+        // a store that cannot evict keeps its references; the others still let go
+      }
+    }
+  } finally {
+    draining = false;
+  }
+  counters.evicted += n;
+  return n;
+}
+
+/**
+ * Sets how often this thread drains its stale queue when it does not record (default
+ * 1000 ms). The timer is unref'd: it never keeps a thread alive.
+ */
+export function setEvictInterval(ms: number): void {
+  if (!(Number.isFinite(ms) && ms >= 1)) throw new TypeError('hotmeter: evictIntervalMillis must be a number >= 1');
+  intervalMs = Math.min(ms, 2 ** 31 - 1);
+  if (timer !== undefined) startTimer();
+}
+
+/** This thread's eviction counters (drains run, stale ids received, cached handles dropped). */
+export function evictionStats(): { drains: number; staleIds: number; evicted: number; intervalMillis: number } {
+  return { ...counters, intervalMillis: intervalMs };
+}

@@ -1,0 +1,156 @@
+// Shared by the Prometheus tests (not a test file): data that exercises every instrument
+// kind and aggregation, hostile label values, a parser of the exposition, and runners for
+// the real peers (promtool, the Debian python3-prometheus-client).
+import { spawnSync } from 'node:child_process';
+import { AggregationKind, MeterProvider } from '../src';
+import { prng } from './helpers';
+
+/** What Prometheus 2.x sends. */
+export const OM = 'application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1';
+
+/** Label values that must survive any exporter and parser unchanged. */
+export const HOSTILE = [
+  'plain',
+  'quote " inside',
+  'back\\slash',
+  'new\nline',
+  '\\n literally',
+  'trailing backslash \\',
+  '"\\"\\\\"',
+  'tab\there\rcr',
+  'unicode: héllo wörld — 日本語 🚀',
+  'combining e\u0301 and zero\u200bwidth',
+  '{braces}=,commas',
+  '#hash # HELP fake',
+  '} 1\nfake_metric 2',
+  '',
+];
+
+export const VIEWS = [
+  { instrumentName: 'lat.sketch', aggregation: AggregationKind.SKETCH },
+  { instrumentName: 'lat.advised', aggregation: AggregationKind.SKETCH },
+  { instrumentName: 'lat.mmsc', aggregation: AggregationKind.MIN_MAX_SUM_COUNT },
+  { instrumentName: 'lat.exact', aggregation: AggregationKind.EXACT },
+  { instrumentName: 'lat.exp', aggregation: AggregationKind.EXPONENTIAL_HISTOGRAM },
+];
+
+/**
+ * Records the same things into a provider (created with VIEWS): every instrument kind and
+ * aggregation, hostile label values, colliding and reserved label names. `baseUnits`
+ * keeps to units promtool's linter accepts (seconds, bytes).
+ */
+export function recordEverything(p: MeterProvider, baseUnits = false): void {
+  const m = p.getMeter('fmt', '2.1.0');
+  const m2 = p.getMeter('other.scope');
+  const c = m.createCounter('http.requests', { description: 'Requests "served"\nby route \\ method' });
+  for (const [i, v] of HOSTILE.entries()) c.add(i + 1, { route: v, 'http.method': 'GET', ok: i % 2 === 0 });
+  c.add(1.5, {});
+  m2.createCounter('http.requests', { description: 'from another scope' }).add(7, { route: '/x' });
+  const up = m.createUpDownCounter('queue.depth', { unit: '{item}' });
+  up.add(5, { q: 'a' });
+  up.add(-7.25, { q: 'b' });
+  m.createGauge('temperature', { unit: baseUnits ? '' : 'Cel' }).record(-3.5, { room: 'kitchen' });
+  const h = m.createHistogram('rpc.duration', { unit: 's', advice: { explicitBucketBoundaries: [0.001, 0.01, 0.1, 1, 10] } });
+  const rand = prng(42);
+  for (let i = 0; i < 500; i++) h.record(rand() * 5, { method: i % 3 === 0 ? 'a' : 'b', le: 'user-le' });
+  const sk = m.createHistogram('lat.sketch', { unit: baseUnits ? 's' : 'ms' });
+  for (let i = 1; i <= 1000; i++) sk.record(baseUnits ? i / 1000 : i, { quantile: 'user-q' });
+  const adv = m.createHistogram('lat.advised', { advice: { quantiles: [0.25, 0.75] } } as never);
+  for (let i = 1; i <= 100; i++) adv.record(i);
+  const mm = m.createHistogram('lat.mmsc');
+  for (let i = 1; i <= 10; i++) mm.record(i);
+  const ex = m.createHistogram('lat.exact');
+  for (let i = 1; i <= 20; i++) ex.record(i / 4);
+  const eh = m.createHistogram('lat.exp', { unit: 'By' });
+  for (let i = 0; i < 200; i++) eh.record(i);
+  m.createObservableGauge('obs.level').addCallback((r) => r.observe(42, { k: 'v' }));
+  m.createObservableCounter('obs.count', { unit: 'By' }).addCallback((r) => r.observe(1024));
+  m.createObservableUpDownCounter('obs.updown').addCallback((r) => r.observe(-1));
+  m.createCounter('numbers').add(1, { n: 200, f: 1.5, b: false, arr: ['x', 1, true] as never, 'a.b': 'dot', a_b: 'underscore' });
+}
+
+export interface Sample {
+  name: string;
+  labels: Record<string, string>;
+  value: number;
+}
+
+/** The samples of an exposition (either format), label values unescaped. */
+export function parseExposition(text: string): Sample[] {
+  const out: Sample[] = [];
+  for (const line of text.split('\n')) {
+    if (line === '' || line.startsWith('#')) continue;
+    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{((?:[^"}]|"(?:[^"\\]|\\.)*")*)\})? (\S+)$/.exec(line);
+    if (m === null) throw new Error(`unparsable line: ${JSON.stringify(line)}`);
+    const labels: Record<string, string> = {};
+    const re = /([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)",?/g;
+    let lm: RegExpExecArray | null;
+    while ((lm = re.exec(m[2] ?? '')) !== null) {
+      if (lm[1] in labels) throw new Error(`duplicate label ${lm[1]} in ${line}`);
+      labels[lm[1]] = lm[2].replace(/\\(.)/g, (_, c: string) => (c === 'n' ? '\n' : c));
+    }
+    const v = m[3];
+    out.push({ name: m[1], labels, value: v === '+Inf' ? Infinity : v === '-Inf' ? -Infinity : Number(v) });
+  }
+  return out;
+}
+
+/** A canonical text of a sample, for comparing lists of samples. */
+export function sampleKey(s: Sample): string {
+  const keys = Object.keys(s.labels).sort();
+  return JSON.stringify([s.name, keys.map((k) => [k, s.labels[k]]), Number.isNaN(s.value) ? 'NaN' : s.value]);
+}
+
+export function promtool(text: string): { status: number | null; output: string } {
+  const r = spawnSync('promtool', ['check', 'metrics'], { input: text, encoding: 'utf8' });
+  if (r.error !== undefined) {
+    throw new Error(`promtool is required by this test and could not be run (${r.error.message}). Install it: apt-get install prometheus (Debian/Ubuntu), as .ci/run does.`);
+  }
+  return { status: r.status, output: `${r.stdout}${r.stderr}`.trim() };
+}
+
+export interface PythonFamily {
+  name: string;
+  type: string;
+  unit: string;
+  documentation: string;
+  samples: Sample[];
+}
+
+/**
+ * Parses with the Debian python3-prometheus-client (/usr/bin/python3): its text format
+ * parser, or its (strict) OpenMetrics parser. Throws what the parser raised.
+ */
+export function pythonParse(text: string, openMetrics: boolean): PythonFamily[] {
+  const script = [
+    'import sys, json, math',
+    openMetrics
+      ? 'from prometheus_client.openmetrics.parser import text_string_to_metric_families'
+      : 'from prometheus_client.parser import text_string_to_metric_families',
+    "text = sys.stdin.buffer.read().decode('utf-8')",
+    'out = []',
+    'for f in text_string_to_metric_families(text):',
+    "    out.append({'name': f.name, 'type': f.type, 'unit': getattr(f, 'unit', ''), 'documentation': f.documentation,",
+    "                'samples': [{'name': s.name, 'labels': s.labels, 'value': repr(float(s.value))} for s in f.samples]})",
+    'sys.stdout.write(json.dumps(out))',
+  ].join('\n');
+  const r = spawnSync('/usr/bin/python3', ['-c', script], { input: Buffer.from(text, 'utf8'), encoding: 'utf8', maxBuffer: 1 << 30 });
+  if (r.error !== undefined) {
+    throw new Error(`/usr/bin/python3 could not be run (${r.error.message}); install python3-prometheus-client, as .ci/run does`);
+  }
+  if (r.status !== 0) {
+    if (/No module named .?prometheus_client/.test(r.stderr)) {
+      throw new Error('the Debian python3-prometheus-client is required by this test: apt-get install python3-prometheus-client, as .ci/run does');
+    }
+    throw new Error(`python parser: ${r.stderr.trim().split('\n').slice(-1)[0]}`);
+  }
+  const fams = JSON.parse(r.stdout) as (Omit<PythonFamily, 'samples'> & { samples: { name: string; labels: Record<string, string>; value: string }[] })[];
+  return fams.map((f) => ({
+    ...f,
+    samples: f.samples.map((s) => ({
+      name: s.name,
+      labels: s.labels,
+      value: s.value === 'inf' ? Infinity : s.value === '-inf' ? -Infinity : s.value === 'nan' ? NaN : Number(s.value),
+    })),
+  }));
+}

@@ -1,0 +1,217 @@
+// A real Prometheus server (Debian package `prometheus`, installed by CI: .ci/run) scrapes
+// two exporters on loopback every second, one answering OpenMetrics (what Prometheus asks
+// for) and one held to the text format; the test reads the values back through
+// Prometheus' HTTP API, hostile label values included.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ChildProcess, spawn, spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as http from 'node:http';
+import * as net from 'node:net';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { AggregationKind, MeterProvider, PrometheusExporter } from '../src';
+import { HOSTILE } from './prometheus-helpers';
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as net.AddressInfo).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+function getJson(url: string): Promise<unknown> {
+  return new Promise((resolve, reject) => {
+    http
+      .get(url, { agent: false }, (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (c: string) => (body += c));
+        res.on('end', () => {
+          try {
+            resolve(JSON.parse(body));
+          } catch (e) {
+            reject(e);
+          }
+        });
+      })
+      .on('error', reject);
+  });
+}
+
+interface VectorSample {
+  metric: Record<string, string>;
+  value: [number, string];
+}
+
+let prometheus: ChildProcess | undefined;
+let promLog = '';
+let apiBase = '';
+let dir = '';
+const providers: MeterProvider[] = [];
+const servers: http.Server[] = [];
+const acceptSeen: string[] = [];
+const typesServed: string[] = [];
+
+async function query(q: string): Promise<VectorSample[]> {
+  const r = (await getJson(`${apiBase}/api/v1/query?query=${encodeURIComponent(q)}`)) as { status: string; data: { result: VectorSample[] } };
+  expect(r.status).toBe('success');
+  return r.data.result;
+}
+
+function record(p: MeterProvider): void {
+  const m = p.getMeter('e2e', '1.0.0');
+  const c = m.createCounter('hostile.requests', { description: 'requests with hostile labels' });
+  HOSTILE.forEach((v, i) => c.add(i + 1, { route: v, kind: 'hostile' }));
+  const h = m.createHistogram('rpc.duration', { unit: 's', advice: { explicitBucketBoundaries: [0.1, 0.5, 1] } });
+  for (const v of [0.05, 0.2, 0.3, 0.7, 2]) h.record(v, { method: 'GET' });
+  const s = m.createHistogram('lat', { unit: 's' });
+  for (let i = 1; i <= 1000; i++) s.record(i / 1000, { path: '/q' });
+  m.createUpDownCounter('queue.depth').add(-4.5, { q: 'a' });
+  m.createGauge('temperature').record(21.25, { room: 'lab' });
+}
+
+async function exporterServer(openMetrics: boolean): Promise<string> {
+  const exporter = new PrometheusExporter({ preventServerStart: true, openMetrics });
+  const p = new MeterProvider({
+    readers: [exporter],
+    reclamation: false,
+    resource: { attributes: { 'service.name': openMetrics ? 'e2e-om' : 'e2e-text' } },
+    views: [{ instrumentName: 'lat', aggregation: AggregationKind.SKETCH }],
+  });
+  providers.push(p);
+  record(p);
+  const server = http.createServer((req, res) => {
+    if (openMetrics) acceptSeen.push(String(req.headers.accept));
+    const writeHead = res.writeHead.bind(res) as (...a: unknown[]) => http.ServerResponse;
+    (res as unknown as { writeHead: (...a: unknown[]) => http.ServerResponse }).writeHead = (...a: unknown[]) => {
+      const h = a[1] as Record<string, string> | undefined;
+      if (h?.['content-type']) typesServed.push(`${openMetrics ? 'om' : 'text'} ${h['content-type']}`);
+      return writeHead(...a);
+    };
+    exporter.requestHandler(req, res);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  servers.push(server);
+  return `127.0.0.1:${(server.address() as net.AddressInfo).port}`;
+}
+
+beforeAll(async () => {
+  const version = spawnSync('prometheus', ['--version'], { encoding: 'utf8' });
+  if (version.error !== undefined) {
+    throw new Error(`the prometheus server is required by this test (${version.error.message}): apt-get install prometheus, as .ci/run does`);
+  }
+  const om = await exporterServer(true);
+  const text = await exporterServer(false);
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'hotmeter-prom-'));
+  fs.writeFileSync(
+    path.join(dir, 'prometheus.yml'),
+    [
+      'global:',
+      '  scrape_interval: 1s',
+      '  scrape_timeout: 1s',
+      'scrape_configs:',
+      '  - job_name: om',
+      `    static_configs: [{ targets: ['${om}'] }]`,
+      '  - job_name: text',
+      `    static_configs: [{ targets: ['${text}'] }]`,
+      '',
+    ].join('\n'),
+  );
+  const port = await freePort();
+  apiBase = `http://127.0.0.1:${port}`;
+  prometheus = spawn(
+    'prometheus',
+    [
+      `--config.file=${path.join(dir, 'prometheus.yml')}`,
+      `--storage.tsdb.path=${path.join(dir, 'data')}`,
+      `--web.listen-address=127.0.0.1:${port}`,
+      '--log.level=warn',
+    ],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  prometheus.stdout?.on('data', (d: Buffer) => (promLog += d.toString()));
+  prometheus.stderr?.on('data', (d: Buffer) => (promLog += d.toString()));
+  // Both targets up, and a scrape of each that ingested samples.
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    try {
+      const up = await query('up == 1 and scrape_samples_scraped > 0');
+      if (up.length === 2) break;
+    } catch {
+      // not listening yet
+    }
+    if (Date.now() > deadline || prometheus.exitCode !== null) throw new Error(`Prometheus did not scrape both targets:\n${promLog}`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}, 90_000);
+
+afterAll(async () => {
+  if (prometheus !== undefined && prometheus.exitCode === null) {
+    const exited = new Promise((r) => prometheus?.once('exit', r));
+    prometheus.kill('SIGTERM');
+    await Promise.race([exited, new Promise((r) => setTimeout(r, 10_000))]);
+    if (prometheus.exitCode === null) prometheus.kill('SIGKILL');
+  }
+  await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
+  await Promise.all(providers.map((p) => p.shutdown()));
+  if (dir !== '') fs.rmSync(dir, { recursive: true, force: true });
+}, 30_000);
+
+describe('a real Prometheus server scrapes the exporter', () => {
+  it('negotiated OpenMetrics with Prometheus, and the text format where told to', () => {
+    expect(acceptSeen.length).toBeGreaterThan(0);
+    expect(acceptSeen[0]).toContain('application/openmetrics-text');
+    expect(typesServed).toContain('om application/openmetrics-text; version=1.0.0; charset=utf-8');
+    expect(typesServed).toContain('text text/plain; version=0.0.4; charset=utf-8');
+  });
+
+  for (const job of ['om', 'text']) {
+    it(`finds every value and every hostile label value exactly (${job})`, async () => {
+      const hostile = await query(`hostile_requests_total{job="${job}"}`);
+      // Prometheus treats an empty label value as no label at all.
+      expect(hostile).toHaveLength(HOSTILE.length);
+      const byRoute = new Map(hostile.map((s) => [s.metric.route ?? '', Number(s.value[1])]));
+      HOSTILE.forEach((v, i) => expect(byRoute.get(v), JSON.stringify(v)).toBe(i + 1));
+      for (const s of hostile) {
+        expect(s.metric.otel_scope_name).toBe('e2e');
+        expect(s.metric.otel_scope_version).toBe('1.0.0');
+        expect(s.metric.kind).toBe('hostile');
+      }
+
+      const buckets = await query(`rpc_duration_seconds_bucket{job="${job}",method="GET"}`);
+      const byLe = Object.fromEntries(buckets.map((s) => [s.metric.le, Number(s.value[1])]));
+      expect(byLe).toEqual({ '0.1': 1, '0.5': 3, '1': 4, '+Inf': 5 });
+      expect(Number((await query(`rpc_duration_seconds_count{job="${job}"}`))[0].value[1])).toBe(5);
+      expect(Number((await query(`rpc_duration_seconds_sum{job="${job}"}`))[0].value[1])).toBeCloseTo(3.25, 12);
+      // A histogram Prometheus can compute on.
+      const p50 = Number((await query(`histogram_quantile(0.5, rpc_duration_seconds_bucket{job="${job}"})`))[0].value[1]);
+      expect(p50).toBeGreaterThan(0.1);
+      expect(p50).toBeLessThanOrEqual(0.5);
+
+      const median = await query(`lat_seconds{job="${job}",quantile="0.5"}`);
+      expect(median).toHaveLength(1);
+      expect(Math.abs(Number(median[0].value[1]) - 0.5) / 0.5).toBeLessThanOrEqual(0.01);
+      expect(Number((await query(`lat_seconds_count{job="${job}"}`))[0].value[1])).toBe(1000);
+
+      expect(Number((await query(`queue_depth{job="${job}"}`))[0].value[1])).toBe(-4.5);
+      expect(Number((await query(`temperature{job="${job}",room="lab"}`))[0].value[1])).toBe(21.25);
+      const target = await query(`target_info{job="${job}"}`);
+      expect(target).toHaveLength(1);
+      expect(target[0].metric.service_name).toBe(job === 'om' ? 'e2e-om' : 'e2e-text');
+    });
+  }
+
+  it('the metadata API shows the types and help', async () => {
+    const r = (await getJson(`${apiBase}/api/v1/metadata?metric=rpc_duration_seconds`)) as { data: Record<string, { type: string; help: string; unit: string }[]> };
+    const md = r.data.rpc_duration_seconds ?? [];
+    expect(md.some((m) => m.type === 'histogram')).toBe(true);
+    const c = (await getJson(`${apiBase}/api/v1/targets/metadata?match_target=${encodeURIComponent('{job="om"}')}&metric=lat_seconds`)) as {
+      data: { type: string; unit: string }[];
+    };
+    expect(c.data.some((m) => m.type === 'summary')).toBe(true);
+  });
+});
