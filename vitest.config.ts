@@ -6,6 +6,9 @@ export default defineConfig({
     // The native addon keeps process-wide state (the record map, diag's global logger):
     // each test file runs in a process of its own.
     pool: 'forks',
+    // One file at a time: several files are heavy (millions of updates, worker threads,
+    // npm pack), and on 2 cores two of them at once can starve vitest's own RPC.
+    fileParallelism: false,
     testTimeout: 30_000,
     hookTimeout: 30_000,
     // `default` for people; the JSON file is what .ci/run totals.
