@@ -13,7 +13,8 @@
 //               attribute objects are created before the baseline and stay alive in both
 //               snapshots, so they are not counted.
 //   scrape      wall time of one collection + serialisation to Prometheus text: the first
-//               scrape after recording, and the best of the following ones;
+//               scrape after recording, and the best of the following ones (a full GC
+//               runs between scrapes, as time would pass between real ones);
 //   blocked     the longest the event loop did not turn during the first scrape (a 1 ms
 //               timer probes it).
 // Peers:
@@ -136,7 +137,11 @@ async function child(peer, n, scrapes) {
   const recordMs = performance.now() - t0;
   const after = memory();
   const runs = [];
-  for (let k = 0; k < scrapes; k++) runs.push(await probe(p.scrape));
+  for (let k = 0; k < scrapes; k++) {
+    // As if time passed between scrapes: the previous scrape's text is garbage by now.
+    if (k > 0) memory();
+    runs.push(await probe(p.scrape));
+  }
   const result = {
     peer,
     n,

@@ -376,7 +376,9 @@ function fmtRate(r) {
 
 async function main() {
   const results = { hotpath: null, throughput: [] };
-  console.log(`hotmeter worker benchmark: node ${process.version}, ${os.cpus().length} cpus (${os.cpus()[0].model.trim()})`);
+  const loadBefore = os.loadavg()[0];
+  console.log(`hotmeter worker benchmark: node ${process.version}, ${os.cpus().length} cpus (${os.cpus()[0].model.trim()}), ` +
+    `load average ${loadBefore.toFixed(2)} (other processes skew multi-thread figures: see the floor row)`);
 
   // Part 1.
   if (!SKIP_HOTPATH) {
@@ -438,7 +440,10 @@ async function main() {
   fs.writeFileSync(out, JSON.stringify({
     benchmark: 'hotmeter worker threads',
     date: new Date().toISOString(),
-    environment: { node: process.version, cpus: os.cpus().length, cpu: os.cpus()[0].model.trim(), platform: `${os.platform()} ${os.arch()}` },
+    environment: {
+      node: process.version, cpus: os.cpus().length, cpu: os.cpus()[0].model.trim(), platform: `${os.platform()} ${os.arch()}`,
+      loadAverage1m: { before: loadBefore, after: os.loadavg()[0] },
+    },
     config: { scale: SCALE, rounds: ROUNDS, hotRounds: HOT_ROUNDS, hotOps: HOT_OPS, batch: BATCH, maxInflight: MAX_INFLIGHT },
     ...results,
   }, null, 2) + '\n');

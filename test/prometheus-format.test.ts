@@ -413,8 +413,10 @@ describe('collection semantics through scrapes', () => {
     const text = Buffer.concat(scrape.chunks as Buffer[]).toString('utf8');
     expect(text.match(/^big_requests_total\{/gm)).toHaveLength(100_000);
     expect(text.match(/^big_duration_seconds_count\{/gm)).toHaveLength(100_000);
-    // The event loop kept turning: no gap near the length of the scrape.
-    expect(ticks).toBeGreaterThan(5);
-    expect(maxGap).toBeLessThan(Math.max(100, took / 2));
+    // The event loop kept turning through the scrape: a timer tick every 10 ms on average
+    // (a serialization on the JS thread would allow none), and no stall as long as the
+    // scrape. (A garbage collection the new output triggers may pause it for a while.)
+    expect(ticks).toBeGreaterThanOrEqual(Math.floor(took / 10));
+    expect(maxGap).toBeLessThan(took);
   }, 120_000);
 });
