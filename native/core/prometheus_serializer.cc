@@ -62,8 +62,7 @@ bool IsCleanLabelName(std::string_view n) {
   return true;
 }
 
-const char* TypeName(FamilyType t, bool openMetrics) {
-  (void)openMetrics;
+const char* TypeName(FamilyType t) {
   switch (t) {
     case FamilyType::Counter: return "counter";
     case FamilyType::Gauge: return "gauge";
@@ -849,7 +848,7 @@ void Serialize(const Snapshot& snap, const Options& opts, const ExactQuantiles& 
           o.append("\n# TYPE ");
           o.append(f.name);
           o.push_back(' ');
-          o.append(TypeName(f.type, om));
+          o.append(TypeName(f.type));
           o.push_back('\n');
           if (om && !f.unit.empty()) {
             o.append("# UNIT ");
