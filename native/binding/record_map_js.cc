@@ -194,7 +194,8 @@ Napi::Value Descriptor(const Napi::CallbackInfo& info) {
   return DescriptorObject(info.Env(), id, d);
 }
 
-// acquire(instrumentId, labelParts: string[], out: Float64Array(>=4)[, cardinalityLimit])
+// acquire(instrumentId, labelParts: string[], out: Float64Array(>=4)[, cardinalityLimit[,
+//         releaseRecordId]]) (releaseRecordId != 0: drops one of this thread's references first)
 //   -> boolean; out <- [recordId, slab, offset, newCell, overflow (if out has 5 slots),
 //                       stalePending (if 6: this thread has stale records to drain)]
 Napi::Value Acquire(const Napi::CallbackInfo& info) {
@@ -230,6 +231,11 @@ Napi::Value Acquire(const Napi::CallbackInfo& info) {
   }
   uint32_t limit = 0;
   if (info.Length() > 3 && !info[3].IsUndefined()) limit = ArgU32(info, 3, "cardinalityLimit");
+  uint64_t releaseId = 0;
+  if (info.Length() > 4 && !info[4].IsUndefined()) releaseId = ArgId(info, 4, "releaseRecordId");
+  // Every argument is checked: from here on nothing throws, so the release happens
+  // exactly when the call returns normally.
+  if (releaseId != 0) RecordMap::Global().Release(releaseId, st->arenaId);
   Acquired a;
   if (!RecordMap::Global().Acquire(st->arenaId, instrumentId, EncodeLabelKey(parts), NowMs(), &a, limit)) {
     return Napi::Boolean::New(env, false);

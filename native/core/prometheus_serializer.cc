@@ -329,9 +329,10 @@ void TakeSnapshot(RecordMap& map, const CollectOptions& opts, const std::vector<
         SnapshotRecord sr;
         sr.id = v.record->id;
         sr.labelOffset = out->labels.size();
-        sr.labelSize = v.record->labelKey.size();
+        const std::string_view key = v.record->labels->view();
+        sr.labelSize = key.size();
         sr.stateOffset = out->states.size();
-        out->labels.append(v.record->labelKey.data(), v.record->labelKey.size());
+        out->labels.append(key.data(), key.size());
         out->states.insert(out->states.end(), v.state, v.state + v.instrument->cellSize);
         out->records.push_back(sr);
         out->instruments.back().recordCount++;

@@ -17,6 +17,12 @@ const std::string& OverflowLabelKey() {
   return *key;
 }
 
+RecordMap::~RecordMap() {
+  for (auto& inst : instruments_) {
+    for (Record* r : inst->list) delete r;
+  }
+}
+
 RecordMap& RecordMap::Global() {
   // Never destroyed: worker threads may still retire arenas during process exit.
   static RecordMap* map = new RecordMap();
@@ -34,20 +40,22 @@ void RecordMap::RetireArena(uint32_t arenaId) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = arenas_.find(arenaId);
   if (it == arenas_.end()) return;
+  std::vector<double> tmp;
   for (auto& inst : instruments_) {
-    for (auto& [key, r] : inst->records) {
+    const size_t n = inst->cellSize;
+    tmp.resize(n);
+    for (Record* r : inst->list) {
       for (size_t i = 0; i < r->cells.size(); i++) {
         if (r->cells[i].arena != arenaId) continue;
         // The thread is gone, and with it every handle and cache entry it held.
         r->refcount -= std::min(r->refcount, r->cells[i].refs);
-        std::vector<double> tmp(inst->cellSize);
-        LoadCell(tmp.data(), r->cells[i].data, inst->cellSize);
-        if (r->retired.empty()) {
-          r->retired.resize(inst->cellSize);
-          InitState(inst->descriptor.aggregation, r->retired.data(), inst->cellSize);
+        LoadCell(tmp.data(), r->cells[i].data, n);
+        if (!r->retired) {
+          r->retired = std::make_unique<double[]>(n);
+          InitState(inst->descriptor.aggregation, r->retired.get(), n);
         }
-        MergeState(inst->descriptor.aggregation, r->retired.data(), tmp.data(), inst->cellSize);
-        r->cells.erase(r->cells.begin() + static_cast<ptrdiff_t>(i));
+        MergeState(inst->descriptor.aggregation, r->retired.get(), tmp.data(), n);
+        r->cells.Erase(i);
         break;
       }
     }
@@ -107,32 +115,30 @@ bool RecordMap::Acquire(uint32_t arenaId, uint32_t instrumentId, const std::stri
   SlabArena* arena = ait->second.get();
 
   out->overflow = false;
-  const std::string* key = &labelKeyIn;
-  auto rit = inst->records.find(std::string_view(*key));
-  if (rit == inst->records.end() && cardinalityLimit > 0 && *key != OverflowLabelKey() &&
-      inst->records.size() - inst->records.count(std::string_view(OverflowLabelKey())) + 1 >= cardinalityLimit) {
-    key = &OverflowLabelKey();
-    out->overflow = true;
-    rit = inst->records.find(std::string_view(*key));
+  std::string_view key = labelKeyIn;
+  LabelSet* labels = labelSets_.Find(key);
+  Record* r = labels == nullptr ? nullptr : FindRecordLocked(inst, labels);
+  if (r == nullptr && cardinalityLimit > 0 && key != OverflowLabelKey()) {
+    const LabelSet* overflowLabels = labelSets_.Find(OverflowLabelKey());
+    const size_t hasOverflow = overflowLabels != nullptr && FindRecordLocked(inst, overflowLabels) != nullptr ? 1 : 0;
+    if (inst->records.size() - hasOverflow + 1 >= cardinalityLimit) {
+      key = OverflowLabelKey();
+      out->overflow = true;
+      labels = labelSets_.Find(key);
+      r = labels == nullptr ? nullptr : FindRecordLocked(inst, labels);
+    }
   }
-  const std::string& labelKey = *key;
-  Record* r;
-  if (rit != inst->records.end()) {
-    r = rit->second;
-  } else {
+  if (r == nullptr) {
     auto rec = std::make_unique<Record>();
     rec->id = nextRecord_++;
     rec->instrument = inst;
-    rec->labelKey = labelKey;
     rec->startTimeMs = nowMs;
-    rec->checkpoint.resize(inst->cellSize);
-    InitState(inst->descriptor.aggregation, rec->checkpoint.data(), inst->cellSize);
-    rec->lastActivity = Activity(inst->descriptor.aggregation, rec->checkpoint.data(), inst->cellSize);
-    r = rec.get();
-    inst->records.emplace(std::string_view(r->labelKey), r);
+    rec->labels = labelSets_.Acquire(key);
+    r = rec.release();  // owned by records_ from here on
+    inst->records.Insert(r);
     r->listIndex = static_cast<uint32_t>(inst->list.size());
     inst->list.push_back(r);
-    records_.emplace(r->id, std::move(rec));
+    records_.Insert(r);
   }
 
   RecordCell* cell = nullptr;
@@ -146,7 +152,7 @@ bool RecordMap::Acquire(uint32_t arenaId, uint32_t instrumentId, const std::stri
     c.ref = arena->Allocate(inst->cellSize);
     c.data = arena->Data(c.ref);
     InitState(inst->descriptor.aggregation, c.data, inst->cellSize);
-    r->cells.push_back(c);
+    r->cells.PushBack(c);
     cell = &r->cells.back();
     out->newCell = true;
   }
@@ -161,8 +167,12 @@ bool RecordMap::Acquire(uint32_t arenaId, uint32_t instrumentId, const std::stri
 }
 
 Record* RecordMap::FindRecordLocked(uint64_t id) {
-  auto it = records_.find(id);
-  return it == records_.end() ? nullptr : it->second.get();
+  return records_.Find(MixHash(id), [id](const Record* r) { return r->id == id; });
+}
+
+Record* RecordMap::FindRecordLocked(const Instrument* inst, const LabelSet* labels) const {
+  return inst->records.Find(MixHash(reinterpret_cast<uintptr_t>(labels)),
+                            [labels](const Record* r) { return r->labels == labels; });
 }
 
 bool RecordMap::Release(uint64_t recordId, uint32_t arenaId) {
@@ -218,7 +228,7 @@ void RecordMap::RecordKeys(const std::vector<uint64_t>& ids, std::vector<std::st
   for (size_t i = 0; i < ids.size(); i++) {
     Record* r = FindRecordLocked(ids[i]);
     if (r == nullptr) continue;
-    (*keys)[i] = r->labelKey;
+    (*keys)[i] = std::string(r->labels->view());
     (*found)[i] = true;
   }
 }
@@ -228,7 +238,7 @@ bool RecordMap::RecordInfo(uint64_t recordId, uint32_t* instrumentId, std::strin
   Record* r = FindRecordLocked(recordId);
   if (r == nullptr) return false;
   *instrumentId = r->instrument->id;
-  *labelKey = r->labelKey;
+  *labelKey = std::string(r->labels->view());
   return true;
 }
 
@@ -239,12 +249,14 @@ void RecordMap::ReclaimLocked(Record* r) {
     auto ait = arenas_.find(c.arena);
     if (ait != arenas_.end()) ait->second->Free(c.ref, inst->cellSize);
   }
-  inst->records.erase(std::string_view(r->labelKey));
+  inst->records.Erase(r);
   Record* moved = inst->list.back();
   inst->list[r->listIndex] = moved;
   moved->listIndex = r->listIndex;
   inst->list.pop_back();
-  records_.erase(r->id);  // destroys r
+  records_.Erase(r);
+  labelSets_.Release(r->labels);
+  delete r;
 }
 
 void RecordMap::Collect(const CollectOptions& opts, std::vector<double>* out) {
@@ -276,12 +288,13 @@ uint64_t RecordMap::CollectPass(const CollectOptions& opts, const CheckpointVisi
   std::lock_guard<std::mutex> lock(mu_);
   uint64_t epoch = ++epoch_;
   std::vector<Record*> reclaim;
-  std::vector<double> tmp, prev, identity;
+  std::vector<double> tmp, state, identity;
   for (auto& inst : instruments_) {
     if (opts.domain != 0 && inst->domain != opts.domain) continue;
     const AggregationKind kind = inst->descriptor.aggregation;
     const size_t n = inst->cellSize;
     tmp.resize(n);
+    state.resize(n);
     identity.resize(n);
     InitState(kind, identity.data(), n);
     const size_t count = inst->list.size();
@@ -289,29 +302,25 @@ uint64_t RecordMap::CollectPass(const CollectOptions& opts, const CheckpointVisi
       Record* r = inst->list[i];
       // Records, their cell lists and cells are separate blocks: fetch ahead.
       if (i + 8 < count) HOTMETER_PREFETCH(inst->list[i + 8]);
-      if (i + 4 < count && !inst->list[i + 4]->cells.empty()) HOTMETER_PREFETCH(inst->list[i + 4]->cells.data());
+      if (i + 4 < count && !inst->list[i + 4]->cells.empty()) HOTMETER_PREFETCH(inst->list[i + 4]->cells.begin());
       if (i + 2 < count && !inst->list[i + 2]->cells.empty()) HOTMETER_PREFETCH(inst->list[i + 2]->cells[0].data);
-      // An unreferenced record may be reclaimed by this pass: keep the state the previous
-      // pass exported, to compare (below).
-      const bool mayReclaim = opts.reclaim && r->refcount == 0;
-      if (mayReclaim) prev.assign(r->checkpoint.begin(), r->checkpoint.end());
       // Checkpoint: retired cells (the identity until a thread retires) plus every live
       // thread's cell.
-      const std::vector<double>& base = r->retired.empty() ? identity : r->retired;
-      std::copy(base.begin(), base.end(), r->checkpoint.begin());
+      const double* base = r->retired ? r->retired.get() : identity.data();
+      std::copy(base, base + n, state.begin());
       for (const auto& c : r->cells) {
         LoadCell(tmp.data(), c.data, n);
-        MergeState(kind, r->checkpoint.data(), tmp.data(), n);
+        MergeState(kind, state.data(), tmp.data(), n);
       }
-      double activity = Activity(kind, r->checkpoint.data(), n);
-      bool updated = activity != r->lastActivity;
-      // The previous pass may have read another thread's cell in the middle of an update
-      // (activity written, sum not yet): a state that differs with the same activity is
-      // an update, exported before the record can go, never lost with it.
-      if (mayReclaim && !updated && std::memcmp(prev.data(), r->checkpoint.data(), n * sizeof(double)) != 0) updated = true;
-      r->lastActivity = activity;
+      // Updated: any bit of the state changed since the previous pass (which may have
+      // read another thread's cell in the middle of an update: the rest of that update
+      // then shows here, and is exported before the record can go), or no pass has seen
+      // the record yet (exported once whatever it holds: add(0) is a series too).
+      const uint64_t fingerprint = StateFingerprint(state.data(), n);
+      const bool updated = fingerprint != r->fingerprint || r->lastUpdateEpoch == Record::kUnseen;
+      r->fingerprint = fingerprint;
       if (updated) r->lastUpdateEpoch = epoch;
-      if (opts.reclaim && !updated && r->refcount == 0 && r->lastUpdateEpoch <= opts.reclaimBefore) {
+      if (opts.reclaim && !updated && r->refcount == 0 && r->lastUpdateEpoch < opts.reclaimBefore) {
         reclaim.push_back(r);
         continue;
       }
@@ -328,7 +337,7 @@ uint64_t RecordMap::CollectPass(const CollectOptions& opts, const CheckpointVisi
       CheckpointView v;
       v.instrument = inst.get();
       v.record = r;
-      v.state = r->checkpoint.data();
+      v.state = state.data();
       v.updated = updated;
       visit(v);
     }
@@ -343,6 +352,11 @@ uint64_t RecordMap::CollectPass(const CollectOptions& opts, const CheckpointVisi
 size_t RecordMap::RecordCount() {
   std::lock_guard<std::mutex> lock(mu_);
   return records_.size();
+}
+
+size_t RecordMap::LabelSetCount() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return labelSets_.size();
 }
 
 size_t RecordMap::ArenaBytes() {

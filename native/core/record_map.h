@@ -17,19 +17,30 @@
 
 #include "aggregator.h"
 #include "descriptor.h"
+#include "label_set.h"
+#include "probe_table.h"
 #include "record.h"
 #include "slab_arena.h"
 
 namespace hotmeter {
+
+// Records of one instrument by their (interned) label set.
+struct RecordByLabels {
+  static uint64_t Hash(const Record* r) { return MixHash(reinterpret_cast<uintptr_t>(r->labels)); }
+};
+// Every record by id.
+struct RecordById {
+  static uint64_t Hash(const Record* r) { return MixHash(r->id); }
+};
 
 struct Instrument {
   uint32_t id = 0;
   uint32_t domain = 0;  // the MeterProvider (or shared name) that owns it
   Descriptor descriptor;
   size_t cellSize = 0;
-  // By label key: each key views its record's labelKey (a record never moves and its
-  // key never changes; the entry is erased before the record is destroyed).
-  std::unordered_map<std::string_view, Record*> records;
+  // By label set (pointer identity: label sets are interned). An entry is erased before
+  // its record is destroyed.
+  ProbeTable<Record, RecordByLabels> records;
   // The same records in creation order (Record::listIndex; reclaiming moves the last one
   // into the hole): passes walk memory in allocation order instead of hash order.
   std::vector<Record*> list;
@@ -53,9 +64,10 @@ struct CollectOptions {
   // Only instruments of this domain; 0 means every domain.
   uint32_t domain = 0;
   // Reclaim records with no references that were not updated in this pass and whose
-  // last update was first seen by a collection at or before epoch `reclaimBefore`
-  // (the provider passes the oldest epoch any of its readers has collected at, so
-  // every reader has exported the record's final state).
+  // last update was first seen by a collection before epoch `reclaimBefore` (the
+  // provider passes the oldest epoch any of its readers has collected at: every reader
+  // has exported the record's final state, then seen it idle for one whole interval, so
+  // a series stays exported for one collection after its last update).
   // A reclaiming pass also queues every record it saw not updated that some thread
   // still references into the stale queue of each such thread's arena (once per cell
   // until drained): threads that do not collect learn from it which cached references
@@ -77,6 +89,7 @@ using CheckpointVisitor = std::function<void(const CheckpointView&)>;
 class RecordMap {
  public:
   RecordMap() = default;
+  ~RecordMap();
   RecordMap(const RecordMap&) = delete;
   RecordMap& operator=(const RecordMap&) = delete;
 
@@ -141,9 +154,11 @@ class RecordMap {
 
   size_t RecordCount();
   size_t ArenaBytes();
+  size_t LabelSetCount();
 
  private:
   Record* FindRecordLocked(uint64_t id);
+  Record* FindRecordLocked(const Instrument* inst, const LabelSet* labels) const;
   void ReclaimLocked(Record* r);
 
   std::mutex mu_;
@@ -156,7 +171,9 @@ class RecordMap {
   std::unordered_map<uint32_t, std::vector<uint64_t>> staleQueues_;  // by arena id
   std::unordered_map<std::string, uint32_t> instrumentIds_;
   std::vector<std::unique_ptr<Instrument>> instruments_;  // index = id - 1
-  std::unordered_map<uint64_t, std::unique_ptr<Record>> records_;
+  LabelSetTable labelSets_;
+  // Owns every record (created in Acquire, deleted by ReclaimLocked or ~RecordMap).
+  ProbeTable<Record, RecordById> records_;
 };
 
 }  // namespace hotmeter

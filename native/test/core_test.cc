@@ -30,6 +30,8 @@
 #include "../core/aggregator.h"
 #include "../core/descriptor.h"
 #include "../core/exponential_histogram.h"
+#include "../core/label_set.h"
+#include "../core/probe_table.h"
 #include "../core/record.h"
 #include "../core/record_map.h"
 #include "../core/sketch.h"
@@ -853,6 +855,87 @@ TEST(record_map_register_instrument) {
   CHECK_EQ(b, 3u);
 }
 
+TEST(probe_table_matches_a_std_set) {
+  // Random inserts and erases (erase is a backward shift: every later element of a run
+  // must stay findable) against std::set, with a weak hash so runs are long; the table
+  // grows and shrinks through it.
+  struct Item { uint64_t key; };
+  struct Weak {
+    static uint64_t Hash(const Item* i) { return i->key % 61; }  // many collisions
+  };
+  ProbeTable<Item, Weak> t;
+  std::map<uint64_t, std::unique_ptr<Item>> owned;
+  std::mt19937_64 rng(7);
+  auto find = [&](uint64_t k) { return t.Find(k % 61, [k](const Item* i) { return i->key == k; }); };
+  size_t peakCapacity = 0;
+  for (int step = 0; step < 60000; step++) {
+    const uint64_t k = rng() % 3000;
+    const bool grow = step < 30000 ? rng() % 3 != 0 : rng() % 10 == 0;  // fill, then drain
+    auto it = owned.find(k);
+    if (grow && it == owned.end()) {
+      auto item = std::make_unique<Item>(Item{k});
+      t.Insert(item.get());
+      owned.emplace(k, std::move(item));
+    } else if (!grow && it != owned.end()) {
+      CHECK(t.Erase(it->second.get()));
+      owned.erase(it);
+    }
+    peakCapacity = std::max(peakCapacity, t.capacity());
+    if (step % 997 == 0) {
+      CHECK_EQ(t.size(), owned.size());
+      for (uint64_t q = 0; q < 3000; q++) {
+        const Item* f = find(q);
+        auto o = owned.find(q);
+        CHECK(o == owned.end() ? f == nullptr : f == o->second.get());
+      }
+    }
+  }
+  CHECK(t.size() * 5 <= t.capacity() * 4);
+  CHECK(t.capacity() < peakCapacity);  // shrank while draining
+  for (auto& [k, item] : owned) CHECK(t.Erase(item.get()));
+  CHECK_EQ(t.size(), 0u);
+  Item stranger{1};
+  CHECK(!t.Erase(&stranger));
+}
+
+TEST(label_sets_are_interned_and_freed_with_their_last_record) {
+  // One label set, many instruments: one copy of the key; it goes with the last record.
+  RecordMap m;
+  uint32_t arena = m.RegisterArena();
+  uint32_t a = m.RegisterInstrument("a", MakeDesc("a", AggregationKind::Sum), nullptr);
+  uint32_t b = m.RegisterInstrument("b", MakeDesc("b", AggregationKind::Sum), nullptr);
+  const std::string k1 = Key("route", "/x"), k2 = Key("route", "/y");
+  Acquired a1, b1, a2;
+  REQUIRE(m.Acquire(arena, a, k1, 0, &a1));
+  REQUIRE(m.Acquire(arena, b, k1, 0, &b1));
+  REQUIRE(m.Acquire(arena, a, k2, 0, &a2));
+  CHECK(a1.recordId != b1.recordId);
+  CHECK_EQ(m.LabelSetCount(), 2u);
+  uint32_t inst = 0;
+  std::string key;
+  REQUIRE(m.RecordInfo(b1.recordId, &inst, &key));
+  CHECK_EQ(key, k1);
+  CHECK_EQ(inst, b);
+  for (uint64_t id : {a1.recordId, b1.recordId, a2.recordId}) CHECK(m.Release(id));
+  const std::map<uint32_t, size_t> sizes = {{a, 1}, {b, 1}};
+  Collected c1 = DoCollect(m, sizes, true);  // first sight: exported
+  REQUIRE(c1.ok);
+  CHECK(c1.reclaimed.empty());
+  Acquired again;
+  REQUIRE(m.Acquire(arena, b, k1, 0, &again));  // b's record of k1 is held again
+  CHECK_EQ(again.recordId, b1.recordId);
+  Collected c2 = DoCollect(m, sizes, true);
+  REQUIRE(c2.ok);
+  CHECK_EQ(c2.reclaimed.size(), 2u);  // a1 and a2
+  CHECK_EQ(m.LabelSetCount(), 1u);    // k2 freed; k1 still used by b's record
+  CHECK(m.Release(again.recordId));
+  Collected c3 = DoCollect(m, sizes, true);
+  REQUIRE(c3.ok);
+  CHECK_EQ(c3.reclaimed, std::vector<uint64_t>{b1.recordId});
+  CHECK_EQ(m.LabelSetCount(), 0u);
+  CHECK_EQ(m.RecordCount(), 0u);
+}
+
 TEST(record_map_domains) {
   RecordMap m;
   uint32_t anon1 = m.RegisterDomain(""), anon2 = m.RegisterDomain("");
@@ -945,8 +1028,8 @@ TEST(record_map_domains) {
 }
 
 TEST(record_map_reclaim_before) {
-  // A released, idle record is reclaimed only once its last update was first seen at or
-  // before epoch reclaimBefore (every reader has exported it).
+  // A released, idle record is reclaimed only once its last update was first seen before
+  // epoch reclaimBefore (every reader has exported it, then seen it idle).
   RecordMap m;
   uint32_t arena = m.RegisterArena();
   uint32_t sum = m.RegisterInstrument("s", MakeDesc("s", AggregationKind::Sum), nullptr);
@@ -975,25 +1058,40 @@ TEST(record_map_reclaim_before) {
   CHECK(c3.reclaimed.empty());
   CHECK_EQ(c3.rows.size(), 2u);
   for (const Row& r : c3.rows) CHECK(!r.updated);
-  opts.reclaimBefore = 1;  // a (last update seen at 1) goes; b (seen at 2) stays
+  opts.reclaimBefore = 1;  // seen at 1 is not before 1: both stay
+  Collected c4a = DoCollect(m, sizes, opts);
+  REQUIRE(c4a.ok);
+  CHECK(c4a.reclaimed.empty());
+  opts.reclaimBefore = 2;  // a (last update seen at 1) goes; b (seen at 2) stays
   Collected c4 = DoCollect(m, sizes, opts);
   REQUIRE(c4.ok);
   CHECK_EQ(c4.reclaimed, std::vector<uint64_t>{a.recordId});
   REQUIRE(c4.rows.size() == 1);
   CHECK_EQ(c4.rows[0].id, b.recordId);
-  opts.reclaimBefore = 2;
+  opts.reclaimBefore = 3;
   Collected c5 = DoCollect(m, sizes, opts);
   REQUIRE(c5.ok);
   CHECK_EQ(c5.reclaimed, std::vector<uint64_t>{b.recordId});
   CHECK_EQ(m.RecordCount(), 0u);
-  // A record never written has nothing to wait for.
+  // A record never written is a series too (add(0)): the first pass that sees it exports
+  // it as updated, whatever reclaimBefore says; then it goes like any other.
   Acquired z;
   REQUIRE(m.Acquire(arena, sum, Key("k", "z"), 0, &z));
   CHECK(m.Release(z.recordId));
-  opts.reclaimBefore = 0;
+  opts.reclaimBefore = UINT64_MAX;
   Collected c6 = DoCollect(m, sizes, opts);
   REQUIRE(c6.ok);
-  CHECK_EQ(c6.reclaimed, std::vector<uint64_t>{z.recordId});
+  CHECK(c6.reclaimed.empty());
+  REQUIRE(c6.Find(z.recordId));
+  CHECK(c6.Find(z.recordId)->updated);
+  opts.reclaimBefore = c6.epoch;  // seen at c6.epoch: not before it
+  Collected c7 = DoCollect(m, sizes, opts);
+  REQUIRE(c7.ok);
+  CHECK(c7.reclaimed.empty());
+  opts.reclaimBefore = c6.epoch + 1;
+  Collected c8 = DoCollect(m, sizes, opts);
+  REQUIRE(c8.ok);
+  CHECK_EQ(c8.reclaimed, std::vector<uint64_t>{z.recordId});
 }
 
 TEST(record_map_cardinality_limit) {
@@ -1413,7 +1511,7 @@ TEST(record_map_updated_flag) {
   CHECK(updated(c1, as.recordId));
   CHECK(updated(c1, ah.recordId));
   CHECK(updated(c1, al.recordId));
-  CHECK(!updated(c1, aidle.recordId));  // acquired, never written
+  CHECK(updated(c1, aidle.recordId));  // acquired, never written: new, so exported once
   // Nothing written since: not updated, and the same state.
   Collected c2 = DoCollect(m, sizes, false);
   REQUIRE(c2.ok);
@@ -1536,7 +1634,7 @@ TEST(record_map_reclaim) {
   REQUIRE(rb);
   CHECK_EQ(rb->state, (std::vector<double>{0}));
   CHECK_EQ(rb->startTimeMs, 20.0);
-  CHECK(!rb->updated);
+  CHECK(rb->updated);  // the first pass that sees a record exports it
   *pb2 += 4;
   Collected c6 = DoCollect(m, sizes, true);
   REQUIRE(c6.ok);
@@ -1547,8 +1645,8 @@ TEST(record_map_reclaim) {
 }
 
 TEST(record_map_reclaim_unwritten_record) {
-  // A record acquired and released without a write has nothing to export: the next
-  // reclaiming collection drops it.
+  // A record acquired and released without a write (add(0) leaves the identity) is a
+  // series: the first reclaiming collection exports it as updated, the next drops it.
   RecordMap m;
   uint32_t arena = m.RegisterArena();
   uint32_t sum = m.RegisterInstrument("s", MakeDesc("s", AggregationKind::Sum), nullptr);
@@ -1557,8 +1655,14 @@ TEST(record_map_reclaim_unwritten_record) {
   CHECK(m.Release(a.recordId));
   Collected c = DoCollect(m, {{sum, 1}}, true);
   REQUIRE(c.ok);
-  CHECK_EQ(c.reclaimed, std::vector<uint64_t>{a.recordId});
-  CHECK(c.rows.empty());
+  CHECK(c.reclaimed.empty());
+  REQUIRE(c.Find(a.recordId));
+  CHECK(c.Find(a.recordId)->updated);
+  CHECK_EQ(c.Find(a.recordId)->state, (std::vector<double>{0}));
+  Collected c2 = DoCollect(m, {{sum, 1}}, true);
+  REQUIRE(c2.ok);
+  CHECK_EQ(c2.reclaimed, std::vector<uint64_t>{a.recordId});
+  CHECK(c2.rows.empty());
   CHECK_EQ(m.RecordCount(), 0u);
 }
 
@@ -1899,7 +2003,7 @@ TEST(stress_concurrent_writers_and_collect) {
 
   // Collector: collect until every writer is done, checking what can be checked of a
   // snapshot taken while cells are being written.
-  struct Seen { double activity = 0; };
+  struct Seen { double activity = 0; std::vector<double> state; };
   std::map<uint64_t, Seen> seen;           // by record id
   std::map<uint64_t, int> labelOf;         // writer record id -> label
   std::set<uint64_t> churnIds, reclaimedIds;
@@ -1966,9 +2070,13 @@ TEST(stress_concurrent_writers_and_collect) {
           CHECK(r.state[2] <= e.hist[2]);  // max
         }
       }
-      // Updated exactly when the activity changed since the previous collection.
-      CHECK_EQ(r.updated, activity != prev.activity);
+      // An activity change is always an update; a record not updated has exactly the
+      // state of the previous collection (it may be updated with the same activity: a
+      // torn read then, or a new record).
+      if (activity != prev.activity) CHECK(r.updated);
+      if (!r.updated) CHECK(r.state == prev.state);
       prev.activity = activity;
+      prev.state = r.state;
       if (static_cast<size_t>(g_failures.load()) > failuresBefore + 50) return;
     }
   };

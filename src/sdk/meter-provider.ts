@@ -379,10 +379,10 @@ export class MeterProvider implements ApiMeterProvider, MeterHost {
 
 
   /**
-   * The epoch records must have been last updated at or before to be reclaimed by the
-   * next pass, or undefined when it must not reclaim. Every reader has exported each
-   * record's state as of its own latest collection: records last updated at or before the
-   * oldest of those may go.
+   * The epoch records must have been last updated before to be reclaimed by the next
+   * pass, or undefined when it must not reclaim. Every reader has exported each record's
+   * state as of its own latest collection: records last updated before the oldest of
+   * those were exported, then seen idle by every reader, and may go.
    */
   private reclaimBefore(): number | undefined {
     let before = Infinity;

@@ -90,9 +90,10 @@ export interface NativeBinding {
   /**
    * out <- [recordId, slab, offset, newCell, overflow, stalePending (if out has 6 slots:
    * drainStale() has ids for this thread)]; false if the instrument is disabled. Past
-   * `cardinalityLimit - 1` label sets, the overflow record is returned.
+   * `cardinalityLimit - 1` label sets, the overflow record is returned. A non-zero
+   * `releaseRecordId` drops one reference this thread holds first (as release()).
    */
-  acquire(instrumentId: number, labelParts: string[], out: Float64Array, cardinalityLimit?: number): boolean;
+  acquire(instrumentId: number, labelParts: string[], out: Float64Array, cardinalityLimit?: number, releaseRecordId?: number): boolean;
   /** Drops one reference this thread holds. */
   release(recordId: number): boolean;
   /**

@@ -26,6 +26,35 @@ import { drainStale, markStalePending, stalePending, trackStore } from './worker
 
 const EMPTY_F64 = new Float64Array(1);
 const acquireOut = new Float64Array(6);
+
+// A label set's first use on this thread caches nothing: one-off label sets (ids, URLs
+// with parameters) cost no JS memory. Its handle is written by the caller at once (every
+// lookup() caller writes before it returns), and its reference goes back afterwards: with
+// the next acquire (same native call) or in a microtask, whichever comes first. At most one
+// reference is pending per thread.
+let pendingRelease = 0;
+let flushScheduled = false;
+
+function flushPendingRelease(): void {
+  flushScheduled = false;
+  const id = pendingRelease;
+  if (id === 0) return;
+  pendingRelease = 0;
+  try {
+    native().release(id);
+  } catch {
+    // the environment is shutting down; nothing left to release
+  }
+}
+
+function releaseAfterWrite(recordId: number): void {
+  if (pendingRelease !== 0) flushPendingRelease();
+  pendingRelease = recordId;
+  if (!flushScheduled) {
+    flushScheduled = true;
+    queueMicrotask(flushPendingRelease);
+  }
+}
 const OVERFLOW_ATTRIBUTES: Attributes = Object.freeze({ 'otel.metric.overflow': true });
 
 /** Per-stream settings from the provider and the matching view. */
@@ -102,7 +131,7 @@ export class RecordStore<H extends BoundHandle = BoundHandle> implements HandleO
       if (this.empty !== undefined) return this.empty;
       const h = this.resolve({}, false);
       // Only a byKey entry is cached here, so eviction releases it exactly once.
-      if (h !== this.dropped && h !== this.overflow) this.empty = h;
+      if (h !== this.dropped && h !== this.overflow && this.byKey.get('[]') === h) this.empty = h;
       return h;
     }
     if (typeof attrs !== 'object' || attrs === null) {
@@ -220,8 +249,12 @@ export class RecordStore<H extends BoundHandle = BoundHandle> implements HandleO
       h = this.acquire(parts);
       if (h === undefined) return this.dropped;
       if (acquireOut[4] === 1) return this.overflowHandle(h);
-      // A label set enters the trie on its second use: one-off label sets (ids, URLs
-      // with parameters) cost one map entry, not a trie path.
+      if (acquireOut[3] === 1) {
+        // This thread's first use of the label set: nothing cached (releaseAfterWrite).
+        releaseAfterWrite(h.recordId);
+        return h;
+      }
+      // Its second use: cached by key; the third enters the trie (cacheInTrie below).
       this.byKey.set(key, h);
     } else if (cacheInTrie) {
       this.trie.set(snap!, h);
@@ -272,9 +305,16 @@ export class RecordStore<H extends BoundHandle = BoundHandle> implements HandleO
   private acquire(parts: string[]): H | undefined {
     if (stalePending()) drainStale();
     let ok: boolean;
+    const release = pendingRelease;
+    pendingRelease = 0;
     try {
-      ok = native().acquire(this.instrumentId, parts, acquireOut, this.policy.cardinalityLimit);
+      ok = native().acquire(this.instrumentId, parts, acquireOut, this.policy.cardinalityLimit, release);
     } catch (e) {
+      // Arguments are checked before the release is applied: give it back separately.
+      if (release !== 0) {
+        pendingRelease = release;
+        flushPendingRelease();
+      }
       warnLimited(`native:${this.name}`, `${this.name}: label set rejected (${(e as Error).message}); measurement dropped`);
       return undefined;
     }

@@ -1,0 +1,56 @@
+#include "label_set.h"
+
+#include <cstdlib>
+#include <cstring>
+#include <new>
+
+namespace hotmeter {
+
+uint32_t LabelSet::HashOf(std::string_view key) {
+  // FNV-1a, 64-bit, folded: label keys are short and hashed once per Acquire.
+  uint64_t h = 0xcbf29ce484222325ULL;
+  for (unsigned char c : key) {
+    h ^= c;
+    h *= 0x100000001b3ULL;
+  }
+  return static_cast<uint32_t>(h ^ (h >> 32));
+}
+
+LabelSetTable::~LabelSetTable() {
+  table_.ForEach([](LabelSet* s) {
+    s->~LabelSet();
+    std::free(s);
+  });
+}
+
+LabelSet* LabelSetTable::Find(std::string_view key) const {
+  const uint32_t h = LabelSet::HashOf(key);
+  return table_.Find(MixHash(h), [&](const LabelSet* s) { return s->hash() == h && s->view() == key; });
+}
+
+LabelSet* LabelSetTable::Acquire(std::string_view key) {
+  LabelSet* s = Find(key);
+  if (s == nullptr) {
+    // One block: the header, then the bytes.
+    void* mem = std::malloc(sizeof(LabelSet) + key.size());
+    if (mem == nullptr) throw std::bad_alloc();
+    s = new (mem) LabelSet();
+    s->hash_ = LabelSet::HashOf(key);
+    s->size_ = static_cast<uint32_t>(key.size());
+    if (!key.empty()) std::memcpy(reinterpret_cast<char*>(s + 1), key.data(), key.size());
+    table_.Insert(s);
+    bytes_ += sizeof(LabelSet) + key.size();
+  }
+  s->refs_++;
+  return s;
+}
+
+void LabelSetTable::Release(LabelSet* s) {
+  if (--s->refs_ > 0) return;
+  table_.Erase(s);
+  bytes_ -= sizeof(LabelSet) + s->size_;
+  s->~LabelSet();
+  std::free(s);
+}
+
+}  // namespace hotmeter

@@ -1,0 +1,56 @@
+// LabelSet: one canonical label key (record.h's encoding), stored once per process however
+// many instruments' records use it, and the table that interns them.
+// Guarded by the RecordMap lock: the table, `refs` and the set's lifetime. The bytes never
+// change while the set lives; a set is freed when its last record is reclaimed.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <string_view>
+
+#include "probe_table.h"
+
+namespace hotmeter {
+
+class LabelSet {
+ public:
+  std::string_view view() const { return {bytes(), size_}; }
+  uint32_t hash() const { return hash_; }
+  uint32_t refs() const { return refs_; }
+
+  static uint32_t HashOf(std::string_view key);
+
+ private:
+  friend class LabelSetTable;
+  LabelSet() = default;
+  const char* bytes() const { return reinterpret_cast<const char*>(this + 1); }
+  uint32_t refs_ = 0;  // records using this set
+  uint32_t hash_ = 0;
+  uint32_t size_ = 0;
+};
+
+class LabelSetTable {
+ public:
+  LabelSetTable() = default;
+  ~LabelSetTable();
+  LabelSetTable(const LabelSetTable&) = delete;
+  LabelSetTable& operator=(const LabelSetTable&) = delete;
+
+  // The interned set with these bytes, or nullptr (no reference is taken).
+  LabelSet* Find(std::string_view key) const;
+  // Takes a reference to the set with these bytes, interning it if new.
+  LabelSet* Acquire(std::string_view key);
+  // Drops a reference; the set is freed with its last one.
+  void Release(LabelSet* set);
+
+  size_t size() const { return table_.size(); }
+  size_t Bytes() const { return table_.Bytes() + bytes_; }
+
+ private:
+  struct Traits {
+    static uint64_t Hash(const LabelSet* s) { return MixHash(s->hash()); }
+  };
+  ProbeTable<LabelSet, Traits> table_;
+  size_t bytes_ = 0;  // of the sets themselves
+};
+
+}  // namespace hotmeter
