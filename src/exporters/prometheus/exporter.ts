@@ -39,6 +39,37 @@ export interface PrometheusExporterOptions {
    * `advice: { quantiles }` shows its own.
    */
   summaryQuantiles?: readonly number[];
+  /**
+   * Built-in server: a request whose headers are not all in after this long is answered
+   * 408 and closed (a client trickling its headers cannot hold a connection), ms.
+   * Default 10 000.
+   */
+  headersTimeoutMillis?: number;
+  /**
+   * Built-in server: a connection with no traffic either way for this long is closed, ms
+   * (node's socket timeout: after one to two of these when a write was pending): an idle
+   * connection, a client that stopped reading its response (the scrape it holds is then
+   * released). A collection must also start the response within this time. Default 30 000.
+   */
+  idleTimeoutMillis?: number;
+  /** Built-in server: connections beyond this many at once are closed on arrival. Default 1024. */
+  maxConnections?: number;
+  /** Built-in server: request headers larger than this are answered 431, bytes. Default 16 384. */
+  maxHeaderSize?: number;
+}
+
+/** Limits of the built-in server. */
+interface ServerLimits {
+  readonly headersTimeout: number;
+  readonly idleTimeout: number;
+  readonly maxConnections: number;
+  readonly maxHeaderSize: number;
+}
+
+function limit(name: string, v: number | undefined, dflt: number): number {
+  if (v === undefined) return dflt;
+  if (typeof v !== 'number' || !Number.isInteger(v) || v <= 0) throw new TypeError(`hotmeter: ${name} must be a positive integer`);
+  return v;
 }
 
 /** One scrape's text: UTF-8 in chunks of whole lines. */
@@ -59,6 +90,7 @@ export class PrometheusExporter implements MetricReader {
   private listening: Promise<void> | undefined;
   private readonly allowOpenMetrics: boolean;
   private readonly format: Omit<PrometheusCollectOptions, 'openMetrics'>;
+  private readonly limits: ServerLimits;
   /** Scrapes in flight, by format: concurrent scrapes share one collection. */
   private readonly inFlight = new Map<boolean, Promise<PrometheusScrape>>();
 
@@ -75,6 +107,12 @@ export class PrometheusExporter implements MetricReader {
       withoutScopeInfo: options.withoutScopeInfo === true,
       withoutTargetInfo: options.withoutTargetInfo === true,
       summaryQuantiles: Object.freeze([...quantiles]),
+    });
+    this.limits = Object.freeze({
+      headersTimeout: limit('headersTimeoutMillis', options.headersTimeoutMillis, 10_000),
+      idleTimeout: limit('idleTimeoutMillis', options.idleTimeoutMillis, 30_000),
+      maxConnections: limit('maxConnections', options.maxConnections, 1024),
+      maxHeaderSize: limit('maxHeaderSize', options.maxHeaderSize, 16_384),
     });
     if (!options.preventServerStart) this.listening = this.startServer();
   }
@@ -186,7 +224,17 @@ export class PrometheusExporter implements MetricReader {
   }
 
   private startServer(): Promise<void> {
-    const server = http.createServer((req, res) => {
+    const { headersTimeout, idleTimeout, maxConnections, maxHeaderSize } = this.limits;
+    const options: http.ServerOptions = {
+      maxHeaderSize,
+      headersTimeout,
+      // A scrape request has no body: once its headers are in, it is complete.
+      requestTimeout: Math.max(headersTimeout, 30_000),
+      // How often node checks headersTimeout / requestTimeout (its default, 30 s, would
+      // let a trickling client stay up to 40 s).
+      connectionsCheckingInterval: Math.max(100, Math.min(1_000, Math.floor(headersTimeout / 4))),
+    };
+    const server = http.createServer(options, (req, res) => {
       const path = (req.url ?? '/').split('?')[0];
       if (path !== this.endpoint) {
         res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');
@@ -194,8 +242,11 @@ export class PrometheusExporter implements MetricReader {
       }
       this.requestHandler(req, res);
     });
-    server.headersTimeout = 10_000;
-    server.requestTimeout = 120_000;
+    // Inactivity on a socket (no bytes either way): node destroys it. This is what frees
+    // a client that never reads its response: writeChunks waits for 'drain', the socket
+    // closes, the response's 'close' ends the wait and the scrape's chunks are released.
+    server.timeout = idleTimeout;
+    server.maxConnections = maxConnections;
     this.server = server;
     return new Promise<void>((resolve, reject) => {
       server.once('error', reject);
