@@ -2,6 +2,7 @@
 // every reader last collected are freed, so memory follows the live label sets.
 import * as v8 from 'node:v8';
 import * as vm from 'node:vm';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
 import type { CheckpointSet, MetricProducer, MetricReader } from '../src';
 import { MeterProvider } from '../src';
@@ -41,6 +42,27 @@ describe('reclamation', () => {
     c.add(5, { id: 'once' });
     const again = findRecord(await p.collect(), 'c', { id: 'once' });
     expect(sumOf(again)).toBe(5);
+  });
+
+  it('reclaimIdleMillis: a burst of collections never reclaims a series idle for less than that', async () => {
+    const p = new MeterProvider({ reclaimIdleMillis: 300 });
+    const c = p.getMeter('r').createCounter('c');
+    c.add(1, { id: 'sparse' });
+    const t0 = Date.now();
+    let collections = 0;
+    // Many collections within the idle time: without the option the third one reclaims.
+    while (Date.now() - t0 < 200) {
+      const cs = await p.collect();
+      collections++;
+      expect(sumOf(findRecord(cs, 'c', { id: 'sparse' }))).toBe(1);
+    }
+    expect(collections).toBeGreaterThan(3);
+    c.add(2, { id: 'sparse' }); // written again: the same series, not a reset
+    await p.collect();
+    await sleep(350);
+    expect(sumOf(findRecord(await p.collect(), 'c', { id: 'sparse' }))).toBe(3); // exported; idle 350 ms now
+    expect(maybeRecord(await p.collect(), 'c', { id: 'sparse' })).toBeUndefined(); // idle past 300 ms: gone
+    expect(() => new MeterProvider({ reclaimIdleMillis: -1 })).toThrow(TypeError);
   });
 
   it('bound handles keep their record alive however long it is idle', async () => {

@@ -77,6 +77,13 @@ export interface MeterProviderOptions {
    * series that comes back starts again from zero (a counter reset).
    */
   reclamation?: boolean;
+  /**
+   * With reclamation, a series must also have been idle for at least this long (ms) before
+   * it goes: bursts of collections (many scrapes at once, a `forceFlush` loop) then never
+   * reclaim a series that is written every few seconds. Default 0 (the collection
+   * intervals alone decide). Prometheus users may want their scrape interval or more.
+   */
+  reclaimIdleMillis?: number;
 }
 
 /** The key under which direct `provider.collect()` calls are tracked as a reader. */
@@ -105,6 +112,9 @@ export class MeterProvider implements ApiMeterProvider, MeterHost {
   private readonly reclamation: boolean;
   /** Per reader: the epoch of its latest collection (0 before its first). */
   private readonly readerEpochs = new Map<object, number>();
+  private readonly reclaimIdleMillis: number;
+  /** Epoch and time of this provider's recent passes, oldest first (reclaimIdleMillis). */
+  private readonly passTimes: { epoch: number; time: number }[] = [];
   private shutdownDone = false;
 
   constructor(options: MeterProviderOptions = {}) {
@@ -118,6 +128,11 @@ export class MeterProvider implements ApiMeterProvider, MeterHost {
     if (!(Number.isInteger(limit) && limit > 0)) throw new TypeError('hotmeter: cardinalityLimit must be a positive integer');
     this.cardinalityLimit = limit;
     this.reclamation = options.reclamation !== false;
+    const idle = options.reclaimIdleMillis ?? 0;
+    if (!(typeof idle === 'number' && idle >= 0 && idle <= 2 ** 31)) {
+      throw new TypeError('hotmeter: reclaimIdleMillis must be a number of milliseconds >= 0');
+    }
+    this.reclaimIdleMillis = idle;
     this.readers = Array.isArray(options.readers) ? options.readers.map(adaptReader) : [];
     for (const r of this.readers) {
       this.readerEpochs.set(r, 0);
@@ -387,6 +402,14 @@ export class MeterProvider implements ApiMeterProvider, MeterHost {
   private reclaimBefore(): number | undefined {
     let before = Infinity;
     for (const e of this.readerEpochs.values()) before = Math.min(before, e);
+    if (this.reclaimIdleMillis > 0) {
+      // A record whose last update was first seen by a pass at least reclaimIdleMillis
+      // old (or earlier) has been idle at least that long.
+      const cutoff = Date.now() - this.reclaimIdleMillis;
+      const t = this.passTimes;
+      while (t.length > 1 && t[1].time <= cutoff) t.shift();
+      before = Math.min(before, t.length > 0 && t[0].time <= cutoff ? t[0].epoch + 1 : 0);
+    }
     return this.reclamation && Number.isFinite(before) ? before : undefined;
   }
 
@@ -401,6 +424,7 @@ export class MeterProvider implements ApiMeterProvider, MeterHost {
       for (const store of this.stores.values()) store.evict(stale);
     }
     this.readerEpochs.set(reader, epoch);
+    if (this.reclaimIdleMillis > 0) this.passTimes.push({ epoch, time: Date.now() });
   }
 
   /**
