@@ -14,15 +14,16 @@
 //   none2       a second, identical uninstrumented process: the A/A control. Its ratio to
 //               `none` is what "no difference" looks like under the conditions of the run
 //               (noise plus any process-to-process bias).
-//   bare        the instrumentation harness without a library: the request's start time,
-//               a 'finish' listener and the duration computed, then nothing recorded
-//               (what every library's variant pays before its own calls)
+//   bare        the instrumentation harness without a library: the request's start time
+//               and its duration computed (after res.end(), or in a 'finish' listener with
+//               --timing-finish), then nothing recorded (what every library's variant
+//               pays before its own calls)
 //   hotmeter    hotmeter's MeterProvider behind @opentelemetry/api
 //   otel        @opentelemetry/sdk-metrics' MeterProvider behind @opentelemetry/api
 //   prom        prom-client Counter and Histogram
 // Each instrumented variant records, per request, a request counter and a duration
 // histogram (seconds, 11 bounds) with {method, route, status}, as fresh attribute
-// objects, when the response finishes. Routes: GET /api/users, GET /api/orders/:id,
+// objects, once the response is written (see --timing-finish). Routes: GET /api/users, GET /api/orders/:id,
 // POST /api/orders, GET /missing (404); autocannon cycles through them.
 //
 // Method
@@ -77,6 +78,12 @@ const os = require('node:os');
 const path = require('node:path');
 
 const ALL_VARIANTS = ['none', 'none2', 'bare', 'hotmeter', 'otel', 'prom'];
+// How instrumented servers time a request: by default performance.now() before the
+// handler and after res.end() (the handler is synchronous); with --timing-finish, a
+// 'finish' listener per request and hrtime.bigint(), as middleware for asynchronous
+// handlers does (it costs ~3 µs a request here, the same for every library).
+if (process.argv.includes('--timing-finish')) process.env.HOTMETER_BENCH_TIMING = 'finish';
+const FINISH_TIMING = process.env.HOTMETER_BENCH_TIMING === 'finish';
 const LIBRARIES = ['hotmeter', 'otel', 'prom'];
 const TITLE = {
   none: 'no metrics',
@@ -222,7 +229,7 @@ function serve(variant) {
   let unexpected = 0; // requests for anything autocannon is not configured to send
 
   const server = http.createServer((req, res) => {
-    const t0 = instrumented ? process.hrtime.bigint() : 0n;
+    const t0 = !instrumented ? 0 : FINISH_TIMING ? process.hrtime.bigint() : performance.now();
     const method = req.method;
     const url = req.url;
     if (url === '/__verify') {
@@ -263,11 +270,13 @@ function serve(variant) {
     }
     const key = `${method} ${route} ${status}`;
     served[key] = (served[key] || 0) + 1;
-    if (instrumented) {
+    if (instrumented && FINISH_TIMING) {
       res.once('finish', () => record(method, route, status, Number(process.hrtime.bigint() - t0) / 1e9));
     }
     res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
     res.end(body);
+    // The handler is synchronous: once res.end() returns the response is written.
+    if (instrumented && !FINISH_TIMING) record(method, route, status, (performance.now() - t0) / 1e3);
   });
   server.keepAliveTimeout = 60_000;
   for (let i = 0; i < 30; i++) speedProbe(); // compiled before it is relied on
@@ -736,7 +745,7 @@ async function main() {
             uptimeBefore: loadBefore,
             uptimeAfter: loadAfter,
           },
-          config: { duration: DURATION, rounds: ROUNDS, connections: CONNECTIONS, warmup: WARMUP, retries: RETRIES, patience: budget, quiet: QUIET, slow: SLOW, variants: VARIANTS, target: TARGET },
+          config: { duration: DURATION, rounds: ROUNDS, connections: CONNECTIONS, warmup: WARMUP, retries: RETRIES, patience: budget, quiet: QUIET, slow: SLOW, variants: VARIANTS, target: TARGET, timing: FINISH_TIMING ? "finish listener" : "sync after res.end()" },
           repeatedRuns: retried,
           waitedSeconds: waited,
           verdict: verdicts,
