@@ -30,6 +30,7 @@
 #include "../core/record.h"
 #include "../core/record_map.h"
 #include "../core/sketch.h"
+#include "check.h"
 
 using namespace hotmeter;
 namespace prom = hotmeter::prometheus;
@@ -37,33 +38,7 @@ namespace prom = hotmeter::prometheus;
 namespace {
 
 // ---------------------------------------------------------------------------------------
-// Minimal test framework (as in core_test.cc).
-
-struct TestCase {
-  const char* name;
-  void (*fn)();
-};
-
-std::vector<TestCase>& Tests() {
-  static std::vector<TestCase> tests;
-  return tests;
-}
-
-struct Registrar {
-  Registrar(const char* name, void (*fn)()) { Tests().push_back({name, fn}); }
-};
-
-std::atomic<long> g_failures{0};
-std::mutex g_print_mu;
-double g_scale = 1.0;
-
-void Fail(const char* file, int line, const std::string& what) {
-  long n = g_failures.fetch_add(1) + 1;
-  if (n > 25) return;
-  std::lock_guard<std::mutex> lock(g_print_mu);
-  std::fprintf(stderr, "    %s:%d: CHECK failed: %s\n", file, line, what.c_str());
-}
-
+// Text with its control characters visible, for failure messages (CHECK_STR).
 std::string Visible(const std::string& s) {
   std::string r;
   for (unsigned char c : s) {
@@ -77,10 +52,6 @@ std::string Visible(const std::string& s) {
   return r;
 }
 
-#define CHECK(cond)                                 \
-  do {                                              \
-    if (!(cond)) Fail(__FILE__, __LINE__, #cond);   \
-  } while (0)
 
 #define CHECK_STR(a, b)                                                                        \
   do {                                                                                         \
@@ -92,18 +63,7 @@ std::string Visible(const std::string& s) {
     }                                                                                          \
   } while (0)
 
-#define REQUIRE(cond)                                       \
-  do {                                                      \
-    if (!(cond)) {                                          \
-      Fail(__FILE__, __LINE__, "REQUIRE " #cond);           \
-      return;                                               \
-    }                                                       \
-  } while (0)
 
-#define TEST(name)                                       \
-  void test_##name();                                    \
-  const Registrar registrar_##name(#name, &test_##name); \
-  void test_##name()
 
 // ---------------------------------------------------------------------------------------
 // Helpers.
@@ -738,51 +698,4 @@ TEST(stress_serialize_concurrent_with_writers_collect_and_churn) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
-  std::vector<std::string> filters;
-  bool list = false;
-  if (const char* s = std::getenv("HOTMETER_STRESS_SCALE")) g_scale = std::atof(s);
-  for (int i = 1; i < argc; i++) {
-    std::string a = argv[i];
-    if (a.rfind("--scale=", 0) == 0) g_scale = std::atof(a.c_str() + 8);
-    else if (a == "--list") list = true;
-    else filters.push_back(a);
-  }
-  if (!(g_scale > 0)) g_scale = 1;
-  if (list) {
-    for (const TestCase& t : Tests()) std::printf("%s\n", t.name);
-    return 0;
-  }
-  int passed = 0, failed = 0;
-  const auto start = std::chrono::steady_clock::now();
-  for (const TestCase& t : Tests()) {
-    if (!filters.empty() && std::none_of(filters.begin(), filters.end(), [&](const std::string& f) {
-          return std::string(t.name).find(f) != std::string::npos;
-        })) {
-      continue;
-    }
-    g_failures.store(0);
-    const auto t0 = std::chrono::steady_clock::now();
-    std::printf("[ RUN  ] %s\n", t.name);
-    std::fflush(stdout);
-    try {
-      t.fn();
-    } catch (const std::exception& e) {
-      Fail(__FILE__, __LINE__, std::string("exception: ") + e.what());
-    }
-    const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-    std::fflush(stderr);
-    if (g_failures.load() == 0) {
-      passed++;
-      std::printf("[  OK  ] %s (%.0f ms)\n", t.name, ms);
-    } else {
-      failed++;
-      std::printf("[ FAIL ] %s: %ld check(s) failed (%.0f ms)\n", t.name, g_failures.load(), ms);
-    }
-    std::fflush(stdout);
-  }
-  const double total = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  std::printf("(%.2f s, stress scale %g)\n", total, g_scale);
-  std::printf("%d passed, %d failed\n", passed, failed);
-  return failed == 0 ? 0 : 1;
-}
+int main(int argc, char** argv) { return RunTests(argc, argv); }

@@ -27,75 +27,11 @@
 #include "../core/record.h"
 #include "../core/record_map.h"
 #include "../core/sketch.h"
+#include "check.h"
 
 using namespace hotmeter;
 
 namespace {
-
-// ---------------------------------------------------------------------------------------
-// Minimal test framework.
-
-struct TestCase {
-  const char* name;
-  void (*fn)();
-};
-
-std::vector<TestCase>& Tests() {
-  static std::vector<TestCase> tests;
-  return tests;
-}
-
-struct Registrar {
-  Registrar(const char* name, void (*fn)()) { Tests().push_back({name, fn}); }
-};
-
-long g_failures = 0;
-constexpr long kMaxPrintedFailures = 25;
-
-void Fail(const char* file, int line, const std::string& what) {
-  long n = ++g_failures;
-  if (n > kMaxPrintedFailures) return;
-  std::fprintf(stderr, "    %s:%d: CHECK failed: %s\n", file, line, what.c_str());
-  if (n == kMaxPrintedFailures) std::fprintf(stderr, "    (further failures not printed)\n");
-}
-
-std::string Num(double v) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%.17g", v);
-  return buf;
-}
-
-#define CHECK(cond)                                \
-  do {                                             \
-    if (!(cond)) Fail(__FILE__, __LINE__, #cond);  \
-  } while (0)
-
-#define CHECK_MSG(cond, msg)                                            \
-  do {                                                                  \
-    if (!(cond)) Fail(__FILE__, __LINE__, std::string(#cond ": ") + (msg)); \
-  } while (0)
-
-#define CHECK_EQ(a, b)                                                                        \
-  do {                                                                                        \
-    const double check_a_ = static_cast<double>(a);                                           \
-    const double check_b_ = static_cast<double>(b);                                           \
-    if (!(check_a_ == check_b_)) {                                                            \
-      Fail(__FILE__, __LINE__, std::string(#a " == " #b "  (") + Num(check_a_) + " vs " + Num(check_b_) + ")"); \
-    }                                                                                         \
-  } while (0)
-
-#define REQUIRE(cond)                                  \
-  do {                                                 \
-    if (!(cond)) {                                     \
-      Fail(__FILE__, __LINE__, "REQUIRE " #cond);      \
-      return;                                          \
-    }                                                  \
-  } while (0)
-
-#define TEST(name)                                       \
-  void test_##name();                                    \
-  const Registrar registrar_##name(#name, &test_##name); \
-  void test_##name()
 
 constexpr double kInf = std::numeric_limits<double>::infinity();
 
@@ -165,8 +101,8 @@ SketchNorm Normalize(const std::vector<double>& s) {
 }
 
 bool SameSketch(const SketchNorm& a, const SketchNorm& b, std::string* why) {
-  if (a.count != b.count) return *why = "count " + Num(a.count) + " vs " + Num(b.count), false;
-  if (!Close(a.sum, b.sum)) return *why = "sum " + Num(a.sum) + " vs " + Num(b.sum), false;
+  if (a.count != b.count) return *why = "count " + Show(a.count) + " vs " + Show(b.count), false;
+  if (!Close(a.sum, b.sum)) return *why = "sum " + Show(a.sum) + " vs " + Show(b.sum), false;
   if (a.min != b.min || a.max != b.max) return *why = "min/max", false;
   if (a.zero != b.zero) return *why = "zeroCount", false;
   if (a.bins != b.bins) return *why = "bins differ", false;
@@ -225,7 +161,7 @@ TEST(sketch_mapping_relative_error) {
       CHECK(v <= std::pow(mp.gamma(), static_cast<double>(k)) * (1 + 1e-12));
       worst = std::max(worst, std::fabs(mp.Value(k) - v) / v);
     }
-    CHECK_MSG(worst <= alpha * (1 + 1e-9), "alpha " + Num(alpha) + " worst " + Num(worst));
+    CHECK_MSG(worst <= alpha * (1 + 1e-9), "alpha " + Show(alpha) + " worst " + Show(worst));
   }
   sketch::Mapping mp(0.01);
   CHECK(mp.MinIndexable() > DBL_MIN && mp.MinIndexable() < 2.3e-308);
@@ -376,7 +312,7 @@ TEST(sketch_merge_different_windows) {
   std::sort(all.begin(), all.end());
   for (double q : {0.6, 0.75, 0.9, 0.99}) {
     const double e = sketch::Quantile(merged.data(), merged.size(), mp, q), x = ExactQuantile(all, q);
-    CHECK_MSG(std::fabs(e - x) <= 0.01 * x * (1 + 1e-9), "q " + Num(q));
+    CHECK_MSG(std::fabs(e - x) <= 0.01 * x * (1 + 1e-9), "q " + Show(q));
   }
   CHECK(sketch::Quantile(merged.data(), merged.size(), mp, 0.25) > ExactQuantile(all, 0.25));
   // Two windows that fit together keep every bin.
@@ -441,11 +377,11 @@ TEST(sketch_quantile_error_within_alpha) {
       bool collapsed = false;
       ErrorStats big = QuantileErrors(d, alpha, 4096, 100000, 11, &collapsed);
       CHECK_MSG(big.worst <= alpha * (1 + 1e-9),
-                std::string(DistName(d)) + " alpha " + Num(alpha) + " worst " + Num(big.worst) + " at q " + Num(big.worstQ));
+                std::string(DistName(d)) + " alpha " + Show(alpha) + " worst " + Show(big.worst) + " at q " + Show(big.worstQ));
       // The default bins: the quantiles above the collapsed bin stay within alpha.
       ErrorStats def = QuantileErrors(d, alpha, sketch::kDefaultBins, 100000, 12, &collapsed);
       CHECK_MSG(def.worst <= alpha * (1 + 1e-9),
-                std::string(DistName(d)) + " (default bins) alpha " + Num(alpha) + " worst " + Num(def.worst));
+                std::string(DistName(d)) + " (default bins) alpha " + Show(alpha) + " worst " + Show(def.worst));
       if (alpha == 0.01) {
         std::printf("    %-15s alpha %.3f: max relative error %.5f (4096 bins), %.5f (%u bins%s)\n",
                     DistName(d), alpha, big.worst, def.worst, sketch::kDefaultBins, collapsed ? ", low end collapsed" : "");
@@ -467,7 +403,7 @@ TEST(sketch_quantile_error_within_alpha) {
     for (double q : {0.5, 0.75, 0.9, 0.95, 0.99, 0.999, 1.0}) {
       if (d == Dist::Mixed && q < 0.9) continue;
       const double x = ExactQuantile(values, q), e = sketch::Quantile(s.data(), s.size(), mp, q);
-      CHECK_MSG(std::fabs(e - x) <= 0.01 * x * (1 + 1e-9), std::string(DistName(d)) + " q " + Num(q));
+      CHECK_MSG(std::fabs(e - x) <= 0.01 * x * (1 + 1e-9), std::string(DistName(d)) + " q " + Show(q));
     }
     CHECK_EQ(sketch::Quantile(s.data(), s.size(), mp, 0), values.front());
     CHECK_EQ(sketch::Quantile(s.data(), s.size(), mp, 1), values.back());
@@ -524,7 +460,7 @@ TEST(sketch_through_record_map) {
   std::sort(all.begin(), all.end());
   for (double q : {0.5, 0.9, 0.99}) {
     const double x = ExactQuantile(all, q), e = sketch::Quantile(st.data(), st.size(), mp, q);
-    CHECK_MSG(std::fabs(e - x) <= 0.02 * x * (1 + 1e-9), "q " + Num(q) + ": " + Num(e) + " vs " + Num(x) + " max " + Num(all.back()));
+    CHECK_MSG(std::fabs(e - x) <= 0.02 * x * (1 + 1e-9), "q " + Show(q) + ": " + Show(e) + " vs " + Show(x) + " max " + Show(all.back()));
   }
   // A thread exit folds its cell into the record; nothing is lost.
   m.RetireArena(a1);
@@ -575,7 +511,7 @@ ExpNorm Normalize(const std::vector<double>& s, bool) {
 }
 
 bool SameExp(const ExpNorm& a, const ExpNorm& b, std::string* why) {
-  if (a.count != b.count) return *why = "count " + Num(a.count) + " vs " + Num(b.count), false;
+  if (a.count != b.count) return *why = "count " + Show(a.count) + " vs " + Show(b.count), false;
   if (!Close(a.sum, b.sum)) return *why = "sum", false;
   if (a.min != b.min || a.max != b.max) return *why = "min/max", false;
   if (a.zero != b.zero) return *why = "zeroCount", false;
@@ -899,49 +835,4 @@ TEST(exact_cell_is_min_max_sum_count) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
-  std::vector<std::string> filters;
-  for (int i = 1; i < argc; i++) {
-    std::string a = argv[i];
-    if (a == "--list") {
-      for (const TestCase& t : Tests()) std::printf("%s\n", t.name);
-      return 0;
-    }
-    if (a.rfind("--", 0) == 0) continue;  // options of the other native tests (--scale=)
-    filters.push_back(a);
-  }
-  int passed = 0, failed = 0;
-  const auto start = std::chrono::steady_clock::now();
-  for (const TestCase& t : Tests()) {
-    if (!filters.empty() &&
-        std::none_of(filters.begin(), filters.end(),
-                     [&](const std::string& f) { return std::string(t.name).find(f) != std::string::npos; })) {
-      continue;
-    }
-    g_failures = 0;
-    const auto t0 = std::chrono::steady_clock::now();
-    std::printf("[ RUN  ] %s\n", t.name);
-    std::fflush(stdout);
-    try {
-      t.fn();
-    } catch (const std::exception& e) {
-      Fail(__FILE__, __LINE__, std::string("exception: ") + e.what());
-    } catch (...) {
-      Fail(__FILE__, __LINE__, "unknown exception");
-    }
-    const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-    std::fflush(stderr);
-    if (g_failures == 0) {
-      passed++;
-      std::printf("[  OK  ] %s (%.0f ms)\n", t.name, ms);
-    } else {
-      failed++;
-      std::printf("[ FAIL ] %s: %ld check(s) failed (%.0f ms)\n", t.name, g_failures, ms);
-    }
-    std::fflush(stdout);
-  }
-  const double total = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  std::printf("(%.2f s)\n", total);
-  std::printf("%d passed, %d failed\n", passed, failed);
-  return failed == 0 ? 0 : 1;
-}
+int main(int argc, char** argv) { return RunTests(argc, argv); }
