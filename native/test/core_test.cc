@@ -1,6 +1,6 @@
 // Tests of the native core (native/core): aggregators, label keys, slab arenas, the
 // record map, and a threaded stress test of concurrent writers and collections.
-// Self-contained: no framework, no Node. Built by CMakeLists.txt (plain cmake) and run by
+// No Node; the test framework is check.h. Built by CMakeLists.txt (plain cmake) and run by
 // scripts/native-test.sh plain, under ASan+UBSan and under TSan.
 //
 // Usage: core_test [--scale=F] [--list] [name-substring ...]
