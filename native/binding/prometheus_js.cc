@@ -43,10 +43,12 @@ Napi::Float64Array IdsArray(Napi::Env env, const std::vector<uint64_t>& ids) {
   return a;
 }
 
-// One scrape: snapshot (under the record map's lock) and serialization (lock-free), both
-// on a libuv pool thread. It touches only its own members and RecordMap::Global(), which
-// is never destroyed, so it may outlive the environment that queued it (its result is
-// then dropped).
+// One scrape: the snapshot (under the record map's lock) is taken on the JS thread when
+// the scrape is queued, so it is one cut of everything that thread recorded (as collect()
+// is: an in-flight gauge and a done counter always add up); the serialization, the long
+// part, runs lock-free on a libuv pool thread. Execute touches only the worker's own
+// members, so the worker may outlive the environment that queued it (its result is then
+// dropped).
 class SerializeWorker : public Napi::AsyncWorker {
  public:
   SerializeWorker(Napi::Env env, CollectOptions co, bool all, std::vector<uint32_t> include,
@@ -61,22 +63,33 @@ class SerializeWorker : public Napi::AsyncWorker {
 
   Napi::Promise Promise() const { return deferred_.Promise(); }
 
-  void Execute() override {
+  // On the JS thread, before Queue().
+  void TakeSnapshot() {
     try {
-      prometheus::Snapshot snap;
       const auto t0 = std::chrono::steady_clock::now();
-      prometheus::TakeSnapshot(RecordMap::Global(), co_, all_ ? nullptr : &include_, &snap);
+      prometheus::TakeSnapshot(RecordMap::Global(), co_, all_ ? nullptr : &include_, &snap_);
+      snapshotMs_ = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    } catch (const std::exception& e) {
+      snapshotError_ = e.what();
+    }
+  }
+
+  void Execute() override {
+    if (!snapshotError_.empty()) {
+      SetError("hotmeter native: Prometheus snapshot failed: " + snapshotError_);
+      return;
+    }
+    try {
       const auto t1 = std::chrono::steady_clock::now();
       prometheus::ChunkedOutput out(opts_.chunkBytes);
-      prometheus::Serialize(snap, opts_, exact_, &out, &dropped_);
+      prometheus::Serialize(snap_, opts_, exact_, &out, &dropped_);
       chunks_ = out.Take();
-      const auto t2 = std::chrono::steady_clock::now();
-      snapshotMs_ = std::chrono::duration<double, std::milli>(t1 - t0).count();
-      serializeMs_ = std::chrono::duration<double, std::milli>(t2 - t1).count();
-      epoch_ = snap.epoch;
-      records_ = snap.records.size();
-      stale_ = std::move(snap.stale);
-      reclaimed_ = std::move(snap.reclaimed);
+      serializeMs_ = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t1).count();
+      epoch_ = snap_.epoch;
+      records_ = snap_.records.size();
+      stale_ = std::move(snap_.stale);
+      reclaimed_ = std::move(snap_.reclaimed);
+      snap_ = prometheus::Snapshot();  // free it here, not on the JS thread
     } catch (const std::exception& e) {
       SetError(std::string("hotmeter native: Prometheus serialization failed: ") + e.what());
     }
@@ -121,6 +134,8 @@ class SerializeWorker : public Napi::AsyncWorker {
   std::vector<uint32_t> include_;
   prometheus::Options opts_;
   prometheus::ExactQuantiles exact_;
+  prometheus::Snapshot snap_;
+  std::string snapshotError_;
   std::vector<prometheus::Chunk> chunks_;
   std::vector<uint64_t> stale_, reclaimed_;
   std::vector<uint32_t> dropped_;
@@ -236,8 +251,8 @@ void ReadOptions(Napi::Env env, const Napi::Value& v, prometheus::Options* o, pr
 //                                 exact?: Float64Array ([recordId, n, v..]*), threads? })
 //   -> Promise<{ chunks: Buffer[], bytes, epoch, records, stale: Float64Array,
 //                reclaimed: Float64Array, dropped: Uint32Array, snapshotMs, serializeMs }>
-// One collection pass (the same as collect(): epoch, update detection, reclamation) and
-// its text, computed on a libuv pool thread.
+// One collection pass (the same as collect(): epoch, update detection, reclamation),
+// taken on the calling thread, and its text, computed on a libuv pool thread.
 Napi::Value SerializePrometheus(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 4) ThrowType(env, "serializePrometheus expects 4 or 5 arguments");
@@ -263,6 +278,7 @@ Napi::Value SerializePrometheus(const Napi::CallbackInfo& info) {
   if (info.Length() > 4) ReadOptions(env, info[4], &opts, &exact);
   auto* w = new SerializeWorker(env, co, all, std::move(include), std::move(opts), std::move(exact));
   Napi::Promise p = w->Promise();
+  w->TakeSnapshot();
   w->Queue();  // deletes itself after OnOK / OnError
   return p;
 }

@@ -429,7 +429,8 @@ export class MeterProvider implements ApiMeterProvider, MeterHost {
 
   /**
    * One collection written as Prometheus text by the native serializer on a libuv pool
-   * thread (the record map's lock is held only while the checkpoints are copied), with the
+   * thread from a snapshot taken on this thread when it is called (the record map's lock is
+   * held only while the checkpoints are copied: one consistent cut), with the
    * same pass and bookkeeping as checkpoint(): callbacks first, then epoch, update
    * detection, reclamation, eviction.
    */

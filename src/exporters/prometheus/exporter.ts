@@ -1,8 +1,9 @@
 // PrometheusExporter: a pull endpoint (the pull controller) for one MeterProvider. Each
 // scrape is one collection, written as the text format 0.0.4 or OpenMetrics 1.0.0 as the
 // scraper's Accept header asks. Attached to a hotmeter MeterProvider, the provider writes
-// the text natively from its checkpoints on a libuv pool thread (the event loop is free
-// meanwhile; see MeterProvider's collectPrometheus); attached to any other MetricProducer,
+// the text natively from a snapshot of its checkpoints (taken on the JS thread: one
+// consistent cut) on a libuv pool thread (the event loop is free meanwhile; see
+// MeterProvider's collectPrometheus); attached to any other MetricProducer,
 // the exporter renders that producer's CheckpointSet in JavaScript (serializer.ts).
 //
 // Serve it on its own port (node:http, 127.0.0.1:9464/metrics by default), or mount
