@@ -315,7 +315,7 @@ void TakeSnapshot(RecordMap& map, const CollectOptions& opts, const std::vector<
           copied = false;
         }
         if (!included) return;
-        if (!v.updated && opts.reclaim) out->stale.push_back(v.record->id);
+        if (!v.updated && opts.reclaim) out->stale.push_back(v.id);
         if (observable && !v.updated) return;  // not observed in this collection
         if (!copied) {
           SnapshotInstrument si;
@@ -327,7 +327,7 @@ void TakeSnapshot(RecordMap& map, const CollectOptions& opts, const std::vector<
           copied = true;
         }
         SnapshotRecord sr;
-        sr.id = v.record->id;
+        sr.id = v.id;
         sr.labelOffset = out->labels.size();
         const std::string_view key = v.record->labels->view();
         sr.labelSize = key.size();
@@ -499,20 +499,8 @@ struct Writer {
   void BuildLabels(std::string_view key, std::string_view scopeText) {
     entries.clear();
     size_t i = 0;
-    while (i + 4 <= key.size()) {
-      const auto* b = reinterpret_cast<const unsigned char*>(key.data() + i);
-      uint32_t n = b[0] | (b[1] << 8) | (b[2] << 16) | (static_cast<uint32_t>(b[3]) << 24);
-      i += 4;
-      if (n > key.size() - i) break;
-      std::string_view part = key.substr(i, n);
-      i += n;
-      if (i + 4 > key.size()) break;
-      const auto* c = reinterpret_cast<const unsigned char*>(key.data() + i);
-      uint32_t m = c[0] | (c[1] << 8) | (c[2] << 16) | (static_cast<uint32_t>(c[3]) << 24);
-      i += 4;
-      if (m > key.size() - i) break;
-      std::string_view tagged = key.substr(i, m);
-      i += m;
+    std::string_view part, tagged;
+    while (NextLabelKeyPart(key, &i, &part) && NextLabelKeyPart(key, &i, &tagged)) {
       Entry e;
       e.name = LabelNameOf(part);
       // Drop the type tag ('s', 'n', 'b', 'a'): the value's text is what follows it.

@@ -1,24 +1,77 @@
 #include "record.h"
 
 #include <cstring>
+#include <new>
 
 namespace hotmeter {
 
-void CellList::PushBack(const RecordCell& c) {
-  if (size_ == cap_) {
-    const uint32_t cap = cap_ * 2;
-    auto grown = std::make_unique<RecordCell[]>(cap);
-    for (uint32_t i = 0; i < size_; i++) grown[i] = data()[i];
-    heap_ = std::move(grown);
-    cap_ = cap;
+RecordCell* Record::FindCell(uint32_t arena) {
+  for (size_t i = 0, n = CellCount(); i < n; i++) {
+    if (Cell(i).arena == arena) return &Cell(i);
   }
-  data()[size_++] = c;
+  return nullptr;
 }
 
-void CellList::Erase(size_t i) {
-  RecordCell* d = data();
-  for (size_t j = i + 1; j < size_; j++) d[j - 1] = d[j];
-  size_--;
+RecordCell& Record::PushCell(const RecordCell& c) {
+  if (cell.arena == 0 && (!extra || extra->cells.empty())) {
+    cell = c;
+    return cell;
+  }
+  if (!extra) extra = std::make_unique<RecordExtra>();
+  extra->cells.push_back(c);
+  return extra->cells.back();
+}
+
+void Record::EraseCell(size_t i) {
+  if (i == 0) {
+    if (extra && !extra->cells.empty()) {
+      cell = extra->cells.front();
+      extra->cells.erase(extra->cells.begin());
+    } else {
+      cell = RecordCell();
+    }
+  } else {
+    extra->cells.erase(extra->cells.begin() + static_cast<std::ptrdiff_t>(i - 1));
+  }
+  if (extra && extra->cells.empty() && !extra->retired) extra.reset();
+}
+
+uint32_t Record::Refcount() const {
+  uint32_t n = 0;
+  for (size_t i = 0, c = CellCount(); i < c; i++) n += Cell(i).refs;
+  return n;
+}
+
+Record* RecordPool::Find(uint64_t id) {
+  const auto slot = static_cast<uint32_t>(id & 0xffffffffu);
+  const auto generation = static_cast<uint32_t>(id >> 32);
+  if (slot >= used_ || generation == 0) return nullptr;
+  Record& r = At(slot);
+  return r.labels != nullptr && r.generation == generation ? &r : nullptr;
+}
+
+uint32_t RecordPool::Allocate() {
+  uint32_t slot;
+  if (!free_.empty()) {
+    slot = free_.back();
+    free_.pop_back();
+  } else {
+    if (used_ == UINT32_MAX) throw std::bad_alloc();
+    if (used_ % kChunk == 0) chunks_.push_back(std::make_unique<Record[]>(kChunk));
+    slot = used_++;
+    At(slot).generation = 1;
+  }
+  live_++;
+  return slot;
+}
+
+void RecordPool::Free(uint32_t slot) {
+  Record& r = At(slot);
+  const uint32_t next = r.generation == kMaxGeneration ? 1 : r.generation + 1;
+  r = Record();
+  r.generation = next;
+  free_.push_back(slot);
+  live_--;
 }
 
 uint64_t StateFingerprint(const double* state, size_t size) {
@@ -35,29 +88,40 @@ uint64_t StateFingerprint(const double* state, size_t size) {
 std::string EncodeLabelKey(const std::vector<std::string>& parts) {
   std::string key;
   size_t total = 0;
-  for (const auto& p : parts) total += 4 + p.size();
+  for (const auto& p : parts) total += 5 + p.size();
   key.reserve(total);
   for (const auto& p : parts) {
-    uint32_t n = static_cast<uint32_t>(p.size());
-    char len[4] = {static_cast<char>(n & 0xff), static_cast<char>((n >> 8) & 0xff),
-                   static_cast<char>((n >> 16) & 0xff), static_cast<char>((n >> 24) & 0xff)};
-    key.append(len, 4);
+    uint64_t n = p.size();
+    do {
+      const auto byte = static_cast<unsigned char>((n & 0x7f) | (n > 0x7f ? 0x80 : 0));
+      key.push_back(static_cast<char>(byte));
+      n >>= 7;
+    } while (n != 0);
     key.append(p);
   }
   return key;
 }
 
+bool NextLabelKeyPart(std::string_view key, size_t* pos, std::string_view* part) {
+  size_t i = *pos;
+  uint64_t n = 0;
+  for (int shift = 0;; shift += 7) {
+    if (i >= key.size() || shift > 35) return false;
+    const auto b = static_cast<unsigned char>(key[i++]);
+    n |= uint64_t{b & 0x7fu} << shift;
+    if ((b & 0x80) == 0) break;
+  }
+  if (n > key.size() - i) return false;  // malformed: stop rather than read past the end
+  *part = key.substr(i, n);
+  *pos = i + n;
+  return true;
+}
+
 std::vector<std::string> DecodeLabelKey(std::string_view key) {
   std::vector<std::string> parts;
-  size_t i = 0;
-  while (i + 4 <= key.size()) {
-    const auto* b = reinterpret_cast<const unsigned char*>(key.data() + i);
-    uint32_t n = b[0] | (b[1] << 8) | (b[2] << 16) | (static_cast<uint32_t>(b[3]) << 24);
-    i += 4;
-    if (n > key.size() - i) break;  // malformed: stop rather than read past the end
-    parts.emplace_back(key.substr(i, n));
-    i += n;
-  }
+  size_t pos = 0;
+  std::string_view part;
+  while (NextLabelKeyPart(key, &pos, &part)) parts.emplace_back(part);
   return parts;
 }
 

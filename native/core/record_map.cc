@@ -17,11 +17,7 @@ const std::string& OverflowLabelKey() {
   return *key;
 }
 
-RecordMap::~RecordMap() {
-  for (auto& inst : instruments_) {
-    for (Record* r : inst->list) delete r;
-  }
-}
+RecordMap::~RecordMap() = default;
 
 RecordMap& RecordMap::Global() {
   // Never destroyed: worker threads may still retire arenas during process exit.
@@ -31,36 +27,37 @@ RecordMap& RecordMap::Global() {
 
 uint32_t RecordMap::RegisterArena() {
   std::lock_guard<std::mutex> lock(mu_);
-  uint32_t id = nextArena_++;
-  arenas_.emplace(id, std::make_unique<SlabArena>(id));
+  const auto id = static_cast<uint32_t>(arenas_.size() + 1);
+  arenas_.push_back(std::make_unique<SlabArena>(id));
   return id;
 }
 
 void RecordMap::RetireArena(uint32_t arenaId) {
   std::lock_guard<std::mutex> lock(mu_);
-  auto it = arenas_.find(arenaId);
-  if (it == arenas_.end()) return;
+  SlabArena* arena = ArenaLocked(arenaId);
+  if (arena == nullptr) return;
   std::vector<double> tmp;
   for (auto& inst : instruments_) {
     const size_t n = inst->cellSize;
     tmp.resize(n);
-    for (Record* r : inst->list) {
-      for (size_t i = 0; i < r->cells.size(); i++) {
-        if (r->cells[i].arena != arenaId) continue;
+    for (uint32_t slot : inst->list) {
+      Record* r = &pool_.At(slot);
+      for (size_t i = 0; i < r->CellCount(); i++) {
+        if (r->Cell(i).arena != arenaId) continue;
         // The thread is gone, and with it every handle and cache entry it held.
-        r->refcount -= std::min(r->refcount, r->cells[i].refs);
-        LoadCell(tmp.data(), r->cells[i].data, n);
-        if (!r->retired) {
-          r->retired = std::make_unique<double[]>(n);
-          InitState(inst->descriptor.aggregation, r->retired.get(), n);
+        LoadCell(tmp.data(), arena->Data(r->Cell(i).ref), n);
+        if (!r->extra) r->extra = std::make_unique<RecordExtra>();
+        if (!r->extra->retired) {
+          r->extra->retired = std::make_unique<double[]>(n);
+          InitState(inst->descriptor.aggregation, r->extra->retired.get(), n);
         }
-        MergeState(inst->descriptor.aggregation, r->retired.get(), tmp.data(), n);
-        r->cells.Erase(i);
+        MergeState(inst->descriptor.aggregation, r->extra->retired.get(), tmp.data(), n);
+        r->EraseCell(i);
         break;
       }
     }
   }
-  arenas_.erase(it);
+  arenas_[arenaId - 1].reset();
   staleQueues_.erase(arenaId);
 }
 
@@ -85,7 +82,7 @@ uint32_t RecordMap::RegisterInstrument(const std::string& identity, Descriptor d
     if (existed) *existed = true;
     return it->second;
   }
-  auto inst = std::make_unique<Instrument>();
+  auto inst = std::make_unique<Instrument>(&pool_);
   inst->id = static_cast<uint32_t>(instruments_.size() + 1);
   inst->domain = domain;
   inst->cellSize = CellSize(d);
@@ -107,82 +104,71 @@ bool RecordMap::GetDescriptor(uint32_t id, Descriptor* out) {
 bool RecordMap::Acquire(uint32_t arenaId, uint32_t instrumentId, const std::string& labelKeyIn,
                         double nowMs, Acquired* out, uint32_t cardinalityLimit) {
   std::lock_guard<std::mutex> lock(mu_);
-  auto ait = arenas_.find(arenaId);
-  if (ait == arenas_.end()) return false;
+  SlabArena* arena = ArenaLocked(arenaId);
+  if (arena == nullptr) return false;
   if (instrumentId == 0 || instrumentId > instruments_.size()) return false;
   Instrument* inst = instruments_[instrumentId - 1].get();
   if (inst->descriptor.aggregation == AggregationKind::Drop) return false;
-  SlabArena* arena = ait->second.get();
 
   out->overflow = false;
   std::string_view key = labelKeyIn;
+  constexpr uint32_t kNone = UINT32_MAX;
   LabelSet* labels = labelSets_.Find(key);
-  Record* r = labels == nullptr ? nullptr : FindRecordLocked(inst, labels);
-  if (r == nullptr && cardinalityLimit > 0 && key != OverflowLabelKey()) {
+  uint32_t slot = labels == nullptr ? kNone : FindSlotLocked(inst, labels);
+  if (slot == kNone && cardinalityLimit > 0 && key != OverflowLabelKey()) {
     const LabelSet* overflowLabels = labelSets_.Find(OverflowLabelKey());
-    const size_t hasOverflow = overflowLabels != nullptr && FindRecordLocked(inst, overflowLabels) != nullptr ? 1 : 0;
+    const size_t hasOverflow = overflowLabels != nullptr && FindSlotLocked(inst, overflowLabels) != kNone ? 1 : 0;
     if (inst->records.size() - hasOverflow + 1 >= cardinalityLimit) {
       key = OverflowLabelKey();
       out->overflow = true;
       labels = labelSets_.Find(key);
-      r = labels == nullptr ? nullptr : FindRecordLocked(inst, labels);
+      slot = labels == nullptr ? kNone : FindSlotLocked(inst, labels);
     }
   }
-  if (r == nullptr) {
-    auto rec = std::make_unique<Record>();
-    rec->id = nextRecord_++;
-    rec->instrument = inst;
-    rec->startTimeMs = nowMs;
-    rec->labels = labelSets_.Acquire(key);
-    r = rec.release();  // owned by records_ from here on
-    inst->records.Insert(r);
-    r->listIndex = static_cast<uint32_t>(inst->list.size());
-    inst->list.push_back(r);
-    records_.Insert(r);
+  if (slot == kNone) {
+    slot = pool_.Allocate();
+    Record& rec = pool_.At(slot);
+    rec.instrument = inst->id;
+    rec.startTimeMs = nowMs;
+    rec.labels = labelSets_.Acquire(key);
+    inst->records.Insert(slot);
+    rec.listIndex = static_cast<uint32_t>(inst->list.size());
+    inst->list.push_back(slot);
   }
+  Record* r = &pool_.At(slot);
 
-  RecordCell* cell = nullptr;
-  for (auto& c : r->cells) {
-    if (c.arena == arenaId) { cell = &c; break; }
-  }
+  RecordCell* cell = r->FindCell(arenaId);
   out->newCell = false;
   if (cell == nullptr) {
     RecordCell c;
     c.arena = arenaId;
     c.ref = arena->Allocate(inst->cellSize);
-    c.data = arena->Data(c.ref);
-    InitState(inst->descriptor.aggregation, c.data, inst->cellSize);
-    r->cells.PushBack(c);
-    cell = &r->cells.back();
+    InitState(inst->descriptor.aggregation, arena->Data(c.ref), inst->cellSize);
+    cell = &r->PushCell(c);
     out->newCell = true;
   }
-  r->refcount++;
   cell->refs++;
   auto sq = staleQueues_.find(arenaId);
   out->stalePending = sq != staleQueues_.end() && !sq->second.empty();
-  out->recordId = r->id;
+  out->recordId = pool_.IdOf(slot);
   out->slab = cell->ref.slab;
   out->offset = cell->ref.offset;
   return true;
 }
 
-Record* RecordMap::FindRecordLocked(uint64_t id) {
-  return records_.Find(MixHash(id), [id](const Record* r) { return r->id == id; });
-}
-
-Record* RecordMap::FindRecordLocked(const Instrument* inst, const LabelSet* labels) const {
-  return inst->records.Find(MixHash(reinterpret_cast<uintptr_t>(labels)),
-                            [labels](const Record* r) { return r->labels == labels; });
+uint32_t RecordMap::FindSlotLocked(const Instrument* inst, const LabelSet* labels) const {
+  return inst->records.Find(SlotByLabels::HashOf(labels),
+                            [this, labels](uint32_t slot) { return pool_.At(slot).labels == labels; });
 }
 
 bool RecordMap::Release(uint64_t recordId, uint32_t arenaId) {
   std::lock_guard<std::mutex> lock(mu_);
   Record* r = FindRecordLocked(recordId);
-  if (r == nullptr || r->refcount == 0) return false;
-  for (auto& c : r->cells) {
+  if (r == nullptr) return false;
+  for (size_t i = 0, n = r->CellCount(); i < n; i++) {
+    RecordCell& c = r->Cell(i);
     if (c.refs == 0 || (arenaId != 0 && c.arena != arenaId)) continue;
-    c.refs--;
-    r->refcount--;
+    c.refs = c.refs - 1;
     return true;
   }
   return false;
@@ -192,31 +178,30 @@ void RecordMap::DrainStale(uint32_t arenaId, std::vector<uint64_t>* out) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = staleQueues_.find(arenaId);
   if (it == staleQueues_.end()) return;
-  std::vector<uint64_t> ids;
-  ids.swap(it->second);
+  std::vector<StaleEntry> entries;
+  entries.swap(it->second);
   std::vector<double> tmp;
-  for (uint64_t id : ids) {
-    Record* r = FindRecordLocked(id);
+  for (const StaleEntry& e : entries) {
+    Record* r = FindRecordLocked(e.id);
     if (r == nullptr) continue;  // reclaimed since it was queued
-    const size_t n = r->instrument->cellSize;
-    for (auto& c : r->cells) {
-      if (c.arena != arenaId) continue;
-      c.staleQueued = false;
-      // Written by this thread since it was queued: in use again, keep it cached.
-      tmp.resize(n);
-      LoadCell(tmp.data(), c.data, n);
-      if (Activity(r->instrument->descriptor.aggregation, tmp.data(), n) == c.staleActivity) out->push_back(id);
-      break;
-    }
+    const Instrument* inst = instruments_[r->instrument - 1].get();
+    const size_t n = inst->cellSize;
+    RecordCell* c = r->FindCell(arenaId);
+    if (c == nullptr) continue;
+    c->staleQueued = 0;
+    // Written by this thread since it was queued: in use again, keep it cached.
+    tmp.resize(n);
+    LoadCell(tmp.data(), CellData(*c), n);
+    if (Activity(inst->descriptor.aggregation, tmp.data(), n) == e.activity) out->push_back(e.id);
   }
 }
 
 bool RecordMap::SlabMemory(uint32_t arenaId, uint32_t slab, double** data, size_t* doubles) {
   std::lock_guard<std::mutex> lock(mu_);
-  auto it = arenas_.find(arenaId);
-  if (it == arenas_.end() || slab >= it->second->SlabCount()) return false;
-  *data = it->second->SlabData(slab);
-  *doubles = it->second->SlabDoubles(slab);
+  SlabArena* arena = ArenaLocked(arenaId);
+  if (arena == nullptr || slab >= arena->SlabCount()) return false;
+  *data = arena->SlabData(slab);
+  *doubles = arena->SlabDoubles(slab);
   return true;
 }
 
@@ -237,26 +222,26 @@ bool RecordMap::RecordInfo(uint64_t recordId, uint32_t* instrumentId, std::strin
   std::lock_guard<std::mutex> lock(mu_);
   Record* r = FindRecordLocked(recordId);
   if (r == nullptr) return false;
-  *instrumentId = r->instrument->id;
+  *instrumentId = r->instrument;
   *labelKey = std::string(r->labels->view());
   return true;
 }
 
-void RecordMap::ReclaimLocked(Record* r) {
-  // Precondition: refcount == 0, so no JS handle or cache entry can write its cells.
-  Instrument* inst = r->instrument;
-  for (auto& c : r->cells) {
-    auto ait = arenas_.find(c.arena);
-    if (ait != arenas_.end()) ait->second->Free(c.ref, inst->cellSize);
+void RecordMap::ReclaimLocked(uint32_t slot) {
+  // Precondition: refcount 0, so no JS handle or cache entry can write its cells.
+  Record* r = &pool_.At(slot);
+  Instrument* inst = instruments_[r->instrument - 1].get();
+  for (size_t i = 0, n = r->CellCount(); i < n; i++) {
+    const RecordCell& c = r->Cell(i);
+    if (SlabArena* arena = ArenaLocked(c.arena)) arena->Free(c.ref, inst->cellSize);
   }
-  inst->records.Erase(r);
-  Record* moved = inst->list.back();
+  inst->records.Erase(slot);
+  const uint32_t moved = inst->list.back();
   inst->list[r->listIndex] = moved;
-  moved->listIndex = r->listIndex;
+  pool_.At(moved).listIndex = r->listIndex;
   inst->list.pop_back();
-  records_.Erase(r);
   labelSets_.Release(r->labels);
-  delete r;
+  pool_.Free(slot);
 }
 
 void RecordMap::Collect(const CollectOptions& opts, std::vector<double>* out) {
@@ -269,7 +254,7 @@ void RecordMap::Collect(const CollectOptions& opts, std::vector<double>* out) {
   uint64_t epoch = CollectPass(
       opts,
       [&](const CheckpointView& v) {
-        out->push_back(static_cast<double>(v.record->id));
+        out->push_back(static_cast<double>(v.id));
         out->push_back(static_cast<double>(v.instrument->id));
         out->push_back(v.updated ? 1 : 0);
         out->push_back(v.record->startTimeMs);
@@ -286,8 +271,9 @@ void RecordMap::Collect(const CollectOptions& opts, std::vector<double>* out) {
 uint64_t RecordMap::CollectPass(const CollectOptions& opts, const CheckpointVisitor& visit,
                                 std::vector<uint64_t>* reclaimed) {
   std::lock_guard<std::mutex> lock(mu_);
-  uint64_t epoch = ++epoch_;
-  std::vector<Record*> reclaim;
+  const uint64_t epoch = ++epoch_;
+  const uint32_t recordEpoch = static_cast<uint32_t>(std::min<uint64_t>(epoch, Record::kMaxEpoch));
+  std::vector<uint32_t> reclaim;
   std::vector<double> tmp, state, identity;
   for (auto& inst : instruments_) {
     if (opts.domain != 0 && inst->domain != opts.domain) continue;
@@ -297,19 +283,24 @@ uint64_t RecordMap::CollectPass(const CollectOptions& opts, const CheckpointVisi
     state.resize(n);
     identity.resize(n);
     InitState(kind, identity.data(), n);
-    const size_t count = inst->list.size();
+    const std::vector<uint32_t>& list = inst->list;
+    const size_t count = list.size();
     for (size_t i = 0; i < count; i++) {
-      Record* r = inst->list[i];
-      // Records, their cell lists and cells are separate blocks: fetch ahead.
-      if (i + 8 < count) HOTMETER_PREFETCH(inst->list[i + 8]);
-      if (i + 4 < count && !inst->list[i + 4]->cells.empty()) HOTMETER_PREFETCH(inst->list[i + 4]->cells.begin());
-      if (i + 2 < count && !inst->list[i + 2]->cells.empty()) HOTMETER_PREFETCH(inst->list[i + 2]->cells[0].data);
+      const uint32_t slot = list[i];
+      Record* r = &pool_.At(slot);
+      // Records and their cells are in different blocks: fetch ahead.
+      if (i + 8 < count) HOTMETER_PREFETCH(&pool_.At(list[i + 8]));
+      if (i + 3 < count) {
+        const Record& ahead = pool_.At(list[i + 3]);
+        if (ahead.cell.arena != 0) HOTMETER_PREFETCH(CellData(ahead.cell));
+      }
       // Checkpoint: retired cells (the identity until a thread retires) plus every live
       // thread's cell.
-      const double* base = r->retired ? r->retired.get() : identity.data();
+      const double* base = r->Retired() != nullptr ? r->Retired() : identity.data();
       std::copy(base, base + n, state.begin());
-      for (const auto& c : r->cells) {
-        LoadCell(tmp.data(), c.data, n);
+      const size_t cells = r->CellCount();
+      for (size_t c = 0; c < cells; c++) {
+        LoadCell(tmp.data(), CellData(r->Cell(c)), n);
         MergeState(kind, state.data(), tmp.data(), n);
       }
       // Updated: any bit of the state changed since the previous pass (which may have
@@ -319,39 +310,42 @@ uint64_t RecordMap::CollectPass(const CollectOptions& opts, const CheckpointVisi
       const uint64_t fingerprint = StateFingerprint(state.data(), n);
       const bool updated = fingerprint != r->fingerprint || r->lastUpdateEpoch == Record::kUnseen;
       r->fingerprint = fingerprint;
-      if (updated) r->lastUpdateEpoch = epoch;
-      if (opts.reclaim && !updated && r->refcount == 0 && r->lastUpdateEpoch < opts.reclaimBefore) {
-        reclaim.push_back(r);
+      if (updated) r->lastUpdateEpoch = recordEpoch;
+      const uint32_t refcount = r->Refcount();
+      if (opts.reclaim && !updated && refcount == 0 && r->lastUpdateEpoch < opts.reclaimBefore) {
+        reclaim.push_back(slot);
         continue;
       }
-      if (opts.reclaim && !updated && r->refcount > 0) {
+      const uint64_t id = pool_.IdOf(slot);
+      if (opts.reclaim && !updated && refcount > 0) {
         // Idle but referenced: ask each referencing thread to drop its cached references.
-        for (auto& c : r->cells) {
-          if (c.refs == 0 || c.staleQueued) continue;
-          c.staleQueued = true;
-          LoadCell(tmp.data(), c.data, n);
-          c.staleActivity = Activity(kind, tmp.data(), n);
-          staleQueues_[c.arena].push_back(r->id);
+        for (size_t c = 0; c < cells; c++) {
+          RecordCell& cell = r->Cell(c);
+          if (cell.refs == 0 || cell.staleQueued) continue;
+          cell.staleQueued = 1;
+          LoadCell(tmp.data(), CellData(cell), n);
+          staleQueues_[cell.arena].push_back(StaleEntry{id, Activity(kind, tmp.data(), n)});
         }
       }
       CheckpointView v;
       v.instrument = inst.get();
+      v.id = id;
       v.record = r;
       v.state = state.data();
       v.updated = updated;
       visit(v);
     }
   }
-  for (Record* r : reclaim) {
-    reclaimed->push_back(r->id);
-    ReclaimLocked(r);
+  for (uint32_t slot : reclaim) {
+    reclaimed->push_back(pool_.IdOf(slot));
+    ReclaimLocked(slot);
   }
   return epoch;
 }
 
 size_t RecordMap::RecordCount() {
   std::lock_guard<std::mutex> lock(mu_);
-  return records_.size();
+  return pool_.size();
 }
 
 size_t RecordMap::LabelSetCount() {
@@ -362,7 +356,9 @@ size_t RecordMap::LabelSetCount() {
 size_t RecordMap::ArenaBytes() {
   std::lock_guard<std::mutex> lock(mu_);
   size_t n = 0;
-  for (auto& [id, a] : arenas_) n += a->BytesReserved();
+  for (auto& a : arenas_) {
+    if (a) n += a->BytesReserved();
+  }
   return n;
 }
 

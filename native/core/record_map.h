@@ -24,26 +24,26 @@
 
 namespace hotmeter {
 
-// Records of one instrument by their (interned) label set.
-struct RecordByLabels {
-  static uint64_t Hash(const Record* r) { return MixHash(reinterpret_cast<uintptr_t>(r->labels)); }
-};
-// Every record by id.
-struct RecordById {
-  static uint64_t Hash(const Record* r) { return MixHash(r->id); }
+// An instrument's records by their (interned) label set: slots in the RecordPool,
+// hashed by the record's label set pointer.
+struct SlotByLabels {
+  const RecordPool* pool = nullptr;
+  uint64_t operator()(uint32_t slot) const { return HashOf(pool->At(slot).labels); }
+  static uint64_t HashOf(const LabelSet* labels) { return MixHash(reinterpret_cast<uintptr_t>(labels)); }
 };
 
 struct Instrument {
+  explicit Instrument(const RecordPool* pool) : records(SlotByLabels{pool}) {}
   uint32_t id = 0;
   uint32_t domain = 0;  // the MeterProvider (or shared name) that owns it
   Descriptor descriptor;
   size_t cellSize = 0;
   // By label set (pointer identity: label sets are interned). An entry is erased before
-  // its record is destroyed.
-  ProbeTable<Record, RecordByLabels> records;
-  // The same records in creation order (Record::listIndex; reclaiming moves the last one
-  // into the hole): passes walk memory in allocation order instead of hash order.
-  std::vector<Record*> list;
+  // its record is freed.
+  SlotTable<SlotByLabels> records;
+  // The same slots in creation order (Record::listIndex; reclaiming moves the last one
+  // into the hole): passes walk the pool in allocation order instead of hash order.
+  std::vector<uint32_t> list;
 };
 
 struct Acquired {
@@ -80,6 +80,7 @@ struct CollectOptions {
 // valid during the visit only (the RecordMap lock is held).
 struct CheckpointView {
   const Instrument* instrument = nullptr;
+  uint64_t id = 0;  // the record's
   const Record* record = nullptr;
   const double* state = nullptr;  // the checkpoint: instrument->cellSize doubles
   bool updated = false;           // changed since the previous pass
@@ -157,23 +158,30 @@ class RecordMap {
   size_t LabelSetCount();
 
  private:
-  Record* FindRecordLocked(uint64_t id);
-  Record* FindRecordLocked(const Instrument* inst, const LabelSet* labels) const;
-  void ReclaimLocked(Record* r);
+  Record* FindRecordLocked(uint64_t id) { return pool_.Find(id); }
+  // The slot of the instrument's record with these labels, or UINT32_MAX.
+  uint32_t FindSlotLocked(const Instrument* inst, const LabelSet* labels) const;
+  SlabArena* ArenaLocked(uint32_t id) { return id == 0 || id > arenas_.size() ? nullptr : arenas_[id - 1].get(); }
+  const double* CellData(const RecordCell& c) { return ArenaLocked(c.arena)->Data(c.ref); }
+  void ReclaimLocked(uint32_t slot);
 
   std::mutex mu_;
-  uint32_t nextArena_ = 1;
-  uint64_t nextRecord_ = 1;
   uint64_t epoch_ = 0;
   uint32_t nextDomain_ = 1;
   std::unordered_map<std::string, uint32_t> domains_;
-  std::unordered_map<uint32_t, std::unique_ptr<SlabArena>> arenas_;
-  std::unordered_map<uint32_t, std::vector<uint64_t>> staleQueues_;  // by arena id
+  // By id - 1; null once retired (ids are never reused).
+  std::vector<std::unique_ptr<SlabArena>> arenas_;
+  // A stale queue entry: the record, and the Activity() of the arena's cell when queued.
+  struct StaleEntry {
+    uint64_t id;
+    double activity;
+  };
+  std::unordered_map<uint32_t, std::vector<StaleEntry>> staleQueues_;  // by arena id
   std::unordered_map<std::string, uint32_t> instrumentIds_;
   std::vector<std::unique_ptr<Instrument>> instruments_;  // index = id - 1
   LabelSetTable labelSets_;
-  // Owns every record (created in Acquire, deleted by ReclaimLocked or ~RecordMap).
-  ProbeTable<Record, RecordById> records_;
+  // Owns every record (allocated in Acquire, freed by ReclaimLocked).
+  RecordPool pool_;
 };
 
 }  // namespace hotmeter

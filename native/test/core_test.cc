@@ -461,15 +461,17 @@ TEST(aggregator_load_cell_copies) {
 // Label keys.
 
 TEST(label_key_layout) {
-  // For each string: 4-byte little-endian byte length, then the bytes.
+  // For each string: its byte length as a LEB128 varint, then the bytes.
   CHECK_EQ(EncodeLabelKey({}), std::string());
-  CHECK_EQ(EncodeLabelKey({""}), std::string(4, '\0'));
-  CHECK_EQ(EncodeLabelKey({"ab"}), std::string("\x02\0\0\0ab", 6));
-  CHECK_EQ(EncodeLabelKey({"k", "v"}), std::string("\x01\0\0\0k\x01\0\0\0v", 10));
+  CHECK_EQ(EncodeLabelKey({""}), std::string(1, '\0'));
+  CHECK_EQ(EncodeLabelKey({"ab"}), std::string("\x02" "ab", 3));
+  CHECK_EQ(EncodeLabelKey({"k", "v"}), std::string("\x01k\x01v", 4));
+  std::string s127(127, 'w');
+  CHECK_EQ(EncodeLabelKey({s127}), std::string("\x7f", 1) + s127);
   std::string s300(300, 'x');
-  CHECK_EQ(EncodeLabelKey({s300}), std::string("\x2c\x01\0\0", 4) + s300);
+  CHECK_EQ(EncodeLabelKey({s300}), std::string("\xac\x02", 2) + s300);
   std::string s70000(70000, 'y');
-  CHECK_EQ(EncodeLabelKey({s70000}).substr(0, 4), std::string("\x70\x11\x01\0", 4));
+  CHECK_EQ(EncodeLabelKey({s70000}).substr(0, 3), std::string("\xf0\xa2\x04", 3));
 }
 
 TEST(label_key_round_trip) {
@@ -492,7 +494,7 @@ TEST(label_key_round_trip) {
   for (const auto& parts : cases) {
     std::string key = EncodeLabelKey(parts);
     size_t bytes = 0;
-    for (const auto& p : parts) bytes += 4 + p.size();
+    for (const auto& p : parts) bytes += (p.size() < 128 ? 1 : p.size() < 16384 ? 2 : 3) + p.size();
     CHECK_EQ(key.size(), bytes);
     CHECK_EQ(DecodeLabelKey(key), parts);
   }
@@ -558,9 +560,12 @@ TEST(label_key_decode_malformed) {
   // Malformed keys never read past the end (ASan checks this); whole parts are kept.
   std::string good = EncodeLabelKey({"a", "b"});
   CHECK_EQ(DecodeLabelKey(good + std::string("\x05\0", 2)), (std::vector<std::string>{"a", "b"}));
-  CHECK_EQ(DecodeLabelKey(good + std::string("\x05\0\0\0abc", 7)), (std::vector<std::string>{"a", "b"}));
+  CHECK_EQ(DecodeLabelKey(good + std::string("\x09" "abc", 4)), (std::vector<std::string>{"a", "b"}));
   CHECK_EQ(DecodeLabelKey(std::string("\xff\xff\xff\xff", 4)), std::vector<std::string>{});
-  CHECK_EQ(DecodeLabelKey(std::string("\x01\0", 2)), std::vector<std::string>{});
+  CHECK_EQ(DecodeLabelKey(std::string("\x02\0", 2)), std::vector<std::string>{});
+  CHECK_EQ(DecodeLabelKey(std::string("\x01k\x80", 3)), std::vector<std::string>{"k"});  // varint cut short
+  // A varint longer than any length (more than five bytes) is malformed.
+  CHECK_EQ(DecodeLabelKey(std::string("\xff\xff\xff\xff\xff\xff\x01", 7)), std::vector<std::string>{});
   CHECK_EQ(DecodeLabelKey(std::string()), std::vector<std::string>{});
 }
 
@@ -1510,7 +1515,7 @@ TEST(record_map_reclaim) {
   REQUIRE(m.Acquire(arena, sum, kB, 20, &b2));
   REQUIRE(m.Acquire(arena, hist, kH, 20, &h2));
   CHECK(b2.recordId != b.recordId);
-  CHECK(b2.recordId > cc.recordId);  // ids are never reused
+  CHECK(b2.recordId != a.recordId && b2.recordId != cc.recordId);  // ids are never reused
   CHECK(b2.newCell);
   double* pb2 = CellPtr(m, arena, b2, 1);
   double* ph2 = CellPtr(m, arena, h2, 6);
@@ -1852,7 +1857,7 @@ TEST(stress_concurrent_writers_and_collect) {
     std::map<uint64_t, double> written;  // record id -> what this thread wrote to its cell
     std::vector<uint64_t> lastId(kChurnLabels, 0);
     std::vector<bool> lastOverflow(kChurnLabels, false);
-    uint64_t maxId = 0;
+    std::set<uint64_t> issued;  // every record id this thread was given
     std::mt19937 rng(12345);
     long ops = 0;
     while (!stopChurn.load()) {
@@ -1874,8 +1879,7 @@ TEST(stress_concurrent_writers_and_collect) {
         // A new record (first use, or recreated after reclamation): identity state.
         CHECK(a.newCell);
         CHECK_EQ(cur, 0.0);
-        CHECK(a.recordId > maxId);
-        maxId = a.recordId;
+        CHECK(issued.insert(a.recordId).second);  // a new record never has an old id
         it = written.emplace(a.recordId, 0).first;
       }
       uint32_t inst = 0;
