@@ -8,6 +8,7 @@
         "native/binding/record_map_js.cc",
         "native/core/aggregator.cc",
         "native/core/exponential_histogram.cc",
+        "native/core/block_pool.cc",
         "native/core/label_set.cc",
         "native/core/prometheus_serializer.cc",
         "native/core/record.cc",

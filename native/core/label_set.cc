@@ -17,9 +17,10 @@ uint32_t LabelSet::HashOf(std::string_view key) {
 }
 
 LabelSetTable::~LabelSetTable() {
-  table_.ForEach([](LabelSet* s) {
+  table_.ForEach([this](LabelSet* s) {
+    const size_t bytes = sizeof(LabelSet) + s->size_;
     s->~LabelSet();
-    std::free(s);
+    blocks_.Free(s, bytes);
   });
 }
 
@@ -32,8 +33,7 @@ LabelSet* LabelSetTable::Acquire(std::string_view key) {
   LabelSet* s = Find(key);
   if (s == nullptr) {
     // One block: the header, then the bytes.
-    void* mem = std::malloc(sizeof(LabelSet) + key.size());
-    if (mem == nullptr) throw std::bad_alloc();
+    void* mem = blocks_.Allocate(sizeof(LabelSet) + key.size());
     s = new (mem) LabelSet();
     s->hash_ = LabelSet::HashOf(key);
     s->size_ = static_cast<uint32_t>(key.size());
@@ -48,9 +48,10 @@ LabelSet* LabelSetTable::Acquire(std::string_view key) {
 void LabelSetTable::Release(LabelSet* s) {
   if (--s->refs_ > 0) return;
   table_.Erase(s);
-  bytes_ -= sizeof(LabelSet) + s->size_;
+  const size_t bytes = sizeof(LabelSet) + s->size_;
+  bytes_ -= bytes;
   s->~LabelSet();
-  std::free(s);
+  blocks_.Free(s, bytes);
 }
 
 }  // namespace hotmeter

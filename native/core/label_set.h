@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <string_view>
 
+#include "block_pool.h"
 #include "probe_table.h"
 
 namespace hotmeter {
@@ -49,6 +50,7 @@ class LabelSetTable {
   struct Traits {
     static uint64_t Hash(const LabelSet* s) { return MixHash(s->hash()); }
   };
+  BlockPool blocks_;  // the sets' memory (declared first: destroyed after table_)
   ProbeTable<LabelSet, Traits> table_;
   size_t bytes_ = 0;  // of the sets themselves
 };

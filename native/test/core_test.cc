@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "../core/aggregator.h"
+#include "../core/block_pool.h"
 #include "../core/descriptor.h"
 #include "../core/exponential_histogram.h"
 #include "../core/label_set.h"
@@ -749,6 +750,81 @@ TEST(record_map_register_instrument) {
   uint32_t b = m.RegisterInstrument(std::string("meter/a\0", 8), MakeDesc("b", AggregationKind::Sum), &existed);
   CHECK(!existed);
   CHECK_EQ(b, 3u);
+}
+
+TEST(block_pool_blocks_never_overlap_and_are_reused) {
+  // Random allocations and frees of small and large blocks, each filled with its own
+  // byte: every live block keeps its contents, so none overlaps another (ASan also sees
+  // any access to a freed block's poisoned bytes).
+  BlockPool pool;
+  struct Live {
+    unsigned char* p;
+    size_t n;
+    unsigned char fill;
+  };
+  std::vector<Live> live;
+  std::mt19937 rng(11);
+  size_t reused = 0;
+  std::set<void*> freed;
+  for (int step = 0; step < 40000; step++) {
+    if (live.empty() || rng() % 3 != 0) {
+      const size_t n = rng() % 10 == 0 ? 257 + rng() % 600 : 1 + rng() % BlockPool::kMaxSmall;
+      auto* p = static_cast<unsigned char*>(pool.Allocate(n));
+      CHECK(reinterpret_cast<uintptr_t>(p) % 8 == 0);
+      reused += freed.erase(p);
+      const auto fill = static_cast<unsigned char>(step);
+      std::memset(p, fill, n);
+      live.push_back({p, n, fill});
+    } else {
+      const size_t i = rng() % live.size();
+      for (size_t j = 0; j < live[i].n; j++) {
+        if (live[i].p[j] != live[i].fill) {
+          Fail(__FILE__, __LINE__, "a block's bytes changed while it was live");
+          return;
+        }
+      }
+      if (live[i].n <= BlockPool::kMaxSmall) freed.insert(live[i].p);
+      pool.Free(live[i].p, live[i].n);
+      live[i] = live.back();
+      live.pop_back();
+    }
+  }
+  for (const Live& l : live) {
+    for (size_t j = 0; j < l.n; j++) REQUIRE(l.p[j] == l.fill);
+    pool.Free(l.p, l.n);
+  }
+  CHECK(reused > 1000);  // freed small blocks come back
+}
+
+TEST(record_pool_ids_name_one_record_and_never_a_later_one) {
+  RecordPool pool;
+  LabelSet* const dummy = reinterpret_cast<LabelSet*>(uintptr_t{64});  // never dereferenced
+  std::vector<uint32_t> slots;
+  for (uint32_t i = 0; i < RecordPool::kChunk + 3; i++) {  // spans two chunks
+    slots.push_back(pool.Allocate());
+    pool.At(slots.back()).labels = dummy;
+  }
+  CHECK_EQ(pool.size(), static_cast<size_t>(RecordPool::kChunk + 3));
+  const Record* first = &pool.At(slots[0]);
+  const uint64_t id = pool.IdOf(slots[5]);
+  CHECK(id != 0);
+  CHECK(pool.Find(id) == &pool.At(slots[5]));
+  pool.Free(slots[5]);
+  CHECK(pool.Find(id) == nullptr);  // freed
+  const uint32_t again = pool.Allocate();
+  CHECK_EQ(again, slots[5]);  // the slot is reused...
+  pool.At(again).labels = dummy;
+  CHECK(pool.Find(id) == nullptr);  // ...under a new id
+  CHECK(pool.IdOf(again) != id);
+  CHECK(pool.Find(pool.IdOf(again)) == &pool.At(again));
+  CHECK(&pool.At(slots[0]) == first);  // chunks never move
+  CHECK(pool.Find(0) == nullptr);
+  CHECK(pool.Find(uint64_t{1} << 32 | (RecordPool::kChunk + 3)) == nullptr);  // never issued
+  // The generation wraps past its maximum to 1, never 0, and ids stay below 2^53.
+  pool.At(again).generation = RecordPool::kMaxGeneration;
+  CHECK(pool.IdOf(again) < (uint64_t{1} << 53));
+  pool.Free(again);
+  CHECK_EQ(pool.At(again).generation, 1u);
 }
 
 TEST(probe_table_matches_a_std_set) {
