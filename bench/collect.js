@@ -8,8 +8,10 @@
 //
 // Each peer runs in a process of its own (node --expose-gc), so heaps and caches do not
 // mix. Per peer:
-//   memory      RSS and JS heap growth from recording the label sets (after a full GC,
-//               before any collection), divided by the number of label sets. The
+//   memory      RSS and JS heap growth from recording the label sets (after full GCs and
+//               200 ms idle twice, so V8 has unmapped freed pages; before any collection),
+//               divided by the number of label sets; the median over the scrape run and
+//               --mem-runs (default 3) processes that only record. The
 //               attribute objects are created before the baseline and stay alive in both
 //               snapshots, so they are not counted.
 //   scrape      wall time of one collection + serialisation to Prometheus text: the first
@@ -45,10 +47,40 @@ function attributes(n) {
   return out;
 }
 
-function memory() {
+function collectGarbage() {
   for (let i = 0; i < 4; i++) global.gc();
+}
+
+/**
+ * Makes V8's young generation as resident as heavy allocation leaves it. V8 commits the
+ * semispaces up front but the kernel maps their pages only when first written, so
+ * without this the first phase that makes a lot of garbage (recording, for every peer)
+ * adds up to ~10 MB of RSS once, whatever the number of label sets: a fixed cost that
+ * would be charged ~100 B per label set at 100,000. Same for every peer.
+ */
+function fillYoungGeneration() {
+  let keep = 0;
+  for (let i = 0; i < 4_000_000; i++) {
+    const o = { a: i, b: [i, i + 1], c: `x${i}` };
+    keep += o.b.length;
+  }
+  return keep;
+}
+
+/**
+ * Memory once settled: V8 unmaps the pages a GC freed from a background task shortly
+ * after it, so RSS read straight after gc() still counts garbage of the last phase: two
+ * GCs each followed by 200 ms of idle event loop. What remains variable is the size V8
+ * gives its young generation (it follows the allocation rate while recording): that
+ * swings one run's figure by up to ~150 B a label set, hence the median of several runs.
+ */
+async function memory() {
+  for (let round = 0; round < 2; round++) {
+    collectGarbage();
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
   const m = process.memoryUsage();
-  return { rss: m.rss, heap: m.heapUsed, external: m.external };
+  return { rss: m.rss, heap: m.heapUsed, heapTotal: m.heapTotal, external: m.external };
 }
 
 /** Runs `fn` (async) while a 1 ms timer measures the longest event-loop stall. */
@@ -131,15 +163,17 @@ async function child(peer, n, scrapes) {
   // Warm up the recording path (not the scrape) on other label sets.
   for (let i = 0; i < 1000; i++) p.record({ method: 'GET', route: `/warm/${i}`, status: 200 }, i / 100);
   const attrs = attributes(n);
-  const before = memory();
+  fillYoungGeneration();
+  const before = await memory();
   const t0 = performance.now();
   for (let i = 0; i < n; i++) p.record(attrs[i], (i % 1000) / 50);
   const recordMs = performance.now() - t0;
-  const after = memory();
-  const runs = [];
+  const after = await memory();
+  const runs = [{ ms: NaN, bytes: NaN, blockedMs: NaN }];
+  if (scrapes > 0) runs.length = 0;
   for (let k = 0; k < scrapes; k++) {
     // As if time passed between scrapes: the previous scrape's text is garbage by now.
-    if (k > 0) memory();
+    if (k > 0) collectGarbage();
     runs.push(await probe(p.scrape));
   }
   const result = {
@@ -148,6 +182,7 @@ async function child(peer, n, scrapes) {
     recordNsPerLabelSet: (recordMs * 1e6) / n,
     rssPerLabelSet: (after.rss - before.rss) / n,
     heapPerLabelSet: (after.heap - before.heap) / n,
+    heapCommittedPerLabelSet: (after.heapTotal - before.heapTotal) / n,
     externalPerLabelSet: (after.external - before.external) / n,
     firstScrapeMs: runs[0].ms,
     bestScrapeMs: Math.min(...runs.map((r) => r.ms)),
@@ -166,10 +201,9 @@ function fmt(x, digits = 0) {
 function main() {
   const n = Number(arg('n', '100000'));
   const peers = arg('peers', PEERS.join(',')).split(',');
+  const memRuns = Number(arg('mem-runs', '3'));
   const results = [];
-  for (const peer of peers) {
-    const scrapes = peer.startsWith('hotmeter') ? 4 : 2;
-    process.stderr.write(`bench:collect ${peer} (${n} label sets, ${scrapes} scrapes)...\n`);
+  const run = (peer, scrapes) => {
     const r = spawnSync(process.execPath, ['--expose-gc', '--max-old-space-size=8192', __filename, '--child', peer, '--n', String(n), '--scrapes', String(scrapes)], {
       cwd: path.join(__dirname, '..'),
       encoding: 'utf8',
@@ -177,17 +211,35 @@ function main() {
       stdio: ['ignore', 'pipe', 'inherit'],
     });
     if (r.status !== 0) throw new Error(`${peer} failed (exit ${r.status})`);
-    results.push(JSON.parse(r.stdout.trim().split('\n').pop()));
+    return JSON.parse(r.stdout.trim().split('\n').pop());
+  };
+  const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)];
+  for (const peer of peers) {
+    const scrapes = peer.startsWith('hotmeter') ? 4 : 2;
+    process.stderr.write(`bench:collect ${peer} (${n} label sets, ${scrapes} scrapes, then ${memRuns} more recordings for memory)...\n`);
+    const r = run(peer, scrapes);
+    // Memory: the median over this run and memRuns recording-only processes.
+    const rss = [r.rssPerLabelSet];
+    const heap = [r.heapPerLabelSet];
+    for (let k = 0; k < memRuns; k++) {
+      const m = run(peer, 0);
+      rss.push(m.rssPerLabelSet);
+      heap.push(m.heapPerLabelSet);
+    }
+    r.rssRunsPerLabelSet = rss.map((x) => Math.round(x));
+    r.rssPerLabelSet = median(rss);
+    r.heapPerLabelSet = median(heap);
+    results.push(r);
   }
   const prom = results.find((r) => r.peer === 'prom-client');
   console.log(`\nCollect + serialise ${fmt(n)} label sets (a counter and a 16-bucket histogram each) to Prometheus text`);
   console.log(`Node ${process.version}, ${require('node:os').cpus().length} CPUs (${require('node:os').cpus()[0]?.model ?? '?'})\n`);
-  console.log('| peer | first scrape | best scrape | vs prom-client (first) | event loop blocked | text | RSS / label set | heap / label set | record / label set |');
+  console.log('| peer | first scrape | best scrape | vs prom-client (first) | event loop blocked | text | RSS / label set (median [runs]) | heap / label set | record / label set |');
   console.log('|---|---:|---:|---:|---:|---:|---:|---:|---:|');
   for (const r of results) {
     const vs = prom ? `${fmt(prom.firstScrapeMs / r.firstScrapeMs, 1)}x` : '';
     console.log(
-      `| ${r.peer} | ${fmt(r.firstScrapeMs)} ms | ${fmt(r.bestScrapeMs)} ms | ${vs} | ${fmt(r.blockedMs)} ms | ${fmt(r.bytes / 1e6, 1)} MB | ${fmt(r.rssPerLabelSet)} B | ${fmt(r.heapPerLabelSet)} B | ${fmt(r.recordNsPerLabelSet)} ns |`,
+      `| ${r.peer} | ${fmt(r.firstScrapeMs)} ms | ${fmt(r.bestScrapeMs)} ms | ${vs} | ${fmt(r.blockedMs)} ms | ${fmt(r.bytes / 1e6, 1)} MB | ${fmt(r.rssPerLabelSet)} B [${Math.min(...r.rssRunsPerLabelSet)}..${Math.max(...r.rssRunsPerLabelSet)}] | ${fmt(r.heapPerLabelSet)} B | ${fmt(r.recordNsPerLabelSet)} ns |`,
     );
   }
   const out = path.join(__dirname, 'results', 'collect.json');
