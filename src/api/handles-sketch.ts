@@ -9,9 +9,7 @@ import { AggregatorParams, DEFAULT_EXPONENTIAL_MAX_SIZE, DEFAULT_SKETCH_MAX_SIZE
 import { warnLimited } from '../sdk/diag';
 import { expInsertSlow, mapToIndex } from '../sdk/exponential-histogram';
 import { sketchInsertSlow, sketchMapping } from '../sdk/sketch';
-import { BoundHandle, HandleOwner } from './handles';
-
-const REJECT_RULE = 'histogram values must be finite and non-negative';
+import { addToSummary, BoundHandle, HandleOwner, HISTOGRAM_REJECT_RULE as REJECT_RULE } from './handles';
 
 /**
  * A histogram aggregated by a DDSketch quantile sketch. Cell: [count, sum, min, max,
@@ -37,10 +35,7 @@ export class BoundSketch extends BoundHandle {
     if (typeof value === 'number' && value >= 0 && value < Infinity && off >= 0) {
       if (this.owner.int && value % 1 !== 0) value = this.truncate(value);
       const f = this.f64;
-      f[off] += 1;
-      f[off + 1] += value;
-      if (value < f[off + 2]) f[off + 2] = value;
-      if (value > f[off + 3]) f[off + 3] = value;
+      addToSummary(f, off, value);
       // Offsets as literals (SK_* in src/sdk/sketch.ts): zeroCount 4, base 5, bins 6.
       if (value < this.minIndexable) {
         f[off + 4] += 1;
@@ -78,10 +73,7 @@ export class BoundExponentialHistogram extends BoundHandle {
     if (typeof value === 'number' && value >= 0 && value < Infinity && off >= 0) {
       if (this.owner.int && value % 1 !== 0) value = this.truncate(value);
       const f = this.f64;
-      f[off] += 1;
-      f[off + 1] += value;
-      if (value < f[off + 2]) f[off + 2] = value;
-      if (value > f[off + 3]) f[off + 3] = value;
+      addToSummary(f, off, value);
       // Offsets as literals (EH_* in src/sdk/exponential-histogram.ts): zeroCount 4,
       // scale 5, posBase 6, positive buckets 8.
       if (value === 0) {
@@ -168,11 +160,7 @@ export class BoundExact extends BoundHandle {
     const off = this.off;
     if (typeof value === 'number' && value >= 0 && value < Infinity && off >= 0) {
       if (this.owner.int && value % 1 !== 0) value = this.truncate(value);
-      const f = this.f64;
-      f[off] += 1;
-      f[off + 1] += value;
-      if (value < f[off + 2]) f[off + 2] = value;
-      if (value > f[off + 3]) f[off + 3] = value;
+      addToSummary(this.f64, off, value);
       const b = this.buf;
       if (b.n < b.values.length) b.values[b.n++] = value;
       else appendSlow(b, value, this.owner.name);

@@ -14,6 +14,20 @@ export const OFF_UNBOUND = -1;
 export const OFF_SHUTDOWN = -2;
 export const OFF_DROPPED = -3;
 
+/** Why a histogram-like handle drops a value. */
+export const HISTOGRAM_REJECT_RULE = 'histogram values must be finite and non-negative';
+
+/**
+ * Adds a valid value to the [count, sum, min, max] head every summary-like cell starts
+ * with (MinMaxSumCount, sketch, exponential histogram, Exact). Small enough to inline.
+ */
+export function addToSummary(f: Float64Array, off: number, value: number): void {
+  f[off] += 1;
+  f[off + 1] += value;
+  if (value < f[off + 2]) f[off + 2] = value;
+  if (value > f[off + 3]) f[off + 3] = value;
+}
+
 /** What a handle needs to know about its instrument, for diagnostics and unbinding. */
 export interface HandleOwner {
   readonly name: string;
@@ -139,7 +153,7 @@ export class BoundHistogram extends BoundHandle {
       if (value < f[off + 1]) f[off + 1] = value;
       if (value > f[off + 2]) f[off + 2] = value;
     } else {
-      this.reject(value, 'histogram values must be finite and non-negative');
+      this.reject(value, HISTOGRAM_REJECT_RULE);
     }
   }
 }
@@ -150,13 +164,9 @@ export class BoundMinMaxSumCount extends BoundHandle {
     const off = this.off;
     if (typeof value === 'number' && value >= 0 && value < Infinity && off >= 0) {
       if (this.int && value % 1 !== 0) value = this.truncate(value);
-      const f = this.f64;
-      f[off] += 1;
-      f[off + 1] += value;
-      if (value < f[off + 2]) f[off + 2] = value;
-      if (value > f[off + 3]) f[off + 3] = value;
+      addToSummary(this.f64, off, value);
     } else {
-      this.reject(value, 'histogram values must be finite and non-negative');
+      this.reject(value, HISTOGRAM_REJECT_RULE);
     }
   }
 }
