@@ -28,7 +28,7 @@ import {
   type Meter,
 } from '../src';
 import { resetDiagLimits } from '../src/sdk/diag';
-import { findRecord, histOf, installLogger, prng, randInt, recordsOf, sumOf, uninstallLogger } from './helpers';
+import { envInt, findRecord, histOf, HostileError, installLogger, prng, randInt, recordsOf, sumOf, trap, uninstallLogger } from './helpers';
 
 v8.setFlagsFromString('--expose-gc');
 const gc = vm.runInNewContext('gc') as () => void;
@@ -36,18 +36,6 @@ const gc = vm.runInNewContext('gc') as () => void;
 const SEED = envInt('HOTMETER_FUZZ_SEED', 0x5eedf00d);
 const CALLS = envInt('HOTMETER_FUZZ_API_CALLS', 100_000);
 
-function envInt(name: string, dflt: number): number {
-  const v = process.env[name];
-  if (v === undefined || v === '') return dflt;
-  const n = Number(v);
-  if (!Number.isSafeInteger(n) || n < 0) throw new Error(`${name} must be a non-negative integer, got ${v}`);
-  return n;
-}
-
-class HostileError extends Error {}
-const trap = (): never => {
-  throw new HostileError('hostile trap');
-};
 type Rand = () => number;
 const pick = <T>(rand: Rand, xs: readonly T[]): T => xs[Math.floor(rand() * xs.length)];
 

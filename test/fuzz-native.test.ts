@@ -17,24 +17,11 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { native, type NativeBinding } from '../src/sdk/native';
 import { MeterProvider } from '../src';
-import { findRecord, histOf, installLogger, prng, randInt, recordsOf, sumOf, uninstallLogger } from './helpers';
+import { envInt, findRecord, histOf, HostileError, installLogger, prng, randInt, recordsOf, sumOf, trap, uninstallLogger } from './helpers';
 
 const SEED = envInt('HOTMETER_FUZZ_SEED', 0x5eedf00d);
 const CALLS = envInt('HOTMETER_FUZZ_CALLS', 1_000_000);
 
-function envInt(name: string, dflt: number): number {
-  const v = process.env[name];
-  if (v === undefined || v === '') return dflt;
-  const n = Number(v);
-  if (!Number.isSafeInteger(n) || n < 0) throw new Error(`${name} must be a non-negative integer, got ${v}`);
-  return n;
-}
-
-/** What our own hostile getters and traps throw; the binding must let it through untouched. */
-class HostileError extends Error {}
-const trap = (): never => {
-  throw new HostileError('hostile trap');
-};
 
 const KNOWN = [
   'registerDomain',

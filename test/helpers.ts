@@ -130,3 +130,18 @@ export class RefHistogram {
 
 /** The OpenTelemetry default boundaries, written out here independently of src/. */
 export const OTEL_DEFAULT_BOUNDARIES = [0, 5, 10, 25, 50, 75, 100, 250, 500, 750, 1000, 2500, 5000, 7500, 10000];
+
+/** A non-negative integer from the environment (fuzz seeds and call counts), or `dflt`. */
+export function envInt(name: string, dflt: number): number {
+  const v = process.env[name];
+  if (v === undefined || v === '') return dflt;
+  const n = Number(v);
+  if (!Number.isSafeInteger(n) || n < 0) throw new Error(`${name} must be a non-negative integer, got ${v}`);
+  return n;
+}
+
+/** What the fuzz tests' own hostile getters and traps throw; hotmeter must let it through untouched. */
+export class HostileError extends Error {}
+export const trap = (): never => {
+  throw new HostileError('hostile trap');
+};
