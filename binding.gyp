@@ -9,6 +9,7 @@
         "native/core/aggregator.cc",
         "native/core/exponential_histogram.cc",
         "native/core/block_pool.cc",
+        "native/core/output_pool.cc",
         "native/core/label_set.cc",
         "native/core/prometheus_serializer.cc",
         "native/core/record.cc",

@@ -397,6 +397,31 @@ describe('Prometheus endpoint under abuse', () => {
     expect(alive).toBe(0);
   });
 
+  it('a scrape written into the output blocks of collected earlier scrapes is the same text as a fresh one', async () => {
+    // The native serializer pools its 2 MiB output blocks when their Buffers are
+    // collected; the next scrape writes into them. Nothing of the last text may show.
+    const { exporter, requests } = setup({ preventServerStart: true }, { cardinalityLimit: 40_000, reclamation: false });
+    for (let i = 0; i < 25_000; i++) requests.add(i, { route: `/api/v1/items/${i}/${'x'.repeat(200)}` });
+    const text = async (): Promise<string> => Buffer.concat((await exporter.scrape()).chunks).toString('utf8');
+    const first = await text();
+    expect(Buffer.byteLength(first)).toBeGreaterThan(3 * 2 ** 21); // several blocks
+    for (let round = 0; round < 3; round++) {
+      gc();
+      await sleep(20); // Buffer finalizers run after the GC, from the event loop
+      gc();
+      await sleep(20);
+      expect(await text()).toBe(first);
+    }
+    // One more series, into the same blocks: exactly one more line.
+    requests.add(1, { route: 'one more' });
+    gc();
+    await sleep(20);
+    const line = 'abuse_requests_total{route="one more",otel_scope_name="abuse"} 1\n';
+    const withOne = await text();
+    expect(withOne.length).toBe(first.length + line.length);
+    expect(withOne.replace(line, '')).toBe(first);
+  });
+
   it('connections beyond maxConnections are closed on arrival; the server serves again once they go', async () => {
     const { exporter } = setup({ maxConnections: 4 });
     await exporter.ready();

@@ -3,12 +3,14 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdint>
 #include <cstdlib>
 #include <exception>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "../core/output_pool.h"
 #include "../core/prometheus_serializer.h"
 #include "../core/record_map.h"
 
@@ -81,9 +83,11 @@ class SerializeWorker : public Napi::AsyncWorker {
     }
     try {
       const auto t1 = std::chrono::steady_clock::now();
+      const uint64_t ticket = prometheus::OutputPool::Global().BeginScrape();
       prometheus::ChunkedOutput out(opts_.chunkBytes);
       prometheus::Serialize(snap_, opts_, exact_, &out, &dropped_);
       chunks_ = out.Take();
+      prometheus::OutputPool::Global().EndScrape(ticket);
       serializeMs_ = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t1).count();
       epoch_ = snap_.epoch;
       records_ = snap_.records.size();
@@ -103,11 +107,18 @@ class SerializeWorker : public Napi::AsyncWorker {
     for (size_t i = 0; i < chunks_.size(); i++) {
       const size_t size = chunks_[i].size();
       bytes += size;
+      // The capacity travels as the finalizer's hint (an integer, not a pointer).
+      void* capacity = reinterpret_cast<void*>(static_cast<uintptr_t>(chunks_[i].capacity()));
       char* data = chunks_[i].release();
-      // Zero copy where external buffers are allowed; the block is freed with the Buffer
-      // (or at once, after the copy, where they are not).
+      // Zero copy where external buffers are allowed; the block is freed (or pooled for the
+      // next scrape) with the Buffer, or at once, after the copy, where they are not.
       chunks.Set(static_cast<uint32_t>(i),
-                 Napi::Buffer<char>::NewOrCopy(env, data, size, [](Napi::Env, char* d) { std::free(d); }));
+                 Napi::Buffer<char>::NewOrCopy(
+                     env, data, size,
+                     [](Napi::Env, char* d, void* cap) {
+                       prometheus::FreeChunkData(d, static_cast<size_t>(reinterpret_cast<uintptr_t>(cap)));
+                     },
+                     capacity));
     }
     chunks_.clear();
     Napi::Object r = Napi::Object::New(env);

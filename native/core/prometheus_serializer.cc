@@ -15,6 +15,7 @@
 #endif
 
 #include "exponential_histogram.h"
+#include "output_pool.h"
 #include "sketch.h"
 
 namespace hotmeter::prometheus {
@@ -371,9 +372,21 @@ void* AllocateLarge(size_t bytes) {
 
 void FreeLarge(void* p) noexcept { std::free(p); }
 
-Chunk::Chunk(size_t capacity) : cap_(std::max<size_t>(capacity, 64)) { data_ = AllocateBlock(&cap_); }
+Chunk::Chunk(size_t capacity) : cap_(std::max<size_t>(capacity, 64)) {
+  if (cap_ == OutputPool::kBlockBytes) data_ = OutputPool::Global().Take();
+  if (data_ == nullptr) data_ = AllocateBlock(&cap_);
+}
 
-Chunk::~Chunk() { std::free(data_); }
+void FreeChunkData(char* data, size_t capacity) noexcept {
+  if (data == nullptr) return;
+  if (capacity == OutputPool::kBlockBytes) {
+    OutputPool::Global().Give(data);
+  } else {
+    std::free(data);
+  }
+}
+
+Chunk::~Chunk() { FreeChunkData(data_, cap_); }
 
 Chunk::Chunk(Chunk&& o) noexcept : data_(o.data_), size_(o.size_), cap_(o.cap_) {
   o.data_ = nullptr;
@@ -382,7 +395,7 @@ Chunk::Chunk(Chunk&& o) noexcept : data_(o.data_), size_(o.size_), cap_(o.cap_) 
 
 Chunk& Chunk::operator=(Chunk&& o) noexcept {
   if (this != &o) {
-    std::free(data_);
+    FreeChunkData(data_, cap_);
     data_ = o.data_;
     size_ = o.size_;
     cap_ = o.cap_;
@@ -403,7 +416,7 @@ void Chunk::Grow(size_t need) {
   size_t cap = std::max<size_t>({64, cap_ * 2, size_ + need});
   char* p = AllocateBlock(&cap);
   if (size_ > 0) std::memcpy(p, data_, size_);
-  std::free(data_);
+  FreeChunkData(data_, cap_);
   data_ = p;
   cap_ = cap;
 }

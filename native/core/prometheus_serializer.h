@@ -127,7 +127,9 @@ void TakeSnapshot(RecordMap& map, const CollectOptions& opts, const std::vector<
                   Snapshot* out);
 
 // A block of output text in memory from std::malloc / posix_memalign: move-only; the
-// owner frees it (or release() hands the pointer to a caller that will std::free it).
+// owner frees it (or release() hands the pointer to a caller that will FreeChunkData it).
+// Blocks of exactly OutputPool::kBlockBytes (the default chunk) come from and go back to
+// the OutputPool, so repeated scrapes write into memory that is already mapped.
 // Blocks of 2 MiB or more are 2 MiB aligned and advised as transparent huge pages where
 // the system has them: writing hundreds of MB of fresh memory through 4 KiB page faults
 // costs more than formatting it.
@@ -146,7 +148,8 @@ class Chunk {
   bool empty() const { return size_ == 0; }
   char back() const { return data_[size_ - 1]; }
   std::string_view view() const { return {data_, size_}; }
-  // Gives up ownership: free the result with std::free.
+  size_t capacity() const { return cap_; }
+  // Gives up ownership: free the result with FreeChunkData(result, capacity()).
   char* release();
 
   void append(const char* p, size_t n) {
@@ -181,6 +184,9 @@ class Chunk {
   size_t cap_ = 0;
   size_t extended_ = 0;
 };
+
+// Frees (or pools) what Chunk::release() gave up; `capacity` is the Chunk's capacity().
+void FreeChunkData(char* data, size_t capacity) noexcept;
 
 // Text in chunks of whole lines (each chunk is valid UTF-8 on its own).
 class ChunkedOutput {

@@ -26,6 +26,7 @@
 #include "../core/aggregator.h"
 #include "../core/descriptor.h"
 #include "../core/exponential_histogram.h"
+#include "../core/output_pool.h"
 #include "../core/prometheus_serializer.h"
 #include "../core/record.h"
 #include "../core/record_map.h"
@@ -504,6 +505,87 @@ TEST(chunks_end_at_line_boundaries) {
     lines += static_cast<size_t>(std::count(ch.view().begin(), ch.view().end(), '\n'));
   }
   CHECK(lines == 5002);
+}
+
+TEST(output_pool_reuses_blocks_and_frees_what_a_scrape_did_not_need) {
+  prom::OutputPool& pool = prom::OutputPool::Global();
+  pool.Clear();
+  constexpr size_t kBlock = prom::OutputPool::kBlockBytes;
+  // A default-size chunk's block goes back to the pool and is the next chunk's block.
+  const char* first;
+  {
+    prom::Chunk c(kBlock);
+    c.append("abc");
+    first = c.data();
+  }
+  CHECK(pool.pooledBlocks() == 1);
+  {
+    prom::Chunk c(kBlock);
+    CHECK(c.data() == first);
+    CHECK(pool.pooledBlocks() == 0);
+    c.append(kBlock, 'x');  // the whole block is writable (ASan checks the unpoisoning)
+    // release() + FreeChunkData (what a JS Buffer's finalizer does) pools it too.
+    const size_t cap = c.capacity();
+    char* p = c.release();
+    prom::FreeChunkData(p, cap);
+  }
+  CHECK(pool.pooledBlocks() == 1);
+  // Other sizes are never pooled.
+  {
+    prom::Chunk small(4096);
+    small.append("x");
+  }
+  CHECK(pool.pooledBlocks() == 1);
+  // Blocks that sat in the pool through a whole scrape are surplus: freed at its end;
+  // blocks given back during the scrape stay.
+  {
+    prom::Chunk a(kBlock), b(kBlock);
+    CHECK(pool.pooledBlocks() == 0);
+  }
+  CHECK(pool.pooledBlocks() == 2);
+  const uint64_t ticket = pool.BeginScrape();
+  prom::Chunk taken(kBlock);  // the scrape used one of the two
+  CHECK(pool.pooledBlocks() == 1);
+  { prom::Chunk returned(kBlock); }  // comes from the pool and goes back: now newer
+  { char* extra = static_cast<char*>(prom::AllocateLarge(kBlock)); prom::FreeChunkData(extra, kBlock); }
+  CHECK(pool.pooledBlocks() == 2);
+  pool.EndScrape(ticket);
+  CHECK(pool.pooledBlocks() == 2);  // both were given back during the scrape
+  const uint64_t next = pool.BeginScrape();
+  pool.EndScrape(next);  // a scrape that needed none of them
+  CHECK(pool.pooledBlocks() == 0);
+  pool.Clear();
+}
+
+// Serializing again into pooled blocks gives the same text (nothing of the last scrape
+// shows through).
+TEST(output_from_pooled_blocks_equals_fresh_output) {
+  Fixture f;
+  uint32_t c = f.Add("c", Desc("c", AggregationKind::Sum));
+  for (int i = 0; i < 40000; i++) {
+    double* cell = f.Acquire(c, {"k", "value-" + std::to_string(i) + std::string(static_cast<size_t>(100 + i % 40), 'y')});
+    REQUIRE(cell);
+    cell[0] = i;
+  }
+  CollectOptions co;
+  co.domain = f.domain;
+  auto scrape = [&]() {
+    prom::Snapshot snap;
+    prom::TakeSnapshot(f.m, co, nullptr, &snap);
+    const uint64_t ticket = prom::OutputPool::Global().BeginScrape();
+    prom::ChunkedOutput out;
+    prom::Serialize(snap, Text(), {}, &out, nullptr);
+    std::string text = prom::Join(out.Take());  // the chunks go back to the pool here
+    prom::OutputPool::Global().EndScrape(ticket);
+    return text;
+  };
+  prom::OutputPool::Global().Clear();
+  const std::string fresh = scrape();
+  CHECK(fresh.size() > 2 * prom::OutputPool::kBlockBytes);
+  CHECK(prom::OutputPool::Global().pooledBlocks() >= 2);
+  const std::string again = scrape();
+  CHECK(again == fresh);
+  prom::OutputPool::Global().Clear();
 }
 
 TEST(parallel_output_equals_sequential) {

@@ -1,0 +1,52 @@
+// Reuse of the serializer's 2 MiB output blocks across scrapes.
+//
+// A large scrape writes hundreds of MB of fresh memory; each new page costs a fault and
+// the kernel's zeroing, which was most of the scrape's time (perf: clear_page_erms). Blocks
+// of exactly kBlockBytes come back here when their Chunk (or the JS Buffer that took it
+// over) is freed, and the next scrape writes into them again.
+//
+// Ownership: a block belongs to the pool between Give() and Take(); to a Chunk, then to
+// the JS Buffer made from it, between Take() and Give(). Thread-safe (a mutex: Take and
+// Give happen once per 2 MiB).
+// Bounds: at most kMaxPooledBytes are held; EndScrape() frees the blocks that were already
+// pooled when that scrape began and were not needed by it (so the pool shrinks to what one
+// scrape uses). Pooled blocks are advised MADV_FREE on Linux: the kernel may take their
+// pages back under memory pressure (they then fault in again as zeros when reused).
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <mutex>
+#include <vector>
+
+namespace hotmeter::prometheus {
+
+class OutputPool {
+ public:
+  static constexpr size_t kBlockBytes = size_t{2} << 20;
+  static constexpr size_t kMaxPooledBytes = size_t{1} << 30;
+
+  static OutputPool& Global();
+
+  // A pooled block (kBlockBytes, 2 MiB aligned), or nullptr when none is pooled.
+  char* Take();
+  // Takes back a block of kBlockBytes from Take() or AllocateBlock (frees it if full).
+  void Give(char* block);
+  // A scrape's bracket: BeginScrape returns the ticket EndScrape wants.
+  uint64_t BeginScrape();
+  void EndScrape(uint64_t ticket);
+
+  size_t pooledBlocks();
+  // Frees every pooled block.
+  void Clear();
+
+ private:
+  struct Entry {
+    char* block;
+    uint64_t generation;  // the scrape count when the block was given back
+  };
+  std::mutex mu_;
+  std::vector<Entry> free_;  // LIFO: the most recently returned block is reused first
+  uint64_t generation_ = 0;
+};
+
+}  // namespace hotmeter::prometheus
