@@ -69,6 +69,7 @@ class SerializeWorker : public Napi::AsyncWorker {
   void TakeSnapshot() {
     try {
       const auto t0 = std::chrono::steady_clock::now();
+      snap_ = prometheus::ReuseSnapshot();
       prometheus::TakeSnapshot(RecordMap::Global(), co_, all_ ? nullptr : &include_, &snap_);
       snapshotMs_ = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
     } catch (const std::exception& e) {
@@ -93,7 +94,8 @@ class SerializeWorker : public Napi::AsyncWorker {
       records_ = snap_.records.size();
       stale_ = std::move(snap_.stale);
       reclaimed_ = std::move(snap_.reclaimed);
-      snap_ = prometheus::Snapshot();  // free it here, not on the JS thread
+      prometheus::StashSnapshot(std::move(snap_));  // here, not on the JS thread
+      snap_ = prometheus::Snapshot();
     } catch (const std::exception& e) {
       SetError(std::string("hotmeter native: Prometheus serialization failed: ") + e.what());
     }

@@ -7,6 +7,7 @@
 #include <cstring>
 #include <cstdlib>
 #include <memory>
+#include <mutex>
 #include <new>
 #include <thread>
 
@@ -342,6 +343,46 @@ void TakeSnapshot(RecordMap& map, const CollectOptions& opts, const std::vector<
   hintRecords.store(out->records.size() + out->records.size() / 8, std::memory_order_relaxed);
   hintStates.store(out->states.size() + out->states.size() / 8, std::memory_order_relaxed);
   hintLabels.store(out->labels.size() + out->labels.size() / 8, std::memory_order_relaxed);
+}
+
+namespace {
+std::mutex stashMu;
+Snapshot* stashed = nullptr;  // owned; guarded by stashMu
+}  // namespace
+
+Snapshot ReuseSnapshot() {
+  Snapshot* s;
+  {
+    std::lock_guard<std::mutex> lock(stashMu);
+    s = stashed;
+    stashed = nullptr;
+  }
+  if (s == nullptr) return Snapshot();
+  Snapshot out = std::move(*s);
+  delete s;
+  return out;
+}
+
+void StashSnapshot(Snapshot&& s) {
+  s.epoch = 0;
+  s.instruments.clear();
+  s.records.clear();
+  s.labels.clear();
+  s.states.clear();
+  s.stale.clear();
+  s.reclaimed.clear();
+  auto* kept = new Snapshot(std::move(s));
+  Snapshot* drop = nullptr;
+  {
+    std::lock_guard<std::mutex> lock(stashMu);
+    if (stashed == nullptr || stashed->states.capacity() < kept->states.capacity()) {
+      drop = stashed;
+      stashed = kept;
+    } else {
+      drop = kept;
+    }
+  }
+  delete drop;  // outside the lock: frees up to tens of MB
 }
 
 // ---- Output -------------------------------------------------------------------------------

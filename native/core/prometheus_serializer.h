@@ -126,6 +126,15 @@ struct Snapshot {
 void TakeSnapshot(RecordMap& map, const CollectOptions& opts, const std::vector<uint32_t>* include,
                   Snapshot* out);
 
+// The last serialized snapshot's memory, kept for the next one: TakeSnapshot runs on the JS
+// thread under the record map's lock, and fresh pages there cost a fault and the kernel's
+// zeroing each (tens of MB at 100,000 series). Holds at most one snapshot (the larger
+// capacity wins); thread-safe.
+//   ReuseSnapshot()        an empty Snapshot, with the stashed one's capacity if any
+//   StashSnapshot(s)       empties `s` and keeps its memory
+Snapshot ReuseSnapshot();
+void StashSnapshot(Snapshot&& s);
+
 // A block of output text in memory from std::malloc / posix_memalign: move-only; the
 // owner frees it (or release() hands the pointer to a caller that will FreeChunkData it).
 // Blocks of exactly OutputPool::kBlockBytes (the default chunk) come from and go back to

@@ -588,6 +588,40 @@ TEST(output_from_pooled_blocks_equals_fresh_output) {
   prom::OutputPool::Global().Clear();
 }
 
+TEST(snapshot_memory_is_reused_and_the_reused_snapshot_is_complete) {
+  Fixture f;
+  uint32_t c = f.Add("c", Desc("c", AggregationKind::Sum));
+  for (int i = 0; i < 3000; i++) {
+    double* cell = f.Acquire(c, {"k", "v" + std::to_string(i)});
+    REQUIRE(cell);
+    cell[0] = i;
+  }
+  CollectOptions co;
+  co.domain = f.domain;
+  auto text = [&](const prom::Snapshot& snap) {
+    prom::ChunkedOutput out;
+    prom::Serialize(snap, Text(), {}, &out, nullptr);
+    return prom::Join(out.Take());
+  };
+  prom::Snapshot first = prom::ReuseSnapshot();
+  prom::TakeSnapshot(f.m, co, nullptr, &first);
+  REQUIRE(first.records.size() == 3000);
+  const std::string expected = text(first);
+  const double* states = first.states.data();
+  prom::StashSnapshot(std::move(first));
+  prom::Snapshot again = prom::ReuseSnapshot();
+  CHECK(again.records.empty() && again.states.empty() && again.labels.empty() && again.instruments.empty());
+  CHECK(again.states.capacity() >= 3000 && again.states.data() == states);  // the same memory
+  prom::TakeSnapshot(f.m, co, nullptr, &again);
+  CHECK(again.records.size() == 3000);
+  CHECK(text(again) == expected);
+  prom::StashSnapshot(std::move(again));
+  prom::Snapshot fresh = prom::ReuseSnapshot();
+  prom::Snapshot none = prom::ReuseSnapshot();  // only one is kept
+  CHECK(fresh.states.capacity() >= 3000);
+  CHECK(none.states.capacity() == 0);
+}
+
 TEST(parallel_output_equals_sequential) {
   Fixture f;
   std::vector<uint32_t> ids;
