@@ -5,11 +5,11 @@
 //
 //   npm run bench:server                      (builds the TS, then runs this file; 3-4 min)
 //   npm run bench:server -- --long            (30 rounds, 7-10 min)
-//   node bench/server.js --rounds 12 --duration 2 --warmup 5 --connections 32 --retries 2 --patience 60
+//   node bench/server.js --rounds 12 --procs 3 --duration 2 --warmup 3 --connections 32 --retries 2 --patience 60
 //   node bench/server.js --only hotmeter,bare (fewer variants; `none` is always included)
 //   node bench/server.js --serve hotmeter     (just the server; prints its port; for profiling)
 //
-// Variants, each in its own server process (identical handler and routes):
+// Variants, each in --procs server processes of its own (identical handler and routes):
 //   none        no metrics at all: the baseline every ratio is taken against
 //   none2       a second, identical uninstrumented process: the A/A control. Its ratio to
 //               `none` is what "no difference" looks like under the conditions of the run
@@ -29,8 +29,16 @@
 // Method
 // - Pinning: with `taskset` (Linux, >= 2 CPUs) every server runs on CPU 1 and this process
 //   (autocannon) on CPU 0 (--no-pin to let the scheduler place them).
-// - Warm-up: all servers start and stay up; each is loaded for --warmup s (discarded) so
-//   its handler and the library are JIT-compiled before anything is measured.
+// - Several processes per variant (--procs, default 3): two identical processes differ by
+//   up to ~6% here, and the difference lasts as long as the processes do (an A/A pair
+//   measured 6.1% apart over a whole run, while in another run three identical processes
+//   were within 2%): where a process's memory and code land (ASLR, physical pages,
+//   cache sets) changes its speed. With one process per variant that bias is fixed into
+//   the result; with several, round k uses process k mod P of every variant, so the
+//   spread over rounds includes it and the median averages it out.
+// - Warm-up: all servers start and stay up; each process is loaded for --warmup s
+//   (discarded) so its handler and the library are JIT-compiled before anything is
+//   measured.
 // - Rounds: --rounds rounds; in each, every variant is loaded for --duration s, one at a
 //   time, the order rotated by one each round (A B C D, B C D A, ...), so that a change of
 //   the machine's load hits every variant alike and no variant always follows another.
@@ -504,7 +512,8 @@ async function main() {
   const DURATION = opt('duration', 2);
   const ROUNDS = Math.round(opt('rounds', long ? 30 : 12));
   const CONNECTIONS = Math.round(opt('connections', 32));
-  const WARMUP = opt('warmup', 5);
+  const WARMUP = opt('warmup', 3);
+  const PROCS = Math.round(opt('procs', 3));
   const RETRIES = argv.includes('--retries') && argv[argv.indexOf('--retries') + 1] === '0' ? 0 : Math.round(opt('retries', 2));
   const onlyArg = argv.indexOf('--only');
   const only = onlyArg >= 0 ? argv[onlyArg + 1].split(',') : null;
@@ -516,11 +525,11 @@ async function main() {
   const cpus = os.cpus();
   const loadBefore = uptime();
   for (let i = 0; i < 30; i++) speedProbe(); // compiled before it is relied on
-  const planned = VARIANTS.length * (ROUNDS * (DURATION + 0.15) + WARMUP);
+  const planned = VARIANTS.length * (ROUNDS * (DURATION + 0.15) + PROCS * (WARMUP + 0.3));
   // Seconds at most spent waiting for quiet and repeating disturbed runs.
   const budget = !argv.includes('--patience') ? Math.round(planned / 3) : argv[argv.indexOf('--patience') + 1] === '0' ? 0 : opt('patience', 60);
   console.log(
-    `bench:server: ${VARIANTS.length} variants x ${ROUNDS} rounds x ${DURATION} s (+ ${WARMUP} s warm-up each), ` +
+    `bench:server: ${VARIANTS.length} variants x ${ROUNDS} rounds x ${DURATION} s, ${PROCS} processes per variant (+ ${WARMUP} s warm-up each), ` +
       `${CONNECTIONS} connections, ~${(planned / 60).toFixed(1)} min + at most ${(budget / 60).toFixed(1)} min waiting out other work; ` +
       `${cpus.length} x ${cpus[0]?.model.trim()}, node ${process.version}; ` +
       (pin ? `server on CPU ${SERVER_CPU}, autocannon on CPU ${CLIENT_CPU}` : 'no CPU pinning'),
@@ -533,8 +542,11 @@ async function main() {
   let waited = 0; // seconds waited for the machine to be quiet
   let spent = 0; // seconds of both
   try {
-    for (const v of VARIANTS) servers[v] = await startServer(v, pin ? SERVER_CPU : undefined);
-    for (const v of VARIANTS) noteProbes(await load(servers[v].port, WARMUP, CONNECTIONS)); // JIT, sockets, heap
+    for (const v of VARIANTS) {
+      servers[v] = [];
+      for (let k = 0; k < PROCS; k++) servers[v].push(await startServer(v, pin ? SERVER_CPU : undefined));
+    }
+    for (const v of VARIANTS) for (const srv of servers[v]) noteProbes(await load(srv.port, WARMUP, CONNECTIONS)); // JIT, sockets, heap
     for (let round = 0; round < ROUNDS; round++) {
       const order = VARIANTS.map((_, k) => VARIANTS[(k + round) % VARIANTS.length]);
       // Before a run, while the machine is busy with other work, wait (within the budget).
@@ -553,19 +565,21 @@ async function main() {
       };
       for (const v of order) {
         await quietFirst();
-        let best = await load(servers[v].port, DURATION, CONNECTIONS);
+        const port = servers[v][round % PROCS].port;
+        let best = await load(port, DURATION, CONNECTIONS);
         noteProbes(best);
         best.attempts = 1;
         while (pin && best.attempts <= RETRIES && disturbance(best) > 1 && spent + DURATION <= budget) {
           spent += DURATION;
           retried++;
           await quietFirst();
-          const again = await load(servers[v].port, DURATION, CONNECTIONS);
+          const again = await load(port, DURATION, CONNECTIONS);
           noteProbes(again);
           again.attempts = best.attempts + 1;
           if (disturbance(again) < disturbance(best)) best = again;
           else best.attempts = again.attempts;
         }
+        best.proc = round % PROCS;
         results[v].push(best);
       }
       const base = results.none[round];
@@ -594,8 +608,8 @@ async function main() {
         console.log(`  FAIL ${v}: ${problems.slice(0, 4).join('; ')}`);
       }
     }
-    for (const v of LIBRARIES.filter((x) => VARIANTS.includes(x))) {
-      const { served, counted } = JSON.parse(await get(servers[v].port, '/__verify'));
+    for (const v of LIBRARIES.filter((x) => VARIANTS.includes(x))) for (const [k, srv] of servers[v].entries()) {
+      const { served, counted } = JSON.parse(await get(srv.port, '/__verify'));
       const problems = [];
       for (const [key, n] of Object.entries(served)) {
         for (const metric of ['http.server.requests', 'http.server.request.duration']) {
@@ -604,7 +618,7 @@ async function main() {
         }
       }
       const total = Object.values(served).reduce((a, b) => a + b, 0);
-      console.log(`  ${problems.length === 0 ? 'ok  ' : 'FAIL'} ${v}: ${total} requests served, every one counted in both instruments${problems.length ? `: ${problems.slice(0, 3).join('; ')}` : ''}`);
+      console.log(`  ${problems.length === 0 ? 'ok  ' : 'FAIL'} ${v} (process ${k + 1}): ${total} requests served, every one counted in both instruments${problems.length ? `: ${problems.slice(0, 3).join('; ')}` : ''}`);
       if (problems.length) failed = true;
     }
     const totalProblems = VARIANTS.reduce((a, v) => a + results[v].reduce((b, r) => b + r.problems.length, 0), 0);
@@ -641,6 +655,11 @@ async function main() {
         clientCpu: median(rs.map((r) => r.clientCpu)),
         otherOnServerCore: other.length ? median(other) : null,
         problems: rs.reduce((a, r) => a + r.problems.length, 0),
+        // Median CPU/request ratio of each of the variant's processes (over its rounds).
+        perProcessCpuRatio: [...Array(PROCS).keys()].map((p) => {
+          const ks = used.rounds.filter((k) => results[v][k].proc === p);
+          return ks.length ? median(ks.map((k) => results[v][k].cpuPerReq / results.none[k].cpuPerReq)) : null;
+        }),
       };
     });
     console.log('');
@@ -656,6 +675,16 @@ async function main() {
       console.log(
         `| ${r.title} | ${r.rounds}${r.cleanRoundsOnly ? '' : ' (all, busy)'} | ${int(r.rps)} | ${r.variant === 'none' ? '' : fmtRatio(r.rpsRatio)} | ${r.p99Ms.toFixed(2)} | ` +
           `${r.cpuPerReq.toFixed(1)} | ${r.variant === 'none' ? '' : fmtRatio(r.cpuRatio)} | ${(r.serverCpu * 100).toFixed(0)}% |`,
+      );
+    }
+    if (PROCS > 1) {
+      console.log('');
+      console.log(
+        `per process, CPU/req vs none (median of its rounds): ` +
+          rows
+            .filter((r) => r.variant !== 'none')
+            .map((r) => `${r.variant} ${r.perProcessCpuRatio.map((x) => (x === null ? '-' : pct(x - 1))).join(' ')}`)
+            .join('; '),
       );
     }
     const row = (v) => rows.find((r) => r.variant === v);
@@ -745,7 +774,7 @@ async function main() {
             uptimeBefore: loadBefore,
             uptimeAfter: loadAfter,
           },
-          config: { duration: DURATION, rounds: ROUNDS, connections: CONNECTIONS, warmup: WARMUP, retries: RETRIES, patience: budget, quiet: QUIET, slow: SLOW, variants: VARIANTS, target: TARGET, timing: FINISH_TIMING ? "finish listener" : "sync after res.end()" },
+          config: { duration: DURATION, rounds: ROUNDS, procs: PROCS, connections: CONNECTIONS, warmup: WARMUP, retries: RETRIES, patience: budget, quiet: QUIET, slow: SLOW, variants: VARIANTS, target: TARGET, timing: FINISH_TIMING ? "finish listener" : "sync after res.end()" },
           repeatedRuns: retried,
           waitedSeconds: waited,
           verdict: verdicts,
@@ -757,7 +786,7 @@ async function main() {
       ) + '\n',
     );
   } finally {
-    for (const s of Object.values(servers)) s.child.kill('SIGTERM');
+    for (const list of Object.values(servers)) for (const s of list) s.child.kill('SIGTERM');
   }
   if (failed) process.exitCode = 1;
 }
