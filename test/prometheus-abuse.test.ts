@@ -18,7 +18,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { MeterProvider, OPENMETRICS_CONTENT_TYPE, PROMETHEUS_TEXT_CONTENT_TYPE, PrometheusExporter } from '../src';
 import type { MetricProducer, PrometheusCollectOptions, PrometheusExporterOptions, PrometheusPayload } from '../src';
 import { requireCompiledPackage, ROOT } from './fixtures/worker-helpers';
-import { OM, parseExposition, type Sample } from './prometheus-helpers';
+import { OM, parseExposition, request, type Sample } from './prometheus-helpers';
 
 v8.setFlagsFromString('--expose-gc');
 const gc = vm.runInNewContext('gc') as () => void;
@@ -86,27 +86,6 @@ function serverOf(exporter: PrometheusExporter): http.Server {
 
 function connections(server: http.Server): Promise<number> {
   return new Promise((resolve, reject) => server.getConnections((e, n) => (e ? reject(e) : resolve(n))));
-}
-
-interface Response {
-  status: number;
-  headers: http.IncomingHttpHeaders;
-  body: string;
-}
-
-/** One request on a connection of its own. */
-function request(url: string, method = 'GET', headers: http.OutgoingHttpHeaders = {}): Promise<Response> {
-  return new Promise((resolve, reject) => {
-    const req = http.request(url, { method, headers, agent: false }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (c: string) => (body += c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
-      res.on('error', reject);
-    });
-    req.on('error', reject);
-    req.end();
-  });
 }
 
 /** Writes `text` on a raw connection and resolves with everything received until the server closes. */

@@ -19,7 +19,7 @@ import {
 import { familyName, formatValue, sanitizeLabelName, sanitizeMetricName, unitSuffix } from '../src/exporters/prometheus/naming';
 import { native } from '../src/sdk/native';
 import { installLogger, prng, uninstallLogger } from './helpers';
-import { HOSTILE, OM, recordEverything, VIEWS } from './prometheus-helpers';
+import { HOSTILE, OM, recordEverything, request, VIEWS } from './prometheus-helpers';
 
 const cleanups: (() => Promise<unknown> | unknown)[] = [];
 afterEach(async () => {
@@ -255,19 +255,6 @@ describe('families and clashes', () => {
 });
 
 describe('the exporter over HTTP', () => {
-  function request(url: string, headers: Record<string, string> = {}, method = 'GET'): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: string }> {
-    return new Promise((resolve, reject) => {
-      const req = http.request(url, { method, headers, agent: false }, (res) => {
-        let body = '';
-        res.setEncoding('utf8');
-        res.on('data', (c: string) => (body += c));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
-      });
-      req.on('error', reject);
-      req.end();
-    });
-  }
-
   it('serves its endpoint with negotiation, HEAD, 404 and 405', async () => {
     const exporter = new PrometheusExporter({ port: 0, endpoint: '/prom' });
     const provider = new MeterProvider({ readers: [exporter] });
@@ -280,14 +267,14 @@ describe('the exporter over HTTP', () => {
     expect(text.headers['content-type']).toBe(PROMETHEUS_TEXT_CONTENT_TYPE);
     expect(text.body).toBe('# HELP hits_total hits\n# TYPE hits_total counter\nhits_total{a="é",otel_scope_name="h"} 3\n');
     expect(Number(text.headers['content-length'])).toBe(Buffer.byteLength(text.body));
-    const om = await request(exporter.url, { accept: OM });
+    const om = await request(exporter.url, 'GET', { accept: OM });
     expect(om.headers['content-type']).toBe(OPENMETRICS_CONTENT_TYPE);
     expect(om.body.endsWith('# EOF\n')).toBe(true);
-    const head = await request(exporter.url, {}, 'HEAD');
+    const head = await request(exporter.url, 'HEAD');
     expect(head.status).toBe(200);
     expect(head.body).toBe('');
     expect((await request(exporter.url.replace('/prom', '/other'))).status).toBe(404);
-    expect((await request(exporter.url, {}, 'POST')).status).toBe(405);
+    expect((await request(exporter.url, 'POST')).status).toBe(405);
     const q = await request(`${exporter.url}?x=1`);
     expect(q.status).toBe(200);
   });
@@ -301,7 +288,7 @@ describe('the exporter over HTTP', () => {
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
     cleanups.push(() => new Promise((r) => server.close(r)));
     const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/metrics`;
-    const r = await request(url, { accept: OM });
+    const r = await request(url, 'GET', { accept: OM });
     expect(r.headers['content-type']).toBe(PROMETHEUS_TEXT_CONTENT_TYPE);
     expect(r.body).toContain('hits_total{otel_scope_name="h"} 1\n');
     const { contentType, stream } = await exporter.renderStream();

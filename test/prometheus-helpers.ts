@@ -2,8 +2,30 @@
 // kind and aggregation, hostile label values, a parser of the exposition, and runners for
 // the real peers (promtool, the Debian python3-prometheus-client).
 import { spawnSync } from 'node:child_process';
+import * as http from 'node:http';
 import { AggregationKind, MeterProvider } from '../src';
 import { prng } from './helpers';
+
+export interface Response {
+  status: number;
+  headers: http.IncomingHttpHeaders;
+  body: string;
+}
+
+/** One request on a connection of its own. */
+export function request(url: string, method = 'GET', headers: http.OutgoingHttpHeaders = {}): Promise<Response> {
+  return new Promise((resolve, reject) => {
+    const req = http.request(url, { method, headers, agent: false }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => (body += c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
 
 /** What Prometheus 2.x sends. */
 export const OM = 'application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1';
