@@ -34,6 +34,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("recordLabels", Napi::Function::New(env, RecordLabels, "recordLabels"));
   exports.Set("stats", Napi::Function::New(env, Stats, "stats"));
   exports.Set("serializePrometheus", Napi::Function::New(env, SerializePrometheus, "serializePrometheus"));
+  exports.Set("releaseOutput", Napi::Function::New(env, ReleaseOutput, "releaseOutput"));
   return exports;
 }
 

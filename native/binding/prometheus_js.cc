@@ -112,12 +112,15 @@ class SerializeWorker : public Napi::AsyncWorker {
       // The capacity travels as the finalizer's hint (an integer, not a pointer).
       void* capacity = reinterpret_cast<void*>(static_cast<uintptr_t>(chunks_[i].capacity()));
       char* data = chunks_[i].release();
+      LendOrFree(data, capacity);
       // Zero copy where external buffers are allowed; the block is freed (or pooled for the
-      // next scrape) with the Buffer, or at once, after the copy, where they are not.
+      // next scrape) with the Buffer (or when releaseOutput detaches it), or at once, after
+      // the copy, where they are not.
       chunks.Set(static_cast<uint32_t>(i),
                  Napi::Buffer<char>::NewOrCopy(
                      env, data, size,
                      [](Napi::Env, char* d, void* cap) {
+                       prometheus::OutputPool::Global().Unlend(d);
                        prometheus::FreeChunkData(d, static_cast<size_t>(reinterpret_cast<uintptr_t>(cap)));
                      },
                      capacity));
@@ -139,6 +142,16 @@ class SerializeWorker : public Napi::AsyncWorker {
   }
 
   void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
+
+  // Registers `data` as lent to a Buffer; frees it (and rethrows) if that fails.
+  static void LendOrFree(char* data, void* capacity) {
+    try {
+      prometheus::OutputPool::Global().Lend(data);
+    } catch (...) {
+      prometheus::FreeChunkData(data, static_cast<size_t>(reinterpret_cast<uintptr_t>(capacity)));
+      throw;
+    }
+  }
 
  private:
   Napi::Promise::Deferred deferred_;
@@ -294,6 +307,36 @@ Napi::Value SerializePrometheus(const Napi::CallbackInfo& info) {
   w->TakeSnapshot();
   w->Queue();  // deletes itself after OnOK / OnError
   return p;
+}
+
+// releaseOutput(chunks: Buffer[]) -> number
+// Detaches each Buffer whose memory serializePrometheus lent and that is still attached
+// (others are left alone), so that its memory goes back to the output pool on the next
+// turn of the event loop rather than after garbage collection. The Buffers read as empty
+// afterwards. Returns how many were detached.
+Napi::Value ReleaseOutput(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() != 1 || !info[0].IsArray()) ThrowType(env, "releaseOutput expects an array of Buffers");
+  Napi::Array a = info[0].As<Napi::Array>();
+  const uint32_t n = a.Length();
+  std::vector<Napi::ArrayBuffer> ours;
+  for (uint32_t i = 0; i < n; i++) {
+    Napi::Value v = a.Get(i);
+    if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) {
+      ThrowType(env, "releaseOutput expects an array of Buffers");
+    }
+    Napi::Buffer<char> b = v.As<Napi::Buffer<char>>();
+    Napi::ArrayBuffer ab = b.ArrayBuffer();
+    // Whole-buffer views of lent memory only (a Buffer over part of a block is not ours).
+    if (ab.IsDetached() || b.ByteOffset() != 0 || ab.ByteLength() != b.ByteLength()) continue;
+    if (prometheus::OutputPool::Global().IsLent(static_cast<const char*>(ab.Data()))) ours.push_back(ab);
+  }
+  uint32_t detached = 0;
+  for (Napi::ArrayBuffer& ab : ours) {
+    if (ab.IsDetached()) continue;  // listed twice
+    if (napi_detach_arraybuffer(env, ab) == napi_ok) detached++;
+  }
+  return Napi::Number::New(env, detached);
 }
 
 }  // namespace hotmeter::js

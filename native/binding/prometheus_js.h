@@ -6,5 +6,6 @@
 namespace hotmeter::js {
 
 Napi::Value SerializePrometheus(const Napi::CallbackInfo& info);
+Napi::Value ReleaseOutput(const Napi::CallbackInfo& info);
 
 }  // namespace hotmeter::js

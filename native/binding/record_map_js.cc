@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "../core/output_pool.h"
 #include "../core/record_map.h"
 #include "env_state.h"
 
@@ -373,7 +374,7 @@ Napi::Value RecordLabels(const Napi::CallbackInfo& info) {
   return Napi::String::New(env, json);
 }
 
-// stats() -> { records, arenaBytes, arenaId }
+// stats() -> { records, arenaBytes, arenaId, pooledOutputBlocks, reusedOutputBlocks }
 Napi::Value Stats(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Napi::Object o = Napi::Object::New(env);
@@ -381,6 +382,8 @@ Napi::Value Stats(const Napi::CallbackInfo& info) {
   o.Set("arenaBytes", static_cast<double>(RecordMap::Global().ArenaBytes()));
   EnvState* st = env.GetInstanceData<EnvState>();
   o.Set("arenaId", st ? st->arenaId : 0);
+  o.Set("pooledOutputBlocks", static_cast<double>(prometheus::OutputPool::Global().pooledBlocks()));
+  o.Set("reusedOutputBlocks", static_cast<double>(prometheus::OutputPool::Global().reusedBlocks()));
   return o;
 }
 

@@ -19,6 +19,7 @@ char* OutputPool::Take() {
   if (free_.empty()) return nullptr;
   char* p = free_.back().block;
   free_.pop_back();
+  reused_++;
   HOTMETER_UNPOISON(p, kBlockBytes);
   return p;
 }
@@ -62,6 +63,26 @@ void OutputPool::EndScrape(uint64_t ticket) {
     HOTMETER_UNPOISON(p, kBlockBytes);
     std::free(p);
   }
+}
+
+void OutputPool::Lend(const char* data) {
+  std::lock_guard<std::mutex> lock(mu_);
+  lent_.insert(data);
+}
+
+void OutputPool::Unlend(const char* data) {
+  std::lock_guard<std::mutex> lock(mu_);
+  lent_.erase(data);
+}
+
+bool OutputPool::IsLent(const char* data) {
+  std::lock_guard<std::mutex> lock(mu_);
+  return lent_.count(data) != 0;
+}
+
+uint64_t OutputPool::reusedBlocks() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return reused_;
 }
 
 size_t OutputPool::pooledBlocks() {

@@ -557,6 +557,32 @@ TEST(output_pool_reuses_blocks_and_frees_what_a_scrape_did_not_need) {
   pool.Clear();
 }
 
+// The lent registry answers for exactly the blocks lent and not yet given back, and the
+// reuse counter counts the blocks Take() answered from the pool.
+TEST(output_pool_knows_what_it_lent_and_counts_reuse) {
+  prom::OutputPool& pool = prom::OutputPool::Global();
+  pool.Clear();
+  constexpr size_t kBlock = prom::OutputPool::kBlockBytes;
+  const uint64_t reused0 = pool.reusedBlocks();
+  prom::Chunk a(kBlock), b(kBlock);
+  CHECK(pool.reusedBlocks() == reused0);  // the pool was empty: fresh blocks
+  const size_t cap = a.capacity();
+  char* pa = a.release();
+  pool.Lend(pa);
+  CHECK(pool.IsLent(pa));
+  CHECK(!pool.IsLent(b.data()));
+  CHECK(!pool.IsLent(pa + 1));  // only the block's start names it
+  pool.Unlend(pa);              // what the Buffer finalizer does before FreeChunkData
+  prom::FreeChunkData(pa, cap);
+  CHECK(!pool.IsLent(pa));
+  CHECK(pool.pooledBlocks() == 1);
+  prom::Chunk c(kBlock);
+  CHECK(c.data() == pa);
+  CHECK(pool.reusedBlocks() == reused0 + 1);
+  pool.Unlend(c.data());  // unlending what is not lent is harmless
+  CHECK(!pool.IsLent(c.data()));
+}
+
 // Serializing again into pooled blocks gives the same text (nothing of the last scrape
 // shows through).
 TEST(output_from_pooled_blocks_equals_fresh_output) {

@@ -15,6 +15,12 @@ export interface PrometheusCollectOptions {
 export interface PrometheusPayload {
   readonly chunks: Buffer[];
   readonly byteLength: number;
+  /**
+   * Hands the chunks' memory back for the next collection now (the chunks read as empty
+   * afterwards); call once nothing reads them. Without it the memory returns when the
+   * chunks are garbage-collected.
+   */
+  readonly release?: () => void;
 }
 
 /** What a reader can ask of the provider it is attached to. */

@@ -469,7 +469,8 @@ export class MeterProvider implements ApiMeterProvider, MeterHost {
       const name = (this.storeByInstrument.get(id) ?? this.foreignStore(id))?.descriptor.name ?? `#${id}`;
       warnLimited(`prom-clash:${name}`, `${name}: its Prometheus names clash with another metric of a different type; left out of the scrape`);
     }
-    return { chunks: r.chunks, byteLength: r.bytes };
+    const chunks = r.chunks;
+    return { chunks, byteLength: r.bytes, release: () => void native().releaseOutput(chunks) };
   }
 
   /**

@@ -109,7 +109,11 @@ export interface NativeBinding {
   recordInfo(recordId: number): [number, string[]] | null;
   /** JSON of each record's label parts (null for an unknown record), in one call. */
   recordLabels(recordIds: Float64Array): string;
-  stats(): { records: number; arenaBytes: number; arenaId: number };
+  /**
+   * pooledOutputBlocks: Prometheus output blocks kept for the next scrape; reusedOutputBlocks:
+   * blocks scrapes took from that pool since the process started (output_pool.h).
+   */
+  stats(): { records: number; arenaBytes: number; arenaId: number; pooledOutputBlocks: number; reusedOutputBlocks: number };
   /**
    * One collection pass of `domain` (as collect(): epoch, update detection, reclamation)
    * written as Prometheus text on a libuv pool thread. `include`: the instrument ids to
@@ -122,6 +126,12 @@ export interface NativeBinding {
     include: Uint32Array | null,
     options?: NativePrometheusOptions,
   ): Promise<NativePrometheusResult>;
+  /**
+   * Detaches the Buffers of `chunks` whose memory serializePrometheus lent (others are
+   * left alone): their blocks go back to the output pool on the next turn of the event
+   * loop instead of after a GC. They read as empty afterwards. Returns how many.
+   */
+  releaseOutput(chunks: Buffer[]): number;
 }
 
 function packageRoot(): string {

@@ -80,6 +80,32 @@ export interface PrometheusScrape {
   readonly openMetrics: boolean;
   readonly chunks: readonly Buffer[];
   readonly byteLength: number;
+  /**
+   * Done with the chunks: their memory goes back for the next scrape now instead of when
+   * they are garbage-collected (a large registry's text is hundreds of MB; a GC may free
+   * it only scrapes later, and the next scrape then writes into fresh pages). Every chunk
+   * reads as empty afterwards. Optional; later calls do nothing. Concurrent scrape() calls
+   * share one collection: its memory goes back once each of them has released it.
+   * requestHandler and render() release what they wrote.
+   */
+  release(): void;
+}
+
+/** A collection, shared by the scrape() calls made while it ran. */
+interface SharedScrape {
+  readonly collected: Promise<CollectedText>;
+  text: CollectedText | undefined;
+  /** scrape() calls given this collection, and how many of them released it. */
+  holders: number;
+  released: number;
+  /** In inFlight: more scrape() calls may still join. */
+  joinable: boolean;
+}
+
+type CollectedText = Omit<PrometheusScrape, 'release'> & { readonly release?: () => void };
+
+function releaseIfDone(s: SharedScrape): void {
+  if (!s.joinable && s.text !== undefined && s.released === s.holders) s.text.release?.();
 }
 
 export class PrometheusExporter implements MetricReader {
@@ -93,7 +119,7 @@ export class PrometheusExporter implements MetricReader {
   private readonly format: Omit<PrometheusCollectOptions, 'openMetrics'>;
   private readonly limits: ServerLimits;
   /** Scrapes in flight, by format: concurrent scrapes share one collection. */
-  private readonly inFlight = new Map<boolean, Promise<PrometheusScrape>>();
+  private readonly inFlight = new Map<boolean, SharedScrape>();
 
   constructor(options: PrometheusExporterOptions = {}) {
     this.host = options.host ?? '127.0.0.1';
@@ -147,16 +173,35 @@ export class PrometheusExporter implements MetricReader {
    */
   scrape(accept?: string | string[]): Promise<PrometheusScrape> {
     const fmt = this.negotiate(accept);
-    let p = this.inFlight.get(fmt.openMetrics);
-    if (p === undefined) {
-      p = this.collect(fmt);
-      this.inFlight.set(fmt.openMetrics, p);
-      const clear = (): void => {
-        if (this.inFlight.get(fmt.openMetrics) === p) this.inFlight.delete(fmt.openMetrics);
+    let shared = this.inFlight.get(fmt.openMetrics);
+    if (shared === undefined) {
+      const s: SharedScrape = { collected: this.collect(fmt), text: undefined, holders: 0, released: 0, joinable: true };
+      this.inFlight.set(fmt.openMetrics, s);
+      // Registered before any holder's continuation, so it runs first: no holder can
+      // release before the collection stops taking new holders.
+      const leave = (): void => {
+        if (this.inFlight.get(fmt.openMetrics) === s) this.inFlight.delete(fmt.openMetrics);
+        s.joinable = false;
+        releaseIfDone(s);
       };
-      p.then(clear, clear);
+      s.collected.then((text) => {
+        s.text = text;
+        leave();
+      }, leave);
+      shared = s;
     }
-    return p;
+    const s = shared;
+    s.holders++;
+    return s.collected.then((text) => {
+      let done = false;
+      const release = (): void => {
+        if (done) return;
+        done = true;
+        s.released++;
+        releaseIfDone(s);
+      };
+      return { contentType: text.contentType, openMetrics: text.openMetrics, chunks: text.chunks, byteLength: text.byteLength, release };
+    });
   }
 
   /**
@@ -166,7 +211,11 @@ export class PrometheusExporter implements MetricReader {
    */
   async render(accept?: string | string[]): Promise<string> {
     const s = await this.scrape(accept);
-    return s.chunks.length === 1 ? s.chunks[0].toString('utf8') : Buffer.concat(s.chunks as Buffer[], s.byteLength).toString('utf8');
+    try {
+      return s.chunks.length === 1 ? s.chunks[0].toString('utf8') : Buffer.concat(s.chunks as Buffer[], s.byteLength).toString('utf8');
+    } finally {
+      s.release();
+    }
   }
 
   /** Collects and returns the text as a stream of Buffers, with its Content-Type. */
@@ -188,7 +237,13 @@ export class PrometheusExporter implements MetricReader {
     }
     this.scrape(req.headers.accept).then(
       (s) => {
-        if (res.destroyed) return;
+        // 'close': the response is complete or its connection gone; either way no write of
+        // the chunks is pending any more.
+        if (res.destroyed) {
+          s.release();
+          return;
+        }
+        res.once('close', s.release);
         res.writeHead(200, { 'content-type': s.contentType, 'content-length': String(s.byteLength) });
         if (req.method === 'HEAD') {
           res.end();
@@ -211,13 +266,13 @@ export class PrometheusExporter implements MetricReader {
     if (s) await new Promise<void>((resolve) => s.close(() => resolve()));
   }
 
-  private async collect(fmt: NegotiatedFormat): Promise<PrometheusScrape> {
+  private async collect(fmt: NegotiatedFormat): Promise<CollectedText> {
     const producer = this.producer;
     if (producer === undefined) throw new Error('hotmeter: PrometheusExporter is not attached to a MeterProvider');
     const options: PrometheusCollectOptions = { ...this.format, openMetrics: fmt.openMetrics };
     if (typeof producer.collectPrometheus === 'function') {
       const r = await producer.collectPrometheus(options);
-      return { contentType: fmt.contentType, openMetrics: fmt.openMetrics, chunks: r.chunks, byteLength: r.byteLength };
+      return { contentType: fmt.contentType, openMetrics: fmt.openMetrics, chunks: r.chunks, byteLength: r.byteLength, release: r.release };
     }
     const text = serializeText(await producer.collect(), producer.resource.attributes, options as PrometheusFormatOptions);
     const buf = Buffer.from(text, 'utf8');
