@@ -336,8 +336,8 @@ describe('the exporter over HTTP', () => {
       r.observe(1);
     });
     const [a, b, c] = await Promise.all([exporter.scrape(), exporter.scrape(), exporter.scrape(OM)]);
-    expect(a).toBe(b);
-    expect(c).not.toBe(a);
+    expect(a.chunks).toBe(b.chunks); // one collection (each caller has its own release())
+    expect(c.chunks).not.toBe(a.chunks);
     expect(callbacks).toBe(2);
     await provider.shutdown();
     await expect(exporter.render()).rejects.toThrow(/after shutdown/);
