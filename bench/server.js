@@ -8,6 +8,7 @@
 //   node bench/server.js --rounds 12 --procs 3 --duration 2 --warmup 3 --connections 32 --retries 2 --patience 60
 //   node bench/server.js --only hotmeter,bare (fewer variants; `none` is always included)
 //   node bench/server.js --serve hotmeter     (just the server; prints its port; for profiling)
+//   node bench/server.js --same-process       (every variant in each process, switched per run)
 //
 // Variants, each in --procs server processes of its own (identical handler and routes):
 //   none        no metrics at all: the baseline every ratio is taken against
@@ -36,6 +37,11 @@
 //   cache sets) changes its speed. With one process per variant that bias is fixed into
 //   the result; with several, round k uses process k mod P of every variant, so the
 //   spread over rounds includes it and the median averages it out.
+// - --same-process: instead, each of the --procs processes holds every variant (its own
+//   instruments, all created at start) and serves the one the driver last chose
+//   (GET /__use?v=V) for each run, so that a process's own speed cancels out of each
+//   round's ratios. The other SDKs then share the process (idle while not chosen): a
+//   different situation from a process of one library, reported as such.
 // - Warm-up: all servers start and stay up; each process is loaded for --warmup s
 //   (discarded) so its handler and the library are JIT-compiled before anything is
 //   measured.
@@ -155,7 +161,8 @@ else main().catch((e) => {
 // ---------------------------------------------------------------------------------------
 // Server side (a child process per variant)
 
-function serve(variant) {
+/** One variant's instruments: record(method, route, status, seconds), and verify() -> what they counted. */
+function makeVariant(variant) {
   let record = () => {};
   let verify = async () => ({});
   if (variant === 'hotmeter' || variant === 'otel') {
@@ -196,14 +203,24 @@ function serve(variant) {
         return out;
       };
     }
-    api.metrics.setGlobalMeterProvider(provider);
-    const meter = api.metrics.getMeter('bench-server');
+    // provider.getMeter is what api.metrics.getMeter() returns once the provider is global
+    // (no proxy in between); taken directly so that two SDKs can live in one process.
+    const meter = provider.getMeter('bench-server');
     const requests = meter.createCounter('http.server.requests', { valueType: api.ValueType.INT });
     const duration = meter.createHistogram('http.server.request.duration', { unit: 's', advice: { explicitBucketBoundaries: BOUNDS } });
-    record = (method, route, status, seconds) => {
-      requests.add(1, { method, route, status });
-      duration.record(seconds, { method, route, status });
-    };
+    // One function literal per library: closures of one literal share V8's feedback (and
+    // optimized code), which would make each library's calls polymorphic over both in a
+    // process that serves both (--same-process).
+    record =
+      variant === 'hotmeter'
+        ? (method, route, status, seconds) => {
+            requests.add(1, { method, route, status });
+            duration.record(seconds, { method, route, status });
+          }
+        : (method, route, status, seconds) => {
+            requests.add(1, { method, route, status });
+            duration.record(seconds, { method, route, status });
+          };
     verify = collectTotals;
   } else if (variant === 'prom') {
     const prom = require('prom-client');
@@ -230,18 +247,36 @@ function serve(variant) {
   } else if (variant !== 'none' && variant !== 'none2' && variant !== 'bare') {
     throw new Error(`unknown variant ${variant}`);
   }
-  const instrumented = variant !== 'none' && variant !== 'none2';
-  const served = {}; // what the handler itself saw: "method route status" -> count
+  return { record, verify, instrumented: variant !== 'none' && variant !== 'none2', served: {} };
+}
+
+/**
+ * `--serve V`: a server of variant V. `--serve all:V1,V2,...`: one server with every listed
+ * variant, the active one chosen by GET /__use?v=V (--same-process).
+ */
+function serve(spec) {
+  const names = spec.startsWith('all:') ? spec.slice(4).split(',') : [spec];
+  const variants = Object.fromEntries(names.map((v) => [v, makeVariant(v)]));
+  let cur = variants[names[0]];
+  // cur.served: what the handler itself saw while that variant was active: "method route status" -> count
   let servedTotal = 0;
   let served404 = 0;
   let unexpected = 0; // requests for anything autocannon is not configured to send
 
   const server = http.createServer((req, res) => {
-    const t0 = !instrumented ? 0 : FINISH_TIMING ? process.hrtime.bigint() : performance.now();
+    const v = cur;
+    const t0 = !v.instrumented ? 0 : FINISH_TIMING ? process.hrtime.bigint() : performance.now();
     const method = req.method;
     const url = req.url;
-    if (url === '/__verify') {
-      verify().then((counted) => res.end(JSON.stringify({ served, counted })));
+    if (url.startsWith('/__verify')) {
+      const w = variants[new URL(url, 'http://x').searchParams.get('v') ?? names[0]];
+      w.verify().then((counted) => res.end(JSON.stringify({ served: w.served, counted })));
+      return;
+    }
+    if (url.startsWith('/__use?v=')) {
+      const w = variants[url.slice('/__use?v='.length)];
+      if (w) cur = w;
+      res.writeHead(w ? 200 : 404).end();
       return;
     }
     if (url === '/__probe') {
@@ -277,14 +312,14 @@ function serve(variant) {
       if (url !== '/missing' || method !== 'GET') unexpected++;
     }
     const key = `${method} ${route} ${status}`;
-    served[key] = (served[key] || 0) + 1;
-    if (instrumented && FINISH_TIMING) {
-      res.once('finish', () => record(method, route, status, Number(process.hrtime.bigint() - t0) / 1e9));
+    v.served[key] = (v.served[key] || 0) + 1;
+    if (v.instrumented && FINISH_TIMING) {
+      res.once('finish', () => v.record(method, route, status, Number(process.hrtime.bigint() - t0) / 1e9));
     }
     res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
     res.end(body);
     // The handler is synchronous: once res.end() returns the response is written.
-    if (instrumented && !FINISH_TIMING) record(method, route, status, (performance.now() - t0) / 1e3);
+    if (v.instrumented && !FINISH_TIMING) v.record(method, route, status, (performance.now() - t0) / 1e3);
   });
   server.keepAliveTimeout = 60_000;
   for (let i = 0; i < 30; i++) speedProbe(); // compiled before it is relied on
@@ -514,6 +549,7 @@ async function main() {
   const CONNECTIONS = Math.round(opt('connections', 32));
   const WARMUP = opt('warmup', 3);
   const PROCS = Math.round(opt('procs', 3));
+  const SAME_PROCESS = argv.includes('--same-process');
   const RETRIES = argv.includes('--retries') && argv[argv.indexOf('--retries') + 1] === '0' ? 0 : Math.round(opt('retries', 2));
   const onlyArg = argv.indexOf('--only');
   const only = onlyArg >= 0 ? argv[onlyArg + 1].split(',') : null;
@@ -529,7 +565,8 @@ async function main() {
   // Seconds at most spent waiting for quiet and repeating disturbed runs.
   const budget = !argv.includes('--patience') ? Math.round(planned / 3) : argv[argv.indexOf('--patience') + 1] === '0' ? 0 : opt('patience', 60);
   console.log(
-    `bench:server: ${VARIANTS.length} variants x ${ROUNDS} rounds x ${DURATION} s, ${PROCS} processes per variant (+ ${WARMUP} s warm-up each), ` +
+    `bench:server: ${VARIANTS.length} variants x ${ROUNDS} rounds x ${DURATION} s, ` +
+      (SAME_PROCESS ? `${PROCS} processes serving every variant in turn (+ ${WARMUP} s warm-up per variant and process), ` : `${PROCS} processes per variant (+ ${WARMUP} s warm-up each), `) +
       `${CONNECTIONS} connections, ~${(planned / 60).toFixed(1)} min + at most ${(budget / 60).toFixed(1)} min waiting out other work; ` +
       `${cpus.length} x ${cpus[0]?.model.trim()}, node ${process.version}; ` +
       (pin ? `server on CPU ${SERVER_CPU}, autocannon on CPU ${CLIENT_CPU}` : 'no CPU pinning'),
@@ -542,11 +579,27 @@ async function main() {
   let waited = 0; // seconds waited for the machine to be quiet
   let spent = 0; // seconds of both
   try {
-    for (const v of VARIANTS) {
-      servers[v] = [];
-      for (let k = 0; k < PROCS; k++) servers[v].push(await startServer(v, pin ? SERVER_CPU : undefined));
+    if (SAME_PROCESS) {
+      // Every variant in each process: servers[v][k] is process k for every v.
+      const procs = [];
+      for (let k = 0; k < PROCS; k++) procs.push(await startServer(`all:${VARIANTS.join(',')}`, pin ? SERVER_CPU : undefined));
+      for (const v of VARIANTS) servers[v] = procs;
+    } else {
+      for (const v of VARIANTS) {
+        servers[v] = [];
+        for (let k = 0; k < PROCS; k++) servers[v].push(await startServer(v, pin ? SERVER_CPU : undefined));
+      }
     }
-    for (const v of VARIANTS) for (const srv of servers[v]) noteProbes(await load(srv.port, WARMUP, CONNECTIONS)); // JIT, sockets, heap
+    // Makes `v` the variant process `srv` serves (a no-op for a process of one variant).
+    const use = async (srv, v) => {
+      if (SAME_PROCESS) await get(srv.port, `/__use?v=${v}`);
+    };
+    for (const v of VARIANTS) {
+      for (const srv of servers[v]) {
+        await use(srv, v);
+        noteProbes(await load(srv.port, WARMUP, CONNECTIONS)); // JIT, sockets, heap
+      }
+    }
     for (let round = 0; round < ROUNDS; round++) {
       const order = VARIANTS.map((_, k) => VARIANTS[(k + round) % VARIANTS.length]);
       // Before a run, while the machine is busy with other work, wait (within the budget).
@@ -565,7 +618,9 @@ async function main() {
       };
       for (const v of order) {
         await quietFirst();
-        const port = servers[v][round % PROCS].port;
+        const srv = servers[v][round % PROCS];
+        const port = srv.port;
+        await use(srv, v);
         let best = await load(port, DURATION, CONNECTIONS);
         noteProbes(best);
         best.attempts = 1;
@@ -609,7 +664,7 @@ async function main() {
       }
     }
     for (const v of LIBRARIES.filter((x) => VARIANTS.includes(x))) for (const [k, srv] of servers[v].entries()) {
-      const { served, counted } = JSON.parse(await get(srv.port, '/__verify'));
+      const { served, counted } = JSON.parse(await get(srv.port, `/__verify?v=${v}`));
       const problems = [];
       for (const [key, n] of Object.entries(served)) {
         for (const metric of ['http.server.requests', 'http.server.request.duration']) {
@@ -774,7 +829,7 @@ async function main() {
             uptimeBefore: loadBefore,
             uptimeAfter: loadAfter,
           },
-          config: { duration: DURATION, rounds: ROUNDS, procs: PROCS, connections: CONNECTIONS, warmup: WARMUP, retries: RETRIES, patience: budget, quiet: QUIET, slow: SLOW, variants: VARIANTS, target: TARGET, timing: FINISH_TIMING ? "finish listener" : "sync after res.end()" },
+          config: { duration: DURATION, rounds: ROUNDS, procs: PROCS, sameProcess: SAME_PROCESS, connections: CONNECTIONS, warmup: WARMUP, retries: RETRIES, patience: budget, quiet: QUIET, slow: SLOW, variants: VARIANTS, target: TARGET, timing: FINISH_TIMING ? "finish listener" : "sync after res.end()" },
           repeatedRuns: retried,
           waitedSeconds: waited,
           verdict: verdicts,
@@ -786,7 +841,7 @@ async function main() {
       ) + '\n',
     );
   } finally {
-    for (const list of Object.values(servers)) for (const s of list) s.child.kill('SIGTERM');
+    for (const s of new Set(Object.values(servers).flat())) s.child.kill('SIGTERM');
   }
   if (failed) process.exitCode = 1;
 }
