@@ -145,3 +145,14 @@ export class HostileError extends Error {}
 export const trap = (): never => {
   throw new HostileError('hostile trap');
 };
+
+export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** Polls `cond` every `stepMs` until it holds; throws after `ms`, naming `what`. */
+export async function until(cond: () => boolean | Promise<boolean>, ms: number, what: string, stepMs = 10): Promise<void> {
+  const end = Date.now() + ms;
+  while (!(await cond())) {
+    if (Date.now() > end) throw new Error(`not reached within ${ms} ms: ${what}`);
+    await sleep(stepMs);
+  }
+}

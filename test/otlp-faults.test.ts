@@ -47,20 +47,13 @@ import {
   type ExportResult,
 } from '../src';
 import { resetDiagLimits } from '../src/sdk/diag';
+import { sleep, until } from './helpers';
 import { decodeProtobuf, normalize, type NRequest } from './otlp-receiver';
 
 v8.setFlagsFromString('--expose-gc');
 const gc = vm.runInNewContext('gc') as () => void;
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-async function until(cond: () => boolean, ms: number, what: string): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`not reached within ${ms} ms: ${what}`);
-    await sleep(10);
-  }
-}
 
 // ---------------------------------------------------------------------------------------
 // Every promise of the pipeline must be handled: none may reach the process.

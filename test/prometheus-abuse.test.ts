@@ -18,20 +18,13 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { MeterProvider, OPENMETRICS_CONTENT_TYPE, PROMETHEUS_TEXT_CONTENT_TYPE, PrometheusExporter } from '../src';
 import type { MetricProducer, PrometheusCollectOptions, PrometheusExporterOptions, PrometheusPayload } from '../src';
 import { requireCompiledPackage, ROOT } from './fixtures/worker-helpers';
+import { sleep, until } from './helpers';
 import { OM, parseExposition, request, type Sample } from './prometheus-helpers';
 
 v8.setFlagsFromString('--expose-gc');
 const gc = vm.runInNewContext('gc') as () => void;
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-async function until(cond: () => boolean | Promise<boolean>, ms: number, what: string): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await cond())) {
-    if (Date.now() > end) throw new Error(`not reached within ${ms} ms: ${what}`);
-    await sleep(20);
-  }
-}
 
 // Every promise of the pipeline must be handled: none may reach the process.
 const unhandled: unknown[] = [];

@@ -10,17 +10,10 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { MeterProvider, PrometheusExporter } from '../src';
 import type { PrometheusExporterOptions, PrometheusScrape } from '../src';
 import { native } from '../src/sdk/native';
+import { sleep, until } from './helpers';
 import { OM, request } from './prometheus-helpers';
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-async function until(cond: () => boolean, ms: number, what: string): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`not reached within ${ms} ms: ${what}`);
-    await sleep(5);
-  }
-}
 
 const pooled = (): number => native().stats().pooledOutputBlocks;
 const reused = (): number => native().stats().reusedOutputBlocks;

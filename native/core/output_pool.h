@@ -43,7 +43,7 @@ class OutputPool {
 
   // Output memory lent to JS Buffers, so that only memory this process's serializer made
   // is ever detached early (JS may ask to release any Buffer). Lend() before handing a
-  // block to a Buffer; Unlend() when it is freed (FreeChunkData does it).
+  // block to a Buffer; Unlend() before it is freed (the Buffer's finalizer does both).
   void Lend(const char* data);
   void Unlend(const char* data);
   bool IsLent(const char* data);
