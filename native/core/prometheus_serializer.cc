@@ -549,16 +549,15 @@ struct Writer {
     return it->second;
   }
 
-  // Fills `labels` for a record: its attributes, then the scope labels.
-  void BuildLabels(std::string_view key, std::string_view scopeText) {
+  // entries (names sanitized, renamed, collisions merged) from `parsed`.
+  void BuildEntries() {
     entries.clear();
-    size_t i = 0;
-    std::string_view part, tagged;
-    while (NextLabelKeyPart(key, &i, &part) && NextLabelKeyPart(key, &i, &tagged)) {
+    entryRawNames.clear();
+    for (const auto& [raw, value] : parsed) {
+      entryRawNames.push_back(raw);
       Entry e;
-      e.name = LabelNameOf(part);
-      // Drop the type tag ('s', 'n', 'b', 'a'): the value's text is what follows it.
-      e.value = tagged.empty() ? tagged : tagged.substr(1);
+      e.name = LabelNameOf(raw);
+      e.value = value;
       // `le` and `quantile` are renamed on every family: Prometheus tooling reads them as
       // bucket and quantile labels wherever they appear.
       if (e.name == "le" || e.name == "quantile" ||
@@ -581,6 +580,31 @@ struct Writer {
         while (entries[static_cast<size_t>(t)].next >= 0) t = entries[static_cast<size_t>(t)].next;
         entries[static_cast<size_t>(t)].next = static_cast<int>(entries.size() - 1);
       }
+    }
+  }
+
+  // The current record's attributes as (raw name, value text) pairs.
+  std::vector<std::pair<std::string_view, std::string_view>> parsed;
+  // The raw names `entries` was built from, in order (views into snap.labels). Records of
+  // an instrument mostly share their attribute names: when the next record's are the same,
+  // only the values change and the names' sanitizing and merging are not redone.
+  std::vector<std::string_view> entryRawNames;
+
+  // Fills `labels` for a record: its attributes, then the scope labels.
+  void BuildLabels(std::string_view key, std::string_view scopeText) {
+    parsed.clear();
+    size_t i = 0;
+    std::string_view part, tagged;
+    while (NextLabelKeyPart(key, &i, &part) && NextLabelKeyPart(key, &i, &tagged)) {
+      // Drop the type tag ('s', 'n', 'b', 'a'): the value's text is what follows it.
+      parsed.emplace_back(part, tagged.empty() ? tagged : tagged.substr(1));
+    }
+    bool sameNames = parsed.size() == entryRawNames.size();
+    for (size_t k = 0; sameNames && k < parsed.size(); k++) sameNames = parsed[k].first == entryRawNames[k];
+    if (sameNames) {
+      for (size_t k = 0; k < parsed.size(); k++) entries[k].value = parsed[k].second;
+    } else {
+      BuildEntries();
     }
     labels.clear();
     for (const Entry& e : entries) {
@@ -626,6 +650,23 @@ struct Writer {
     o.Shrink(static_cast<size_t>(p - start));
   }
 
+  // The current record's `name_bucket{labels,` (histograms: written once per record, not
+  // once per bucket line).
+  std::string bucketPrefix;
+
+  // bucketPrefix, then `tail` (`le="..."} `), the value and a newline.
+  void BucketLine(std::string_view tail, double v) {
+    char* p = o.Extend(bucketPrefix.size() + tail.size() + 1 + 32);
+    char* const start = p;
+    std::memcpy(p, bucketPrefix.data(), bucketPrefix.size());
+    p += bucketPrefix.size();
+    std::memcpy(p, tail.data(), tail.size());
+    p += tail.size();
+    p += FormatNumber(p, v);
+    *p++ = '\n';
+    o.Shrink(static_cast<size_t>(p - start));
+  }
+
   void Member(const SnapshotInstrument& si, size_t begin, size_t end) {
     const Descriptor& d = si.descriptor;
     const FamilyName fn = NameFor(d, opts.format);
@@ -644,15 +685,15 @@ struct Writer {
         scopeText += '"';
       }
     }
-    std::vector<std::string> le;
+    std::vector<std::string> leTail;  // `le="bound"} ` per bucket
     if (d.aggregation == AggregationKind::Histogram) {
       for (double b : d.bounds) {
         std::string s = "le=\"";
         AppendNumber(&s, b);
-        s += '"';
-        le.push_back(std::move(s));
+        s += "\"} ";
+        leTail.push_back(std::move(s));
       }
-      le.push_back("le=\"+Inf\"");
+      leTail.push_back("le=\"+Inf\"} ");
     }
     const std::vector<double>& quantiles = QuantilesOf(si.id);
     std::unique_ptr<sketch::Mapping> mapping;
@@ -670,10 +711,14 @@ struct Writer {
           Sample(sample, "", "", st[0]);
           break;
         case AggregationKind::Histogram: {
+          bucketPrefix.assign(sample);
+          bucketPrefix.append("_bucket{");
+          bucketPrefix.append(labels);
+          if (!labels.empty()) bucketPrefix.push_back(',');
           double cum = 0;
           for (size_t i = 3; i < n; i++) {
             cum += st[i];
-            Sample(sample, "_bucket", le[i - 3], cum);
+            BucketLine(leTail[i - 3], cum);
           }
           Sample(sample, "_sum", "", st[0]);
           Sample(sample, "_count", "", cum);

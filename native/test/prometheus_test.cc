@@ -381,6 +381,73 @@ TEST(label_collisions_merge_in_key_order) {
             "# HELP g g\n# TYPE g gauge\ng{a_b=\"1;2;3\",exported_le=\"0\",otel_scope_name=\"x\",z=\"1.5\"} 1\n");
 }
 
+// The serializer reuses a record's sanitized and merged label names for the next record
+// when its raw names are the same: records whose names change from one to the next (merging
+// collisions, renamed `le`, none at all, back again) must each read as when written alone.
+TEST(label_names_changing_between_records_read_as_when_written_alone) {
+  const std::vector<std::vector<std::string>> shapes = {
+      {"a", "s1", "b", "s2"},
+      {"a", "s1", "c", "s3"},
+      {"a.b", "s1", "a_b", "s2"},
+      {},
+      {"le", "sx", "z", "n4"},
+      {"a", "s\"q\\\nv", "b", "s2"},
+      {"a", "s9", "b", "s8"},
+      {"a.b", "sA", "a_b", "sB", "a-b", "sC"},
+      {"a", "s1", "b", "s2", "c", "b1"},
+      {"a", "s7", "b", "s6"},
+  };
+  auto build = [](Fixture& f) {
+    uint32_t c = f.Add("c", Desc("c", AggregationKind::Sum));
+    uint32_t h = f.Add("h", Desc("h", AggregationKind::Histogram, InstrumentKind::Histogram, false, {1, 2}));
+    return std::pair<uint32_t, uint32_t>(c, h);
+  };
+  auto lines = [](const std::string& text) {
+    std::vector<std::string> out;
+    size_t at = 0;
+    while (at < text.size()) {
+      size_t nl = text.find('\n', at);
+      std::string line = text.substr(at, nl - at);
+      if (line.rfind("# ", 0) != 0) out.push_back(line);
+      at = nl + 1;
+    }
+    std::sort(out.begin(), out.end());
+    return out;
+  };
+  Fixture all;
+  auto [ac, ah] = build(all);
+  std::vector<std::string> want;
+  for (size_t k = 0; k < shapes.size(); k++) {
+    // Counter cell: [value]; histogram cell: [sum, min, max, b0, b1, b2].
+    double* c = all.Acquire(ac, shapes[k]);
+    double* hc = all.Acquire(ah, shapes[k]);
+    REQUIRE(c && hc);
+    c[0] = static_cast<double>(k + 1);
+    hc[0] = static_cast<double>(k) + 0.5;
+    hc[3] = 1;
+    hc[4] = static_cast<double>(k);
+    hc[5] = 2;
+    Fixture alone;
+    auto [oc, oh] = build(alone);
+    double* c1 = alone.Acquire(oc, shapes[k]);
+    double* h1 = alone.Acquire(oh, shapes[k]);
+    REQUIRE(c1 && h1);
+    c1[0] = c[0];
+    std::copy(hc, hc + 6, h1);
+    for (const std::string& l : lines(alone.Render(Text(true)))) want.push_back(l);
+  }
+  std::sort(want.begin(), want.end());
+  const std::vector<std::string> got = lines(all.Render(Text(true)));
+  CHECK_EQ(got.size(), want.size());
+  for (size_t i = 0; i < got.size() && i < want.size(); i++) CHECK_STR(got[i], want[i]);
+  // The merged collisions and the renamed `le` are there (not one shape's names reused).
+  const std::string text = all.Render(Text(true));
+  CHECK(text.find("c_total{a_b=\"A;B;C\"} 8\n") != std::string::npos);
+  CHECK(text.find("c_total{exported_le=\"x\",z=\"4\"} 5\n") != std::string::npos);
+  CHECK(text.find("h_bucket{a=\"\\\"q\\\\\\nv\",b=\"2\",le=\"+Inf\"} 8\n") != std::string::npos);
+  CHECK(text.find("c_total 4\n") != std::string::npos);
+}
+
 TEST(families_group_scopes_and_drop_clashes) {
   Fixture f;
   Descriptor a = Desc("jobs", AggregationKind::Sum);
