@@ -53,8 +53,6 @@ import { decodeProtobuf, normalize, type NRequest } from './otlp-receiver';
 v8.setFlagsFromString('--expose-gc');
 const gc = vm.runInNewContext('gc') as () => void;
 
-
-
 // ---------------------------------------------------------------------------------------
 // Every promise of the pipeline must be handled: none may reach the process.
 

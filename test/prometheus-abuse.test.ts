@@ -24,8 +24,6 @@ import { OM, parseExposition, request, type Sample } from './prometheus-helpers'
 v8.setFlagsFromString('--expose-gc');
 const gc = vm.runInNewContext('gc') as () => void;
 
-
-
 // Every promise of the pipeline must be handled: none may reach the process.
 const unhandled: unknown[] = [];
 const onUnhandled = (reason: unknown): void => {
