@@ -202,6 +202,29 @@ TEST(escaping) {
   CHECK_STR(s, "x\\\\y\\n\\\"z\\\"");
 }
 
+// AppendLabelValue against a byte-by-byte reference: values of every length up to 40,
+// the escaped bytes at every offset among their neighbours in value (0x00, 0x09, 0x0b,
+// '!', '#', '[', ']') and bytes of invalid UTF-8 (0x80, 0xff), which pass through as they are.
+TEST(label_value_escaping_matches_a_byte_by_byte_reference) {
+  const char alphabet[] = {'a', '\\', '"', '\n', '\0', '\x0b', '\x09', '!', '#', '[', ']', '\x80', '\xff', '\x5c' + 1};
+  std::mt19937 rng(42);
+  for (int iter = 0; iter < 20000; iter++) {
+    const size_t len = rng() % 41;
+    std::string v(len, 'x');
+    for (char& c : v) c = rng() % 3 == 0 ? alphabet[rng() % sizeof alphabet] : static_cast<char>(rng() % 256);
+    std::string want;
+    for (char c : v) {
+      if (c == '\\') want += "\\\\";
+      else if (c == '"') want += "\\\"";
+      else if (c == '\n') want += "\\n";
+      else want += c;
+    }
+    std::string got = "prefix";
+    prom::AppendLabelValue(&got, v);
+    REQUIRE(got == "prefix" + want);
+  }
+}
+
 TEST(names_and_units) {
   CHECK_STR(prom::SanitizeMetricName("http.server.duration"), "http_server_duration");
   CHECK_STR(prom::SanitizeMetricName("a..b--c/d"), "a_b_c_d");
