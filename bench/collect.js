@@ -5,6 +5,7 @@
 //   npm run bench:collect                      every peer, 100,000 label sets
 //   node bench/collect.js --n 20000            fewer label sets
 //   node bench/collect.js --peers hotmeter,prom-client
+//   node bench/collect.js --idle-s 0            skip the scrape after a long idle
 //
 // Each peer runs in a process of its own (node --expose-gc), so heaps and caches do not
 // mix. Per peer:
@@ -16,11 +17,15 @@
 //               snapshots, so they are not counted.
 //   scrape      wall time of one collection + serialisation to Prometheus text: the first
 //               scrape after recording, and the median and best of the following ones
-//               (hotmeter 5, prom-client 2, otel 1; a full GC
+//               (hotmeter 9, prom-client 2, otel 1; a full GC
 //               and 50 ms of idle event loop between scrapes, as time would pass between
 //               real ones; hotmeter's later scrapes write into the output blocks of the
 //               earlier ones, which each scrape releases when done, as its HTTP handler
-//               does);
+//               does); for hotmeter, one more scrape after --idle-s (default 75) s of
+//               idle (not in the median): a server scraped once a minute waits that long,
+//               and this VM's kernel reclaims memory idle for ~60 s (DAMON pageout; the
+//               output blocks are MADV_FREE while pooled), so the pooled memory might be
+//               gone by then;
 //   blocked     the longest the event loop did not turn during the first scrape (a 1 ms
 //               timer probes it; in the first scrape only, see child()).
 // Peers:
@@ -182,7 +187,7 @@ async function setupPeer(peer, n) {
   throw new Error(`unknown peer ${peer}`);
 }
 
-async function child(peer, n, scrapes) {
+async function child(peer, n, scrapes, idleS) {
   const p = await setupPeer(peer, n);
   // Warm up the recording path (not the scrape) on other label sets.
   for (let i = 0; i < 1000; i++) p.record({ method: 'GET', route: `/warm/${i}`, status: 200 }, i / 100);
@@ -209,6 +214,12 @@ async function child(peer, n, scrapes) {
     // so the timer never fires during theirs.
     runs.push(k === 0 ? await probe(p.scrape) : await timed(p.scrape));
   }
+  let afterIdleScrapeMs = NaN;
+  if (scrapes > 1 && idleS > 0 && peer.startsWith('hotmeter')) {
+    collectGarbage();
+    await new Promise((resolve) => setTimeout(resolve, idleS * 1000));
+    afterIdleScrapeMs = (await timed(p.scrape)).ms;
+  }
   const result = {
     peer,
     n,
@@ -222,6 +233,8 @@ async function child(peer, n, scrapes) {
     // The median of the scrapes after the first (the lower middle of an even count).
     laterScrapeMs: runs.length > 1 ? [...runs.slice(1)].map((r) => r.ms).sort((a, b) => a - b)[Math.floor((runs.length - 2) / 2)] : NaN,
     scrapesMs: runs.map((r) => Math.round(r.ms)),
+    afterIdleScrapeMs,
+    idleS,
     bytes: runs[0].bytes,
     blockedMs: runs[0].blockedMs,
     attrsAlive: attrs.length,
@@ -237,9 +250,10 @@ function main() {
   const n = Number(arg('n', '100000'));
   const peers = arg('peers', PEERS.join(',')).split(',');
   const memRuns = Number(arg('mem-runs', '3'));
+  const idleS = Number(arg('idle-s', '75'));
   const results = [];
   const run = (peer, scrapes) => {
-    const r = spawnSync(process.execPath, ['--expose-gc', '--max-old-space-size=8192', __filename, '--child', peer, '--n', String(n), '--scrapes', String(scrapes)], {
+    const r = spawnSync(process.execPath, ['--expose-gc', '--max-old-space-size=8192', __filename, '--child', peer, '--n', String(n), '--scrapes', String(scrapes), '--idle-s', String(idleS)], {
       cwd: path.join(__dirname, '..'),
       encoding: 'utf8',
       maxBuffer: 1 << 26,
@@ -250,10 +264,11 @@ function main() {
   };
   const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)];
   for (const peer of peers) {
-    const scrapes = peer.startsWith('hotmeter') ? 6 : peer === 'prom-client' ? 3 : 2;
-    process.stderr.write(`bench:collect ${peer} (${n} label sets, ${scrapes} scrapes, then ${memRuns} more recordings for memory)...\n`);
+    const scrapes = peer.startsWith('hotmeter') ? 10 : peer === 'prom-client' ? 3 : 2;
+    const idle = peer.startsWith('hotmeter') && idleS > 0 ? `, one after ${idleS} s idle` : '';
+    process.stderr.write(`bench:collect ${peer} (${n} label sets, ${scrapes} scrapes${idle}, then ${memRuns} more recordings for memory)...\n`);
     const r = run(peer, scrapes);
-    // Memory: the median over this run and memRuns recording-only processes.
+    // Memory: the median over this run and memRuns recording-only processes (no scrapes, no idle).
     const rss = [r.rssPerLabelSet];
     const heap = [r.heapPerLabelSet];
     for (let k = 0; k < memRuns; k++) {
@@ -269,13 +284,13 @@ function main() {
   const prom = results.find((r) => r.peer === 'prom-client');
   console.log(`\nCollect + serialise ${fmt(n)} label sets (a counter and a 16-bucket histogram each) to Prometheus text`);
   console.log(`Node ${process.version}, ${require('node:os').cpus().length} CPUs (${require('node:os').cpus()[0]?.model ?? '?'})\n`);
-  console.log('| peer | first scrape | later scrapes (median) | best scrape | vs prom-client (first) | vs prom-client (later) | event loop blocked | text | RSS / label set (median [runs]) | heap / label set | record / label set |');
-  console.log('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
+  console.log(`| peer | first scrape | later scrapes (median) | best scrape | after ${idleS} s idle | vs prom-client (first) | vs prom-client (later) | event loop blocked | text | RSS / label set (median [runs]) | heap / label set | record / label set |`);
+  console.log('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
   for (const r of results) {
     const vs = prom ? `${fmt(prom.firstScrapeMs / r.firstScrapeMs, 1)}x` : '';
     const vsLater = prom ? `${fmt(prom.laterScrapeMs / r.laterScrapeMs, 1)}x` : '';
     console.log(
-      `| ${r.peer} | ${fmt(r.firstScrapeMs)} ms | ${fmt(r.laterScrapeMs)} ms | ${fmt(r.bestScrapeMs)} ms | ${vs} | ${vsLater} | ${fmt(r.blockedMs)} ms | ${fmt(r.bytes / 1e6, 1)} MB | ${fmt(r.rssPerLabelSet)} B [${Math.min(...r.rssRunsPerLabelSet)}..${Math.max(...r.rssRunsPerLabelSet)}] | ${fmt(r.heapPerLabelSet)} B | ${fmt(r.recordNsPerLabelSet)} ns |`,
+      `| ${r.peer} | ${fmt(r.firstScrapeMs)} ms | ${fmt(r.laterScrapeMs)} ms | ${fmt(r.bestScrapeMs)} ms | ${Number.isFinite(r.afterIdleScrapeMs) ? `${fmt(r.afterIdleScrapeMs)} ms` : ''} | ${vs} | ${vsLater} | ${fmt(r.blockedMs)} ms | ${fmt(r.bytes / 1e6, 1)} MB | ${fmt(r.rssPerLabelSet)} B [${Math.min(...r.rssRunsPerLabelSet)}..${Math.max(...r.rssRunsPerLabelSet)}] | ${fmt(r.heapPerLabelSet)} B | ${fmt(r.recordNsPerLabelSet)} ns |`,
     );
   }
   const out = path.join(__dirname, 'results', 'collect.json');
@@ -285,7 +300,7 @@ function main() {
 }
 
 if (process.argv.includes('--child')) {
-  child(arg('child'), Number(arg('n', '100000')), Number(arg('scrapes', '2'))).catch((e) => {
+  child(arg('child'), Number(arg('n', '100000')), Number(arg('scrapes', '2')), Number(arg('idle-s', '0'))).catch((e) => {
     console.error(e);
     process.exit(1);
   });
