@@ -5,7 +5,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { MeterProvider, MetricsEngine, callMetricsSelector } from '../src';
 import type { CheckpointSet, SketchAggregation } from '../src';
-import { findRecord, installLogger, lastValueOf, maybeRecord, prng, sumOf, uninstallLogger } from './helpers';
+import { findRecord, installLogger, lastValueOf, maybeRecord, prng, sumOf, uninstallLogger, until } from './helpers';
 
 const engines: MetricsEngine[] = [];
 function engine(config: ConstructorParameters<typeof MetricsEngine>[0]): MetricsEngine {
@@ -40,15 +40,6 @@ function stats(cs: CheckpointSet, api: string, name: string) {
     duration: d,
     last: last === undefined ? undefined : lastValueOf(last),
   };
-}
-
-/** Waits until `cond()` holds (polling), or fails after `ms`. */
-async function until(cond: () => boolean, ms = 5000): Promise<void> {
-  const t0 = Date.now();
-  while (!cond()) {
-    if (Date.now() - t0 > ms) throw new Error(`condition not met within ${ms} ms`);
-    await sleep(5);
-  }
 }
 
 /** A clock the test moves by hand (ms). */
@@ -269,7 +260,7 @@ describe('timeouts', () => {
     expect(e.pendingCalls).toBe(2000);
     let s = stats(await collect(e), 'http', 'hang');
     expect(s).toMatchObject({ ok: 10, timeout: 0, active: 2000, count: 10 });
-    await until(() => e.pendingCalls === 0);
+    await until(() => e.pendingCalls === 0, 5000, 'no call pending', 5);
     s = stats(await collect(e), 'http', 'hang');
     expect(s).toMatchObject({ ok: 10, error: 0, timeout: 2000, active: 0, count: 10 });
     for (const end of lost) end();
@@ -289,7 +280,7 @@ describe('timeouts', () => {
     });
     const p = f();
     clock.advance(100);
-    await until(() => e.pendingCalls === 0);
+    await until(() => e.pendingCalls === 0, 5000, 'no call pending', 5);
     release();
     expect(await p).toBe('late');
     const s = stats(await collect(e), 'http', 'slow');
@@ -303,7 +294,7 @@ describe('timeouts', () => {
     clock.advance(200);
     const late = e.recordCall('a', 'x');
     clock.advance(150); // early is 350 ms old, late 150 ms
-    await until(() => e.pendingCalls === 1);
+    await until(() => e.pendingCalls === 1, 5000, 'one call pending', 5);
     let s = stats(await collect(e), 'a', 'x');
     expect(s).toMatchObject({ timeout: 1, active: 1 });
     clock.advance(10);

@@ -14,20 +14,13 @@ import {
   type ExportResult,
   type Exporter,
 } from '../src';
-import { CapturingLogger, findRecord, installLogger, sumOf, uninstallLogger } from './helpers';
+import { CapturingLogger, findRecord, installLogger, sleep, sumOf, uninstallLogger, until } from './helpers';
 
 v8.setFlagsFromString('--expose-gc');
 const gc = vm.runInNewContext('gc') as () => void;
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-async function until(cond: () => boolean, deadlineMs = 3_000): Promise<void> {
-  const end = Date.now() + deadlineMs;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error('condition not reached in time');
-    await sleep(2);
-  }
-}
+/** Polls every 2 ms for up to 3 s (the shared until, with this file's timing). */
+const waitFor = (cond: () => boolean, what: string): Promise<void> => until(cond, 3_000, what, 2);
 
 type Mode = 'ok' | 'throw' | 'reject' | 'failed' | 'hang' | 'hang-abortable' | 'slow';
 
@@ -97,7 +90,7 @@ describe('PushController', () => {
     expect((push as unknown as { timer: NodeJS.Timeout }).timer.hasRef()).toBe(false);
     const t0 = Date.now();
     c.add(1);
-    await until(() => exporter.calls >= 10);
+    await waitFor(() => exporter.calls >= 10, '10 exports');
     const elapsed = Date.now() - t0;
     expect(elapsed).toBeGreaterThanOrEqual(9 * 20 - 5); // not faster than the interval
     expect(elapsed).toBeLessThan(1_500);
@@ -174,7 +167,7 @@ describe('PushController', () => {
     const p = new MeterProvider({ readers: [push] });
     const c = p.getMeter('push').createCounter('c');
     c.add(1);
-    await until(() => exporter.active === 1); // a periodic export is in flight
+    await waitFor(() => exporter.active === 1, 'an export in flight'); // a periodic export is in flight
     c.add(41);
     await p.forceFlush();
     expect(sumOf(findRecord(exporter.sets.at(-1)!, 'c'))).toBe(42);
@@ -231,7 +224,7 @@ describe('PushController', () => {
     const push = new PushController({ exporter, intervalMillis: 5, timeoutMillis: 1_000 });
     const p = new MeterProvider({ readers: [push] });
     p.getMeter('push').createCounter('c').add(1);
-    await until(() => exporter.calls >= 4);
+    await waitFor(() => exporter.calls >= 4, '4 exports');
     expect(exporter.maxActive).toBe(1);
     expect(push.stats.skipped).toBeGreaterThan(0);
     expect(log.warned('skipped')).toBe(true);
@@ -244,14 +237,14 @@ describe('PushController', () => {
     const push = new PushController({ exporter, intervalMillis: 20, timeoutMillis: 10 });
     const p = new MeterProvider({ readers: [push] });
     p.getMeter('push').createCounter('c').add(1);
-    await until(() => push.stats.timedOut >= 3 && push.stats.succeeded >= 2); // late results still counted
+    await waitFor(() => push.stats.timedOut >= 3 && push.stats.succeeded >= 2, '3 timed out, 2 succeeded'); // late results still counted
     expect(push.stats.exports).toBeGreaterThanOrEqual(3);
     // Abandoned exports still running in the exporter: about timeout/interval of them.
     expect(push.stats.abandoned).toBeLessThanOrEqual(5);
     expect(log.warned('abandoned')).toBe(true);
     await expect(p.forceFlush()).rejects.toThrow(/timed out/);
     await p.shutdown().catch(() => undefined);
-    await until(() => push.stats.abandoned === 0);
+    await waitFor(() => push.stats.abandoned === 0, 'nothing abandoned');
   });
 
   it('rejects bad options', () => {

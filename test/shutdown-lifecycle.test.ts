@@ -15,9 +15,7 @@ import {
   type Exporter,
 } from '../src';
 import { resetDiagLimits } from '../src/sdk/diag';
-import { CapturingLogger, findRecord, histOf, installLogger, lastValueOf, sumOf, uninstallLogger } from './helpers';
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+import { CapturingLogger, findRecord, histOf, installLogger, lastValueOf, sleep, sumOf, uninstallLogger } from './helpers';
 
 class Recorder implements Exporter {
   sets: CheckpointSet[] = [];

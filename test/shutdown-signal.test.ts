@@ -10,6 +10,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { sleep } from './helpers';
 
 const root = path.resolve(__dirname, '..');
 const example = path.join(root, 'examples', 'graceful-shutdown.js');
@@ -112,8 +113,6 @@ function totalsOf(e: ExportLine): Recorded {
   }
   return { requests, latencyCount, latencySum };
 }
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Everything a clean shutdown must show. Returns the number of requests recorded. */
 async function expectFlushed(c: Child, reason: string): Promise<number> {
