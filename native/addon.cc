@@ -35,6 +35,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("stats", Napi::Function::New(env, Stats, "stats"));
   exports.Set("serializePrometheus", Napi::Function::New(env, SerializePrometheus, "serializePrometheus"));
   exports.Set("releaseOutput", Napi::Function::New(env, ReleaseOutput, "releaseOutput"));
+  exports.Set("openPrometheusStream", Napi::Function::New(env, OpenPrometheusStream, "openPrometheusStream"));
+  exports.Set("readPrometheusStream", Napi::Function::New(env, ReadPrometheusStream, "readPrometheusStream"));
+  exports.Set("closePrometheusStream", Napi::Function::New(env, ClosePrometheusStream, "closePrometheusStream"));
   return exports;
 }
 

@@ -129,4 +129,4 @@ export { negotiateFormat } from './exporters/prometheus/negotiate';
 export type { NegotiatedFormat } from './exporters/prometheus/negotiate';
 export { DEFAULT_SUMMARY_QUANTILES } from './exporters/prometheus/serializer';
 export type { PrometheusFormatOptions } from './exporters/prometheus/serializer';
-export type { PrometheusCollectOptions, PrometheusPayload } from './export/reader';
+export type { PrometheusCollectOptions, PrometheusPart, PrometheusPayload, PrometheusStream } from './export/reader';

@@ -16,7 +16,7 @@ import * as vm from 'node:vm';
 import { Worker } from 'node:worker_threads';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { MeterProvider, OPENMETRICS_CONTENT_TYPE, PROMETHEUS_TEXT_CONTENT_TYPE, PrometheusExporter } from '../src';
-import type { MetricProducer, PrometheusCollectOptions, PrometheusExporterOptions, PrometheusPayload } from '../src';
+import type { MetricProducer, PrometheusCollectOptions, PrometheusExporterOptions, PrometheusPayload, PrometheusStream } from '../src';
 import { requireCompiledPackage, ROOT } from './fixtures/worker-helpers';
 import { sleep, until } from './helpers';
 import { OM, parseExposition, request, type Sample } from './prometheus-helpers';
@@ -38,37 +38,83 @@ afterAll(() => {
 
 interface Spy {
   collections: number;
-  /** Collections finished. */
+  /** Collections whose text (a streamed one: its first part) is written. */
   done: number;
+  /** Collections not yet done. */
   inFlight: number;
   maxInFlight: number;
-  /** The chunks of every collection, weakly. */
-  held: WeakRef<object>[];
+  /** Per collection, its parts' chunks, weakly (one part for a collectPrometheus one). */
+  held: WeakRef<object>[][];
 }
 
 /** An exporter whose collections the test can count and whose scrapes it can watch being released. */
 function spiedExporter(options: PrometheusExporterOptions): { exporter: PrometheusExporter; spy: Spy } {
   const exporter = new PrometheusExporter({ port: 0, ...options });
   const spy: Spy = { collections: 0, done: 0, inFlight: 0, maxInFlight: 0, held: [] };
+  const start = (): void => {
+    spy.collections++;
+    spy.inFlight++;
+    spy.maxInFlight = Math.max(spy.maxInFlight, spy.inFlight);
+  };
   const attach = exporter.setMetricProducer.bind(exporter);
   exporter.setMetricProducer = (p: MetricProducer): void =>
     attach({
       ...p,
       collectPrometheus: async (o: PrometheusCollectOptions): Promise<PrometheusPayload> => {
-        spy.collections++;
-        spy.inFlight++;
-        spy.maxInFlight = Math.max(spy.maxInFlight, spy.inFlight);
+        start();
         try {
           const r = await p.collectPrometheus!(o);
-          spy.held.push(new WeakRef(r.chunks as object));
+          spy.held.push([new WeakRef(r.chunks as object)]);
           spy.done++;
           return r;
         } finally {
           spy.inFlight--;
         }
       },
+      // The HTTP handler's path: a collection is in flight until its first part is written.
+      streamPrometheus: async (o: PrometheusCollectOptions, partBytes?: number): Promise<PrometheusStream> => {
+        start();
+        let stream: PrometheusStream;
+        try {
+          stream = await p.streamPrometheus!(o, partBytes);
+        } catch (e) {
+          spy.inFlight--;
+          throw e;
+        }
+        const held: WeakRef<object>[] = [];
+        spy.held.push(held);
+        let pending = true; // no part written yet
+        const settle = (): void => {
+          if (pending) spy.inFlight--;
+          pending = false;
+        };
+        return {
+          parts: stream.parts,
+          next: async () => {
+            const first = pending;
+            try {
+              const part = await stream.next();
+              if (part !== undefined) held.push(new WeakRef(part.chunks as object));
+              if (first) spy.done++;
+              return part;
+            } finally {
+              if (first) settle();
+            }
+          },
+          release: (part) => stream.release(part),
+          close: () => {
+            settle();
+            stream.close();
+          },
+        };
+      },
     });
   return { exporter, spy };
+}
+
+/** Collections with a part still alive (after a GC: not released, or still referenced). */
+function alive(held: WeakRef<object>[][]): number {
+  return held.filter((parts) => parts.some((w) => w.deref() !== undefined)).length;
 }
 
 function serverOf(exporter: PrometheusExporter): http.Server {
@@ -346,8 +392,7 @@ describe('Prometheus endpoint under abuse', () => {
     // Held while stalled: their scrapes are alive (proof that the writes did stall).
     await sleep(200);
     gc();
-    const heldNow = spy.held.slice(-6).filter((w) => w.deref() !== undefined).length;
-    expect(heldNow).toBeGreaterThanOrEqual(5);
+    expect(alive(spy.held.slice(-6))).toBeGreaterThanOrEqual(5);
     // Others are served meanwhile, in full.
     const during = await request(exporter.url);
     expect(during.status).toBe(200);
@@ -363,8 +408,7 @@ describe('Prometheus endpoint under abuse', () => {
     gc();
     await sleep(0);
     gc();
-    const alive = spy.held.filter((w) => w.deref() !== undefined).length;
-    expect(alive).toBe(0);
+    expect(alive(spy.held)).toBe(0);
   });
 
   it('a scrape written into the output blocks of collected earlier scrapes is the same text as a fresh one', async () => {

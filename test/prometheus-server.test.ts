@@ -72,10 +72,18 @@ function record(p: MeterProvider): void {
   for (let i = 1; i <= 1000; i++) s.record(i / 1000, { path: '/q' });
   m.createUpDownCounter('queue.depth').add(-4.5, { q: 'a' });
   m.createGauge('temperature').record(21.25, { room: 'lab' });
+  // Enough text for many parts where the exporter streams in 4 KiB parts.
+  const bulk = m.createCounter('bulk.items');
+  for (let i = 0; i < BULK; i++) bulk.add(i, { item: `item-${i}`, shard: `shard-${i % 7}` });
 }
 
+const BULK = 400;
+/** Per job: whether a response was sent chunked (no Content-Length: several parts). */
+const chunkedServed = new Map<string, boolean[]>();
+
 async function exporterServer(openMetrics: boolean): Promise<string> {
-  const exporter = new PrometheusExporter({ preventServerStart: true, openMetrics });
+  // The OpenMetrics job is streamed in parts of 4 KiB (chunked), the text job in one part.
+  const exporter = new PrometheusExporter({ preventServerStart: true, openMetrics, partBytes: openMetrics ? 4096 : undefined });
   const p = new MeterProvider({
     readers: [exporter],
     reclamation: false,
@@ -90,6 +98,8 @@ async function exporterServer(openMetrics: boolean): Promise<string> {
     (res as unknown as { writeHead: (...a: unknown[]) => http.ServerResponse }).writeHead = (...a: unknown[]) => {
       const h = a[1] as Record<string, string> | undefined;
       if (h?.['content-type']) typesServed.push(`${openMetrics ? 'om' : 'text'} ${h['content-type']}`);
+      const job = openMetrics ? 'om' : 'text';
+      if (a[0] === 200) chunkedServed.set(job, [...(chunkedServed.get(job) ?? []), h?.['content-length'] === undefined]);
       return writeHead(...a);
     };
     exporter.requestHandler(req, res);
@@ -199,6 +209,12 @@ describe('a real Prometheus server scrapes the exporter', () => {
 
       expect(Number((await query(`queue_depth{job="${job}"}`))[0].value[1])).toBe(-4.5);
       expect(Number((await query(`temperature{job="${job}",room="lab"}`))[0].value[1])).toBe(21.25);
+      // Every bulk series, exact: the OpenMetrics job's scrapes came in many chunked parts.
+      const bulk = await query(`bulk_items_total{job="${job}"}`);
+      expect(bulk).toHaveLength(BULK);
+      for (const s of bulk) expect(Number(s.value[1]), s.metric.item).toBe(Number(s.metric.item.slice('item-'.length)));
+      expect(chunkedServed.get(job)?.length).toBeGreaterThan(0);
+      expect(chunkedServed.get(job)?.every((c) => c === (job === 'om'))).toBe(true);
       const target = await query(`target_info{job="${job}"}`);
       expect(target).toHaveLength(1);
       expect(target[0].metric.service_name).toBe(job === 'om' ? 'e2e-om' : 'e2e-text');

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <exception>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -42,6 +43,44 @@ uint64_t ToId(Napi::Env env, const Napi::Value& v, const char* what) {
 Napi::Float64Array IdsArray(Napi::Env env, const std::vector<uint64_t>& ids) {
   Napi::Float64Array a = Napi::Float64Array::New(env, ids.size());
   for (size_t i = 0; i < ids.size(); i++) a[i] = static_cast<double>(ids[i]);
+  return a;
+}
+
+// Registers `data` as lent to a Buffer; frees it (and rethrows) if that fails.
+void LendOrFree(char* data, void* capacity) {
+  try {
+    prometheus::OutputPool::Global().Lend(data);
+  } catch (...) {
+    prometheus::FreeChunkData(data, static_cast<size_t>(reinterpret_cast<uintptr_t>(capacity)));
+    throw;
+  }
+}
+
+// The chunks as Buffers over their own memory (emptied out of `chunks`); `bytes` gets their
+// total size. Zero copy where external buffers are allowed: a block is freed (or pooled for
+// the next scrape) with its Buffer, or when releaseOutput detaches it; where they are not,
+// the Buffer is a copy and the block goes at once.
+Napi::Array LendChunks(Napi::Env env, std::vector<prometheus::Chunk>* chunks, size_t* bytes) {
+  Napi::Array a = Napi::Array::New(env, chunks->size());
+  *bytes = 0;
+  for (size_t i = 0; i < chunks->size(); i++) {
+    prometheus::Chunk& c = (*chunks)[i];
+    const size_t size = c.size();
+    *bytes += size;
+    // The capacity travels as the finalizer's hint (an integer, not a pointer).
+    void* capacity = reinterpret_cast<void*>(static_cast<uintptr_t>(c.capacity()));
+    char* data = c.release();
+    LendOrFree(data, capacity);
+    a.Set(static_cast<uint32_t>(i),
+          Napi::Buffer<char>::NewOrCopy(
+              env, data, size,
+              [](Napi::Env, char* d, void* cap) {
+                prometheus::OutputPool::Global().Unlend(d);
+                prometheus::FreeChunkData(d, static_cast<size_t>(reinterpret_cast<uintptr_t>(cap)));
+              },
+              capacity));
+  }
+  chunks->clear();
   return a;
 }
 
@@ -104,28 +143,8 @@ class SerializeWorker : public Napi::AsyncWorker {
   void OnOK() override {
     Napi::Env env = Env();
     Napi::HandleScope scope(env);
-    Napi::Array chunks = Napi::Array::New(env, chunks_.size());
     size_t bytes = 0;
-    for (size_t i = 0; i < chunks_.size(); i++) {
-      const size_t size = chunks_[i].size();
-      bytes += size;
-      // The capacity travels as the finalizer's hint (an integer, not a pointer).
-      void* capacity = reinterpret_cast<void*>(static_cast<uintptr_t>(chunks_[i].capacity()));
-      char* data = chunks_[i].release();
-      LendOrFree(data, capacity);
-      // Zero copy where external buffers are allowed; the block is freed (or pooled for the
-      // next scrape) with the Buffer (or when releaseOutput detaches it), or at once, after
-      // the copy, where they are not.
-      chunks.Set(static_cast<uint32_t>(i),
-                 Napi::Buffer<char>::NewOrCopy(
-                     env, data, size,
-                     [](Napi::Env, char* d, void* cap) {
-                       prometheus::OutputPool::Global().Unlend(d);
-                       prometheus::FreeChunkData(d, static_cast<size_t>(reinterpret_cast<uintptr_t>(cap)));
-                     },
-                     capacity));
-    }
-    chunks_.clear();
+    Napi::Array chunks = LendChunks(env, &chunks_, &bytes);
     Napi::Object r = Napi::Object::New(env);
     r.Set("chunks", chunks);
     r.Set("bytes", static_cast<double>(bytes));
@@ -142,16 +161,6 @@ class SerializeWorker : public Napi::AsyncWorker {
   }
 
   void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
-
-  // Registers `data` as lent to a Buffer; frees it (and rethrows) if that fails.
-  static void LendOrFree(char* data, void* capacity) {
-    try {
-      prometheus::OutputPool::Global().Lend(data);
-    } catch (...) {
-      prometheus::FreeChunkData(data, static_cast<size_t>(reinterpret_cast<uintptr_t>(capacity)));
-      throw;
-    }
-  }
 
  private:
   Napi::Promise::Deferred deferred_;
@@ -269,44 +278,239 @@ void ReadOptions(Napi::Env env, const Napi::Value& v, prometheus::Options* o, pr
 
 }  // namespace
 
-// serializePrometheus(domain, reclaim: boolean, reclaimBefore: epoch | undefined,
-//                     include: Uint32Array (instrument ids, any order) | null (all),
-//                     options?: { openMetrics?, scopeLabels?, quantiles?: Float64Array,
-//                                 instrumentQuantiles?: Float64Array ([id, n, q..]*),
-//                                 prefix?: string, reservedNames?: string[], chunkBytes?,
-//                                 exact?: Float64Array ([recordId, n, v..]*), threads? })
+// The arguments serializePrometheus and openPrometheusStream share:
+//   (domain, reclaim: boolean, reclaimBefore: epoch | undefined,
+//    include: Uint32Array (instrument ids, any order) | null (all),
+//    options?: { openMetrics?, scopeLabels?, quantiles?: Float64Array,
+//                instrumentQuantiles?: Float64Array ([id, n, q..]*), prefix?: string,
+//                reservedNames?: string[], chunkBytes?, exact?: Float64Array ([recordId, n, v..]*),
+//                threads? })
+struct ScrapeArgs {
+  CollectOptions co;
+  bool all = true;
+  std::vector<uint32_t> include;
+  prometheus::Options opts;
+  prometheus::ExactQuantiles exact;
+};
+
+ScrapeArgs ReadScrapeArgs(const Napi::CallbackInfo& info, const char* fn) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 4) ThrowType(env, std::string(fn) + " expects 4 or 5 arguments");
+  ScrapeArgs a;
+  a.co.domain = static_cast<uint32_t>(ToId(env, info[0], "domain"));
+  if (a.co.domain == 0 || a.co.domain > 0xffffffffu) ThrowType(env, "domain must come from registerDomain");
+  if (!info[1].IsBoolean()) ThrowType(env, "reclaim must be a boolean");
+  a.co.reclaim = info[1].As<Napi::Boolean>().Value();
+  if (!info[2].IsUndefined()) a.co.reclaimBefore = ToId(env, info[2], "reclaimBefore");
+  a.co.nowMs = NowMs();
+  a.all = info[3].IsNull();
+  if (!a.all && (!info[3].IsTypedArray() || info[3].As<Napi::TypedArray>().TypedArrayType() != napi_uint32_array)) {
+    ThrowType(env, "include must be a Uint32Array or null");
+  }
+  if (!a.all) {
+    Napi::Uint32Array inc = info[3].As<Napi::Uint32Array>();
+    a.include.assign(inc.Data(), inc.Data() + inc.ElementLength());
+    std::sort(a.include.begin(), a.include.end());
+  }
+  if (info.Length() > 4) ReadOptions(env, info[4], &a.opts, &a.exact);
+  return a;
+}
+
+// serializePrometheus(...ScrapeArgs)
 //   -> Promise<{ chunks: Buffer[], bytes, epoch, records, stale: Float64Array,
 //                reclaimed: Float64Array, dropped: Uint32Array, snapshotMs, serializeMs }>
 // One collection pass (the same as collect(): epoch, update detection, reclamation),
 // taken on the calling thread, and its text, computed on a libuv pool thread.
 Napi::Value SerializePrometheus(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  if (info.Length() < 4) ThrowType(env, "serializePrometheus expects 4 or 5 arguments");
-  CollectOptions co;
-  co.domain = static_cast<uint32_t>(ToId(env, info[0], "domain"));
-  if (co.domain == 0 || co.domain > 0xffffffffu) ThrowType(env, "domain must come from registerDomain");
-  if (!info[1].IsBoolean()) ThrowType(env, "reclaim must be a boolean");
-  co.reclaim = info[1].As<Napi::Boolean>().Value();
-  if (!info[2].IsUndefined()) co.reclaimBefore = ToId(env, info[2], "reclaimBefore");
-  co.nowMs = NowMs();
-  bool all = info[3].IsNull();
-  if (!all && (!info[3].IsTypedArray() || info[3].As<Napi::TypedArray>().TypedArrayType() != napi_uint32_array)) {
-    ThrowType(env, "include must be a Uint32Array or null");
-  }
-  std::vector<uint32_t> include;
-  if (!all) {
-    Napi::Uint32Array inc = info[3].As<Napi::Uint32Array>();
-    include.assign(inc.Data(), inc.Data() + inc.ElementLength());
-    std::sort(include.begin(), include.end());
-  }
-  prometheus::Options opts;
-  prometheus::ExactQuantiles exact;
-  if (info.Length() > 4) ReadOptions(env, info[4], &opts, &exact);
-  auto* w = new SerializeWorker(env, co, all, std::move(include), std::move(opts), std::move(exact));
+  ScrapeArgs a = ReadScrapeArgs(info, "serializePrometheus");
+  auto* w = new SerializeWorker(info.Env(), a.co, a.all, std::move(a.include), std::move(a.opts), std::move(a.exact));
   Napi::Promise p = w->Promise();
   w->TakeSnapshot();
   w->Queue();  // deletes itself after OnOK / OnError
   return p;
+}
+
+namespace {
+
+// A streamed scrape: one snapshot and its plan, written a part at a time as the reader asks.
+// Shared ownership: the JS handle holds a reference until closePrometheusStream or its
+// garbage collection; a part's worker holds one while it runs (so the snapshot outlives
+// either). Only the JS thread reads or writes `next` and `busy`; a worker reads the
+// snapshot, options and plan (const) and writes only its own output. The snapshot's memory
+// is stashed for the next scrape once the last part is written (or the stream is freed).
+struct PrometheusStream {
+  prometheus::Options opts;
+  prometheus::ExactQuantiles exact;
+  prometheus::Snapshot snap;
+  std::unique_ptr<prometheus::SerializationPlan> plan;  // reads snap, opts, exact
+  std::vector<size_t> parts;                            // split points: parts.size() - 1 parts
+  size_t next = 0;
+  bool busy = false;
+  bool stashed = false;
+
+  void Stash() {
+    if (stashed) return;
+    stashed = true;
+    plan.reset();
+    prometheus::StashSnapshot(std::move(snap));
+  }
+  ~PrometheusStream() { Stash(); }
+};
+
+using StreamRef = std::shared_ptr<PrometheusStream>;
+
+// Marks the handles openPrometheusStream makes, so that any other object is a TypeError.
+constexpr napi_type_tag kStreamTag = {0x5d1c0a2e7b3f4e91ULL, 0x9a64c3d2e18b7f05ULL};
+
+// The stream behind a handle; TypeError for anything else, Error once it is closed.
+StreamRef* StreamOf(Napi::Env env, const Napi::Value& v) {
+  if (!v.IsExternal() || !v.As<Napi::Object>().CheckTypeTag(&kStreamTag)) {
+    ThrowType(env, "expected a stream from openPrometheusStream");
+  }
+  auto* ref = v.As<Napi::External<StreamRef>>().Data();
+  if (!*ref) throw Napi::Error::New(env, "hotmeter native: the Prometheus stream is closed");
+  return ref;
+}
+
+class StreamPartWorker : public Napi::AsyncWorker {
+ public:
+  StreamPartWorker(Napi::Env env, StreamRef stream, size_t part)
+      : Napi::AsyncWorker(env, "hotmeter.readPrometheusStream"),
+        deferred_(Napi::Promise::Deferred::New(env)),
+        stream_(std::move(stream)),
+        part_(part) {}
+
+  Napi::Promise Promise() const { return deferred_.Promise(); }
+
+  void Execute() override {
+    try {
+      const auto t0 = std::chrono::steady_clock::now();
+      PrometheusStream& s = *stream_;
+      const size_t last = s.parts.size() - 2;
+      const uint64_t ticket = prometheus::OutputPool::Global().BeginScrape();
+      prometheus::ChunkedOutput out(s.opts.chunkBytes);
+      s.plan->Write(s.parts[part_], s.parts[part_ + 1], part_ == 0, part_ == last, &out);
+      chunks_ = out.Take();
+      prometheus::OutputPool::Global().EndScrape(ticket);
+      if (part_ == last) s.Stash();  // here, not on the JS thread; no part reads it again
+      serializeMs_ = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    } catch (const std::exception& e) {
+      SetError(std::string("hotmeter native: Prometheus serialization failed: ") + e.what());
+    }
+  }
+
+  void OnOK() override {
+    Napi::Env env = Env();
+    Napi::HandleScope scope(env);
+    stream_->busy = false;
+    size_t bytes = 0;
+    Napi::Array chunks = LendChunks(env, &chunks_, &bytes);
+    Napi::Object r = Napi::Object::New(env);
+    r.Set("chunks", chunks);
+    r.Set("bytes", static_cast<double>(bytes));
+    r.Set("part", static_cast<double>(part_));
+    r.Set("last", part_ + 2 == stream_->parts.size());
+    r.Set("serializeMs", serializeMs_);
+    deferred_.Resolve(r);
+  }
+
+  void OnError(const Napi::Error& e) override {
+    stream_->busy = false;
+    deferred_.Reject(e.Value());
+  }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  StreamRef stream_;
+  size_t part_;
+  std::vector<prometheus::Chunk> chunks_;
+  double serializeMs_ = 0;
+};
+
+}  // namespace
+
+// openPrometheusStream(...ScrapeArgs with options.partBytes?: number in [4096, 2^30])
+//   -> { stream, parts, epoch, records, stale: Float64Array, reclaimed: Float64Array,
+//        dropped: Uint32Array, snapshotMs }
+// The collection pass and snapshot of serializePrometheus, taken now on this thread, and
+// the plan that cuts its text into `parts` parts of about partBytes (default 8 MiB) each,
+// written one at a time by readPrometheusStream. Close it when done.
+Napi::Value OpenPrometheusStream(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  ScrapeArgs a = ReadScrapeArgs(info, "openPrometheusStream");
+  size_t partBytes = size_t{8} << 20;
+  if (info.Length() > 4 && info[4].IsObject()) {
+    Napi::Value pb = info[4].As<Napi::Object>().Get("partBytes");
+    if (!pb.IsUndefined()) {
+      if (!pb.IsNumber()) ThrowType(env, "partBytes must be a number");
+      const double d = pb.As<Napi::Number>().DoubleValue();
+      if (!(d >= 4096 && d <= 1073741824.0)) ThrowType(env, "partBytes must be in [4096, 2^30]");
+      partBytes = static_cast<size_t>(d);
+    }
+  }
+  auto stream = std::make_shared<PrometheusStream>();
+  stream->opts = std::move(a.opts);
+  stream->exact = std::move(a.exact);
+  std::vector<uint32_t> dropped;
+  double snapshotMs = 0;
+  try {
+    const auto t0 = std::chrono::steady_clock::now();
+    stream->snap = prometheus::ReuseSnapshot();
+    prometheus::TakeSnapshot(RecordMap::Global(), a.co, a.all ? nullptr : &a.include, &stream->snap);
+    snapshotMs = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    stream->plan = std::make_unique<prometheus::SerializationPlan>(stream->snap, stream->opts, stream->exact, &dropped);
+    stream->parts = stream->plan->Parts(partBytes);
+  } catch (const std::exception& e) {
+    throw Napi::Error::New(env, std::string("hotmeter native: Prometheus snapshot failed: ") + e.what());
+  }
+  Napi::External<StreamRef> handle = Napi::External<StreamRef>::New(
+      env, new StreamRef(stream), [](Napi::Env, StreamRef* ref) { delete ref; });
+  handle.TypeTag(&kStreamTag);
+  Napi::Object r = Napi::Object::New(env);
+  r.Set("stream", handle);
+  r.Set("parts", static_cast<double>(stream->parts.size() - 1));
+  r.Set("epoch", static_cast<double>(stream->snap.epoch));
+  r.Set("records", static_cast<double>(stream->snap.records.size()));
+  r.Set("stale", IdsArray(env, stream->snap.stale));
+  r.Set("reclaimed", IdsArray(env, stream->snap.reclaimed));
+  Napi::Uint32Array d = Napi::Uint32Array::New(env, dropped.size());
+  for (size_t i = 0; i < dropped.size(); i++) d[i] = dropped[i];
+  r.Set("dropped", d);
+  r.Set("snapshotMs", snapshotMs);
+  return r;
+}
+
+// readPrometheusStream(stream) -> Promise<{ chunks: Buffer[], bytes, part, last, serializeMs } | null>
+// Writes the next part on a libuv pool thread; null after the last one. One read at a
+// time: a read while one is in flight, or of a closed stream, throws an Error.
+Napi::Value ReadPrometheusStream(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() != 1) ThrowType(env, "readPrometheusStream expects a stream");
+  StreamRef& stream = *StreamOf(env, info[0]);
+  if (stream->busy) throw Napi::Error::New(env, "hotmeter native: a read of this Prometheus stream is in flight");
+  if (stream->next + 1 >= stream->parts.size()) {
+    Napi::Promise::Deferred d = Napi::Promise::Deferred::New(env);
+    d.Resolve(env.Null());
+    return d.Promise();
+  }
+  auto* w = new StreamPartWorker(env, stream, stream->next);
+  stream->next++;
+  stream->busy = true;
+  Napi::Promise p = w->Promise();
+  w->Queue();  // deletes itself after OnOK / OnError
+  return p;
+}
+
+// closePrometheusStream(stream) -> undefined
+// Drops the handle's reference: the snapshot goes once no part is being written. Later
+// reads throw; closing again does nothing.
+Napi::Value ClosePrometheusStream(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() != 1 || !info[0].IsExternal() || !info[0].As<Napi::Object>().CheckTypeTag(&kStreamTag)) {
+    ThrowType(env, "closePrometheusStream expects a stream from openPrometheusStream");
+  }
+  info[0].As<Napi::External<StreamRef>>().Data()->reset();
+  return env.Undefined();
 }
 
 // releaseOutput(chunks: Buffer[]) -> number

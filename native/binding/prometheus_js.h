@@ -7,5 +7,8 @@ namespace hotmeter::js {
 
 Napi::Value SerializePrometheus(const Napi::CallbackInfo& info);
 Napi::Value ReleaseOutput(const Napi::CallbackInfo& info);
+Napi::Value OpenPrometheusStream(const Napi::CallbackInfo& info);
+Napi::Value ReadPrometheusStream(const Napi::CallbackInfo& info);
+Napi::Value ClosePrometheusStream(const Napi::CallbackInfo& info);
 
 }  // namespace hotmeter::js

@@ -374,7 +374,7 @@ Napi::Value RecordLabels(const Napi::CallbackInfo& info) {
   return Napi::String::New(env, json);
 }
 
-// stats() -> { records, arenaBytes, arenaId, pooledOutputBlocks, reusedOutputBlocks }
+// stats() -> { records, arenaBytes, arenaId, pooledOutputBlocks, reusedOutputBlocks, lentOutputChunks }
 Napi::Value Stats(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Napi::Object o = Napi::Object::New(env);
@@ -384,6 +384,7 @@ Napi::Value Stats(const Napi::CallbackInfo& info) {
   o.Set("arenaId", st ? st->arenaId : 0);
   o.Set("pooledOutputBlocks", static_cast<double>(prometheus::OutputPool::Global().pooledBlocks()));
   o.Set("reusedOutputBlocks", static_cast<double>(prometheus::OutputPool::Global().reusedBlocks()));
+  o.Set("lentOutputChunks", static_cast<double>(prometheus::OutputPool::Global().lentChunks()));
   return o;
 }
 

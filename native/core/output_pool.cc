@@ -85,6 +85,11 @@ uint64_t OutputPool::reusedBlocks() {
   return reused_;
 }
 
+size_t OutputPool::lentChunks() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return lent_.size();
+}
+
 size_t OutputPool::pooledBlocks() {
   std::lock_guard<std::mutex> lock(mu_);
   return free_.size();

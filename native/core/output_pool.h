@@ -47,6 +47,8 @@ class OutputPool {
   void Lend(const char* data);
   void Unlend(const char* data);
   bool IsLent(const char* data);
+  // Output chunks lent to Buffers now (not yet freed or given back).
+  size_t lentChunks();
 
   size_t pooledBlocks();
   // Take() calls answered from the pool, since the process started.

@@ -498,15 +498,6 @@ std::string Join(const std::vector<Chunk>& chunks) {
 
 namespace {
 
-struct Family {
-  std::string name;     // TYPE / HELP / UNIT name in the output format
-  std::string textKey;  // the text format's family name (identity with the type)
-  FamilyType type = FamilyType::Skip;
-  std::string unit;
-  std::string help;
-  std::vector<const SnapshotInstrument*> members;
-};
-
 // Per-instrument constants of a serialization.
 struct Writer {
   const Options& opts;
@@ -807,10 +798,10 @@ std::vector<std::string> ClaimedNames(const Descriptor& d, FamilyType type) {
 
 }  // namespace
 
-void Serialize(const Snapshot& snap, const Options& opts, const ExactQuantiles& exact, ChunkedOutput* out,
-               std::vector<uint32_t>* dropped) {
+SerializationPlan::SerializationPlan(const Snapshot& snap, const Options& opts, const ExactQuantiles& exact,
+                                     std::vector<uint32_t>* dropped)
+    : snap_(snap), opts_(opts), exact_(exact) {
   // Group instruments into families (registration order decides clashes).
-  std::vector<Family> families;
   std::unordered_map<std::string, size_t> claimed;  // name -> family index
   const size_t kReserved = SIZE_MAX;
   for (const std::string& r : opts.reservedNames) claimed.emplace(r, kReserved);
@@ -829,7 +820,7 @@ void Serialize(const Snapshot& snap, const Options& opts, const ExactQuantiles& 
         clash = true;
         break;
       }
-      const Family& f = families[it->second];
+      const PlanFamily& f = families_[it->second];
       if (f.type != type || f.textKey != textKey) {
         clash = true;
         break;
@@ -841,131 +832,154 @@ void Serialize(const Snapshot& snap, const Options& opts, const ExactQuantiles& 
       continue;
     }
     if (joined == SIZE_MAX) {
-      Family f;
+      PlanFamily f;
       FamilyName fn = NameFor(d, opts.format);
       f.name = fn.family;
       f.textKey = textKey;
       f.type = type;
       f.unit = fn.unit;
       f.help = d.description.empty() ? d.name : d.description;
-      joined = families.size();
-      families.push_back(std::move(f));
+      joined = families_.size();
+      families_.push_back(std::move(f));
       for (const std::string& nm : names) claimed.emplace(nm, joined);
     }
-    families[joined].members.push_back(&si);
+    families_[joined].members.push_back(&si);
   }
-  std::vector<size_t> order(families.size());
+  std::vector<size_t> order(families_.size());
   for (size_t i = 0; i < order.size(); i++) order[i] = i;
-  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return families[a].name < families[b].name; });
+  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return families_[a].name < families_[b].name; });
 
-  // The work in output order: each family's header, then its members' record ranges.
-  struct Unit {
-    const Family* family;
-    const SnapshotInstrument* member;  // nullptr: the family's header
-    size_t begin = 0, end = 0;         // records
-  };
-  std::vector<Unit> units;
-  size_t total = 0;
+  // The work in output order (families_ is complete: the pointers stay valid). A record's
+  // weight estimates its text: its lines times (its instrument's mean label key, the
+  // sample name and ~30 bytes of suffix, `le`, value).
   for (size_t idx : order) {
-    const Family& f = families[idx];
-    units.push_back({&f, nullptr, 0, 0});
+    const PlanFamily& f = families_[idx];
+    units_.push_back({&f, nullptr, 0, 0, 0});
     for (const SnapshotInstrument* si : f.members) {
-      units.push_back({&f, si, si->firstRecord, si->firstRecord + si->recordCount});
-      total += si->recordCount;
+      double lines = 1;
+      switch (si->descriptor.aggregation) {
+        case AggregationKind::Histogram: lines = static_cast<double>(si->descriptor.bounds.size() + 3); break;
+        case AggregationKind::ExponentialHistogram: lines = 12; break;
+        case AggregationKind::Sketch:
+        case AggregationKind::Exact: lines = static_cast<double>(opts.quantiles.size() + 2); break;
+        case AggregationKind::MinMaxSumCount: lines = 4; break;
+        default: break;
+      }
+      const size_t lo = si->firstRecord, hi = si->firstRecord + si->recordCount;
+      double labelBytes = 0;
+      for (size_t r = lo; r < hi; r++) labelBytes += static_cast<double>(snap.records[r].labelSize);
+      if (hi > lo) labelBytes /= static_cast<double>(hi - lo);
+      const double w = lines * (labelBytes + static_cast<double>(f.name.size()) + 30);
+      units_.push_back({&f, si, lo, hi, w});
+      total_ += si->recordCount;
+      weight_ += w * static_cast<double>(si->recordCount);
     }
   }
   unsigned threads = opts.threads;
   if (threads == 0) threads = std::min(4u, std::max(1u, std::thread::hardware_concurrency()));
-  if (total < opts.parallelMinRecords || total < threads) threads = 1;
+  threads_ = total_ < opts.parallelMinRecords || total_ < threads ? 1 : threads;
+}
 
-  // Split points in the sequence of records (in output order), balancing the lines the
-  // parts write: a histogram record writes bounds + 3 lines, a counter one.
-  std::vector<size_t> split(threads + 1, total);
-  split[0] = 0;
-  if (threads > 1) {
-    auto linesPerRecord = [&](const SnapshotInstrument& si) -> double {
-      switch (si.descriptor.aggregation) {
-        case AggregationKind::Histogram: return static_cast<double>(si.descriptor.bounds.size() + 3);
-        case AggregationKind::ExponentialHistogram: return 12;
-        case AggregationKind::Sketch:
-        case AggregationKind::Exact: return static_cast<double>(opts.quantiles.size() + 2);
-        case AggregationKind::MinMaxSumCount: return 4;
-        default: return 1;
-      }
-    };
-    double weight = 0;
-    for (const Unit& u : units) {
-      if (u.member != nullptr) weight += static_cast<double>(u.end - u.begin) * linesPerRecord(*u.member);
-    }
-    unsigned next = 1;
-    double acc = 0;
+std::vector<size_t> SerializationPlan::Split(size_t lo, size_t hi, size_t pieces) const {
+  std::vector<size_t> split(std::max<size_t>(pieces, 1) + 1, hi);
+  split[0] = lo;
+  if (pieces <= 1 || hi <= lo) return split;
+  auto each = [&](auto f) {  // f(first record of the overlap, records, weight per record)
     size_t seen = 0;
-    for (const Unit& u : units) {
+    for (const Unit& u : units_) {
       if (u.member == nullptr) continue;
-      const double w = linesPerRecord(*u.member);
       const size_t n = u.end - u.begin;
-      while (next < threads && acc + static_cast<double>(n) * w >= weight * next / threads) {
-        const double need = weight * next / threads - acc;
-        split[next] = std::max(split[next - 1], seen + std::min(n, static_cast<size_t>(std::ceil(need / w))));
-        next++;
-      }
-      acc += static_cast<double>(n) * w;
-      seen += n;
-    }
-  }
-
-  // Part p writes records [split[p], split[p + 1]) and the headers of the families whose
-  // first record falls in that range.
-  const bool om = opts.format == Format::OpenMetrics100;
-  auto run = [&](unsigned p, ChunkedOutput* co) {
-    const size_t lo = split[p], hi = split[p + 1];
-    Writer w(opts, exact, snap, co);
-    Chunk& o = co->cur();
-    if (p == 0) o.append(opts.prefix);
-    size_t seen = 0;  // records before the current unit
-    for (const Unit& u : units) {
-      const size_t n = u.end - u.begin;
-      if (u.member == nullptr) {
-        const bool mine = (seen >= lo && seen < hi) || (p == threads - 1 && seen == total);
-        if (mine) {
-          const Family& f = *u.family;
-          o.append("# HELP ");
-          o.append(f.name);
-          o.push_back(' ');
-          AppendHelp(&o, f.help, opts.format);
-          o.append("\n# TYPE ");
-          o.append(f.name);
-          o.push_back(' ');
-          o.append(TypeName(f.type));
-          o.push_back('\n');
-          if (om && !f.unit.empty()) {
-            o.append("# UNIT ");
-            o.append(f.name);
-            o.push_back(' ');
-            o.append(f.unit);
-            o.push_back('\n');
-          }
-        }
-        continue;
-      }
       const size_t a = std::max(seen, lo), b = std::min(seen + n, hi);
-      if (a < b) w.Member(*u.member, u.begin + (a - seen), u.begin + (b - seen));
+      if (a < b) f(a, b - a, u.weight);
       seen += n;
-      if (seen >= hi && p != threads - 1) break;
     }
-    if (om && p == threads - 1) o.append("# EOF\n");
   };
-  if (threads == 1) {
-    run(0, out);
+  double weight = 0;
+  each([&](size_t, size_t m, double w) { weight += static_cast<double>(m) * w; });
+  size_t next = 1;
+  double acc = 0;
+  each([&](size_t a, size_t m, double w) {
+    while (next < pieces && acc + static_cast<double>(m) * w >= weight * static_cast<double>(next) / static_cast<double>(pieces)) {
+      const double need = weight * static_cast<double>(next) / static_cast<double>(pieces) - acc;
+      const size_t k = w > 0 ? std::min(m, static_cast<size_t>(std::ceil(need / w))) : 0;
+      split[next] = std::max(split[next - 1], a + k);
+      next++;
+    }
+    acc += static_cast<double>(m) * w;
+  });
+  return split;
+}
+
+std::vector<size_t> SerializationPlan::Parts(size_t bytes) const {
+  const double pieces = std::ceil(weight_ / static_cast<double>(std::max<size_t>(bytes, 1)));
+  std::vector<size_t> split = Split(0, total_, pieces > 1 ? static_cast<size_t>(pieces) : 1);
+  split.erase(std::unique(split.begin() + 1, split.end()), split.end());  // no empty parts
+  if (split.size() == 1) split.push_back(total_);                       // none at all: one
+  return split;
+}
+
+void SerializationPlan::Write(size_t lo, size_t hi, bool first, bool last, ChunkedOutput* out) const {
+  const size_t threads = std::min<size_t>(threads_, std::max<size_t>(1, (hi - lo) / 256));
+  if (threads <= 1) {
+    WriteRange(lo, hi, first, last, out);
     return;
   }
+  const std::vector<size_t> split = Split(lo, hi, threads);
   std::vector<std::unique_ptr<ChunkedOutput>> parts;
-  for (unsigned p = 0; p < threads; p++) parts.push_back(std::make_unique<ChunkedOutput>(opts.chunkBytes));
+  for (size_t p = 0; p < threads; p++) parts.push_back(std::make_unique<ChunkedOutput>(opts_.chunkBytes));
+  auto run = [&](size_t p) { WriteRange(split[p], split[p + 1], first && p == 0, last && p == threads - 1, parts[p].get()); };
   std::vector<std::thread> pool;
-  for (unsigned p = 1; p < threads; p++) pool.emplace_back(run, p, parts[p].get());
-  run(0, parts[0].get());
+  for (size_t p = 1; p < threads; p++) pool.emplace_back(run, p);
+  run(0);
   for (auto& t : pool) t.join();
   for (auto& part : parts) out->Append(part->Take());
+}
+
+// Records [lo, hi) and the headers of the families whose first record falls in that range
+// (and, for the last range, of the families after the last record: empty ones).
+void SerializationPlan::WriteRange(size_t lo, size_t hi, bool first, bool last, ChunkedOutput* out) const {
+  const bool om = opts_.format == Format::OpenMetrics100;
+  Writer w(opts_, exact_, snap_, out);
+  Chunk& o = out->cur();
+  if (first) o.append(opts_.prefix);
+  size_t seen = 0;  // records before the current unit
+  for (const Unit& u : units_) {
+    const size_t n = u.end - u.begin;
+    if (u.member == nullptr) {
+      const bool mine = (seen >= lo && seen < hi) || (last && seen == total_);
+      if (mine) {
+        const PlanFamily& f = *u.family;
+        o.append("# HELP ");
+        o.append(f.name);
+        o.push_back(' ');
+        AppendHelp(&o, f.help, opts_.format);
+        o.append("\n# TYPE ");
+        o.append(f.name);
+        o.push_back(' ');
+        o.append(TypeName(f.type));
+        o.push_back('\n');
+        if (om && !f.unit.empty()) {
+          o.append("# UNIT ");
+          o.append(f.name);
+          o.push_back(' ');
+          o.append(f.unit);
+          o.push_back('\n');
+        }
+      }
+      continue;
+    }
+    const size_t a = std::max(seen, lo), b = std::min(seen + n, hi);
+    if (a < b) w.Member(*u.member, u.begin + (a - seen), u.begin + (b - seen));
+    seen += n;
+    if (seen >= hi && !last) break;
+  }
+  if (om && last) o.append("# EOF\n");
+}
+
+void Serialize(const Snapshot& snap, const Options& opts, const ExactQuantiles& exact, ChunkedOutput* out,
+               std::vector<uint32_t>* dropped) {
+  SerializationPlan plan(snap, opts, exact, dropped);
+  plan.Write(0, plan.records(), true, true, out);
 }
 
 }  // namespace hotmeter::prometheus

@@ -47,6 +47,7 @@
 namespace hotmeter::prometheus {
 
 enum class Format : uint8_t { Text004 = 0, OpenMetrics100 = 1 };
+enum class FamilyType : uint8_t { Counter, Gauge, Histogram, Summary, Skip };
 
 struct Options {
   Format format = Format::Text004;
@@ -222,9 +223,64 @@ class ChunkedOutput {
 // The chunks as one string (tests, small outputs).
 std::string Join(const std::vector<Chunk>& chunks);
 
-// Writes the snapshot's families. `dropped` receives the ids of instruments left out
-// because of a name clash. Large snapshots are written by several threads, each a
-// contiguous range of records into chunks of its own, concatenated in order.
+// A serialization's output order, computed once from a snapshot: instruments grouped into
+// families (clashing ones dropped into `dropped`), families sorted by name. The records, in
+// output order, are numbered [0, records()); any range of them can be written on its own,
+// and the ranges of a split written one after another are the text Serialize writes. So a
+// scrape can be written in parts, each when its reader wants it (a stream), and a part by
+// several threads. Reads the snapshot, options and exact values it was made with (they
+// must outlive it and stay unchanged); const methods may run on several threads at once.
+class SerializationPlan {
+ public:
+  SerializationPlan(const Snapshot& snap, const Options& opts, const ExactQuantiles& exact,
+                    std::vector<uint32_t>* dropped);
+  SerializationPlan(const SerializationPlan&) = delete;
+  SerializationPlan& operator=(const SerializationPlan&) = delete;
+
+  size_t records() const { return total_; }
+  // Estimated bytes of the text (records only).
+  double estimatedBytes() const { return weight_; }
+  // Split points {lo, .., hi} of [lo, hi) into `pieces` ranges of about equal text.
+  std::vector<size_t> Split(size_t lo, size_t hi, size_t pieces) const;
+  // Split points {0, .., records()} into ranges of about `bytes` of text each; no range
+  // is empty unless there are no records (then one: the headers and prefix).
+  std::vector<size_t> Parts(size_t bytes) const;
+  // Writes records [lo, hi) and the headers of families whose first record is among them,
+  // by several threads when the plan is large (Options::threads, parallelMinRecords).
+  // `first`: the range starts the text (writes Options::prefix); `last`: it ends it (the
+  // headers of trailing families without records, OpenMetrics' `# EOF`).
+  void Write(size_t lo, size_t hi, bool first, bool last, ChunkedOutput* out) const;
+
+ private:
+  struct PlanFamily {
+    std::string name;     // TYPE / HELP / UNIT name in the output format
+    std::string textKey;  // the text format's family name (identity with the type)
+    FamilyType type = FamilyType::Skip;
+    std::string unit;
+    std::string help;
+    std::vector<const SnapshotInstrument*> members;
+  };
+  // A family's header (member == nullptr) or a member's records [begin, end) of the snapshot.
+  struct Unit {
+    const PlanFamily* family;
+    const SnapshotInstrument* member;
+    size_t begin, end;
+    double weight;  // estimated bytes per record
+  };
+  void WriteRange(size_t lo, size_t hi, bool first, bool last, ChunkedOutput* out) const;
+
+  const Snapshot& snap_;
+  const Options& opts_;
+  const ExactQuantiles& exact_;
+  std::vector<PlanFamily> families_;  // complete before units_ point into it
+  std::vector<Unit> units_;
+  size_t total_ = 0;
+  double weight_ = 0;
+  unsigned threads_ = 1;
+};
+
+// Writes the snapshot's families: SerializationPlan's whole range. `dropped` receives the
+// ids of instruments left out because of a name clash.
 void Serialize(const Snapshot& snap, const Options& opts, const ExactQuantiles& exact,
                ChunkedOutput* out, std::vector<uint32_t>* dropped);
 
@@ -246,7 +302,6 @@ std::string SanitizeLabelName(std::string_view name);
 // annotations in braces dropped, "1" -> "ratio" for gauges and "" otherwise).
 std::string UnitWord(std::string_view unit, bool gauge);
 
-enum class FamilyType : uint8_t { Counter, Gauge, Histogram, Summary, Skip };
 FamilyType TypeOf(const Descriptor& d);
 
 struct FamilyName {

@@ -773,6 +773,92 @@ TEST(parallel_output_equals_sequential) {
   }
 }
 
+TEST(parts_written_one_after_another_are_the_whole_text) {
+  Fixture f;
+  std::vector<uint32_t> ids;
+  for (int k = 0; k < 6; k++) {  // counters and histograms of several scopes; some clash
+    Descriptor d = Desc("m" + std::to_string(k % 3), k % 2 ? AggregationKind::Histogram : AggregationKind::Sum,
+                        k % 2 ? InstrumentKind::Histogram : InstrumentKind::Counter, k % 2 == 0, {1, 2, 5});
+    d.scopeName = "scope" + std::to_string(k);
+    ids.push_back(f.Add("i" + std::to_string(k), d));
+  }
+  std::mt19937 rng(7);
+  for (uint32_t id : ids) {
+    for (int i = 0; i < 1 + static_cast<int>(rng() % 900); i++) {
+      double* c = f.Acquire(id, {"k", "s" + std::to_string(i), "v", std::string(rng() % 40, 'x')});
+      REQUIRE(c);
+      c[0] = i;
+    }
+  }
+  CollectOptions co;
+  co.domain = f.domain;
+  prom::Snapshot snap;
+  prom::TakeSnapshot(f.m, co, nullptr, &snap);
+  // Families without records sorting first, between and last: each header belongs to
+  // exactly one part. (TakeSnapshot leaves such instruments out; a plan must not rely on it.)
+  for (const char* name : {"a_empty", "m1_empty", "z_empty"}) {
+    prom::SnapshotInstrument si;
+    si.id = 1000 + static_cast<uint32_t>(snap.instruments.size());
+    si.descriptor = Desc(name, AggregationKind::Sum, InstrumentKind::Counter, true, {});
+    si.firstRecord = snap.records.size();
+    snap.instruments.push_back(si);
+  }
+  for (prom::Format fmt : {prom::Format::Text004, prom::Format::OpenMetrics100}) {
+    prom::Options o = fmt == prom::Format::Text004 ? Text(true) : OM(true);
+    o.prefix = "# prefix\n";
+    o.threads = 1;
+    std::vector<uint32_t> whole;
+    prom::ChunkedOutput all;
+    prom::Serialize(snap, o, {}, &all, &whole);
+    const std::string want = prom::Join(all.Take());
+    CHECK(want.find("# TYPE a_empty") != std::string::npos);
+    CHECK(want.find("# TYPE z_empty") != std::string::npos);
+    CHECK(!whole.empty());
+    size_t kept = 0;
+    for (const prom::SnapshotInstrument& si : snap.instruments) {
+      if (std::find(whole.begin(), whole.end(), si.id) == whole.end()) kept += si.recordCount;
+    }
+    for (unsigned threads : {1u, 2u}) {
+      prom::Options po = o;
+      po.threads = threads;
+      po.parallelMinRecords = 1;
+      po.chunkBytes = 4096;
+      std::vector<uint32_t> dropped;
+      prom::SerializationPlan plan(snap, po, {}, &dropped);
+      CHECK(dropped == whole);
+      CHECK_EQ(plan.records(), kept);
+      for (size_t bytes : {size_t{1}, size_t{2000}, size_t{50000}, size_t{1} << 30}) {
+        const std::vector<size_t> parts = plan.Parts(bytes);
+        CHECK(parts.front() == 0 && parts.back() == plan.records());
+        for (size_t p = 1; p < parts.size(); p++) CHECK(parts[p] > parts[p - 1]);
+        if (bytes == 1) CHECK_EQ(parts.size(), plan.records() + 1);  // a record a part
+        if (bytes == (size_t{1} << 30)) CHECK_EQ(parts.size(), size_t{2});
+        // ~2,000 bytes a part: as many parts as the estimate says (it is within 20% here).
+        if (bytes == 2000) CHECK(parts.size() > static_cast<size_t>(plan.estimatedBytes() / 2000));
+        if (bytes == 2000) CHECK(plan.estimatedBytes() > 0.8 * static_cast<double>(want.size()));
+        std::string text;
+        for (size_t p = 0; p + 1 < parts.size(); p++) {
+          prom::ChunkedOutput out(po.chunkBytes);
+          plan.Write(parts[p], parts[p + 1], p == 0, p + 2 == parts.size(), &out);
+          text += prom::Join(out.Take());
+        }
+        CHECK(text == want);
+      }
+    }
+  }
+  // No records at all: one part, the prefix and the headers.
+  prom::Snapshot empty;
+  empty.instruments.push_back(snap.instruments.back());
+  empty.instruments.back().firstRecord = 0;
+  prom::Options o = OM();
+  o.prefix = "# p\n";
+  prom::SerializationPlan plan(empty, o, {}, nullptr);
+  CHECK(plan.Parts(100) == std::vector<size_t>({0, 0}));
+  prom::ChunkedOutput out;
+  plan.Write(0, 0, true, true, &out);
+  CHECK(prom::Join(out.Take()) == "# p\n# HELP z_empty z_empty\n# TYPE z_empty counter\n# EOF\n");
+}
+
 // ---------------------------------------------------------------------------------------
 // Threads: snapshots and serialization concurrent with writers, Collect and churn.
 

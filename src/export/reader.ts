@@ -23,6 +23,31 @@ export interface PrometheusPayload {
   readonly release?: () => void;
 }
 
+/** One part of a streamed scrape: UTF-8 chunks of whole lines. */
+export interface PrometheusPart {
+  readonly chunks: Buffer[];
+  readonly byteLength: number;
+}
+
+/**
+ * One collection written as Prometheus text a part at a time, each part when it is read:
+ * a scrape of a large registry then needs memory for a few parts, not for its whole text,
+ * and writes them into memory the previous parts gave back.
+ */
+export interface PrometheusStream {
+  /** How many parts the text has (at least one). */
+  readonly parts: number;
+  /** Writes the next part (off the JS thread); undefined after the last. One read at a time. */
+  next(): Promise<PrometheusPart | undefined>;
+  /**
+   * Hands a part's memory back for the next parts (its chunks read as empty afterwards);
+   * call once nothing reads them (socket writes included).
+   */
+  release(part: PrometheusPart): void;
+  /** Done with the stream (parts not read are never written). Later calls do nothing. */
+  close(): void;
+}
+
 /** What a reader can ask of the provider it is attached to. */
 export interface MetricProducer {
   /** Runs callbacks and checkpoints every record. Rejects after shutdown. */
@@ -34,6 +59,11 @@ export interface MetricProducer {
    * thread). Rejects after shutdown.
    */
   collectPrometheus?(options: PrometheusCollectOptions): Promise<PrometheusPayload>;
+  /**
+   * Optional: as collectPrometheus (the collection pass happens when it resolves), but the
+   * text is written a part of about `partBytes` at a time as the stream is read.
+   */
+  streamPrometheus?(options: PrometheusCollectOptions, partBytes?: number): Promise<PrometheusStream>;
 }
 
 /** Something that reads collections: a pull endpoint, a push controller. */

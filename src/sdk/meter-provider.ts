@@ -23,10 +23,10 @@ import { AggregationSelector, compatible, defaultSelector } from '../export/aggr
 import { AggregationKind, cellSize, DEFAULT_HISTOGRAM_BOUNDARIES, defaultAggregation, validBoundaries } from './aggregation';
 import { AggregatorOptions, AggregatorParams, resolveAggregatorParams } from './aggregation';
 import { pendingExactRecords, takeExactValues } from '../api/handles-sketch';
-import type { PrometheusCollectOptions, PrometheusPayload } from '../export/reader';
+import type { PrometheusCollectOptions, PrometheusPayload, PrometheusStream } from '../export/reader';
 import { TARGET_INFO_NAMES, targetInfoText } from '../exporters/prometheus/serializer';
 import { exponentialHistogramView } from './exponential-histogram';
-import { NativeDescriptor } from './native';
+import type { NativeDescriptor, NativePrometheusOptions } from './native';
 import { sketchView } from './sketch';
 import {
   Descriptor,
@@ -141,6 +141,7 @@ export class MeterProvider implements ApiMeterProvider, MeterHost {
         resource,
         collect: () => this.collectFor(r),
         collectPrometheus: (o) => this.collectPrometheusFor(r, o),
+        streamPrometheus: (o, partBytes) => this.streamPrometheusFor(r, o, partBytes),
       });
     }
   }
@@ -435,10 +436,45 @@ export class MeterProvider implements ApiMeterProvider, MeterHost {
    * detection, reclamation, eviction.
    */
   private async collectPrometheusFor(reader: object, o: PrometheusCollectOptions): Promise<PrometheusPayload> {
+    const options = await this.preparePrometheus(o);
+    const before = this.reclaimBefore();
+    const r = await native().serializePrometheus(this.domain, before !== undefined, before, null, options);
+    this.finishPrometheusPass(reader, r);
+    const chunks = r.chunks;
+    return { chunks, byteLength: r.bytes, release: () => void native().releaseOutput(chunks) };
+  }
+
+  /** As collectPrometheusFor, the text written a part at a time as the stream is read. */
+  private async streamPrometheusFor(reader: object, o: PrometheusCollectOptions, partBytes?: number): Promise<PrometheusStream> {
+    const options = await this.preparePrometheus(o);
+    const before = this.reclaimBefore();
+    const r = native().openPrometheusStream(this.domain, before !== undefined, before, null, { ...options, partBytes });
+    this.finishPrometheusPass(reader, r);
+    const handle = r.stream;
+    let closed = false;
+    return {
+      parts: r.parts,
+      next: async () => {
+        const p = await native().readPrometheusStream(handle);
+        return p === null ? undefined : { chunks: p.chunks, byteLength: p.bytes };
+      },
+      release: (part) => void native().releaseOutput(part.chunks),
+      close: () => {
+        if (closed) return;
+        closed = true;
+        native().closePrometheusStream(handle);
+      },
+    };
+  }
+
+  /**
+   * Before a Prometheus pass: runs the callbacks; the native options for it (summary
+   * quantiles of instruments with their own, the quantiles of the values this thread's
+   * Exact handles hold, target_info).
+   */
+  private async preparePrometheus(o: PrometheusCollectOptions): Promise<NativePrometheusOptions> {
     if (this.shutdownDone) throw new Error('hotmeter: collect() after shutdown()');
     await this.runCallbacks();
-    // Instruments with their own summary quantiles (advice.quantiles), and the quantiles of
-    // the values this thread's Exact handles hold (they live in JS).
     const perInstrument: number[] = [];
     const exact: number[] = [];
     for (const [id, store] of this.storeByInstrument) {
@@ -454,8 +490,7 @@ export class MeterProvider implements ApiMeterProvider, MeterHost {
       }
     }
     const target = o.withoutTargetInfo ? '' : targetInfoText(this.resource.attributes, o.openMetrics);
-    const before = this.reclaimBefore();
-    const r = await native().serializePrometheus(this.domain, before !== undefined, before, null, {
+    return {
       openMetrics: o.openMetrics,
       scopeLabels: !o.withoutScopeInfo,
       quantiles: Float64Array.from(o.summaryQuantiles),
@@ -463,14 +498,16 @@ export class MeterProvider implements ApiMeterProvider, MeterHost {
       exact: Float64Array.from(exact),
       prefix: target,
       reservedNames: target === '' ? [] : [...TARGET_INFO_NAMES],
-    });
+    };
+  }
+
+  /** After a Prometheus pass: finishPass, and a diagnostic for each instrument left out. */
+  private finishPrometheusPass(reader: object, r: { epoch: number; stale: Float64Array; reclaimed: Float64Array; dropped: Uint32Array }): void {
     this.finishPass(reader, r.epoch, new Set(r.stale), r.reclaimed);
     for (const id of r.dropped) {
       const name = (this.storeByInstrument.get(id) ?? this.foreignStore(id))?.descriptor.name ?? `#${id}`;
       warnLimited(`prom-clash:${name}`, `${name}: its Prometheus names clash with another metric of a different type; left out of the scrape`);
     }
-    const chunks = r.chunks;
-    return { chunks, byteLength: r.bytes, release: () => void native().releaseOutput(chunks) };
   }
 
   /**

@@ -70,6 +70,26 @@ export interface NativePrometheusResult {
   serializeMs: number;
 }
 
+export interface NativePrometheusStreamInfo {
+  /** The handle readPrometheusStream and closePrometheusStream take. */
+  stream: object;
+  parts: number;
+  epoch: number;
+  records: number;
+  stale: Float64Array;
+  reclaimed: Float64Array;
+  dropped: Uint32Array;
+  snapshotMs: number;
+}
+
+export interface NativePrometheusPart {
+  chunks: Buffer[];
+  bytes: number;
+  part: number;
+  last: boolean;
+  serializeMs: number;
+}
+
 export interface NativeBinding {
   /** '' makes a new domain; a name returns the same id in every thread. */
   registerDomain(name: string): number;
@@ -111,9 +131,10 @@ export interface NativeBinding {
   recordLabels(recordIds: Float64Array): string;
   /**
    * pooledOutputBlocks: Prometheus output blocks kept for the next scrape; reusedOutputBlocks:
-   * blocks scrapes took from that pool since the process started (output_pool.h).
+   * blocks scrapes took from that pool since the process started; lentOutputChunks: output
+   * chunks JS Buffers hold now (output_pool.h).
    */
-  stats(): { records: number; arenaBytes: number; arenaId: number; pooledOutputBlocks: number; reusedOutputBlocks: number };
+  stats(): { records: number; arenaBytes: number; arenaId: number; pooledOutputBlocks: number; reusedOutputBlocks: number; lentOutputChunks: number };
   /**
    * One collection pass of `domain` (as collect(): epoch, update detection, reclamation)
    * written as Prometheus text on a libuv pool thread. `include`: the instrument ids to
@@ -132,6 +153,21 @@ export interface NativeBinding {
    * loop instead of after a GC. They read as empty afterwards. Returns how many.
    */
   releaseOutput(chunks: Buffer[]): number;
+  /**
+   * serializePrometheus's collection pass and snapshot, taken now, with the plan that cuts
+   * its text into parts of about `options.partBytes` (default 8 MiB).
+   */
+  openPrometheusStream(
+    domain: number,
+    reclaim: boolean,
+    reclaimBefore: number | undefined,
+    include: Uint32Array | null,
+    options?: NativePrometheusOptions & { partBytes?: number },
+  ): NativePrometheusStreamInfo;
+  /** The next part, written on a libuv pool thread; null after the last. One read at a time. */
+  readPrometheusStream(stream: object): Promise<NativePrometheusPart | null>;
+  /** Drops the stream (its snapshot goes once no part is being written). */
+  closePrometheusStream(stream: object): void;
 }
 
 function packageRoot(): string {

@@ -12,9 +12,10 @@
 import * as http from 'node:http';
 import { Readable } from 'node:stream';
 import { diag } from '@opentelemetry/api';
-import type { MetricProducer, MetricReader, PrometheusCollectOptions } from '../../export/reader';
+import type { MetricProducer, MetricReader, PrometheusCollectOptions, PrometheusStream } from '../../export/reader';
 import { negotiateFormat, NegotiatedFormat, OPENMETRICS_CONTENT_TYPE, PROMETHEUS_TEXT_CONTENT_TYPE } from './negotiate';
 import { DEFAULT_SUMMARY_QUANTILES, PrometheusFormatOptions, serializeText } from './serializer';
+import { SharedStream, type StreamReader } from './shared-stream';
 
 export { PROMETHEUS_TEXT_CONTENT_TYPE, OPENMETRICS_CONTENT_TYPE };
 
@@ -57,6 +58,14 @@ export interface PrometheusExporterOptions {
   maxConnections?: number;
   /** Built-in server: request headers larger than this are answered 431, bytes. Default 16 384. */
   maxHeaderSize?: number;
+  /**
+   * requestHandler (and so the built-in server), with a hotmeter MeterProvider: the text is
+   * written and sent in parts of about this many bytes, each written while the previous
+   * one is sent, so a scrape holds a few parts in memory, never its whole text. A text of
+   * one part is answered with Content-Length, a longer one with chunked transfer
+   * encoding. Bytes, in [4096, 2^30]; default 8 MiB.
+   */
+  partBytes?: number;
 }
 
 /** Limits of the built-in server. */
@@ -66,6 +75,9 @@ interface ServerLimits {
   readonly maxConnections: number;
   readonly maxHeaderSize: number;
 }
+
+/** requestHandler's default part size: a few of these per scrape in memory. */
+const DEFAULT_PART_BYTES = 8 << 20;
 
 function limit(name: string, v: number | undefined, dflt: number): number {
   if (v === undefined) return dflt;
@@ -120,6 +132,9 @@ export class PrometheusExporter implements MetricReader {
   private readonly limits: ServerLimits;
   /** Scrapes in flight, by format: concurrent scrapes share one collection. */
   private readonly inFlight = new Map<boolean, SharedScrape>();
+  /** requestHandler's streamed collections still taking readers, by format. */
+  private readonly streams = new Map<boolean, SharedStream>();
+  private readonly partBytes: number;
 
   constructor(options: PrometheusExporterOptions = {}) {
     this.host = options.host ?? '127.0.0.1';
@@ -141,6 +156,9 @@ export class PrometheusExporter implements MetricReader {
       maxConnections: limit('maxConnections', options.maxConnections, 1024),
       maxHeaderSize: limit('maxHeaderSize', options.maxHeaderSize, 16_384),
     });
+    const partBytes = limit('partBytes', options.partBytes, DEFAULT_PART_BYTES);
+    if (partBytes < 4096 || partBytes > 2 ** 30) throw new TypeError('hotmeter: partBytes must be in [4096, 2^30]');
+    this.partBytes = partBytes;
     if (!options.preventServerStart) this.listening = this.startServer();
   }
 
@@ -228,11 +246,18 @@ export class PrometheusExporter implements MetricReader {
    * `(req, res)` for node:http, express (`app.get('/metrics', exporter.requestHandler)`)
    * or fastify (`(request, reply) => exporter.requestHandler(request.raw, reply.raw)`):
    * negotiates the format, answers GET and HEAD (405 otherwise, 500 if the collection
-   * fails), and writes the chunks as the socket drains.
+   * fails), and writes the text as the socket drains. With a hotmeter MeterProvider the text
+   * is written in parts while it is sent (see `partBytes`); scrapes arriving before the
+   * first part is written share the collection.
    */
   readonly requestHandler = (req: http.IncomingMessage, res: http.ServerResponse): void => {
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       res.writeHead(405, { allow: 'GET, HEAD', 'content-type': 'text/plain' }).end('method not allowed\n');
+      return;
+    }
+    const fmt = this.negotiate(req.headers.accept);
+    if (typeof this.producer?.streamPrometheus === 'function') {
+      void this.serveStream(req, res, fmt);
       return;
     }
     this.scrape(req.headers.accept).then(
@@ -251,12 +276,58 @@ export class PrometheusExporter implements MetricReader {
         }
         void writeChunks(res, s.chunks);
       },
-      (err: unknown) => {
-        diag.error(`hotmeter: Prometheus scrape failed: ${String(err)}`);
-        if (!res.headersSent && !res.destroyed) res.writeHead(500, { 'content-type': 'text/plain' }).end('collection failed\n');
-      },
+      (err: unknown) => failed(res, err),
     );
   };
+
+  /** One HTTP scrape read from a streamed collection (shared while it takes readers). */
+  private async serveStream(req: http.IncomingMessage, res: http.ServerResponse, fmt: NegotiatedFormat): Promise<void> {
+    let shared = this.streams.get(fmt.openMetrics);
+    if (shared === undefined || !shared.canJoin) {
+      shared = new SharedStream(this.openStream(fmt));
+      this.streams.set(fmt.openMetrics, shared);
+    }
+    let reader: StreamReader;
+    try {
+      reader = await shared.join();
+    } catch (err) {
+      failed(res, err);
+      return;
+    }
+    // 'close': the response is complete or its connection gone; no write is pending then.
+    res.once('close', reader.leave);
+    if (res.destroyed) {
+      reader.leave();
+      return;
+    }
+    try {
+      const first = await reader.part(0);
+      if (res.destroyed) return;
+      const headers: http.OutgoingHttpHeaders = { 'content-type': fmt.contentType };
+      if (reader.parts === 1) headers['content-length'] = String(first?.byteLength ?? 0);
+      res.writeHead(200, headers);
+      if (req.method === 'HEAD') {
+        res.end();
+        return;
+      }
+      for (let i = 0; i < reader.parts; i++) {
+        const part = i === 0 ? first : await reader.part(i);
+        if (part === undefined) throw new Error(`hotmeter: part ${i} of ${reader.parts} is missing`);
+        if (i + 1 < reader.parts) reader.part(i + 1).catch(() => undefined); // written while this one is sent
+        if (!(await writeChunks(res, part.chunks, false))) return;
+        reader.passed(i);
+      }
+      res.end();
+    } catch (err) {
+      failed(res, err);
+    }
+  }
+
+  private async openStream(fmt: NegotiatedFormat): Promise<PrometheusStream> {
+    const producer = this.producer;
+    if (producer?.streamPrometheus === undefined) throw new Error('hotmeter: PrometheusExporter is not attached to a MeterProvider');
+    return producer.streamPrometheus({ ...this.format, openMetrics: fmt.openMetrics }, this.partBytes);
+  }
 
   async forceFlush(): Promise<void> {}
 
@@ -316,24 +387,58 @@ export class PrometheusExporter implements MetricReader {
   }
 }
 
-/** Writes the chunks, waiting for 'drain' when the socket's buffer is full. */
-async function writeChunks(res: http.ServerResponse, chunks: readonly Buffer[]): Promise<void> {
-  for (const c of chunks) {
-    if (res.destroyed) return;
-    if (!res.write(c)) {
-      const ok = await new Promise<boolean>((resolve) => {
-        const done = (v: boolean) => () => {
-          res.off('drain', onDrain);
-          res.off('close', onClose);
-          resolve(v);
-        };
-        const onDrain = done(true);
-        const onClose = done(false);
-        res.once('drain', onDrain);
-        res.once('close', onClose);
+/** A collection failed: 500 if nothing was sent yet, else the response is cut off. */
+function failed(res: http.ServerResponse, err: unknown): void {
+  diag.error(`hotmeter: Prometheus scrape failed: ${String(err)}`);
+  if (res.destroyed) return;
+  if (!res.headersSent) res.writeHead(500, { 'content-type': 'text/plain' }).end('collection failed\n');
+  else res.destroy();
+}
+
+/**
+ * Writes the chunks, waiting for 'drain' when the socket's buffer is full; then ends the
+ * response (`end`), or (not `end`) waits until every write has called back: the socket
+ * holds none of their bytes any more. False when the response closed first.
+ */
+async function writeChunks(res: http.ServerResponse, chunks: readonly Buffer[], end = true): Promise<boolean> {
+  let flushed: Promise<void> | undefined;
+  for (let k = 0; k < chunks.length; k++) {
+    if (res.destroyed) return false;
+    const last = k === chunks.length - 1;
+    let written = true;
+    if (last && !end) {
+      // Writes call back in order: the last one's callback covers the part.
+      flushed = new Promise<void>((resolve) => {
+        written = res.write(chunks[k], () => resolve());
       });
-      if (!ok) return;
+    } else {
+      written = res.write(chunks[k]);
     }
+    if (!written && !(await whileOpen(res, 'drain'))) return false;
   }
-  res.end();
+  if (end) {
+    res.end();
+    return true;
+  }
+  return flushed === undefined || (await whileOpen(res, flushed));
+}
+
+/** Waits for `what` (an event of res, or a promise); false if res closes first. */
+function whileOpen(res: http.ServerResponse, what: 'drain' | Promise<void>): Promise<boolean> {
+  if (res.destroyed) return Promise.resolve(false);
+  return new Promise<boolean>((resolve) => {
+    let settled = false;
+    const done = (v: boolean) => (): void => {
+      if (settled) return;
+      settled = true;
+      if (what === 'drain') res.off('drain', onDone);
+      res.off('close', onClose);
+      resolve(v);
+    };
+    const onDone = done(true);
+    const onClose = done(false);
+    if (what === 'drain') res.once('drain', onDone);
+    else void what.then(onDone);
+    res.once('close', onClose);
+  });
 }

@@ -1,0 +1,110 @@
+// SharedStream: one streamed collection (a PrometheusStream) read by every HTTP scrape that
+// arrived before its first part was written. Parts are written in order, each once, and
+// each part's memory goes back (PrometheusStream.release) when every reader has passed it:
+// a reader passes a part once the socket no longer holds its bytes (all its writes called
+// back) or the reader left (its response closed). Joining ends with the first part: a
+// later reader would need parts already given back, so it starts a new collection.
+import type { PrometheusPart, PrometheusStream } from '../../export/reader';
+
+/** One scrape's view of a SharedStream. */
+export interface StreamReader {
+  /** How many parts the text has. */
+  readonly parts: number;
+  /** Part `i` (written when first asked for); undefined past the last. */
+  part(i: number): Promise<PrometheusPart | undefined>;
+  /** This reader no longer needs parts up to `i`. */
+  passed(i: number): void;
+  /** This reader needs nothing more. Later calls do nothing. */
+  leave(): void;
+}
+
+export class SharedStream {
+  /** Part i's promise, from its first request until it is released (then null). */
+  private readonly written: (Promise<PrometheusPart | undefined> | null)[] = [];
+  /** The parts each present reader has passed (the next one it needs). */
+  private readonly positions = new Map<object, number>();
+  /** Parts below this are released. */
+  private releasedBelow = 0;
+  private joinable = true;
+  private closed = false;
+
+  constructor(private readonly opened: Promise<PrometheusStream>) {
+    // A failed open reaches each reader through part(); none is left unhandled.
+    opened.catch(() => undefined);
+  }
+
+  /** Whether a new scrape may still read this collection (no part is written yet). */
+  get canJoin(): boolean {
+    return this.joinable && !this.closed;
+  }
+
+  /** A reader from part 0; only while canJoin. */
+  join(): Promise<StreamReader> {
+    if (!this.canJoin) throw new Error('hotmeter: this Prometheus stream no longer takes readers');
+    const key = {};
+    this.positions.set(key, 0);
+    return this.opened.then(
+      (stream) => ({
+        parts: stream.parts,
+        part: (i: number) => this.part(stream, i),
+        passed: (i: number) => this.move(stream, key, i + 1),
+        leave: () => this.move(stream, key, Infinity),
+      }),
+      (err: unknown) => {
+        this.positions.delete(key);
+        throw err;
+      },
+    );
+  }
+
+  private part(stream: PrometheusStream, i: number): Promise<PrometheusPart | undefined> {
+    if (i >= stream.parts) return Promise.resolve(undefined);
+    if (i < this.releasedBelow) return Promise.reject(new Error(`hotmeter: part ${i} of this scrape was given back`));
+    for (let k = this.written.length; k <= i; k++) {
+      const prev = k === 0 ? Promise.resolve(undefined) : (this.written[k - 1] ?? Promise.resolve(undefined));
+      // Parts are read in order, one at a time (the stream's rule).
+      const p = prev.then(
+        () => this.read(stream, k),
+        () => this.read(stream, k),
+      );
+      p.catch(() => undefined); // awaited by the reader that asked; a prefetch may not be
+      this.written.push(p);
+    }
+    return this.written[i] as Promise<PrometheusPart | undefined>;
+  }
+
+  private async read(stream: PrometheusStream, k: number): Promise<PrometheusPart | undefined> {
+    if (this.closed) return undefined;
+    const part = await stream.next();
+    if (k === 0) this.joinable = false;
+    return part;
+  }
+
+  private move(stream: PrometheusStream, key: object, to: number): void {
+    const at = this.positions.get(key);
+    if (at === undefined || to <= at) return;
+    this.positions.set(key, to);
+    if (to === Infinity) this.positions.delete(key);
+    // No reader left: nobody can use a part any more (a later scrape starts a new collection).
+    this.releaseUpTo(stream, this.positions.size === 0 ? Infinity : Math.min(...this.positions.values()));
+  }
+
+  /**
+   * Releases parts below `below` (every reader passed them; a part still being written goes
+   * when it is done); closes the stream when no reader is left (below = Infinity).
+   */
+  private releaseUpTo(stream: PrometheusStream, below: number): void {
+    const end = Math.min(below, this.written.length);
+    for (let k = this.releasedBelow; k < end; k++) {
+      const p = this.written[k];
+      this.written[k] = null;
+      p?.then((part) => part !== undefined && stream.release(part), () => undefined);
+    }
+    this.releasedBelow = Math.max(this.releasedBelow, end);
+    if (below === Infinity && !this.closed) {
+      this.closed = true;
+      this.joinable = false;
+      stream.close();
+    }
+  }
+}
