@@ -26,12 +26,17 @@
 //               and this VM's kernel reclaims memory idle for ~60 s (DAMON pageout; the
 //               output blocks are MADV_FREE while pooled), so the pooled memory might be
 //               gone by then;
+//   held        RSS growth from the scrapes, measured (as memory) after the last one: what
+//               the process keeps between scrapes (pooled output blocks, the stashed
+//               snapshot, the peers' heaps)
 //   blocked     the longest the event loop did not turn during the first scrape (a 1 ms
 //               timer probes it; in the first scrape only, see child()).
 // Peers:
 //   hotmeter          PrometheusExporter.scrape(): native serialisation off the JS thread,
 //                     text format, otel_scope_name/version labels on (the default)
 //   hotmeter-noscope  the same with withoutScopeInfo (the same labels prom-client writes)
+//   hotmeter-stream   the HTTP handler's path: the text written in parts of 8 MiB, each
+//                     given back once consumed (streamed(); -noscope: withoutScopeInfo)
 //   prom-client       registry.metrics()
 //   otel              @opentelemetry/sdk-metrics collect() + @opentelemetry/exporter-prometheus'
 //                     PrometheusSerializer (cardinality limit raised to fit)
@@ -50,7 +55,7 @@ const path = require('node:path');
 
 const BOUNDS = [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50]; // 16 buckets
 const METHODS = ['GET', 'POST', 'PUT', 'DELETE'];
-const PEERS = ['hotmeter', 'hotmeter-noscope', 'prom-client', 'otel'];
+const PEERS = ['hotmeter', 'hotmeter-noscope', 'hotmeter-stream', 'hotmeter-stream-noscope', 'prom-client', 'otel'];
 
 function arg(name, dflt) {
   const i = process.argv.indexOf(`--${name}`);
@@ -123,10 +128,29 @@ async function probe(fn) {
   return { ms, bytes, blockedMs: maxGap };
 }
 
+// The HTTP handler's path (requestHandler): the text written a part (partBytes, 8 MiB) at a
+// time, the next part asked for before the current one is consumed, each part given back
+// once consumed, as by a client that reads as fast as it is sent.
+async function streamed(exporter) {
+  const format = exporter.format;
+  const stream = await exporter.producer.streamPrometheus({ ...format, openMetrics: false }, exporter.partBytes);
+  let bytes = 0;
+  let next = stream.next();
+  for (;;) {
+    const part = await next;
+    if (part === undefined) break;
+    next = stream.next();
+    bytes += part.byteLength;
+    stream.release(part);
+  }
+  stream.close();
+  return bytes;
+}
+
 async function setupPeer(peer, n) {
   if (peer.startsWith('hotmeter')) {
     const hm = require('..');
-    const exporter = new hm.PrometheusExporter({ preventServerStart: true, withoutScopeInfo: peer === 'hotmeter-noscope' });
+    const exporter = new hm.PrometheusExporter({ preventServerStart: true, withoutScopeInfo: peer.endsWith('-noscope') });
     // Reclamation off: every scrape sees the same registry (the peers keep every series).
     const provider = new hm.MeterProvider({ readers: [exporter], cardinalityLimit: n + 10, reclamation: false });
     const meter = provider.getMeter('bench', '1.0.0');
@@ -139,7 +163,7 @@ async function setupPeer(peer, n) {
       },
       // As the exporter's HTTP handler does once the response is written: the text's
       // blocks go back for the next scrape now, not when a GC gets to the Buffers.
-      scrape: async () => {
+      scrape: peer.startsWith('hotmeter-stream') ? () => streamed(exporter) : async () => {
         const s = await exporter.scrape();
         s.release();
         return s.byteLength;
@@ -214,6 +238,9 @@ async function child(peer, n, scrapes, idleS) {
     // so the timer never fires during theirs.
     runs.push(k === 0 ? await probe(p.scrape) : await timed(p.scrape));
   }
+  // What the process keeps between scrapes (pooled output, stashed snapshot), over the
+  // RSS after recording.
+  const held = scrapes > 0 ? await memory() : after;
   let afterIdleScrapeMs = NaN;
   if (scrapes > 1 && idleS > 0 && peer.startsWith('hotmeter')) {
     collectGarbage();
@@ -225,6 +252,7 @@ async function child(peer, n, scrapes, idleS) {
     n,
     recordNsPerLabelSet: (recordMs * 1e6) / n,
     rssPerLabelSet: (after.rss - before.rss) / n,
+    heldBetweenScrapesMB: (held.rss - after.rss) / 1e6,
     heapPerLabelSet: (after.heap - before.heap) / n,
     heapCommittedPerLabelSet: (after.heapTotal - before.heapTotal) / n,
     externalPerLabelSet: (after.external - before.external) / n,
@@ -284,13 +312,13 @@ function main() {
   const prom = results.find((r) => r.peer === 'prom-client');
   console.log(`\nCollect + serialise ${fmt(n)} label sets (a counter and a 16-bucket histogram each) to Prometheus text`);
   console.log(`Node ${process.version}, ${require('node:os').cpus().length} CPUs (${require('node:os').cpus()[0]?.model ?? '?'})\n`);
-  console.log(`| peer | first scrape | later scrapes (median) | best scrape | after ${idleS} s idle | vs prom-client (first) | vs prom-client (later) | event loop blocked | text | RSS / label set (median [runs]) | heap / label set | record / label set |`);
-  console.log('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
+  console.log(`| peer | first scrape | later scrapes (median) | best scrape | after ${idleS} s idle | vs prom-client (first) | vs prom-client (later) | event loop blocked | text | held between scrapes | RSS / label set (median [runs]) | heap / label set | record / label set |`);
+  console.log('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
   for (const r of results) {
     const vs = prom ? `${fmt(prom.firstScrapeMs / r.firstScrapeMs, 1)}x` : '';
     const vsLater = prom ? `${fmt(prom.laterScrapeMs / r.laterScrapeMs, 1)}x` : '';
     console.log(
-      `| ${r.peer} | ${fmt(r.firstScrapeMs)} ms | ${fmt(r.laterScrapeMs)} ms | ${fmt(r.bestScrapeMs)} ms | ${Number.isFinite(r.afterIdleScrapeMs) ? `${fmt(r.afterIdleScrapeMs)} ms` : ''} | ${vs} | ${vsLater} | ${fmt(r.blockedMs)} ms | ${fmt(r.bytes / 1e6, 1)} MB | ${fmt(r.rssPerLabelSet)} B [${Math.min(...r.rssRunsPerLabelSet)}..${Math.max(...r.rssRunsPerLabelSet)}] | ${fmt(r.heapPerLabelSet)} B | ${fmt(r.recordNsPerLabelSet)} ns |`,
+      `| ${r.peer} | ${fmt(r.firstScrapeMs)} ms | ${fmt(r.laterScrapeMs)} ms | ${fmt(r.bestScrapeMs)} ms | ${Number.isFinite(r.afterIdleScrapeMs) ? `${fmt(r.afterIdleScrapeMs)} ms` : ''} | ${vs} | ${vsLater} | ${fmt(r.blockedMs)} ms | ${fmt(r.bytes / 1e6, 1)} MB | ${fmt(r.heldBetweenScrapesMB)} MB | ${fmt(r.rssPerLabelSet)} B [${Math.min(...r.rssRunsPerLabelSet)}..${Math.max(...r.rssRunsPerLabelSet)}] | ${fmt(r.heapPerLabelSet)} B | ${fmt(r.recordNsPerLabelSet)} ns |`,
     );
   }
   const out = path.join(__dirname, 'results', 'collect.json');
