@@ -123,8 +123,10 @@ describe('SharedStream', () => {
 
   it('a collection that fails to open rejects every reader, with nothing left unhandled', async () => {
     const shared = new SharedStream(Promise.reject(new Error('shut down')));
-    await expect(shared.join()).rejects.toThrow('shut down');
-    await expect(shared.join()).rejects.toThrow('shut down');
+    const [a, b] = [shared.join(), shared.join()]; // joined while it was opening
+    await expect(a).rejects.toThrow('shut down');
+    await expect(b).rejects.toThrow('shut down');
+    expect(shared.canJoin).toBe(false); // a later scrape tries a collection of its own
   });
 });
 
@@ -289,6 +291,22 @@ describe('streamed HTTP scrapes', () => {
     const again = await request(exporter.url);
     expect(again.body).toBe(whole);
     await until(() => lent() === before, 2_000, 'parts back after a whole response');
+  });
+
+  it('a collection that cannot be opened (after shutdown) answers 500, each time', async () => {
+    // Mounted in a server of its own: the provider's shutdown closes the exporter's server.
+    const { exporter, provider } = setup(10, { partBytes: 4096, preventServerStart: true });
+    const server = http.createServer(exporter.requestHandler);
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    cleanups.push(() => new Promise((r) => server.close(r)));
+    const url = `http://127.0.0.1:${(server.address() as net.AddressInfo).port}/metrics`;
+    expect((await request(url)).status).toBe(200);
+    await provider.shutdown();
+    for (let k = 0; k < 2; k++) {
+      const r = await request(url);
+      expect(r.status).toBe(500);
+      expect(r.body).toBe('collection failed\n');
+    }
   });
 
   it('concurrent HTTP scrapes arriving together read one collection', async () => {

@@ -336,8 +336,8 @@ namespace {
 // Shared ownership: the JS handle holds a reference until closePrometheusStream or its
 // garbage collection; a part's worker holds one while it runs (so the snapshot outlives
 // either). Only the JS thread reads or writes `next` and `busy`; a worker reads the
-// snapshot, options and plan (const) and writes only its own output. The snapshot's memory
-// is stashed for the next scrape once the last part is written (or the stream is freed).
+// snapshot, options and plan (const) and writes only its own output, and the last part's
+// worker calls Finish() (no other part runs then: one read at a time).
 struct PrometheusStream {
   prometheus::Options opts;
   prometheus::ExactQuantiles exact;
@@ -347,14 +347,20 @@ struct PrometheusStream {
   size_t next = 0;
   bool busy = false;
   bool stashed = false;
+  // The whole stream is one scrape for the output pool: blocks given back by earlier parts
+  // are reused by later ones; what was pooled before and not needed goes at the end.
+  uint64_t ticket = prometheus::OutputPool::Global().BeginScrape();
 
-  void Stash() {
+  // After the last part (or when freed before it): the snapshot's memory is kept for the
+  // next scrape, the scrape ends for the pool.
+  void Finish() {
     if (stashed) return;
     stashed = true;
     plan.reset();
     prometheus::StashSnapshot(std::move(snap));
+    prometheus::OutputPool::Global().EndScrape(ticket);
   }
-  ~PrometheusStream() { Stash(); }
+  ~PrometheusStream() { Finish(); }
 };
 
 using StreamRef = std::shared_ptr<PrometheusStream>;
@@ -387,12 +393,10 @@ class StreamPartWorker : public Napi::AsyncWorker {
       const auto t0 = std::chrono::steady_clock::now();
       PrometheusStream& s = *stream_;
       const size_t last = s.parts.size() - 2;
-      const uint64_t ticket = prometheus::OutputPool::Global().BeginScrape();
       prometheus::ChunkedOutput out(s.opts.chunkBytes);
       s.plan->Write(s.parts[part_], s.parts[part_ + 1], part_ == 0, part_ == last, &out);
       chunks_ = out.Take();
-      prometheus::OutputPool::Global().EndScrape(ticket);
-      if (part_ == last) s.Stash();  // here, not on the JS thread; no part reads it again
+      if (part_ == last) s.Finish();  // here, not on the JS thread; no part reads it again
       serializeMs_ = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
     } catch (const std::exception& e) {
       SetError(std::string("hotmeter native: Prometheus serialization failed: ") + e.what());

@@ -1,6 +1,8 @@
 #include "output_pool.h"
 
+#include <cstdint>
 #include <cstdlib>
+#include <new>
 
 #include "asan.h"
 #if defined(__linux__)
@@ -8,6 +10,38 @@
 #endif
 
 namespace hotmeter::prometheus {
+
+char* MapLarge(size_t bytes) {
+  constexpr size_t kAlign = OutputPool::kBlockBytes;
+#if defined(__linux__)
+  // Map one alignment more than needed and unmap the ends.
+  void* m = mmap(nullptr, bytes + kAlign, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (m == MAP_FAILED) throw std::bad_alloc();
+  const uintptr_t start = reinterpret_cast<uintptr_t>(m);
+  const uintptr_t aligned = (start + kAlign - 1) & ~(uintptr_t{kAlign} - 1);
+  const uintptr_t end = start + bytes + kAlign;
+  if (aligned > start) munmap(m, aligned - start);
+  if (end > aligned + bytes) munmap(reinterpret_cast<void*>(aligned + bytes), end - (aligned + bytes));
+#if defined(MADV_HUGEPAGE)
+  madvise(reinterpret_cast<void*>(aligned), bytes, MADV_HUGEPAGE);  // advice only: fine if refused
+#endif
+  return reinterpret_cast<char*>(aligned);
+#else
+  void* p = nullptr;
+  if (posix_memalign(&p, kAlign, bytes) != 0) throw std::bad_alloc();
+  return static_cast<char*>(p);
+#endif
+}
+
+void UnmapLarge(char* p, size_t bytes) noexcept {
+  if (p == nullptr) return;
+#if defined(__linux__)
+  munmap(p, bytes);
+#else
+  (void)bytes;
+  std::free(p);
+#endif
+}
 
 OutputPool& OutputPool::Global() {
   static OutputPool* pool = new OutputPool();  // never destroyed: finalizers may run at exit
@@ -37,7 +71,7 @@ void OutputPool::Give(char* block) {
       return;
     }
   }
-  std::free(block);
+  UnmapLarge(block, kBlockBytes);
 }
 
 uint64_t OutputPool::BeginScrape() {
@@ -61,7 +95,7 @@ void OutputPool::EndScrape(uint64_t ticket) {
   }
   for (char* p : surplus) {
     HOTMETER_UNPOISON(p, kBlockBytes);
-    std::free(p);
+    UnmapLarge(p, kBlockBytes);
   }
 }
 
@@ -103,7 +137,7 @@ void OutputPool::Clear() {
   }
   for (const Entry& e : all) {
     HOTMETER_UNPOISON(e.block, kBlockBytes);
-    std::free(e.block);
+    UnmapLarge(e.block, kBlockBytes);
   }
 }
 

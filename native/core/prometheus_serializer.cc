@@ -393,16 +393,20 @@ constexpr size_t kHuge = size_t{2} << 20;
 char* AllocateBlock(size_t* cap) {
   if (*cap >= kHuge) {
     *cap = (*cap + kHuge - 1) / kHuge * kHuge;
-    void* p = nullptr;
-    if (posix_memalign(&p, kHuge, *cap) != 0) throw std::bad_alloc();
-#if defined(__linux__) && defined(MADV_HUGEPAGE)
-    madvise(p, *cap, MADV_HUGEPAGE);  // advice only: fine if refused
-#endif
-    return static_cast<char*>(p);
+    return MapLarge(*cap);
   }
   void* p = std::malloc(*cap);
   if (p == nullptr) throw std::bad_alloc();
   return static_cast<char*>(p);
+}
+
+// Frees what AllocateBlock returned with this capacity.
+void FreeBlock(char* p, size_t cap) noexcept {
+  if (cap >= kHuge) {
+    UnmapLarge(p, cap);
+  } else {
+    std::free(p);
+  }
 }
 }  // namespace
 
@@ -411,7 +415,11 @@ void* AllocateLarge(size_t bytes) {
   return AllocateBlock(&cap);
 }
 
-void FreeLarge(void* p) noexcept { std::free(p); }
+void FreeLarge(void* p, size_t bytes) noexcept {
+  size_t cap = std::max<size_t>(bytes, 1);
+  if (cap >= kHuge) cap = (cap + kHuge - 1) / kHuge * kHuge;
+  FreeBlock(static_cast<char*>(p), cap);
+}
 
 Chunk::Chunk(size_t capacity) : cap_(std::max<size_t>(capacity, 64)) {
   if (cap_ == OutputPool::kBlockBytes) data_ = OutputPool::Global().Take();
@@ -423,7 +431,7 @@ void FreeChunkData(char* data, size_t capacity) noexcept {
   if (capacity == OutputPool::kBlockBytes) {
     OutputPool::Global().Give(data);
   } else {
-    std::free(data);
+    FreeBlock(data, capacity);
   }
 }
 

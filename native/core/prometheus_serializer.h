@@ -75,7 +75,7 @@ using ExactQuantiles = std::unordered_map<uint64_t, std::vector<double>>;
 
 // Large blocks are 2 MiB aligned and advised as transparent huge pages (see Chunk).
 void* AllocateLarge(size_t bytes);
-void FreeLarge(void* p) noexcept;
+void FreeLarge(void* p, size_t bytes) noexcept;  // bytes: as given to AllocateLarge
 
 // An allocator for the snapshot's big vectors: fewer page faults while the lock is held.
 template <class T>
@@ -85,7 +85,7 @@ struct LargeAllocator {
   template <class U>
   LargeAllocator(const LargeAllocator<U>&) noexcept {}
   T* allocate(size_t n) { return static_cast<T*>(AllocateLarge(n * sizeof(T))); }
-  void deallocate(T* p, size_t) noexcept { FreeLarge(p); }
+  void deallocate(T* p, size_t n) noexcept { FreeLarge(p, n * sizeof(T)); }
   template <class U>
   bool operator==(const LargeAllocator<U>&) const noexcept { return true; }
   template <class U>
@@ -136,7 +136,7 @@ void TakeSnapshot(RecordMap& map, const CollectOptions& opts, const std::vector<
 Snapshot ReuseSnapshot();
 void StashSnapshot(Snapshot&& s);
 
-// A block of output text in memory from std::malloc / posix_memalign: move-only; the
+// A block of output text in memory from std::malloc / MapLarge: move-only; the
 // owner frees it (or release() hands the pointer to a caller that will FreeChunkData it).
 // Blocks of exactly OutputPool::kBlockBytes (the default chunk) come from and go back to
 // the OutputPool, so repeated scrapes write into memory that is already mapped.

@@ -29,8 +29,11 @@ export class SharedStream {
   private closed = false;
 
   constructor(private readonly opened: Promise<PrometheusStream>) {
-    // A failed open reaches each reader through part(); none is left unhandled.
-    opened.catch(() => undefined);
+    // A failed open reaches the readers that joined through join(); none is left
+    // unhandled, and later scrapes start a new collection.
+    opened.catch(() => {
+      this.joinable = false;
+    });
   }
 
   /** Whether a new scrape may still read this collection (no part is written yet). */
