@@ -46,6 +46,20 @@ Napi::Float64Array IdsArray(Napi::Env env, const std::vector<uint64_t>& ids) {
   return a;
 }
 
+// A collection pass's bookkeeping on a result object (serializePrometheus and
+// openPrometheusStream): epoch, records, stale, reclaimed, dropped, snapshotMs.
+void SetPass(Napi::Env env, Napi::Object r, uint64_t epoch, size_t records, const std::vector<uint64_t>& stale,
+             const std::vector<uint64_t>& reclaimed, const std::vector<uint32_t>& dropped, double snapshotMs) {
+  r.Set("epoch", static_cast<double>(epoch));
+  r.Set("records", static_cast<double>(records));
+  r.Set("stale", IdsArray(env, stale));
+  r.Set("reclaimed", IdsArray(env, reclaimed));
+  Napi::Uint32Array d = Napi::Uint32Array::New(env, dropped.size());
+  for (size_t i = 0; i < dropped.size(); i++) d[i] = dropped[i];
+  r.Set("dropped", d);
+  r.Set("snapshotMs", snapshotMs);
+}
+
 // Registers `data` as lent to a Buffer; frees it (and rethrows) if that fails.
 void LendOrFree(char* data, void* capacity) {
   try {
@@ -148,14 +162,7 @@ class SerializeWorker : public Napi::AsyncWorker {
     Napi::Object r = Napi::Object::New(env);
     r.Set("chunks", chunks);
     r.Set("bytes", static_cast<double>(bytes));
-    r.Set("epoch", static_cast<double>(epoch_));
-    r.Set("records", static_cast<double>(records_));
-    r.Set("stale", IdsArray(env, stale_));
-    r.Set("reclaimed", IdsArray(env, reclaimed_));
-    Napi::Uint32Array dropped = Napi::Uint32Array::New(env, dropped_.size());
-    for (size_t i = 0; i < dropped_.size(); i++) dropped[i] = dropped_[i];
-    r.Set("dropped", dropped);
-    r.Set("snapshotMs", snapshotMs_);
+    SetPass(env, r, epoch_, records_, stale_, reclaimed_, dropped_, snapshotMs_);
     r.Set("serializeMs", serializeMs_);
     deferred_.Resolve(r);
   }
@@ -473,14 +480,8 @@ Napi::Value OpenPrometheusStream(const Napi::CallbackInfo& info) {
   Napi::Object r = Napi::Object::New(env);
   r.Set("stream", handle);
   r.Set("parts", static_cast<double>(stream->parts.size() - 1));
-  r.Set("epoch", static_cast<double>(stream->snap.epoch));
-  r.Set("records", static_cast<double>(stream->snap.records.size()));
-  r.Set("stale", IdsArray(env, stream->snap.stale));
-  r.Set("reclaimed", IdsArray(env, stream->snap.reclaimed));
-  Napi::Uint32Array d = Napi::Uint32Array::New(env, dropped.size());
-  for (size_t i = 0; i < dropped.size(); i++) d[i] = dropped[i];
-  r.Set("dropped", d);
-  r.Set("snapshotMs", snapshotMs);
+  SetPass(env, r, stream->snap.epoch, stream->snap.records.size(), stream->snap.stale, stream->snap.reclaimed,
+          dropped, snapshotMs);
   return r;
 }
 

@@ -26,7 +26,7 @@ import { pendingExactRecords, takeExactValues } from '../api/handles-sketch';
 import type { PrometheusCollectOptions, PrometheusPayload, PrometheusStream } from '../export/reader';
 import { TARGET_INFO_NAMES, targetInfoText } from '../exporters/prometheus/serializer';
 import { exponentialHistogramView } from './exponential-histogram';
-import type { NativeDescriptor, NativePrometheusOptions } from './native';
+import type { NativeDescriptor, NativePrometheusOptions, NativePrometheusPass } from './native';
 import { sketchView } from './sketch';
 import {
   Descriptor,
@@ -502,7 +502,7 @@ export class MeterProvider implements ApiMeterProvider, MeterHost {
   }
 
   /** After a Prometheus pass: finishPass, and a diagnostic for each instrument left out. */
-  private finishPrometheusPass(reader: object, r: { epoch: number; stale: Float64Array; reclaimed: Float64Array; dropped: Uint32Array }): void {
+  private finishPrometheusPass(reader: object, r: NativePrometheusPass): void {
     this.finishPass(reader, r.epoch, new Set(r.stale), r.reclaimed);
     for (const id of r.dropped) {
       const name = (this.storeByInstrument.get(id) ?? this.foreignStore(id))?.descriptor.name ?? `#${id}`;

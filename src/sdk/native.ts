@@ -56,9 +56,8 @@ export interface NativePrometheusOptions {
   threads?: number;
 }
 
-export interface NativePrometheusResult {
-  chunks: Buffer[];
-  bytes: number;
+/** A Prometheus collection pass's bookkeeping. */
+export interface NativePrometheusPass {
   epoch: number;
   records: number;
   /** Records of included instruments kept but not updated in this pass. */
@@ -67,19 +66,18 @@ export interface NativePrometheusResult {
   /** Instruments left out because their names clash with another family's. */
   dropped: Uint32Array;
   snapshotMs: number;
+}
+
+export interface NativePrometheusResult extends NativePrometheusPass {
+  chunks: Buffer[];
+  bytes: number;
   serializeMs: number;
 }
 
-export interface NativePrometheusStreamInfo {
+export interface NativePrometheusStreamInfo extends NativePrometheusPass {
   /** The handle readPrometheusStream and closePrometheusStream take. */
   stream: object;
   parts: number;
-  epoch: number;
-  records: number;
-  stale: Float64Array;
-  reclaimed: Float64Array;
-  dropped: Uint32Array;
-  snapshotMs: number;
 }
 
 export interface NativePrometheusPart {
