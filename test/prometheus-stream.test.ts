@@ -213,6 +213,33 @@ describe('the native Prometheus stream', () => {
     expect(() => n.openPrometheusStream(0, false, undefined, null)).toThrow(TypeError);
     expect(() => new PrometheusExporter({ preventServerStart: true, partBytes: 100 })).toThrow(TypeError);
   });
+
+  it('an open stream keeps the label sets of series reclaimed while it is read; closing it frees them', async () => {
+    const exporter = new PrometheusExporter({ preventServerStart: true });
+    const provider = new MeterProvider({ readers: [exporter] }); // reclamation on
+    cleanups.push(() => provider.shutdown());
+    const counter = provider.getMeter('retire').createCounter('retire.once');
+    for (let i = 0; i < 50; i++) counter.add(i + 1, { id: `once-${i}` });
+    const producer = (exporter as unknown as { producer: { streamPrometheus: (o: object, partBytes?: number) => Promise<PrometheusStream> } }).producer;
+    const options = { openMetrics: false, withoutScopeInfo: false, withoutTargetInfo: false, summaryQuantiles: [0.5] };
+    const held = await producer.streamPrometheus(options, 4096); // its snapshot points at the 50 label sets
+    // Scrapes go on while it is held: the idle series are exported, let go, then reclaimed.
+    for (let k = 0; k < 6 && native().stats().retiredLabelSets < 50; k++) await exporter.render();
+    expect(native().stats().retiredLabelSets).toBe(50);
+    expect(await exporter.render()).not.toContain('once-');
+    for (let i = 0; i < 50; i++) counter.add(1000, { id: `anew-${i}` }); // sets of the same sizes
+    let text = '';
+    for (;;) {
+      const part = await held.next();
+      if (part === undefined) break;
+      text += part.chunks.map(String).join('');
+      held.release(part);
+    }
+    for (let i = 0; i < 50; i++) expect(text).toMatch(new RegExp(`^retire_once_total\\{id="once-${i}"[^}]*\\} ${i + 1}$`, 'm'));
+    expect(text).not.toContain('anew-');
+    held.close(); // the last pin: the retired sets are freed now
+    expect(native().stats().retiredLabelSets).toBe(0);
+  });
 });
 
 /** GET with a reader that records the output chunks lent at each data event, reading slowly. */

@@ -374,7 +374,8 @@ Napi::Value RecordLabels(const Napi::CallbackInfo& info) {
   return Napi::String::New(env, json);
 }
 
-// stats() -> { records, arenaBytes, arenaId, pooledOutputBlocks, reusedOutputBlocks, lentOutputChunks }
+// stats() -> { records, arenaBytes, arenaId, pooledOutputBlocks, reusedOutputBlocks, lentOutputChunks,
+//             labelSets, retiredLabelSets }
 Napi::Value Stats(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Napi::Object o = Napi::Object::New(env);
@@ -385,6 +386,8 @@ Napi::Value Stats(const Napi::CallbackInfo& info) {
   o.Set("pooledOutputBlocks", static_cast<double>(prometheus::OutputPool::Global().pooledBlocks()));
   o.Set("reusedOutputBlocks", static_cast<double>(prometheus::OutputPool::Global().reusedBlocks()));
   o.Set("lentOutputChunks", static_cast<double>(prometheus::OutputPool::Global().lentChunks()));
+  o.Set("labelSets", static_cast<double>(RecordMap::Global().LabelSetCount()));
+  o.Set("retiredLabelSets", static_cast<double>(RecordMap::Global().RetiredLabelSets()));
   return o;
 }
 

@@ -17,11 +17,8 @@ uint32_t LabelSet::HashOf(std::string_view key) {
 }
 
 LabelSetTable::~LabelSetTable() {
-  table_.ForEach([this](LabelSet* s) {
-    const size_t bytes = sizeof(LabelSet) + s->size_;
-    s->~LabelSet();
-    blocks_.Free(s, bytes);
-  });
+  table_.ForEach([this](LabelSet* s) { Free(s); });
+  FreeRetired();
 }
 
 LabelSet* LabelSetTable::Find(std::string_view key) const {
@@ -45,9 +42,22 @@ LabelSet* LabelSetTable::Acquire(std::string_view key) {
   return s;
 }
 
-void LabelSetTable::Release(LabelSet* s) {
+void LabelSetTable::Release(LabelSet* s, bool keep) {
   if (--s->refs_ > 0) return;
   table_.Erase(s);
+  if (keep) {
+    retired_.push_back(s);
+  } else {
+    Free(s);
+  }
+}
+
+void LabelSetTable::FreeRetired() {
+  for (LabelSet* s : retired_) Free(s);
+  retired_.clear();
+}
+
+void LabelSetTable::Free(LabelSet* s) {
   const size_t bytes = sizeof(LabelSet) + s->size_;
   bytes_ -= bytes;
   s->~LabelSet();

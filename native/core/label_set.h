@@ -1,11 +1,13 @@
 // LabelSet: one canonical label key (record.h's encoding), stored once per process however
 // many instruments' records use it, and the table that interns them.
 // Guarded by the RecordMap lock: the table, `refs` and the set's lifetime. The bytes never
-// change while the set lives; a set is freed when its last record is reclaimed.
+// change while the set lives; a set is freed when its last record is reclaimed, or, if
+// the RecordMap's label pins are held then (a snapshot points at sets), when they go.
 #pragma once
 #include <cstddef>
 #include <cstdint>
 #include <string_view>
+#include <vector>
 
 #include "block_pool.h"
 #include "probe_table.h"
@@ -40,10 +42,15 @@ class LabelSetTable {
   LabelSet* Find(std::string_view key) const;
   // Takes a reference to the set with these bytes, interning it if new.
   LabelSet* Acquire(std::string_view key);
-  // Drops a reference; the set is freed with its last one.
-  void Release(LabelSet* set);
+  // Drops a reference. With the last one the set leaves the table (Find no longer sees
+  // it) and is freed, or with `keep` retired: its memory stays, unchanged, until
+  // FreeRetired.
+  void Release(LabelSet* set, bool keep = false);
+  // Frees the sets Release retired.
+  void FreeRetired();
 
   size_t size() const { return table_.size(); }
+  size_t Retired() const { return retired_.size(); }
   size_t Bytes() const { return table_.Bytes() + bytes_; }
 
  private:
@@ -52,7 +59,9 @@ class LabelSetTable {
   };
   BlockPool blocks_;  // the sets' memory (declared first: destroyed after table_)
   ProbeTable<LabelSet, Traits> table_;
-  size_t bytes_ = 0;  // of the sets themselves
+  size_t bytes_ = 0;  // of the sets themselves (retired ones included)
+  std::vector<LabelSet*> retired_;
+  void Free(LabelSet* set);
 };
 
 }  // namespace hotmeter

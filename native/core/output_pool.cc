@@ -11,7 +11,7 @@
 
 namespace hotmeter::prometheus {
 
-char* MapLarge(size_t bytes) {
+char* MapLarge(size_t bytes, bool hugePages) {
   constexpr size_t kAlign = OutputPool::kBlockBytes;
 #if defined(__linux__)
   // Map one alignment more than needed and unmap the ends.
@@ -23,10 +23,11 @@ char* MapLarge(size_t bytes) {
   if (aligned > start) munmap(m, aligned - start);
   if (end > aligned + bytes) munmap(reinterpret_cast<void*>(aligned + bytes), end - (aligned + bytes));
 #if defined(MADV_HUGEPAGE)
-  madvise(reinterpret_cast<void*>(aligned), bytes, MADV_HUGEPAGE);  // advice only: fine if refused
+  if (hugePages) madvise(reinterpret_cast<void*>(aligned), bytes, MADV_HUGEPAGE);  // advice only
 #endif
   return reinterpret_cast<char*>(aligned);
 #else
+  (void)hugePages;
   void* p = nullptr;
   if (posix_memalign(&p, kAlign, bytes) != 0) throw std::bad_alloc();
   return static_cast<char*>(p);

@@ -26,12 +26,17 @@
 
 namespace hotmeter::prometheus {
 
-// Memory of kBlockBytes (2 MiB) or more, a multiple of it: 2 MiB aligned, advised as
-// transparent huge pages where the system has them, straight from mmap and back to the
-// kernel with munmap (glibc keeps freed memory in the freeing thread's arena: blocks freed
-// from the serializer's many threads made a streamed scrape's RSS grow ~30 MB a scrape).
-// Elsewhere posix_memalign / free.
-char* MapLarge(size_t bytes);
+// Memory of kBlockBytes (2 MiB) or more, a multiple of it: 2 MiB aligned, with
+// `hugePages` advised as transparent huge pages where the system has them, straight from
+// mmap and back to the kernel with munmap (glibc keeps freed memory in the freeing
+// thread's arena: blocks freed from the serializer's many threads made a streamed
+// scrape's RSS grow ~30 MB a scrape). Elsewhere posix_memalign / free.
+// Huge pages are for output text: where the kernel defragments for madvised regions
+// (THP defrag "madvise", Debian's default) a huge-page fault may stall in compaction, and
+// the snapshot's vectors, faulted in on the JS thread under the record map's lock, took
+// 10 ms or 60-90 ms by the system's state (100,000 series) against ~19 ms every time
+// with 4 KiB pages.
+char* MapLarge(size_t bytes, bool hugePages = true);
 void UnmapLarge(char* p, size_t bytes) noexcept;
 
 class OutputPool {

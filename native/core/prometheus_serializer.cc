@@ -297,18 +297,21 @@ FamilyName NameFor(const Descriptor& d, Format format) {
 
 void TakeSnapshot(RecordMap& map, const CollectOptions& opts, const std::vector<uint32_t>* include,
                   Snapshot* out) {
-  // Sizes of the previous snapshot (any domain): reserving them up front spares the
-  // copies of growing vectors while the lock is held.
-  static std::atomic<size_t> hintRecords{0}, hintStates{0}, hintLabels{0};
-  out->records.reserve(hintRecords.load(std::memory_order_relaxed));
-  out->states.reserve(hintStates.load(std::memory_order_relaxed));
-  out->labels.reserve(hintLabels.load(std::memory_order_relaxed));
+  // Room for every record now (records made before the pass takes the lock grow the
+  // vectors): growing while the lock is held would fault in and copy about twice the
+  // memory, and fresh pages are most of a first scrape's snapshot.
+  size_t records = 0, doubles = 0;
+  map.PassSize(opts.domain, include, &records, &doubles);
+  out->records.reserve(out->records.size() + records);
+  out->states.reserve(out->states.size() + doubles);
+  CollectOptions pinned = opts;
+  pinned.pinLabels = true;
   const Instrument* last = nullptr;
   bool included = false;
   bool observable = false;
   bool copied = false;  // `last` has its SnapshotInstrument
   out->epoch = map.CollectPass(
-      opts,
+      pinned,
       [&](const CheckpointView& v) {
         if (v.instrument != last) {
           last = v.instrument;
@@ -330,19 +333,15 @@ void TakeSnapshot(RecordMap& map, const CollectOptions& opts, const std::vector<
         }
         SnapshotRecord sr;
         sr.id = v.id;
-        sr.labelOffset = out->labels.size();
-        const std::string_view key = v.record->labels->view();
-        sr.labelSize = key.size();
+        sr.labels = v.record->labels;
+        sr.labelSize = sr.labels->view().size();
         sr.stateOffset = out->states.size();
-        out->labels.append(key.data(), key.size());
         out->states.insert(out->states.end(), v.state, v.state + v.instrument->cellSize);
         out->records.push_back(sr);
         out->instruments.back().recordCount++;
       },
       &out->reclaimed);
-  hintRecords.store(out->records.size() + out->records.size() / 8, std::memory_order_relaxed);
-  hintStates.store(out->states.size() + out->states.size() / 8, std::memory_order_relaxed);
-  hintLabels.store(out->labels.size() + out->labels.size() / 8, std::memory_order_relaxed);
+  out->pin = RecordMap::LabelPin(&map);  // the pass took it
 }
 
 namespace {
@@ -366,8 +365,8 @@ Snapshot ReuseSnapshot() {
 void StashSnapshot(Snapshot&& s) {
   s.epoch = 0;
   s.instruments.clear();
+  s.pin.reset();
   s.records.clear();
-  s.labels.clear();
   s.states.clear();
   s.stale.clear();
   s.reclaimed.clear();
@@ -390,10 +389,10 @@ void StashSnapshot(Snapshot&& s) {
 namespace {
 constexpr size_t kHuge = size_t{2} << 20;
 
-char* AllocateBlock(size_t* cap) {
+char* AllocateBlock(size_t* cap, bool hugePages = true) {
   if (*cap >= kHuge) {
     *cap = (*cap + kHuge - 1) / kHuge * kHuge;
-    return MapLarge(*cap);
+    return MapLarge(*cap, hugePages);
   }
   void* p = std::malloc(*cap);
   if (p == nullptr) throw std::bad_alloc();
@@ -412,7 +411,7 @@ void FreeBlock(char* p, size_t cap) noexcept {
 
 void* AllocateLarge(size_t bytes) {
   size_t cap = std::max<size_t>(bytes, 1);
-  return AllocateBlock(&cap);
+  return AllocateBlock(&cap, false);
 }
 
 void FreeLarge(void* p, size_t bytes) noexcept {
@@ -513,7 +512,8 @@ struct Writer {
   const Snapshot& snap;
   Chunk& o;
   ChunkedOutput* out;
-  // Sanitized label names by raw key (views into snap.labels); values stay put (nodes).
+  // Sanitized label names by raw key (views into the snapshot's label sets); values stay
+  // put (nodes).
   std::unordered_map<std::string_view, std::string> names;
   std::string labels;  // the current record's label text, without braces
   struct Entry {
@@ -584,9 +584,10 @@ struct Writer {
 
   // The current record's attributes as (raw name, value text) pairs.
   std::vector<std::pair<std::string_view, std::string_view>> parsed;
-  // The raw names `entries` was built from, in order (views into snap.labels). Records of
-  // an instrument mostly share their attribute names: when the next record's are the same,
-  // only the values change and the names' sanitizing and merging are not redone.
+  // The raw names `entries` was built from, in order (views into the snapshot's label
+  // sets). Records of an instrument mostly share their attribute names: when the next
+  // record's are the same, only the values change and the names' sanitizing and merging
+  // are not redone.
   std::vector<std::string_view> entryRawNames;
 
   // Fills `labels` for a record: its attributes, then the scope labels.
@@ -702,7 +703,7 @@ struct Writer {
     for (size_t r = begin; r < end; r++) {
       const SnapshotRecord& rec = snap.records[r];
       const double* st = snap.states.data() + rec.stateOffset;
-      BuildLabels(std::string_view(snap.labels.data() + rec.labelOffset, rec.labelSize), scopeText);
+      BuildLabels(rec.labelKey(), scopeText);
       switch (d.aggregation) {
         case AggregationKind::Sum:
         case AggregationKind::PrecomputedSum:

@@ -73,7 +73,7 @@ struct Options {
 // Exact summaries: record id -> one value per quantile of its instrument.
 using ExactQuantiles = std::unordered_map<uint64_t, std::vector<double>>;
 
-// Large blocks are 2 MiB aligned and advised as transparent huge pages (see Chunk).
+// Large blocks are 2 MiB aligned, in 4 KiB pages (see MapLarge).
 void* AllocateLarge(size_t bytes);
 void FreeLarge(void* p, size_t bytes) noexcept;  // bytes: as given to AllocateLarge
 
@@ -102,18 +102,21 @@ struct SnapshotInstrument {
 
 struct SnapshotRecord {
   uint64_t id = 0;
-  size_t labelOffset = 0;  // into Snapshot::labels
-  size_t labelSize = 0;
-  size_t stateOffset = 0;  // into Snapshot::states
+  const LabelSet* labels = nullptr;  // alive while the Snapshot's label pin is held
+  size_t stateOffset = 0;            // into Snapshot::states
+  size_t labelSize = 0;              // labels->view().size()
+  std::string_view labelKey() const { return labels->view(); }
 };
 
 struct Snapshot {
   uint64_t epoch = 0;
   std::vector<SnapshotInstrument> instruments;  // instrument registration order
   std::vector<SnapshotRecord, LargeAllocator<SnapshotRecord>> records;
-  // Canonical label keys, back to back.
-  std::basic_string<char, std::char_traits<char>, LargeAllocator<char>> labels;
   std::vector<double, LargeAllocator<double>> states;
+  // Keeps the records' label sets (interned in the RecordMap) from being freed, so the
+  // snapshot points at them instead of copying their bytes; held from TakeSnapshot until
+  // the Snapshot goes or is stashed.
+  RecordMap::LabelPin pin;
   // Kept records of included instruments that were not updated in this pass (the
   // provider evicts its cached handles of them); filled by reclaiming passes only.
   std::vector<uint64_t> stale;

@@ -240,7 +240,7 @@ void RecordMap::ReclaimLocked(uint32_t slot) {
   inst->list[r->listIndex] = moved;
   pool_.At(moved).listIndex = r->listIndex;
   inst->list.pop_back();
-  labelSets_.Release(r->labels);
+  labelSets_.Release(r->labels, labelPins_ > 0);
   pool_.Free(slot);
 }
 
@@ -336,11 +336,37 @@ uint64_t RecordMap::CollectPass(const CollectOptions& opts, const CheckpointVisi
       visit(v);
     }
   }
+  // Sets freed here belong to no kept record, so none is one this pass visited: the
+  // pass's own pin is taken after.
   for (uint32_t slot : reclaim) {
     reclaimed->push_back(pool_.IdOf(slot));
     ReclaimLocked(slot);
   }
+  if (opts.pinLabels) labelPins_++;
   return epoch;
+}
+
+void RecordMap::UnpinLabels() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (--labelPins_ == 0) labelSets_.FreeRetired();
+}
+
+void RecordMap::PassSize(uint32_t domain, const std::vector<uint32_t>* include, size_t* records,
+                         size_t* doubles) {
+  std::lock_guard<std::mutex> lock(mu_);
+  *records = 0;
+  *doubles = 0;
+  for (auto& inst : instruments_) {
+    if (domain != 0 && inst->domain != domain) continue;
+    if (include != nullptr && !std::binary_search(include->begin(), include->end(), inst->id)) continue;
+    *records += inst->list.size();
+    *doubles += inst->list.size() * inst->cellSize;
+  }
+}
+
+size_t RecordMap::RetiredLabelSets() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return labelSets_.Retired();
 }
 
 size_t RecordMap::RecordCount() {

@@ -74,6 +74,9 @@ struct CollectOptions {
   // to give back (DrainStale), so idle records become reclaimable.
   bool reclaim = false;
   uint64_t reclaimBefore = UINT64_MAX;
+  // The pass ends by taking a label pin (RecordMap::LabelPin): every LabelSet its visit
+  // saw stays in memory, bytes unchanged, until the pin goes, whatever is reclaimed.
+  bool pinLabels = false;
 };
 
 // What a collection pass shows for each record it keeps (does not reclaim). Pointers are
@@ -89,6 +92,35 @@ using CheckpointVisitor = std::function<void(const CheckpointView&)>;
 
 class RecordMap {
  public:
+  // Holds a pass's label pin (CollectOptions::pinLabels): while any pin of the map is
+  // held, label sets whose last record is reclaimed are retired, not freed; the last pin
+  // to go frees them. Move-only; the owner must not hold the map's lock when it goes.
+  class LabelPin {
+   public:
+    LabelPin() = default;
+    explicit LabelPin(RecordMap* map) : map_(map) {}
+    LabelPin(LabelPin&& o) noexcept : map_(o.map_) { o.map_ = nullptr; }
+    LabelPin& operator=(LabelPin&& o) noexcept {
+      if (this != &o) {
+        reset();
+        map_ = o.map_;
+        o.map_ = nullptr;
+      }
+      return *this;
+    }
+    LabelPin(const LabelPin&) = delete;
+    LabelPin& operator=(const LabelPin&) = delete;
+    ~LabelPin() { reset(); }
+    void reset() {
+      if (map_ != nullptr) map_->UnpinLabels();
+      map_ = nullptr;
+    }
+    bool held() const { return map_ != nullptr; }
+
+   private:
+    RecordMap* map_ = nullptr;
+  };
+
   RecordMap() = default;
   ~RecordMap();
   RecordMap(const RecordMap&) = delete;
@@ -153,9 +185,15 @@ class RecordMap {
   uint64_t CollectPass(const CollectOptions& opts, const CheckpointVisitor& visit,
                        std::vector<uint64_t>* reclaimed);
 
+  // What a pass of `domain` (0: all) over the instruments in `include` (sorted ids;
+  // nullptr: all) would visit at most, now: records, and their states' doubles.
+  void PassSize(uint32_t domain, const std::vector<uint32_t>* include, size_t* records, size_t* doubles);
+
   size_t RecordCount();
   size_t ArenaBytes();
   size_t LabelSetCount();
+  // Label sets retired while pinned and not yet freed (tests).
+  size_t RetiredLabelSets();
 
  private:
   Record* FindRecordLocked(uint64_t id) { return pool_.Find(id); }
@@ -164,8 +202,10 @@ class RecordMap {
   SlabArena* ArenaLocked(uint32_t id) { return id == 0 || id > arenas_.size() ? nullptr : arenas_[id - 1].get(); }
   const double* CellData(const RecordCell& c) { return ArenaLocked(c.arena)->Data(c.ref); }
   void ReclaimLocked(uint32_t slot);
+  void UnpinLabels();
 
   std::mutex mu_;
+  uint32_t labelPins_ = 0;  // LabelPins held
   uint64_t epoch_ = 0;
   uint32_t nextDomain_ = 1;
   std::unordered_map<std::string, uint32_t> domains_;

@@ -571,6 +571,54 @@ TEST(snapshot_bookkeeping_matches_collect) {
   }
 }
 
+TEST(label_sets_a_snapshot_points_at_outlive_their_records_until_it_goes) {
+  // A snapshot keeps pointers to the record map's label sets, not copies: a set whose last
+  // record is reclaimed while a snapshot is held must stay, bytes unchanged, until the
+  // snapshot goes; new sets of the same size must not take its memory.
+  Fixture f;
+  const uint32_t c = f.Add("c", Desc("c", AggregationKind::Sum));
+  auto acquireAll = [&](const std::string& prefix, double v) {
+    for (int i = 0; i < 10; i++) {
+      uint64_t id = 0;
+      double* cell = f.Acquire(c, {"k", "s" + prefix + std::to_string(i)}, &id);  // "s": a string
+      REQUIRE(cell != nullptr);
+      *cell += v;
+      f.m.Release(id);  // no handle keeps it: idle, it is reclaimable
+    }
+  };
+  acquireAll("v", 1);
+  CollectOptions co;
+  co.domain = f.domain;
+  co.reclaim = true;
+  prom::Snapshot held;
+  prom::TakeSnapshot(f.m, co, nullptr, &held);  // first pass: every record updated, kept
+  REQUIRE(held.records.size() == 10 && held.pin.held());
+  prom::ChunkedOutput before;
+  prom::Serialize(held, Text(), {}, &before, nullptr);
+  const std::string expected = prom::Join(before.Take());
+  CHECK(expected.find("c_total{k=\"v7\"} 1\n") != std::string::npos);
+
+  std::vector<double> out;
+  f.m.Collect(co, &out);  // idle and unreferenced: reclaimed, and their sets retired
+  CHECK(out[2] == 10);
+  CHECK(f.m.LabelSetCount() == 0);
+  CHECK(f.m.RetiredLabelSets() == 10);
+  acquireAll("w", 2);  // same sizes: freed memory would be reused here
+  prom::ChunkedOutput after;
+  prom::Serialize(held, Text(), {}, &after, nullptr);
+  CHECK(prom::Join(after.Take()) == expected);
+
+  held.pin.reset();  // the last pin frees the retired sets
+  CHECK(f.m.RetiredLabelSets() == 0);
+  CHECK(f.m.LabelSetCount() == 10);
+  // No pin held: reclamation frees at once.
+  f.m.Collect(co, &out);
+  out.clear();
+  f.m.Collect(co, &out);
+  CHECK(out[2] == 10);
+  CHECK(f.m.LabelSetCount() == 0 && f.m.RetiredLabelSets() == 0);
+}
+
 TEST(chunks_end_at_line_boundaries) {
   Fixture f;
   uint32_t c = f.Add("c", Desc("c", AggregationKind::Sum));
@@ -726,7 +774,7 @@ TEST(snapshot_memory_is_reused_and_the_reused_snapshot_is_complete) {
   const double* states = first.states.data();
   prom::StashSnapshot(std::move(first));
   prom::Snapshot again = prom::ReuseSnapshot();
-  CHECK(again.records.empty() && again.states.empty() && again.labels.empty() && again.instruments.empty());
+  CHECK(again.records.empty() && again.states.empty() && !again.pin.held() && again.instruments.empty());
   CHECK(again.states.capacity() >= 3000 && again.states.data() == states);  // the same memory
   prom::TakeSnapshot(f.m, co, nullptr, &again);
   CHECK(again.records.size() == 3000);

@@ -130,9 +130,20 @@ export interface NativeBinding {
   /**
    * pooledOutputBlocks: Prometheus output blocks kept for the next scrape; reusedOutputBlocks:
    * blocks scrapes took from that pool since the process started; lentOutputChunks: output
-   * chunks JS Buffers hold now (output_pool.h).
+   * chunks JS Buffers hold now (output_pool.h); labelSets: interned label sets in use;
+   * retiredLabelSets: sets no record uses any more, kept while a Prometheus snapshot that
+   * may point at them is held (an open stream, a serialization in flight).
    */
-  stats(): { records: number; arenaBytes: number; arenaId: number; pooledOutputBlocks: number; reusedOutputBlocks: number; lentOutputChunks: number };
+  stats(): {
+    records: number;
+    arenaBytes: number;
+    arenaId: number;
+    pooledOutputBlocks: number;
+    reusedOutputBlocks: number;
+    lentOutputChunks: number;
+    labelSets: number;
+    retiredLabelSets: number;
+  };
   /**
    * One collection pass of `domain` (as collect(): epoch, update detection, reclamation)
    * written as Prometheus text on a libuv pool thread. `include`: the instrument ids to
