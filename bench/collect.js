@@ -35,7 +35,7 @@
 //   hotmeter          PrometheusExporter.scrape(): native serialisation off the JS thread,
 //                     text format, otel_scope_name/version labels on (the default)
 //   hotmeter-noscope  the same with withoutScopeInfo (the same labels prom-client writes)
-//   hotmeter-stream   the HTTP handler's path: the text written in parts of 8 MiB, each
+//   hotmeter-stream   the HTTP handler's path: the text written in parts of 4 MiB, each
 //                     given back once consumed (streamed(); -noscope: withoutScopeInfo)
 //   prom-client       registry.metrics()
 //   otel              @opentelemetry/sdk-metrics collect() + @opentelemetry/exporter-prometheus'
@@ -128,7 +128,7 @@ async function probe(fn) {
   return { ms, bytes, blockedMs: maxGap };
 }
 
-// The HTTP handler's path (requestHandler): the text written a part (partBytes, 8 MiB) at a
+// The HTTP handler's path (requestHandler): the text written a part (partBytes, 4 MiB) at a
 // time, the next part asked for before the current one is consumed, each part given back
 // once consumed, as by a client that reads as fast as it is sent.
 async function streamed(exporter) {

@@ -444,12 +444,12 @@ class StreamPartWorker : public Napi::AsyncWorker {
 //   -> { stream, parts, epoch, records, stale: Float64Array, reclaimed: Float64Array,
 //        dropped: Uint32Array, snapshotMs }
 // The collection pass and snapshot of serializePrometheus, taken now on this thread, and
-// the plan that cuts its text into `parts` parts of about partBytes (default 8 MiB) each,
+// the plan that cuts its text into `parts` parts of about partBytes (default 4 MiB) each,
 // written one at a time by readPrometheusStream. Close it when done.
 Napi::Value OpenPrometheusStream(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   ScrapeArgs a = ReadScrapeArgs(info, "openPrometheusStream");
-  size_t partBytes = size_t{8} << 20;
+  size_t partBytes = size_t{4} << 20;
   if (info.Length() > 4 && info[4].IsObject()) {
     Napi::Value pb = info[4].As<Napi::Object>().Get("partBytes");
     if (!pb.IsUndefined()) {

@@ -164,7 +164,7 @@ export interface NativeBinding {
   releaseOutput(chunks: Buffer[]): number;
   /**
    * serializePrometheus's collection pass and snapshot, taken now, with the plan that cuts
-   * its text into parts of about `options.partBytes` (default 8 MiB).
+   * its text into parts of about `options.partBytes` (default 4 MiB).
    */
   openPrometheusStream(
     domain: number,

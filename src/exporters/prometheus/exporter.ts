@@ -63,7 +63,7 @@ export interface PrometheusExporterOptions {
    * written and sent in parts of about this many bytes, each written while the previous
    * one is sent, so a scrape holds a few parts in memory, never its whole text. A text of
    * one part is answered with Content-Length, a longer one with chunked transfer
-   * encoding. Bytes, in [4096, 2^30]; default 8 MiB.
+   * encoding. Bytes, in [4096, 2^30]; default 4 MiB.
    */
   partBytes?: number;
 }
@@ -76,8 +76,13 @@ interface ServerLimits {
   readonly maxHeaderSize: number;
 }
 
-/** requestHandler's default part size: a few of these per scrape in memory. */
-const DEFAULT_PART_BYTES = 8 << 20;
+/**
+ * requestHandler's default part size: a few of these per scrape in memory. Against 8 MiB at
+ * 100,000 series (ad hoc, interleaved runs): a first scrape 59-67 ms against 77-105 ms (half
+ * the fresh output memory in flight), later ones ~6 ms slower (more parts, each split
+ * between the serialization threads on its own).
+ */
+const DEFAULT_PART_BYTES = 4 << 20;
 
 function limit(name: string, v: number | undefined, dflt: number): number {
   if (v === undefined) return dflt;
