@@ -4,7 +4,8 @@
 // Two steps, so the record map's lock is held only while reading cells:
 //   TakeSnapshot  runs RecordMap::CollectPass (the same pass as Collect: epoch, update
 //                 detection, stale queues, reclamation) and copies, under the lock, what
-//                 serialization needs: descriptors, label keys and checkpoint states.
+//                 serialization needs: descriptors and checkpoint states; label keys are
+//                 pointed at (the interned LabelSets, kept by the snapshot's label pin).
 //   Serialize     writes the text from the snapshot, lock-free, on any thread.
 //
 // Naming follows the OpenTelemetry "Prometheus and OpenMetrics compatibility" rules:
