@@ -94,7 +94,9 @@ class RecordMap {
  public:
   // Holds a pass's label pin (CollectOptions::pinLabels): while any pin of the map is
   // held, label sets whose last record is reclaimed are retired, not freed; the last pin
-  // to go frees them. Move-only; the owner must not hold the map's lock when it goes.
+  // to go frees them (so a pin held long, a slow client's streamed scrape, keeps every set
+  // reclaimed meanwhile: stats().retiredLabelSets). Move-only; the owner must not hold the
+  // map's lock when it goes.
   class LabelPin {
    public:
     LabelPin() = default;
@@ -192,7 +194,7 @@ class RecordMap {
   size_t RecordCount();
   size_t ArenaBytes();
   size_t LabelSetCount();
-  // Label sets retired while pinned and not yet freed (tests).
+  // Label sets retired while pinned and not yet freed (stats()).
   size_t RetiredLabelSets();
 
  private:
