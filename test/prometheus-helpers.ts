@@ -3,6 +3,7 @@
 // the real peers (promtool, the Debian python3-prometheus-client).
 import { spawnSync } from 'node:child_process';
 import * as http from 'node:http';
+import * as net from 'node:net';
 import { AggregationKind, MeterProvider } from '../src';
 import { prng } from './helpers';
 
@@ -28,6 +29,17 @@ export function request(url: string, method = 'GET', headers: http.OutgoingHttpH
 }
 
 /** What Prometheus 2.x sends. */
+/** A client that sends GET /metrics, goes away at the first bytes of the answer; resolves once closed. */
+export function getAndLeave(url: string): Promise<void> {
+  const port = Number(new URL(url).port);
+  return new Promise<void>((resolve, reject) => {
+    const s = net.connect(port, '127.0.0.1', () => s.write('GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n'));
+    s.once('data', () => s.destroy());
+    s.on('close', () => resolve());
+    s.on('error', reject);
+  });
+}
+
 export const OM = 'application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1';
 
 /** Label values that must survive any exporter and parser unchanged. */

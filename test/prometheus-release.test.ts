@@ -5,13 +5,12 @@
 // (native stats().pooledOutputBlocks), not guessed; the text of a scrape written into
 // released blocks must be exactly a fresh one, and no consumer may see its chunks emptied
 // while it still holds them.
-import * as net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { MeterProvider, PrometheusExporter } from '../src';
 import type { PrometheusExporterOptions, PrometheusScrape } from '../src';
 import { native } from '../src/sdk/native';
 import { sleep, until } from './helpers';
-import { OM, request } from './prometheus-helpers';
+import { getAndLeave, OM, request } from './prometheus-helpers';
 
 
 
@@ -150,13 +149,7 @@ describe('PrometheusScrape.release', () => {
     await until(() => pooled() >= blocks, 2_000, 'blocks back after a complete response');
 
     // A client that reads the first bytes and goes away.
-    const port = Number(new URL(exporter.url).port);
-    await new Promise<void>((resolve, reject) => {
-      const s = net.connect(port, '127.0.0.1', () => s.write('GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n'));
-      s.once('data', () => s.destroy());
-      s.on('close', () => resolve());
-      s.on('error', reject);
-    });
+    await getAndLeave(exporter.url);
     await until(() => pooled() >= blocks, 5_000, 'blocks back after the client left');
     // And the next scrape over HTTP is whole, in the same blocks.
     taken = reused();

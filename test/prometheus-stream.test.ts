@@ -17,7 +17,7 @@ import type { PrometheusExporterOptions, PrometheusPart, PrometheusStream } from
 import { SharedStream } from '../src/exporters/prometheus/shared-stream';
 import { native } from '../src/sdk/native';
 import { sleep, until } from './helpers';
-import { OM, parseExposition, request } from './prometheus-helpers';
+import { getAndLeave, OM, parseExposition, request } from './prometheus-helpers';
 
 const cleanups: (() => Promise<unknown> | void)[] = [];
 afterEach(async () => {
@@ -307,13 +307,7 @@ describe('streamed HTTP scrapes', () => {
     await exporter.ready();
     const before = await baseline();
     const whole = await exporter.render();
-    const port = Number(new URL(exporter.url).port);
-    await new Promise<void>((resolve, reject) => {
-      const s = net.connect(port, '127.0.0.1', () => s.write('GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n'));
-      s.once('data', () => s.destroy());
-      s.on('close', () => resolve());
-      s.on('error', reject);
-    });
+    await getAndLeave(exporter.url);
     await until(() => lent() === before, 5_000, 'parts back after the client left');
     const again = await request(exporter.url);
     expect(again.body).toBe(whole);
