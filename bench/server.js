@@ -3,12 +3,24 @@
 // autocannon on loopback, measured so that a 2% difference can be told from the noise of
 // a shared 2-core machine.
 //
-//   npm run bench:server                      (builds the TS, then runs this file; 3-4 min)
-//   npm run bench:server -- --long            (30 rounds, 7-10 min)
-//   node bench/server.js --rounds 12 --procs 3 --duration 2 --warmup 3 --connections 32 --retries 2 --patience 60
+//   npm run bench:server                      (builds the TS, then runs this file; ~2.5 min)
+//   npm run bench:server -- --long            (300 s measured instead of 120; ~6 min)
+//   node bench/server.js --seconds 120 --procs 3 --phase-ms 250 --warmup 3 --connections 32 --seed 1
 //   node bench/server.js --only hotmeter,bare (fewer variants; `none` is always included)
 //   node bench/server.js --serve hotmeter     (just the server; prints its port; for profiling)
-//   node bench/server.js --same-process       (every variant in each process, switched per run)
+//   node bench/server.js --separate           (the per-process method below; 3-4 min)
+//   node bench/server.js --same-process       (every variant in each process, switched per 2 s run)
+//
+// Three methods:
+// - interleaved (default; bench/server-interleaved.js says exactly how): every variant in
+//   each of --procs processes, switched every 250 ms under one continuous load; per cycle
+//   (every variant once, in a shuffled order) ratios against that cycle's `none`; the
+//   verdict reads a 95% confidence interval of the median ratio. A variant's phases are
+//   never more than a cycle (1.5 s) from its baseline's, in the same process: an A/A
+//   control measured within +-0.6% here, where the methods below see +-3 to +-16%.
+// - --separate: each variant in processes of its own, one 2 s run at a time (below).
+// - --same-process: like interleaved but one 2 s run per variant at a time (below).
+// The rest of this comment is about the two older methods.
 //
 // Variants, each in --procs server processes of its own (identical handler and routes):
 //   none        no metrics at all: the baseline every ratio is taken against
@@ -107,6 +119,14 @@ const TITLE = {
   otel: '@opentelemetry/sdk-metrics',
   prom: 'prom-client',
 };
+// What autocannon sends, in turn on each connection.
+const REQUESTS = [
+  { method: 'GET', path: '/api/users' },
+  { method: 'GET', path: '/api/orders/1234' },
+  { method: 'POST', path: '/api/orders', body: '{"item":1}', headers: { 'content-type': 'application/json' } },
+  { method: 'GET', path: '/api/users' },
+  { method: 'GET', path: '/missing' },
+];
 const BOUNDS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1];
 const TARGET = 0.02;
 const QUIET = 0.05; // a run is undisturbed when other work + steal <= 5% on both cores
@@ -152,11 +172,6 @@ function speedProbe() {
   return best;
 }
 
-if (argv[0] === '--serve') serve(argv[1]);
-else main().catch((e) => {
-  console.error(e);
-  process.exit(1);
-});
 
 // ---------------------------------------------------------------------------------------
 // Server side (a child process per variant)
@@ -274,9 +289,14 @@ function serve(spec) {
       return;
     }
     if (url.startsWith('/__use?v=')) {
+      // Answers with this process's counters at the switch: the interleaved driver's
+      // phase boundaries (what was served and the CPU it took while the previous variant
+      // was active).
       const w = variants[url.slice('/__use?v='.length)];
+      const c = process.cpuUsage();
+      const at = { cpuMicros: c.user + c.system, served: servedTotal, served404, unexpected, us: Number(process.hrtime.bigint()) / 1e3 };
       if (w) cur = w;
-      res.writeHead(w ? 200 : 404).end();
+      res.writeHead(w ? 200 : 404).end(JSON.stringify(at));
       return;
     }
     if (url === '/__probe') {
@@ -371,6 +391,54 @@ function cpuTicks() {
 }
 const TICK_US = 1e6 / 100; // USER_HZ is 100 on Linux
 
+/**
+ * What went wrong in one autocannon run `r`, given the server's /__cpu (or /__use)
+ * counters before and after it: errors, timeouts, resets, 1xx/3xx/5xx, 4xx other than the
+ * /missing 404s, requests the server did not expect, answers that do not add up.
+ */
+function checkRun(r, before, after, connections) {
+  const codes = r.statusCodeStats || {};
+  const count = (prefix) => Object.entries(codes).reduce((a, [c, s]) => a + (String(c)[0] === prefix ? s.count : 0), 0);
+  const client4xx = count('4');
+  const server404 = after.served404 - before.served404;
+  const served = after.served - before.served;
+  const problems = [];
+  if (r.errors) problems.push(`${r.errors} errors`);
+  if (r.timeouts) problems.push(`${r.timeouts} timeouts`);
+  if (r.resets) problems.push(`${r.resets} resets`);
+  if (r.mismatches) problems.push(`${r.mismatches} mismatches`);
+  for (const c of ['1', '3', '5']) if (count(c)) problems.push(`${count(c)} ${c}xx`);
+  if (after.unexpected - before.unexpected) problems.push(`${after.unexpected - before.unexpected} unexpected requests`);
+  // autocannon counts the answers it read; requests still in flight when it stopped were
+  // served but not counted: at most one per connection.
+  if (client4xx > server404 || server404 - client4xx > connections) problems.push(`4xx: client ${client4xx}, server 404 ${server404}`);
+  if (r.requests.total > served || served - r.requests.total > connections) problems.push(`answered ${r.requests.total}, served ${served}`);
+  return problems;
+}
+
+/**
+ * Asks each {v, srv, k} (a library variant and a server process holding it) what its
+ * instruments counted and compares it with what the handler served, per method, route and
+ * status; prints a line each. True when every count matched.
+ */
+async function verifyCounts(list) {
+  let ok = true;
+  for (const { v, srv, k } of list) {
+    const { served, counted } = JSON.parse(await get(srv.port, `/__verify?v=${v}`));
+    const problems = [];
+    for (const [key, n] of Object.entries(served)) {
+      for (const metric of ['http.server.requests', 'http.server.request.duration']) {
+        const got = counted[`${metric} ${key}`];
+        if (got !== n) problems.push(`${metric} ${key}: counted ${got}, served ${n}`);
+      }
+    }
+    const total = Object.values(served).reduce((a, b) => a + b, 0);
+    console.log(`  ${problems.length === 0 ? 'ok  ' : 'FAIL'} ${v} (process ${k + 1}): ${total} requests served, every one counted in both instruments${problems.length ? `: ${problems.slice(0, 3).join('; ')}` : ''}`);
+    if (problems.length) ok = false;
+  }
+  return ok;
+}
+
 /** Speed probes on both cores: the server's (in the server process) and autocannon's. */
 async function probes(port) {
   return { server: JSON.parse(await get(port, '/__probe')).us, client: speedProbe() };
@@ -392,13 +460,7 @@ async function load(port, seconds, connections) {
         connections,
         duration: seconds,
         pipelining: 1,
-        requests: [
-          { method: 'GET', path: '/api/users' },
-          { method: 'GET', path: '/api/orders/1234' },
-          { method: 'POST', path: '/api/orders', body: '{"item":1}', headers: { 'content-type': 'application/json' } },
-          { method: 'GET', path: '/api/users' },
-          { method: 'GET', path: '/missing' },
-        ],
+        requests: REQUESTS,
       },
       (err, res) => (err ? reject(err) : resolve(res)),
     );
@@ -422,22 +484,7 @@ async function load(port, seconds, connections) {
   const sorted = lat.subarray(0, n).sort();
   const q = (p) => (n ? sorted[Math.min(n - 1, Math.ceil(p * n) - 1)] : NaN);
 
-  // Checks: every request answered as expected.
-  const codes = r.statusCodeStats || {};
-  const count = (prefix) => Object.entries(codes).reduce((a, [c, s]) => a + (String(c)[0] === prefix ? s.count : 0), 0);
-  const client4xx = count('4');
-  const server404 = after.served404 - before.served404;
-  const problems = [];
-  if (r.errors) problems.push(`${r.errors} errors`);
-  if (r.timeouts) problems.push(`${r.timeouts} timeouts`);
-  if (r.resets) problems.push(`${r.resets} resets`);
-  if (r.mismatches) problems.push(`${r.mismatches} mismatches`);
-  for (const c of ['1', '3', '5']) if (count(c)) problems.push(`${count(c)} ${c}xx`);
-  if (after.unexpected - before.unexpected) problems.push(`${after.unexpected - before.unexpected} unexpected requests`);
-  // autocannon counts the answers it read; requests still in flight when it stopped were
-  // served but not counted: at most one per connection.
-  if (client4xx > server404 || server404 - client4xx > connections) problems.push(`4xx: client ${client4xx}, server 404 ${server404}`);
-  if (r.requests.total > served || served - r.requests.total > connections) problems.push(`answered ${r.requests.total}, served ${served}`);
+  const problems = checkRun(r, before, after, connections);
 
   const core = (k, ownMicros) => {
     if (!ticksBefore || !ticksAfter || !ticksBefore[k] || !ticksAfter[k]) return { other: null, steal: null };
@@ -550,6 +597,7 @@ async function main() {
   const WARMUP = opt('warmup', 3);
   const PROCS = Math.round(opt('procs', 3));
   const SAME_PROCESS = argv.includes('--same-process');
+  const INTERLEAVED = !SAME_PROCESS && !argv.includes('--separate');
   const RETRIES = argv.includes('--retries') && argv[argv.indexOf('--retries') + 1] === '0' ? 0 : Math.round(opt('retries', 2));
   const onlyArg = argv.indexOf('--only');
   const only = onlyArg >= 0 ? argv[onlyArg + 1].split(',') : null;
@@ -560,6 +608,24 @@ async function main() {
 
   const cpus = os.cpus();
   const loadBefore = uptime();
+  if (INTERLEAVED) {
+    const ok = await require('./server-interleaved').runInterleaved({
+      variants: VARIANTS,
+      procs: PROCS,
+      seconds: opt('seconds', long ? 300 : 120),
+      warmup: WARMUP * VARIANTS.length, // --warmup s for each variant, served in turn
+      phaseMs: opt('phase-ms', 250),
+      connections: CONNECTIONS,
+      seed: Math.round(opt('seed', 1)),
+      pin,
+      cpus,
+      loadBefore,
+      uptime,
+      timing: FINISH_TIMING ? 'finish listener' : 'sync after res.end()',
+    });
+    if (!ok) process.exitCode = 1;
+    return;
+  }
   for (let i = 0; i < 30; i++) speedProbe(); // compiled before it is relied on
   const planned = VARIANTS.length * (ROUNDS * (DURATION + 0.15) + PROCS * (WARMUP + 0.3));
   // Seconds at most spent waiting for quiet and repeating disturbed runs.
@@ -663,19 +729,7 @@ async function main() {
         console.log(`  FAIL ${v}: ${problems.slice(0, 4).join('; ')}`);
       }
     }
-    for (const v of LIBRARIES.filter((x) => VARIANTS.includes(x))) for (const [k, srv] of servers[v].entries()) {
-      const { served, counted } = JSON.parse(await get(srv.port, `/__verify?v=${v}`));
-      const problems = [];
-      for (const [key, n] of Object.entries(served)) {
-        for (const metric of ['http.server.requests', 'http.server.request.duration']) {
-          const got = counted[`${metric} ${key}`];
-          if (got !== n) problems.push(`${metric} ${key}: counted ${got}, served ${n}`);
-        }
-      }
-      const total = Object.values(served).reduce((a, b) => a + b, 0);
-      console.log(`  ${problems.length === 0 ? 'ok  ' : 'FAIL'} ${v} (process ${k + 1}): ${total} requests served, every one counted in both instruments${problems.length ? `: ${problems.slice(0, 3).join('; ')}` : ''}`);
-      if (problems.length) failed = true;
-    }
+    if (!(await verifyCounts(LIBRARIES.filter((x) => VARIANTS.includes(x)).flatMap((v) => servers[v].map((srv, k) => ({ v, srv, k })))))) failed = true;
     const totalProblems = VARIANTS.reduce((a, v) => a + results[v].reduce((b, r) => b + r.problems.length, 0), 0);
     if (totalProblems === 0) console.log(`  ok   every run: 0 errors, timeouts, resets; no 1xx/3xx/5xx; the only 4xx are the /missing 404s`);
 
@@ -844,4 +898,14 @@ async function main() {
     for (const s of new Set(Object.values(servers).flat())) s.child.kill('SIGTERM');
   }
   if (failed) process.exitCode = 1;
+}
+
+module.exports = { get, startServer, median, summary, pct, int, TITLE, TARGET, LIBRARIES, SERVER_CPU, verifyCounts, checkRun, REQUESTS };
+
+if (require.main === module) {
+  if (argv[0] === '--serve') serve(argv[1]);
+  else main().catch((e) => {
+    console.error(e);
+    process.exit(1);
+  });
 }

@@ -1,0 +1,303 @@
+'use strict';
+// bench:server's interleaved method (the default): every variant in each server process,
+// switched every --phase-ms (250 ms) under one continuous autocannon load, so that what
+// moves a run's figures (the host's speed, minute to minute; a process's own speed, for its
+// whole life) is the same for every variant to within a quarter of a second.
+//
+// - A process holds every variant (its own instruments, created at start) and serves the
+//   one last chosen by GET /__use?v=V, which answers with the process's counters at the
+//   switch (CPU time, requests served, its clock): one phase's figures are the difference
+//   between the switch that began it and the one that ended it.
+// - Cycles: each visits every variant once, in an order shuffled per cycle (seeded), so no
+//   variant always follows another (garbage a variant leaves is collected in whatever
+//   phase comes next; shuffling spreads that over all variants alike).
+// - Per cycle, each variant's requests/s and CPU per request are divided by `none`'s of
+//   the same cycle (phases at most a cycle apart). Reported: the median of those ratios
+//   over all cycles of all processes, its IQR (how much single phases scatter), and a 95%
+//   confidence interval for the median (distribution-free: order statistics, binomial
+//   ranks), which is what the verdict reads: PASS when the whole interval is on the good
+//   side of the 2% line, FAIL when it is all beyond, INCONCLUSIVE when it straddles. The
+//   A/A control (`none2`, the same code as `none`) must come out at 1 within its own
+//   interval; if its interval excludes 1 by more than 0.5% the method is biased in that
+//   run and every verdict is INCONCLUSIVE.
+// - The first --warmup s of each process (every variant served in turn) are discarded.
+// - p99: every response's latency, attributed to the variant active when it arrived.
+const fs = require('node:fs');
+const path = require('node:path');
+const common = require('./server');
+
+const { get, startServer, median, summary, pct, int, TITLE, TARGET, LIBRARIES, SERVER_CPU, verifyCounts, checkRun, REQUESTS } = common;
+
+/** Deterministic PRNG (mulberry32), so a run's phase orders can be reproduced. */
+function rng(seed) {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) | 0;
+    let t = Math.imul(a ^ (a >>> 15), 1 | a);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+function shuffled(xs, rand) {
+  const out = [...xs];
+  for (let i = out.length - 1; i > 0; i--) {
+    const j = Math.floor(rand() * (i + 1));
+    [out[i], out[j]] = [out[j], out[i]];
+  }
+  return out;
+}
+
+/**
+ * A 95% confidence interval for the median of `xs`, without assuming a distribution: the
+ * k-th smallest and k-th largest values, k the largest rank with P(Binomial(n, 1/2) < k)
+ * <= 2.5%. Null for fewer than 6 values (no such k).
+ */
+function medianCI(xs, level = 0.95) {
+  const s = [...xs].sort((a, b) => a - b);
+  const n = s.length;
+  const tail = (1 - level) / 2;
+  let cdf = 0;
+  let pmf = Math.pow(0.5, n); // P(X = 0)
+  let k = 0; // P(X < k) <= tail
+  for (let j = 0; j < n; j++) {
+    if (cdf + pmf > tail) break;
+    cdf += pmf;
+    k = j + 1;
+    pmf = (pmf * (n - j)) / (j + 1);
+  }
+  if (k < 1) return null;
+  return { lo: s[k - 1], hi: s[n - k] };
+}
+
+/** PASS / FAIL / INCONCLUSIVE for "within TARGET" from a confidence interval of the ratio. */
+function verdictCI(ci, higherIsBetter) {
+  if (!ci) return 'INCONCLUSIVE';
+  if (higherIsBetter) return ci.lo >= 1 - TARGET ? 'PASS' : ci.hi < 1 - TARGET ? 'FAIL' : 'INCONCLUSIVE';
+  return ci.hi <= 1 + TARGET ? 'PASS' : ci.lo > 1 + TARGET ? 'FAIL' : 'INCONCLUSIVE';
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * Loads one process for `seconds` while switching its variant every `phaseMs`; returns the
+ * phases ({variant, rps, cpuPerReq, served, latencies}) that began after `warmup` s, and
+ * the run's checks.
+ */
+async function loadInterleaved(srv, variants, { seconds, warmup, phaseMs, connections, rand }) {
+  const autocannon = require('autocannon');
+  const phases = [];
+  let cur = null; // the phase responses are attributed to
+  let order = [];
+  let cycleNo = -1;
+  const pickNext = () => {
+    if (order.length === 0) {
+      order = shuffled(variants, rand);
+      cycleNo++;
+    }
+    return { variant: order.shift(), cycle: cycleNo };
+  };
+  let v = pickNext();
+  const first = JSON.parse(await get(srv.port, `/__use?v=${v.variant}`));
+  const t0 = first.us;
+  cur = { ...v, from: first, lat: [] };
+  let done = false;
+  const inst = autocannon({ url: `http://127.0.0.1:${srv.port}`, connections, duration: warmup + seconds, pipelining: 1, requests: REQUESTS });
+  inst.on('response', (_client, _status, _bytes, ms) => cur.lat.push(ms));
+  const finished = new Promise((resolve, reject) => {
+    inst.on('done', resolve);
+    inst.on('error', reject);
+  });
+  finished.then(() => (done = true));
+  const all = [];
+  const endAt = t0 + (warmup + seconds - 0.5) * 1e6;
+  while (!done) {
+    await sleep(phaseMs);
+    if (done) break;
+    const next = pickNext();
+    const now = JSON.parse(await get(srv.port, `/__use?v=${next.variant}`));
+    const served = now.served - cur.from.served;
+    const phase = {
+      variant: cur.variant,
+      cycle: cur.cycle,
+      ok: (cur.from.us - t0) / 1e6 >= warmup && now.us <= endAt,
+      startS: (cur.from.us - t0) / 1e6,
+      rps: served / ((now.us - cur.from.us) / 1e6),
+      cpuPerReq: (now.cpuMicros - cur.from.cpuMicros) / served,
+      served,
+      lat: cur.lat,
+    };
+    cur = { ...next, from: now, lat: [] };
+    all.push(phase);
+  }
+  // A cycle is kept only whole: every variant's phase began after the warm-up and ended
+  // before the load stopped.
+  for (let c = 0; c <= cycleNo; c++) {
+    const cyc = all.filter((p) => p.cycle === c);
+    if (cyc.length === variants.length && cyc.every((p) => p.ok)) phases.push(...cyc);
+  }
+  const r = await finished;
+  const last = JSON.parse(await get(srv.port, '/__cpu'));
+  const problems = checkRun(r, { served404: first.served404, unexpected: first.unexpected, served: first.served }, last, connections);
+  return { phases, problems, total: r.requests.total };
+}
+
+/** The interleaved method; `opts` as parsed by server.js's main. */
+async function runInterleaved(opts) {
+  const { variants, procs, seconds, warmup, phaseMs, connections, pin, seed, loadBefore, uptime, cpus } = opts;
+  const perProcess = seconds / procs;
+  console.log(
+    `bench:server (interleaved): ${variants.length} variants in each of ${procs} server processes, switched every ${phaseMs} ms ` +
+      `under one continuous load of ${connections} connections: ${warmup} s warm-up + ${perProcess.toFixed(0)} s measured per process ` +
+      `(~${((procs * (warmup + perProcess)) / 60).toFixed(1)} min); ${cpus.length} x ${cpus[0]?.model.trim()}, node ${process.version}; ` +
+      (pin ? `server on CPU ${SERVER_CPU}, autocannon on CPU 0` : 'no CPU pinning'),
+  );
+  console.log(`before: ${loadBefore}`);
+  const rand = rng(seed);
+  const servers = [];
+  const runs = [];
+  let failed = false;
+  try {
+    for (let k = 0; k < procs; k++) servers.push(await startServer(`all:${variants.join(',')}`, pin ? SERVER_CPU : undefined));
+    for (const [k, srv] of servers.entries()) {
+      const run = await loadInterleaved(srv, variants, { seconds: perProcess, warmup, phaseMs, connections, rand });
+      runs.push(run);
+      const cycles = run.phases.length / variants.length;
+      const byVariant = (v) => median(run.phases.filter((p) => p.variant === v).map((p) => p.cpuPerReq));
+      console.log(
+        `process ${k + 1}: ${cycles} cycles, ${int(run.total)} requests; CPU µs/req (median of phases): ` +
+          variants.map((v) => `${v} ${byVariant(v).toFixed(2)}`).join(', ') +
+          (run.problems.length ? `; FAIL: ${run.problems.join('; ')}` : ''),
+      );
+      if (run.problems.length) failed = true;
+    }
+    const loadAfter = uptime();
+
+    console.log('');
+    const verified = await verifyCounts(variants.filter((v) => LIBRARIES.includes(v)).flatMap((v) => servers.map((srv, k) => ({ v, srv, k }))));
+    if (!verified) failed = true;
+    if (!failed) console.log(`  ok   every run: 0 errors, timeouts, resets; no 1xx/3xx/5xx; the only 4xx are the /missing 404s`);
+
+    // Per cycle, ratios against that cycle's `none`.
+    const ratios = Object.fromEntries(variants.map((v) => [v, { rps: [], cpu: [], delta: [] }]));
+    const pooled = Object.fromEntries(variants.map((v) => [v, { rps: [], cpu: [], lat: [] }]));
+    for (const run of runs) {
+      for (let c = 0; c < run.phases.length; c += variants.length) {
+        const cyc = run.phases.slice(c, c + variants.length);
+        const base = cyc.find((p) => p.variant === 'none');
+        for (const p of cyc) {
+          ratios[p.variant].rps.push(p.rps / base.rps);
+          ratios[p.variant].cpu.push(p.cpuPerReq / base.cpuPerReq);
+          ratios[p.variant].delta.push(p.cpuPerReq - base.cpuPerReq);
+          pooled[p.variant].rps.push(p.rps);
+          pooled[p.variant].cpu.push(p.cpuPerReq);
+          for (const l of p.lat) pooled[p.variant].lat.push(l);
+        }
+      }
+    }
+    const q99 = (xs) => {
+      const s = Float64Array.from(xs).sort();
+      return s.length ? s[Math.min(s.length - 1, Math.ceil(0.99 * s.length) - 1)] : NaN;
+    };
+    const rows = variants.map((v) => ({
+      variant: v,
+      title: TITLE[v],
+      cycles: ratios[v].rps.length,
+      rps: median(pooled[v].rps),
+      rpsRatio: { ...summary(ratios[v].rps), ci95: medianCI(ratios[v].rps) },
+      p99Ms: q99(pooled[v].lat),
+      cpuPerReq: median(pooled[v].cpu),
+      cpuRatio: { ...summary(ratios[v].cpu), ci95: medianCI(ratios[v].cpu) },
+      cpuDeltaMicros: median(ratios[v].delta),
+    }));
+    const fmt = (s) => (s.ci95 ? `${pct(s.median - 1, 2)} (95% CI ${pct(s.ci95.lo - 1, 2)}, ${pct(s.ci95.hi - 1, 2)}; IQR ${pct(s.q1 - 1)}, ${pct(s.q3 - 1)})` : pct(s.median - 1, 2));
+    console.log('');
+    console.log(`ratios are per cycle against \`none\` of the same cycle: median (95% confidence interval of the median; interquartile range of single phases)`);
+    console.log('');
+    console.log('| server | cycles | req/s | req/s vs none | p99 ms | server CPU µs/req | CPU/req vs none |');
+    console.log('|---|--:|--:|--:|--:|--:|--:|');
+    for (const r of rows) {
+      console.log(
+        `| ${r.title} | ${r.cycles} | ${int(r.rps)} | ${r.variant === 'none' ? '' : fmt(r.rpsRatio)} | ${r.p99Ms.toFixed(2)} | ${r.cpuPerReq.toFixed(2)} | ${r.variant === 'none' ? '' : fmt(r.cpuRatio)} |`,
+      );
+    }
+    console.log('');
+    console.log(`load: before ${loadBefore.replace(/.*load average/, 'load average')}; after ${loadAfter.replace(/.*load average/, 'load average')}`);
+
+    const verdicts = {};
+    const row = (v) => rows.find((r) => r.variant === v);
+    const aa = row('none2');
+    // The method is unbiased in this run if the A/A control's interval reaches 1 (within 0.5%).
+    const biased = (s) => s.ci95 && (s.ci95.lo > 1.005 || s.ci95.hi < 0.995);
+    const aaBiased = aa && (biased(aa.rpsRatio) || biased(aa.cpuRatio));
+    if (aa) {
+      console.log(
+        `A/A control (none2, the same code as none): req/s ${fmt(aa.rpsRatio)}, CPU/req ${fmt(aa.cpuRatio)}: ` +
+          (aaBiased ? 'its interval excludes 1: the method was biased in this run, so no verdict holds' : 'its interval contains 1 (within 0.5%): no bias between phases shows'),
+      );
+    }
+    const hm = row('hotmeter');
+    if (hm) {
+      const judge = (s, higherIsBetter) => (aaBiased ? 'INCONCLUSIVE' : verdictCI(s.ci95, higherIsBetter));
+      verdicts.throughput = judge(hm.rpsRatio, true);
+      verdicts.cpuPerRequest = judge(hm.cpuRatio, false);
+      verdicts.aaBiased = Boolean(aaBiased);
+      console.log(
+        `VERDICT "hotmeter within 2% of no metrics": throughput ${verdicts.throughput} (${fmt(hm.rpsRatio)}), ` +
+          `server CPU per request ${verdicts.cpuPerRequest} (${fmt(hm.cpuRatio)}, ${hm.cpuDeltaMicros >= 0 ? '+' : ''}${hm.cpuDeltaMicros.toFixed(3)} µs)`,
+      );
+      console.log('  (PASS: the 95% interval of the median is within 2%; FAIL: it is all beyond 2%; INCONCLUSIVE: it straddles the line)');
+      const bare = row('bare');
+      if (bare) {
+        // hotmeter's own calls: per cycle, hotmeter's phase against the timing harness's.
+        const own = { rps: [], cpu: [] };
+        for (const run of runs) {
+          for (let c = 0; c < run.phases.length; c += variants.length) {
+            const cyc = run.phases.slice(c, c + variants.length);
+            const h = cyc.find((p) => p.variant === 'hotmeter');
+            const b = cyc.find((p) => p.variant === 'bare');
+            own.rps.push(h.rps / b.rps);
+            own.cpu.push(h.cpuPerReq / b.cpuPerReq);
+          }
+        }
+        const ownRps = { ...summary(own.rps), ci95: medianCI(own.rps) };
+        const ownCpu = { ...summary(own.cpu), ci95: medianCI(own.cpu) };
+        verdicts.ownCallsThroughput = judge(ownRps, true);
+        verdicts.ownCallsCpuPerRequest = judge(ownCpu, false);
+        console.log(
+          `split of hotmeter's CPU per request vs none: the timing harness (bare) ${bare.cpuDeltaMicros >= 0 ? '+' : ''}${bare.cpuDeltaMicros.toFixed(3)} µs, ` +
+            `hotmeter in all ${hm.cpuDeltaMicros >= 0 ? '+' : ''}${hm.cpuDeltaMicros.toFixed(3)} µs`,
+        );
+        console.log(
+          `hotmeter vs the timing-only harness (its own calls within 2%?): throughput ${verdicts.ownCallsThroughput} (${fmt(ownRps)}), ` +
+            `server CPU per request ${verdicts.ownCallsCpuPerRequest} (${fmt(ownCpu)})`,
+        );
+      }
+    }
+
+    const file = path.join(__dirname, 'results', 'server.json');
+    fs.mkdirSync(path.dirname(file), { recursive: true });
+    fs.writeFileSync(
+      file,
+      JSON.stringify(
+        {
+          benchmark: 'bench:server',
+          method: 'interleaved',
+          date: new Date().toISOString(),
+          environment: { node: process.version, cpus: cpus.length, cpu: cpus[0]?.model.trim(), pinned: pin ? { server: SERVER_CPU, autocannon: 0 } : false, uptimeBefore: loadBefore, uptimeAfter: loadAfter },
+          config: { procs, seconds, warmup, phaseMs, connections, seed, variants, target: TARGET, timing: opts.timing },
+          verdict: verdicts,
+          rows,
+          phases: runs.map((r) => r.phases.map(({ lat, ...p }) => p)),
+        },
+        null,
+        1,
+      ) + '\n',
+    );
+  } finally {
+    for (const s of servers) s.child.kill('SIGTERM');
+  }
+  return !failed;
+}
+
+module.exports = { runInterleaved, medianCI, verdictCI };
