@@ -22,11 +22,9 @@
 //   run and every verdict is INCONCLUSIVE.
 // - The first --warmup s of each process (every variant served in turn) are discarded.
 // - p99: every response's latency, attributed to the variant active when it arrived.
-const fs = require('node:fs');
-const path = require('node:path');
 const common = require('./server');
 
-const { get, startServer, median, summary, pct, int, TITLE, TARGET, LIBRARIES, SERVER_CPU, verifyCounts, checkRun, REQUESTS } = common;
+const { writeResults, get, startServer, median, summary, pct, int, TITLE, TARGET, LIBRARIES, SERVER_CPU, verifyCounts, checkRun, REQUESTS } = common;
 
 /** Deterministic PRNG (mulberry32), so a run's phase orders can be reproduced. */
 function rng(seed) {
@@ -275,25 +273,15 @@ async function runInterleaved(opts) {
       }
     }
 
-    const file = path.join(__dirname, 'results', 'server.json');
-    fs.mkdirSync(path.dirname(file), { recursive: true });
-    fs.writeFileSync(
-      file,
-      JSON.stringify(
-        {
-          benchmark: 'bench:server',
-          method: 'interleaved',
-          date: new Date().toISOString(),
-          environment: { node: process.version, cpus: cpus.length, cpu: cpus[0]?.model.trim(), pinned: pin ? { server: SERVER_CPU, autocannon: 0 } : false, uptimeBefore: loadBefore, uptimeAfter: loadAfter },
-          config: { procs, seconds, warmup, phaseMs, connections, seed, variants, target: TARGET, timing: opts.timing },
-          verdict: verdicts,
-          rows,
-          phases: runs.map((r) => r.phases.map(({ lat, ...p }) => p)),
-        },
-        null,
-        1,
-      ) + '\n',
-    );
+    writeResults({
+      method: 'interleaved',
+      date: new Date().toISOString(),
+      environment: { node: process.version, cpus: cpus.length, cpu: cpus[0]?.model.trim(), pinned: pin ? { server: SERVER_CPU, autocannon: 0 } : false, uptimeBefore: loadBefore, uptimeAfter: loadAfter },
+      config: { procs, seconds, warmup, phaseMs, connections, seed, variants, target: TARGET, timing: opts.timing },
+      verdict: verdicts,
+      rows,
+      phases: runs.map((r) => r.phases.map(({ lat, ...p }) => p)),
+    });
   } finally {
     for (const s of servers) s.child.kill('SIGTERM');
   }

@@ -439,6 +439,13 @@ async function verifyCounts(list) {
   return ok;
 }
 
+/** Writes bench/results/server.json: `{ benchmark: 'bench:server', ...result }`. */
+function writeResults(result) {
+  const file = path.join(__dirname, 'results', 'server.json');
+  fs.mkdirSync(path.dirname(file), { recursive: true });
+  fs.writeFileSync(file, JSON.stringify({ benchmark: 'bench:server', ...result }, null, 1) + '\n');
+}
+
 /** Speed probes on both cores: the server's (in the server process) and autocannon's. */
 async function probes(port) {
   return { server: JSON.parse(await get(port, '/__probe')).us, client: speedProbe() };
@@ -867,40 +874,31 @@ async function main() {
       }
     }
 
-    const file = path.join(__dirname, 'results', 'server.json');
-    fs.mkdirSync(path.dirname(file), { recursive: true });
-    fs.writeFileSync(
-      file,
-      JSON.stringify(
-        {
-          benchmark: 'bench:server',
-          date: new Date().toISOString(),
-          environment: {
-            node: process.version,
-            cpus: cpus.length,
-            cpu: cpus[0]?.model.trim(),
-            pinned: pin ? { server: SERVER_CPU, autocannon: CLIENT_CPU } : false,
-            uptimeBefore: loadBefore,
-            uptimeAfter: loadAfter,
-          },
-          config: { duration: DURATION, rounds: ROUNDS, procs: PROCS, sameProcess: SAME_PROCESS, connections: CONNECTIONS, warmup: WARMUP, retries: RETRIES, patience: budget, quiet: QUIET, slow: SLOW, variants: VARIANTS, target: TARGET, timing: FINISH_TIMING ? "finish listener" : "sync after res.end()" },
-          repeatedRuns: retried,
-          waitedSeconds: waited,
-          verdict: verdicts,
-          rows,
-          runs: results,
-        },
-        null,
-        1,
-      ) + '\n',
-    );
+    writeResults({
+      method: SAME_PROCESS ? 'same-process' : 'separate',
+      date: new Date().toISOString(),
+      environment: {
+        node: process.version,
+        cpus: cpus.length,
+        cpu: cpus[0]?.model.trim(),
+        pinned: pin ? { server: SERVER_CPU, autocannon: CLIENT_CPU } : false,
+        uptimeBefore: loadBefore,
+        uptimeAfter: loadAfter,
+      },
+      config: { duration: DURATION, rounds: ROUNDS, procs: PROCS, sameProcess: SAME_PROCESS, connections: CONNECTIONS, warmup: WARMUP, retries: RETRIES, patience: budget, quiet: QUIET, slow: SLOW, variants: VARIANTS, target: TARGET, timing: FINISH_TIMING ? "finish listener" : "sync after res.end()" },
+      repeatedRuns: retried,
+      waitedSeconds: waited,
+      verdict: verdicts,
+      rows,
+      runs: results,
+    });
   } finally {
     for (const s of new Set(Object.values(servers).flat())) s.child.kill('SIGTERM');
   }
   if (failed) process.exitCode = 1;
 }
 
-module.exports = { get, startServer, median, summary, pct, int, TITLE, TARGET, LIBRARIES, SERVER_CPU, verifyCounts, checkRun, REQUESTS };
+module.exports = { writeResults, get, startServer, median, summary, pct, int, TITLE, TARGET, LIBRARIES, SERVER_CPU, verifyCounts, checkRun, REQUESTS };
 
 if (require.main === module) {
   if (argv[0] === '--serve') serve(argv[1]);
