@@ -85,7 +85,6 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 async function loadInterleaved(srv, variants, { seconds, warmup, phaseMs, connections, rand }) {
   const autocannon = require('autocannon');
   const phases = [];
-  let cur = null; // the phase responses are attributed to
   let order = [];
   let cycleNo = -1;
   const pickNext = () => {
@@ -95,10 +94,10 @@ async function loadInterleaved(srv, variants, { seconds, warmup, phaseMs, connec
     }
     return { variant: order.shift(), cycle: cycleNo };
   };
-  let v = pickNext();
+  const v = pickNext();
   const first = JSON.parse(await get(srv.port, `/__use?v=${v.variant}`));
   const t0 = first.us;
-  cur = { ...v, from: first, lat: [] };
+  let cur = { ...v, from: first, lat: [] }; // the phase responses are attributed to
   let done = false;
   const inst = autocannon({ url: `http://127.0.0.1:${srv.port}`, connections, duration: warmup + seconds, pipelining: 1, requests: REQUESTS });
   inst.on('response', (_client, _status, _bytes, ms) => cur.lat.push(ms));

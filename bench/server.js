@@ -3,8 +3,8 @@
 // autocannon on loopback, measured so that a 2% difference can be told from the noise of
 // a shared 2-core machine.
 //
-//   npm run bench:server                      (builds the TS, then runs this file; ~2.5 min)
-//   npm run bench:server -- --long            (300 s measured instead of 120; ~6 min)
+//   npm run bench:server                      (builds the TS, then runs this file; ~3 min)
+//   npm run bench:server -- --long            (300 s measured instead of 120; ~6.5 min)
 //   node bench/server.js --seconds 120 --procs 3 --phase-ms 250 --warmup 3 --connections 32 --seed 1
 //   node bench/server.js --only hotmeter,bare (fewer variants; `none` is always included)
 //   node bench/server.js --serve hotmeter     (just the server; prints its port; for profiling)
@@ -17,7 +17,7 @@
 //   (every variant once, in a shuffled order) ratios against that cycle's `none`; the
 //   verdict reads a 95% confidence interval of the median ratio. A variant's phases are
 //   never more than a cycle (1.5 s) from its baseline's, in the same process: an A/A
-//   control measured within +-0.6% here, where the methods below see +-3 to +-16%.
+//   control's 95% interval was within +-1.2% here, where the methods below spread +-3 to +-16%.
 // - --separate: each variant in processes of its own, one 2 s run at a time (below).
 // - --same-process: like interleaved but one 2 s run per variant at a time (below).
 // The rest of this comment is about the two older methods.
@@ -171,7 +171,6 @@ function speedProbe() {
   speedProbe.sink = h;
   return best;
 }
-
 
 // ---------------------------------------------------------------------------------------
 // Server side (a child process per variant)
