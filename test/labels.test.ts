@@ -2,7 +2,7 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { Attributes } from '@opentelemetry/api';
 import { MeterProvider } from '../src';
-import { attrKey, CapturingLogger, findRecord, installLogger, prng, recordsOf, sumOf, uninstallLogger } from './helpers';
+import { attrKey, CapturingLogger, findRecord, installLogger, maybeRecord, prng, recordsOf, sumOf, uninstallLogger } from './helpers';
 
 let log: CapturingLogger;
 beforeEach(() => {
@@ -285,5 +285,73 @@ describe('array values', () => {
     const cs = await p.collect();
     expect(sumOf(findRecord(cs, 'nested', { ok: 'y' }))).toBe(11);
     expect(log.warned('nested', 'bad')).toBe(true);
+  });
+});
+
+// The direct calls' index (LabelTrie) is one per provider: every instrument walks the same
+// nodes and finds its own handle at the leaf.
+describe('one attribute index for all instruments', () => {
+  it('instruments sharing label sets each keep their own series, past the inline slots', async () => {
+    const p = new MeterProvider({ reclamation: false });
+    const m = p.getMeter('m');
+    const counters = [0, 1, 2, 3].map((i) => m.createCounter(`c${i}`));
+    const upDown = m.createUpDownCounter('u');
+    const hist = m.createHistogram('h', { advice: { explicitBucketBoundaries: [10, 100] } });
+    // 20 routes x 3 statuses: more values under a key than the node holds inline (4) and
+    // than its small array holds (8); six owners per leaf, more than the inline two.
+    const routes = Array.from({ length: 20 }, (_, i) => `/r${i}`);
+    const statuses = [200, 404, 500];
+    const rand = prng(5);
+    const ROUNDS = 6;
+    for (let round = 0; round < ROUNDS; round++) {
+      for (const route of routes) {
+        for (const status of statuses) {
+          // A different instrument order each time: which owner sits in which slot varies.
+          const calls = [0, 1, 2, 3, 4, 5].sort(() => rand() - 0.5);
+          for (const i of calls) {
+            const r = routes.indexOf(route);
+            if (i < 4) counters[i].add(1000 * (i + 1) + r, { route, status });
+            else if (i === 4) upDown.add(-(r + 1), { route, status });
+            else hist.record(r, { route, status });
+          }
+        }
+      }
+    }
+    const cs = await p.collect();
+    for (const [r, route] of routes.entries()) {
+      for (const status of statuses) {
+        for (let i = 0; i < 4; i++) expect(sumOf(findRecord(cs, `c${i}`, { route, status }))).toBe(ROUNDS * (1000 * (i + 1) + r));
+        expect(sumOf(findRecord(cs, 'u', { route, status }))).toBe(-ROUNDS * (r + 1));
+        const h = findRecord(cs, 'h', { route, status }).aggregation as { count: number; sum: number };
+        expect([h.count, h.sum]).toEqual([ROUNDS, ROUNDS * r]);
+      }
+    }
+    for (let i = 0; i < 4; i++) expect(recordsOf(cs, `c${i}`)).toHaveLength(routes.length * statuses.length);
+  });
+
+  it("one instrument's reclaimed series leaves no stale handle in the shared index", async () => {
+    const p = new MeterProvider();
+    const m = p.getMeter('m');
+    const a = m.createCounter('a');
+    const b = m.createCounter('b');
+    // Both enter the index for {id: 'x'} (the third use of a label set does).
+    for (let i = 0; i < 4; i++) {
+      a.add(1, { id: 'x' });
+      b.add(1, { id: 'x' });
+    }
+    expect(sumOf(findRecord(await p.collect(), 'a', { id: 'x' }))).toBe(4);
+    // `a` goes idle; `b` keeps recording through the same leaf.
+    b.add(1, { id: 'x' });
+    await p.collect();
+    b.add(1, { id: 'x' });
+    const cs = await p.collect();
+    expect(maybeRecord(cs, 'a', { id: 'x' })).toBeUndefined(); // reclaimed
+    for (let i = 0; i < 3; i++) b.add(1, { id: 'x' });
+    // `a` comes back: a new series from zero, every measurement counted (a handle left
+    // in the index from before would drop them silently).
+    for (let i = 0; i < 5; i++) a.add(2, { id: 'x' });
+    const after = await p.collect();
+    expect(sumOf(findRecord(after, 'a', { id: 'x' }))).toBe(10);
+    expect(sumOf(findRecord(after, 'b', { id: 'x' }))).toBe(9);
   });
 });

@@ -16,20 +16,26 @@ import type {
   ObservableUpDownCounter as ApiObservableUpDownCounter,
   UpDownCounter as ApiUpDownCounter,
 } from '@opentelemetry/api';
+import type { LabelTrie } from '../sdk/label-trie';
 import type { RecordStore } from '../sdk/record-store';
 import type { BoundCounter, BoundGauge, BoundHistogram, BoundUpDownCounter } from './handles';
 
 /** A monotonic sum. `add(value, attributes)` or, faster, `bind(attributes).add(value)`. */
 export class Counter implements ApiCounter {
+  /** @internal The store's trie, held here: the direct call reads no store field. */
+  readonly trie: LabelTrie<BoundCounter>;
+
   /** @internal */
-  constructor(readonly store: RecordStore<BoundCounter>) {}
+  constructor(readonly store: RecordStore<BoundCounter>) {
+    this.trie = store.trie;
+  }
 
   add(value: number, attributes?: Attributes, _context?: Context): void {
     const s = this.store;
     let h: BoundCounter | undefined;
     if (typeof attributes === 'object' && attributes !== null) {
       try {
-        h = s.trie.get(attributes);
+        h = this.trie.get(attributes, s);
       } catch {
         h = undefined;
       }
@@ -45,15 +51,20 @@ export class Counter implements ApiCounter {
 
 /** A sum that may go down. */
 export class UpDownCounter implements ApiUpDownCounter {
+  /** @internal The store's trie, held here: the direct call reads no store field. */
+  readonly trie: LabelTrie<BoundUpDownCounter>;
+
   /** @internal */
-  constructor(readonly store: RecordStore<BoundUpDownCounter>) {}
+  constructor(readonly store: RecordStore<BoundUpDownCounter>) {
+    this.trie = store.trie;
+  }
 
   add(value: number, attributes?: Attributes, _context?: Context): void {
     const s = this.store;
     let h: BoundUpDownCounter | undefined;
     if (typeof attributes === 'object' && attributes !== null) {
       try {
-        h = s.trie.get(attributes);
+        h = this.trie.get(attributes, s);
       } catch {
         h = undefined;
       }
@@ -68,15 +79,20 @@ export class UpDownCounter implements ApiUpDownCounter {
 
 /** A distribution of values (explicit-bucket histogram by default). */
 export class Histogram implements ApiHistogram {
+  /** @internal The store's trie, held here: the direct call reads no store field. */
+  readonly trie: LabelTrie<BoundHistogram>;
+
   /** @internal */
-  constructor(readonly store: RecordStore<BoundHistogram>) {}
+  constructor(readonly store: RecordStore<BoundHistogram>) {
+    this.trie = store.trie;
+  }
 
   record(value: number, attributes?: Attributes, _context?: Context): void {
     const s = this.store;
     let h: BoundHistogram | undefined;
     if (typeof attributes === 'object' && attributes !== null) {
       try {
-        h = s.trie.get(attributes);
+        h = this.trie.get(attributes, s);
       } catch {
         h = undefined;
       }
@@ -91,15 +107,20 @@ export class Histogram implements ApiHistogram {
 
 /** The last value recorded. */
 export class Gauge implements ApiGauge {
+  /** @internal The store's trie, held here: the direct call reads no store field. */
+  readonly trie: LabelTrie<BoundGauge>;
+
   /** @internal */
-  constructor(readonly store: RecordStore<BoundGauge>) {}
+  constructor(readonly store: RecordStore<BoundGauge>) {
+    this.trie = store.trie;
+  }
 
   record(value: number, attributes?: Attributes, _context?: Context): void {
     const s = this.store;
     let h: BoundGauge | undefined;
     if (typeof attributes === 'object' && attributes !== null) {
       try {
-        h = s.trie.get(attributes);
+        h = this.trie.get(attributes, s);
       } catch {
         h = undefined;
       }

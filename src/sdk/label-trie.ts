@@ -1,4 +1,8 @@
-// LabelTrie: attribute object -> cached value, without building a key.
+// LabelTrie: (attribute object, owner) -> cached value, without building a key.
+//
+// One trie per provider (per thread) serves every instrument: the owner (a RecordStore)
+// picks its value at the leaf. A request that records a counter and a histogram with
+// the same attributes walks the same nodes twice, the second time from warm cache lines.
 //
 // The path is the object's own enumeration order of (key, value) pairs, so the same
 // label set written in two key orders has two paths that lead to the same value (the
@@ -8,30 +12,52 @@
 //
 // Layout, for speed on the common shapes: a node's first key sits in `k0` (attribute
 // objects built by one call site share key order, so the pointer compare of two
-// internalised strings nearly always answers); further keys go to `more`. Under a key,
-// up to SMALL values sit with their children in one array compared with ===; past that, a
-// Map. (Fewer objects per level than separate value and child arrays: the walk of a
-// request in a busy server meets cold caches, and each object is a likely miss.)
+// internalised strings nearly always answers); further keys go to `more`. The first four
+// values seen under k0 sit in the node itself with their children (x0/c0 .. x3/c3), later
+// ones in one array compared with === up to SMALL of them, past that in a Map. A level of
+// the common walk reads one object: the walk of a request in a busy server meets cold
+// caches, and each further object is a likely miss.
 
 const SMALL = 8;
 // The pairs array of a node with none yet: shared, never written (add replaces it).
 const NO_PAIRS: unknown[] = [];
+// An empty inline value slot: equal to no attribute value (undefined and null are values).
+const NONE = Symbol('none');
 
 /**
- * A node's first key sits in `k0`, and the values seen under it in `pairs`, interleaved
- * with their children ([value0, child0, value1, child1, ...]; a Map past SMALL values):
- * a level of the common walk reads the node and one array. Further keys go to `more`,
- * each to a holder node that uses only its own `k0` / `pairs` / `map`.
+ * One level. Fields the common walk reads come first (k0, the inline values and
+ * children, then the first two owners' values at the leaf); the overflow containers
+ * last. Further keys go to `more`, each to a holder node that uses only its own
+ * k0 / x / c / pairs / map.
  */
 class TrieNode<V> {
-  value: V | undefined = undefined;
   k0: string | undefined = undefined;
+  x0: unknown = NONE;
+  c0: TrieNode<V> | undefined = undefined;
+  x1: unknown = NONE;
+  c1: TrieNode<V> | undefined = undefined;
+  x2: unknown = NONE;
+  c2: TrieNode<V> | undefined = undefined;
+  x3: unknown = NONE;
+  c3: TrieNode<V> | undefined = undefined;
+  o0: object | undefined = undefined;
+  v0: V | undefined = undefined;
+  o1: object | undefined = undefined;
+  v1: V | undefined = undefined;
+  /** Values past the inline four, interleaved with children ([value, child, ...]). */
   pairs: unknown[] = NO_PAIRS;
+  /** Replaces `pairs` past SMALL further values. */
   map: Map<unknown, TrieNode<V>> | undefined = undefined;
   more: Map<string, TrieNode<V>> | undefined = undefined;
+  /** Owners past the inline two. */
+  owners: Map<object, V> | undefined = undefined;
 
   /** The child under (this node's k0, v). */
   child(v: unknown): TrieNode<V> | undefined {
+    if (v === this.x0) return this.c0;
+    if (v === this.x1) return this.c1;
+    if (v === this.x2) return this.c2;
+    if (v === this.x3) return this.c3;
     const m = this.map;
     if (m !== undefined) return m.get(v);
     const p = this.pairs;
@@ -40,7 +66,19 @@ class TrieNode<V> {
   }
 
   addChild(v: unknown, node: TrieNode<V>): void {
-    if (this.map !== undefined) {
+    if (this.c0 === undefined) {
+      this.x0 = v;
+      this.c0 = node;
+    } else if (this.c1 === undefined) {
+      this.x1 = v;
+      this.c1 = node;
+    } else if (this.c2 === undefined) {
+      this.x2 = v;
+      this.c2 = node;
+    } else if (this.c3 === undefined) {
+      this.x3 = v;
+      this.c3 = node;
+    } else if (this.map !== undefined) {
       this.map.set(v, node);
     } else if (this.pairs.length < 2 * SMALL) {
       if (this.pairs === NO_PAIRS) this.pairs = [v, node];
@@ -53,15 +91,35 @@ class TrieNode<V> {
       this.pairs = NO_PAIRS;
     }
   }
+
+  /** This owner's value here. */
+  valueOf(owner: object): V | undefined {
+    if (owner === this.o0) return this.v0;
+    if (owner === this.o1) return this.v1;
+    return this.owners?.get(owner);
+  }
+
+  setValue(owner: object, value: V): void {
+    if (this.o0 === undefined || this.o0 === owner) {
+      this.o0 = owner;
+      this.v0 = value;
+    } else if (this.o1 === undefined || this.o1 === owner) {
+      this.o1 = owner;
+      this.v1 = value;
+    } else {
+      (this.owners ??= new Map()).set(owner, value);
+    }
+  }
 }
 
 export class LabelTrie<V> {
   private root = new TrieNode<V>();
   private nodes = 0;
 
-  constructor(private readonly maxNodes = 1 << 18) {}
+  /** Past `maxNodes` nodes the trie starts over (it is only an index). */
+  constructor(private readonly maxNodes = 1 << 19) {}
 
-  get(attrs: object): V | undefined {
+  get(attrs: object, owner: object): V | undefined {
     let node: TrieNode<V> | undefined = this.root;
     for (const k in attrs) {
       let holder: TrieNode<V> | undefined = node;
@@ -72,11 +130,11 @@ export class LabelTrie<V> {
       node = holder.child((attrs as Record<string, unknown>)[k]);
       if (node === undefined) return undefined;
     }
-    return node.value;
+    return node.valueOf(owner);
   }
 
-  /** Caches `value` for this exact object shape; returns false if not cacheable. */
-  set(attrs: object, value: V): boolean {
+  /** Caches `owner`'s `value` for this exact object shape; returns false if not cacheable. */
+  set(attrs: object, owner: object, value: V): boolean {
     let depth = 0;
     for (const k in attrs) {
       const v = (attrs as Record<string, unknown>)[k];
@@ -108,7 +166,7 @@ export class LabelTrie<V> {
       }
       node = child;
     }
-    node.value = value;
+    node.setValue(owner, value);
     return true;
   }
 

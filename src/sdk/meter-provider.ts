@@ -39,6 +39,7 @@ import {
 } from './descriptor';
 import { describeValue, warnLimited } from './diag';
 import { decodeLabels, DEFAULT_LABEL_LIMITS, LabelLimits } from './labels';
+import { LabelTrie } from './label-trie';
 import { native } from './native';
 import { DEFAULT_CARDINALITY_LIMIT, RecordStore } from './record-store';
 import { View, ViewOptions } from './view';
@@ -103,6 +104,8 @@ export class MeterProvider implements ApiMeterProvider, MeterHost {
   private readonly storeByInstrument = new Map<number, RecordStore<BoundHandle>>();
   private readonly nameKinds = new Map<string, string>();
   private readonly attributesOf = new Map<number, Attributes>();
+  /** The direct calls' index for all this provider's stores (see LabelTrie). */
+  private readonly trie = new LabelTrie<BoundHandle>();
   private readonly observables: ObservableInstrument[] = [];
   private readonly batches: BatchRegistration[] = [];
   private readonly readers: MetricReader[];
@@ -208,7 +211,7 @@ export class MeterProvider implements ApiMeterProvider, MeterHost {
 
     if (!valid) {
       warnLimited(`name:${nameText.slice(0, 300)}`, `invalid instrument name "${nameText.slice(0, 300)}": a letter then up to 254 of [A-Za-z0-9_.-/]; the instrument records nothing`);
-      return new RecordStore(descriptor, scope, 0, AggregationKind.DROP, EMPTY_BOUNDS, this.limits, this.attributesOf);
+      return new RecordStore(descriptor, scope, 0, AggregationKind.DROP, EMPTY_BOUNDS, this.limits, this.attributesOf, undefined, undefined, this.trie);
     }
     const nameKey = `${scopeKey}\0${descriptor.name.toLowerCase()}`;
     const prior = this.nameKinds.get(nameKey);
@@ -257,6 +260,7 @@ export class MeterProvider implements ApiMeterProvider, MeterHost {
       this.limits, this.attributesOf,
       { cardinalityLimit: vo?.cardinalityLimit ?? this.cardinalityLimit, keep: view?.keep },
       reg !== null ? registeredParams(reg) : params,
+      this.trie,
     );
     if (this.shutdownDone) store.shutdown();
     this.stores.set(identity, store);
@@ -387,7 +391,7 @@ export class MeterProvider implements ApiMeterProvider, MeterHost {
     });
     const store = new RecordStore<BoundHandle>(
       descriptor, scope, instrumentId, d.aggregation as AggregationKind, d.bounds, this.limits, this.attributesOf,
-      undefined, registeredParams(d),
+      undefined, registeredParams(d), this.trie,
     );
     this.storeByInstrument.set(instrumentId, store); // replaced if this provider registers it later
     return store;

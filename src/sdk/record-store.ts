@@ -1,5 +1,6 @@
 // RecordStore: one per instrument identity per provider per thread. Maps attribute sets
-// to this thread's handles: first a LabelTrie over the attribute object (no key is built),
+// to this thread's handles: first the provider's LabelTrie over the attribute object (no
+// key is built; one trie for all the provider's stores, each store its own leaf value),
 // then the canonical encoding (no C++ call), then native acquire (a new record or a new
 // cell for this thread). Handles cached here hold one native reference each.
 import type { Attributes } from '@opentelemetry/api';
@@ -86,8 +87,11 @@ function snapshot(attrs: object): Record<string, unknown> | undefined {
 export class RecordStore<H extends BoundHandle = BoundHandle> implements HandleOwner {
   readonly name: string;
   readonly int: boolean;
-  /** Direct-call cache: attribute object shape -> handle. */
-  readonly trie = new LabelTrie<H>();
+  /**
+   * Direct-call cache: (attribute object shape, this store) -> handle. Shared by the
+   * provider's stores on this thread; any of them may clear it (it is only an index).
+   */
+  readonly trie: LabelTrie<H>;
   /** Canonical encoding (JSON of the parts) -> handle. Each entry holds one reference. */
   private readonly byKey = new Map<string, H>();
   /** The overflow series' cached handle (holds one reference), once the limit is hit. */
@@ -113,7 +117,9 @@ export class RecordStore<H extends BoundHandle = BoundHandle> implements HandleO
     readonly policy: StorePolicy = DEFAULT_POLICY,
     /** Sketch / exponential histogram parameters (as registered natively). */
     readonly params: AggregatorParams = DEFAULT_AGGREGATOR_PARAMS,
+    trie: LabelTrie<BoundHandle> = new LabelTrie<BoundHandle>(),
   ) {
+    this.trie = trie as LabelTrie<H>;
     this.name = descriptor.name;
     this.int = descriptor.valueType === 0; /* ValueType.INT */
     this.dropped = this.makeHandle(EMPTY_F64, OFF_DROPPED, 0);
@@ -139,7 +145,7 @@ export class RecordStore<H extends BoundHandle = BoundHandle> implements HandleO
       return this.dropped;
     }
     try {
-      const h = this.trie.get(attrs);
+      const h = this.trie.get(attrs, this);
       if (h !== undefined) return h;
       return this.resolve(attrs, true);
     } catch (e) {
@@ -257,7 +263,7 @@ export class RecordStore<H extends BoundHandle = BoundHandle> implements HandleO
       // Its second use: cached by key; the third enters the trie (cacheInTrie below).
       this.byKey.set(key, h);
     } else if (cacheInTrie) {
-      this.trie.set(snap!, h);
+      this.trie.set(snap!, this, h);
     }
     return h;
   }
@@ -278,8 +284,9 @@ export class RecordStore<H extends BoundHandle = BoundHandle> implements HandleO
 
   /**
    * Drops the cached handles of records that were not updated in the last collection,
-   * giving back their references so the record map can reclaim them. The trie is
-   * cleared (it is only an index; live label sets re-enter it on use). Bound handles
+   * giving back their references so the record map can reclaim them. The shared trie
+   * is cleared (it is only an index; live label sets of every store re-enter it from
+   * their byKey entries on use), so no evicted handle stays reachable. Bound handles
    * keep their own references and are untouched.
    */
   evict(stale: ReadonlySet<number>): number {
