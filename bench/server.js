@@ -17,7 +17,7 @@
 //   (every variant once, in a shuffled order) ratios against that cycle's `none`; the
 //   verdict reads a 95% confidence interval of the median ratio. A variant's phases are
 //   never more than a cycle (1.5 s) from its baseline's, in the same process: an A/A
-//   control's 95% interval was within +-1.2% here, where the methods below spread +-3 to +-16%.
+//   control's 95% interval has been within +-1.5% here (+-1.2% in most runs), where the methods below spread +-3 to +-16%.
 // - --separate: each variant in processes of its own, one 2 s run at a time (below).
 // - --same-process: like interleaved but one 2 s run per variant at a time (below).
 // The rest of this comment is about the two older methods.
