@@ -116,8 +116,13 @@ export class LabelTrie<V> {
   private root = new TrieNode<V>();
   private nodes = 0;
 
-  /** Past `maxNodes` nodes the trie starts over (it is only an index). */
-  constructor(private readonly maxNodes = 1 << 19) {}
+  /**
+   * Past `maxNodes` nodes the trie starts over (it is only an index). One trie serves
+   * every instrument of a provider, so the cap is the provider's: ~1M nodes of ~170 B
+   * (a cached label set of three attributes is three nodes, shared by the instruments
+   * that use it).
+   */
+  constructor(private readonly maxNodes = 1 << 20) {}
 
   get(attrs: object, owner: object): V | undefined {
     let node: TrieNode<V> | undefined = this.root;
