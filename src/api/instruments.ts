@@ -18,18 +18,30 @@ import type {
 } from '@opentelemetry/api';
 import type { LabelTrie } from '../sdk/label-trie';
 import type { RecordStore } from '../sdk/record-store';
-import type { BoundCounter, BoundGauge, BoundHistogram, BoundUpDownCounter } from './handles';
+import type { BoundCounter, BoundGauge, BoundHandle, BoundHistogram, BoundUpDownCounter } from './handles';
 
-/** A monotonic sum. `add(value, attributes)` or, faster, `bind(attributes).add(value)`. */
-export class Counter implements ApiCounter {
+/**
+ * What the synchronous instruments share. Each keeps its own copy of the direct call's
+ * few lines (trie, else the store's slow path): one shared method measured ~3 ns slower
+ * on histogram.record with a fresh literal (`npm run bench`: 35-36 ns against 31-32.5).
+ */
+abstract class SyncInstrument<H extends BoundHandle> {
   /** @internal The store's trie, held here: the direct call reads no store field. */
-  readonly trie: LabelTrie<BoundCounter>;
+  readonly trie: LabelTrie<H>;
 
   /** @internal */
-  constructor(readonly store: RecordStore<BoundCounter>) {
+  constructor(readonly store: RecordStore<H>) {
     this.trie = store.trie;
   }
 
+  /** A handle bound to `attributes`; hold it, write through it, and `unbind()` when done. */
+  bind(attributes?: Attributes): H {
+    return this.store.bind(attributes);
+  }
+}
+
+/** A monotonic sum. `add(value, attributes)` or, faster, `bind(attributes).add(value)`. */
+export class Counter extends SyncInstrument<BoundCounter> implements ApiCounter {
   add(value: number, attributes?: Attributes, _context?: Context): void {
     const s = this.store;
     let h: BoundCounter | undefined;
@@ -42,23 +54,10 @@ export class Counter implements ApiCounter {
     }
     (h ?? s.lookup(attributes)).add(value);
   }
-
-  /** A handle bound to `attributes`; hold it, call `add`, and `unbind()` when done. */
-  bind(attributes?: Attributes): BoundCounter {
-    return this.store.bind(attributes);
-  }
 }
 
 /** A sum that may go down. */
-export class UpDownCounter implements ApiUpDownCounter {
-  /** @internal The store's trie, held here: the direct call reads no store field. */
-  readonly trie: LabelTrie<BoundUpDownCounter>;
-
-  /** @internal */
-  constructor(readonly store: RecordStore<BoundUpDownCounter>) {
-    this.trie = store.trie;
-  }
-
+export class UpDownCounter extends SyncInstrument<BoundUpDownCounter> implements ApiUpDownCounter {
   add(value: number, attributes?: Attributes, _context?: Context): void {
     const s = this.store;
     let h: BoundUpDownCounter | undefined;
@@ -71,22 +70,10 @@ export class UpDownCounter implements ApiUpDownCounter {
     }
     (h ?? s.lookup(attributes)).add(value);
   }
-
-  bind(attributes?: Attributes): BoundUpDownCounter {
-    return this.store.bind(attributes);
-  }
 }
 
 /** A distribution of values (explicit-bucket histogram by default). */
-export class Histogram implements ApiHistogram {
-  /** @internal The store's trie, held here: the direct call reads no store field. */
-  readonly trie: LabelTrie<BoundHistogram>;
-
-  /** @internal */
-  constructor(readonly store: RecordStore<BoundHistogram>) {
-    this.trie = store.trie;
-  }
-
+export class Histogram extends SyncInstrument<BoundHistogram> implements ApiHistogram {
   record(value: number, attributes?: Attributes, _context?: Context): void {
     const s = this.store;
     let h: BoundHistogram | undefined;
@@ -99,22 +86,10 @@ export class Histogram implements ApiHistogram {
     }
     (h ?? s.lookup(attributes)).record(value);
   }
-
-  bind(attributes?: Attributes): BoundHistogram {
-    return this.store.bind(attributes);
-  }
 }
 
 /** The last value recorded. */
-export class Gauge implements ApiGauge {
-  /** @internal The store's trie, held here: the direct call reads no store field. */
-  readonly trie: LabelTrie<BoundGauge>;
-
-  /** @internal */
-  constructor(readonly store: RecordStore<BoundGauge>) {
-    this.trie = store.trie;
-  }
-
+export class Gauge extends SyncInstrument<BoundGauge> implements ApiGauge {
   record(value: number, attributes?: Attributes, _context?: Context): void {
     const s = this.store;
     let h: BoundGauge | undefined;
@@ -126,10 +101,6 @@ export class Gauge implements ApiGauge {
       }
     }
     (h ?? s.lookup(attributes)).record(value);
-  }
-
-  bind(attributes?: Attributes): BoundGauge {
-    return this.store.bind(attributes);
   }
 }
 
