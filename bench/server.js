@@ -32,6 +32,9 @@
 //               --timing-finish), then nothing recorded (what every library's variant
 //               pays before its own calls)
 //   hotmeter    hotmeter's MeterProvider behind @opentelemetry/api
+//   hmbound     the same, through bound handles: each route holds the handles it bound for
+//               its method and each status it answered (what a router that knows its
+//               routes can do); a request writes through them without attribute objects
 //   otel        @opentelemetry/sdk-metrics' MeterProvider behind @opentelemetry/api
 //   prom        prom-client Counter and Histogram
 // Each instrumented variant records, per request, a request counter and a duration
@@ -103,19 +106,20 @@ const http = require('node:http');
 const os = require('node:os');
 const path = require('node:path');
 
-const ALL_VARIANTS = ['none', 'none2', 'bare', 'hotmeter', 'otel', 'prom'];
+const ALL_VARIANTS = ['none', 'none2', 'bare', 'hotmeter', 'hmbound', 'otel', 'prom'];
 // How instrumented servers time a request: by default performance.now() before the
 // handler and after res.end() (the handler is synchronous); with --timing-finish, a
 // 'finish' listener per request and hrtime.bigint(), as middleware for asynchronous
 // handlers does (it costs ~3 µs a request here, the same for every library).
 if (process.argv.includes('--timing-finish')) process.env.HOTMETER_BENCH_TIMING = 'finish';
 const FINISH_TIMING = process.env.HOTMETER_BENCH_TIMING === 'finish';
-const LIBRARIES = ['hotmeter', 'otel', 'prom'];
+const LIBRARIES = ['hotmeter', 'hmbound', 'otel', 'prom'];
 const TITLE = {
   none: 'no metrics',
   none2: 'no metrics, 2nd process (A/A)',
   bare: 'timing only, no library',
   hotmeter: 'hotmeter',
+  hmbound: 'hotmeter, bound handles per route',
   otel: '@opentelemetry/sdk-metrics',
   prom: 'prom-client',
 };
@@ -175,15 +179,28 @@ function speedProbe() {
 // ---------------------------------------------------------------------------------------
 // Server side (a child process per variant)
 
-/** One variant's instruments: record(method, route, status, seconds), and verify() -> what they counted. */
+// The routes the handler knows, one entry per (method, path): the entry is where a
+// variant may keep what it prepared for that route (hmbound: its bound handles, by
+// status).
+const ROUTES = {
+  users: { method: 'GET', route: '/api/users', hmbound: new Array(600).fill(undefined) },
+  order: { method: 'GET', route: '/api/orders/:id', hmbound: new Array(600).fill(undefined) },
+  create: { method: 'POST', route: '/api/orders', hmbound: new Array(600).fill(undefined) },
+  unmatched: { method: 'GET', route: 'unmatched', hmbound: new Array(600).fill(undefined) },
+};
+
+/**
+ * One variant's instruments: record(method, route, status, seconds, entry) (entry: the
+ * ROUTES entry the handler matched), and verify() -> what they counted.
+ */
 function makeVariant(variant) {
   let record = () => {};
   let verify = async () => ({});
-  if (variant === 'hotmeter' || variant === 'otel') {
+  if (variant === 'hotmeter' || variant === 'hmbound' || variant === 'otel') {
     const api = require('@opentelemetry/api');
     let provider;
     let collectTotals;
-    if (variant === 'hotmeter') {
+    if (variant !== 'otel') {
       const hm = require('../dist/cjs');
       const pull = new hm.PullController();
       provider = new hm.MeterProvider({ readers: [pull] });
@@ -225,16 +242,35 @@ function makeVariant(variant) {
     // One function literal per library: closures of one literal share V8's feedback (and
     // optimized code), which would make each library's calls polymorphic over both in a
     // process that serves both (--same-process).
-    record =
-      variant === 'hotmeter'
-        ? (method, route, status, seconds) => {
-            requests.add(1, { method, route, status });
-            duration.record(seconds, { method, route, status });
+    if (variant === 'hotmeter') {
+      record = (method, route, status, seconds) => {
+        requests.add(1, { method, route, status });
+        duration.record(seconds, { method, route, status });
+      };
+    } else if (variant === 'hmbound') {
+      // Bound on a route's first answer with each status, held for the process's life.
+      // A method the route was not registered for (only the unmatched route can see one)
+      // takes the attribute path.
+      record = (method, route, status, seconds, entry) => {
+        if (method === entry.method && status < 600) {
+          let b = entry.hmbound[status];
+          if (b === undefined) {
+            b = { requests: requests.bind({ method, route, status }), duration: duration.bind({ method, route, status }) };
+            entry.hmbound[status] = b;
           }
-        : (method, route, status, seconds) => {
-            requests.add(1, { method, route, status });
-            duration.record(seconds, { method, route, status });
-          };
+          b.requests.add(1);
+          b.duration.record(seconds);
+        } else {
+          requests.add(1, { method, route, status });
+          duration.record(seconds, { method, route, status });
+        }
+      };
+    } else {
+      record = (method, route, status, seconds) => {
+        requests.add(1, { method, route, status });
+        duration.record(seconds, { method, route, status });
+      };
+    }
     verify = collectTotals;
   } else if (variant === 'prom') {
     const prom = require('prom-client');
@@ -309,36 +345,37 @@ function serve(spec) {
       return;
     }
     servedTotal++;
-    let route;
+    let entry;
     let status = 200;
     let body;
     if (url === '/api/users') {
-      route = '/api/users';
+      entry = ROUTES.users;
       body = '[{"id":1,"name":"ada"},{"id":2,"name":"grace"}]';
     } else if (url.startsWith('/api/orders/')) {
-      route = '/api/orders/:id';
+      entry = ROUTES.order;
       body = `{"id":${JSON.stringify(url.slice(12))},"total":42}`;
     } else if (url === '/api/orders' && method === 'POST') {
-      route = '/api/orders';
+      entry = ROUTES.create;
       status = 201;
       body = '{"id":7}';
       req.resume();
     } else {
-      route = 'unmatched';
+      entry = ROUTES.unmatched;
       status = 404;
       body = 'not found';
       served404++;
       if (url !== '/missing' || method !== 'GET') unexpected++;
     }
+    const route = entry.route;
     const key = `${method} ${route} ${status}`;
     v.served[key] = (v.served[key] || 0) + 1;
     if (v.instrumented && FINISH_TIMING) {
-      res.once('finish', () => v.record(method, route, status, Number(process.hrtime.bigint() - t0) / 1e9));
+      res.once('finish', () => v.record(method, route, status, Number(process.hrtime.bigint() - t0) / 1e9, entry));
     }
     res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
     res.end(body);
     // The handler is synchronous: once res.end() returns the response is written.
-    if (v.instrumented && !FINISH_TIMING) v.record(method, route, status, (performance.now() - t0) / 1e3);
+    if (v.instrumented && !FINISH_TIMING) v.record(method, route, status, (performance.now() - t0) / 1e3, entry);
   });
   server.keepAliveTimeout = 60_000;
   for (let i = 0; i < 30; i++) speedProbe(); // compiled before it is relied on
