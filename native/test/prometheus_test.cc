@@ -112,12 +112,17 @@ struct Fixture {
     if (id) *id = a.recordId;
     return Cell(m, arena, a);
   }
-  std::string Render(const prom::Options& o, const prom::ExactQuantiles& exact = {},
-                     std::vector<uint32_t>* dropped = nullptr, prom::Snapshot* keep = nullptr) {
+  // A snapshot of every instrument of the domain.
+  prom::Snapshot Snap() {
     CollectOptions co;
     co.domain = domain;
     prom::Snapshot snap;
     prom::TakeSnapshot(m, co, nullptr, &snap);
+    return snap;
+  }
+  std::string Render(const prom::Options& o, const prom::ExactQuantiles& exact = {},
+                     std::vector<uint32_t>* dropped = nullptr, prom::Snapshot* keep = nullptr) {
+    prom::Snapshot snap = Snap();
     prom::ChunkedOutput out(o.chunkBytes);
     prom::Serialize(snap, o, exact, &out, dropped);
     std::string s = prom::Join(out.Take());
@@ -627,10 +632,7 @@ TEST(chunks_end_at_line_boundaries) {
     REQUIRE(cell);
     cell[0] = i;
   }
-  CollectOptions co;
-  co.domain = f.domain;
-  prom::Snapshot snap;
-  prom::TakeSnapshot(f.m, co, nullptr, &snap);
+  prom::Snapshot snap = f.Snap();
   prom::Options o = Text();
   o.chunkBytes = 4096;
   prom::ChunkedOutput out(o.chunkBytes);
@@ -731,11 +733,8 @@ TEST(output_from_pooled_blocks_equals_fresh_output) {
     REQUIRE(cell);
     cell[0] = i;
   }
-  CollectOptions co;
-  co.domain = f.domain;
   auto scrape = [&]() {
-    prom::Snapshot snap;
-    prom::TakeSnapshot(f.m, co, nullptr, &snap);
+    prom::Snapshot snap = f.Snap();
     const uint64_t ticket = prom::OutputPool::Global().BeginScrape();
     prom::ChunkedOutput out;
     prom::Serialize(snap, Text(), {}, &out, nullptr);
@@ -838,10 +837,7 @@ TEST(parts_written_one_after_another_are_the_whole_text) {
       c[0] = i;
     }
   }
-  CollectOptions co;
-  co.domain = f.domain;
-  prom::Snapshot snap;
-  prom::TakeSnapshot(f.m, co, nullptr, &snap);
+  prom::Snapshot snap = f.Snap();
   // Families without records sorting first, between and last: each header belongs to
   // exactly one part. (TakeSnapshot leaves such instruments out; a plan must not rely on it.)
   for (const char* name : {"a_empty", "m1_empty", "z_empty"}) {
