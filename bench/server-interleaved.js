@@ -20,6 +20,11 @@
 //   A/A control (`none2`, the same code as `none`) must come out at 1 within its own
 //   interval; if its interval excludes 1 by more than 0.5% the method is biased in that
 //   run and every verdict is INCONCLUSIVE.
+// - Verdicts, each against the 2% line: the timing harness alone (`bare`: the least any
+//   library's variant can cost), hotmeter and hotmeter through bound handles (`hmbound`)
+//   against `none`, and each hotmeter variant against `bare` in the same cycle (its own
+//   calls). result.verdict.throughput / .cpuPerRequest are hotmeter's (fresh attributes),
+//   .bound the bound handles', .harness the harness's.
 // - The first --warmup s of each process (every variant served in turn) are discarded.
 // - p99: every response's latency, attributed to the variant active when it arrived.
 const common = require('./server');
