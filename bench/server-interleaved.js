@@ -60,14 +60,17 @@ function medianCI(xs, level = 0.95) {
   const s = [...xs].sort((a, b) => a - b);
   const n = s.length;
   const tail = (1 - level) / 2;
+  // The pmf is stepped in logs: 0.5^n underflows to 0 past n = 1074 (a long run has more
+  // cycles), and a zero pmf would never reach the tail and give the extremes.
   let cdf = 0;
-  let pmf = Math.pow(0.5, n); // P(X = 0)
+  let logPmf = n * Math.log(0.5); // log P(X = 0)
   let k = 0; // P(X < k) <= tail
   for (let j = 0; j < n; j++) {
+    const pmf = Math.exp(logPmf);
     if (cdf + pmf > tail) break;
     cdf += pmf;
     k = j + 1;
-    pmf = (pmf * (n - j)) / (j + 1);
+    logPmf += Math.log(n - j) - Math.log(j + 1);
   }
   if (k < 1) return null;
   return { lo: s[k - 1], hi: s[n - k] };

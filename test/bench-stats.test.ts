@@ -19,6 +19,15 @@ describe('bench:server statistics', () => {
     expect(medianCI(h)).toEqual({ lo: 40, hi: 61 });
   });
 
+  it('gives a narrow interval around the middle for long runs (0.5^n underflows past n = 1074)', () => {
+    for (const n of [1000, 1190, 5000]) {
+      const ci = medianCI(Array.from({ length: n }, (_, i) => i + 1))!;
+      // Symmetric ranks k and n + 1 - k, about 1.96 sqrt(n) apart (normal approximation).
+      expect(ci.lo + ci.hi).toBe(n + 1);
+      expect(Math.abs(ci.hi - ci.lo - 1.96 * Math.sqrt(n))).toBeLessThan(3);
+    }
+  });
+
   it('covers the true median in at least 95% of samples, and not far more', () => {
     let seed = 12345;
     const rand = () => {
