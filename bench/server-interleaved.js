@@ -23,7 +23,9 @@
 // - Verdicts, each against the 2% line: the timing harness alone (`bare`: the least any
 //   library's variant can cost), hotmeter and hotmeter through bound handles (`hmbound`)
 //   against `none`, and each hotmeter variant against `bare` in the same cycle (its own
-//   calls). result.verdict.throughput / .cpuPerRequest are hotmeter's (fresh attributes),
+//   calls); hotmeter (fresh attributes) also against `attrs` (the harness plus the user's
+//   attribute objects: what is left is the library's calls alone, verdict.libraryCalls).
+//   result.verdict.throughput / .cpuPerRequest are hotmeter's (fresh attributes),
 //   .bound the bound handles', .harness the harness's.
 // - The first --warmup s of each process (every variant served in turn) are discarded.
 // - p99: every response's latency, attributed to the variant active when it arrived.
@@ -285,6 +287,17 @@ async function runInterleaved(opts) {
         console.log(
           `  ${TITLE[v]} vs the timing-only harness (its own calls within 2%?): throughput ${out.ownCallsThroughput} (${fmt(own.rps)}), ` +
             `server CPU per request ${out.ownCallsCpuPerRequest} (${fmt(own.cpu)})`,
+        );
+      }
+      // Fresh attributes: the library's calls alone, without the user's attribute objects.
+      const lib = v === 'hotmeter' && row('attrs') ? paired(v, 'attrs') : undefined;
+      if (lib) {
+        out.libraryCalls = { throughput: judge(lib.rps, true), cpuPerRequest: judge(lib.cpu, false) };
+        const made = paired('attrs', bare ? 'bare' : 'none');
+        console.log(
+          `  the attribute objects themselves (attrs vs ${bare ? 'bare' : 'none'}): CPU per request ${fmt(made.cpu)}; ` +
+            `${TITLE[v]} vs attrs (the library's calls alone): throughput ${out.libraryCalls.throughput} (${fmt(lib.rps)}), ` +
+            `server CPU per request ${out.libraryCalls.cpuPerRequest} (${fmt(lib.cpu)})`,
         );
       }
     }

@@ -1,10 +1,10 @@
 'use strict';
-// Load: one HTTP server, four ways (plus a timing-only harness and an A/A control), under
+// Load: one HTTP server, four ways (plus timing-only and timing-and-attributes controls and an A/A control), under
 // autocannon on loopback, measured so that a 2% difference can be told from the noise of
 // a shared 2-core machine.
 //
 //   npm run bench:server                      (builds the TS, then runs this file; ~3 min)
-//   npm run bench:server -- --long            (300 s measured instead of 120; ~6.5 min)
+//   npm run bench:server -- --long            (1200 s measured instead of 120; ~22 min: +-0.3% on a median)
 //   node bench/server.js --seconds 120 --procs 3 --phase-ms 250 --warmup 3 --connections 32 --seed 1
 //   node bench/server.js --only hotmeter,bare (fewer variants; `none` is always included)
 //   node bench/server.js --serve hotmeter     (just the server; prints its port; for profiling)
@@ -31,6 +31,9 @@
 //               and its duration computed (after res.end(), or in a 'finish' listener with
 //               --timing-finish), then nothing recorded (what every library's variant
 //               pays before its own calls)
+//   attrs       the harness and the two `{method, route, status}` objects every library
+//               variant builds per request, then nothing recorded: the user's code
+//               without the library's calls
 //   hotmeter    hotmeter's MeterProvider behind @opentelemetry/api
 //   hmbound     the same, through bound handles: each route holds the handles it bound for
 //               its method and each status it answered (what a router that knows its
@@ -106,7 +109,7 @@ const http = require('node:http');
 const os = require('node:os');
 const path = require('node:path');
 
-const ALL_VARIANTS = ['none', 'none2', 'bare', 'hotmeter', 'hmbound', 'otel', 'prom'];
+const ALL_VARIANTS = ['none', 'none2', 'bare', 'attrs', 'hotmeter', 'hmbound', 'otel', 'prom'];
 // How instrumented servers time a request: by default performance.now() before the
 // handler and after res.end() (the handler is synchronous); with --timing-finish, a
 // 'finish' listener per request and hrtime.bigint(), as middleware for asynchronous
@@ -118,6 +121,7 @@ const TITLE = {
   none: 'no metrics',
   none2: 'no metrics, 2nd process (A/A)',
   bare: 'timing only, no library',
+  attrs: 'timing and attribute objects, no library',
   hotmeter: 'hotmeter',
   hmbound: 'hotmeter, bound handles per route',
   otel: '@opentelemetry/sdk-metrics',
@@ -293,6 +297,14 @@ function makeVariant(variant) {
         }
       }
       return out;
+    };
+  } else if (variant === 'attrs') {
+    // The harness plus the two attribute objects the libraries' variants build, kept
+    // where V8 cannot elide them: what the user's own code costs before any library call.
+    const sink = [undefined, undefined];
+    record = (method, route, status, seconds) => {
+      sink[0] = { method, route, status };
+      sink[1] = { method, route, status };
     };
   } else if (variant !== 'none' && variant !== 'none2' && variant !== 'bare') {
     throw new Error(`unknown variant ${variant}`);
@@ -655,7 +667,7 @@ async function main() {
     const ok = await require('./server-interleaved').runInterleaved({
       variants: VARIANTS,
       procs: PROCS,
-      seconds: opt('seconds', long ? 300 : 120),
+      seconds: opt('seconds', long ? 1200 : 120),
       warmup: WARMUP * VARIANTS.length, // --warmup s for each variant, served in turn
       phaseMs: opt('phase-ms', 250),
       connections: CONNECTIONS,
