@@ -271,10 +271,13 @@ async function runInterleaved(opts) {
       const hm = row(v);
       if (!hm) continue;
       const own = bare ? paired(v, 'bare') : undefined;
+      // Fresh attributes: the library's calls alone, without the user's attribute objects.
+      const lib = v === 'hotmeter' && row('attrs') ? paired(v, 'attrs') : undefined;
       const out = {
         throughput: judge(hm.rpsRatio, true),
         cpuPerRequest: judge(hm.cpuRatio, false),
         ...(own && { ownCallsThroughput: judge(own.rps, true), ownCallsCpuPerRequest: judge(own.cpu, false) }),
+        ...(lib && { libraryCalls: { throughput: judge(lib.rps, true), cpuPerRequest: judge(lib.cpu, false) } }),
       };
       // verdict.throughput etc. are the default API's (hotmeter); verdict.bound the bound handles'.
       if (v === 'hotmeter') Object.assign(verdicts, out, { aaBiased: Boolean(aaBiased) });
@@ -289,10 +292,7 @@ async function runInterleaved(opts) {
             `server CPU per request ${out.ownCallsCpuPerRequest} (${fmt(own.cpu)})`,
         );
       }
-      // Fresh attributes: the library's calls alone, without the user's attribute objects.
-      const lib = v === 'hotmeter' && row('attrs') ? paired(v, 'attrs') : undefined;
       if (lib) {
-        out.libraryCalls = { throughput: judge(lib.rps, true), cpuPerRequest: judge(lib.cpu, false) };
         const made = paired('attrs', bare ? 'bare' : 'none');
         console.log(
           `  the attribute objects themselves (attrs vs ${bare ? 'bare' : 'none'}): CPU per request ${fmt(made.cpu)}; ` +
