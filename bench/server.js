@@ -1,7 +1,7 @@
 'use strict';
-// Load: one HTTP server, four ways (plus timing-only and timing-and-attributes controls and an A/A control), under
-// autocannon on loopback, measured so that a 2% difference can be told from the noise of
-// a shared 2-core machine.
+// Load: one HTTP server, four ways (plus an A/A control, a timing-only control and a
+// timing-and-attribute-objects control), under autocannon on loopback, measured so that a
+// 2% difference can be told from the noise of a shared 2-core machine.
 //
 //   npm run bench:server                      (builds the TS, then runs this file; ~3 min)
 //   npm run bench:server -- --long            (1200 s measured instead of 120; ~22 min: +-0.3% on a median)
