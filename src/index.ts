@@ -39,7 +39,7 @@ export { View } from './sdk/view';
 export type { ViewOptions } from './sdk/view';
 export { DEFAULT_CARDINALITY_LIMIT } from './sdk/record-store';
 // Export pipeline: label encoders, temporality, batchers, exporters, controllers.
-export { DefaultLabelEncoder, defaultLabelEncoder, encodedLabels, prometheusLabelEncoder } from './export/label-encoder';
+export { DefaultLabelEncoder, defaultLabelEncoder } from './export/label-encoder';
 export type { LabelEncoder } from './export/label-encoder';
 export {
   AggregationTemporality,
@@ -49,26 +49,8 @@ export {
   temporalitySelector,
 } from './export/temporality';
 export type { AggregationTemporalitySelector, TemporalityPreference } from './export/temporality';
-export {
-  Batcher,
-  UngroupedBatcher,
-  DefaultKeysBatcher,
-  createBatcher,
-  deltaOf,
-  hasMinMax,
-  isReset,
-  mergeAggregations,
-  mergeOrdered,
-  reduceAttributes,
-} from './export/batchers';
-export type {
-  BatcherKind,
-  BatcherOptions,
-  BatchedHistogramAggregation,
-  BatchedMinMaxSumCountAggregation,
-  MinMaxFlag,
-  Ordered,
-} from './export/batchers';
+export { Batcher, UngroupedBatcher, DefaultKeysBatcher, createBatcher } from './export/batchers';
+export type { BatcherKind, BatcherOptions, BatchedHistogramAggregation, BatchedMinMaxSumCountAggregation } from './export/batchers';
 export { ExportResultCode } from './export/exporter';
 export type { Exporter, ExportOptions, ExportResource, ExportResult } from './export/exporter';
 export { ConsoleMetricExporter } from './exporters/console';
@@ -90,43 +72,15 @@ export type {
 // Worker threads: attach a thread to a domain another provider exports.
 export { attachMeterProvider, AttachedMeterProvider } from './sdk/worker';
 export type { AttachOptions } from './sdk/worker';
-export { drainStale, evictionStats, setEvictInterval, DEFAULT_EVICT_INTERVAL_MS } from './sdk/worker-evict';
 // Call metrics engine (duration and count of calls to dependent APIs) and runtime metrics.
 export * from './callmetrics';
 export * from './runtime';
 // OTLP and the OpenTelemetry JS ecosystem: collections as sdk-metrics ResourceMetrics.
-export {
-  HotmeterMetricProducer,
-  isOtelMetricReader,
-  toOtelResourceMetrics,
-  toOtelResource,
-  toHrTime,
-  otelInstrumentType,
-  StaticResource,
-  OtelDataPointType,
-} from './exporters/otlp';
-export type {
-  HotmeterMetricProducerOptions,
-  ToResourceMetricsOptions,
-  OtelAggregationTemporality,
-  OtelCollectionResult,
-  OtelDataPoint,
-  OtelExponentialHistogram,
-  OtelHistogram,
-  OtelInstrumentType,
-  OtelMetricData,
-  OtelMetricDescriptor,
-  OtelMetricProducer,
-  OtelMetricReader,
-  OtelResource,
-  OtelResourceMetrics,
-  OtelScopeMetrics,
-} from './exporters/otlp';
-// Prometheus: content negotiation, OpenMetrics, native serialization (issue 4).
+export { HotmeterMetricProducer, toOtelResourceMetrics } from './exporters/otlp';
+export type { HotmeterMetricProducerOptions, ToResourceMetricsOptions } from './exporters/otlp';
+// Prometheus: OpenMetrics content type, summary quantiles, the producer interface's text passes.
 export { OPENMETRICS_CONTENT_TYPE } from './exporters/prometheus/exporter';
 export type { PrometheusScrape } from './exporters/prometheus/exporter';
-export { negotiateFormat } from './exporters/prometheus/negotiate';
-export type { NegotiatedFormat } from './exporters/prometheus/negotiate';
 export { DEFAULT_SUMMARY_QUANTILES } from './exporters/prometheus/serializer';
 export type { PrometheusFormatOptions } from './exporters/prometheus/serializer';
 export type { PrometheusCollectOptions, PrometheusPart, PrometheusPayload, PrometheusStream } from './export/reader';

@@ -26,23 +26,25 @@ import {
   HotmeterMetricProducer,
   inexpensiveSelector,
   InstrumentKind,
-  isOtelMetricReader,
   MeterProvider,
-  otelInstrumentType,
   PrometheusExporter,
   PullController,
   PushController,
   sketchSelector,
-  StaticResource,
-  toHrTime,
-  toOtelResource,
   toOtelResourceMetrics,
   type CheckpointSet,
   type ExponentialHistogramAggregation,
   type MetricProducer,
   type MetricReader,
-  type OtelResourceMetrics,
 } from '../src';
+import {
+  isOtelMetricReader,
+  otelInstrumentType,
+  StaticResource,
+  toHrTime,
+  toOtelResource,
+  type OtelResourceMetrics,
+} from '../src/exporters/otlp';
 import { downscaleBuckets, exponentialDelta } from '../src/exporters/otlp';
 import { CapturingLogger, installLogger, prng, randInt, uninstallLogger } from './helpers';
 

@@ -14,7 +14,8 @@ import {
   type MetricProducer,
   type ResourceMetrics,
 } from '@opentelemetry/sdk-metrics';
-import { HotmeterMetricProducer, MeterProvider, StaticResource, type OtelMetricData, type OtelResourceMetrics } from '../src';
+import { HotmeterMetricProducer, MeterProvider } from '../src';
+import { StaticResource, type OtelMetricData, type OtelResourceMetrics } from '../src/exporters/otlp';
 
 export async function fixture(): Promise<void> {
   // sdk-metrics readers go straight into hotmeter's provider.

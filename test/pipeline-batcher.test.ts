@@ -13,7 +13,6 @@ import {
   PullController,
   UngroupedBatcher,
   defaultLabelEncoder,
-  hasMinMax,
   type Aggregation,
   type CheckpointRecord,
   type Descriptor,
@@ -21,6 +20,7 @@ import {
   type MetricProducer,
   type MetricReader,
 } from '../src';
+import { hasMinMax } from '../src/export/batchers';
 import { attrKey, histOf, prng, randInt, RefHistogram, sumOf } from './helpers';
 
 const withAdvice = (attributes: string[], extra: MetricOptions = {}): MetricOptions =>
@@ -401,7 +401,7 @@ describe('label encoding happens once per series', () => {
   }
 });
 
-import { encodedLabels } from '../src';
+import { encodedLabels } from '../src/export/label-encoder';
 function encodedLabelsFor(r: CheckpointRecord, e: LabelEncoder): string {
   return encodedLabels(r.attributes, e);
 }

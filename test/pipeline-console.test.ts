@@ -6,8 +6,8 @@ import {
   ExportResultCode,
   MeterProvider,
   PushController,
-  prometheusLabelEncoder,
 } from '../src';
+import { prometheusLabelEncoder } from '../src/export/label-encoder';
 import { CapturingLogger, installLogger, uninstallLogger } from './helpers';
 
 class Sink {

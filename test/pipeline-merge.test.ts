@@ -2,18 +2,16 @@
 // seeded PRNG), the delta between cumulative checkpoints, and the label encoders.
 import { describe, expect, it } from 'vitest';
 import type { Aggregation, Attributes } from '../src';
+import { DefaultLabelEncoder, defaultLabelEncoder } from '../src';
 import {
-  DefaultLabelEncoder,
-  defaultLabelEncoder,
   deltaOf,
-  encodedLabels,
   hasMinMax,
   isReset,
   mergeAggregations,
   mergeOrdered,
-  prometheusLabelEncoder,
   type Ordered,
-} from '../src';
+} from '../src/export/batchers';
+import { encodedLabels, prometheusLabelEncoder } from '../src/export/label-encoder';
 import { prng, randInt } from './helpers';
 
 const BOUNDS = [0, 10, 100];

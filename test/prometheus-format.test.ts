@@ -9,13 +9,13 @@ import {
   AggregationKind,
   CheckpointSet,
   MeterProvider,
-  negotiateFormat,
   OPENMETRICS_CONTENT_TYPE,
   PROMETHEUS_TEXT_CONTENT_TYPE,
   PrometheusExporter,
   toPrometheusText,
   type MetricProducer,
 } from '../src';
+import { negotiateFormat } from '../src/exporters/prometheus/negotiate';
 import { familyName, formatValue, sanitizeLabelName, sanitizeMetricName, unitSuffix } from '../src/exporters/prometheus/naming';
 import { native } from '../src/sdk/native';
 import { installLogger, prng, uninstallLogger } from './helpers';

@@ -14,7 +14,7 @@ import {
 } from '@opentelemetry/api';
 import { BoundHandle } from '../api/handles';
 import { InstrumentObservableResult, BatchRegistration, ObservableInstrument } from '../api/instruments';
-import { Meter, MeterHost } from '../api/meter';
+import { Meter } from '../api/meter';
 import { Aggregation, CheckpointRecord, CheckpointSet } from '../export/checkpoint-set';
 import type { MetricReader } from '../export/reader';
 import { adaptReader } from '../exporters/otlp/producer';
@@ -93,7 +93,8 @@ const DIRECT: object = Object.freeze({ reader: 'direct provider.collect()' });
 const EMPTY_BOUNDS = new Float64Array(0);
 const NO_ATTRIBUTES: Attributes = Object.freeze({});
 
-export class MeterProvider implements ApiMeterProvider, MeterHost {
+// It is the MeterHost of its meters (structurally: MeterHost is internal).
+export class MeterProvider implements ApiMeterProvider {
   /** The resource exported with every collection. */
   readonly resource: { attributes: Attributes };
   private readonly domain: number;

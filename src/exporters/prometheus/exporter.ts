@@ -167,7 +167,7 @@ export class PrometheusExporter implements MetricReader {
     if (!options.preventServerStart) this.listening = this.startServer();
   }
 
-  /** @internal */
+  /** Called once by the MeterProvider this exporter is given to (MetricReader). */
   setMetricProducer(producer: MetricProducer): void {
     if (this.producer !== undefined) throw new Error('hotmeter: a PrometheusExporter serves one MeterProvider');
     this.producer = producer;

@@ -93,11 +93,6 @@ export function familyName(name: string, unit: string, type: FamilyType, openMet
   return { family: base, sample: base, unit: u };
 }
 
-/** The text-format family name (without `_total`, which counters add). Kept for callers of 0.1. */
-export function metricFamilyName(name: string, unit: string, isGauge: boolean): string {
-  return familyName(name, unit, isGauge ? 'gauge' : 'histogram', false).family;
-}
-
 /** Escapes a label value: backslash, double quote and newline. */
 export function escapeLabelValue(v: string): string {
   return /[\\"\n]/.test(v) ? v.replace(/[\\"\n]/g, (c) => (c === '\n' ? '\\n' : '\\' + c)) : v;
