@@ -38,6 +38,11 @@ export interface MeterHost {
 
 type Measurement = readonly [Counter | UpDownCounter | Histogram | Gauge, number];
 
+/**
+ * Creates instruments for one instrumentation scope: `provider.getMeter(name, version)`.
+ * Besides the `@opentelemetry/api` Meter it records several instruments under one label
+ * set ({@link Meter.recordBatch}), and its synchronous instruments have `bind()`.
+ */
 export class Meter implements ApiMeter {
   /** @internal */
   constructor(

@@ -4,7 +4,13 @@
 import { AggregationKind, AggregatorOptions, defaultAggregation } from '../sdk/aggregation';
 import { Descriptor, InstrumentKind } from '../sdk/descriptor';
 
+/**
+ * Picks each instrument's aggregator when it is created (the seed SDK's
+ * AggregationSelector); give one to `new MeterProvider({ aggregationSelector })`. Views
+ * that name an aggregation take precedence.
+ */
 export interface AggregationSelector {
+  /** The aggregation for instruments like `descriptor`; `null` disables the instrument. */
   aggregatorFor(descriptor: Descriptor): AggregationKind | null;
   /**
    * Optional parameters of the chosen aggregator (SKETCH: relativeAccuracy, maxSize;

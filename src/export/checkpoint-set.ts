@@ -2,15 +2,18 @@
 import type { Attributes } from '@opentelemetry/api';
 import type { Descriptor, InstrumentationScope } from '../sdk/descriptor';
 
+/** A sum (counters, up-down counters, observable sums): `sum` is cumulative since the series' start. */
 export interface SumAggregation {
   readonly kind: 'sum';
   readonly sum: number;
   readonly monotonic: boolean;
 }
+/** The last value recorded (gauges, observable gauges): the latest write in time across threads. */
 export interface LastValueAggregation {
   readonly kind: 'lastValue';
   readonly value: number;
 }
+/** Count, sum, min and max of a histogram's values (`inexpensiveSelector`); no buckets. */
 export interface MinMaxSumCountAggregation {
   readonly kind: 'minMaxSumCount';
   readonly count: number;
@@ -18,6 +21,7 @@ export interface MinMaxSumCountAggregation {
   readonly min: number;
   readonly max: number;
 }
+/** An explicit-bucket histogram (the OpenTelemetry default for histograms), cumulative. */
 export interface HistogramAggregation {
   readonly kind: 'histogram';
   readonly count: number;
@@ -89,6 +93,10 @@ export interface ExactAggregation {
   readonly max: number;
   readonly values: readonly number[];
 }
+/**
+ * One series' aggregated state in a {@link CheckpointRecord}; `kind` tells which (the
+ * instrument's aggregation, from the AggregationSelector or a view).
+ */
 export type Aggregation =
   | SumAggregation
   | LastValueAggregation

@@ -93,6 +93,13 @@ const DIRECT: object = Object.freeze({ reader: 'direct provider.collect()' });
 const EMPTY_BOUNDS = new Float64Array(0);
 const NO_ATTRIBUTES: Attributes = Object.freeze({});
 
+/**
+ * The SDK: a drop-in `MeterProvider` for `@opentelemetry/api`
+ * (`metrics.setGlobalMeterProvider(provider)`). It owns the native records of its
+ * instruments, runs the observable callbacks, and feeds its `readers` (hotmeter's
+ * PrometheusExporter and controllers, or OpenTelemetry JS readers such as
+ * `PeriodicExportingMetricReader`). `shutdown()` exports a last time and stops recording.
+ */
 // It is the MeterHost of its meters (structurally: MeterHost is internal).
 export class MeterProvider implements ApiMeterProvider {
   /** The resource exported with every collection. */

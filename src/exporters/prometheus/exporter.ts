@@ -125,6 +125,13 @@ function releaseIfDone(s: SharedScrape): void {
   if (!s.joinable && s.text !== undefined && s.released === s.holders) s.text.release?.();
 }
 
+/**
+ * A Prometheus pull endpoint for one MeterProvider: give it to `new MeterProvider({ readers })`.
+ * It serves `http://127.0.0.1:9464/metrics` by default (`host`, `port`, `endpoint`), or,
+ * with `preventServerStart`, mount {@link PrometheusExporter.requestHandler} in your own
+ * server. Each scrape is one collection, written natively (off the event loop) as text
+ * format 0.0.4 or OpenMetrics 1.0.0, as the scraper's `Accept` header asks.
+ */
 export class PrometheusExporter implements MetricReader {
   readonly host: string;
   readonly endpoint: string;
