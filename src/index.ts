@@ -40,6 +40,7 @@ export type { ViewOptions } from './sdk/view';
 export { DEFAULT_CARDINALITY_LIMIT } from './sdk/record-store';
 // Export pipeline: label encoders, temporality, batchers, exporters, controllers.
 export { DefaultLabelEncoder, defaultLabelEncoder } from './export/label-encoder';
+export { prometheusLabelEncoder } from './exporters/prometheus/label-encoder';
 export type { LabelEncoder } from './export/label-encoder';
 export {
   AggregationTemporality,

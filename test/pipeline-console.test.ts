@@ -7,7 +7,7 @@ import {
   MeterProvider,
   PushController,
 } from '../src';
-import { prometheusLabelEncoder } from '../src/export/label-encoder';
+import { prometheusLabelEncoder } from '../src';
 import { CapturingLogger, installLogger, uninstallLogger } from './helpers';
 
 class Sink {

@@ -11,7 +11,8 @@ import {
   mergeOrdered,
   type Ordered,
 } from '../src/export/batchers';
-import { encodedLabels, prometheusLabelEncoder } from '../src/export/label-encoder';
+import { encodedLabels } from '../src/export/label-encoder';
+import { prometheusLabelEncoder } from '../src/exporters/prometheus/label-encoder';
 import { prng, randInt } from './helpers';
 
 const BOUNDS = [0, 10, 100];

@@ -6,7 +6,6 @@
 // once per series per collection).
 import type { Attributes, AttributeValue } from '@opentelemetry/api';
 import { describeValue, warnLimited } from '../sdk/diag';
-import { labelBlock } from '../exporters/prometheus/serializer';
 
 /**
  * Encodes a label set as text.
@@ -81,16 +80,6 @@ export class DefaultLabelEncoder implements LabelEncoder {
 
 /** The shared default encoder. */
 export const defaultLabelEncoder: LabelEncoder = new DefaultLabelEncoder();
-
-/**
- * The Prometheus label block `{k="v",...}` (sanitised names, escaped values; '' for an
- * empty set), as the Prometheus text serializer prints it. Not injective by nature:
- * label sets Prometheus cannot tell apart encode alike.
- */
-export const prometheusLabelEncoder: LabelEncoder = Object.freeze({
-  id: 'prometheus.text.v1',
-  encode: (attributes: Attributes): string => labelBlock(attributes),
-});
 
 interface CacheEntry {
   id: string;
