@@ -16,6 +16,16 @@ export const OFF_DROPPED = -3;
 
 /** Why a histogram-like handle drops a value. */
 export const HISTOGRAM_REJECT_RULE = 'histogram values must be finite and non-negative';
+/** Why a counter drops a value. */
+export const COUNTER_REJECT_RULE = 'counter increments must be finite and non-negative';
+/** Why an up-down counter, a gauge or an observation drops a value. */
+export const FINITE_REJECT_RULE = 'values must be finite';
+
+/** The diagnostic for a measurement value that breaks `rule` (dropped). Never throws. */
+export function warnRejectedValue(name: string, value: unknown, rule: string): void {
+  if (typeof value !== 'number') warnLimited(`type:${name}`, `${name}: measurement of type ${typeof value} dropped (a number is required)`);
+  else warnLimited(`value:${name}`, `${name}: measurement ${value} dropped (${rule})`);
+}
 
 /**
  * Adds a valid value to the [count, sum, min, max] head every summary-like cell starts
@@ -69,8 +79,7 @@ export abstract class BoundHandle {
     if (off === OFF_DROPPED) return;
     if (off === OFF_UNBOUND) warnLimited(`unbound:${name}`, `${name}: measurement on an unbound handle dropped`);
     else if (off === OFF_SHUTDOWN) warnLimited(`shutdown:${name}`, `${name}: measurement after shutdown dropped`);
-    else if (typeof value !== 'number') warnLimited(`type:${name}`, `${name}: measurement of type ${typeof value} dropped (a number is required)`);
-    else warnLimited(`value:${name}`, `${name}: measurement ${value} dropped (${rule})`);
+    else warnRejectedValue(name, value, rule);
   }
 
   /** @internal Truncation for ValueType.INT, with its diagnostic. */
@@ -88,7 +97,7 @@ export class BoundCounter extends BoundHandle {
       if (this.int && value % 1 !== 0) value = this.truncate(value);
       this.f64[off] += value;
     } else {
-      this.reject(value, 'counter increments must be finite and non-negative');
+      this.reject(value, COUNTER_REJECT_RULE);
     }
   }
 }
@@ -101,7 +110,7 @@ export class BoundUpDownCounter extends BoundHandle {
       if (this.int && value % 1 !== 0) value = this.truncate(value);
       this.f64[off] += value;
     } else {
-      this.reject(value, 'values must be finite');
+      this.reject(value, FINITE_REJECT_RULE);
     }
   }
 }
@@ -183,7 +192,7 @@ export class BoundGauge extends BoundHandle {
       this.f64[off] = value;
       this.f64[off + 1] += 1;
     } else {
-      this.reject(value, 'values must be finite');
+      this.reject(value, FINITE_REJECT_RULE);
     }
   }
 }
