@@ -60,13 +60,20 @@ void MergeState(AggregationKind kind, double* d, const double* s, size_t size) {
     case AggregationKind::Drop: return;
     case AggregationKind::Sum: d[0] += s[0]; return;
     case AggregationKind::LastValue:
-      // The later writer wins; across threads "later" is the state merged last.
-      if (s[1] > 0) d[0] = s[0];
-      d[1] += s[1];
+      // [value, stamp]: the write with the greatest stamp wins, whatever thread (or
+      // retired thread) made it and in whatever order the states are merged. Stamps are
+      // a clock every thread reads (src/api/handles.ts), so "greatest" is "last in time";
+      // 0 is the identity (never written). Equal stamps (writes less than the clock's
+      // resolution apart) keep the greater value, so the merge stays commutative.
+      if (s[1] > d[1] || (s[1] == d[1] && s[0] > d[0])) {
+        d[0] = s[0];
+        d[1] = s[1];
+      }
       return;
     case AggregationKind::PrecomputedSum:
+      // Per-thread observed totals add up; the stamp is the latest observation's.
       d[0] += s[0];
-      d[1] += s[1];
+      if (s[1] > d[1]) d[1] = s[1];
       return;
     case AggregationKind::MinMaxSumCount:
     case AggregationKind::Exact:

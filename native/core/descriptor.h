@@ -23,8 +23,10 @@ enum class ValueType : uint8_t { Int = 0, Double = 1 };
 enum class AggregationKind : uint8_t {
   Drop = 0,
   Sum = 1,             // cell: [sum]
-  LastValue = 2,       // cell: [value, seq]
-  PrecomputedSum = 3,  // cell: [value, seq]; observed cumulative totals
+  // cell: [value, stamp]; stamp: the clock reading of the write (src/api/handles.ts
+  // BoundGauge), > 0 once written, 0 never. Merge keeps the greatest stamp's value.
+  LastValue = 2,
+  PrecomputedSum = 3,  // cell: [value, stamp]; observed cumulative totals (they add up)
   MinMaxSumCount = 4,  // cell: [count, sum, min, max]
   Histogram = 5,       // cell: [sum, min, max, bucket0 .. bucketN]
   // cell: [count, sum, min, max, zeroCount, base, bin0 .. bin(M-1)], M = maxSize

@@ -67,7 +67,8 @@ const char* KindName(AggregationKind k) {
   return "?";
 }
 
-bool Commutative(AggregationKind k) { return k != AggregationKind::LastValue; }
+// Every merge is commutative (LastValue: the greatest stamp, then the greatest value).
+bool Commutative(AggregationKind) { return true; }
 
 // Exact element-wise equality (inf == inf; no NaN is ever produced by these tests).
 bool SameState(const std::vector<double>& a, const std::vector<double>& b) { return a == b; }
@@ -78,6 +79,12 @@ std::vector<double> Identity(AggregationKind kind, size_t size) {
   return s;
 }
 
+// The clock a LastValue / PrecomputedSum write stamps its cell with (in JS, a time in
+// ms read by every thread): here a counter, strictly increasing across every cell.
+double gStamp = 0;
+double NextStamp() { return gStamp += 1; }
+double LastStamp() { return gStamp; }
+
 // One update of a cell, as the JS hot path (src/api/handles.ts) does it, per the cell
 // layouts documented in descriptor.h.
 void Update(AggregationKind kind, double* s, const std::vector<double>& bounds, double v) {
@@ -85,7 +92,7 @@ void Update(AggregationKind kind, double* s, const std::vector<double>& bounds, 
     case AggregationKind::Drop: return;
     case AggregationKind::Sum: s[0] += v; return;
     case AggregationKind::LastValue:
-    case AggregationKind::PrecomputedSum: s[0] = v; s[1] += 1; return;
+    case AggregationKind::PrecomputedSum: s[0] = v; s[1] = NextStamp(); return;
     case AggregationKind::MinMaxSumCount:
       s[0] += 1;
       s[1] += v;
@@ -347,12 +354,17 @@ TEST(aggregator_merge_equals_single_stream) {
 TEST(aggregator_merge_semantics) {
   // Sum.
   CHECK_EQ(Merged(AggregationKind::Sum, {2.5}, {-1}), (std::vector<double>{1.5}));
-  // LastValue: the state merged last wins if it was ever written; sequences add.
-  CHECK_EQ(Merged(AggregationKind::LastValue, {7, 3}, {9, 2}), (std::vector<double>{9, 5}));
+  // LastValue [value, stamp]: the greatest stamp wins, in either merge order; the
+  // identity (stamp 0) never does; equal stamps keep the greater value.
+  CHECK_EQ(Merged(AggregationKind::LastValue, {7, 3}, {9, 2}), (std::vector<double>{7, 3}));
+  CHECK_EQ(Merged(AggregationKind::LastValue, {9, 2}, {7, 3}), (std::vector<double>{7, 3}));
   CHECK_EQ(Merged(AggregationKind::LastValue, {7, 3}, {0, 0}), (std::vector<double>{7, 3}));
   CHECK_EQ(Merged(AggregationKind::LastValue, {0, 0}, {-4, 1}), (std::vector<double>{-4, 1}));
-  // PrecomputedSum: per-thread observed totals add up.
-  CHECK_EQ(Merged(AggregationKind::PrecomputedSum, {10, 1}, {5, 2}), (std::vector<double>{15, 3}));
+  CHECK_EQ(Merged(AggregationKind::LastValue, {-4, 5}, {-6, 5}), (std::vector<double>{-4, 5}));
+  CHECK_EQ(Merged(AggregationKind::LastValue, {-6, 5}, {-4, 5}), (std::vector<double>{-4, 5}));
+  // PrecomputedSum: per-thread observed totals add up; the latest stamp is kept.
+  CHECK_EQ(Merged(AggregationKind::PrecomputedSum, {10, 1}, {5, 2}), (std::vector<double>{15, 2}));
+  CHECK_EQ(Merged(AggregationKind::PrecomputedSum, {10, 4}, {5, 2}), (std::vector<double>{15, 4}));
   // MinMaxSumCount [count, sum, min, max].
   CHECK_EQ(Merged(AggregationKind::MinMaxSumCount, {2, 3, 1, 2}, {1, -5, -5, -5}),
            (std::vector<double>{3, -2, -5, 2}));
@@ -1407,6 +1419,7 @@ TEST(record_map_collect_layout_and_cell_writes) {
   for (double v : {0.5, 1.0, 2.0, 2.0, 7.0, -3.0}) Update(AggregationKind::Histogram, ch, bounds, v);
   for (double v : {4.0, -2.0, 10.0}) Update(AggregationKind::MinMaxSumCount, cm, {}, v);
   for (double v : {8.0, 9.0}) Update(AggregationKind::LastValue, cl, {}, v);
+  const double lastStamp = LastStamp();
 
   std::vector<double> out = {-7, -7};  // Collect appends
   CollectOptions opts;
@@ -1439,7 +1452,7 @@ TEST(record_map_collect_layout_and_cell_writes) {
   // [sum, min, max, (-inf,1], (1,2], (2,5], (5,+inf)]
   CHECK_EQ(rh->state, (std::vector<double>{9.5, -3, 7, 3, 2, 0, 1}));
   CHECK_EQ(rm->state, (std::vector<double>{3, 12, -2, 10}));
-  CHECK_EQ(rl->state, (std::vector<double>{9, 2}));
+  CHECK_EQ(rl->state, (std::vector<double>{9, lastStamp}));
 
   // The epoch counts collections.
   Collected c2 = DoCollect(m, sizes, false);
@@ -1501,6 +1514,7 @@ TEST(record_map_updated_flag) {
   CHECK(!updated(c3, al.recordId));
   // A gauge recording the same value again was updated.
   Update(AggregationKind::LastValue, cl, {}, 4);
+  const double gaugeStamp = LastStamp();
   Update(AggregationKind::Sum, cs, {}, 0.25);
   Collected c4 = DoCollect(m, sizes, false);
   REQUIRE(c4.ok);
@@ -1508,7 +1522,7 @@ TEST(record_map_updated_flag) {
   CHECK(updated(c4, as.recordId));
   CHECK(!updated(c4, ah.recordId));
   CHECK_EQ(c4.Find(as.recordId)->state, (std::vector<double>{2.25}));
-  CHECK_EQ(c4.Find(al.recordId)->state, (std::vector<double>{4, 2}));
+  CHECK_EQ(c4.Find(al.recordId)->state, (std::vector<double>{4, gaugeStamp}));
   // The flag compares with the previous collection, not with the one before it.
   Collected c5 = DoCollect(m, sizes, false);
   REQUIRE(c5.ok);
@@ -1700,6 +1714,7 @@ TEST(record_map_retire_arena) {
   Update(AggregationKind::Histogram, hc1, bounds, -100);
   Update(AggregationKind::Histogram, hc2, bounds, 3);
   Update(AggregationKind::LastValue, gc1, {}, 42);
+  const double gaugeStamp = LastStamp();
   Collected before = DoCollect(m, sizes, false);
   REQUIRE(before.ok);
   size_t bytesBefore = m.ArenaBytes();
@@ -1723,7 +1738,7 @@ TEST(record_map_retire_arena) {
   CHECK_EQ(after.Find(h1.recordId)->state, (std::vector<double>{-77, -100, 20, 1, 1, 1}));
   CHECK_EQ(after.Find(o1.recordId)->state, (std::vector<double>{11}));
   CHECK(!after.Find(o1.recordId)->updated);  // retirement alone is not an update
-  CHECK_EQ(after.Find(g1.recordId)->state, (std::vector<double>{42, 1}));
+  CHECK_EQ(after.Find(g1.recordId)->state, (std::vector<double>{42, gaugeStamp}));
   CHECK(!after.Find(g1.recordId)->updated);
 
   // Thread 2 keeps writing on top of the retired totals.
@@ -1766,6 +1781,68 @@ TEST(record_map_retire_arena) {
   REQUIRE(rc.ok);
   CHECK_EQ(rc.reclaimed.size(), 4u);
   CHECK_EQ(m.RecordCount(), 0u);
+}
+
+TEST(record_map_last_value_is_last_in_time_across_threads) {
+  // A gauge written by two threads (same label set): main 20, worker 99, main 21, 23.
+  // The checkpoint holds the write with the greatest stamp (23), not the cell merged
+  // last (the worker's, acquired second), and the same after the worker exits and its
+  // cell is folded into the record's retired state.
+  RecordMap m;
+  uint32_t mainArena = m.RegisterArena(), worker = m.RegisterArena();
+  uint32_t lv = m.RegisterInstrument("g", MakeDesc("g", AggregationKind::LastValue), nullptr);
+  const std::map<uint32_t, size_t> sizes = {{lv, 2}};
+  const std::string k = Key("room", "a"), solo = Key("room", "solo");
+  Acquired gm, gw, gs;
+  REQUIRE(m.Acquire(mainArena, lv, k, 0, &gm));
+  REQUIRE(m.Acquire(worker, lv, k, 0, &gw));
+  REQUIRE(m.Acquire(worker, lv, solo, 0, &gs));
+  REQUIRE(gm.recordId == gw.recordId);
+  double* cm = CellPtr(m, mainArena, gm, 2);
+  double* cw = CellPtr(m, worker, gw, 2);
+  double* cs = CellPtr(m, worker, gs, 2);
+  REQUIRE(cm && cw && cs);
+  auto value = [&](uint64_t id) {
+    Collected c = DoCollect(m, sizes, false);
+    const Row* r = c.ok ? c.Find(id) : nullptr;
+    return r != nullptr ? r->state[0] : std::nan("");
+  };
+
+  Update(AggregationKind::LastValue, cm, {}, 20);
+  Update(AggregationKind::LastValue, cw, {}, 99);
+  CHECK_EQ(value(gm.recordId), 99.0);
+  Update(AggregationKind::LastValue, cm, {}, 21);
+  Update(AggregationKind::LastValue, cm, {}, 23);
+  CHECK_EQ(value(gm.recordId), 23.0);
+  // A label set only one thread writes: its last write, as before.
+  for (double v : {5.0, -2.0, 7.5}) Update(AggregationKind::LastValue, cs, {}, v);
+  CHECK_EQ(value(gs.recordId), 7.5);
+
+  // The worker writes last, then exits: its folded state is the latest and wins over
+  // the live cell of the main thread.
+  Update(AggregationKind::LastValue, cw, {}, 100);
+  m.RetireArena(worker);
+  CHECK_EQ(value(gm.recordId), 100.0);
+  CHECK_EQ(value(gs.recordId), 7.5);
+  // The main thread writes again: later than the retired state.
+  Update(AggregationKind::LastValue, cm, {}, 24);
+  CHECK_EQ(value(gm.recordId), 24.0);
+
+  // Several retired threads: the fold keeps the latest of them, in whatever order
+  // they exit.
+  uint32_t w2 = m.RegisterArena(), w3 = m.RegisterArena();
+  Acquired a2, a3;
+  REQUIRE(m.Acquire(w2, lv, k, 0, &a2));
+  REQUIRE(m.Acquire(w3, lv, k, 0, &a3));
+  double* c2 = CellPtr(m, w2, a2, 2);
+  double* c3 = CellPtr(m, w3, a3, 2);
+  REQUIRE(c2 && c3);
+  Update(AggregationKind::LastValue, c2, {}, 1);
+  Update(AggregationKind::LastValue, c3, {}, 2);
+  Update(AggregationKind::LastValue, c2, {}, 3);  // w2 writes last
+  m.RetireArena(w2);
+  m.RetireArena(w3);
+  CHECK_EQ(value(gm.recordId), 3.0);
 }
 
 TEST(record_map_many_records_span_slabs) {

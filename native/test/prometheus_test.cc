@@ -531,7 +531,7 @@ TEST(snapshot_bookkeeping_matches_collect) {
   auto write = [&](size_t i, double v) {
     ca[i][0] += v;
     cb[i][0] += v;
-    if (i == 4) {  // the observable gauge: [value, seq]
+    if (i == 4) {  // the observable gauge: [value, stamp] (stamps increase)
       ca[i][1] += 1;
       cb[i][1] += 1;
     }

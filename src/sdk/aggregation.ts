@@ -5,9 +5,9 @@ export enum AggregationKind {
   DROP = 0,
   /** cell [sum] */
   SUM = 1,
-  /** cell [value, seq] */
+  /** cell [value, stamp]: the write with the greatest stamp (clock reading) is the value */
   LAST_VALUE = 2,
-  /** cell [value, seq]: cumulative totals observed by callbacks */
+  /** cell [value, stamp]: cumulative totals observed by callbacks */
   PRECOMPUTED_SUM = 3,
   /** cell [count, sum, min, max] */
   MIN_MAX_SUM_COUNT = 4,

@@ -14,6 +14,7 @@ import {
   HandleOwner,
   OFF_DROPPED,
   OFF_SHUTDOWN,
+  warnRejectedValue,
 } from '../api/handles';
 import { BoundExact, BoundExponentialHistogram, BoundSketch } from '../api/handles-sketch';
 import { AggregationKind, AggregatorParams, DEFAULT_AGGREGATOR_PARAMS, defaultAggregation } from './aggregation';
@@ -152,6 +153,15 @@ export class RecordStore<H extends BoundHandle = BoundHandle> implements HandleO
       warnLimited(`attrs-throw:${this.name}`, `${this.name}: reading the attributes threw (${describeValue(e)}); measurement dropped`);
       return this.dropped;
     }
+  }
+
+  /**
+   * A measurement whose value breaks `rule` (the rule this instrument's handles check),
+   * caught before its attributes are resolved: it is dropped with the handles'
+   * diagnostic and leaves no record, so no series. Never throws.
+   */
+  rejectValue(value: unknown, rule: string): void {
+    if (!this.disabled) warnRejectedValue(this.name, value, rule);
   }
 
   /** A new user-owned handle holding its own reference. */
