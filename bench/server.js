@@ -293,7 +293,7 @@ function uptime() {
 }
 
 const USAGE = `Usage:
-  npm run bench:server                      (builds the TS, then runs this file; ~3 min)
+  npm run bench:server                      (builds the TS if it changed, then runs this file; ~3 min)
   npm run bench:server -- --long            (1200 s measured instead of 120; ~22 min: +-0.3% on a median)
   node bench/server.js --seconds 120 --procs 3 --phase-ms 250 --warmup 3 --connections 32 --seed 1
   node bench/server.js --only hotmeter,bare (fewer variants; 'none' is always included)
