@@ -434,4 +434,4 @@ async function runInterleaved(opts) {
   return !failed;
 }
 
-module.exports = { runInterleaved, medianCI, verdictCI, LIBRARIES };
+module.exports = { runInterleaved, medianCI, verdictCI };
