@@ -40,11 +40,4 @@ export default tseslint.config(
       ],
     },
   },
-  {
-    rules: {
-      // `catch {}` and `catch (_e) {}` are how the code says "nothing to do": an empty
-      // catch clause is allowed, other empty blocks are not.
-      'no-empty': ['error', { allowEmptyCatch: true }],
-    },
-  },
 );
