@@ -1,7 +1,7 @@
 'use strict';
 // Call-metrics and runtime-metrics benchmark.
 //
-//   npm run bench:callmetrics          (builds the TS, then runs this file)
+//   npm run bench:callmetrics          (builds the TS if it changed, then runs this file)
 //   HOTMETER_BENCH_ROUNDS=9 HOTMETER_BENCH_OPS=1000000 node bench/callmetrics.js
 //
 // Part 1, the per-call cost of MetricsEngine (ns per call, median over rounds):

@@ -2,7 +2,7 @@
 // Hot-path benchmark: hotmeter side by side with @opentelemetry/sdk-metrics and
 // prom-client, in one process, one run.
 //
-//   npm run bench                     (builds the TS, then runs this file)
+//   npm run bench                     (builds the TS if it changed, then runs this file)
 //   HOTMETER_BENCH_ROUNDS=11 HOTMETER_BENCH_OPS=1000000 node bench/hotpath.js
 //
 // Method

@@ -1,5 +1,5 @@
 'use strict';
-// bench:server's interleaved method (the default): every variant in each server process,
+// bench:server's driver and its method: every variant in each server process,
 // switched every --phase-ms (250 ms) under one continuous autocannon load, so that what
 // moves a run's figures (the host's speed, minute to minute; a process's own speed, for its
 // whole life) is the same for every variant to within a quarter of a second.
@@ -29,9 +29,125 @@
 //   .bound the bound handles', .harness the harness's.
 // - The first --warmup s of each process (every variant served in turn) are discarded.
 // - p99: every response's latency, attributed to the variant active when it arrived.
-const common = require('./server');
+const { spawn } = require('node:child_process');
+const fs = require('node:fs');
+const http = require('node:http');
+const path = require('node:path');
 
-const { writeResults, get, startServer, median, summary, pct, int, TITLE, TARGET, LIBRARIES, SERVER_CPU, verifyCounts, checkRun, REQUESTS } = common;
+/** The server processes run this file with `--serve`. */
+const SERVER_SCRIPT = path.join(__dirname, 'server.js');
+const TARGET = 0.02;
+const SERVER_CPU = 1; // with pinning: the servers' CPU (autocannon, in this process, runs on CPU 0)
+const LIBRARIES = ['hotmeter', 'hmbound', 'otel', 'prom'];
+const TITLE = {
+  none: 'no metrics',
+  none2: 'no metrics, 2nd process (A/A)',
+  bare: 'timing only, no library',
+  attrs: 'timing and attribute objects, no library',
+  hotmeter: 'hotmeter',
+  hmbound: 'hotmeter, bound handles per route',
+  otel: '@opentelemetry/sdk-metrics',
+  prom: 'prom-client',
+};
+// What autocannon sends, in turn on each connection.
+const REQUESTS = [
+  { method: 'GET', path: '/api/users' },
+  { method: 'GET', path: '/api/orders/1234' },
+  { method: 'POST', path: '/api/orders', body: '{"item":1}', headers: { 'content-type': 'application/json' } },
+  { method: 'GET', path: '/api/users' },
+  { method: 'GET', path: '/missing' },
+];
+
+function startServer(variant, cpu) {
+  return new Promise((resolve, reject) => {
+    const cmd = cpu === undefined ? [process.execPath] : ['taskset', '-c', String(cpu), process.execPath];
+    const child = spawn(cmd[0], [...cmd.slice(1), SERVER_SCRIPT, '--serve', variant], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let buf = '';
+    child.stdout.setEncoding('utf8').on('data', (d) => {
+      buf += d;
+      const m = /listening (\d+)/.exec(buf);
+      if (m) resolve({ variant, child, port: Number(m[1]) });
+    });
+    child.on('exit', (code) => reject(new Error(`${variant} server exited (${code}) before listening`)));
+  });
+}
+
+function get(port, pathName) {
+  return new Promise((resolve, reject) => {
+    http.get({ host: '127.0.0.1', port, path: pathName, agent: false }, (res) => {
+      let data = '';
+      res.setEncoding('utf8').on('data', (d) => (data += d)).on('end', () => resolve(data));
+    }).on('error', reject);
+  });
+}
+
+/**
+ * What went wrong in one autocannon run `r`, given the server's /__cpu (or /__use)
+ * counters before and after it: errors, timeouts, resets, 1xx/3xx/5xx, 4xx other than the
+ * /missing 404s, requests the server did not expect, answers that do not add up.
+ */
+function checkRun(r, before, after, connections) {
+  const codes = r.statusCodeStats || {};
+  const count = (prefix) => Object.entries(codes).reduce((a, [c, s]) => a + (String(c)[0] === prefix ? s.count : 0), 0);
+  const client4xx = count('4');
+  const server404 = after.served404 - before.served404;
+  const served = after.served - before.served;
+  const problems = [];
+  if (r.errors) problems.push(`${r.errors} errors`);
+  if (r.timeouts) problems.push(`${r.timeouts} timeouts`);
+  if (r.resets) problems.push(`${r.resets} resets`);
+  if (r.mismatches) problems.push(`${r.mismatches} mismatches`);
+  for (const c of ['1', '3', '5']) if (count(c)) problems.push(`${count(c)} ${c}xx`);
+  if (after.unexpected - before.unexpected) problems.push(`${after.unexpected - before.unexpected} unexpected requests`);
+  // autocannon counts the answers it read; requests still in flight when it stopped were
+  // served but not counted: at most one per connection.
+  if (client4xx > server404 || server404 - client4xx > connections) problems.push(`4xx: client ${client4xx}, server 404 ${server404}`);
+  if (r.requests.total > served || served - r.requests.total > connections) problems.push(`answered ${r.requests.total}, served ${served}`);
+  return problems;
+}
+
+/**
+ * Asks each {v, srv, k} (a library variant and a server process holding it) what its
+ * instruments counted and compares it with what the handler served, per method, route and
+ * status; prints a line each. True when every count matched.
+ */
+async function verifyCounts(list) {
+  let ok = true;
+  for (const { v, srv, k } of list) {
+    const { served, counted } = JSON.parse(await get(srv.port, `/__verify?v=${v}`));
+    const problems = [];
+    for (const [key, n] of Object.entries(served)) {
+      for (const metric of ['http.server.requests', 'http.server.request.duration']) {
+        const got = counted[`${metric} ${key}`];
+        if (got !== n) problems.push(`${metric} ${key}: counted ${got}, served ${n}`);
+      }
+    }
+    const total = Object.values(served).reduce((a, b) => a + b, 0);
+    console.log(`  ${problems.length === 0 ? 'ok  ' : 'FAIL'} ${v} (process ${k + 1}): ${total} requests served, every one counted in both instruments${problems.length ? `: ${problems.slice(0, 3).join('; ')}` : ''}`);
+    if (problems.length) ok = false;
+  }
+  return ok;
+}
+
+/** Writes bench/results/server.json: `{ benchmark: 'bench:server', ...result }`. */
+function writeResults(result) {
+  const file = path.join(__dirname, 'results', 'server.json');
+  fs.mkdirSync(path.dirname(file), { recursive: true });
+  fs.writeFileSync(file, JSON.stringify({ benchmark: 'bench:server', ...result }, null, 1) + '\n');
+}
+
+/** Quantile with linear interpolation (R type 7). */
+function quantile(xs, p) {
+  const s = [...xs].sort((a, b) => a - b);
+  const h = (s.length - 1) * p;
+  const lo = Math.floor(h);
+  return lo + 1 < s.length ? s[lo] + (h - lo) * (s[lo + 1] - s[lo]) : s[lo];
+}
+const median = (xs) => quantile(xs, 0.5);
+const summary = (xs) => ({ median: median(xs), q1: quantile(xs, 0.25), q3: quantile(xs, 0.75) });
+
+const pct = (x, digits = 1) => `${x >= 0 ? '+' : ''}${(x * 100).toFixed(digits)}%`;
+const int = (x) => Math.round(x).toLocaleString('en-US');
 
 /** Deterministic PRNG (mulberry32), so a run's phase orders can be reproduced. */
 function rng(seed) {
@@ -149,7 +265,7 @@ async function loadInterleaved(srv, variants, { seconds, warmup, phaseMs, connec
   return { phases, problems, total: r.requests.total };
 }
 
-/** The interleaved method; `opts` as parsed by server.js's main. */
+/** Runs the method; `opts` as parsed by server.js's main. Resolves to false when a check failed. */
 async function runInterleaved(opts) {
   const { variants, procs, seconds, warmup, phaseMs, connections, pin, seed, loadBefore, uptime, cpus } = opts;
   const perProcess = seconds / procs;

@@ -1,7 +1,7 @@
 'use strict';
 // Soak: record at full rate for a while, collecting every 100 ms, and watch memory.
 //
-//   npm run bench:soak -- --seconds 60          (builds the TS, then runs this file)
+//   npm run bench:soak -- --seconds 60          (builds the TS if it changed, then runs this file)
 //   node bench/soak.js --seconds 600 --churn 2000 --threshold 1
 //
 // One process, one thread. The recording loop runs in ~5 ms bursts (setImmediate

@@ -5,7 +5,7 @@
 // measurements to the main thread, which records them into prom-client or
 // @opentelemetry/sdk-metrics).
 //
-//   npm run bench:workers                 (builds the TS, then runs this file)
+//   npm run bench:workers                 (builds the TS if it changed, then runs this file)
 //   HOTMETER_BENCH_ROUNDS=5 node bench/workers.js
 //   HOTMETER_BENCH_SCALE=0.2 node bench/workers.js     (shorter runs)
 //   HOTMETER_BENCH_ONLY=floor,hm-fresh HOTMETER_BENCH_SKIP_HOTPATH=1 node bench/workers.js

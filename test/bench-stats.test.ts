@@ -1,6 +1,7 @@
 // The statistics bench:server's verdict reads (bench/server-interleaved.js): a
 // distribution-free 95% confidence interval of a median, and the verdict taken from it.
 import { describe, expect, it } from 'vitest';
+// eslint-disable-next-line @typescript-eslint/no-require-imports -- a CommonJS script, typed here
 const { medianCI, verdictCI } = require('../bench/server-interleaved.js') as {
   medianCI: (xs: number[], level?: number) => { lo: number; hi: number } | null;
   verdictCI: (ci: { lo: number; hi: number } | null, higherIsBetter: boolean) => string;

@@ -223,9 +223,9 @@ describe('publishMetrics', () => {
     await e.instrument('http', 'async', async () => sleep(1))();
     e.recordCall('http', 'pending');
     // Some garbage, so GC durations exist.
-    let keep: unknown[] = [];
+    const keep: unknown[] = [];
     for (let i = 0; i < 200_000; i++) keep.push({ i });
-    keep = [];
+    keep.length = 0;
     await sleep(20);
     const text = await scrape(e);
     const r = promtoolCheck(text);

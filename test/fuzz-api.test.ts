@@ -28,7 +28,7 @@ import {
   type Meter,
 } from '../src';
 import { resetDiagLimits } from '../src/sdk/diag';
-import { envInt, findRecord, histOf, HostileError, installLogger, prng, randInt, recordsOf, sumOf, trap, uninstallLogger } from './helpers';
+import { envInt, findRecord, histOf, installLogger, prng, randInt, recordsOf, sumOf, trap, uninstallLogger } from './helpers';
 
 v8.setFlagsFromString('--expose-gc');
 const gc = vm.runInNewContext('gc') as () => void;

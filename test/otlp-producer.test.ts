@@ -383,7 +383,10 @@ describe('aggregation mapping', () => {
       const trim = (x: { offset: number; bucketCounts: readonly number[] }) => {
         const c = [...x.bucketCounts];
         let off = x.offset;
-        while (c.length && c[0] === 0) (c.shift(), off++);
+        while (c.length && c[0] === 0) {
+          c.shift();
+          off++;
+        }
         while (c.length && c[c.length - 1] === 0) c.pop();
         return c.length ? { offset: off, bucketCounts: c } : { offset: 0, bucketCounts: [] };
       };

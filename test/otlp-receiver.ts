@@ -3,17 +3,20 @@
 // bodies, decodes them, and keeps every request in one normalized form, so a test can
 // check every data point whichever encoding the exporter used.
 //
-// Protobuf is decoded with the static protobufjs module generated from the official
-// opentelemetry-proto files that @opentelemetry/otlp-proto-exporter-base ships
-// (build/src/generated/root.js); nothing here knows the wire format.
+// Protobuf is decoded by protobufjs from the official opentelemetry-proto files (v1.9.0,
+// vendored under test/fixtures/opentelemetry-proto); nothing here knows the wire format.
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import * as path from 'node:path';
 import * as zlib from 'node:zlib';
+import protobuf from 'protobufjs';
 
-// eslint-disable-next-line @typescript-eslint/no-require-imports
-const root = require('@opentelemetry/otlp-proto-exporter-base/build/src/generated/root.js');
-const ExportMetricsServiceRequest = root.opentelemetry.proto.collector.metrics.v1.ExportMetricsServiceRequest;
-const ExportMetricsServiceResponse = root.opentelemetry.proto.collector.metrics.v1.ExportMetricsServiceResponse;
+const protoRoot = new protobuf.Root();
+protoRoot.resolvePath = (_origin: string, target: string): string =>
+  path.join(__dirname, 'fixtures', 'opentelemetry-proto', target);
+protoRoot.loadSync('opentelemetry/proto/collector/metrics/v1/metrics_service.proto');
+const ExportMetricsServiceRequest = protoRoot.lookupType('opentelemetry.proto.collector.metrics.v1.ExportMetricsServiceRequest');
+const ExportMetricsServiceResponse = protoRoot.lookupType('opentelemetry.proto.collector.metrics.v1.ExportMetricsServiceResponse');
 
 /** An attribute value as decoded (OTLP AnyValue -> JS). */
 export type Decoded = string | number | boolean | Decoded[] | { [k: string]: Decoded } | null;

@@ -2,11 +2,10 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { metrics, type MeterProvider as ApiMeterProvider, type Meter as ApiMeter } from '@opentelemetry/api';
 import { Meter, MeterProvider } from '../src';
-import { CapturingLogger, findRecord, histOf, installLogger, recordsOf, RefHistogram, sumOf, uninstallLogger } from './helpers';
+import { findRecord, histOf, installLogger, recordsOf, RefHistogram, sumOf, uninstallLogger } from './helpers';
 
-let log: CapturingLogger;
 beforeEach(() => {
-  log = installLogger();
+  installLogger();
 });
 afterEach(() => {
   metrics.disable();

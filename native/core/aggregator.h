@@ -4,6 +4,7 @@
 //   Merge      combines two states of the same kind (threads, retired cells, batchers).
 // A state has the same layout as a cell. Cells are cumulative and never reset.
 #pragma once
+// See docs/design.md, "Reading cells at collection".
 #include <cstddef>
 #include <cstdint>
 

@@ -6,6 +6,7 @@
 // Not thread-safe: the RecordMap lock guards it. Under ASan, free and unused bytes are
 // poisoned, so a stray access still reports.
 #pragma once
+// See docs/design.md, "The record map and its lock".
 #include <cstddef>
 #include <memory>
 #include <vector>

@@ -4,6 +4,7 @@
 // change while the set lives; a set is freed when its last record is reclaimed, or, if
 // the RecordMap's label pins are held then (a snapshot points at sets), when they go.
 #pragma once
+// See docs/design.md, "Label sets: interning, pins and the retired set".
 #include <cstddef>
 #include <cstdint>
 #include <string_view>

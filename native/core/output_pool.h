@@ -18,6 +18,7 @@
 // scrape uses). Pooled blocks are advised MADV_FREE on Linux: the kernel may take their
 // pages back under memory pressure (they then fault in again as zeros when reused).
 #pragma once
+// See docs/design.md, "Prometheus output: snapshot, chunks and the output pool".
 #include <cstddef>
 #include <cstdint>
 #include <mutex>

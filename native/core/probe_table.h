@@ -6,6 +6,7 @@
 //     hasher is an object (it may look the element up elsewhere, e.g. in a RecordPool).
 // Not thread-safe: the RecordMap lock guards every table.
 #pragma once
+// See docs/design.md, "The record map and its lock".
 #include <cstddef>
 #include <cstdint>
 #include <memory>

@@ -34,6 +34,7 @@
 // caller from the values it holds); MinMaxSumCount -> summary with quantile 0 (min) and
 // 1 (max). Summaries of an empty state have no quantile samples. `_created` is not written.
 #pragma once
+// See docs/design.md, "Prometheus output: snapshot, chunks and the output pool".
 #include <cstddef>
 #include <cstdint>
 #include <cstring>

@@ -6,6 +6,7 @@
 // inline, the label key is shared with every record of the same label set, and update
 // detection keeps a 64-bit fingerprint of the last checkpoint, not a copy.
 #pragma once
+// See docs/design.md, "Epochs, update detection and when a record may be freed".
 #include <cstdint>
 #include <memory>
 #include <string>

@@ -6,6 +6,7 @@
 // path (JS writing cells) never takes it; cold paths (new record, bind/unbind,
 // collect, thread exit) do.
 #pragma once
+// See docs/design.md, "The record map and its lock".
 #include <cstdint>
 #include <functional>
 #include <memory>

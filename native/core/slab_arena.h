@@ -6,6 +6,7 @@
 // the thread's cells into their records. A slab is never moved, so cell pointers stay valid.
 // Thread-safety: Allocate/Free are called with the RecordMap lock held.
 #pragma once
+// See docs/design.md, "Threads, arenas and single-writer cells".
 #include <cstddef>
 #include <cstdint>
 #include <map>

@@ -5,7 +5,6 @@ import {
   Meter as ApiMeter,
   MetricOptions,
   Observable,
-  ValueType,
 } from '@opentelemetry/api';
 import type { Attributes } from '@opentelemetry/api';
 import { InstrumentationScope, InstrumentKind } from '../sdk/descriptor';

@@ -10,16 +10,9 @@
 // (duration, last duration, outcome counter, in-flight). instrument() resolves the series
 // once, when it wraps, so a wrapped call skips the lookup too.
 //
-// Timeouts. Every call has the same timeout, so calls expire in the order they started:
-// pending calls sit in an intrusive doubly linked list in start order (O(1) link and
-// unlink, no hashing, no per-call timer). One unref'd timer is armed for the oldest
-// pending call's deadline; when it fires it expires every call past its deadline from the
-// head of the list and re-arms for the new head, waiting at least `granularity`
-// (timeout / 64, between 1 ms and 1 s) so that expirations are batched. While calls keep
-// ending, the timer fires about once per timeout period; with nothing pending it is not
-// armed at all. An expired call is unlinked and counted (outcome="timeout", in-flight -1),
-// so the list never holds more than the calls started within one timeout; its end() is a
-// no-op, like every end() after the first.
+// Timeouts. Pending calls sit in a DeadlineList (./deadlines): in start order, with one
+// unref'd timer for the oldest one's deadline. An expired call is unlinked and counted
+// (outcome="timeout", in-flight -1); its end() is a no-op, like every end() after the first.
 import { performance } from 'node:perf_hooks';
 import type { Attributes, MetricAdvice } from '@opentelemetry/api';
 import type { BoundCounter, BoundGauge, BoundHistogram, BoundUpDownCounter } from '../api/handles';
@@ -42,6 +35,7 @@ import {
   OUTCOME_TIMEOUT,
   validPrefix,
 } from './naming';
+import { DeadlineList, DeadlineNode, ENDED, MAX_TIMER_MS, PENDING } from './deadlines';
 import { callMetricsSelector, DEFAULT_CALL_RELATIVE_ACCURACY, DEFAULT_CALL_SKETCH_BINS } from './selector';
 
 /** Ends a call. The first call counts; later ones do nothing. */
@@ -101,13 +95,6 @@ export const DEFAULT_MAX_CALL_SERIES = 1000;
 export const DEFAULT_QUANTILES: readonly number[] = Object.freeze([0.5, 0.9, 0.99]);
 export const DEFAULT_METRICS_PORT = 9464;
 
-const MAX_TIMER_MS = 2 ** 31 - 1;
-
-const PENDING = 0;
-const ENDED = 1;
-const TIMED_OUT = 2;
-const CANCELLED = 3;
-
 /** The shared end() of a disabled engine. */
 const NOOP_END: EndCall = () => {};
 const disabledRecordCall = (_apiType: string, _callName: string): EndCall => NOOP_END;
@@ -146,8 +133,8 @@ class CallSeries {
   }
 }
 
-/** A started call: a node of the pending list while it is pending. */
-class PendingCall {
+/** A started call: a node of the deadline list while it is pending. */
+class PendingCall implements DeadlineNode<PendingCall> {
   prev: PendingCall | null = null;
   next: PendingCall | null = null;
   state = PENDING;
@@ -247,13 +234,8 @@ export class MetricsEngine {
   private lastSeries: CallSeries | undefined;
 
   private now: () => number = () => performance.now();
-  private tracking = false;
-  private timeoutMs = 0;
-  private granularity = 1;
-  private head: PendingCall | null = null;
-  private tail: PendingCall | null = null;
-  private pendingCount = 0;
-  private timer: NodeJS.Timeout | undefined;
+  /** The pending calls; undefined when calls never time out (and are not tracked). */
+  private deadlines: DeadlineList<PendingCall> | undefined;
 
   constructor(config?: MetricsEngineConfig) {
     if (config !== undefined) this.init(config);
@@ -278,9 +260,12 @@ export class MetricsEngine {
     this.initialised = true;
     this.cfg = cfg;
     if (config.clock !== undefined) this.now = config.clock;
-    this.timeoutMs = cfg.timeoutMs;
-    this.tracking = cfg.timeoutMs > 0 && cfg.timeoutMs < Infinity;
-    this.granularity = Math.min(1000, Math.max(1, cfg.timeoutMs / 64));
+    if (cfg.timeoutMs > 0 && cfg.timeoutMs < Infinity) {
+      this.deadlines = new DeadlineList<PendingCall>(cfg.timeoutMs, this.now, (c) => {
+        c.series.timeout.add(1);
+        c.series.active.add(-1);
+      });
+    }
 
     if (config.meterProvider !== undefined) {
       this.provider = config.meterProvider;
@@ -346,7 +331,7 @@ export class MetricsEngine {
 
   /** Calls started and neither ended nor timed out (tracked only with a timeout). */
   get pendingCalls(): number {
-    return this.pendingCount;
+    return this.deadlines?.size ?? 0;
   }
 
   /** The URL of /metrics once publishMetrics() resolved. */
@@ -406,17 +391,8 @@ export class MetricsEngine {
     this.live = false;
     this.recordCall = disabledRecordCall;
     this.instrument = disabledInstrument;
-    if (this.timer !== undefined) clearTimeout(this.timer);
-    this.timer = undefined;
-    for (let c = this.head; c !== null; ) {
-      const next = c.next;
-      c.state = CANCELLED;
-      c.prev = c.next = null;
-      c.series.active.add(-1); // a provider passed in keeps running: leave no phantom in flight
-      c = next;
-    }
-    this.head = this.tail = null;
-    this.pendingCount = 0;
+    // A provider passed in keeps running: leave no phantom in flight.
+    this.deadlines?.close((c) => c.series.active.add(-1));
     this.runtime?.stop();
     this.runtime = undefined;
     for (const byName of this.seriesByApi.values()) for (const s of byName.values()) s.unbind();
@@ -447,10 +423,12 @@ export class MetricsEngine {
     // eslint-disable-next-line @typescript-eslint/no-this-alias
     const engine = this;
     const wrapped = function (this: unknown): unknown {
+      // eslint-disable-next-line prefer-rest-params -- forwards the call without building a rest array
       if (!engine.live) return fn.apply(this, arguments as never);
       const call = engine.begin(series);
       let result: unknown;
       try {
+        // eslint-disable-next-line prefer-rest-params -- as above
         result = fn.apply(this, arguments as never);
       } catch (e) {
         engine.finish(call, true);
@@ -485,15 +463,7 @@ export class MetricsEngine {
   /** Starts a call on a series. */
   private begin(series: CallSeries): PendingCall {
     const call = new PendingCall(series, this.now());
-    if (this.tracking) {
-      const tail = this.tail;
-      call.prev = tail;
-      if (tail === null) this.head = call;
-      else tail.next = call;
-      this.tail = call;
-      this.pendingCount++;
-      if (this.timer === undefined) this.arm();
-    }
+    this.deadlines?.add(call);
     series.active.add(1);
     return call;
   }
@@ -504,16 +474,7 @@ export class MetricsEngine {
     call.state = ENDED;
     const elapsed = this.now() - call.start;
     const seconds = elapsed > 0 ? elapsed / 1000 : 0;
-    if (this.tracking) {
-      const p = call.prev;
-      const n = call.next;
-      if (p === null) this.head = n;
-      else p.next = n;
-      if (n === null) this.tail = p;
-      else n.prev = p;
-      call.prev = call.next = null;
-      this.pendingCount--;
-    }
+    this.deadlines?.remove(call);
     const s = call.series;
     s.duration.record(seconds);
     (s.lastDuration ?? s.bindLastDuration()).record(seconds);
@@ -565,47 +526,6 @@ export class MetricsEngine {
       calls.bind({ ...attrs, [ATTR_OUTCOME]: OUTCOME_ERROR }),
       calls.bind({ ...attrs, [ATTR_OUTCOME]: OUTCOME_TIMEOUT }),
     );
-  }
-
-  // ---------------------------------------------------------------------------------
-  // Timeouts.
-
-  /** Arms the timer for the oldest pending call's deadline (at least `granularity` away). */
-  private arm(): void {
-    const head = this.head;
-    if (head === null) return;
-    const wait = Math.max(head.start + this.timeoutMs - this.now(), this.granularity);
-    const t = setTimeout(this.onTimer, Math.min(Math.ceil(wait), MAX_TIMER_MS));
-    t.unref();
-    this.timer = t;
-  }
-
-  private readonly onTimer = (): void => {
-    this.timer = undefined;
-    if (!this.live) return;
-    this.expire(this.now());
-    this.arm();
-  };
-
-  /** Expires every call that started at or before `now - timeout`; returns how many. */
-  private expire(now: number): number {
-    const cutoff = now - this.timeoutMs;
-    let c = this.head;
-    let n = 0;
-    while (c !== null && c.start <= cutoff) {
-      const next = c.next;
-      c.state = TIMED_OUT;
-      c.prev = c.next = null;
-      c.series.timeout.add(1);
-      c.series.active.add(-1);
-      c = next;
-      n++;
-    }
-    this.head = c;
-    if (c === null) this.tail = null;
-    else c.prev = null;
-    this.pendingCount -= n;
-    return n;
   }
 }
 

@@ -44,6 +44,7 @@ export function isValidInstrumentName(name: unknown): name is string {
 
 // Units: ASCII, at most 63 characters.
 export function isValidUnit(unit: unknown): unit is string {
+  // eslint-disable-next-line no-control-regex -- the range is all of ASCII, control characters included
   return typeof unit === 'string' && unit.length <= 63 && /^[\x00-\x7F]*$/.test(unit);
 }
 

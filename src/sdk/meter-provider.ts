@@ -4,7 +4,6 @@
 import {
   Attributes,
   BatchObservableCallback,
-  diag,
   MeterOptions,
   MeterProvider as ApiMeterProvider,
   MetricOptions,

@@ -20,7 +20,7 @@ import { BoundExact, BoundExponentialHistogram, BoundSketch } from '../api/handl
 import { AggregationKind, AggregatorParams, DEFAULT_AGGREGATOR_PARAMS, defaultAggregation } from './aggregation';
 import { Descriptor, InstrumentationScope, InstrumentKind } from './descriptor';
 import { describeValue, warnLimited } from './diag';
-import { decodeLabels as decodeParts, encodeLabels, LabelLimits } from './labels';
+import { encodeLabels, LabelLimits } from './labels';
 import { LabelTrie } from './label-trie';
 import { native } from './native';
 import { slabView } from './slabs';
@@ -174,7 +174,7 @@ export class RecordStore<H extends BoundHandle = BoundHandle> implements HandleO
     let parts: string[] | undefined;
     try {
       parts = encodeLabels(attrs ?? {}, this.limits, this.name, this.policy.keep);
-    } catch (e) {
+    } catch {
       parts = undefined;
     }
     if (parts === undefined) {

@@ -14,7 +14,7 @@
 // interval's extremes are unknown (`hasMinMax: false`).
 import type { Attributes, AttributeValue, HrTime } from '@opentelemetry/api';
 import { hasMinMax } from '../../export/batchers/merge';
-import type { Aggregation, CheckpointRecord } from '../../export/checkpoint-set';
+import type { Aggregation } from '../../export/checkpoint-set';
 import { AggregationTemporality } from '../../export/temporality';
 import { Descriptor, InstrumentationScope, InstrumentKind } from '../../sdk/descriptor';
 import type { ExponentialDelta } from './exponential-delta';
