@@ -7,7 +7,7 @@ import { describe, expect, it, beforeAll } from 'vitest';
 import { MeterProvider } from '../src';
 import type { CheckpointSet } from '../src';
 import { native } from '../src/sdk/native';
-import { attrKey, histOf, maybeRecord, recordsOf, sumOf } from './helpers';
+import { attrKey, findRecord, histOf, maybeRecord, recordsOf, sumOf } from './helpers';
 import { requireCompiledPackage, sleep, startWorker, stopWorker } from './fixtures/worker-helpers';
 
 beforeAll(() => requireCompiledPackage());
@@ -139,6 +139,33 @@ describe('reclamation across threads', () => {
     const stats = (await w.next('stats')).eviction as { evicted: number };
     expect(stats.evicted).toBeGreaterThanOrEqual(6);
     await stopWorker(w);
+  }, 60_000);
+
+  it('remove() in the main thread: a worker\'s cached handle of the series goes too; its next write starts the new series', async () => {
+    const main = new MeterProvider({ domain: 'wr-remove' }); // defaults: no expiry
+    const c = main.getMeter('workers-test').createCounter('idle.count'); // the worker's instrument
+    const w = startWorker({ mode: 'idle', domain: 'wr-remove', evictIntervalMillis: 5 });
+    await w.next('ready');
+    // Three rounds: the worker caches its handle of {k: 'a'} (and of 'b').
+    w.worker.postMessage({ type: 'record', keys: ['a', 'b'], value: 2, rounds: 3 });
+    await w.next('recorded');
+    expect(sumOf(recordsOf(await main.collect(), 'idle.count').find((r) => r.attributes.k === 'a')!)).toBe(6);
+    c.remove({ k: 'a' });
+    expect(maybeRecord(await main.collect(), 'idle.count', { k: 'a' })).toBeUndefined();
+    // The worker drains its stale queue on its timer and lets go of its cached handle.
+    let evicted = 0;
+    for (let i = 0; i < 200 && evicted < 1; i++) {
+      await sleep(10);
+      w.worker.postMessage('stats');
+      evicted = ((await w.next('stats')).eviction as { evicted: number }).evicted;
+    }
+    expect(evicted).toBeGreaterThanOrEqual(1);
+    w.worker.postMessage({ type: 'record', keys: ['a', 'b'], value: 5, rounds: 1 });
+    await w.next('recorded');
+    const cs = await main.collect();
+    expect(sumOf(findRecord(cs, 'idle.count', { k: 'a' }))).toBe(5); // a new series, from zero
+    expect(sumOf(findRecord(cs, 'idle.count', { k: 'b' }))).toBe(11); // untouched
+    expect(await stopWorker(w)).toBe(0);
   }, 60_000);
 
   it('a record two threads hold is freed only when both let go', async () => {
