@@ -259,6 +259,29 @@ describe('opt-in expiry (reclaimIdleMillis)', () => {
   });
 });
 
+describe('the cardinality limit counts series live or idle', () => {
+  it('idle series keep their place; a removed or expired one frees it', async () => {
+    const p = new MeterProvider({ cardinalityLimit: 3, reclaimIdleMillis: 1 });
+    const m = p.getMeter('card');
+    const c = m.createCounter('c');
+    const u = m.createUpDownCounter('u', {});
+    c.add(1, { id: 'a' });
+    c.add(1, { id: 'b' }); // two series + the overflow series = 3
+    u.add(1, { id: 'a' });
+    u.add(1, { id: 'b' });
+    await p.collect();
+    u.add(1, { id: 'c' }); // up-down series never expire: idle ones still count
+    expect(findRecord(await p.collect(), 'u', { 'otel.metric.overflow': true })).toBeDefined();
+    u.remove({ id: 'a' }); // removed: no longer counts
+    u.add(1, { id: 'd' });
+    expect(sumOf(findRecord(await p.collect(), 'u', { id: 'd' }))).toBe(1);
+    await sleep(5);
+    await p.collect(); // the idle counter series expire
+    c.add(1, { id: 'c' });
+    expect(sumOf(findRecord(await p.collect(), 'c', { id: 'c' }))).toBe(1);
+  });
+});
+
 describe('remove() and clear()', () => {
   it('a removed series is gone from the next export; a later write starts a new series', async () => {
     const prom = new PrometheusExporter({ preventServerStart: true });
