@@ -1,11 +1,11 @@
 // Thread-level eviction: how a thread that does not collect (a worker attached to the
-// main thread's domain) learns that records it references went idle, so they can be
-// reclaimed although its label caches would otherwise hold them forever.
+// main thread's domain) learns that records it references went idle (or were removed), so
+// it gives back its cached references (and, with expiry on, the records can be reclaimed).
 //
 // Protocol (see RecordMap::Collect and RecordMap::DrainStale):
-// 1. A collection (of a provider with reclamation, the default), in whichever thread runs it, queues every record it saw
-//    not updated that a thread still references into that thread's native stale queue
-//    (once per record until drained).
+// 1. A collection (of a provider with reclamation, the default), in whichever thread runs
+//    it, queues every record it saw not updated that a thread still references into that
+//    thread's native stale queue (once per record until drained).
 // 2. Each thread drains its own queue here: on its next cache miss after the native
 //    side reported the queue non-empty (acquire's stalePending), and on an unref'd timer,
 //    so a thread that never records again still lets go.
