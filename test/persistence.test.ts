@@ -244,6 +244,36 @@ describe('opt-in expiry (reclaimIdleMillis)', () => {
     await p.shutdown();
   });
 
+  it('a scrape whose client left mid-response has not delivered: its series do not expire', async () => {
+    const prom = new PrometheusExporter({ host: '127.0.0.1', port: 0, partBytes: 1 << 16 });
+    const p = new MeterProvider({ readers: [prom], reclaimIdleMillis: 1, cardinalityLimit: 200_000 });
+    await prom.ready();
+    const c = p.getMeter('expiry').createCounter('big');
+    const pad = 'x'.repeat(100);
+    const N = 100_000; // ~15 MB of text: far more than the socket buffers hold
+    for (let i = 0; i < N; i++) c.add(1, { id: `${pad}${i}` });
+    const port = Number(new URL(prom.url).port);
+    try {
+      for (let k = 0; k < 3; k++) {
+        // Read the start of the response, then go away.
+        await new Promise<void>((resolve) => {
+          const s = net.connect(port, '127.0.0.1');
+          s.on('error', () => undefined);
+          s.once('data', () => {
+            s.destroy();
+            resolve();
+          });
+          s.write('GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n');
+        });
+        await sleep(10); // idle longer than reclaimIdleMillis
+      }
+      const text = await prom.render();
+      expect(text.match(/^big_total\{/gm)).toHaveLength(N);
+    } finally {
+      await p.shutdown();
+    }
+  }, 60_000);
+
   it('a direct provider.collect() does not hold expiry back for the registered readers', async () => {
     const reader = new ManualReader();
     const p = new MeterProvider({ readers: [reader], reclaimIdleMillis: 1 });
