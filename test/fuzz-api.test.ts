@@ -438,7 +438,7 @@ describe('fuzzing the public API', () => {
   }, 300_000);
 
   it('bound handles dropped without unbind() leave nothing behind (no reference, no bookkeeping)', async () => {
-    const p = new MeterProvider();
+    const p = new MeterProvider({ reclaimIdleMillis: 1 }); // expiry on: unreferenced series can go
     const c = p.getMeter('forgetful').createCounter('forgotten');
     const store = (c as unknown as { store: { bound: Set<unknown> } }).store;
     for (let round = 0; round < 3; round++) {
@@ -451,7 +451,9 @@ describe('fuzzing the public API', () => {
     }
     // Their references went back: idle, the series are exported once more, then reclaimed.
     expect(sumOf(findRecord(await p.collect(), 'forgotten', { route: '/r0' }))).toBe(15_000);
+    await new Promise((r) => setTimeout(r, 5)); // idle longer than reclaimIdleMillis
     await p.collect();
+    await new Promise((r) => setTimeout(r, 5));
     expect((await p.collect()).records).toHaveLength(0);
     await p.shutdown();
   });

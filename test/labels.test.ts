@@ -330,7 +330,7 @@ describe('one attribute index for all instruments', () => {
   });
 
   it("one instrument's reclaimed series leaves no stale handle in the shared index", async () => {
-    const p = new MeterProvider();
+    const p = new MeterProvider({ reclaimIdleMillis: 1 }); // expiry on
     const m = p.getMeter('m');
     const a = m.createCounter('a');
     const b = m.createCounter('b');
@@ -342,8 +342,10 @@ describe('one attribute index for all instruments', () => {
     expect(sumOf(findRecord(await p.collect(), 'a', { id: 'x' }))).toBe(4);
     // `a` goes idle; `b` keeps recording through the same leaf.
     b.add(1, { id: 'x' });
+    await new Promise((r) => setTimeout(r, 5)); // idle longer than reclaimIdleMillis
     await p.collect();
     b.add(1, { id: 'x' });
+    await new Promise((r) => setTimeout(r, 5));
     const cs = await p.collect();
     expect(maybeRecord(cs, 'a', { id: 'x' })).toBeUndefined(); // reclaimed
     for (let i = 0; i < 3; i++) b.add(1, { id: 'x' });

@@ -211,14 +211,20 @@ describe('wiring', () => {
   it('an OpenTelemetry reader takes part in reclamation like any reader: it still exports a series\' final value', async () => {
     const fast = new ManualReader();
     const slow = new ManualOtelReader();
-    const p = new MeterProvider({ readers: [fast, slow] });
+    // Expiry opted in; short sleeps make the series idle longer than reclaimIdleMillis.
+    const p = new MeterProvider({ readers: [fast, slow], reclaimIdleMillis: 1 });
     const c = p.getMeter('r').createCounter('c');
     c.add(1, { id: 'x' });
     await slow.collect();
     c.add(41, { id: 'x' }); // only `fast` collects this soon
-    for (let i = 0; i < 5; i++) await fast.collect();
+    for (let i = 0; i < 5; i++) {
+      await new Promise((r) => setTimeout(r, 5));
+      await fast.collect();
+    }
     expect(points((await slow.collect()).resourceMetrics, 'c')).toMatchObject([{ attributes: { id: 'x' }, value: 42 }]);
+    await new Promise((r) => setTimeout(r, 5));
     await fast.collect();
+    await new Promise((r) => setTimeout(r, 5));
     expect((await fast.collect()).records.filter((r) => r.descriptor.name === 'c')).toEqual([]); // now reclaimed
     await p.shutdown();
   });

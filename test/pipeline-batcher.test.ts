@@ -181,7 +181,7 @@ describe('delta temporality', () => {
         ? new UngroupedBatcher({ temporality: AggregationTemporality.DELTA })
         : new DefaultKeysBatcher({ temporality: AggregationTemporality.DELTA });
       const reader = new BatchingReader(batcher);
-      const p = new MeterProvider({ readers: [reader] });
+      const p = new MeterProvider({ readers: [reader], reclaimIdleMillis: 1 }); // expiry on
       const m = p.getMeter('delta');
       const bounds = [5, 50];
       const c = m.createCounter('c', withAdvice(['route']));
@@ -210,6 +210,7 @@ describe('delta temporality', () => {
           if (!refHist.has(g)) refHist.set(g, new RefHistogram(bounds));
           refHist.get(g)!.record(x);
         }
+        await new Promise((r) => setTimeout(r, 2)); // idle series: idle longer than reclaimIdleMillis
         const out = await reader.collect();
         for (const r of out.records) {
           expect(r.updated).toBe(true);

@@ -216,7 +216,7 @@ describe('the native Prometheus stream', () => {
 
   it('an open stream keeps the label sets of series reclaimed while it is read; closing it frees them', async () => {
     const exporter = new PrometheusExporter({ preventServerStart: true });
-    const provider = new MeterProvider({ readers: [exporter] }); // reclamation on
+    const provider = new MeterProvider({ readers: [exporter], reclaimIdleMillis: 1 }); // expiry on
     cleanups.push(() => provider.shutdown());
     const counter = provider.getMeter('retire').createCounter('retire.once');
     for (let i = 0; i < 50; i++) counter.add(i + 1, { id: `once-${i}` });
@@ -224,7 +224,10 @@ describe('the native Prometheus stream', () => {
     const options = { openMetrics: false, withoutScopeInfo: false, withoutTargetInfo: false, summaryQuantiles: [0.5] };
     const held = await producer.streamPrometheus(options, 4096); // its snapshot points at the 50 label sets
     // Scrapes go on while it is held: the idle series are exported, let go, then reclaimed.
-    for (let k = 0; k < 6 && native().stats().retiredLabelSets < 50; k++) await exporter.render();
+    for (let k = 0; k < 6 && native().stats().retiredLabelSets < 50; k++) {
+      await new Promise((r) => setTimeout(r, 5)); // idle longer than reclaimIdleMillis
+      await exporter.render();
+    }
     expect(native().stats().retiredLabelSets).toBe(50);
     expect(await exporter.render()).not.toContain('once-');
     for (let i = 0; i < 50; i++) counter.add(1000, { id: `anew-${i}` }); // sets of the same sizes

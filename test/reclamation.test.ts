@@ -1,5 +1,6 @@
-// Reclamation (epochs): records that no handle holds and that were not updated since
-// every reader last collected are freed, so memory follows the live label sets.
+// Reclamation (epochs), opted in with reclaimIdleMillis (short sleeps make a series idle
+// longer than that): records that no handle holds, idle that long, whose final value
+// every reader delivered, are freed, so memory follows the live label sets.
 import * as v8 from 'node:v8';
 import * as vm from 'node:vm';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -25,16 +26,16 @@ class ManualReader implements MetricReader {
 
 describe('reclamation', () => {
   it('a series nobody updates or holds goes away; an active one stays', async () => {
-    const p = new MeterProvider();
+    const p = new MeterProvider({ reclaimIdleMillis: 1 });
     const c = p.getMeter('r').createCounter('c');
     c.add(1, { id: 'once' });
     c.add(1, { id: 'busy' });
     const before = native().stats().records;
     expect(sumOf(findRecord(await p.collect(), 'c', { id: 'once' }))).toBe(1); // exported
     c.add(1, { id: 'busy' });
-    expect(maybeRecord(await p.collect(), 'c', { id: 'once' })).toBeDefined(); // stale: cache lets go
     c.add(1, { id: 'busy' });
-    const cs = await p.collect(); // stale since every reader's last collection: reclaimed
+    await sleep(5);
+    const cs = await p.collect(); // idle past reclaimIdleMillis, final value delivered: reclaimed
     expect(maybeRecord(cs, 'c', { id: 'once' })).toBeUndefined();
     expect(sumOf(findRecord(cs, 'c', { id: 'busy' }))).toBe(3);
     expect(native().stats().records).toBe(before - 1);
@@ -79,25 +80,33 @@ describe('reclamation', () => {
   it('a record is reclaimed only after every reader has exported its final state', async () => {
     const fast = new ManualReader();
     const slow = new ManualReader();
-    const p = new MeterProvider({ readers: [fast, slow] });
+    const p = new MeterProvider({ readers: [fast, slow], reclaimIdleMillis: 1 });
     const c = p.getMeter('r').createCounter('c');
     c.add(1, { id: 'x' });
     await slow.collect();
     c.add(41, { id: 'x' }); // only `fast` will collect this soon
-    for (let i = 0; i < 5; i++) await fast.collect();
+    for (let i = 0; i < 5; i++) {
+      await sleep(5);
+      await fast.collect();
+    }
     const seen = maybeRecord(await slow.collect(), 'c', { id: 'x' });
     expect(seen && sumOf(seen)).toBe(42); // the slow reader still gets the final value
+    await sleep(5);
     await fast.collect();
+    await sleep(5);
     expect(maybeRecord(await fast.collect(), 'c', { id: 'x' })).toBeUndefined(); // now gone
   });
 
   it('use after unbind never writes into a reclaimed, reused cell', async () => {
-    const p = new MeterProvider();
+    const p = new MeterProvider({ reclaimIdleMillis: 1 });
     const c = p.getMeter('r').createCounter('c');
     const h = c.bind({ id: 'old' });
     h.add(1);
     h.unbind();
-    for (let i = 0; i < 3; i++) await p.collect(); // exported, then reclaimed
+    for (let i = 0; i < 3; i++) {
+      await p.collect(); // exported, then reclaimed
+      await sleep(5);
+    }
     const fresh = [];
     for (let i = 0; i < 50; i++) {
       c.add(1, { id: `new${i}` }); // reuses freed cells of the same size
@@ -110,7 +119,7 @@ describe('reclamation', () => {
   });
 
   it('no update racing reclamation is lost: churning label sets, random collections', async () => {
-    const p = new MeterProvider({ cardinalityLimit: 1_000_000 });
+    const p = new MeterProvider({ cardinalityLimit: 1_000_000, reclaimIdleMillis: 1 });
     const m = p.getMeter('r');
     const c = m.createCounter('c');
     const h = m.createHistogram('h', { advice: { explicitBucketBoundaries: [1, 10] } });
@@ -164,7 +173,7 @@ describe('reclamation', () => {
   }, 60_000);
 
   it('memory follows the live label sets after a burst of a million one-off label sets', async () => {
-    const p = new MeterProvider({ cardinalityLimit: 2_000_000 });
+    const p = new MeterProvider({ cardinalityLimit: 2_000_000, reclaimIdleMillis: 1 });
     const c = p.getMeter('burst').createCounter('c');
     const live = c.bind({ id: 'live' });
     await p.collect();
@@ -179,7 +188,9 @@ describe('reclamation', () => {
       live.add(1);
       const cs = await p.collect();
       expect(recordsOf(cs, 'c').length).toBe(1_000_001);
+      await sleep(5);
       await p.collect(); // stale: caches let go
+      await sleep(5);
       await p.collect(); // reclaimed
     };
     await burst('a');

@@ -15,7 +15,7 @@ afterEach(() => uninstallLogger());
 
 describe('attaching a worker to the main thread\'s domain', () => {
   it('a worker records into the main thread\'s series; the main collection exports both', async () => {
-    const main = new MeterProvider({ domain: 'wx-basic' });
+    const main = new MeterProvider({ domain: 'wx-basic', reclaimIdleMillis: 1 }); // expiry on
     const requests = main.getMeter('workers-test').createCounter('requests');
     requests.add(100, { method: 'GET', route: '/api/users' }); // the series the worker writes too
     const sync = new Int32Array(new SharedArrayBuffer(4));
@@ -32,10 +32,10 @@ describe('attaching a worker to the main thread\'s domain', () => {
     // Instruments only the worker created are exported too (see the next test).
     expect(sumOf(findRecord(cs, 'bound', { shared: 'yes' }))).toBe(8);
     expect(histOf(findRecord(cs, 'latency', { route: ROUTES[0] })).count).toBe(4);
-    // Exported, unreferenced since the worker went, then idle for a whole interval:
-    // reclaimed. The series the main thread keeps writing stays.
-    expect(sumOf(findRecord(await main.collect(), 'bound', { shared: 'yes' }))).toBe(8);
+    // Exported (delivered), unreferenced since the worker went, then idle longer than
+    // reclaimIdleMillis: reclaimed. The series the main thread keeps writing stays.
     requests.add(1, { method: 'GET', route: '/api/users' });
+    await new Promise((r) => setTimeout(r, 5));
     const after = await main.collect();
     expect(maybeRecord(after, 'bound', { shared: 'yes' })).toBeUndefined();
     expect(sumOf(findRecord(after, 'requests', { method: 'GET', route: '/api/users' }))).toBe(102);

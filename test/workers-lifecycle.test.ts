@@ -54,7 +54,7 @@ describe('starting and terminating workers in a loop', () => {
   it('arenas are freed, records reclaimed, RSS bounded, totals exact, no crash', async () => {
     const ITERATIONS = 100;
     const LABEL_SETS = 50; // new label sets per generation, each a counter and a histogram series
-    const main = new MeterProvider({ domain: 'wl-churn' });
+    const main = new MeterProvider({ domain: 'wl-churn', reclaimIdleMillis: 1 }); // expiry on
     const baseRecords = native().stats().records;
     const baseArena = native().stats().arenaBytes;
     let rssAt20 = 0;
@@ -84,7 +84,10 @@ describe('starting and terminating workers in a loop', () => {
         recordsAt20 = native().stats().records;
       }
     }
-    for (let i = 0; i < 3; i++) await main.collect();
+    for (let i = 0; i < 3; i++) {
+      await new Promise((r) => setTimeout(r, 5)); // idle longer than reclaimIdleMillis
+      await main.collect();
+    }
     const end = native().stats();
     const rssEnd = process.memoryUsage().rss;
     expect(exportedShared).toBe(ITERATIONS); // one add per generation, none lost

@@ -270,6 +270,41 @@ Napi::Value DrainStale(const Napi::CallbackInfo& info) {
   return arr;
 }
 
+// removeSeries(instrumentId, labelParts) -> id of the removed record, 0 if none
+// (RecordMap::Remove).
+Napi::Value RemoveSeries(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  CheckArity(info, 2, "removeSeries");
+  uint32_t instrumentId = ArgU32(info, 0, "instrumentId");
+  if (!info[1].IsArray()) ThrowType(env, "labelParts must be an array of strings");
+  Napi::Array arr = info[1].As<Napi::Array>();
+  uint32_t n = arr.Length();
+  if (n % 2 != 0) ThrowType(env, "labelParts must hold key/value pairs");
+  if (n > kMaxLabelParts) ThrowType(env, "too many labels");
+  std::vector<std::string> parts;
+  parts.reserve(n);
+  for (uint32_t i = 0; i < n; i++) {
+    Napi::Value v = arr.Get(i);
+    if (!v.IsString()) ThrowType(env, "labelParts must be an array of strings");
+    std::string s = v.As<Napi::String>().Utf8Value();
+    if (s.size() > kMaxStringBytes) ThrowType(env, "label key or value is too long");
+    parts.push_back(std::move(s));
+  }
+  return Napi::Number::New(env, static_cast<double>(RecordMap::Global().Remove(instrumentId, EncodeLabelKey(parts))));
+}
+
+// clearSeries(instrumentId) -> Float64Array of the removed records' ids (RecordMap::RemoveAll).
+Napi::Value ClearSeries(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  CheckArity(info, 1, "clearSeries");
+  uint32_t instrumentId = ArgU32(info, 0, "instrumentId");
+  std::vector<uint64_t> ids;
+  RecordMap::Global().RemoveAll(instrumentId, &ids);
+  Napi::Float64Array arr = Napi::Float64Array::New(env, ids.size());
+  for (size_t i = 0; i < ids.size(); i++) arr[i] = static_cast<double>(ids[i]);
+  return arr;
+}
+
 // slab(index) -> ArrayBuffer over this thread's slab memory (external; owned natively,
 // valid for the life of this environment).
 Napi::Value Slab(const Napi::CallbackInfo& info) {

@@ -44,6 +44,9 @@ struct Record {
   // Epochs saturate here in a record (after 4 billion collections a record updated
   // in the last pass may be reclaimed one pass early; nothing else changes).
   static constexpr uint32_t kMaxEpoch = UINT32_MAX - 1;
+  // listIndex of a record removed from its instrument (RecordMap::Remove): in no list or
+  // table, never visited by a pass again, freed when its last reference goes.
+  static constexpr uint32_t kRemoved = UINT32_MAX;
 
   LabelSet* labels = nullptr;  // one reference, dropped when reclaimed; null: free slot
   double startTimeMs = 0;      // creation time, the start of its cumulative series
@@ -51,7 +54,7 @@ struct Record {
   uint32_t lastUpdateEpoch = kUnseen;  // collection epoch that first saw the last update
   uint32_t instrument = 0;     // Instrument id
   uint32_t generation = 0;     // of its slot (the high bits of its id)
-  uint32_t listIndex = 0;      // position in its instrument's list
+  uint32_t listIndex = 0;      // position in its instrument's list; kRemoved: removed
   RecordCell cell;             // the first thread's cell (cell.arena 0: none yet)
   std::unique_ptr<RecordExtra> extra;
 
@@ -65,6 +68,7 @@ struct Record {
   // The sum of every cell's refs: 0 means no thread can write the record.
   uint32_t Refcount() const;
   const double* Retired() const { return extra ? extra->retired.get() : nullptr; }
+  bool Removed() const { return listIndex == kRemoved; }
 };
 
 // Records by slot, in chunks that never move. A record's id is its slot in the low 32

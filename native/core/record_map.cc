@@ -57,6 +57,23 @@ void RecordMap::RetireArena(uint32_t arenaId) {
       }
     }
   }
+  // Removed records: nobody exports them, so the thread's cell just goes (and the record
+  // with it once no other thread references it).
+  std::vector<uint32_t> removed(removed_.begin(), removed_.end());
+  for (uint32_t slot : removed) {
+    Record* r = &pool_.At(slot);
+    const size_t n = instruments_[r->instrument - 1]->cellSize;
+    for (size_t i = 0; i < r->CellCount(); i++) {
+      if (r->Cell(i).arena != arenaId) continue;
+      arena->Free(r->Cell(i).ref, n);
+      r->EraseCell(i);
+      break;
+    }
+    if (r->Refcount() == 0) {
+      removed_.erase(slot);
+      FreeRecordLocked(slot);
+    }
+  }
   arenas_[arenaId - 1].reset();
   staleQueues_.erase(arenaId);
 }
@@ -169,9 +186,62 @@ bool RecordMap::Release(uint64_t recordId, uint32_t arenaId) {
     RecordCell& c = r->Cell(i);
     if (c.refs == 0 || (arenaId != 0 && c.arena != arenaId)) continue;
     c.refs = c.refs - 1;
+    if (r->Removed() && r->Refcount() == 0) {
+      const auto slot = static_cast<uint32_t>(recordId & 0xffffffffu);
+      removed_.erase(slot);
+      FreeRecordLocked(slot);
+    }
     return true;
   }
   return false;
+}
+
+uint64_t RecordMap::Remove(uint32_t instrumentId, const std::string& labelKey) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (instrumentId == 0 || instrumentId > instruments_.size()) return 0;
+  Instrument* inst = instruments_[instrumentId - 1].get();
+  const LabelSet* labels = labelSets_.Find(labelKey);
+  if (labels == nullptr) return 0;
+  const uint32_t slot = FindSlotLocked(inst, labels);
+  if (slot == UINT32_MAX) return 0;
+  const uint64_t id = pool_.IdOf(slot);
+  RemoveLocked(inst, slot);
+  return id;
+}
+
+void RecordMap::RemoveAll(uint32_t instrumentId, std::vector<uint64_t>* out) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (instrumentId == 0 || instrumentId > instruments_.size()) return;
+  Instrument* inst = instruments_[instrumentId - 1].get();
+  while (!inst->list.empty()) {
+    const uint32_t slot = inst->list.back();
+    out->push_back(pool_.IdOf(slot));
+    RemoveLocked(inst, slot);
+  }
+}
+
+void RecordMap::RemoveLocked(Instrument* inst, uint32_t slot) {
+  Record* r = &pool_.At(slot);
+  if (r->Refcount() == 0) {
+    ReclaimLocked(slot);
+    return;
+  }
+  inst->records.Erase(slot);
+  const uint32_t moved = inst->list.back();
+  inst->list[r->listIndex] = moved;
+  pool_.At(moved).listIndex = r->listIndex;
+  inst->list.pop_back();
+  r->listIndex = Record::kRemoved;
+  removed_.insert(slot);
+  // Threads that cache a reference to it learn to let go (DrainStale hands a removed
+  // record's id back whatever its cell's activity).
+  const uint64_t id = pool_.IdOf(slot);
+  for (size_t c = 0, n = r->CellCount(); c < n; c++) {
+    RecordCell& cell = r->Cell(c);
+    if (cell.refs == 0 || cell.staleQueued) continue;
+    cell.staleQueued = 1;
+    staleQueues_[cell.arena].push_back(StaleEntry{id, 0});
+  }
 }
 
 void RecordMap::DrainStale(uint32_t arenaId, std::vector<uint64_t>* out) {
@@ -189,6 +259,10 @@ void RecordMap::DrainStale(uint32_t arenaId, std::vector<uint64_t>* out) {
     RecordCell* c = r->FindCell(arenaId);
     if (c == nullptr) continue;
     c->staleQueued = 0;
+    if (r->Removed()) {
+      out->push_back(e.id);
+      continue;
+    }
     // Written by this thread since it was queued: in use again, keep it cached.
     tmp.resize(n);
     LoadCell(tmp.data(), CellData(*c), n);
@@ -231,15 +305,22 @@ void RecordMap::ReclaimLocked(uint32_t slot) {
   // Precondition: refcount 0, so no JS handle or cache entry can write its cells.
   Record* r = &pool_.At(slot);
   Instrument* inst = instruments_[r->instrument - 1].get();
-  for (size_t i = 0, n = r->CellCount(); i < n; i++) {
-    const RecordCell& c = r->Cell(i);
-    if (SlabArena* arena = ArenaLocked(c.arena)) arena->Free(c.ref, inst->cellSize);
-  }
   inst->records.Erase(slot);
   const uint32_t moved = inst->list.back();
   inst->list[r->listIndex] = moved;
   pool_.At(moved).listIndex = r->listIndex;
   inst->list.pop_back();
+  FreeRecordLocked(slot);
+}
+
+void RecordMap::FreeRecordLocked(uint32_t slot) {
+  // Precondition: refcount 0 and in no instrument's list or table.
+  Record* r = &pool_.At(slot);
+  const size_t n = instruments_[r->instrument - 1]->cellSize;
+  for (size_t i = 0, cells = r->CellCount(); i < cells; i++) {
+    const RecordCell& c = r->Cell(i);
+    if (SlabArena* arena = ArenaLocked(c.arena)) arena->Free(c.ref, n);
+  }
   labelSets_.Release(r->labels, labelPins_ > 0);
   pool_.Free(slot);
 }
@@ -278,6 +359,10 @@ uint64_t RecordMap::CollectPass(const CollectOptions& opts, const CheckpointVisi
   for (auto& inst : instruments_) {
     if (opts.domain != 0 && inst->domain != opts.domain) continue;
     const AggregationKind kind = inst->descriptor.aggregation;
+    // A non-monotonic sum's value is a level: it never expires (a new record would
+    // restart it from 0).
+    const InstrumentKind ik = inst->descriptor.kind;
+    const bool expirable = ik != InstrumentKind::UpDownCounter && ik != InstrumentKind::ObservableUpDownCounter;
     const size_t n = inst->cellSize;
     tmp.resize(n);
     state.resize(n);
@@ -312,7 +397,7 @@ uint64_t RecordMap::CollectPass(const CollectOptions& opts, const CheckpointVisi
       r->fingerprint = fingerprint;
       if (updated) r->lastUpdateEpoch = recordEpoch;
       const uint32_t refcount = r->Refcount();
-      if (opts.reclaim && !updated && refcount == 0 && r->lastUpdateEpoch < opts.reclaimBefore) {
+      if (opts.reclaim && expirable && !updated && refcount == 0 && r->lastUpdateEpoch < opts.reclaimBefore) {
         reclaim.push_back(slot);
         continue;
       }

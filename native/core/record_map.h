@@ -14,6 +14,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "aggregator.h"
@@ -64,11 +65,13 @@ struct CollectOptions {
   double nowMs = 0;
   // Only instruments of this domain; 0 means every domain.
   uint32_t domain = 0;
-  // Reclaim records with no references that were not updated in this pass and whose
-  // last update was first seen by a collection before epoch `reclaimBefore` (the
-  // provider passes the oldest epoch any of its readers has collected at: every reader
-  // has exported the record's final state, then seen it idle for one whole interval, so
-  // a series stays exported for one collection after its last update).
+  // Reclaim (expire) records with no references that were not updated in this pass and
+  // whose last update was first seen by a collection before epoch `reclaimBefore` (the
+  // provider passes one past the oldest epoch every reader has delivered, bounded by its
+  // idle time: every reader has exported the record's final state). reclaimBefore 0
+  // reclaims nothing (records persist; only the stale queues below are filled). Records
+  // of non-monotonic sums (UpDownCounter, ObservableUpDownCounter) are never reclaimed:
+  // their value is a level, which a new record starting from 0 would lose.
   // A reclaiming pass also queues every record it saw not updated that some thread
   // still references into the stale queue of each such thread's arena (once per cell
   // until drained): threads that do not collect learn from it which cached references
@@ -159,6 +162,16 @@ class RecordMap {
   // that do not track arenas). False if the record is unknown or the arena holds none.
   bool Release(uint64_t recordId, uint32_t arenaId = 0);
 
+  // Removes the instrument's record of this label set from every later pass (an explicit
+  // removal of one series): the next Acquire of the label set creates a new record (new
+  // start time). The removed record is freed at once if no thread references it, else
+  // when its last reference goes (Release, RetireArena); meanwhile bound handles may
+  // still write into it, unexported. Every thread holding references gets its id in its
+  // stale queue. Returns the removed record's id, 0 if there was none.
+  uint64_t Remove(uint32_t instrumentId, const std::string& labelKey);
+  // Remove() for every record of the instrument; appends the removed ids to `out`.
+  void RemoveAll(uint32_t instrumentId, std::vector<uint64_t>* out);
+
   // Takes the arena's stale queue: ids of records a reclaiming collection saw idle while
   // this arena held references to them (reclaimed records are left out). The thread
   // releases the cached references among them; its bound handles keep theirs.
@@ -205,6 +218,11 @@ class RecordMap {
   SlabArena* ArenaLocked(uint32_t id) { return id == 0 || id > arenas_.size() ? nullptr : arenas_[id - 1].get(); }
   const double* CellData(const RecordCell& c) { return ArenaLocked(c.arena)->Data(c.ref); }
   void ReclaimLocked(uint32_t slot);
+  // Frees a record's cells, label set reference and slot (no list or table touched).
+  void FreeRecordLocked(uint32_t slot);
+  // Unlinks the record from its instrument, queues its referencing threads' stale
+  // entries, and frees it or keeps it in removed_ until its last reference goes.
+  void RemoveLocked(Instrument* inst, uint32_t slot);
   void UnpinLabels();
 
   std::mutex mu_;
@@ -223,8 +241,10 @@ class RecordMap {
   std::unordered_map<std::string, uint32_t> instrumentIds_;
   std::vector<std::unique_ptr<Instrument>> instruments_;  // index = id - 1
   LabelSetTable labelSets_;
-  // Owns every record (allocated in Acquire, freed by ReclaimLocked).
+  // Owns every record (allocated in Acquire, freed by ReclaimLocked / FreeRecordLocked).
   RecordPool pool_;
+  // Slots of removed records that some thread still references.
+  std::unordered_set<uint32_t> removed_;
 };
 
 }  // namespace hotmeter

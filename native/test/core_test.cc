@@ -1078,6 +1078,100 @@ TEST(record_map_reclaim_before) {
   CHECK_EQ(c8.reclaimed, std::vector<uint64_t>{z.recordId});
 }
 
+TEST(record_map_never_reclaims_non_monotonic_sums) {
+  // An up-down counter's value is a level: however long it is idle and whatever
+  // reclaimBefore says, its record (and value) stays; a counter's goes.
+  RecordMap m;
+  uint32_t arena = m.RegisterArena();
+  Descriptor ud = MakeDesc("ud", AggregationKind::Sum);
+  ud.kind = InstrumentKind::UpDownCounter;
+  Descriptor oud = MakeDesc("oud", AggregationKind::PrecomputedSum);
+  oud.kind = InstrumentKind::ObservableUpDownCounter;
+  uint32_t u = m.RegisterInstrument("ud", ud, nullptr);
+  uint32_t o = m.RegisterInstrument("oud", oud, nullptr);
+  uint32_t c = m.RegisterInstrument("c", MakeDesc("c", AggregationKind::Sum), nullptr);
+  const std::map<uint32_t, size_t> sizes = {{u, 1}, {o, 2}, {c, 1}};
+  Acquired a, b, d;
+  REQUIRE(m.Acquire(arena, u, Key("k", "a"), 0, &a));
+  REQUIRE(m.Acquire(arena, o, Key("k", "a"), 0, &b));
+  REQUIRE(m.Acquire(arena, c, Key("k", "a"), 0, &d));
+  *CellPtr(m, arena, a, 1) += 5;
+  *CellPtr(m, arena, b, 2) = 7;
+  *CellPtr(m, arena, d, 1) += 1;
+  REQUIRE(m.Release(a.recordId));
+  REQUIRE(m.Release(b.recordId));
+  REQUIRE(m.Release(d.recordId));
+  REQUIRE(DoCollect(m, sizes, false).ok);
+  CollectOptions opts;
+  opts.reclaim = true;
+  opts.reclaimBefore = UINT64_MAX;
+  Collected c2 = DoCollect(m, sizes, opts);
+  REQUIRE(c2.ok);
+  CHECK_EQ(c2.reclaimed, std::vector<uint64_t>{d.recordId});
+  Collected c3 = DoCollect(m, sizes, opts);
+  REQUIRE(c3.ok);
+  CHECK(c3.reclaimed.empty());
+  REQUIRE(c3.Find(a.recordId));
+  CHECK_EQ(c3.Find(a.recordId)->state[0], 5.0);
+  REQUIRE(c3.Find(b.recordId));
+  CHECK_EQ(c3.Find(b.recordId)->state[0], 7.0);
+}
+
+TEST(record_map_remove) {
+  // Remove unlinks a series: later passes do not show it, the next Acquire of its label
+  // set makes a new record (new id, new start time, from zero), and the removed record is
+  // freed once its last reference goes; threads caching it find it in their stale queue.
+  RecordMap m;
+  uint32_t t1 = m.RegisterArena();
+  uint32_t t2 = m.RegisterArena();
+  uint32_t sum = m.RegisterInstrument("s", MakeDesc("s", AggregationKind::Sum), nullptr);
+  const std::map<uint32_t, size_t> sizes = {{sum, 1}};
+  Acquired a1, a2, b;
+  REQUIRE(m.Acquire(t1, sum, Key("k", "a"), 1, &a1));
+  REQUIRE(m.Acquire(t2, sum, Key("k", "a"), 1, &a2));
+  REQUIRE(m.Acquire(t1, sum, Key("k", "b"), 1, &b));
+  REQUIRE(a1.recordId == a2.recordId);
+  *CellPtr(m, t1, a1, 1) += 2;
+  *CellPtr(m, t2, a2, 1) += 3;
+  REQUIRE(m.Release(b.recordId));
+  CHECK_EQ(m.Remove(sum, Key("k", "nope")), 0u);
+  CHECK_EQ(m.Remove(sum + 1, Key("k", "a")), 0u);
+  CHECK_EQ(m.Remove(sum, Key("k", "a")), a1.recordId);
+  CHECK_EQ(m.Remove(sum, Key("k", "a")), 0u);  // gone already
+  CHECK_EQ(m.RecordCount(), 2u);               // referenced by both threads: kept
+  Collected c1 = DoCollect(m, sizes, false);
+  REQUIRE(c1.ok);
+  CHECK_EQ(c1.rows.size(), 1u);
+  CHECK(c1.Find(a1.recordId) == nullptr);
+  std::vector<uint64_t> ids;
+  m.DrainStale(t2, &ids);
+  CHECK_EQ(ids, std::vector<uint64_t>{a1.recordId});
+  // The same label set again: a new record, from zero, with its own start time.
+  Acquired n1;
+  REQUIRE(m.Acquire(t1, sum, Key("k", "a"), 9, &n1));
+  CHECK(n1.recordId != a1.recordId);
+  *CellPtr(m, t1, n1, 1) += 1;
+  Collected c2 = DoCollect(m, sizes, false);
+  REQUIRE(c2.ok);
+  REQUIRE(c2.Find(n1.recordId));
+  CHECK_EQ(c2.Find(n1.recordId)->state[0], 1.0);
+  CHECK_EQ(c2.Find(n1.recordId)->startTimeMs, 9.0);
+  // The removed record goes with its last reference (t2's by release, t1's by retiring).
+  CHECK(m.Release(a2.recordId, t2));
+  CHECK_EQ(m.RecordCount(), 3u);
+  m.RetireArena(t1);
+  CHECK_EQ(m.RecordCount(), 2u);  // n1 (folded into retired state) and b
+  CHECK(!m.Release(a1.recordId));
+  // RemoveAll: every series of the instrument; unreferenced ones are freed at once.
+  std::vector<uint64_t> all;
+  m.RemoveAll(sum, &all);
+  CHECK_EQ(all.size(), 2u);
+  CHECK_EQ(m.RecordCount(), 0u);
+  Collected c3 = DoCollect(m, sizes, false);
+  REQUIRE(c3.ok);
+  CHECK(c3.rows.empty());
+}
+
 TEST(record_map_cardinality_limit) {
   RecordMap m;
   uint32_t t1 = m.RegisterArena(), t2 = m.RegisterArena();

@@ -42,6 +42,23 @@ abstract class SyncInstrument<H extends BoundHandle> {
   bind(attributes?: Attributes): H {
     return this.store.bind(attributes);
   }
+
+  /**
+   * Removes the series of `attributes` (prom-client's `remove(labels)`): from the next
+   * collection it is in no export; a later write starts a new series (new start time,
+   * counting from zero). Handles bound to it before the call keep writing into the removed
+   * series, which is never exported: bind again after remove(). Other threads' cached
+   * references go within their next stale-queue drain. Never throws: attributes that are
+   * not a plain object give a diagnostic and remove nothing.
+   */
+  remove(attributes?: Attributes): void {
+    this.store.remove(attributes);
+  }
+
+  /** Removes every series of this instrument, as remove() does for one. Never throws. */
+  clear(): void {
+    this.store.clear();
+  }
 }
 
 /** A monotonic sum. `add(value, attributes)` or, faster, `bind(attributes).add(value)`. */

@@ -81,6 +81,8 @@ function positive(name: string, v: number | undefined, dflt: number): number {
  * shutdown) stops the timer, exports a last collection and shuts the exporter down.
  */
 export class PushController implements MetricReader {
+  /** A collection counts as delivered (for expiry) once its export succeeded. */
+  readonly reportsDelivery = true;
   /** The exporter collections go to. */
   readonly exporter: Exporter;
   /** The batcher that prepares each collection. */
@@ -229,8 +231,9 @@ export class PushController implements MetricReader {
   /** Collect, batch, export. Never rejects. */
   private async collectAndExport(producer: MetricProducer, signal: AbortSignal): Promise<Outcome> {
     let set: CheckpointSet;
+    let raw: CheckpointSet;
     try {
-      const raw = await producer.collect();
+      raw = await producer.collect();
       // Collections reach the batcher in order, each once. A collection that arrives
       // after its run was abandoned still advances the batcher (so nothing it holds is
       // counted twice later) but is not exported.
@@ -244,7 +247,11 @@ export class PushController implements MetricReader {
       return failure(e);
     }
     if (signal.aborted) return failure(new Error('hotmeter: run abandoned'));
-    return this.exportSet(set, producer, signal);
+    const epoch = raw.epoch;
+    return this.exportSet(set, producer, signal).then((o) => {
+      if (o.ok) producer.delivered?.(epoch);
+      return o;
+    });
   }
 
   private exportSet(set: CheckpointSet, producer: MetricProducer, signal: AbortSignal): Promise<Outcome> {

@@ -15,6 +15,8 @@ export interface PrometheusCollectOptions {
 export interface PrometheusPayload {
   readonly chunks: Buffer[];
   readonly byteLength: number;
+  /** The collection's epoch (for {@link MetricProducer.delivered}), when the producer has one. */
+  readonly epoch?: number;
   /**
    * Hands the chunks' memory back for the next collection now (the chunks read as empty
    * afterwards); call once nothing reads them. Without it the memory returns when the
@@ -37,6 +39,8 @@ export interface PrometheusPart {
 export interface PrometheusStream {
   /** How many parts the text has (at least one). */
   readonly parts: number;
+  /** The collection's epoch (for {@link MetricProducer.delivered}), when the producer has one. */
+  readonly epoch?: number;
   /** Writes the next part (off the JS thread); undefined after the last. One read at a time. */
   next(): Promise<PrometheusPart | undefined>;
   /**
@@ -64,10 +68,23 @@ export interface MetricProducer {
    * text is written a part of about `partBytes` at a time as the stream is read.
    */
   streamPrometheus?(options: PrometheusCollectOptions, partBytes?: number): Promise<PrometheusStream>;
+  /**
+   * Optional: the reader delivered the collection of this epoch (`CheckpointSet.epoch`,
+   * `PrometheusPayload.epoch`, `PrometheusStream.epoch`): its export succeeded, its scrape
+   * response was fully written. Only readers with `reportsDelivery` call it; a later epoch
+   * covers earlier ones. With expiry on (`reclaimIdleMillis`), a series expires only once
+   * every reader delivered its final value: a reader whose export failed has not seen it.
+   */
+  delivered?(epoch: number): void;
 }
 
 /** Something that reads collections: a pull endpoint, a push controller. */
 export interface MetricReader {
+  /**
+   * True: the reader calls its producer's `delivered(epoch)` once a collection's export is
+   * delivered. Otherwise each collection counts as delivered when it is taken.
+   */
+  readonly reportsDelivery?: boolean;
   /** Called once by the provider the reader is given to. */
   setMetricProducer(producer: MetricProducer): void;
   forceFlush?(): Promise<void>;

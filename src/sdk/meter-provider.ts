@@ -72,21 +72,28 @@ export interface MeterProviderOptions {
    */
   cardinalityLimit?: number;
   /**
-   * Reclaim records that no handle holds and that were not updated since every reader
-   * last collected, so memory follows the live label sets. Default true. A reclaimed
-   * series that comes back starts again from zero (a counter reset).
+   * `false`: idle series are never expired, and this provider's collections never ask
+   * threads to give back cached references of idle series. Default true: caches of idle
+   * series are given back (the series and its value stay exported), and series expire as
+   * `reclaimIdleMillis` says.
    */
   reclamation?: boolean;
   /**
-   * With reclamation, a series must also have been idle for at least this long (ms) before
-   * it goes: bursts of collections (many scrapes at once, a `forceFlush` loop) then never
-   * reclaim a series that is written every few seconds. Default 0 (the collection
-   * intervals alone decide). Prometheus users may want their scrape interval or more.
+   * Opt-in expiry, ms: a series no handle holds that was not written for at least this long
+   * is dropped from every later export, once every reader has delivered its final value (a
+   * push reader's export succeeded, a Prometheus scrape's response was fully written). A
+   * series that comes back is a new series (new start time: a counter reset). Never applies
+   * to up-down counters (their value is a level). Default undefined/0: series never expire;
+   * cumulative exports show every series recorded, with its value, for the life of the
+   * provider (as prom-client and @opentelemetry/sdk-metrics do).
    */
   reclaimIdleMillis?: number;
 }
 
-/** The key under which direct `provider.collect()` calls are tracked as a reader. */
+/**
+ * The key under which direct `provider.collect()` calls are tracked as a reader, only
+ * while the provider has no registered reader (they then decide expiry alone).
+ */
 const DIRECT: object = Object.freeze({ reader: 'direct provider.collect()' });
 
 const EMPTY_BOUNDS = new Float64Array(0);
@@ -120,7 +127,10 @@ export class MeterProvider implements ApiMeterProvider {
   private readonly views: View[];
   private readonly cardinalityLimit: number;
   private readonly reclamation: boolean;
-  /** Per reader: the epoch of its latest collection (0 before its first). */
+  /**
+   * Per registered reader (or DIRECT when there is none): the latest epoch whose
+   * collection it delivered (0 before its first). Expiry waits for the oldest.
+   */
   private readonly readerEpochs = new Map<object, number>();
   private readonly reclaimIdleMillis: number;
   /** Epoch and time of this provider's recent passes, oldest first (reclaimIdleMillis). */
@@ -144,6 +154,7 @@ export class MeterProvider implements ApiMeterProvider {
     }
     this.reclaimIdleMillis = idle;
     this.readers = Array.isArray(options.readers) ? options.readers.map(adaptReader) : [];
+    if (this.readers.length === 0) this.readerEpochs.set(DIRECT, 0);
     for (const r of this.readers) {
       this.readerEpochs.set(r, 0);
       const resource = this.resource;
@@ -152,6 +163,7 @@ export class MeterProvider implements ApiMeterProvider {
         collect: () => this.collectFor(r),
         collectPrometheus: (o) => this.collectPrometheusFor(r, o),
         streamPrometheus: (o, partBytes) => this.streamPrometheusFor(r, o, partBytes),
+        delivered: (epoch) => this.delivered(r, epoch),
       });
     }
   }
@@ -300,7 +312,8 @@ export class MeterProvider implements ApiMeterProvider {
    * observable instruments report the series observed in this collection.
    */
   async collect(): Promise<CheckpointSet> {
-    if (!this.readerEpochs.has(DIRECT)) this.readerEpochs.set(DIRECT, 0);
+    // With registered readers, a direct collection holds no expiry back (DIRECT is not
+    // in readerEpochs); without any, direct collections decide alone.
     return this.collectFor(DIRECT);
   }
 
@@ -406,36 +419,45 @@ export class MeterProvider implements ApiMeterProvider {
 
 
   /**
-   * The epoch records must have been last updated before to be reclaimed by the next
-   * pass, or undefined when it must not reclaim. Every reader has exported each record's
-   * state as of its own latest collection: records last updated before the oldest of
-   * those were exported, then seen idle by every reader, and may go.
+   * The epoch records must have been last updated before to be expired by the next pass:
+   * 0 when nothing may expire (the pass only asks threads to give back cached references
+   * of idle records), undefined when the pass must not even do that (reclamation: false).
+   * Every reader delivered each record's state as of the epoch it last delivered: a record
+   * last updated at or before the oldest of those was delivered by every reader, and
+   * (reclaimIdleMillis) a record whose last update was first seen by a pass at least
+   * reclaimIdleMillis ago has been idle at least that long.
    */
   private reclaimBefore(): number | undefined {
+    if (!this.reclamation) return undefined;
+    if (!(this.reclaimIdleMillis > 0)) return 0;
     let before = Infinity;
-    for (const e of this.readerEpochs.values()) before = Math.min(before, e);
-    if (this.reclaimIdleMillis > 0) {
-      // A record whose last update was first seen by a pass at least reclaimIdleMillis
-      // old (or earlier) has been idle at least that long.
-      const cutoff = Date.now() - this.reclaimIdleMillis;
-      const t = this.passTimes;
-      while (t.length > 1 && t[1].time <= cutoff) t.shift();
-      before = Math.min(before, t.length > 0 && t[0].time <= cutoff ? t[0].epoch + 1 : 0);
-    }
-    return this.reclamation && Number.isFinite(before) ? before : undefined;
+    for (const e of this.readerEpochs.values()) before = Math.min(before, e + 1);
+    const cutoff = Date.now() - this.reclaimIdleMillis;
+    const t = this.passTimes;
+    while (t.length > 1 && t[1].time <= cutoff) t.shift();
+    before = Math.min(before, t.length > 0 && t[0].time <= cutoff ? t[0].epoch + 1 : 0);
+    return Number.isFinite(before) ? before : 0;
+  }
+
+  /** A reader delivered its collection of `epoch` (MetricProducer.delivered). */
+  private delivered(reader: object, epoch: number): void {
+    if (typeof epoch !== 'number' || !(epoch >= 0)) return;
+    const prev = this.readerEpochs.get(reader);
+    if (prev !== undefined && epoch > prev) this.readerEpochs.set(reader, epoch);
   }
 
   /**
    * After a native collection pass (checkpoint() or collectPrometheusFor()): forgets the
-   * reclaimed records, gives back the cached references of records the pass saw idle, and
-   * notes the reader's epoch.
+   * reclaimed records, gives back the cached references of records the pass saw idle, and,
+   * for a reader that does not report delivery (and for direct collections when there is
+   * no reader), counts the collection as delivered.
    */
   private finishPass(reader: object, epoch: number, stale: ReadonlySet<number>, reclaimed: ArrayLike<number>): void {
     for (let n = 0; n < reclaimed.length; n++) this.attributesOf.delete(reclaimed[n]);
     if (this.reclamation && stale.size > 0) {
       for (const store of this.stores.values()) store.evict(stale);
     }
-    this.readerEpochs.set(reader, epoch);
+    if ((reader as MetricReader).reportsDelivery !== true) this.delivered(reader, epoch);
     if (this.reclaimIdleMillis > 0) this.passTimes.push({ epoch, time: Date.now() });
   }
 
@@ -452,7 +474,7 @@ export class MeterProvider implements ApiMeterProvider {
     const r = await native().serializePrometheus(this.domain, before !== undefined, before, null, options);
     this.finishPrometheusPass(reader, r);
     const chunks = r.chunks;
-    return { chunks, byteLength: r.bytes, release: () => void native().releaseOutput(chunks) };
+    return { chunks, byteLength: r.bytes, epoch: r.epoch, release: () => void native().releaseOutput(chunks) };
   }
 
   /** As collectPrometheusFor, the text written a part at a time as the stream is read. */
@@ -465,6 +487,7 @@ export class MeterProvider implements ApiMeterProvider {
     let closed = false;
     return {
       parts: r.parts,
+      epoch: r.epoch,
       next: async () => {
         const p = await native().readPrometheusStream(handle);
         return p === null ? undefined : { chunks: p.chunks, byteLength: p.bytes };

@@ -119,6 +119,13 @@ export interface NativeBinding {
    * referenced them; this thread drops its cached references among them.
    */
   drainStale(): Float64Array;
+  /**
+   * Removes the instrument's series of this label set from every later collection (the
+   * next acquire of it creates a new record); returns the removed record's id, 0 if none.
+   */
+  removeSeries(instrumentId: number, labelParts: string[]): number;
+  /** removeSeries for every series of the instrument; the removed records' ids. */
+  clearSeries(instrumentId: number): Float64Array;
   slab(index: number): ArrayBuffer;
   /** Layout: [epoch, recordCount, reclaimedCount,
    *  recordCount x [recordId, instrumentId, updated, startTimeMs, state...],

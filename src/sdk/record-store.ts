@@ -319,6 +319,74 @@ export class RecordStore<H extends BoundHandle = BoundHandle> implements HandleO
     return n;
   }
 
+  /**
+   * Removes the series of `attrs` (see Counter.remove): this thread's cached handle of it
+   * goes (its reference is given back), the trie is cleared (only an index), and the
+   * native record is unlinked so the next write creates a new series. Never throws.
+   */
+  remove(attrs: Attributes | undefined): void {
+    if (this.dead || this.disabled) return;
+    let parts: string[] | undefined;
+    try {
+      const snap = attrs === undefined ? {} : typeof attrs === 'object' && attrs !== null ? snapshot(attrs) : undefined;
+      parts = snap === undefined ? undefined : encodeLabels(snap, this.limits, this.name, this.policy.keep);
+    } catch {
+      parts = undefined;
+    }
+    if (parts === undefined) {
+      warnLimited(`remove:${this.name}`, `${this.name}: remove() needs a plain attributes object; nothing removed`);
+      return;
+    }
+    const key = JSON.stringify(parts);
+    const h = this.byKey.get(key);
+    if (h !== undefined) {
+      this.byKey.delete(key);
+      if (this.empty === h) this.empty = undefined;
+      h.off = OFF_DROPPED; // unreachable now; never writes again
+      this.releaseRecord(h.recordId);
+    }
+    this.trie.clear();
+    flushPendingRelease();
+    let id = 0;
+    try {
+      id = native().removeSeries(this.instrumentId, parts);
+    } catch (e) {
+      warnLimited(`remove:${this.name}`, `${this.name}: remove() rejected the attributes (${(e as Error).message}); nothing removed`);
+      return;
+    }
+    if (id !== 0) this.forgetRemoved(id);
+  }
+
+  /** Removes every series of the instrument (see Counter.clear). Never throws. */
+  clear(): void {
+    if (this.dead || this.disabled) return;
+    for (const h of this.byKey.values()) {
+      h.off = OFF_DROPPED;
+      this.releaseRecord(h.recordId);
+    }
+    this.byKey.clear();
+    this.empty = undefined;
+    this.trie.clear();
+    flushPendingRelease();
+    let ids: Float64Array;
+    try {
+      ids = native().clearSeries(this.instrumentId);
+    } catch {
+      return; // the environment is shutting down
+    }
+    for (let i = 0; i < ids.length; i++) this.forgetRemoved(ids[i]);
+  }
+
+  /** A record of this store was removed: its attributes go, and the overflow handle if it was that. */
+  private forgetRemoved(id: number): void {
+    this.attributesOf.delete(id);
+    if (this.overflow !== undefined && this.overflow.recordId === id) {
+      this.overflow.off = OFF_DROPPED;
+      this.releaseRecord(id);
+      this.overflow = undefined;
+    }
+  }
+
   private acquire(parts: string[]): H | undefined {
     if (stalePending()) drainStale();
     let ok: boolean;

@@ -1,11 +1,11 @@
 // Thread-level eviction: how a thread that does not collect (a worker attached to the
-// main thread's domain) learns that records it references went idle, so they can be
-// reclaimed although its label caches would otherwise hold them forever.
+// main thread's domain) learns that records it references went idle (or were removed), so
+// it gives back its cached references (and, with expiry on, the records can be reclaimed).
 //
 // Protocol (see RecordMap::Collect and RecordMap::DrainStale):
-// 1. A reclaiming collection, in whichever thread runs it, queues every record it saw
-//    not updated that a thread still references into that thread's native stale queue
-//    (once per record until drained).
+// 1. A collection (of a provider with reclamation, the default), in whichever thread runs
+//    it, queues every record it saw not updated that a thread still references into that
+//    thread's native stale queue (once per record until drained).
 // 2. Each thread drains its own queue here: on its next cache miss after the native
 //    side reported the queue non-empty (acquire's stalePending), and on an unref'd timer,
 //    so a thread that never records again still lets go.
@@ -13,9 +13,13 @@
 //    releases their references (a cached handle is only reached through the store's
 //    caches, so nothing in this thread can write the cell afterwards). Bound handles
 //    keep their own references.
-// 4. A record is reclaimed only when its refcount is 0 (every thread let go, or exited:
-//    retiring an arena drops its references) and every reader of the collecting provider
-//    has exported its final state. A label set used again later gets a new record.
+// 4. The native record (and its value) stays: by default series persist in cumulative
+//    exports. With expiry on (reclaimIdleMillis), a record is reclaimed only when its
+//    refcount is 0 (every thread let go, or exited: retiring an arena drops its
+//    references), it was idle that long, and every reader of the collecting provider
+//    delivered its final state; a label set used again later gets a new record. A removed
+//    record (remove(), clear()) is in every referencing thread's queue whatever its
+//    activity, so cached handles of it go too.
 import { native } from './native';
 
 /** What a store offers the thread's eviction (RecordStore.evict). */

@@ -53,8 +53,8 @@ export class AttachedMeterProvider extends MeterProvider {
       throw new TypeError('hotmeter: an attached provider has no readers; the provider that owns the domain exports it');
     }
     const { evictIntervalMillis, ...rest } = o;
-    // reclamation: false: only the exporting provider's collections may reclaim, after
-    // its readers have exported each record's final state.
+    // reclamation: false: only the exporting provider's collections may expire series
+    // (after its readers delivered each one's final state) or queue idle ones for eviction.
     super({ ...rest, domain, readers: [], reclamation: false });
     this.domainName = domain;
     if (evictIntervalMillis !== undefined) setEvictInterval(evictIntervalMillis);

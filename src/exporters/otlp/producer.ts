@@ -112,9 +112,18 @@ const DEFAULT_AGGREGATION = 0; // sdk-metrics' AggregationType.DEFAULT
  *     const provider = new MeterProvider({ readers: [producer] });
  *     const reader = new PeriodicExportingMetricReader({ exporter, metricProducers: [producer] });
  *
- * Each producer collects under its own reader epoch (reclamation waits for it), so one
- * that is never collected keeps every series alive: shut it down (with the provider) when
- * it is no longer read.
+ * Each producer collects under its own reader epoch (expiry, `reclaimIdleMillis`, waits
+ * for it), so one that is never collected keeps every series alive: shut it down (with
+ * the provider) when it is no longer read.
+ *
+ * Delivery (what expiry waits for): when the OpenTelemetry reader has a push exporter
+ * (`PeriodicExportingMetricReader`'s `_exporter`, an object with `export(metrics,
+ * callback)`), the producer wraps that exporter's `export` and counts a collection as
+ * delivered when an export of its metrics calls back SUCCESS (a failed export delivered
+ * nothing; a collection split into batches by `maxExportBatchSize` may never be
+ * recognised, and then keeps its series from expiring). Any other reader (a pull reader,
+ * a reader without such an exporter, or no reader) gives no way to learn the export's
+ * result: each collection counts as delivered when it is taken.
  */
 export class HotmeterMetricProducer implements MetricReader, OtelMetricProducer {
   /** The OpenTelemetry JS reader this producer feeds, if any. */
@@ -127,6 +136,15 @@ export class HotmeterMetricProducer implements MetricReader, OtelMetricProducer 
   private resource: OtelResource | undefined;
   private queue: Promise<unknown> = Promise.resolve();
   private closed = false;
+  /** Set once the reader's exporter is wrapped (see the class comment). */
+  private tracksDelivery = false;
+  /** The collection epoch of each ScopeMetrics object handed out (a batch split builds new ones: not recognised). */
+  private readonly epochOf = new WeakMap<object, number>();
+
+  /** True once the reader's exporter reports export results (MetricReader.reportsDelivery). */
+  get reportsDelivery(): boolean {
+    return this.tracksDelivery;
+  }
 
   /** @param options the OpenTelemetry reader to feed, or a temporality. */
   constructor(options: HotmeterMetricProducerOptions = {}) {
@@ -154,6 +172,7 @@ export class HotmeterMetricProducer implements MetricReader, OtelMetricProducer 
     this.resource = toOtelResource(source.resource);
     if (this.reader !== undefined) {
       warnOnAggregationPreference(this.reader);
+      this.tracksDelivery = this.wrapExporter(this.reader);
       this.reader.setMetricProducer(this);
     }
   }
@@ -193,7 +212,71 @@ export class HotmeterMetricProducer implements MetricReader, OtelMetricProducer 
       throw new Error('hotmeter: HotmeterMetricProducer is not attached to a MeterProvider (give it, or the OpenTelemetry reader, to the provider as one of its readers)');
     }
     const set = await source.collect();
-    return { resourceMetrics: toOtelResourceMetrics(this.prepare(set), { resource: this.resource, temporality: this.temporalityOf }), errors: [] };
+    const resourceMetrics = toOtelResourceMetrics(this.prepare(set), { resource: this.resource, temporality: this.temporalityOf });
+    if (this.tracksDelivery) {
+      const scopes = resourceMetrics.scopeMetrics as unknown as object[];
+      // Nothing to export (a PeriodicExportingMetricReader then calls no exporter): delivered.
+      if (scopes.length === 0) source.delivered?.(set.epoch);
+      for (const sm of scopes) this.epochOf.set(sm, set.epoch);
+    }
+    return { resourceMetrics, errors: [] };
+  }
+
+  /**
+   * Replaces the reader's push exporter (`_exporter`) by one that forwards everything to
+   * it and reports successful exports of this producer's collections as delivered. False
+   * (nothing changed) when the reader has no such exporter.
+   */
+  private wrapExporter(reader: OtelMetricReader): boolean {
+    type Exp = {
+      export(metrics: unknown, callback: (result: { code?: unknown }) => void): void;
+      forceFlush?(): Promise<void>;
+      shutdown?(): Promise<void>;
+      selectAggregationTemporality?(t: unknown): unknown;
+      selectAggregation?(t: unknown): unknown;
+    };
+    const holder = reader as unknown as { _exporter?: unknown };
+    let inner: Exp;
+    try {
+      const e = holder._exporter as Exp | undefined;
+      if (e === null || typeof e !== 'object' || typeof e.export !== 'function') return false;
+      inner = e;
+    } catch {
+      return false;
+    }
+    const wrapper: Exp = {
+      export: (metrics, callback) => {
+        const epoch = this.epochIn(metrics);
+        inner.export(metrics, (result) => {
+          // ExportResultCode.SUCCESS is 0.
+          if (epoch !== undefined && result !== null && typeof result === 'object' && result.code === 0) this.source?.delivered?.(epoch);
+          callback(result);
+        });
+      },
+      forceFlush: () => (typeof inner.forceFlush === 'function' ? inner.forceFlush() : Promise.resolve()),
+      shutdown: () => (typeof inner.shutdown === 'function' ? inner.shutdown() : Promise.resolve()),
+    };
+    if (typeof inner.selectAggregationTemporality === 'function') wrapper.selectAggregationTemporality = (t) => inner.selectAggregationTemporality!(t);
+    if (typeof inner.selectAggregation === 'function') wrapper.selectAggregation = (t) => inner.selectAggregation!(t);
+    try {
+      holder._exporter = wrapper;
+      return holder._exporter === wrapper;
+    } catch {
+      return false;
+    }
+  }
+
+  /** The latest collection epoch of this producer's ScopeMetrics objects among `metrics`' scopes. */
+  private epochIn(metrics: unknown): number | undefined {
+    let epoch: number | undefined;
+    const scopes = (metrics as { scopeMetrics?: unknown } | null)?.scopeMetrics;
+    if (!Array.isArray(scopes)) return undefined;
+    const note = (o: unknown): void => {
+      const e = o !== null && typeof o === 'object' ? this.epochOf.get(o) : undefined;
+      if (e !== undefined && (epoch === undefined || e > epoch)) epoch = e;
+    };
+    for (const sm of scopes) note(sm);
+    return epoch;
   }
 
   /**

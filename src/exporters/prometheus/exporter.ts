@@ -119,7 +119,7 @@ interface SharedScrape {
   joinable: boolean;
 }
 
-type CollectedText = Omit<PrometheusScrape, 'release'> & { readonly release?: () => void };
+type CollectedText = Omit<PrometheusScrape, 'release'> & { readonly release?: () => void; readonly epoch?: number };
 
 function releaseIfDone(s: SharedScrape): void {
   if (!s.joinable && s.text !== undefined && s.released === s.holders) s.text.release?.();
@@ -133,6 +133,11 @@ function releaseIfDone(s: SharedScrape): void {
  * format 0.0.4 or OpenMetrics 1.0.0, as the scraper's `Accept` header asks.
  */
 export class PrometheusExporter implements MetricReader {
+  /**
+   * A scrape counts as delivered (for expiry) once its response was fully written; a
+   * text handed to the caller (scrape(), render(), renderStream()) once it is handed over.
+   */
+  readonly reportsDelivery = true;
   readonly host: string;
   readonly endpoint: string;
   private port: number;
@@ -202,6 +207,19 @@ export class PrometheusExporter implements MetricReader {
    * Concurrent calls for the same format share one collection.
    */
   scrape(accept?: string | string[]): Promise<PrometheusScrape> {
+    return this.share(accept).then((s) => {
+      this.deliver(s.epoch);
+      return s;
+    });
+  }
+
+  /** The producer's collection `epoch` reached its reader (MetricProducer.delivered). */
+  private deliver(epoch: number | undefined): void {
+    if (epoch !== undefined) this.producer?.delivered?.(epoch);
+  }
+
+  /** scrape() without counting the text as delivered (requestHandler does, once written). */
+  private share(accept?: string | string[]): Promise<PrometheusScrape & { readonly epoch?: number }> {
     const fmt = this.negotiate(accept);
     let shared = this.inFlight.get(fmt.openMetrics);
     if (shared === undefined) {
@@ -230,7 +248,7 @@ export class PrometheusExporter implements MetricReader {
         s.released++;
         releaseIfDone(s);
       };
-      return { contentType: text.contentType, openMetrics: text.openMetrics, chunks: text.chunks, byteLength: text.byteLength, release };
+      return { contentType: text.contentType, openMetrics: text.openMetrics, chunks: text.chunks, byteLength: text.byteLength, epoch: text.epoch, release };
     });
   }
 
@@ -272,7 +290,7 @@ export class PrometheusExporter implements MetricReader {
       void this.serveStream(req, res, fmt);
       return;
     }
-    this.scrape(req.headers.accept).then(
+    this.share(req.headers.accept).then(
       (s) => {
         // 'close': the response is complete or its connection gone; either way no write of
         // the chunks is pending any more.
@@ -286,7 +304,11 @@ export class PrometheusExporter implements MetricReader {
           res.end();
           return;
         }
-        void writeChunks(res, s.chunks);
+        void writeChunks(res, s.chunks).then((written) => {
+          if (!written) return;
+          if (res.writableFinished) this.deliver(s.epoch);
+          else res.once('finish', () => this.deliver(s.epoch));
+        });
       },
       (err: unknown) => failed(res, err),
     );
@@ -329,7 +351,8 @@ export class PrometheusExporter implements MetricReader {
         if (!(await writeChunks(res, part.chunks, false))) return;
         reader.passed(i);
       }
-      res.end();
+      // Delivered once the whole response went out (not if the client left mid-way).
+      res.end(() => this.deliver(reader.epoch));
     } catch (err) {
       failed(res, err);
     }
@@ -355,11 +378,12 @@ export class PrometheusExporter implements MetricReader {
     const options: PrometheusCollectOptions = { ...this.format, openMetrics: fmt.openMetrics };
     if (typeof producer.collectPrometheus === 'function') {
       const r = await producer.collectPrometheus(options);
-      return { contentType: fmt.contentType, openMetrics: fmt.openMetrics, chunks: r.chunks, byteLength: r.byteLength, release: r.release };
+      return { contentType: fmt.contentType, openMetrics: fmt.openMetrics, chunks: r.chunks, byteLength: r.byteLength, release: r.release, epoch: r.epoch };
     }
-    const text = serializeText(await producer.collect(), producer.resource.attributes, options as PrometheusFormatOptions);
+    const set = await producer.collect();
+    const text = serializeText(set, producer.resource.attributes, options as PrometheusFormatOptions);
     const buf = Buffer.from(text, 'utf8');
-    return { contentType: fmt.contentType, openMetrics: fmt.openMetrics, chunks: [buf], byteLength: buf.length };
+    return { contentType: fmt.contentType, openMetrics: fmt.openMetrics, chunks: [buf], byteLength: buf.length, epoch: set.epoch };
   }
 
   private startServer(): Promise<void> {

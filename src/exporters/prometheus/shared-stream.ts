@@ -10,6 +10,8 @@ import type { PrometheusPart, PrometheusStream } from '../../export/reader';
 export interface StreamReader {
   /** How many parts the text has. */
   readonly parts: number;
+  /** The collection's epoch (PrometheusStream.epoch). */
+  readonly epoch: number | undefined;
   /** Part `i` (written when first asked for); undefined past the last. */
   part(i: number): Promise<PrometheusPart | undefined>;
   /** This reader no longer needs parts up to `i`. */
@@ -49,6 +51,7 @@ export class SharedStream {
     return this.opened.then(
       (stream) => ({
         parts: stream.parts,
+        epoch: stream.epoch,
         part: (i: number) => this.part(stream, i),
         passed: (i: number) => this.move(stream, key, i + 1),
         leave: () => this.move(stream, key, Infinity),

@@ -1,0 +1,153 @@
+// End to end with a real Prometheus (Debian package `prometheus`, as in
+// prometheus-server.test.ts): a default MeterProvider's series persist between writes, so
+// what Prometheus stores of a rarely incremented counter is the events sent (no reset, no
+// gap) and an up-down counter's level is right after idle scrapes.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ChildProcess, spawn, spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as http from 'node:http';
+import * as net from 'node:net';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { MeterProvider, PrometheusExporter } from '../src';
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as net.AddressInfo).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+function getJson(url: string): Promise<unknown> {
+  return new Promise((resolve, reject) => {
+    http
+      .get(url, { agent: false }, (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (c: string) => (body += c));
+        res.on('end', () => {
+          try {
+            resolve(JSON.parse(body));
+          } catch (e) {
+            reject(e);
+          }
+        });
+      })
+      .on('error', reject);
+  });
+}
+
+interface VectorSample {
+  metric: Record<string, string>;
+  value: [number, string];
+}
+
+let prometheus: ChildProcess | undefined;
+let promLog = '';
+let apiBase = '';
+let dir = '';
+let server: http.Server | undefined;
+let provider: MeterProvider | undefined;
+let scrapes = 0;
+
+async function query(q: string): Promise<VectorSample[]> {
+  const r = (await getJson(`${apiBase}/api/v1/query?query=${encodeURIComponent(q)}`)) as { status: string; data: { result: VectorSample[] } };
+  if (r.status !== 'success') throw new Error(`query ${q} failed`);
+  return r.data.result;
+}
+
+async function scalar(q: string): Promise<number | undefined> {
+  const r = await query(q);
+  return r.length === 1 ? Number(r[0].value[1]) : undefined;
+}
+
+async function until(cond: () => Promise<boolean>, ms: number, what: string): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!(await cond())) {
+    if (Date.now() > deadline || prometheus?.exitCode !== null) throw new Error(`timed out waiting for ${what}\n${promLog}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+beforeAll(async () => {
+  const version = spawnSync('prometheus', ['--version'], { encoding: 'utf8' });
+  if (version.error !== undefined) {
+    throw new Error(`the prometheus server is required by this test (${version.error.message}): apt-get install prometheus, as .ci/run does`);
+  }
+  const exporter = new PrometheusExporter({ preventServerStart: true });
+  provider = new MeterProvider({ readers: [exporter] }); // defaults: no expiry
+  server = http.createServer((req, res) => {
+    scrapes++;
+    exporter.requestHandler(req, res);
+  });
+  await new Promise<void>((r) => server!.listen(0, '127.0.0.1', r));
+  const target = `127.0.0.1:${(server.address() as net.AddressInfo).port}`;
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'hotmeter-persist-'));
+  fs.writeFileSync(
+    path.join(dir, 'prometheus.yml'),
+    ['global:', '  scrape_interval: 200ms', '  scrape_timeout: 200ms', 'scrape_configs:', '  - job_name: persist', `    static_configs: [{ targets: ['${target}'] }]`, ''].join('\n'),
+  );
+  const port = await freePort();
+  apiBase = `http://127.0.0.1:${port}`;
+  prometheus = spawn(
+    'prometheus',
+    [
+      `--config.file=${path.join(dir, 'prometheus.yml')}`,
+      `--storage.tsdb.path=${path.join(dir, 'data')}`,
+      `--web.listen-address=127.0.0.1:${port}`,
+      '--log.level=warn',
+    ],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  prometheus.stdout?.on('data', (d: Buffer) => (promLog += d.toString()));
+  prometheus.stderr?.on('data', (d: Buffer) => (promLog += d.toString()));
+  await until(async () => {
+    try {
+      return (await query('up == 1')).length === 1;
+    } catch {
+      return false; // not listening yet
+    }
+  }, 60_000, 'Prometheus to scrape the target');
+}, 90_000);
+
+afterAll(async () => {
+  if (prometheus !== undefined && prometheus.exitCode === null) {
+    const exited = new Promise((r) => prometheus?.once('exit', r));
+    prometheus.kill('SIGTERM');
+    await Promise.race([exited, new Promise((r) => setTimeout(r, 10_000))]);
+    if (prometheus.exitCode === null) prometheus.kill('SIGKILL');
+  }
+  if (server !== undefined) await new Promise((r) => server!.close(r));
+  await provider?.shutdown();
+  if (dir !== '') fs.rmSync(dir, { recursive: true, force: true });
+}, 30_000);
+
+describe('a real Prometheus scrapes a default provider', () => {
+  it('a counter incremented every few scrapes: what Prometheus stores is the events sent, never reset; an up-down level survives idle scrapes', async () => {
+    const m = provider!.getMeter('persist-e2e');
+    const events = m.createCounter('events');
+    const depth = m.createUpDownCounter('depth');
+    depth.add(5, { q: 'a' });
+    let sent = 0;
+    // Six increments, each after at least three scrapes (the series is idle in between).
+    for (let k = 0; k < 6; k++) {
+      events.add(1, { kind: 'rare' });
+      sent++;
+      const at = scrapes;
+      await until(async () => scrapes >= at + 3, 30_000, 'three scrapes');
+    }
+    depth.add(-1, { q: 'a' });
+    await until(async () => (await scalar('depth{q="a"}')) === 4, 30_000, 'the new level to be scraped');
+    await until(async () => (await scalar('events_total{kind="rare"}')) === sent, 30_000, 'the last increment to be scraped');
+    // Over the whole run: never reset, never above the events sent; still there now.
+    expect(await scalar('resets(events_total{kind="rare"}[5m])')).toBe(0);
+    expect(await scalar('max_over_time(events_total{kind="rare"}[5m])')).toBe(sent);
+    expect(await scalar('min_over_time(depth{q="a"}[5m])')).toBe(4);
+    expect(await scalar('max_over_time(depth{q="a"}[5m])')).toBe(5);
+    expect(await scalar('events_total{kind="rare"}')).toBe(sent);
+  }, 90_000);
+});
