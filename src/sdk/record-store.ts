@@ -347,7 +347,7 @@ export class RecordStore<H extends BoundHandle = BoundHandle> implements HandleO
     }
     this.trie.clear();
     flushPendingRelease();
-    let id = 0;
+    let id: number;
     try {
       id = native().removeSeries(this.instrumentId, parts);
     } catch (e) {
