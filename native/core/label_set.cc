@@ -1,5 +1,7 @@
 #include "label_set.h"
 
+#include "record.h"
+
 #include <cstdlib>
 #include <cstring>
 #include <new>
@@ -14,6 +16,25 @@ uint32_t LabelSet::HashOf(std::string_view key) {
     h *= 0x100000001b3ULL;
   }
   return static_cast<uint32_t>(h ^ (h >> 32));
+}
+
+bool LabelSet::IsPlainKey(std::string_view key) {
+  size_t pos = 0;
+  std::string_view name, value;
+  while (pos < key.size()) {
+    if (!NextLabelKeyPart(key, &pos, &name) || !NextLabelKeyPart(key, &pos, &value)) return false;
+    if (value.empty() || value[0] != 's' || name.empty()) return false;
+    if (name == "le" || name == "quantile" || name == "otel_scope_name" || name == "otel_scope_version") return false;
+    char prev = 0;
+    for (size_t i = 0; i < name.size(); i++) {
+      const char c = name[i];
+      const bool alpha = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_';
+      const bool digit = c >= '0' && c <= '9';
+      if (!(alpha || (digit && i > 0)) || (c == '_' && prev == '_')) return false;
+      prev = c;
+    }
+  }
+  return true;
 }
 
 LabelSetTable::~LabelSetTable() {
@@ -33,7 +54,8 @@ LabelSet* LabelSetTable::Acquire(std::string_view key) {
     void* mem = blocks_.Allocate(sizeof(LabelSet) + key.size());
     s = new (mem) LabelSet();
     s->hash_ = LabelSet::HashOf(key);
-    s->size_ = static_cast<uint32_t>(key.size());
+    s->size_ = static_cast<uint32_t>(key.size()) & 0x7fffffffu;
+    s->plain_ = LabelSet::IsPlainKey(key) ? 1 : 0;
     if (!key.empty()) std::memcpy(reinterpret_cast<char*>(s + 1), key.data(), key.size());
     table_.Insert(s);
     bytes_ += sizeof(LabelSet) + key.size();

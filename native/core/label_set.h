@@ -19,8 +19,17 @@ class LabelSet {
   std::string_view view() const { return {bytes(), size_}; }
   uint32_t hash() const { return hash_; }
   uint32_t refs() const { return refs_; }
+  // Every attribute is a string and every name a label name exporters keep as it is
+  // (IsPlainKey): the exposition text of a plain set differs from every other plain set's.
+  bool plain() const { return plain_ != 0; }
 
   static uint32_t HashOf(std::string_view key);
+  // True when every value is a string ('s' tag) and every name matches
+  // [A-Za-z_][A-Za-z0-9_]* without "__" and is none of le, quantile, otel_scope_name,
+  // otel_scope_version: names the Prometheus exposition writes unchanged and values it
+  // writes as their text, so two plain keys never render as the same labels. A key that
+  // is not plain may (200 and "200", `a.b` and `a_b`, `le` and `exported_le`).
+  static bool IsPlainKey(std::string_view key);
 
  private:
   friend class LabelSetTable;
@@ -28,7 +37,8 @@ class LabelSet {
   const char* bytes() const { return reinterpret_cast<const char*>(this + 1); }
   uint32_t refs_ = 0;  // records using this set
   uint32_t hash_ = 0;
-  uint32_t size_ = 0;
+  uint32_t size_ : 31 = 0;  // keys are far below 2^31 bytes (LabelLimits)
+  uint32_t plain_ : 1 = 0;  // IsPlainKey(view()), set when interned
 };
 
 class LabelSetTable {
