@@ -116,13 +116,26 @@ describe('every aggregation, both formats', () => {
         const a = exporterFor({ resource, views: VIEWS }, { withoutScopeInfo });
         const b = new MeterProvider({ resource, views: VIEWS });
         cleanups.push(() => b.shutdown());
+        const t0 = Date.now();
         recordEverything(a.provider);
         recordEverything(b);
-        const nativeText = await a.exporter.render(openMetrics ? OM : undefined);
-        const tsText = toPrometheusText(await b.collect(), resource.attributes, { openMetrics, withoutScopeInfo });
+        // The two providers' series start at different moments: `_created` (OpenMetrics)
+        // must be a start time of this test, in seconds; the rest of the text must agree.
+        const created = (text: string): string =>
+          text.replace(/(^|\n)([a-zA-Z_:][a-zA-Z0-9_:]*_created(?:\{[^\n]*\})?) (\S+)(?=\n)/g, (_l, nl: string, id: string, v: string) => {
+            expect(Number(v) * 1000, id).toBeGreaterThanOrEqual(Math.floor(t0 / 1000) * 1000);
+            expect(Number(v) * 1000, id).toBeLessThanOrEqual(Date.now());
+            return `${nl}${id} T`;
+          });
+        const nativeText = created(await a.exporter.render(openMetrics ? OM : undefined));
+        const tsText = created(toPrometheusText(await b.collect(), resource.attributes, { openMetrics, withoutScopeInfo }));
+        expect(nativeText.includes('_created') && tsText.includes('_created')).toBe(openMetrics);
         expectSameText(nativeText, tsText);
         // And a second collection (no updates; observables observed again).
-        expectSameText(await a.exporter.render(openMetrics ? OM : undefined), toPrometheusText(await b.collect(), resource.attributes, { openMetrics, withoutScopeInfo }));
+        expectSameText(
+          created(await a.exporter.render(openMetrics ? OM : undefined)),
+          created(toPrometheusText(await b.collect(), resource.attributes, { openMetrics, withoutScopeInfo })),
+        );
       });
     }
   }

@@ -46,19 +46,24 @@ describe('promtool check metrics', () => {
     expect(promtool(raw).output).toMatch(/^error while linting: text format parsing error in line \d+: invalid escape sequence '\\"'$/);
     const text = unescapeHelp(raw);
     const counters = [...text.matchAll(/^# TYPE (\S+) counter$/gm)].map((m) => m[1]);
+    const distributions = [...text.matchAll(/^# TYPE (\S+) (?:histogram|summary)$/gm)].map((m) => m[1]);
     expect(counters.length).toBeGreaterThan(2);
-    // Each OpenMetrics counter family `x` has samples `x_total`: the text parser sees
-    // them as another, untyped family without HELP. Nothing else is reported.
+    expect(distributions.length).toBeGreaterThan(2);
+    // Each OpenMetrics counter family `x` has samples `x_total`, and counters, histograms
+    // and summaries `x_created`: the text parser sees them as other, untyped families
+    // without HELP. Nothing else is reported.
     const r = promtool(text);
-    expect(r.output.split('\n').sort()).toEqual(counters.map((c) => `${c}_total no help text`).sort());
+    const created = [...counters, ...distributions].map((c) => `${c}_created no help text`);
+    expect(r.output.split('\n').sort()).toEqual([...counters.map((c) => `${c}_total no help text`), ...created].sort());
     // With target_info, an info-typed family: the text parser stops there.
     expect(promtool(unescapeHelp(await render(true))).output).toBe('error while linting: text format parsing error in line 2: unknown metric type "info"');
     // Undo only the OpenMetrics-only constructs (counter family names, info type, # UNIT,
-    // # EOF, the HELP escape): what is left lints clean, so names, labels and sample
+    // `_created`, # EOF, the HELP escape): what is left lints clean, so names, labels and sample
     // structure of the OpenMetrics output are what promtool wants.
     let fixed = unescapeHelp(await render(true))
       .replace('# HELP target Target metadata\n# TYPE target info', '# HELP target_info Target metadata\n# TYPE target_info gauge')
       .replace(/^# UNIT .*\n/gm, '')
+      .replace(/^[a-zA-Z_:][a-zA-Z0-9_:]*_created(\{[^\n]*\})? \S+\n/gm, '')
       .replace(/^# EOF\n/m, '');
     for (const c of counters) {
       fixed = fixed.replace(`# HELP ${c} `, `# HELP ${c}_total `).replace(`# TYPE ${c} counter`, `# TYPE ${c}_total counter`);
