@@ -7,7 +7,7 @@
 //     parser read every sample back, with its name, labels (hostile values included) and value.
 import { afterEach, describe, expect, it } from 'vitest';
 import { MeterProvider, PrometheusExporter } from '../src';
-import { HOSTILE, OM, parseExposition, promtool, pythonParse, recordEverything, sampleKey, VIEWS } from './prometheus-helpers';
+import { HOSTILE, MERGED, OM, parseExposition, promtool, pythonParse, recordCollisions, recordEverything, sampleKey, VIEWS } from './prometheus-helpers';
 
 const providers: MeterProvider[] = [];
 afterEach(async () => {
@@ -107,4 +107,52 @@ describe('python3-prometheus-client reads every sample back', () => {
       });
     }
   }
+});
+
+describe('the peers read merged series and _created', () => {
+  it('records that render alike: one sample each with the merged value; promtool lints clean, python reads them', async () => {
+    for (const openMetrics of [false, true]) {
+      const exporter = new PrometheusExporter({ preventServerStart: true });
+      const p = new MeterProvider({ readers: [exporter], views: VIEWS });
+      providers.push(p);
+      recordCollisions(p);
+      const text = await exporter.render(openMetrics ? OM : 'text/plain; version=0.0.4');
+      if (!openMetrics) {
+        const r = promtool(text);
+        expect(r.output).toBe('');
+        expect(r.status).toBe(0);
+      }
+      const samples = pythonParse(text, openMetrics).flatMap((f) => f.samples);
+      const ids = parseExposition(text).map((x) => sampleKey({ ...x, value: 0 }));
+      expect(ids.filter((id, i) => ids.indexOf(id) !== i)).toEqual([]);
+      for (const [name, labels, value] of MERGED) {
+        const want = JSON.stringify(Object.entries({ ...labels, otel_scope_name: 'dup' }).sort());
+        const found = samples.filter((x) => x.name === name && JSON.stringify(Object.entries(x.labels).sort()) === want);
+        expect(found.map((x) => x.value), `${name} ${want}`).toEqual([value]);
+      }
+    }
+  });
+
+  it("python's strict OpenMetrics parser reads a _created per counter, histogram and summary series", async () => {
+    const before = Date.now();
+    const text = await render(true, {}, false);
+    const families = pythonParse(text, true);
+    let seen = 0;
+    for (const f of families) {
+      const created = f.samples.filter((x) => x.name === `${f.name}_created`);
+      if (f.type === 'gauge' || f.type === 'info') {
+        expect(created, f.name).toEqual([]);
+        continue;
+      }
+      const series = f.samples.filter((x) => x.name === (f.type === 'counter' ? `${f.name}_total` : `${f.name}_count`));
+      expect(created.length, f.name).toBe(series.length);
+      for (const c of created) {
+        expect(c.value * 1000).toBeGreaterThan(before - 60_000);
+        expect(c.value * 1000).toBeLessThanOrEqual(Date.now());
+      }
+      seen += created.length;
+    }
+    expect(seen).toBeGreaterThan(20);
+    expect(new Set(families.filter((f) => f.samples.some((x) => x.name.endsWith('_created'))).map((f) => f.type))).toEqual(new Set(['counter', 'histogram', 'summary']));
+  });
 });
