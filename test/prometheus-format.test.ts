@@ -311,6 +311,21 @@ describe('one series per name and labels', () => {
     expect(logger.warned('lat.exact:', 'larger count')).toBe(true);
   });
 
+  it('units: the same name with units that print alike is one series; units with other words are other families', async () => {
+    installLogger();
+    const { exporter, provider } = exporterFor();
+    const m = provider.getMeter('u');
+    m.createCounter('req.count', { unit: '{request}' }).add(2, { k: 'a' });
+    m.createCounter('req.count', { unit: '1' }).add(3, { k: 'a' });
+    m.createCounter('req.count').add(4, { k: 'a' });
+    m.createHistogram('op.time', { unit: 's', advice: { explicitBucketBoundaries: [1] } }).record(0.5);
+    m.createHistogram('op.time', { unit: 'ms', advice: { explicitBucketBoundaries: [1] } }).record(500);
+    const samples = parseExposition(await exporter.render());
+    expect(samples.filter((x) => x.name === 'req_count_total').map((x) => x.value)).toEqual([9]);
+    expect(samples.filter((x) => x.name === 'op_time_seconds_count').map((x) => x.value)).toEqual([1]);
+    expect(samples.filter((x) => x.name === 'op_time_milliseconds_count').map((x) => x.value)).toEqual([1]);
+  });
+
   it('a gauge written twice keeps the value updated last (the first while both are)', async () => {
     installLogger();
     const { exporter, provider } = exporterFor();

@@ -338,6 +338,7 @@ void TakeSnapshot(RecordMap& map, const CollectOptions& opts, const std::vector<
         sr.labelSize = static_cast<uint32_t>(sr.labels->view().size()) & 0x7fffffffu;
         sr.plain = sr.labels->plain() ? 1 : 0;
         sr.lastUpdateEpoch = v.record->lastUpdateEpoch;
+        sr.shape = sr.labels->shape();
         sr.startTimeMs = v.record->startTimeMs;
         sr.stateOffset = out->states.size();
         out->states.insert(out->states.end(), v.state, v.state + v.instrument->cellSize);
@@ -1114,7 +1115,8 @@ SerializationPlan::SerializationPlan(const Snapshot& snap, const Options& opts, 
     const PlanFamily& f = families_[idx];
     units_.push_back({&f, nullptr, 0, 0, 0});
     // Records of two members can share a label text only if the members' scope labels
-    // are the same; records of one member only if a label set is not plain.
+    // are the same; records of one member only if its label sets are not all plain and
+    // not all of one shape that merges no names (LabelSet::ShapeOf): 200 and "200".
     bool mayCollide = false;
     for (size_t i = 0; i < f.members.size() && !mayCollide; i++) {
       for (size_t j = 0; j < i && !mayCollide; j++) {
@@ -1138,11 +1140,15 @@ SerializationPlan::SerializationPlan(const Snapshot& snap, const Options& opts, 
       const size_t lo = si->firstRecord, hi = si->firstRecord + si->recordCount;
       double labelBytes = 0;
       uint32_t plain = 1;
+      const uint32_t shape = hi > lo ? snap.records[lo].shape : 0;
+      bool oneShape = (shape & LabelSet::kShapeMerges) == 0;
       for (size_t r = lo; r < hi; r++) {
-        labelBytes += static_cast<double>(snap.records[r].labelSize);
-        plain &= snap.records[r].plain;
+        const SnapshotRecord& rec = snap.records[r];
+        labelBytes += static_cast<double>(rec.labelSize);
+        plain &= rec.plain;
+        oneShape = oneShape && rec.shape == shape;
       }
-      mayCollide = mayCollide || plain == 0;
+      mayCollide = mayCollide || (plain == 0 && !oneShape);
       if (hi > lo) labelBytes /= static_cast<double>(hi - lo);
       const double w = lines * (labelBytes + static_cast<double>(f.name.size()) + 30);
       members.push_back({&f, si, lo, hi, w});

@@ -27,6 +27,11 @@
 //     several scopes with the same name and type share a family (their samples differ by
 //     otel_scope_name). An instrument whose family or sample names are taken by another
 //     of a different type is dropped (the first registered wins; the caller warns).
+//   - series: never two with one name and label text. Records that render alike (members
+//     of one family and scope: names that sanitize alike, a name registered again with
+//     another description, a counter and an observable counter; attributes that differ
+//     only in type, 200 and "200") are written as one series (MergeKind), the family
+//     with its first member's description; SerializationPlan::collisions() lists them.
 // Aggregations: Sum -> counter (monotonic) or gauge; LastValue -> gauge; Histogram ->
 // histogram (cumulative buckets, `+Inf`); ExponentialHistogram -> classic histogram
 // (`le="0"` for zeros, then the upper boundary of every positive bucket in use);
@@ -112,6 +117,7 @@ struct SnapshotRecord {
   uint32_t plain : 1 = 0;            // labels->plain()
   uint32_t lastUpdateEpoch = 0;      // Record::lastUpdateEpoch: later epochs were updated later
   double startTimeMs = 0;            // Record::startTimeMs: the series' start (`_created`)
+  uint32_t shape = 0;                // labels->shape()
   std::string_view labelKey() const { return labels->view(); }
 };
 
@@ -280,8 +286,9 @@ struct MergedFamily {
 // A serialization's output order, computed once from a snapshot: instruments grouped into
 // families (clashing ones dropped into `dropped`), families sorted by name. One exposition
 // never holds a series identity (name and label text) twice: in a family where two records
-// may render the same labels (members of one scope text, or label sets that are not
-// LabelSet::plain), the plan renders every record's label text once and makes the records
+// may render the same labels (members of one scope text, or a member whose label sets are
+// neither all LabelSet::plain nor all of one shape that merges no names), the plan
+// renders every record's label text once and makes the records
 // of one text one series (MergedFamily, MergeKind; collisions() lists them). The series, in
 // output order, are numbered [0, records()); any range of them can be written on its own,
 // and the ranges of a split written one after another are the text Serialize writes. So a

@@ -532,6 +532,43 @@ TEST(plain_label_keys) {
   CHECK(!LabelSet::IsPlainKey(EncodeLabelKey({"otel_scope_name", "sx"})));
   CHECK(!LabelSet::IsPlainKey(EncodeLabelKey({"", "sx"})));
   CHECK(!LabelSet::IsPlainKey(std::string("\x05") + "ab"));  // malformed
+  // Shapes: names and type tags, and whether names merge.
+  auto shape = [](const std::vector<std::string>& parts) { return LabelSet::ShapeOf(EncodeLabelKey(parts)); };
+  const uint32_t merges = LabelSet::kShapeMerges;
+  CHECK_EQ(shape({"status", "n200", "m", "sGET"}), shape({"status", "n404", "m", "sPUT"}));
+  CHECK(shape({"status", "n200"}) != shape({"status", "s200"}));
+  CHECK(shape({"on", "btrue"}) != shape({"on", "strue"}));
+  CHECK(shape({"a", "s1"}) != shape({"b", "s1"}));
+  CHECK_EQ(shape({"status", "n200", "m", "sGET"}) & merges, 0u);
+  CHECK_EQ(shape({"a.b", "s1", "a_b", "s2"}) & merges, merges);
+  CHECK_EQ(shape({"a.b", "s1", "c", "s2"}) & merges, 0u);
+  CHECK_EQ(shape({"le", "s1", "exported_le", "s2"}) & merges, merges);
+  CHECK_EQ(shape({"otel.scope.name", "s1", "otel_scope_name", "s2"}) & merges, merges);
+  CHECK_EQ(shape({"1a", "s1", "_1a", "s2"}) & merges, merges);
+}
+
+// A member whose label sets are all of one shape that merges no names renders as before
+// (no identity pass); mixed shapes that render alike are merged.
+TEST(one_shape_members_skip_the_identity_pass) {
+  Fixture f;
+  const uint32_t c = f.Add("c", Desc("c", AggregationKind::Sum));
+  for (int i = 0; i < 3; i++) {
+    double* p = f.Acquire(c, {"n", "n" + std::to_string(i), "s", "sx"});
+    REQUIRE(p);
+    p[0] = i + 1;
+  }
+  std::vector<prom::Collision> collisions;
+  prom::Snapshot snap = f.Snap();
+  prom::ChunkedOutput out;
+  prom::Serialize(snap, Text(), {}, &out, nullptr, &collisions);
+  CHECK_STR(prom::Join(out.Take()), "# HELP c_total c\n# TYPE c_total counter\n"
+                                    "c_total{n=\"0\",s=\"x\"} 1\nc_total{n=\"1\",s=\"x\"} 2\nc_total{n=\"2\",s=\"x\"} 3\n");
+  CHECK(collisions.empty());
+  double* q = f.Acquire(c, {"n", "s1", "s", "sx"});
+  REQUIRE(q);
+  q[0] = 10;
+  CHECK_STR(f.Render(Text()), "# HELP c_total c\n# TYPE c_total counter\n"
+                              "c_total{n=\"0\",s=\"x\"} 1\nc_total{n=\"1\",s=\"x\"} 12\nc_total{n=\"2\",s=\"x\"} 3\n");
 }
 
 // Every sample line's identity (name and labels) of a text; false if one is there twice.
