@@ -999,6 +999,48 @@ struct Writer {
   }
 };
 
+// Whether records [lo, hi) of one instrument may render the same label text, and their
+// mean label key size. Plain label sets never render alike, nor do sets of one shape
+// that merges no names (LabelSet::ShapeOf); the cardinality limit's overflow set
+// (`otel_metric_overflow="true"`) renders like another only if that has one attribute of
+// that name. One pass over the records; label keys are read only for records whose shape
+// is not the first one's (the overflow set, mixed shapes).
+bool MemberMayCollide(const Snapshot& snap, size_t lo, size_t hi, double* labelBytes) {
+  const std::string_view overflow = OverflowLabelKey();
+  bool plain = true, oneShape = true, overflowSeen = false;
+  size_t first = hi;  // a record that is not the overflow set: its shape is the first one
+  double bytes = 0;
+  for (size_t r = lo; r < hi; r++) {
+    const SnapshotRecord& rec = snap.records[r];
+    bytes += static_cast<double>(rec.labelSize);
+    if (first < hi && rec.shape == snap.records[first].shape) {
+      plain = plain && rec.plain;
+      continue;
+    }
+    if (!overflowSeen && rec.labelKey() == overflow) {
+      overflowSeen = true;
+      continue;
+    }
+    plain = plain && rec.plain;
+    if (first == hi) {
+      first = r;
+    } else {
+      oneShape = false;
+    }
+  }
+  *labelBytes = hi > lo ? bytes / static_cast<double>(hi - lo) : 0;
+  if (first == hi) return false;  // no records, or the overflow set alone
+  oneShape = oneShape && (snap.records[first].shape & LabelSet::kShapeMerges) == 0;
+  if (!plain && !oneShape) return true;
+  if (!overflowSeen) return false;
+  if (!oneShape) return true;  // several plain shapes besides the overflow set: not told apart here
+  const std::string_view key = snap.records[first].labelKey();
+  size_t pos = 0;
+  std::string_view name, value;
+  if (!NextLabelKeyPart(key, &pos, &name) || !NextLabelKeyPart(key, &pos, &value) || pos < key.size()) return false;
+  return SanitizeLabelName(name) == "otel_metric_overflow";
+}
+
 // How the records of one series identity are merged (see MergeKind); all are of one
 // family type.
 MergeKind MergeKindOf(FamilyType type, const MergedFamily::Ref* refs, uint32_t count) {
@@ -1139,17 +1181,7 @@ SerializationPlan::SerializationPlan(const Snapshot& snap, const Options& opts, 
       if (om && f.type != FamilyType::Gauge) lines += 1;  // `_created`
       const size_t lo = si->firstRecord, hi = si->firstRecord + si->recordCount;
       double labelBytes = 0;
-      uint32_t plain = 1;
-      const uint32_t shape = hi > lo ? snap.records[lo].shape : 0;
-      bool oneShape = (shape & LabelSet::kShapeMerges) == 0;
-      for (size_t r = lo; r < hi; r++) {
-        const SnapshotRecord& rec = snap.records[r];
-        labelBytes += static_cast<double>(rec.labelSize);
-        plain &= rec.plain;
-        oneShape = oneShape && rec.shape == shape;
-      }
-      mayCollide = mayCollide || (plain == 0 && !oneShape);
-      if (hi > lo) labelBytes /= static_cast<double>(hi - lo);
+      if (MemberMayCollide(snap, lo, hi, &labelBytes)) mayCollide = true;
       const double w = lines * (labelBytes + static_cast<double>(f.name.size()) + 30);
       members.push_back({&f, si, lo, hi, w});
     }

@@ -571,6 +571,33 @@ TEST(one_shape_members_skip_the_identity_pass) {
                               "c_total{n=\"0\",s=\"x\"} 1\nc_total{n=\"1\",s=\"x\"} 12\nc_total{n=\"2\",s=\"x\"} 3\n");
 }
 
+// The cardinality limit's overflow set renders `otel_metric_overflow="true"`: a member
+// at its limit is merged only where a record renders that too.
+TEST(overflow_series_merge_only_with_their_text) {
+  Fixture f;
+  const uint32_t c = f.Add("c", Desc("c", AggregationKind::Sum));
+  Acquired a;
+  for (int i = 0; i < 4; i++) {
+    REQUIRE(f.m.Acquire(f.arena, c, EncodeLabelKey({"n", "n" + std::to_string(i)}), 1000, &a, 3));
+    Cell(f.m, f.arena, a)[0] += 1;
+  }
+  std::vector<prom::Collision> collisions;
+  prom::Snapshot snap = f.Snap();
+  prom::ChunkedOutput out;
+  prom::Serialize(snap, Text(), {}, &out, nullptr, &collisions);
+  CHECK_STR(prom::Join(out.Take()), "# HELP c_total c\n# TYPE c_total counter\n"
+                                    "c_total{n=\"0\"} 1\nc_total{n=\"1\"} 1\nc_total{otel_metric_overflow=\"true\"} 2\n");
+  CHECK(collisions.empty());
+  Fixture g;
+  const uint32_t d = g.Add("d", Desc("d", AggregationKind::Sum));
+  for (const char* v : {"strue", "sfalse", "sx"}) {
+    REQUIRE(g.m.Acquire(g.arena, d, EncodeLabelKey({"otel_metric_overflow", v}), 1000, &a, 3));
+    Cell(g.m, g.arena, a)[0] += 1;
+  }
+  CHECK_STR(g.Render(Text()), "# HELP d_total d\n# TYPE d_total counter\n"
+                              "d_total{otel_metric_overflow=\"true\"} 2\nd_total{otel_metric_overflow=\"false\"} 1\n");
+}
+
 // Every sample line's identity (name and labels) of a text; false if one is there twice.
 bool UniqueIdentities(const std::string& text) {
   std::vector<std::string> ids;
