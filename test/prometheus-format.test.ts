@@ -19,7 +19,7 @@ import { negotiateFormat } from '../src/exporters/prometheus/negotiate';
 import { familyName, formatValue, sanitizeLabelName, sanitizeMetricName, unitSuffix } from '../src/exporters/prometheus/naming';
 import { native } from '../src/sdk/native';
 import { installLogger, prng, uninstallLogger } from './helpers';
-import { HOSTILE, OM, recordEverything, request, VIEWS } from './prometheus-helpers';
+import { HOSTILE, MERGED, OM, parseExposition, recordCollisions, recordEverything, request, sampleKey, VIEWS } from './prometheus-helpers';
 
 const cleanups: (() => Promise<unknown> | unknown)[] = [];
 afterEach(async () => {
@@ -116,13 +116,26 @@ describe('every aggregation, both formats', () => {
         const a = exporterFor({ resource, views: VIEWS }, { withoutScopeInfo });
         const b = new MeterProvider({ resource, views: VIEWS });
         cleanups.push(() => b.shutdown());
+        const t0 = Date.now();
         recordEverything(a.provider);
         recordEverything(b);
-        const nativeText = await a.exporter.render(openMetrics ? OM : undefined);
-        const tsText = toPrometheusText(await b.collect(), resource.attributes, { openMetrics, withoutScopeInfo });
+        // The two providers' series start at different moments: `_created` (OpenMetrics)
+        // must be a start time of this test, in seconds; the rest of the text must agree.
+        const created = (text: string): string =>
+          text.replace(/(^|\n)([a-zA-Z_:][a-zA-Z0-9_:]*_created(?:\{[^\n]*\})?) (\S+)(?=\n)/g, (_l, nl: string, id: string, v: string) => {
+            expect(Number(v) * 1000, id).toBeGreaterThanOrEqual(Math.floor(t0 / 1000) * 1000);
+            expect(Number(v) * 1000, id).toBeLessThanOrEqual(Date.now());
+            return `${nl}${id} T`;
+          });
+        const nativeText = created(await a.exporter.render(openMetrics ? OM : undefined));
+        const tsText = created(toPrometheusText(await b.collect(), resource.attributes, { openMetrics, withoutScopeInfo }));
+        expect(nativeText.includes('_created') && tsText.includes('_created')).toBe(openMetrics);
         expectSameText(nativeText, tsText);
         // And a second collection (no updates; observables observed again).
-        expectSameText(await a.exporter.render(openMetrics ? OM : undefined), toPrometheusText(await b.collect(), resource.attributes, { openMetrics, withoutScopeInfo }));
+        expectSameText(
+          created(await a.exporter.render(openMetrics ? OM : undefined)),
+          created(toPrometheusText(await b.collect(), resource.attributes, { openMetrics, withoutScopeInfo })),
+        );
       });
     }
   }
@@ -251,6 +264,149 @@ describe('families and clashes', () => {
     expect(logger.warned('t_count', 'clash')).toBe(true);
     // The TypeScript serializer leaves out the same instruments.
     expect(toPrometheusText(await provider.collect(), provider.resource.attributes, { withoutScopeInfo: false })).toBe(text);
+  });
+});
+
+describe('one series per name and labels', () => {
+  const sameLabels = (a: Record<string, string>, b: Record<string, string>): boolean =>
+    JSON.stringify(Object.entries(a).sort()) === JSON.stringify(Object.entries(b).sort());
+
+  it('merges records that render alike (typed attributes, sanitized names, re-registration) into one sample, with a diagnostic', async () => {
+    const logger = installLogger();
+    const { exporter, provider } = exporterFor({ views: VIEWS });
+    recordCollisions(provider);
+    const b = new MeterProvider({ views: VIEWS });
+    cleanups.push(() => b.shutdown());
+    recordCollisions(b);
+    for (const accept of [undefined, OM]) {
+      const text = await exporter.render(accept);
+      const samples = parseExposition(text);
+      // No name and labels twice.
+      const ids = samples.map((x) => sampleKey({ ...x, value: 0 }));
+      expect(ids.filter((id, i) => ids.indexOf(id) !== i)).toEqual([]);
+      for (const [name, labels, value] of MERGED) {
+        const found = samples.filter((x) => x.name === name && sameLabels(x.labels, { ...labels, otel_scope_name: 'dup' }));
+        expect(found.map((x) => x.value), `${name} ${JSON.stringify(labels)}`).toEqual([value]);
+      }
+      // One family per name, with the first registration's description.
+      expect(text.match(/^# TYPE jobs(_total)? counter$/gm)).toHaveLength(1);
+      expect(text).toContain(accept === undefined ? '# HELP jobs_total first\n' : '# HELP jobs first\n');
+      if (accept === undefined) {
+        // Exact values (taken by this first collection): the quantiles of the series with
+        // the larger count ({a: 1}: 1 and 2), count and sum of both.
+        const q = samples.filter((x) => x.name === 'lat_exact' && x.labels.a === '1');
+        expect(q.length).toBeGreaterThan(0);
+        for (const x of q) expect([1, 2]).toContain(x.value);
+        // The TypeScript serializer writes the same text for the same records.
+        expectSameText(text, toPrometheusText(await b.collect(), undefined, { withoutScopeInfo: false }));
+      }
+    }
+    expect(logger.warned('http.hits:', 'same Prometheus labels', 'values are added')).toBe(true);
+    expect(logger.warned('flags:', 'same Prometheus labels')).toBe(true);
+    expect(logger.warned('arrays:', 'same Prometheus labels')).toBe(true);
+    expect(logger.warned('orders.placed and orders_placed', 'one series', 'values are added')).toBe(true);
+    expect(logger.warned('jobs and jobs', 'one series')).toBe(true);
+    expect(logger.warned('bytes.sent and bytes.sent', 'one series')).toBe(true);
+    expect(logger.warned('temp:', 'updated last')).toBe(true);
+    expect(logger.warned('lat.exact:', 'larger count')).toBe(true);
+  });
+
+  it('units: the same name with units that print alike is one series; units with other words are other families', async () => {
+    installLogger();
+    const { exporter, provider } = exporterFor();
+    const m = provider.getMeter('u');
+    m.createCounter('req.count', { unit: '{request}' }).add(2, { k: 'a' });
+    m.createCounter('req.count', { unit: '1' }).add(3, { k: 'a' });
+    m.createCounter('req.count').add(4, { k: 'a' });
+    m.createHistogram('op.time', { unit: 's', advice: { explicitBucketBoundaries: [1] } }).record(0.5);
+    m.createHistogram('op.time', { unit: 'ms', advice: { explicitBucketBoundaries: [1] } }).record(500);
+    const samples = parseExposition(await exporter.render());
+    expect(samples.filter((x) => x.name === 'req_count_total').map((x) => x.value)).toEqual([9]);
+    expect(samples.filter((x) => x.name === 'op_time_seconds_count').map((x) => x.value)).toEqual([1]);
+    expect(samples.filter((x) => x.name === 'op_time_milliseconds_count').map((x) => x.value)).toEqual([1]);
+  });
+
+  it('a gauge written twice keeps the value updated last (the first while both are)', async () => {
+    installLogger();
+    const { exporter, provider } = exporterFor();
+    const m = provider.getMeter('g');
+    const g = m.createGauge('level');
+    const again = m.createGauge('level', { description: 'again' });
+    g.record(1, { k: 1 });
+    g.record(2, { k: '1' });
+    again.record(3, { k: '1' });
+    const value = async (): Promise<number[]> =>
+      parseExposition(await exporter.render())
+        .filter((x) => x.name === 'level')
+        .map((x) => x.value);
+    expect(await value()).toEqual([1]);
+    g.record(5, { k: '1' });
+    expect(await value()).toEqual([5]);
+    again.record(7, { k: '1' });
+    expect(await value()).toEqual([7]);
+    expect(await value()).toEqual([7]);
+    g.record(9, { k: 1 });
+    expect(await value()).toEqual([9]);
+  });
+
+  it('merges in the streamed path too, a part at a time', async () => {
+    installLogger();
+    const { exporter, provider } = exporterFor({ views: VIEWS }, { partBytes: 4096 });
+    recordCollisions(provider);
+    const bulk = provider.getMeter('dup').createCounter('bulk');
+    for (let i = 0; i < 300; i++) {
+      bulk.add(1, { i });
+      bulk.add(2, { i: String(i) });
+    }
+    const server = http.createServer((req, res) => exporter.requestHandler(req, res));
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    cleanups.push(() => new Promise((r) => server.close(r)));
+    const res = await request(`http://127.0.0.1:${(server.address() as AddressInfo).port}/metrics`, 'GET', { accept: OM });
+    expect(res.headers['content-length']).toBeUndefined(); // streamed in parts
+    const samples = parseExposition(res.body);
+    const ids = samples.map((x) => sampleKey({ ...x, value: 0 }));
+    expect(ids.filter((id, i) => ids.indexOf(id) !== i)).toEqual([]);
+    const bulkValues = samples.filter((x) => x.name === 'bulk_total').map((x) => x.value);
+    expect(bulkValues).toHaveLength(300);
+    expect(bulkValues.every((v) => v === 3)).toBe(true);
+    for (const [name, labels, value] of MERGED.filter(([n]) => n.endsWith('_total'))) {
+      const found = samples.filter((x) => x.name === name && sameLabels(x.labels, { ...labels, otel_scope_name: 'dup' }));
+      expect(found.map((x) => x.value), name).toEqual([value]);
+    }
+  });
+});
+
+describe('OpenMetrics _created', () => {
+  it('gives counter, histogram and summary series their start time in seconds; gauges and the text format have none', async () => {
+    const { exporter, provider } = exporterFor({ views: VIEWS });
+    const before = Date.now();
+    recordEverything(provider);
+    const after = Date.now();
+    const text = await exporter.render(OM);
+    const samples = parseExposition(text);
+    const types = new Map([...text.matchAll(/^# TYPE (\S+) (\S+)$/gm)].map((m) => [m[1], m[2]]));
+    const seriesKey = (labels: Record<string, string>): string => JSON.stringify(Object.entries(labels).filter(([k]) => k !== 'le' && k !== 'quantile').sort());
+    let checked = 0;
+    for (const [family, type] of types) {
+      const created = samples.filter((x) => x.name === `${family}_created`);
+      if (type === 'gauge' || type === 'info') {
+        expect(created, family).toEqual([]);
+        continue;
+      }
+      // One per series (the label sets of its _count or _total samples).
+      const main = samples.filter((x) => x.name === (type === 'counter' ? `${family}_total` : `${family}_count`));
+      expect(created.map((x) => seriesKey(x.labels)).sort(), family).toEqual(main.map((x) => seriesKey(x.labels)).sort());
+      for (const c of created) {
+        expect(c.value * 1000).toBeGreaterThanOrEqual(Math.floor(before));
+        expect(c.value * 1000).toBeLessThanOrEqual(after);
+        checked++;
+      }
+    }
+    expect(checked).toBeGreaterThan(20);
+    expect([...types.values()]).toEqual(expect.arrayContaining(['counter', 'histogram', 'summary']));
+    // The line follows its series' samples.
+    expect(text).toMatch(/\nhttp_requests_total\{route="\/x",otel_scope_name="other.scope"\} 7\nhttp_requests_created\{route="\/x",otel_scope_name="other.scope"\} \d+(\.\d+)?\n/);
+    expect(await exporter.render()).not.toContain('_created');
   });
 });
 

@@ -188,3 +188,57 @@ export function pythonParse(text: string, openMetrics: boolean): PythonFamily[] 
     })),
   }));
 }
+
+/**
+ * Records pairs that render to one Prometheus identity (a provider created with VIEWS):
+ * attribute values of different types that print alike, names that sanitize alike, a
+ * name registered again with another description, a counter and an observable counter of
+ * one name, a histogram, a gauge and an exact summary. MERGED lists the samples each pair
+ * must become (scope labels on: every instrument is in the scope 'dup').
+ */
+export function recordCollisions(p: MeterProvider): void {
+  const m = p.getMeter('dup');
+  const hits = m.createCounter('http.hits');
+  hits.add(5, { status: 200 });
+  hits.add(7, { status: '200' });
+  const flags = m.createCounter('flags');
+  flags.add(10, { on: true });
+  flags.add(32, { on: 'true' });
+  const arrays = m.createCounter('arrays');
+  arrays.add(3, { v: [1, 2] as never });
+  arrays.add(4, { v: '[1,2]' });
+  m.createCounter('orders.placed').add(5, { k: 'x' });
+  m.createCounter('orders_placed').add(7, { k: 'x' });
+  m.createCounter('jobs', { description: 'first' }).add(2);
+  m.createCounter('jobs', { description: 'second' }).add(3);
+  m.createCounter('bytes.sent').add(10);
+  m.createObservableCounter('bytes.sent').addCallback((r) => r.observe(32));
+  const h = m.createHistogram('lat', { advice: { explicitBucketBoundaries: [1, 10] } });
+  h.record(0.5, { code: 1 });
+  h.record(5, { code: '1' });
+  const g = m.createGauge('temp');
+  g.record(20, { room: 1 });
+  g.record(21, { room: '1' });
+  const ex = m.createHistogram('lat.exact');
+  ex.record(1, { a: 1 });
+  ex.record(2, { a: 1 });
+  ex.record(10, { a: '1' });
+}
+
+/** What recordCollisions' pairs must be: one sample each (name, labels without scope, value). */
+export const MERGED: readonly [string, Record<string, string>, number][] = [
+  ['http_hits_total', { status: '200' }, 12],
+  ['flags_total', { on: 'true' }, 42],
+  ['arrays_total', { v: '[1,2]' }, 7],
+  ['orders_placed_total', { k: 'x' }, 12],
+  ['jobs_total', {}, 5],
+  ['bytes_sent_total', {}, 42],
+  ['lat_bucket', { code: '1', le: '1' }, 1],
+  ['lat_bucket', { code: '1', le: '10' }, 2],
+  ['lat_bucket', { code: '1', le: '+Inf' }, 2],
+  ['lat_count', { code: '1' }, 2],
+  ['lat_sum', { code: '1' }, 5.5],
+  ['temp', { room: '1' }, 20],
+  ['lat_exact_count', { a: '1' }, 3],
+  ['lat_exact_sum', { a: '1' }, 13],
+];

@@ -7,7 +7,7 @@
 //     parser read every sample back, with its name, labels (hostile values included) and value.
 import { afterEach, describe, expect, it } from 'vitest';
 import { MeterProvider, PrometheusExporter } from '../src';
-import { HOSTILE, OM, parseExposition, promtool, pythonParse, recordEverything, sampleKey, VIEWS } from './prometheus-helpers';
+import { HOSTILE, MERGED, OM, parseExposition, promtool, pythonParse, recordCollisions, recordEverything, sampleKey, VIEWS } from './prometheus-helpers';
 
 const providers: MeterProvider[] = [];
 afterEach(async () => {
@@ -46,19 +46,24 @@ describe('promtool check metrics', () => {
     expect(promtool(raw).output).toMatch(/^error while linting: text format parsing error in line \d+: invalid escape sequence '\\"'$/);
     const text = unescapeHelp(raw);
     const counters = [...text.matchAll(/^# TYPE (\S+) counter$/gm)].map((m) => m[1]);
+    const distributions = [...text.matchAll(/^# TYPE (\S+) (?:histogram|summary)$/gm)].map((m) => m[1]);
     expect(counters.length).toBeGreaterThan(2);
-    // Each OpenMetrics counter family `x` has samples `x_total`: the text parser sees
-    // them as another, untyped family without HELP. Nothing else is reported.
+    expect(distributions.length).toBeGreaterThan(2);
+    // Each OpenMetrics counter family `x` has samples `x_total`, and counters, histograms
+    // and summaries `x_created`: the text parser sees them as other, untyped families
+    // without HELP. Nothing else is reported.
     const r = promtool(text);
-    expect(r.output.split('\n').sort()).toEqual(counters.map((c) => `${c}_total no help text`).sort());
+    const created = [...counters, ...distributions].map((c) => `${c}_created no help text`);
+    expect(r.output.split('\n').sort()).toEqual([...counters.map((c) => `${c}_total no help text`), ...created].sort());
     // With target_info, an info-typed family: the text parser stops there.
     expect(promtool(unescapeHelp(await render(true))).output).toBe('error while linting: text format parsing error in line 2: unknown metric type "info"');
     // Undo only the OpenMetrics-only constructs (counter family names, info type, # UNIT,
-    // # EOF, the HELP escape): what is left lints clean, so names, labels and sample
+    // `_created`, # EOF, the HELP escape): what is left lints clean, so names, labels and sample
     // structure of the OpenMetrics output are what promtool wants.
     let fixed = unescapeHelp(await render(true))
       .replace('# HELP target Target metadata\n# TYPE target info', '# HELP target_info Target metadata\n# TYPE target_info gauge')
       .replace(/^# UNIT .*\n/gm, '')
+      .replace(/^[a-zA-Z_:][a-zA-Z0-9_:]*_created(\{[^\n]*\})? \S+\n/gm, '')
       .replace(/^# EOF\n/m, '');
     for (const c of counters) {
       fixed = fixed.replace(`# HELP ${c} `, `# HELP ${c}_total `).replace(`# TYPE ${c} counter`, `# TYPE ${c}_total counter`);
@@ -102,4 +107,52 @@ describe('python3-prometheus-client reads every sample back', () => {
       });
     }
   }
+});
+
+describe('the peers read merged series and _created', () => {
+  it('records that render alike: one sample each with the merged value; promtool lints clean, python reads them', async () => {
+    for (const openMetrics of [false, true]) {
+      const exporter = new PrometheusExporter({ preventServerStart: true });
+      const p = new MeterProvider({ readers: [exporter], views: VIEWS });
+      providers.push(p);
+      recordCollisions(p);
+      const text = await exporter.render(openMetrics ? OM : 'text/plain; version=0.0.4');
+      if (!openMetrics) {
+        const r = promtool(text);
+        expect(r.output).toBe('');
+        expect(r.status).toBe(0);
+      }
+      const samples = pythonParse(text, openMetrics).flatMap((f) => f.samples);
+      const ids = parseExposition(text).map((x) => sampleKey({ ...x, value: 0 }));
+      expect(ids.filter((id, i) => ids.indexOf(id) !== i)).toEqual([]);
+      for (const [name, labels, value] of MERGED) {
+        const want = JSON.stringify(Object.entries({ ...labels, otel_scope_name: 'dup' }).sort());
+        const found = samples.filter((x) => x.name === name && JSON.stringify(Object.entries(x.labels).sort()) === want);
+        expect(found.map((x) => x.value), `${name} ${want}`).toEqual([value]);
+      }
+    }
+  });
+
+  it("python's strict OpenMetrics parser reads a _created per counter, histogram and summary series", async () => {
+    const before = Date.now();
+    const text = await render(true, {}, false);
+    const families = pythonParse(text, true);
+    let seen = 0;
+    for (const f of families) {
+      const created = f.samples.filter((x) => x.name === `${f.name}_created`);
+      if (f.type === 'gauge' || f.type === 'info') {
+        expect(created, f.name).toEqual([]);
+        continue;
+      }
+      const series = f.samples.filter((x) => x.name === (f.type === 'counter' ? `${f.name}_total` : `${f.name}_count`));
+      expect(created.length, f.name).toBe(series.length);
+      for (const c of created) {
+        expect(c.value * 1000).toBeGreaterThan(before - 60_000);
+        expect(c.value * 1000).toBeLessThanOrEqual(Date.now());
+      }
+      seen += created.length;
+    }
+    expect(seen).toBeGreaterThan(20);
+    expect(new Set(families.filter((f) => f.samples.some((x) => x.name.endsWith('_created'))).map((f) => f.type))).toEqual(new Set(['counter', 'histogram', 'summary']));
+  });
 });

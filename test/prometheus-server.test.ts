@@ -72,6 +72,16 @@ function record(p: MeterProvider): void {
   for (let i = 1; i <= 1000; i++) s.record(i / 1000, { path: '/q' });
   m.createUpDownCounter('queue.depth').add(-4.5, { q: 'a' });
   m.createGauge('temperature').record(21.25, { room: 'lab' });
+  // Pairs that render to one identity: Prometheus keeps one sample of an identity, so each
+  // pair must arrive as one series with both values added.
+  const d = p.getMeter('dup');
+  const hits = d.createCounter('dup.hits');
+  hits.add(5, { status: 200 });
+  hits.add(7, { status: '200' });
+  d.createCounter('orders.placed').add(10, { k: 'x' });
+  d.createCounter('orders_placed').add(32, { k: 'x' });
+  d.createCounter('jobs.done', { description: 'first' }).add(5);
+  d.createCounter('jobs.done', { description: 'second' }).add(7);
   // Enough text for many parts where the exporter streams in 4 KiB parts.
   const bulk = m.createCounter('bulk.items');
   for (let i = 0; i < BULK; i++) bulk.add(i, { item: `item-${i}`, shard: `shard-${i % 7}` });
@@ -215,6 +225,15 @@ describe('a real Prometheus server scrapes the exporter', () => {
       for (const s of bulk) expect(Number(s.value[1]), s.metric.item).toBe(Number(s.metric.item.slice('item-'.length)));
       expect(chunkedServed.get(job)?.length).toBeGreaterThan(0);
       expect(chunkedServed.get(job)?.every((c) => c === (job === 'om'))).toBe(true);
+      // The colliding pairs, merged (not one of the two values).
+      for (const [q, v] of [
+        [`dup_hits_total{job="${job}",status="200"}`, 12],
+        [`orders_placed_total{job="${job}",k="x"}`, 42],
+        [`jobs_done_total{job="${job}"}`, 12],
+      ] as const) {
+        const got = await query(q);
+        expect(got.map((x) => Number(x.value[1])), q).toEqual([v]);
+      }
       const target = await query(`target_info{job="${job}"}`);
       expect(target).toHaveLength(1);
       expect(target[0].metric.service_name).toBe(job === 'om' ? 'e2e-om' : 'e2e-text');

@@ -47,9 +47,11 @@ Napi::Float64Array IdsArray(Napi::Env env, const std::vector<uint64_t>& ids) {
 }
 
 // A collection pass's bookkeeping on a result object (serializePrometheus and
-// openPrometheusStream): epoch, records, stale, reclaimed, dropped, snapshotMs.
+// openPrometheusStream): epoch, records, stale, reclaimed, dropped, merged
+// ([instrument, other, how]* of SerializationPlan::collisions), snapshotMs.
 void SetPass(Napi::Env env, Napi::Object r, uint64_t epoch, size_t records, const std::vector<uint64_t>& stale,
-             const std::vector<uint64_t>& reclaimed, const std::vector<uint32_t>& dropped, double snapshotMs) {
+             const std::vector<uint64_t>& reclaimed, const std::vector<uint32_t>& dropped,
+             const std::vector<prometheus::Collision>& collisions, double snapshotMs) {
   r.Set("epoch", static_cast<double>(epoch));
   r.Set("records", static_cast<double>(records));
   r.Set("stale", IdsArray(env, stale));
@@ -57,6 +59,13 @@ void SetPass(Napi::Env env, Napi::Object r, uint64_t epoch, size_t records, cons
   Napi::Uint32Array d = Napi::Uint32Array::New(env, dropped.size());
   for (size_t i = 0; i < dropped.size(); i++) d[i] = dropped[i];
   r.Set("dropped", d);
+  Napi::Uint32Array m = Napi::Uint32Array::New(env, collisions.size() * 3);
+  for (size_t i = 0; i < collisions.size(); i++) {
+    m[3 * i] = collisions[i].instrument;
+    m[3 * i + 1] = collisions[i].other;
+    m[3 * i + 2] = static_cast<uint32_t>(collisions[i].how);
+  }
+  r.Set("merged", m);
   r.Set("snapshotMs", snapshotMs);
 }
 
@@ -139,7 +148,7 @@ class SerializeWorker : public Napi::AsyncWorker {
       const auto t1 = std::chrono::steady_clock::now();
       const uint64_t ticket = prometheus::OutputPool::Global().BeginScrape();
       prometheus::ChunkedOutput out(opts_.chunkBytes);
-      prometheus::Serialize(snap_, opts_, exact_, &out, &dropped_);
+      prometheus::Serialize(snap_, opts_, exact_, &out, &dropped_, &collisions_);
       chunks_ = out.Take();
       prometheus::OutputPool::Global().EndScrape(ticket);
       serializeMs_ = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t1).count();
@@ -162,7 +171,7 @@ class SerializeWorker : public Napi::AsyncWorker {
     Napi::Object r = Napi::Object::New(env);
     r.Set("chunks", chunks);
     r.Set("bytes", static_cast<double>(bytes));
-    SetPass(env, r, epoch_, records_, stale_, reclaimed_, dropped_, snapshotMs_);
+    SetPass(env, r, epoch_, records_, stale_, reclaimed_, dropped_, collisions_, snapshotMs_);
     r.Set("serializeMs", serializeMs_);
     deferred_.Resolve(r);
   }
@@ -181,6 +190,7 @@ class SerializeWorker : public Napi::AsyncWorker {
   std::vector<prometheus::Chunk> chunks_;
   std::vector<uint64_t> stale_, reclaimed_;
   std::vector<uint32_t> dropped_;
+  std::vector<prometheus::Collision> collisions_;
   uint64_t epoch_ = 0;
   size_t records_ = 0;
   double snapshotMs_ = 0, serializeMs_ = 0;
@@ -325,7 +335,8 @@ ScrapeArgs ReadScrapeArgs(const Napi::CallbackInfo& info, const char* fn) {
 
 // serializePrometheus(...ScrapeArgs)
 //   -> Promise<{ chunks: Buffer[], bytes, epoch, records, stale: Float64Array,
-//                reclaimed: Float64Array, dropped: Uint32Array, snapshotMs, serializeMs }>
+//                reclaimed: Float64Array, dropped: Uint32Array, merged: Uint32Array,
+//                snapshotMs, serializeMs }>
 // One collection pass (the same as collect(): epoch, update detection, reclamation),
 // taken on the calling thread, and its text, computed on a libuv pool thread.
 Napi::Value SerializePrometheus(const Napi::CallbackInfo& info) {
@@ -442,7 +453,7 @@ class StreamPartWorker : public Napi::AsyncWorker {
 
 // openPrometheusStream(...ScrapeArgs with options.partBytes?: number in [4096, 2^30])
 //   -> { stream, parts, epoch, records, stale: Float64Array, reclaimed: Float64Array,
-//        dropped: Uint32Array, snapshotMs }
+//        dropped: Uint32Array, merged: Uint32Array, snapshotMs }
 // The collection pass and snapshot of serializePrometheus, taken now on this thread, and
 // the plan that cuts its text into `parts` parts of about partBytes (default 4 MiB) each,
 // written one at a time by readPrometheusStream. Close it when done.
@@ -481,7 +492,7 @@ Napi::Value OpenPrometheusStream(const Napi::CallbackInfo& info) {
   r.Set("stream", handle);
   r.Set("parts", static_cast<double>(stream->parts.size() - 1));
   SetPass(env, r, stream->snap.epoch, stream->snap.records.size(), stream->snap.stale, stream->snap.reclaimed,
-          dropped, snapshotMs);
+          dropped, stream->plan->collisions(), snapshotMs);
   return r;
 }
 

@@ -20,8 +20,27 @@ class LabelSet {
   std::string_view view() const { return {bytes(), size_}; }
   uint32_t hash() const { return hash_; }
   uint32_t refs() const { return refs_; }
+  // Every attribute is a string and every name a label name exporters keep as it is
+  // (IsPlainKey): the exposition text of a plain set differs from every other plain set's.
+  bool plain() const { return plain_ != 0; }
+  // ShapeOf(view()), computed when interned.
+  uint32_t shape() const { return shape_; }
 
   static uint32_t HashOf(std::string_view key);
+  // True when every value is a string ('s' tag) and every name matches
+  // [A-Za-z_][A-Za-z0-9_]* without "__" and is none of le, quantile, otel_scope_name,
+  // otel_scope_version: names the Prometheus exposition writes unchanged and values it
+  // writes as their text, so two plain keys never render as the same labels. A key that
+  // is not plain may (200 and "200", `a.b` and `a_b`, `le` and `exported_le`).
+  static bool IsPlainKey(std::string_view key);
+  // Bit kShapeMerges: two of the key's names may become one label name (sanitized alike,
+  // as `a.b` and `a_b`, or renamed alike, as `le` and `exported_le`): their values are
+  // then joined. Bits 0-30: a hash of the names and the values' type tags. Keys of one
+  // instrument with the same names and tags render differently unless names merge (a
+  // value's text is the key's value bytes), so records whose sets share one shape
+  // without kShapeMerges cannot collide; different shapes (200 and "200") may.
+  static constexpr uint32_t kShapeMerges = 0x80000000u;
+  static uint32_t ShapeOf(std::string_view key);
 
  private:
   friend class LabelSetTable;
@@ -29,7 +48,9 @@ class LabelSet {
   const char* bytes() const { return reinterpret_cast<const char*>(this + 1); }
   uint32_t refs_ = 0;  // records using this set
   uint32_t hash_ = 0;
-  uint32_t size_ = 0;
+  uint32_t size_ : 31 = 0;  // keys are far below 2^31 bytes (LabelLimits)
+  uint32_t plain_ : 1 = 0;  // IsPlainKey(view()), set when interned
+  uint32_t shape_ = 0;      // ShapeOf(view()), set when interned
 };
 
 class LabelSetTable {

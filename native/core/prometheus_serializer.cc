@@ -15,6 +15,7 @@
 #include <sys/mman.h>
 #endif
 
+#include "aggregator.h"
 #include "exponential_histogram.h"
 #include "output_pool.h"
 #include "sketch.h"
@@ -334,7 +335,11 @@ void TakeSnapshot(RecordMap& map, const CollectOptions& opts, const std::vector<
         SnapshotRecord sr;
         sr.id = v.id;
         sr.labels = v.record->labels;
-        sr.labelSize = sr.labels->view().size();
+        sr.labelSize = static_cast<uint32_t>(sr.labels->view().size()) & 0x7fffffffu;
+        sr.plain = sr.labels->plain() ? 1 : 0;
+        sr.lastUpdateEpoch = v.record->lastUpdateEpoch;
+        sr.shape = sr.labels->shape();
+        sr.startTimeMs = v.record->startTimeMs;
         sr.stateOffset = out->states.size();
         out->states.insert(out->states.end(), v.state, v.state + v.instrument->cellSize);
         out->records.push_back(sr);
@@ -505,13 +510,31 @@ std::string Join(const std::vector<Chunk>& chunks) {
 
 namespace {
 
-// Per-instrument constants of a serialization.
-struct Writer {
+// The scope labels of an instrument's samples ("" when none or scope labels are off).
+std::string ScopeText(const Descriptor& d, const Options& opts) {
+  std::string scopeText;
+  if (opts.scopeLabels) {
+    if (!d.scopeName.empty()) {
+      scopeText += "otel_scope_name=\"";
+      AppendLabelValue(&scopeText, d.scopeName);
+      scopeText += '"';
+    }
+    if (!d.scopeVersion.empty()) {
+      if (!scopeText.empty()) scopeText += ',';
+      scopeText += "otel_scope_version=\"";
+      AppendLabelValue(&scopeText, d.scopeVersion);
+      scopeText += '"';
+    }
+  }
+  return scopeText;
+}
+
+// A record's label text (`k="v",...` without braces): sanitized names, collisions merged,
+// reserved names renamed, then the scope labels. One per thread: the plan's identity pass
+// and each writer have their own.
+struct LabelText {
   const Options& opts;
-  const ExactQuantiles& exact;
-  const Snapshot& snap;
-  Chunk& o;
-  ChunkedOutput* out;
+  explicit LabelText(const Options& op) : opts(op) {}
   // Sanitized label names by raw key (views into the snapshot's label sets); values stay
   // put (nodes).
   std::unordered_map<std::string_view, std::string> names;
@@ -523,23 +546,6 @@ struct Writer {
     bool head = true;
   };
   std::vector<Entry> entries;
-  std::vector<std::string> quantileLabels;  // of the current instrument
-
-  Writer(const Options& op, const ExactQuantiles& ex, const Snapshot& sn, ChunkedOutput* co)
-      : opts(op), exact(ex), snap(sn), o(co->cur()), out(co) {}
-
-  const std::vector<double>& QuantilesOf(uint32_t instrument) {
-    auto it = opts.instrumentQuantiles.find(instrument);
-    const std::vector<double>& qs = it == opts.instrumentQuantiles.end() ? opts.quantiles : it->second;
-    quantileLabels.clear();
-    for (double q : qs) {
-      std::string s = "quantile=\"";
-      AppendNumber(&s, q);
-      s += '"';
-      quantileLabels.push_back(std::move(s));
-    }
-    return qs;
-  }
 
   std::string_view LabelNameOf(std::string_view raw) {
     if (IsCleanLabelName(raw)) return raw;
@@ -591,7 +597,7 @@ struct Writer {
   std::vector<std::string_view> entryRawNames;
 
   // Fills `labels` for a record: its attributes, then the scope labels.
-  void BuildLabels(std::string_view key, std::string_view scopeText) {
+  void Build(std::string_view key, std::string_view scopeText) {
     parsed.clear();
     size_t i = 0;
     std::string_view part, tagged;
@@ -623,6 +629,131 @@ struct Writer {
       if (!labels.empty()) labels.push_back(',');
       labels.append(scopeText);
     }
+  }
+};
+
+// A histogram state as cumulative counts at its finite bounds, ascending.
+void CumulativeBuckets(const Descriptor& d, const double* st, size_t n, std::vector<std::pair<double, double>>* out) {
+  out->clear();
+  if (d.aggregation == AggregationKind::Histogram) {
+    double cum = 0;
+    for (size_t i = 0; i < d.bounds.size() && 3 + i < n; i++) {
+      cum += st[3 + i];
+      out->emplace_back(d.bounds[i], cum);
+    }
+    return;
+  }
+  double cum = st[exphist::kZero];
+  int64_t lo = 0, hi = 0;
+  if (exphist::UsedRange(st, n, false, &lo, &hi)) {
+    for (int64_t i = lo; i <= hi; i++) cum += exphist::BucketCount(st, n, false, i);
+  }
+  out->emplace_back(0.0, cum);
+  if (exphist::UsedRange(st, n, true, &lo, &hi)) {
+    const auto scale = static_cast<int32_t>(st[exphist::kScale]);
+    for (int64_t i = lo; i <= hi; i++) {
+      cum += exphist::BucketCount(st, n, true, i);
+      out->emplace_back(exphist::LowerBoundary(i + 1, scale), cum);
+    }
+  }
+}
+
+// Count and sum of a histogram or summary state.
+void CountAndSum(const Descriptor& d, const double* st, size_t n, double* count, double* sum) {
+  switch (d.aggregation) {
+    case AggregationKind::Histogram: {
+      double c = 0;
+      for (size_t i = 3; i < n; i++) c += st[i];
+      *count = c;
+      *sum = st[0];
+      return;
+    }
+    case AggregationKind::ExponentialHistogram:
+      *count = exphist::Total(st, n);
+      *sum = st[exphist::kSum];
+      return;
+    case AggregationKind::Sketch:
+      *count = sketch::Total(st, n);
+      *sum = st[sketch::kSum];
+      return;
+    case AggregationKind::MinMaxSumCount:
+    case AggregationKind::Exact:
+      *count = st[0];
+      *sum = st[1];
+      return;
+    default:
+      *count = 0;
+      *sum = st[0];
+      return;
+  }
+}
+
+// Writes records and merged series.
+struct Writer {
+  const Options& opts;
+  const ExactQuantiles& exact;
+  const Snapshot& snap;
+  Chunk& o;
+  ChunkedOutput* out;
+  LabelText lt;
+  const std::string& labels;  // lt.labels
+  std::vector<std::string> quantileLabels;  // of the current instrument
+
+  // The current instrument's constants (Setup).
+  const SnapshotInstrument* cur = nullptr;
+  std::string sample;       // the base of sample names
+  std::string createdName;  // `<family>_created`
+  bool created = false;     // OpenMetrics counter, histogram or summary: writes `_created`
+  std::string scopeText;
+  std::vector<std::string> leTail;  // `le="bound"} ` per bucket
+  const std::vector<double>* quantiles = nullptr;
+  std::unique_ptr<sketch::Mapping> mapping;
+  size_t n = 0;
+  std::string scratch;
+  std::vector<double> merged;                                  // a merged state
+  std::vector<std::pair<double, double>> buckets, otherBuckets;  // CommonBuckets
+
+  Writer(const Options& op, const ExactQuantiles& ex, const Snapshot& sn, ChunkedOutput* co)
+      : opts(op), exact(ex), snap(sn), o(co->cur()), out(co), lt(op), labels(lt.labels) {}
+
+  const std::vector<double>& QuantilesOf(uint32_t instrument) {
+    auto it = opts.instrumentQuantiles.find(instrument);
+    const std::vector<double>& qs = it == opts.instrumentQuantiles.end() ? opts.quantiles : it->second;
+    quantileLabels.clear();
+    for (double q : qs) {
+      std::string s = "quantile=\"";
+      AppendNumber(&s, q);
+      s += '"';
+      quantileLabels.push_back(std::move(s));
+    }
+    return qs;
+  }
+
+  void Setup(const SnapshotInstrument& si) {
+    if (cur == &si) return;
+    cur = &si;
+    const Descriptor& d = si.descriptor;
+    const FamilyName fn = NameFor(d, opts.format);
+    const FamilyType type = TypeOf(d);
+    sample = fn.sample;
+    created = opts.format == Format::OpenMetrics100 &&
+              (type == FamilyType::Counter || type == FamilyType::Histogram || type == FamilyType::Summary);
+    createdName = fn.family + "_created";
+    scopeText = ScopeText(d, opts);
+    leTail.clear();
+    if (d.aggregation == AggregationKind::Histogram) {
+      for (double b : d.bounds) {
+        std::string s = "le=\"";
+        AppendNumber(&s, b);
+        s += "\"} ";
+        leTail.push_back(std::move(s));
+      }
+      leTail.push_back("le=\"+Inf\"} ");
+    }
+    quantiles = &QuantilesOf(si.id);
+    mapping.reset();
+    if (d.aggregation == AggregationKind::Sketch) mapping = std::make_unique<sketch::Mapping>(d.relativeAccuracy);
+    n = si.cellSize;
   }
 
   // name suffix{labels,extra} value\n, with one capacity check.
@@ -667,125 +798,281 @@ struct Writer {
     o.Shrink(static_cast<size_t>(p - start));
   }
 
+  // `<family>_created`: whole milliseconds (as OTLP's start time) in seconds.
+  void Created(double startTimeMs) {
+    if (created) Sample(createdName, "", "", std::floor(startTimeMs) / 1000);
+  }
+
+  // The quantile samples of a summary state of the current instrument.
+  void Quantiles(AggregationKind agg, uint64_t recordId, const double* st) {
+    const std::vector<double>& qs = *quantiles;
+    switch (agg) {
+      case AggregationKind::Sketch:
+        if (sketch::Total(st, n) > 0) {
+          for (size_t q = 0; q < qs.size(); q++) Sample(sample, "", quantileLabels[q], sketch::Quantile(st, n, *mapping, qs[q]));
+        }
+        break;
+      case AggregationKind::Exact: {
+        auto it = exact.find(recordId);
+        if (it != exact.end()) {
+          for (size_t q = 0; q < qs.size() && q < it->second.size(); q++) Sample(sample, "", quantileLabels[q], it->second[q]);
+        }
+        break;
+      }
+      case AggregationKind::MinMaxSumCount:
+        if (st[0] > 0) {
+          Sample(sample, "", "quantile=\"0\"", st[2]);
+          Sample(sample, "", "quantile=\"1\"", st[3]);
+        }
+        break;
+      default:
+        break;
+    }
+  }
+
+  // One state's samples (labels built, Setup done), without `_created`.
+  void Samples(uint64_t recordId, const double* st) {
+    const Descriptor& d = cur->descriptor;
+    switch (d.aggregation) {
+      case AggregationKind::Sum:
+      case AggregationKind::PrecomputedSum:
+      case AggregationKind::LastValue:
+        Sample(sample, "", "", st[0]);
+        break;
+      case AggregationKind::Histogram: {
+        bucketPrefix.assign(sample);
+        bucketPrefix.append("_bucket{");
+        bucketPrefix.append(labels);
+        if (!labels.empty()) bucketPrefix.push_back(',');
+        double cum = 0;
+        for (size_t i = 3; i < n; i++) {
+          cum += st[i];
+          BucketLine(leTail[i - 3], cum);
+        }
+        Sample(sample, "_sum", "", st[0]);
+        Sample(sample, "_count", "", cum);
+        break;
+      }
+      case AggregationKind::ExponentialHistogram: {
+        const double count = exphist::Total(st, n);
+        double cum = st[exphist::kZero];
+        int64_t lo = 0, hi = 0;
+        if (exphist::UsedRange(st, n, false, &lo, &hi)) {
+          for (int64_t i = lo; i <= hi; i++) cum += exphist::BucketCount(st, n, false, i);
+        }
+        Sample(sample, "_bucket", "le=\"0\"", cum);
+        if (exphist::UsedRange(st, n, true, &lo, &hi)) {
+          const auto scale = static_cast<int32_t>(st[exphist::kScale]);
+          for (int64_t i = lo; i <= hi; i++) {
+            cum += exphist::BucketCount(st, n, true, i);
+            scratch = "le=\"";
+            AppendNumber(&scratch, exphist::LowerBoundary(i + 1, scale));
+            scratch += '"';
+            Sample(sample, "_bucket", scratch, cum);
+          }
+        }
+        Sample(sample, "_bucket", "le=\"+Inf\"", count);
+        Sample(sample, "_sum", "", st[exphist::kSum]);
+        Sample(sample, "_count", "", count);
+        break;
+      }
+      case AggregationKind::Sketch:
+      case AggregationKind::Exact:
+      case AggregationKind::MinMaxSumCount: {
+        Quantiles(d.aggregation, recordId, st);
+        double count = 0, sum = 0;
+        CountAndSum(d, st, n, &count, &sum);
+        Sample(sample, "_sum", "", sum);
+        Sample(sample, "_count", "", count);
+        break;
+      }
+      case AggregationKind::Drop:
+        break;
+    }
+  }
+
+  const double* StateOf(size_t record) const { return snap.states.data() + snap.records[record].stateOffset; }
+
   void Member(const SnapshotInstrument& si, size_t begin, size_t end) {
-    const Descriptor& d = si.descriptor;
-    const FamilyName fn = NameFor(d, opts.format);
-    const std::string& sample = fn.sample;
-    std::string scopeText;
-    if (opts.scopeLabels) {
-      if (!d.scopeName.empty()) {
-        scopeText += "otel_scope_name=\"";
-        AppendLabelValue(&scopeText, d.scopeName);
-        scopeText += '"';
-      }
-      if (!d.scopeVersion.empty()) {
-        if (!scopeText.empty()) scopeText += ',';
-        scopeText += "otel_scope_version=\"";
-        AppendLabelValue(&scopeText, d.scopeVersion);
-        scopeText += '"';
-      }
-    }
-    std::vector<std::string> leTail;  // `le="bound"} ` per bucket
-    if (d.aggregation == AggregationKind::Histogram) {
-      for (double b : d.bounds) {
-        std::string s = "le=\"";
-        AppendNumber(&s, b);
-        s += "\"} ";
-        leTail.push_back(std::move(s));
-      }
-      leTail.push_back("le=\"+Inf\"} ");
-    }
-    const std::vector<double>& quantiles = QuantilesOf(si.id);
-    std::unique_ptr<sketch::Mapping> mapping;
-    if (d.aggregation == AggregationKind::Sketch) mapping = std::make_unique<sketch::Mapping>(d.relativeAccuracy);
-    const size_t n = si.cellSize;
-    std::string scratch;
+    Setup(si);
     for (size_t r = begin; r < end; r++) {
       const SnapshotRecord& rec = snap.records[r];
-      const double* st = snap.states.data() + rec.stateOffset;
-      BuildLabels(rec.labelKey(), scopeText);
-      switch (d.aggregation) {
-        case AggregationKind::Sum:
-        case AggregationKind::PrecomputedSum:
-        case AggregationKind::LastValue:
-          Sample(sample, "", "", st[0]);
-          break;
-        case AggregationKind::Histogram: {
-          bucketPrefix.assign(sample);
-          bucketPrefix.append("_bucket{");
-          bucketPrefix.append(labels);
-          if (!labels.empty()) bucketPrefix.push_back(',');
-          double cum = 0;
-          for (size_t i = 3; i < n; i++) {
-            cum += st[i];
-            BucketLine(leTail[i - 3], cum);
-          }
-          Sample(sample, "_sum", "", st[0]);
-          Sample(sample, "_count", "", cum);
-          break;
-        }
-        case AggregationKind::ExponentialHistogram: {
-          const double count = exphist::Total(st, n);
-          double cum = st[exphist::kZero];
-          int64_t lo = 0, hi = 0;
-          if (exphist::UsedRange(st, n, false, &lo, &hi)) {
-            for (int64_t i = lo; i <= hi; i++) cum += exphist::BucketCount(st, n, false, i);
-          }
-          Sample(sample, "_bucket", "le=\"0\"", cum);
-          if (exphist::UsedRange(st, n, true, &lo, &hi)) {
-            const auto scale = static_cast<int32_t>(st[exphist::kScale]);
-            for (int64_t i = lo; i <= hi; i++) {
-              cum += exphist::BucketCount(st, n, true, i);
-              scratch = "le=\"";
-              AppendNumber(&scratch, exphist::LowerBoundary(i + 1, scale));
-              scratch += '"';
-              Sample(sample, "_bucket", scratch, cum);
-            }
-          }
-          Sample(sample, "_bucket", "le=\"+Inf\"", count);
-          Sample(sample, "_sum", "", st[exphist::kSum]);
-          Sample(sample, "_count", "", count);
-          break;
-        }
-        case AggregationKind::Sketch: {
-          const double count = sketch::Total(st, n);
-          if (count > 0) {
-            for (size_t q = 0; q < quantiles.size(); q++) {
-              Sample(sample, "", quantileLabels[q], sketch::Quantile(st, n, *mapping, quantiles[q]));
-            }
-          }
-          Sample(sample, "_sum", "", st[sketch::kSum]);
-          Sample(sample, "_count", "", count);
-          break;
-        }
-        case AggregationKind::Exact: {
-          auto it = exact.find(rec.id);
-          if (it != exact.end()) {
-            for (size_t q = 0; q < quantiles.size() && q < it->second.size(); q++) {
-              Sample(sample, "", quantileLabels[q], it->second[q]);
-            }
-          }
-          Sample(sample, "_sum", "", st[1]);
-          Sample(sample, "_count", "", st[0]);
-          break;
-        }
-        case AggregationKind::MinMaxSumCount:
-          if (st[0] > 0) {
-            Sample(sample, "", "quantile=\"0\"", st[2]);
-            Sample(sample, "", "quantile=\"1\"", st[3]);
-          }
-          Sample(sample, "_sum", "", st[1]);
-          Sample(sample, "_count", "", st[0]);
-          break;
-        case AggregationKind::Drop:
-          break;
-      }
+      lt.Build(rec.labelKey(), scopeText);
+      Samples(rec.id, snap.states.data() + rec.stateOffset);
+      Created(rec.startTimeMs);
       out->MaybeCut();
     }
   }
+
+  // Series s of a merged family: its records as one series (MergeKind).
+  void Series(const MergedFamily& mf, size_t s) {
+    const MergedFamily::Series& se = mf.series[s];
+    const MergedFamily::Ref* refs = mf.refs.data() + se.first;
+    const SnapshotRecord& rec0 = snap.records[refs[0].record];
+    Setup(*refs[0].instrument);
+    lt.Build(rec0.labelKey(), scopeText);  // every record of the series has this text
+    double start = rec0.startTimeMs;
+    for (uint32_t k = 1; k < se.count; k++) start = std::min(start, snap.records[refs[k].record].startTimeMs);
+    if (se.count == 1) {
+      Samples(rec0.id, StateOf(refs[0].record));
+    } else {
+      switch (se.how) {
+        case MergeKind::Added: {
+          const AggregationKind agg = refs[0].instrument->descriptor.aggregation;
+          if (agg == AggregationKind::Sum || agg == AggregationKind::PrecomputedSum) {
+            double v = 0;
+            for (uint32_t k = 0; k < se.count; k++) v += StateOf(refs[k].record)[0];
+            Sample(sample, "", "", v);
+          } else {
+            const double* st0 = StateOf(refs[0].record);
+            merged.assign(st0, st0 + n);
+            for (uint32_t k = 1; k < se.count; k++) MergeState(agg, merged.data(), StateOf(refs[k].record), n);
+            Samples(rec0.id, merged.data());
+          }
+          break;
+        }
+        case MergeKind::KeptLatest: {
+          uint32_t best = 0;
+          for (uint32_t k = 1; k < se.count; k++) {
+            if (snap.records[refs[k].record].lastUpdateEpoch > snap.records[refs[best].record].lastUpdateEpoch) best = k;
+          }
+          Setup(*refs[best].instrument);
+          Samples(snap.records[refs[best].record].id, StateOf(refs[best].record));
+          break;
+        }
+        case MergeKind::KeptQuantiles: {
+          uint32_t best = 0;
+          double bestCount = -1, count = 0, sum = 0;
+          for (uint32_t k = 0; k < se.count; k++) {
+            const SnapshotInstrument& si = *refs[k].instrument;
+            double c = 0, t = 0;
+            CountAndSum(si.descriptor, StateOf(refs[k].record), si.cellSize, &c, &t);
+            count += c;
+            sum += t;
+            if (c > bestCount) {
+              bestCount = c;
+              best = k;
+            }
+          }
+          Setup(*refs[best].instrument);
+          Quantiles(cur->descriptor.aggregation, snap.records[refs[best].record].id, StateOf(refs[best].record));
+          Sample(sample, "_sum", "", sum);
+          Sample(sample, "_count", "", count);
+          break;
+        }
+        case MergeKind::CommonBuckets: {
+          double count = 0, sum = 0;
+          for (uint32_t k = 0; k < se.count; k++) {
+            const SnapshotInstrument& si = *refs[k].instrument;
+            const double* st = StateOf(refs[k].record);
+            double c = 0, t = 0;
+            CountAndSum(si.descriptor, st, si.cellSize, &c, &t);
+            count += c;
+            sum += t;
+            if (k == 0) {
+              CumulativeBuckets(si.descriptor, st, si.cellSize, &buckets);
+              continue;
+            }
+            CumulativeBuckets(si.descriptor, st, si.cellSize, &otherBuckets);
+            size_t keep = 0, j = 0;
+            for (const auto& [le, cum] : buckets) {
+              while (j < otherBuckets.size() && otherBuckets[j].first < le) j++;
+              if (j < otherBuckets.size() && otherBuckets[j].first == le) buckets[keep++] = {le, cum + otherBuckets[j].second};
+            }
+            buckets.resize(keep);
+          }
+          for (const auto& [le, cum] : buckets) {
+            scratch = "le=\"";
+            AppendNumber(&scratch, le);
+            scratch += '"';
+            Sample(sample, "_bucket", scratch, cum);
+          }
+          Sample(sample, "_bucket", "le=\"+Inf\"", count);
+          Sample(sample, "_sum", "", sum);
+          Sample(sample, "_count", "", count);
+          break;
+        }
+      }
+    }
+    Created(start);
+    out->MaybeCut();
+  }
 };
 
-// The names a family of this type uses: its TYPE names in both formats and its samples'.
+// Whether records [lo, hi) of one instrument may render the same label text, and their
+// mean label key size. Plain label sets never render alike, nor do sets of one shape
+// that merges no names (LabelSet::ShapeOf); the cardinality limit's overflow set
+// (`otel_metric_overflow="true"`) renders like another only if that has one attribute of
+// that name. One pass over the records; label keys are read only for records whose shape
+// is not the first one's (the overflow set, mixed shapes).
+bool MemberMayCollide(const Snapshot& snap, size_t lo, size_t hi, double* labelBytes) {
+  const std::string_view overflow = OverflowLabelKey();
+  bool plain = true, oneShape = true, overflowSeen = false;
+  size_t first = hi;  // a record that is not the overflow set: its shape is the first one
+  double bytes = 0;
+  for (size_t r = lo; r < hi; r++) {
+    const SnapshotRecord& rec = snap.records[r];
+    bytes += static_cast<double>(rec.labelSize);
+    if (first < hi && rec.shape == snap.records[first].shape) {
+      plain = plain && rec.plain;
+      continue;
+    }
+    if (!overflowSeen && rec.labelKey() == overflow) {
+      overflowSeen = true;
+      continue;
+    }
+    plain = plain && rec.plain;
+    if (first == hi) {
+      first = r;
+    } else {
+      oneShape = false;
+    }
+  }
+  *labelBytes = hi > lo ? bytes / static_cast<double>(hi - lo) : 0;
+  if (first == hi) return false;  // no records, or the overflow set alone
+  oneShape = oneShape && (snap.records[first].shape & LabelSet::kShapeMerges) == 0;
+  if (!plain && !oneShape) return true;
+  if (!overflowSeen) return false;
+  if (!oneShape) return true;  // several plain shapes besides the overflow set: not told apart here
+  const std::string_view key = snap.records[first].labelKey();
+  size_t pos = 0;
+  std::string_view name, value;
+  if (!NextLabelKeyPart(key, &pos, &name) || !NextLabelKeyPart(key, &pos, &value) || pos < key.size()) return false;
+  return SanitizeLabelName(name) == "otel_metric_overflow";
+}
+
+// How the records of one series identity are merged (see MergeKind); all are of one
+// family type.
+MergeKind MergeKindOf(FamilyType type, const MergedFamily::Ref* refs, uint32_t count) {
+  const SnapshotInstrument& a = *refs[0].instrument;
+  const AggregationKind agg = a.descriptor.aggregation;
+  bool same = true;  // one aggregation and layout (and bounds, accuracy)
+  bool sums = true;  // every one a sum
+  for (uint32_t k = 0; k < count; k++) {
+    const SnapshotInstrument& b = *refs[k].instrument;
+    const AggregationKind bk = b.descriptor.aggregation;
+    sums = sums && (bk == AggregationKind::Sum || bk == AggregationKind::PrecomputedSum);
+    same = same && bk == agg && b.cellSize == a.cellSize && b.descriptor.bounds == a.descriptor.bounds &&
+           (agg != AggregationKind::Sketch || b.descriptor.relativeAccuracy == a.descriptor.relativeAccuracy);
+  }
+  switch (type) {
+    case FamilyType::Counter:
+      return MergeKind::Added;
+    case FamilyType::Gauge:
+      return sums ? MergeKind::Added : MergeKind::KeptLatest;
+    case FamilyType::Histogram:
+      return same ? MergeKind::Added : MergeKind::CommonBuckets;
+    case FamilyType::Summary:
+      return same && (agg == AggregationKind::Sketch || agg == AggregationKind::MinMaxSumCount) ? MergeKind::Added
+                                                                                               : MergeKind::KeptQuantiles;
+    case FamilyType::Skip:
+      break;
+  }
+  return MergeKind::KeptLatest;
+}
+
+// The names a family of this type uses: its TYPE names in both formats and its samples'
+// (`_created` of OpenMetrics included).
 std::vector<std::string> ClaimedNames(const Descriptor& d, FamilyType type) {
   FamilyName text = NameFor(d, Format::Text004);
   FamilyName om = NameFor(d, Format::OpenMetrics100);
@@ -798,6 +1085,9 @@ std::vector<std::string> ClaimedNames(const Descriptor& d, FamilyType type) {
     case FamilyType::Summary:
       v.push_back(text.sample + "_count");
       v.push_back(text.sample + "_sum");
+      [[fallthrough]];
+    case FamilyType::Counter:
+      v.push_back(om.family + "_created");
       break;
     default:
       break;
@@ -860,10 +1150,24 @@ SerializationPlan::SerializationPlan(const Snapshot& snap, const Options& opts, 
 
   // The work in output order (families_ is complete: the pointers stay valid). A record's
   // weight estimates its text: its lines times (its instrument's mean label key, the
-  // sample name and ~30 bytes of suffix, `le`, value).
+  // sample name and ~30 bytes of suffix, `le`, value, `_created`).
+  const bool om = opts.format == Format::OpenMetrics100;
+  std::vector<Unit> members;
   for (size_t idx : order) {
     const PlanFamily& f = families_[idx];
     units_.push_back({&f, nullptr, 0, 0, 0});
+    // Records of two members can share a label text only if the members' scope labels
+    // are the same; records of one member only if its label sets are not all plain and
+    // not all of one shape that merges no names (LabelSet::ShapeOf): 200 and "200".
+    bool mayCollide = false;
+    for (size_t i = 0; i < f.members.size() && !mayCollide; i++) {
+      for (size_t j = 0; j < i && !mayCollide; j++) {
+        const Descriptor& a = f.members[i]->descriptor;
+        const Descriptor& b = f.members[j]->descriptor;
+        mayCollide = !opts.scopeLabels || (a.scopeName == b.scopeName && a.scopeVersion == b.scopeVersion);
+      }
+    }
+    members.clear();
     for (const SnapshotInstrument* si : f.members) {
       double lines = 1;
       switch (si->descriptor.aggregation) {
@@ -874,19 +1178,81 @@ SerializationPlan::SerializationPlan(const Snapshot& snap, const Options& opts, 
         case AggregationKind::MinMaxSumCount: lines = 4; break;
         default: break;
       }
+      if (om && f.type != FamilyType::Gauge) lines += 1;  // `_created`
       const size_t lo = si->firstRecord, hi = si->firstRecord + si->recordCount;
       double labelBytes = 0;
-      for (size_t r = lo; r < hi; r++) labelBytes += static_cast<double>(snap.records[r].labelSize);
-      if (hi > lo) labelBytes /= static_cast<double>(hi - lo);
+      if (MemberMayCollide(snap, lo, hi, &labelBytes)) mayCollide = true;
       const double w = lines * (labelBytes + static_cast<double>(f.name.size()) + 30);
-      units_.push_back({&f, si, lo, hi, w});
-      total_ += si->recordCount;
-      weight_ += w * static_cast<double>(si->recordCount);
+      members.push_back({&f, si, lo, hi, w});
     }
+    std::unique_ptr<MergedFamily> mf = mayCollide ? MergeFamily(f) : nullptr;
+    if (mf == nullptr) {
+      for (const Unit& u : members) {
+        units_.push_back(u);
+        total_ += u.end - u.begin;
+        weight_ += u.weight * static_cast<double>(u.end - u.begin);
+      }
+      continue;
+    }
+    double w = 0, records = 0;
+    for (const Unit& u : members) {
+      w += u.weight * static_cast<double>(u.end - u.begin);
+      records += static_cast<double>(u.end - u.begin);
+    }
+    w = records > 0 ? w / records : 0;
+    const size_t series = mf->series.size();
+    units_.push_back({&f, nullptr, 0, series, w, mf.get()});
+    total_ += series;
+    weight_ += w * static_cast<double>(series);
+    merged_.push_back(std::move(mf));
   }
+  std::sort(collisions_.begin(), collisions_.end());
+  collisions_.erase(std::unique(collisions_.begin(), collisions_.end()), collisions_.end());
   unsigned threads = opts.threads;
   if (threads == 0) threads = std::min(4u, std::max(1u, std::thread::hardware_concurrency()));
   threads_ = total_ < opts.parallelMinRecords || total_ < threads ? 1 : threads;
+}
+
+std::unique_ptr<MergedFamily> SerializationPlan::MergeFamily(const PlanFamily& f) {
+  // Each record's label text, once: records of one text are one series, in the order of
+  // their first record (members in registration order, then their records).
+  LabelText lt(opts_);
+  std::unordered_map<std::string, uint32_t> seriesOf;
+  std::vector<uint32_t> order;  // series of each record, members then records
+  std::vector<uint32_t> sizes;  // records per series
+  for (const SnapshotInstrument* si : f.members) {
+    const std::string scopeText = ScopeText(si->descriptor, opts_);
+    for (size_t r = si->firstRecord; r < si->firstRecord + si->recordCount; r++) {
+      lt.Build(snap_.records[r].labelKey(), scopeText);
+      auto [it, added] = seriesOf.try_emplace(lt.labels, static_cast<uint32_t>(sizes.size()));
+      if (added) sizes.push_back(0);
+      sizes[it->second]++;
+      order.push_back(it->second);
+    }
+  }
+  if (sizes.size() == order.size()) return nullptr;  // no two records share a text
+  auto mf = std::make_unique<MergedFamily>();
+  mf->series.resize(sizes.size());
+  uint32_t at = 0;
+  for (size_t s = 0; s < sizes.size(); s++) {
+    mf->series[s].first = at;
+    at += sizes[s];
+  }
+  mf->refs.resize(order.size());
+  size_t k = 0;
+  for (const SnapshotInstrument* si : f.members) {
+    for (size_t r = si->firstRecord; r < si->firstRecord + si->recordCount; r++) {
+      MergedFamily::Series& se = mf->series[order[k++]];
+      mf->refs[se.first + se.count++] = {si, r};
+    }
+  }
+  for (MergedFamily::Series& se : mf->series) {
+    if (se.count < 2) continue;
+    const MergedFamily::Ref* refs = mf->refs.data() + se.first;
+    se.how = MergeKindOf(f.type, refs, se.count);
+    for (uint32_t j = 1; j < se.count; j++) collisions_.push_back({refs[0].instrument->id, refs[j].instrument->id, se.how});
+  }
+  return mf;
 }
 
 std::vector<size_t> SerializationPlan::Split(size_t lo, size_t hi, size_t pieces) const {
@@ -896,7 +1262,7 @@ std::vector<size_t> SerializationPlan::Split(size_t lo, size_t hi, size_t pieces
   auto each = [&](auto f) {  // f(first record of the overlap, records, weight per record)
     size_t seen = 0;
     for (const Unit& u : units_) {
-      if (u.member == nullptr) continue;
+      if (u.header()) continue;
       const size_t n = u.end - u.begin;
       const size_t a = std::max(seen, lo), b = std::min(seen + n, hi);
       if (a < b) f(a, b - a, u.weight);
@@ -954,7 +1320,7 @@ void SerializationPlan::WriteRange(size_t lo, size_t hi, bool first, bool last, 
   size_t seen = 0;  // records before the current unit
   for (const Unit& u : units_) {
     const size_t n = u.end - u.begin;
-    if (u.member == nullptr) {
+    if (u.header()) {
       const bool mine = (seen >= lo && seen < hi) || (last && seen == total_);
       if (mine) {
         const PlanFamily& f = *u.family;
@@ -978,7 +1344,11 @@ void SerializationPlan::WriteRange(size_t lo, size_t hi, bool first, bool last, 
       continue;
     }
     const size_t a = std::max(seen, lo), b = std::min(seen + n, hi);
-    if (a < b) w.Member(*u.member, u.begin + (a - seen), u.begin + (b - seen));
+    if (a < b && u.merged != nullptr) {
+      for (size_t k = u.begin + (a - seen); k < u.begin + (b - seen); k++) w.Series(*u.merged, k);
+    } else if (a < b) {
+      w.Member(*u.member, u.begin + (a - seen), u.begin + (b - seen));
+    }
     seen += n;
     if (seen >= hi && !last) break;
   }
@@ -986,8 +1356,9 @@ void SerializationPlan::WriteRange(size_t lo, size_t hi, bool first, bool last, 
 }
 
 void Serialize(const Snapshot& snap, const Options& opts, const ExactQuantiles& exact, ChunkedOutput* out,
-               std::vector<uint32_t>* dropped) {
+               std::vector<uint32_t>* dropped, std::vector<Collision>* collisions) {
   SerializationPlan plan(snap, opts, exact, dropped);
+  if (collisions != nullptr) *collisions = plan.collisions();
   plan.Write(0, plan.records(), true, true, out);
 }
 

@@ -27,17 +27,25 @@
 //     several scopes with the same name and type share a family (their samples differ by
 //     otel_scope_name). An instrument whose family or sample names are taken by another
 //     of a different type is dropped (the first registered wins; the caller warns).
+//   - series: never two with one name and label text. Records that render alike (members
+//     of one family and scope: names that sanitize alike, a name registered again with
+//     another description, a counter and an observable counter; attributes that differ
+//     only in type, 200 and "200") are written as one series (MergeKind), the family
+//     with its first member's description; SerializationPlan::collisions() lists them.
 // Aggregations: Sum -> counter (monotonic) or gauge; LastValue -> gauge; Histogram ->
 // histogram (cumulative buckets, `+Inf`); ExponentialHistogram -> classic histogram
 // (`le="0"` for zeros, then the upper boundary of every positive bucket in use);
 // Sketch -> summary (Options::quantiles); Exact -> summary (quantiles computed by the
 // caller from the values it holds); MinMaxSumCount -> summary with quantile 0 (min) and
-// 1 (max). Summaries of an empty state have no quantile samples. `_created` is not written.
+// 1 (max). Summaries of an empty state have no quantile samples. OpenMetrics counters,
+// histograms and summaries carry `<family>_created` per series: the record's start time
+// (whole milliseconds, as OTLP exports it) in seconds; the text format has no `_created`.
 #pragma once
 // See docs/design.md, "Prometheus output: snapshot, chunks and the output pool".
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -106,7 +114,11 @@ struct SnapshotRecord {
   uint64_t id = 0;
   const LabelSet* labels = nullptr;  // alive while the Snapshot's label pin is held
   size_t stateOffset = 0;            // into Snapshot::states
-  size_t labelSize = 0;              // labels->view().size()
+  uint32_t labelSize : 31 = 0;       // labels->view().size()
+  uint32_t plain : 1 = 0;            // labels->plain()
+  uint32_t lastUpdateEpoch = 0;      // Record::lastUpdateEpoch: later epochs were updated later
+  double startTimeMs = 0;            // Record::startTimeMs: the series' start (`_created`)
+  uint32_t shape = 0;                // labels->shape()
   std::string_view labelKey() const { return labels->view(); }
 };
 
@@ -228,8 +240,57 @@ class ChunkedOutput {
 // The chunks as one string (tests, small outputs).
 std::string Join(const std::vector<Chunk>& chunks);
 
+// How the records of one series identity (family, label text) were written as one series.
+enum class MergeKind : uint8_t {
+  // Exactly: sums added; histograms with equal bounds, exponential histograms, sketches
+  // of one accuracy and min/max/sum/count merged as their aggregator merges threads.
+  Added = 0,
+  // Gauges with a last value among them: the value of the record updated last (the
+  // latest collection epoch that saw an update; the first record on a tie).
+  KeptLatest = 1,
+  // Summaries that cannot be merged (exact values, mixed aggregations): count and sum
+  // added, the quantiles of the record with the largest count (the first on a tie).
+  KeptQuantiles = 2,
+  // Histograms with different buckets: count and sum added, buckets at the bounds every
+  // record has (its cumulative count there is exact), the others left out.
+  CommonBuckets = 3,
+};
+
+// Records of two instruments (or of one: attributes that differ only in type or in
+// characters label names cannot hold) written as one series.
+struct Collision {
+  uint32_t instrument = 0;  // of the series' first record
+  uint32_t other = 0;       // of another record merged into it (may equal instrument)
+  MergeKind how = MergeKind::Added;
+  bool operator<(const Collision& o) const {
+    return instrument != o.instrument ? instrument < o.instrument : other != o.other ? other < o.other : how < o.how;
+  }
+  bool operator==(const Collision& o) const { return instrument == o.instrument && other == o.other && how == o.how; }
+};
+
+// A family whose records have series identities in common: its series in output order,
+// each one or more records (SerializationPlan; read by the writers).
+struct MergedFamily {
+  struct Ref {
+    const SnapshotInstrument* instrument;
+    size_t record;  // index into Snapshot::records
+  };
+  struct Series {
+    uint32_t first = 0;  // into refs
+    uint32_t count = 0;
+    MergeKind how = MergeKind::Added;
+  };
+  std::vector<Ref> refs;  // grouped by series
+  std::vector<Series> series;
+};
+
 // A serialization's output order, computed once from a snapshot: instruments grouped into
-// families (clashing ones dropped into `dropped`), families sorted by name. The records, in
+// families (clashing ones dropped into `dropped`), families sorted by name. One exposition
+// never holds a series identity (name and label text) twice: in a family where two records
+// may render the same labels (members of one scope text, or a member whose label sets are
+// neither all LabelSet::plain nor all of one shape that merges no names), the plan
+// renders every record's label text once and makes the records
+// of one text one series (MergedFamily, MergeKind; collisions() lists them). The series, in
 // output order, are numbered [0, records()); any range of them can be written on its own,
 // and the ranges of a split written one after another are the text Serialize writes. So a
 // scrape can be written in parts, each when its reader wants it (a stream), and a part by
@@ -242,7 +303,10 @@ class SerializationPlan {
   SerializationPlan(const SerializationPlan&) = delete;
   SerializationPlan& operator=(const SerializationPlan&) = delete;
 
+  // Series in the output (records, less those merged into another's series).
   size_t records() const { return total_; }
+  // Every (instrument, other, how) whose records were merged, sorted, without repeats.
+  const std::vector<Collision>& collisions() const { return collisions_; }
   // Estimated bytes of the text (records only).
   double estimatedBytes() const { return weight_; }
   // Split points {lo, .., hi} of [lo, hi) into `pieces` ranges of about equal text.
@@ -265,29 +329,37 @@ class SerializationPlan {
     std::string help;
     std::vector<const SnapshotInstrument*> members;
   };
-  // A family's header (member == nullptr) or a member's records [begin, end) of the snapshot.
+  // A family's header (member and merged null), a member's records [begin, end) of the
+  // snapshot, or a merged family's series [begin, end).
   struct Unit {
     const PlanFamily* family;
     const SnapshotInstrument* member;
     size_t begin, end;
     double weight;  // estimated bytes per record
+    const MergedFamily* merged = nullptr;
+    bool header() const { return member == nullptr && merged == nullptr; }
   };
   void WriteRange(size_t lo, size_t hi, bool first, bool last, ChunkedOutput* out) const;
+  // The family's series when some of its records share one, else null.
+  std::unique_ptr<MergedFamily> MergeFamily(const PlanFamily& f);
 
   const Snapshot& snap_;
   const Options& opts_;
   const ExactQuantiles& exact_;
   std::vector<PlanFamily> families_;  // complete before units_ point into it
   std::vector<Unit> units_;
+  std::vector<std::unique_ptr<MergedFamily>> merged_;  // units_ point into them
+  std::vector<Collision> collisions_;
   size_t total_ = 0;
   double weight_ = 0;
   unsigned threads_ = 1;
 };
 
 // Writes the snapshot's families: SerializationPlan's whole range. `dropped` receives the
-// ids of instruments left out because of a name clash.
+// ids of instruments left out because of a name clash, `collisions` the plan's collisions().
 void Serialize(const Snapshot& snap, const Options& opts, const ExactQuantiles& exact,
-               ChunkedOutput* out, std::vector<uint32_t>* dropped);
+               ChunkedOutput* out, std::vector<uint32_t>* dropped,
+               std::vector<Collision>* collisions = nullptr);
 
 // ---- Formatting, exposed for tests -----------------------------------------------------
 

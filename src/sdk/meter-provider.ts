@@ -23,7 +23,7 @@ import { AggregationKind, cellSize, DEFAULT_HISTOGRAM_BOUNDARIES, defaultAggrega
 import { AggregatorOptions, AggregatorParams, resolveAggregatorParams } from './aggregation';
 import { pendingExactRecords, takeExactValues } from '../api/handles-sketch';
 import type { PrometheusCollectOptions, PrometheusPayload, PrometheusStream } from '../export/reader';
-import { TARGET_INFO_NAMES, targetInfoText } from '../exporters/prometheus/serializer';
+import { type MergeHow, mergedSeriesWarning, TARGET_INFO_NAMES, targetInfoText } from '../exporters/prometheus/serializer';
 import { exponentialHistogramView } from './exponential-histogram';
 import type { NativeDescriptor, NativePrometheusOptions, NativePrometheusPass } from './native';
 import { sketchView } from './sketch';
@@ -235,7 +235,11 @@ export class MeterProvider implements ApiMeterProvider {
     const nameKey = `${scopeKey}\0${descriptor.name.toLowerCase()}`;
     const prior = this.nameKinds.get(nameKey);
     if (prior !== undefined && prior !== identity) {
-      warnLimited(`dup:${nameKey}`, `duplicate instrument registration for "${descriptor.name}" with a different kind, unit, description or value type; both are exported`);
+      warnLimited(
+        `dup:${nameKey}`,
+        `duplicate instrument registration for "${descriptor.name}" with a different kind, unit, description or value type; both are exported ` +
+          '(in Prometheus as one family where their types agree, with the first description and their series of the same labels merged; else the later one is left out)',
+      );
     }
     this.nameKinds.set(nameKey, identity);
 
@@ -535,12 +539,22 @@ export class MeterProvider implements ApiMeterProvider {
     };
   }
 
-  /** After a Prometheus pass: finishPass, and a diagnostic for each instrument left out. */
+  /**
+   * After a Prometheus pass: finishPass, and a diagnostic for each instrument left out and
+   * each pair of instruments whose records were written as one series.
+   */
   private finishPrometheusPass(reader: object, r: NativePrometheusPass): void {
     this.finishPass(reader, r.epoch, new Set(r.stale), r.reclaimed);
+    const nameOf = (id: number): string => (this.storeByInstrument.get(id) ?? this.foreignStore(id))?.descriptor.name ?? `#${id}`;
     for (const id of r.dropped) {
-      const name = (this.storeByInstrument.get(id) ?? this.foreignStore(id))?.descriptor.name ?? `#${id}`;
+      const name = nameOf(id);
       warnLimited(`prom-clash:${name}`, `${name}: its Prometheus names clash with another metric of a different type; left out of the scrape`);
+    }
+    const m = r.merged;
+    for (let k = 0; k + 2 < m.length; k += 3) {
+      const a = nameOf(m[k]);
+      const b = m[k + 1] === m[k] ? undefined : nameOf(m[k + 1]);
+      warnLimited(`prom-merge:${m[k]}:${m[k + 1]}:${m[k + 2]}`, mergedSeriesWarning(a, b, m[k + 2] as MergeHow));
     }
   }
 

@@ -65,6 +65,12 @@ export interface NativePrometheusPass {
   reclaimed: Float64Array;
   /** Instruments left out because their names clash with another family's. */
   dropped: Uint32Array;
+  /**
+   * Records written as one series because they have the same name and labels:
+   * [instrument, other instrument, how]* (how: 0 added, 1 the gauge updated last kept,
+   * 2 summary count/sum added with one's quantiles, 3 histogram buckets both have).
+   */
+  merged: Uint32Array;
   snapshotMs: number;
 }
 

@@ -21,12 +21,50 @@
 //     renamed `exported_<name>`, then otel_scope_name and otel_scope_version (unless
 //     withoutScopeInfo).
 //   - target_info: the resource (a gauge in the text format, an info family in OpenMetrics).
-//   - `_created` is not written; no timestamps.
+//   - one series per identity: records of a family whose label text is the same
+//     (attributes that differ only in type, 200 and "200"; names that sanitize alike;
+//     a name registered again) are written as one series (see MergeHow), with a diagnostic.
+//     Where the native serializer merges exactly and this one cannot (sketches, exponential
+//     histograms of different layouts), this one keeps count and sum exact and one record's
+//     quantiles, or the buckets both have.
+//   - OpenMetrics: `<family>_created` per counter, histogram and summary series, the
+//     record's start time in seconds (the earliest of merged records); no timestamps.
 import type { Attributes, AttributeValue } from '@opentelemetry/api';
 import type { CheckpointRecord, CheckpointSet } from '../../export/checkpoint-set';
 import type { Descriptor, InstrumentationScope } from '../../sdk/descriptor';
 import { lowerBoundary } from '../../sdk/exponential-histogram';
+import { warnLimited } from '../../sdk/diag';
 import { escapeHelp, escapeLabelValue, familyName, FamilyType, formatValue, sanitizeLabelName } from './naming';
+
+/**
+ * How records of one series identity (family and label text) were written as one series
+ * (the native serializer's MergeKind): ADDED exactly (sums added, equal histograms
+ * bucket-wise, min/max/sum/count); KEPT_LATEST a gauge's value updated last; KEPT_QUANTILES
+ * a summary's count and sum added with the quantiles of the record with the largest count;
+ * COMMON_BUCKETS a histogram's count and sum added with the buckets every record has.
+ */
+export enum MergeHow {
+  ADDED = 0,
+  KEPT_LATEST = 1,
+  KEPT_QUANTILES = 2,
+  COMMON_BUCKETS = 3,
+}
+
+const HOW_TEXT = [
+  'their values are added',
+  'the value updated last is kept',
+  'count and sum are added, the quantiles are those of the series with the larger count',
+  'count and sum are added, with the buckets both have',
+];
+
+/** The diagnostic for records of `a` (and of `b`, another instrument) written as one series. */
+export function mergedSeriesWarning(a: string, b: string | undefined, how: MergeHow): string {
+  const what =
+    b === undefined
+      ? `${a}: series whose attributes differ only in value type or in characters label names cannot hold (200 and "200", "a.b" and "a_b") have the same Prometheus labels`
+      : `${a} and ${b} have series with the same Prometheus name and labels (names that sanitize alike, a name registered again, or attributes that differ only in type)`;
+  return `${what}; each such pair is written as one series: ${HOW_TEXT[how] ?? 'merged'}`;
+}
 
 /** prom-client's default summary percentiles. */
 export const DEFAULT_SUMMARY_QUANTILES: readonly number[] = Object.freeze([0.01, 0.05, 0.5, 0.9, 0.95, 0.99, 0.999]);
@@ -123,6 +161,7 @@ function claimedNames(d: Descriptor, type: FamilyType): string[] {
   if (om.family !== text.family) names.push(om.family);
   if (type === 'histogram') names.push(`${text.sample}_bucket`);
   if (type === 'histogram' || type === 'summary') names.push(`${text.sample}_count`, `${text.sample}_sum`);
+  if (type !== 'gauge') names.push(`${om.family}_created`);
   return names;
 }
 
@@ -221,76 +260,203 @@ export function serializeText(set: CheckpointSet, resource?: Attributes, options
     if (om && f.unit !== '') head += `# UNIT ${f.name} ${f.unit}\n`;
     out.push(head);
     const reserved = withScope ? RESERVED_WITH_SCOPE : RESERVED;
+    // Records by label text, in order of their first record: each text is one series.
+    const series = new Map<string, { member: Member; record: CheckpointRecord }[]>();
     for (const m of f.members) {
-      const name = familyName(m.descriptor.name, m.descriptor.unit, f.type, om).sample;
       const scope = withScope ? scopeText(m.scope) : '';
-      const qs = quantilesFor(m.descriptor, quantiles);
       for (const r of m.records) {
         let labels = labelText(r.attributes, reserved);
         if (scope !== '') labels += (labels === '' ? '' : ',') + scope;
-        const line = (suffix: string, extra: string, v: number): string => {
-          const l = labels !== '' && extra !== '' ? `${labels},${extra}` : labels + extra;
-          return `${name}${suffix}${l === '' ? '' : `{${l}}`} ${formatValue(v)}\n`;
-        };
-        let s = '';
-        const a = r.aggregation;
-        switch (a.kind) {
-          case 'sum':
-            s += line('', '', a.sum);
-            break;
-          case 'lastValue':
-            s += line('', '', a.value);
-            break;
-          case 'histogram': {
-            let cum = 0;
-            for (let i = 0; i < a.bucketCounts.length; i++) {
-              cum += a.bucketCounts[i];
-              const le = i < a.boundaries.length ? formatValue(a.boundaries[i]) : '+Inf';
-              s += line('_bucket', `le="${le}"`, cum);
-            }
-            s += line('_sum', '', a.sum);
-            s += line('_count', '', cum);
-            break;
-          }
-          case 'exponentialHistogram': {
-            let cum = a.zeroCount;
-            for (const c of a.negative.bucketCounts) cum += c;
-            s += line('_bucket', 'le="0"', cum);
-            const p = a.positive;
-            for (let i = 0; i < p.bucketCounts.length; i++) {
-              cum += p.bucketCounts[i];
-              s += line('_bucket', `le="${formatValue(lowerBoundary(p.offset + i + 1, a.scale))}"`, cum);
-            }
-            s += line('_bucket', 'le="+Inf"', a.count);
-            s += line('_sum', '', a.sum);
-            s += line('_count', '', a.count);
-            break;
-          }
-          case 'sketch':
-            if (a.count > 0) for (const q of qs) s += line('', `quantile="${formatValue(q)}"`, a.quantile(q));
-            s += line('_sum', '', a.sum);
-            s += line('_count', '', a.count);
-            break;
-          case 'exact':
-            if (a.values.length > 0) {
-              for (const q of qs) s += line('', `quantile="${formatValue(q)}"`, a.values[Math.floor(q * (a.values.length - 1))]);
-            }
-            s += line('_sum', '', a.sum);
-            s += line('_count', '', a.count);
-            break;
-          case 'minMaxSumCount':
-            if (a.count > 0) {
-              s += line('', 'quantile="0"', a.min);
-              s += line('', 'quantile="1"', a.max);
-            }
-            s += line('_sum', '', a.sum);
-            s += line('_count', '', a.count);
-            break;
-        }
-        out.push(s);
+        const list = series.get(labels);
+        if (list === undefined) series.set(labels, [{ member: m, record: r }]);
+        else list.push({ member: m, record: r });
       }
+    }
+    const created = om && f.type !== 'gauge' ? `${f.name}_created` : '';
+    for (const [labels, list] of series) {
+      const first = list[0];
+      const name = familyName(first.member.descriptor.name, first.member.descriptor.unit, f.type, om).sample;
+      const line = (suffix: string, extra: string, v: number): string => {
+        const l = labels !== '' && extra !== '' ? `${labels},${extra}` : labels + extra;
+        return `${name}${suffix}${l === '' ? '' : `{${l}}`} ${formatValue(v)}\n`;
+      };
+      const quantileLines = (r: CheckpointRecord, m: Member): string => {
+        const a = r.aggregation;
+        const qs = quantilesFor(m.descriptor, quantiles);
+        let s = '';
+        if (a.kind === 'sketch' && a.count > 0) for (const q of qs) s += line('', `quantile="${formatValue(q)}"`, a.quantile(q));
+        if (a.kind === 'exact' && a.values.length > 0) {
+          for (const q of qs) s += line('', `quantile="${formatValue(q)}"`, a.values[Math.floor(q * (a.values.length - 1))]);
+        }
+        if (a.kind === 'minMaxSumCount' && a.count > 0) s += line('', 'quantile="0"', a.min) + line('', 'quantile="1"', a.max);
+        return s;
+      };
+      let s = '';
+      if (list.length === 1) {
+        s = recordLines(first.record, line, () => quantileLines(first.record, first.member));
+      } else {
+        const how = mergeHowOf(f.type, list.map((e) => e.record));
+        const ids = new Set(list.map((e) => e.member));
+        const others = [...ids].filter((m) => m !== first.member);
+        if (others.length === 0) warnLimited(`prom-merge-ts:${first.member.descriptor.name}:${how}`, mergedSeriesWarning(first.member.descriptor.name, undefined, how));
+        for (const o of others) {
+          warnLimited(`prom-merge-ts:${first.member.descriptor.name}:${o.descriptor.name}:${how}`, mergedSeriesWarning(first.member.descriptor.name, o.descriptor.name, how));
+        }
+        s = mergedLines(list, how, line, quantileLines);
+      }
+      if (created !== '') {
+        let start = Infinity;
+        for (const e of list) start = Math.min(start, e.record.startTime);
+        const l = labels === '' ? '' : `{${labels}}`;
+        s += `${created}${l} ${formatValue(Math.floor(start) / 1000)}\n`;
+      }
+      out.push(s);
     }
   }
   if (om) out.push('# EOF\n');
   return out.join('');
+}
+
+type Line = (suffix: string, extra: string, v: number) => string;
+
+/** A record's samples (without `_created`). */
+function recordLines(r: CheckpointRecord, line: Line, quantileLines: () => string): string {
+  let s = '';
+  const a = r.aggregation;
+  switch (a.kind) {
+    case 'sum':
+      return line('', '', a.sum);
+    case 'lastValue':
+      return line('', '', a.value);
+    case 'histogram': {
+      let cum = 0;
+      for (let i = 0; i < a.bucketCounts.length; i++) {
+        cum += a.bucketCounts[i];
+        const le = i < a.boundaries.length ? formatValue(a.boundaries[i]) : '+Inf';
+        s += line('_bucket', `le="${le}"`, cum);
+      }
+      return s + line('_sum', '', a.sum) + line('_count', '', cum);
+    }
+    case 'exponentialHistogram': {
+      for (const [le, cum] of cumulativeBuckets(r)) s += line('_bucket', `le="${formatValue(le)}"`, cum);
+      s += line('_bucket', 'le="+Inf"', a.count);
+      return s + line('_sum', '', a.sum) + line('_count', '', a.count);
+    }
+    case 'sketch':
+    case 'exact':
+    case 'minMaxSumCount':
+      return quantileLines() + line('_sum', '', a.sum) + line('_count', '', a.count);
+  }
+}
+
+/** A histogram's cumulative counts at its finite bounds, ascending (exponential: `le="0"` first). */
+function cumulativeBuckets(r: CheckpointRecord): [number, number][] {
+  const a = r.aggregation;
+  const out: [number, number][] = [];
+  if (a.kind === 'histogram') {
+    let cum = 0;
+    for (let i = 0; i < a.boundaries.length; i++) out.push([a.boundaries[i], (cum += a.bucketCounts[i])]);
+  } else if (a.kind === 'exponentialHistogram') {
+    let cum = a.zeroCount;
+    for (const c of a.negative.bucketCounts) cum += c;
+    out.push([0, cum]);
+    const p = a.positive;
+    for (let i = 0; i < p.bucketCounts.length; i++) out.push([lowerBoundary(p.offset + i + 1, a.scale), (cum += p.bucketCounts[i])]);
+  }
+  return out;
+}
+
+function countAndSum(r: CheckpointRecord): [number, number] {
+  const a = r.aggregation;
+  switch (a.kind) {
+    case 'sum':
+      return [0, a.sum];
+    case 'lastValue':
+      return [0, a.value];
+    default:
+      return [a.count, a.sum];
+  }
+}
+
+/** As the native MergeKindOf, for what a CheckpointSet can merge. */
+function mergeHowOf(type: FamilyType, records: CheckpointRecord[]): MergeHow {
+  const kinds = new Set(records.map((r) => r.aggregation.kind));
+  switch (type) {
+    case 'counter':
+      return MergeHow.ADDED;
+    case 'gauge':
+      return kinds.has('lastValue') ? MergeHow.KEPT_LATEST : MergeHow.ADDED;
+    case 'histogram': {
+      const a = records[0].aggregation;
+      const same =
+        a.kind === 'histogram' &&
+        records.every((r) => r.aggregation.kind === 'histogram' && r.aggregation.boundaries.length === a.boundaries.length && r.aggregation.boundaries.every((b, i) => b === a.boundaries[i]));
+      return same ? MergeHow.ADDED : MergeHow.COMMON_BUCKETS;
+    }
+    case 'summary':
+      return kinds.size === 1 && kinds.has('minMaxSumCount') ? MergeHow.ADDED : MergeHow.KEPT_QUANTILES;
+  }
+}
+
+/** Records of one series identity as one series (without `_created`). */
+function mergedLines(
+  list: { member: Member; record: CheckpointRecord }[],
+  how: MergeHow,
+  line: Line,
+  quantileLines: (r: CheckpointRecord, m: Member) => string,
+): string {
+  const records = list.map((e) => e.record);
+  let count = 0;
+  let sum = 0;
+  for (const r of records) {
+    const [c, t] = countAndSum(r);
+    count += c;
+    sum += t;
+  }
+  const first = records[0].aggregation;
+  switch (how) {
+    case MergeHow.ADDED:
+      if (first.kind === 'sum') return line('', '', sum);
+      if (first.kind === 'histogram') {
+        let s = '';
+        let cum = 0;
+        for (let i = 0; i < first.bucketCounts.length; i++) {
+          for (const r of records) if (r.aggregation.kind === 'histogram') cum += r.aggregation.bucketCounts[i];
+          s += line('_bucket', `le="${i < first.boundaries.length ? formatValue(first.boundaries[i]) : '+Inf'}"`, cum);
+        }
+        return s + line('_sum', '', sum) + line('_count', '', count);
+      }
+      if (first.kind === 'minMaxSumCount') {
+        let min = Infinity;
+        let max = -Infinity;
+        for (const r of records) {
+          if (r.aggregation.kind !== 'minMaxSumCount') continue;
+          min = Math.min(min, r.aggregation.min);
+          max = Math.max(max, r.aggregation.max);
+        }
+        const q = count > 0 ? line('', 'quantile="0"', min) + line('', 'quantile="1"', max) : '';
+        return q + line('_sum', '', sum) + line('_count', '', count);
+      }
+      return line('', '', sum);
+    case MergeHow.KEPT_LATEST: {
+      // A CheckpointSet has no update epochs: a record updated in this collection, else the first.
+      const kept = records.find((r) => r.updated) ?? records[0];
+      return line('', '', countAndSum(kept)[1]);
+    }
+    case MergeHow.KEPT_QUANTILES: {
+      let best = 0;
+      for (let i = 1; i < records.length; i++) if (countAndSum(records[i])[0] > countAndSum(records[best])[0]) best = i;
+      return quantileLines(list[best].record, list[best].member) + line('_sum', '', sum) + line('_count', '', count);
+    }
+    case MergeHow.COMMON_BUCKETS: {
+      let buckets = cumulativeBuckets(records[0]);
+      for (let i = 1; i < records.length; i++) {
+        const other = new Map(cumulativeBuckets(records[i]));
+        buckets = buckets.filter(([le]) => other.has(le)).map(([le, cum]) => [le, cum + (other.get(le) ?? 0)]);
+      }
+      let s = '';
+      for (const [le, cum] of buckets) s += line('_bucket', `le="${formatValue(le)}"`, cum);
+      return s + line('_bucket', 'le="+Inf"', count) + line('_sum', '', sum) + line('_count', '', count);
+    }
+  }
 }
