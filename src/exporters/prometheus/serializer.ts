@@ -291,7 +291,7 @@ export function serializeText(set: CheckpointSet, resource?: Attributes, options
         if (a.kind === 'minMaxSumCount' && a.count > 0) s += line('', 'quantile="0"', a.min) + line('', 'quantile="1"', a.max);
         return s;
       };
-      let s = '';
+      let s: string;
       if (list.length === 1) {
         s = recordLines(first.record, line, () => quantileLines(first.record, first.member));
       } else {
