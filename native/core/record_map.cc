@@ -256,7 +256,7 @@ void RecordMap::Collect(const CollectOptions& opts, std::vector<double>* out) {
       [&](const CheckpointView& v) {
         out->push_back(static_cast<double>(v.id));
         out->push_back(static_cast<double>(v.instrument->id));
-        out->push_back(v.updated ? 1 : 0);
+        out->push_back(static_cast<double>(v.lastUpdateEpoch));
         out->push_back(v.record->startTimeMs);
         out->insert(out->end(), v.state, v.state + v.instrument->cellSize);
         recordCount++;
@@ -333,6 +333,8 @@ uint64_t RecordMap::CollectPass(const CollectOptions& opts, const CheckpointVisi
       v.record = r;
       v.state = state.data();
       v.updated = updated;
+      v.lastUpdateEpoch = r->lastUpdateEpoch;
+      v.fresh = updated || r->lastUpdateEpoch > opts.readerEpoch;
       visit(v);
     }
   }

@@ -77,6 +77,11 @@ struct CollectOptions {
   // The pass ends by taking a label pin (RecordMap::LabelPin): every LabelSet its visit
   // saw stays in memory, bytes unchanged, until the pin goes, whatever is reclaimed.
   bool pinLabels = false;
+  // The epoch of the previous pass of the reader this pass is for (0: it has none):
+  // CheckpointView::fresh tells whether the record's last update was first seen by a pass
+  // after it. Every reader then sees each update once, whichever reader's pass (or
+  // concurrent collection) saw it first. UINT64_MAX: fresh is `updated`.
+  uint64_t readerEpoch = UINT64_MAX;
 };
 
 // What a collection pass shows for each record it keeps (does not reclaim). Pointers are
@@ -86,7 +91,11 @@ struct CheckpointView {
   uint64_t id = 0;  // the record's
   const Record* record = nullptr;
   const double* state = nullptr;  // the checkpoint: instrument->cellSize doubles
-  bool updated = false;           // changed since the previous pass
+  bool updated = false;           // changed since the previous pass (of any reader)
+  bool fresh = false;             // changed since the reader's previous pass (readerEpoch)
+  // The epoch of the pass that first saw the record's last update (this pass's if
+  // `updated`; saturates at Record::kMaxEpoch).
+  uint32_t lastUpdateEpoch = 0;
 };
 using CheckpointVisitor = std::function<void(const CheckpointView&)>;
 
@@ -174,7 +183,10 @@ class RecordMap {
   // One pass over every record: checkpoint (merge all cells into a cumulative state),
   // mark updated ones, optionally reclaim. Appends to `out`:
   //   header [epoch, recordCount, reclaimedCount]
-  //   recordCount x [recordId, instrumentId, updated(0|1), startTimeMs, state...]
+  //   recordCount x [recordId, instrumentId, lastUpdateEpoch, startTimeMs, state...]
+  // lastUpdateEpoch: CheckpointView::lastUpdateEpoch; the record was updated in this pass
+  // when it equals min(epoch, Record::kMaxEpoch), and since a reader's previous pass at
+  // epoch e when it is greater than e.
   //   reclaimedCount x [recordId]
   void Collect(const CollectOptions& opts, std::vector<double>* out);
 

@@ -148,7 +148,8 @@ double* CellPtr(RecordMap& m, uint32_t arena, const Acquired& a, size_t cellSize
 struct Row {
   uint64_t id = 0;
   uint32_t instrument = 0;
-  bool updated = false;
+  bool updated = false;           // in this pass
+  uint32_t lastUpdateEpoch = 0;   // the pass that first saw the last update
   double startTimeMs = 0;
   std::vector<double> state;
 };
@@ -174,7 +175,7 @@ bool IsUint(double d) { return d >= 0 && d <= 9007199254740991.0 && std::floor(d
 
 // Parses out[from..] strictly against the layout documented in record_map.h:
 //   header [epoch, recordCount, reclaimedCount]
-//   recordCount x [recordId, instrumentId, updated(0|1), startTimeMs, state...]
+//   recordCount x [recordId, instrumentId, lastUpdateEpoch, startTimeMs, state...]
 //   reclaimedCount x [recordId]
 // The output must end exactly after the reclaimed ids.
 Collected Parse(const std::vector<double>& out, size_t from, const std::map<uint32_t, size_t>& cellSizes) {
@@ -196,10 +197,13 @@ Collected Parse(const std::vector<double>& out, size_t from, const std::map<uint
     Row row;
     if (!IsUint(out[i]) || out[i] == 0) return fail("bad record id");
     if (!IsUint(out[i + 1])) return fail("bad instrument id");
-    if (out[i + 2] != 0 && out[i + 2] != 1) return fail("updated flag not 0|1");
+    // A pass sees every record it lists: lastUpdateEpoch is that pass's or an earlier one.
+    const double passEpoch = static_cast<double>(std::min<uint64_t>(c.epoch, Record::kMaxEpoch));
+    if (!IsUint(out[i + 2]) || out[i + 2] == 0 || out[i + 2] > passEpoch) return fail("bad lastUpdateEpoch");
     row.id = static_cast<uint64_t>(out[i]);
     row.instrument = static_cast<uint32_t>(out[i + 1]);
-    row.updated = out[i + 2] == 1;
+    row.lastUpdateEpoch = static_cast<uint32_t>(out[i + 2]);
+    row.updated = out[i + 2] == passEpoch;
     row.startTimeMs = out[i + 3];
     i += 4;
     auto cs = cellSizes.find(row.instrument);
@@ -1448,6 +1452,49 @@ TEST(record_map_collect_layout_and_cell_writes) {
   Collected c3 = DoCollect(m, sizes, true);
   REQUIRE(c3.ok);
   CHECK_EQ(c3.epoch, 3u);
+}
+
+// Two readers collecting one domain: each must see every update once, whichever
+// reader's pass saw it first. Collect reports the epoch of the pass that first saw a
+// record's last update; CollectPass's `fresh` compares it with the reader's previous pass.
+TEST(record_map_last_update_epoch_per_reader) {
+  RecordMap m;
+  uint32_t arena = m.RegisterArena();
+  uint32_t sum = m.RegisterInstrument("s", MakeDesc("s", AggregationKind::Sum), nullptr);
+  const std::map<uint32_t, size_t> sizes = {{sum, 1}};
+  Acquired a, b;
+  REQUIRE(m.Acquire(arena, sum, Key("k", "a"), 0, &a));
+  REQUIRE(m.Acquire(arena, sum, Key("k", "b"), 0, &b));
+  double* ca = CellPtr(m, arena, a, 1);
+  REQUIRE(ca);
+  Collected c1 = DoCollect(m, sizes, false);  // reader X's first pass
+  REQUIRE(c1.ok);
+  CHECK_EQ(c1.Find(a.recordId)->lastUpdateEpoch, static_cast<uint32_t>(c1.epoch));
+  Update(AggregationKind::Sum, ca, {}, 2);
+  Collected c2 = DoCollect(m, sizes, false);  // reader Y's pass sees the write first
+  REQUIRE(c2.ok);
+  CHECK(c2.Find(a.recordId)->updated);
+  CHECK(!c2.Find(b.recordId)->updated);
+  CHECK_EQ(c2.Find(a.recordId)->lastUpdateEpoch, static_cast<uint32_t>(c2.epoch));
+  CHECK_EQ(c2.Find(b.recordId)->lastUpdateEpoch, static_cast<uint32_t>(c1.epoch));
+  // Reader X's next pass: not updated in it, but since X's previous pass (c1).
+  std::map<uint64_t, std::pair<bool, bool>> seen;  // id -> (updated, fresh)
+  CollectOptions opts;
+  opts.readerEpoch = c1.epoch;
+  std::vector<uint64_t> reclaimed;
+  const uint64_t e3 = m.CollectPass(
+      opts, [&](const CheckpointView& v) { seen[v.id] = {v.updated, v.fresh}; }, &reclaimed);
+  CHECK(e3 > c2.epoch);
+  CHECK(!seen[a.recordId].first);
+  CHECK(seen[a.recordId].second);   // changed since reader X's previous pass
+  CHECK(!seen[b.recordId].second);  // unchanged since it
+  // Without a reader epoch, fresh is updated.
+  seen.clear();
+  Update(AggregationKind::Sum, ca, {}, 1);
+  m.CollectPass(CollectOptions{}, [&](const CheckpointView& v) { seen[v.id] = {v.updated, v.fresh}; }, &reclaimed);
+  CHECK(seen[a.recordId].first && seen[a.recordId].second);
+  CHECK(!seen[b.recordId].first && !seen[b.recordId].second);
+  CHECK(reclaimed.empty());
 }
 
 TEST(record_map_updated_flag) {

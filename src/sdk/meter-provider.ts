@@ -90,6 +90,9 @@ export interface MeterProviderOptions {
 /** The key under which direct `provider.collect()` calls are tracked as a reader. */
 const DIRECT: object = Object.freeze({ reader: 'direct provider.collect()' });
 
+/** Record::kMaxEpoch: a record's epochs saturate there (native/core/record.h). */
+const MAX_RECORD_EPOCH = 4294967294;
+
 const EMPTY_BOUNDS = new Float64Array(0);
 const NO_ATTRIBUTES: Attributes = Object.freeze({});
 
@@ -299,8 +302,11 @@ export class MeterProvider implements ApiMeterProvider, MeterHost {
 
   private async collectFor(reader: object): Promise<CheckpointSet> {
     if (this.shutdownDone) throw new Error('hotmeter: collect() after shutdown()');
+    // Taken before the callbacks run: a collection nested in a callback (of this reader
+    // or another) may pass over this collection's observations first; they stay fresh.
+    const since = this.readerEpochs.get(reader) ?? 0;
     await this.runCallbacks();
-    return this.checkpoint(reader);
+    return this.checkpoint(reader, since);
   }
 
   /** Asks every reader to export what it has. Rejects after shutdown. */
@@ -440,9 +446,10 @@ export class MeterProvider implements ApiMeterProvider, MeterHost {
    * detection, reclamation, eviction.
    */
   private async collectPrometheusFor(reader: object, o: PrometheusCollectOptions): Promise<PrometheusPayload> {
+    const readerEpoch = this.readerEpochs.get(reader) ?? 0; // before the callbacks (collectFor)
     const options = await this.preparePrometheus(o);
     const before = this.reclaimBefore();
-    const r = await native().serializePrometheus(this.domain, before !== undefined, before, null, options);
+    const r = await native().serializePrometheus(this.domain, before !== undefined, before, null, { ...options, readerEpoch });
     this.finishPrometheusPass(reader, r);
     const chunks = r.chunks;
     return { chunks, byteLength: r.bytes, release: () => void native().releaseOutput(chunks) };
@@ -450,9 +457,14 @@ export class MeterProvider implements ApiMeterProvider, MeterHost {
 
   /** As collectPrometheusFor, the text written a part at a time as the stream is read. */
   private async streamPrometheusFor(reader: object, o: PrometheusCollectOptions, partBytes?: number): Promise<PrometheusStream> {
+    const readerEpoch = this.readerEpochs.get(reader) ?? 0; // before the callbacks (collectFor)
     const options = await this.preparePrometheus(o);
     const before = this.reclaimBefore();
-    const r = native().openPrometheusStream(this.domain, before !== undefined, before, null, { ...options, partBytes });
+    const r = native().openPrometheusStream(this.domain, before !== undefined, before, null, {
+      ...options,
+      partBytes,
+      readerEpoch,
+    });
     this.finishPrometheusPass(reader, r);
     const handle = r.stream;
     let closed = false;
@@ -531,12 +543,18 @@ export class MeterProvider implements ApiMeterProvider, MeterHost {
     }
   }
 
-  private checkpoint(reader: object): CheckpointSet {
+  /** @param since the epoch of the reader's previous pass, read before its callbacks ran. */
+  private checkpoint(reader: object, since: number): CheckpointSet {
     const before = this.reclaimBefore();
     const data = before !== undefined ? native().collect(this.domain, true, before) : native().collect(this.domain, false);
     const stale = new Set<number>();
     const epoch = data[0];
     const count = data[1];
+    // Per record, the pass that first saw its last update: this pass's epoch (saturated
+    // as natively) when it was updated in this pass, later than the reader's previous
+    // pass when it was updated since then, whichever reader's pass (another reader's,
+    // another provider's of the domain) saw it first. Each reader gets every update.
+    const passEpoch = Math.min(epoch, MAX_RECORD_EPOCH);
     const now = Date.now();
     const records: { -readonly [K in keyof CheckpointRecord]: CheckpointRecord[K] }[] = [];
     const undecoded: number[] = []; // indices into records of attributes to decode
@@ -545,7 +563,8 @@ export class MeterProvider implements ApiMeterProvider, MeterHost {
       const recordId = data[i];
       const instrumentId = data[i + 1];
       const store = this.storeByInstrument.get(instrumentId) ?? this.foreignStore(instrumentId);
-      const updated = data[i + 2] === 1;
+      const lastUpdate = data[i + 2];
+      const updated = lastUpdate > since;
       // Whole milliseconds, like endTime (Date.now()): a series created and collected
       // within one millisecond must not start after it ends.
       const startTime = Math.floor(data[i + 3]);
@@ -554,8 +573,8 @@ export class MeterProvider implements ApiMeterProvider, MeterHost {
       const size = cellSize(store.aggregation, store.bounds.length, store.params.maxSize);
       const st = data.subarray(i, i + size);
       i += size;
-      if (!updated) stale.add(recordId);
-      if (isObservable(store.descriptor.kind) && !updated) continue;
+      if (lastUpdate !== passEpoch) stale.add(recordId); // idle in this pass (reclamation)
+      if (isObservable(store.descriptor.kind) && !updated) continue; // not observed since this reader's last pass
       const attributes = this.attributesOf.get(recordId);
       if (attributes === undefined) undecoded.push(records.length);
       records.push({

@@ -54,6 +54,11 @@ export interface NativePrometheusOptions {
   exact?: Float64Array;
   /** Serialization threads (0: automatic). */
   threads?: number;
+  /**
+   * The epoch of the collecting reader's previous pass (0: none): observable series
+   * updated since then are written, whichever pass saw the update first.
+   */
+  readerEpoch?: number;
 }
 
 /** A Prometheus collection pass's bookkeeping. */
@@ -121,8 +126,9 @@ export interface NativeBinding {
   drainStale(): Float64Array;
   slab(index: number): ArrayBuffer;
   /** Layout: [epoch, recordCount, reclaimedCount,
-   *  recordCount x [recordId, instrumentId, updated, startTimeMs, state...],
-   *  reclaimedCount x recordId] */
+   *  recordCount x [recordId, instrumentId, lastUpdateEpoch, startTimeMs, state...],
+   *  reclaimedCount x recordId]. lastUpdateEpoch: the pass that first saw the record's
+   *  last update (min(epoch, 2^32 - 2) when this pass did). */
   collect(domain: number, reclaim: boolean, reclaimBefore?: number): Float64Array;
   recordInfo(recordId: number): [number, string[]] | null;
   /** JSON of each record's label parts (null for an unknown record), in one call. */
