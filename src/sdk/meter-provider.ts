@@ -341,12 +341,15 @@ export class MeterProvider implements ApiMeterProvider, MeterHost {
         warnLimited(`cb:${what}`, `observable callback for ${what} threw: ${describeValue(e)}`);
       }
     };
-    for (const o of this.observables) {
+    // Over copies: a callback may add or remove callbacks (its own included) or
+    // instruments; those changes apply from the next collection, and no callback
+    // registered when this one started is skipped.
+    for (const o of this.observables.slice()) {
       if (o.callbacks.length === 0) continue;
       const result = new InstrumentObservableResult(o);
-      for (const cb of o.callbacks) guard(o.store.name, () => cb(result));
+      for (const cb of o.callbacks.slice()) guard(o.store.name, () => cb(result));
     }
-    for (const b of this.batches) {
+    for (const b of this.batches.slice()) {
       const result = {
         observe: (observable: Observable, value: number, attributes?: Attributes) => {
           let registered = false;
