@@ -90,6 +90,9 @@ export interface MeterProviderOptions {
 /** The key under which direct `provider.collect()` calls are tracked as a reader. */
 const DIRECT: object = Object.freeze({ reader: 'direct provider.collect()' });
 
+/** The longest string registerInstrument takes, in UTF-8 bytes (kMaxStringBytes natively). */
+const MAX_IDENTITY_BYTES = 64 * 1024;
+
 /** Record::kMaxEpoch: a record's epochs saturate there (native/core/record.h). */
 const MAX_RECORD_EPOCH = 4294967294;
 
@@ -216,6 +219,15 @@ export class MeterProvider implements ApiMeterProvider, MeterHost {
       warnLimited(`name:${nameText.slice(0, 300)}`, `invalid instrument name "${nameText.slice(0, 300)}": a letter then up to 254 of [A-Za-z0-9_.-/]; the instrument records nothing`);
       return new RecordStore(descriptor, scope, 0, AggregationKind.DROP, EMPTY_BOUNDS, this.limits, this.attributesOf, undefined, undefined, this.trie);
     }
+    // The native registry takes at most MAX_IDENTITY_BYTES of UTF-8 per string, the
+    // identity included (it holds every other piece): longer ones make a no-op instrument.
+    if (Buffer.byteLength(identity, 'utf8') > MAX_IDENTITY_BYTES) {
+      warnLimited(
+        `identity:${nameText}`,
+        `instrument ${nameText}: its meter name, version and schema URL, description and unit together exceed ${MAX_IDENTITY_BYTES} bytes; the instrument records nothing`,
+      );
+      return new RecordStore(descriptor, scope, 0, AggregationKind.DROP, EMPTY_BOUNDS, this.limits, this.attributesOf, undefined, undefined, this.trie);
+    }
     const nameKey = `${scopeKey}\0${descriptor.name.toLowerCase()}`;
     const prior = this.nameKinds.get(nameKey);
     if (prior !== undefined && prior !== identity) {
@@ -243,15 +255,23 @@ export class MeterProvider implements ApiMeterProvider, MeterHost {
           )
         : EMPTY_BOUNDS;
     const params = aggregatorParams(this.selector, descriptor, aggregation);
-    const [id, existed] = native().registerInstrument(
-      this.domain, identity, descriptor.name, descriptor.description, unit, kind, valueType, aggregation, descriptor.monotonic, bounds,
-      {
-        ...(params.maxSize > 0 ? params : {}),
-        scopeName: scope.name,
-        scopeVersion: scope.version ?? '',
-        scopeSchemaUrl: scope.schemaUrl ?? '',
-      },
-    );
+    let id: number;
+    let existed: boolean;
+    try {
+      [id, existed] = native().registerInstrument(
+        this.domain, identity, descriptor.name, descriptor.description, unit, kind, valueType, aggregation, descriptor.monotonic, bounds,
+        {
+          ...(params.maxSize > 0 ? params : {}),
+          scopeName: scope.name,
+          scopeVersion: scope.version ?? '',
+          scopeSchemaUrl: scope.schemaUrl ?? '',
+        },
+      );
+    } catch (e) {
+      // Every argument is checked above; this is the last guard of "creation never throws".
+      warnLimited(`register:${nameText}`, `instrument ${nameText} could not be registered (${describeValue(e)}); it records nothing`);
+      return new RecordStore(descriptor, scope, 0, AggregationKind.DROP, EMPTY_BOUNDS, this.limits, this.attributesOf, undefined, undefined, this.trie);
+    }
     // In a domain shared by name, another provider (or thread) may have registered this
     // identity first with other advice or another selector: the cells in native memory
     // have its layout, so this store must use it.
