@@ -147,8 +147,19 @@ class RecordMap {
   void RetireArena(uint32_t arenaId);
 
   // A domain groups the instruments one collection covers. An empty name always makes
-  // a new domain; a non-empty name returns the same id in every thread.
-  uint32_t RegisterDomain(const std::string& name);
+  // a new domain; a non-empty name returns the same id in every thread (while the domain
+  // lives). Each call counts one user of the domain (a MeterProvider) for `arenaId`, the
+  // thread registering it (0: a user no thread's exit ends).
+  uint32_t RegisterDomain(const std::string& name, uint32_t arenaId = 0);
+  // Ends one use of the domain by a user of `arenaId`. When the domain has no user left
+  // (each one released it or its thread exited: RetireArena ends the uses of its arena),
+  // the domain is freed: its instruments, their records and cells, the label sets only
+  // they used, and its name (registering the name again makes a new domain).
+  // Precondition for freeing: no JS handle of any thread can write a cell of the domain
+  // any more (every user's handles were retired before it released the domain).
+  // Returns whether the domain was freed; false also for an unknown domain or a user that
+  // holds no use of it.
+  bool ReleaseDomain(uint32_t domain, uint32_t arenaId = 0);
 
   // Returns the id of the instrument with this identity in this domain, registering it
   // if new. `existed` tells whether it was already registered (possibly by another thread).
@@ -204,6 +215,8 @@ class RecordMap {
   void PassSize(uint32_t domain, const std::vector<uint32_t>* include, size_t* records, size_t* doubles);
 
   size_t RecordCount();
+  // Instruments registered and not freed (ReleaseDomain).
+  size_t InstrumentCount();
   size_t ArenaBytes();
   size_t LabelSetCount();
   // Label sets retired while pinned and not yet freed (stats()).
@@ -216,6 +229,8 @@ class RecordMap {
   SlabArena* ArenaLocked(uint32_t id) { return id == 0 || id > arenas_.size() ? nullptr : arenas_[id - 1].get(); }
   const double* CellData(const RecordCell& c) { return ArenaLocked(c.arena)->Data(c.ref); }
   void ReclaimLocked(uint32_t slot);
+  // Frees the domain's instruments and records (ReleaseDomain's precondition holds).
+  void FreeDomainLocked(uint32_t domain);
   void UnpinLabels();
 
   std::mutex mu_;
@@ -223,6 +238,13 @@ class RecordMap {
   uint64_t epoch_ = 0;
   uint32_t nextDomain_ = 1;
   std::unordered_map<std::string, uint32_t> domains_;
+  // Live domains: their name ('' for an unnamed one) and their uses by arena id
+  // (RegisterDomain, ReleaseDomain, RetireArena).
+  struct DomainState {
+    std::string name;
+    std::unordered_map<uint32_t, uint32_t> uses;
+  };
+  std::unordered_map<uint32_t, DomainState> domainStates_;
   // By id - 1; null once retired (ids are never reused).
   std::vector<std::unique_ptr<SlabArena>> arenas_;
   // A stale queue entry: the record, and the Activity() of the arena's cell when queued.
@@ -232,7 +254,8 @@ class RecordMap {
   };
   std::unordered_map<uint32_t, std::vector<StaleEntry>> staleQueues_;  // by arena id
   std::unordered_map<std::string, uint32_t> instrumentIds_;
-  std::vector<std::unique_ptr<Instrument>> instruments_;  // index = id - 1
+  // Index = id - 1 (ids are never reused); null once its domain was freed.
+  std::vector<std::unique_ptr<Instrument>> instruments_;
   LabelSetTable labelSets_;
   // Owns every record (allocated in Acquire, freed by ReclaimLocked).
   RecordPool pool_;

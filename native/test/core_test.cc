@@ -912,6 +912,62 @@ TEST(label_sets_are_interned_and_freed_with_their_last_record) {
   CHECK_EQ(m.RecordCount(), 0u);
 }
 
+// ReleaseDomain: a domain lives while any of its uses (providers, by thread) is left;
+// the last use, or the exit of the last thread that used it, frees its instruments,
+// records, cells and label sets, referenced or not, and its name.
+TEST(record_map_release_domain) {
+  RecordMap m;
+  uint32_t t1 = m.RegisterArena(), t2 = m.RegisterArena();
+  const size_t records0 = m.RecordCount(), instruments0 = m.InstrumentCount(), labels0 = m.LabelSetCount();
+  uint32_t d = m.RegisterDomain("app", t1);
+  CHECK_EQ(m.RegisterDomain("app", t1), d);  // a second provider of thread 1
+  CHECK_EQ(m.RegisterDomain("app", t2), d);  // a worker's attached provider
+  uint32_t keep = m.RegisterDomain("", t1);  // another provider's domain: untouched
+  uint32_t c = m.RegisterInstrument("c", MakeDesc("c", AggregationKind::Sum), nullptr, d);
+  uint32_t h = m.RegisterInstrument("h", MakeDesc("h", AggregationKind::Histogram, {1, 2}), nullptr, d);
+  uint32_t k = m.RegisterInstrument("c", MakeDesc("c", AggregationKind::Sum), nullptr, keep);
+  Acquired a, b, w, o;
+  REQUIRE(m.Acquire(t1, c, Key("k", "1"), 0, &a));
+  REQUIRE(m.Acquire(t1, h, Key("k", "1"), 0, &b));
+  REQUIRE(m.Acquire(t2, c, Key("k", "1"), 0, &w));  // a second thread's cell of the same record
+  REQUIRE(m.Acquire(t1, k, Key("k", "1"), 0, &o));
+  CHECK_EQ(w.recordId, a.recordId);
+  CHECK_EQ(m.RecordCount(), records0 + 3);
+  CHECK(!m.ReleaseDomain(d, t1));
+  CHECK(!m.ReleaseDomain(d, t1));
+  CHECK(!m.ReleaseDomain(d, t1));  // thread 1 holds no use any more
+  CHECK_EQ(m.RecordCount(), records0 + 3);  // the worker still uses the domain
+  Descriptor desc;
+  CHECK(m.GetDescriptor(c, &desc));
+  // The worker's thread exits: its arena retires, the domain has no use left.
+  m.RetireArena(t2);
+  CHECK_EQ(m.RecordCount(), records0 + 1);
+  CHECK_EQ(m.InstrumentCount(), instruments0 + 1);
+  CHECK_EQ(m.LabelSetCount(), labels0 + 1);  // {k=1} of `keep`'s record
+  CHECK(!m.GetDescriptor(c, &desc));
+  CHECK(!m.GetDescriptor(h, &desc));
+  Acquired x;
+  CHECK(!m.Acquire(t1, c, Key("k", "2"), 0, &x));  // a freed instrument takes nothing
+  CHECK(!m.ReleaseDomain(d, t1));                  // unknown now
+  // The name makes a new domain; ids are never reused.
+  uint32_t d2 = m.RegisterDomain("app", t1);
+  CHECK(d2 != d);
+  uint32_t c2 = m.RegisterInstrument("c", MakeDesc("c", AggregationKind::Sum), nullptr, d2);
+  CHECK(c2 != c);
+  // The freed cells are reused by thread 1's next records.
+  REQUIRE(m.Acquire(t1, c2, Key("k", "1"), 0, &x));
+  CHECK(x.slab == a.slab && x.offset == a.offset);
+  std::map<uint32_t, size_t> sizes = {{k, 1}, {c2, 1}};
+  Collected all = DoCollect(m, sizes, false, 0, 0);
+  REQUIRE(all.ok);
+  CHECK_EQ(all.rows.size(), 2u);
+  CHECK(m.ReleaseDomain(d2, t1));
+  CHECK(m.ReleaseDomain(keep, t1));
+  CHECK_EQ(m.RecordCount(), records0);
+  CHECK_EQ(m.InstrumentCount(), instruments0);
+  CHECK_EQ(m.LabelSetCount(), labels0);
+}
+
 TEST(record_map_domains) {
   RecordMap m;
   uint32_t anon1 = m.RegisterDomain(""), anon2 = m.RegisterDomain("");

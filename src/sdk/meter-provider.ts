@@ -42,6 +42,7 @@ import { decodeLabels, DEFAULT_LABEL_LIMITS, LabelLimits } from './labels';
 import { LabelTrie } from './label-trie';
 import { native } from './native';
 import { DEFAULT_CARDINALITY_LIMIT, RecordStore } from './record-store';
+import { untrackStore } from './worker-evict';
 import { View, ViewOptions } from './view';
 
 /** Options of {@link MeterProvider}. */
@@ -125,6 +126,7 @@ export class MeterProvider implements ApiMeterProvider, MeterHost {
   /** Epoch and time of this provider's recent passes, oldest first (reclaimIdleMillis). */
   private readonly passTimes: { epoch: number; time: number }[] = [];
   private shutdownDone = false;
+  private domainReleased = false;
 
   constructor(options: MeterProviderOptions = {}) {
     this.resource = options.resource ?? { attributes: {} };
@@ -212,6 +214,13 @@ export class MeterProvider implements ApiMeterProvider, MeterHost {
     const scopeKey = `${scope.name}\0${scope.version ?? ''}\0${scope.schemaUrl ?? ''}`;
     const valid = isValidInstrumentName(name);
     const identity = `${scopeKey}\0${descriptor.name.toLowerCase()}\0${kind}\0${unit}\0${valueType}\0${descriptor.description}`;
+    if (this.shutdownDone) {
+      // The domain is released: nothing is registered any more. Its measurements are
+      // dropped with the after-shutdown diagnostic.
+      const dead = new RecordStore<BoundHandle>(descriptor, scope, 0, AggregationKind.DROP, EMPTY_BOUNDS, this.limits, this.attributesOf, undefined, undefined, this.trie);
+      dead.shutdown();
+      return dead;
+    }
     const existing = this.stores.get(identity);
     if (existing !== undefined) return existing;
 
@@ -285,7 +294,6 @@ export class MeterProvider implements ApiMeterProvider, MeterHost {
       reg !== null ? registeredParams(reg) : params,
       this.trie,
     );
-    if (this.shutdownDone) store.shutdown();
     this.stores.set(identity, store);
     this.storeByInstrument.set(id, store);
     return store;
@@ -293,11 +301,13 @@ export class MeterProvider implements ApiMeterProvider, MeterHost {
 
   /** @internal */
   registerObservable(o: ObservableInstrument): void {
+    if (this.shutdownDone) return; // never collected again
     if (!this.observables.includes(o)) this.observables.push(o);
   }
 
   /** @internal */
   registerBatch(reg: BatchRegistration): void {
+    if (this.shutdownDone) return; // never collected again
     this.batches.push(reg);
   }
 
@@ -337,15 +347,47 @@ export class MeterProvider implements ApiMeterProvider, MeterHost {
 
   /**
    * Shuts the readers down (a push controller exports its last collection first), then
-   * stops recording: later measurements are dropped with one diagnostic per kind.
+   * stops recording: later measurements are dropped with one diagnostic per kind, and
+   * instruments created later record nothing.
+   *
+   * Then it frees what it holds: its caches, and its domain in the native record map
+   * (instruments, records, their memory) once no other provider uses the domain. A domain
+   * shared by name stays while any provider of it, in any thread, has not shut down (a
+   * worker's attached provider counts until it shuts down or its thread exits); the last
+   * one frees it. Bound handles the user still holds drop every measurement.
    */
   async shutdown(): Promise<void> {
     if (this.shutdownDone) return;
     const results = await Promise.allSettled(this.readers.map((r) => r.shutdown?.()));
     this.shutdownDone = true;
     for (const s of this.stores.values()) s.shutdown();
+    this.releaseAll();
     for (const r of results) {
       if (r.status === 'rejected') warnLimited('reader-shutdown', `reader shutdown failed: ${describeValue(r.reason)}`);
+    }
+  }
+
+  /**
+   * After shutdown (every store is shut down: no handle of this provider writes again):
+   * drops the caches and ends this provider's use of its native domain, which frees the
+   * domain's instruments and records if no other provider (in any thread) uses it.
+   */
+  private releaseAll(): void {
+    if (this.domainReleased) return;
+    this.domainReleased = true;
+    for (const s of this.stores.values()) untrackStore(s);
+    this.stores.clear();
+    this.storeByInstrument.clear();
+    this.nameKinds.clear();
+    this.attributesOf.clear();
+    this.observables.length = 0;
+    this.batches.length = 0;
+    this.meters.clear();
+    this.passTimes.length = 0;
+    try {
+      native().releaseDomain(this.domain);
+    } catch {
+      // the environment is shutting down: its exit ends this thread's uses of the domain
     }
   }
 

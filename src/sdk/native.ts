@@ -94,8 +94,17 @@ export interface NativePrometheusPart {
 }
 
 export interface NativeBinding {
-  /** '' makes a new domain; a name returns the same id in every thread. */
+  /**
+   * '' makes a new domain; a name returns the same id in every thread while the domain
+   * lives. Counts one use of the domain by this thread (a provider).
+   */
   registerDomain(name: string): number;
+  /**
+   * Ends one use of the domain by this thread. The last use of any thread (or its exit)
+   * frees the domain: its instruments, records and cells. The caller's handles must
+   * never write again. Returns whether the domain was freed.
+   */
+  releaseDomain(domain: number): boolean;
   registerInstrument(
     domain: number,
     identity: string,
@@ -142,6 +151,8 @@ export interface NativeBinding {
    */
   stats(): {
     records: number;
+    /** Instruments registered and not freed with their domain. */
+    instruments: number;
     arenaBytes: number;
     arenaId: number;
     pooledOutputBlocks: number;

@@ -137,8 +137,13 @@ export class RecordStore<H extends BoundHandle = BoundHandle> implements HandleO
     if (instrumentId !== 0) trackStore(this);
   }
 
+  /**
+   * Records nothing by design (no native instrument, or a DROP aggregation). A store
+   * that was shut down is not "disabled": its measurements get the after-shutdown
+   * diagnostic.
+   */
   get disabled(): boolean {
-    return this.instrumentId === 0 || this.aggregation === AggregationKind.DROP;
+    return !this.dead && (this.instrumentId === 0 || this.aggregation === AggregationKind.DROP);
   }
 
   /** The cached handle for `attrs` (slow path of the direct calls). Never throws. */
