@@ -82,6 +82,30 @@ describe('registerDomain', () => {
   });
 });
 
+describe('releaseDomain', () => {
+  it('rejects missing, non-integer and zero domains', () => {
+    expectTypeError(() => (b.releaseDomain as AnyFn)());
+    for (const v of ['1', null, undefined, {}, -1, 1.5, NaN, 2 ** 32, 0]) expectTypeError(() => (b.releaseDomain as AnyFn)(v));
+  });
+  it('ends this thread\'s uses one at a time; the last one frees the domain and its name', () => {
+    const d = b.registerDomain('native-release');
+    expect(b.registerDomain('native-release')).toBe(d);
+    const [id] = b.registerInstrument(d, 'rd', 'rd', '', '', 0, 1, 1, true, new Float64Array(0));
+    const out = new Float64Array(6);
+    expect(b.acquire(id, ['k', 'sv'], out)).toBe(true);
+    const records = b.stats().records;
+    expect(b.releaseDomain(d)).toBe(false); // one use left
+    expect(b.descriptor(id)).not.toBeNull();
+    expect(b.releaseDomain(d)).toBe(true);
+    expect(b.stats().records).toBe(records - 1);
+    expect(b.descriptor(id)).toBeNull();
+    expect(b.acquire(id, ['k', 'sv'], out)).toBe(false);
+    expect(b.release(out[0])).toBe(false);
+    expect(b.releaseDomain(d)).toBe(false); // unknown now
+    expect(b.registerDomain('native-release')).not.toBe(d);
+  });
+});
+
 describe('registerInstrument', () => {
   const good = (): unknown[] => [domain, 'ri\0id', 'name', 'desc', 'unit', 0, 1, 1, true, new Float64Array(0)];
   const call = (args: unknown[]) => (b.registerInstrument as AnyFn)(...args);

@@ -301,7 +301,7 @@ void ReadOptions(Napi::Env env, const Napi::Value& v, prometheus::Options* o, pr
 //    options?: { openMetrics?, scopeLabels?, quantiles?: Float64Array,
 //                instrumentQuantiles?: Float64Array ([id, n, q..]*), prefix?: string,
 //                reservedNames?: string[], chunkBytes?, exact?: Float64Array ([recordId, n, v..]*),
-//                threads? })
+//                threads?, readerEpoch? })
 struct ScrapeArgs {
   CollectOptions co;
   bool all = true;
@@ -329,7 +329,14 @@ ScrapeArgs ReadScrapeArgs(const Napi::CallbackInfo& info, const char* fn) {
     a.include.assign(inc.Data(), inc.Data() + inc.ElementLength());
     std::sort(a.include.begin(), a.include.end());
   }
-  if (info.Length() > 4) ReadOptions(env, info[4], &a.opts, &a.exact);
+  if (info.Length() > 4) {
+    ReadOptions(env, info[4], &a.opts, &a.exact);
+    // readerEpoch: the epoch of the reader's previous pass (CollectOptions::readerEpoch).
+    if (info[4].IsObject()) {
+      Napi::Value re = info[4].As<Napi::Object>().Get("readerEpoch");
+      if (!re.IsUndefined()) a.co.readerEpoch = ToId(env, re, "readerEpoch");
+    }
+  }
   return a;
 }
 

@@ -134,10 +134,24 @@ void ReadAggregatorOptions(Napi::Env env, const Napi::Value& v, hotmeter::Descri
 
 }  // namespace
 
-// registerDomain(name: string) -> id ('' makes a new domain)
+// registerDomain(name: string) -> id ('' makes a new domain). Counts one use of the
+// domain by this thread, ended by releaseDomain() or by the thread's exit.
 Napi::Value RegisterDomain(const Napi::CallbackInfo& info) {
   CheckArity(info, 1, "registerDomain");
-  return Napi::Number::New(info.Env(), RecordMap::Global().RegisterDomain(ArgString(info, 0, "name")));
+  std::string name = ArgString(info, 0, "name");
+  EnvState* st = info.Env().GetInstanceData<EnvState>();
+  return Napi::Number::New(info.Env(), RecordMap::Global().RegisterDomain(name, st ? st->arenaId : 0));
+}
+
+// releaseDomain(domain) -> boolean: ends one use of the domain by this thread; the last
+// use (of any thread) frees its instruments and records (RecordMap::ReleaseDomain). The
+// caller guarantees that none of its handles writes again.
+Napi::Value ReleaseDomain(const Napi::CallbackInfo& info) {
+  CheckArity(info, 1, "releaseDomain");
+  uint32_t domain = ArgU32(info, 0, "domain");
+  if (domain == 0) ThrowType(info.Env(), "domain must come from registerDomain");
+  EnvState* st = info.Env().GetInstanceData<EnvState>();
+  return Napi::Boolean::New(info.Env(), RecordMap::Global().ReleaseDomain(domain, st ? st->arenaId : 0));
 }
 
 // registerInstrument(domain, identity, name, description, unit, kind, valueType,
@@ -409,12 +423,13 @@ Napi::Value RecordLabels(const Napi::CallbackInfo& info) {
   return Napi::String::New(env, json);
 }
 
-// stats() -> { records, arenaBytes, arenaId, pooledOutputBlocks, reusedOutputBlocks, lentOutputChunks,
-//             labelSets, retiredLabelSets }
+// stats() -> { records, instruments, arenaBytes, arenaId, pooledOutputBlocks, reusedOutputBlocks,
+//             lentOutputChunks, labelSets, retiredLabelSets }
 Napi::Value Stats(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Napi::Object o = Napi::Object::New(env);
   o.Set("records", static_cast<double>(RecordMap::Global().RecordCount()));
+  o.Set("instruments", static_cast<double>(RecordMap::Global().InstrumentCount()));
   o.Set("arenaBytes", static_cast<double>(RecordMap::Global().ArenaBytes()));
   EnvState* st = env.GetInstanceData<EnvState>();
   o.Set("arenaId", st ? st->arenaId : 0);

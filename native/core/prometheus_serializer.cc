@@ -322,7 +322,8 @@ void TakeSnapshot(RecordMap& map, const CollectOptions& opts, const std::vector<
         }
         if (!included) return;
         if (!v.updated && opts.reclaim) out->stale.push_back(v.id);
-        if (observable && !v.updated) return;  // not observed in this collection
+        // Not observed since this reader's previous collection.
+        if (observable && !v.fresh) return;
         if (!copied) {
           SnapshotInstrument si;
           si.id = v.instrument->id;

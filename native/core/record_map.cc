@@ -38,6 +38,7 @@ void RecordMap::RetireArena(uint32_t arenaId) {
   if (arena == nullptr) return;
   std::vector<double> tmp;
   for (auto& inst : instruments_) {
+    if (!inst) continue;
     const size_t n = inst->cellSize;
     tmp.resize(n);
     for (uint32_t slot : inst->list) {
@@ -76,16 +77,86 @@ void RecordMap::RetireArena(uint32_t arenaId) {
   }
   arenas_[arenaId - 1].reset();
   staleQueues_.erase(arenaId);
+  // The thread is gone, and with it every provider it had: their uses of domains end.
+  std::vector<uint32_t> unused;
+  for (auto& [id, d] : domainStates_) {
+    if (d.uses.erase(arenaId) > 0 && d.uses.empty()) unused.push_back(id);
+  }
+  for (uint32_t id : unused) FreeDomainLocked(id);
 }
 
-uint32_t RecordMap::RegisterDomain(const std::string& name) {
+uint32_t RecordMap::RegisterDomain(const std::string& name, uint32_t arenaId) {
   std::lock_guard<std::mutex> lock(mu_);
-  if (name.empty()) return nextDomain_++;
-  auto it = domains_.find(name);
-  if (it != domains_.end()) return it->second;
-  uint32_t id = nextDomain_++;
-  domains_.emplace(name, id);
+  uint32_t id = 0;
+  if (!name.empty()) {
+    auto it = domains_.find(name);
+    if (it != domains_.end()) id = it->second;
+  }
+  if (id == 0) {
+    id = nextDomain_++;
+    if (!name.empty()) domains_.emplace(name, id);
+    domainStates_[id].name = name;
+  }
+  domainStates_[id].uses[arenaId]++;
   return id;
+}
+
+bool RecordMap::ReleaseDomain(uint32_t domain, uint32_t arenaId) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = domainStates_.find(domain);
+  if (it == domainStates_.end()) return false;
+  auto use = it->second.uses.find(arenaId);
+  if (use == it->second.uses.end()) return false;
+  if (--use->second > 0) return false;
+  it->second.uses.erase(use);
+  if (!it->second.uses.empty()) return false;
+  FreeDomainLocked(domain);
+  return true;
+}
+
+void RecordMap::FreeDomainLocked(uint32_t domain) {
+  auto ds = domainStates_.find(domain);
+  if (ds == domainStates_.end()) return;
+  if (!ds->second.name.empty()) domains_.erase(ds->second.name);
+  domainStates_.erase(ds);
+  bool any = false;
+  for (auto& inst : instruments_) {
+    if (!inst || inst->domain != domain) continue;
+    any = true;
+    // Every record, referenced or not: no handle of any thread writes them any more
+    // (ReleaseDomain's precondition), so their cells go back to their arenas.
+    while (!inst->list.empty()) {
+      const uint32_t slot = inst->list.back();
+      Record* r = &pool_.At(slot);
+      for (size_t i = 0, n = r->CellCount(); i < n; i++) r->Cell(i).refs = 0;
+      ReclaimLocked(slot);
+    }
+  }
+  if (!any) return;
+  // Removed records of the domain that a thread still referenced: in no list, but their
+  // instrument is about to go, so they go now too (no handle writes them any more).
+  for (auto it = removed_.begin(); it != removed_.end();) {
+    Record* r = &pool_.At(*it);
+    if (instruments_[r->instrument - 1]->domain != domain) {
+      ++it;
+      continue;
+    }
+    for (size_t i = 0, n = r->CellCount(); i < n; i++) r->Cell(i).refs = 0;
+    FreeRecordLocked(*it);
+    it = removed_.erase(it);
+  }
+  // Stale queue entries of freed records are skipped by DrainStale (unknown ids).
+  for (auto it = instrumentIds_.begin(); it != instrumentIds_.end();) {
+    const std::unique_ptr<Instrument>& inst = instruments_[it->second - 1];
+    if (inst && inst->domain == domain) {
+      it = instrumentIds_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  for (auto& inst : instruments_) {
+    if (inst && inst->domain == domain) inst.reset();
+  }
 }
 
 uint32_t RecordMap::RegisterInstrument(const std::string& identity, Descriptor d, bool* existed,
@@ -113,7 +184,7 @@ uint32_t RecordMap::RegisterInstrument(const std::string& identity, Descriptor d
 
 bool RecordMap::GetDescriptor(uint32_t id, Descriptor* out) {
   std::lock_guard<std::mutex> lock(mu_);
-  if (id == 0 || id > instruments_.size()) return false;
+  if (id == 0 || id > instruments_.size() || !instruments_[id - 1]) return false;
   *out = instruments_[id - 1]->descriptor;
   return true;
 }
@@ -125,7 +196,7 @@ bool RecordMap::Acquire(uint32_t arenaId, uint32_t instrumentId, const std::stri
   if (arena == nullptr) return false;
   if (instrumentId == 0 || instrumentId > instruments_.size()) return false;
   Instrument* inst = instruments_[instrumentId - 1].get();
-  if (inst->descriptor.aggregation == AggregationKind::Drop) return false;
+  if (inst == nullptr || inst->descriptor.aggregation == AggregationKind::Drop) return false;
 
   out->overflow = false;
   std::string_view key = labelKeyIn;
@@ -337,7 +408,7 @@ void RecordMap::Collect(const CollectOptions& opts, std::vector<double>* out) {
       [&](const CheckpointView& v) {
         out->push_back(static_cast<double>(v.id));
         out->push_back(static_cast<double>(v.instrument->id));
-        out->push_back(v.updated ? 1 : 0);
+        out->push_back(static_cast<double>(v.lastUpdateEpoch));
         out->push_back(v.record->startTimeMs);
         out->insert(out->end(), v.state, v.state + v.instrument->cellSize);
         recordCount++;
@@ -357,7 +428,7 @@ uint64_t RecordMap::CollectPass(const CollectOptions& opts, const CheckpointVisi
   std::vector<uint32_t> reclaim;
   std::vector<double> tmp, state, identity;
   for (auto& inst : instruments_) {
-    if (opts.domain != 0 && inst->domain != opts.domain) continue;
+    if (!inst || (opts.domain != 0 && inst->domain != opts.domain)) continue;
     const AggregationKind kind = inst->descriptor.aggregation;
     // A non-monotonic sum's value is a level: it never expires (a new record would
     // restart it from 0).
@@ -418,6 +489,8 @@ uint64_t RecordMap::CollectPass(const CollectOptions& opts, const CheckpointVisi
       v.record = r;
       v.state = state.data();
       v.updated = updated;
+      v.lastUpdateEpoch = r->lastUpdateEpoch;
+      v.fresh = updated || r->lastUpdateEpoch > opts.readerEpoch;
       visit(v);
     }
   }
@@ -442,7 +515,7 @@ void RecordMap::PassSize(uint32_t domain, const std::vector<uint32_t>* include, 
   *records = 0;
   *doubles = 0;
   for (auto& inst : instruments_) {
-    if (domain != 0 && inst->domain != domain) continue;
+    if (!inst || (domain != 0 && inst->domain != domain)) continue;
     if (include != nullptr && !std::binary_search(include->begin(), include->end(), inst->id)) continue;
     *records += inst->list.size();
     *doubles += inst->list.size() * inst->cellSize;
@@ -457,6 +530,13 @@ size_t RecordMap::RetiredLabelSets() {
 size_t RecordMap::RecordCount() {
   std::lock_guard<std::mutex> lock(mu_);
   return pool_.size();
+}
+
+size_t RecordMap::InstrumentCount() {
+  std::lock_guard<std::mutex> lock(mu_);
+  size_t n = 0;
+  for (auto& inst : instruments_) n += inst ? 1 : 0;
+  return n;
 }
 
 size_t RecordMap::LabelSetCount() {

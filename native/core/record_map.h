@@ -81,6 +81,11 @@ struct CollectOptions {
   // The pass ends by taking a label pin (RecordMap::LabelPin): every LabelSet its visit
   // saw stays in memory, bytes unchanged, until the pin goes, whatever is reclaimed.
   bool pinLabels = false;
+  // The epoch of the previous pass of the reader this pass is for (0: it has none):
+  // CheckpointView::fresh tells whether the record's last update was first seen by a pass
+  // after it. Every reader then sees each update once, whichever reader's pass (or
+  // concurrent collection) saw it first. UINT64_MAX: fresh is `updated`.
+  uint64_t readerEpoch = UINT64_MAX;
 };
 
 // What a collection pass shows for each record it keeps (does not reclaim). Pointers are
@@ -90,7 +95,11 @@ struct CheckpointView {
   uint64_t id = 0;  // the record's
   const Record* record = nullptr;
   const double* state = nullptr;  // the checkpoint: instrument->cellSize doubles
-  bool updated = false;           // changed since the previous pass
+  bool updated = false;           // changed since the previous pass (of any reader)
+  bool fresh = false;             // changed since the reader's previous pass (readerEpoch)
+  // The epoch of the pass that first saw the record's last update (this pass's if
+  // `updated`; saturates at Record::kMaxEpoch).
+  uint32_t lastUpdateEpoch = 0;
 };
 using CheckpointVisitor = std::function<void(const CheckpointView&)>;
 
@@ -142,8 +151,19 @@ class RecordMap {
   void RetireArena(uint32_t arenaId);
 
   // A domain groups the instruments one collection covers. An empty name always makes
-  // a new domain; a non-empty name returns the same id in every thread.
-  uint32_t RegisterDomain(const std::string& name);
+  // a new domain; a non-empty name returns the same id in every thread (while the domain
+  // lives). Each call counts one user of the domain (a MeterProvider) for `arenaId`, the
+  // thread registering it (0: a user no thread's exit ends).
+  uint32_t RegisterDomain(const std::string& name, uint32_t arenaId = 0);
+  // Ends one use of the domain by a user of `arenaId`. When the domain has no user left
+  // (each one released it or its thread exited: RetireArena ends the uses of its arena),
+  // the domain is freed: its instruments, their records and cells, the label sets only
+  // they used, and its name (registering the name again makes a new domain).
+  // Precondition for freeing: no JS handle of any thread can write a cell of the domain
+  // any more (every user's handles were retired before it released the domain).
+  // Returns whether the domain was freed; false also for an unknown domain or a user that
+  // holds no use of it.
+  bool ReleaseDomain(uint32_t domain, uint32_t arenaId = 0);
 
   // Returns the id of the instrument with this identity in this domain, registering it
   // if new. `existed` tells whether it was already registered (possibly by another thread).
@@ -188,7 +208,10 @@ class RecordMap {
   // One pass over every record: checkpoint (merge all cells into a cumulative state),
   // mark updated ones, optionally reclaim. Appends to `out`:
   //   header [epoch, recordCount, reclaimedCount]
-  //   recordCount x [recordId, instrumentId, updated(0|1), startTimeMs, state...]
+  //   recordCount x [recordId, instrumentId, lastUpdateEpoch, startTimeMs, state...]
+  // lastUpdateEpoch: CheckpointView::lastUpdateEpoch; the record was updated in this pass
+  // when it equals min(epoch, Record::kMaxEpoch), and since a reader's previous pass at
+  // epoch e when it is greater than e.
   //   reclaimedCount x [recordId]
   void Collect(const CollectOptions& opts, std::vector<double>* out);
 
@@ -206,6 +229,8 @@ class RecordMap {
   void PassSize(uint32_t domain, const std::vector<uint32_t>* include, size_t* records, size_t* doubles);
 
   size_t RecordCount();
+  // Instruments registered and not freed (ReleaseDomain).
+  size_t InstrumentCount();
   size_t ArenaBytes();
   size_t LabelSetCount();
   // Label sets retired while pinned and not yet freed (stats()).
@@ -223,6 +248,8 @@ class RecordMap {
   // Unlinks the record from its instrument, queues its referencing threads' stale
   // entries, and frees it or keeps it in removed_ until its last reference goes.
   void RemoveLocked(Instrument* inst, uint32_t slot);
+  // Frees the domain's instruments and records (ReleaseDomain's precondition holds).
+  void FreeDomainLocked(uint32_t domain);
   void UnpinLabels();
 
   std::mutex mu_;
@@ -230,6 +257,13 @@ class RecordMap {
   uint64_t epoch_ = 0;
   uint32_t nextDomain_ = 1;
   std::unordered_map<std::string, uint32_t> domains_;
+  // Live domains: their name ('' for an unnamed one) and their uses by arena id
+  // (RegisterDomain, ReleaseDomain, RetireArena).
+  struct DomainState {
+    std::string name;
+    std::unordered_map<uint32_t, uint32_t> uses;
+  };
+  std::unordered_map<uint32_t, DomainState> domainStates_;
   // By id - 1; null once retired (ids are never reused).
   std::vector<std::unique_ptr<SlabArena>> arenas_;
   // A stale queue entry: the record, and the Activity() of the arena's cell when queued.
@@ -239,7 +273,8 @@ class RecordMap {
   };
   std::unordered_map<uint32_t, std::vector<StaleEntry>> staleQueues_;  // by arena id
   std::unordered_map<std::string, uint32_t> instrumentIds_;
-  std::vector<std::unique_ptr<Instrument>> instruments_;  // index = id - 1
+  // Index = id - 1 (ids are never reused); null once its domain was freed.
+  std::vector<std::unique_ptr<Instrument>> instruments_;
   LabelSetTable labelSets_;
   // Owns every record (allocated in Acquire, freed by ReclaimLocked / FreeRecordLocked).
   RecordPool pool_;

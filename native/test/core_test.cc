@@ -155,7 +155,8 @@ double* CellPtr(RecordMap& m, uint32_t arena, const Acquired& a, size_t cellSize
 struct Row {
   uint64_t id = 0;
   uint32_t instrument = 0;
-  bool updated = false;
+  bool updated = false;           // in this pass
+  uint32_t lastUpdateEpoch = 0;   // the pass that first saw the last update
   double startTimeMs = 0;
   std::vector<double> state;
 };
@@ -181,7 +182,7 @@ bool IsUint(double d) { return d >= 0 && d <= 9007199254740991.0 && std::floor(d
 
 // Parses out[from..] strictly against the layout documented in record_map.h:
 //   header [epoch, recordCount, reclaimedCount]
-//   recordCount x [recordId, instrumentId, updated(0|1), startTimeMs, state...]
+//   recordCount x [recordId, instrumentId, lastUpdateEpoch, startTimeMs, state...]
 //   reclaimedCount x [recordId]
 // The output must end exactly after the reclaimed ids.
 Collected Parse(const std::vector<double>& out, size_t from, const std::map<uint32_t, size_t>& cellSizes) {
@@ -203,10 +204,13 @@ Collected Parse(const std::vector<double>& out, size_t from, const std::map<uint
     Row row;
     if (!IsUint(out[i]) || out[i] == 0) return fail("bad record id");
     if (!IsUint(out[i + 1])) return fail("bad instrument id");
-    if (out[i + 2] != 0 && out[i + 2] != 1) return fail("updated flag not 0|1");
+    // A pass sees every record it lists: lastUpdateEpoch is that pass's or an earlier one.
+    const double passEpoch = static_cast<double>(std::min<uint64_t>(c.epoch, Record::kMaxEpoch));
+    if (!IsUint(out[i + 2]) || out[i + 2] == 0 || out[i + 2] > passEpoch) return fail("bad lastUpdateEpoch");
     row.id = static_cast<uint64_t>(out[i]);
     row.instrument = static_cast<uint32_t>(out[i + 1]);
-    row.updated = out[i + 2] == 1;
+    row.lastUpdateEpoch = static_cast<uint32_t>(out[i + 2]);
+    row.updated = out[i + 2] == passEpoch;
     row.startTimeMs = out[i + 3];
     i += 4;
     auto cs = cellSizes.find(row.instrument);
@@ -920,6 +924,62 @@ TEST(label_sets_are_interned_and_freed_with_their_last_record) {
   CHECK_EQ(m.RecordCount(), 0u);
 }
 
+// ReleaseDomain: a domain lives while any of its uses (providers, by thread) is left;
+// the last use, or the exit of the last thread that used it, frees its instruments,
+// records, cells and label sets, referenced or not, and its name.
+TEST(record_map_release_domain) {
+  RecordMap m;
+  uint32_t t1 = m.RegisterArena(), t2 = m.RegisterArena();
+  const size_t records0 = m.RecordCount(), instruments0 = m.InstrumentCount(), labels0 = m.LabelSetCount();
+  uint32_t d = m.RegisterDomain("app", t1);
+  CHECK_EQ(m.RegisterDomain("app", t1), d);  // a second provider of thread 1
+  CHECK_EQ(m.RegisterDomain("app", t2), d);  // a worker's attached provider
+  uint32_t keep = m.RegisterDomain("", t1);  // another provider's domain: untouched
+  uint32_t c = m.RegisterInstrument("c", MakeDesc("c", AggregationKind::Sum), nullptr, d);
+  uint32_t h = m.RegisterInstrument("h", MakeDesc("h", AggregationKind::Histogram, {1, 2}), nullptr, d);
+  uint32_t k = m.RegisterInstrument("c", MakeDesc("c", AggregationKind::Sum), nullptr, keep);
+  Acquired a, b, w, o;
+  REQUIRE(m.Acquire(t1, c, Key("k", "1"), 0, &a));
+  REQUIRE(m.Acquire(t1, h, Key("k", "1"), 0, &b));
+  REQUIRE(m.Acquire(t2, c, Key("k", "1"), 0, &w));  // a second thread's cell of the same record
+  REQUIRE(m.Acquire(t1, k, Key("k", "1"), 0, &o));
+  CHECK_EQ(w.recordId, a.recordId);
+  CHECK_EQ(m.RecordCount(), records0 + 3);
+  CHECK(!m.ReleaseDomain(d, t1));
+  CHECK(!m.ReleaseDomain(d, t1));
+  CHECK(!m.ReleaseDomain(d, t1));  // thread 1 holds no use any more
+  CHECK_EQ(m.RecordCount(), records0 + 3);  // the worker still uses the domain
+  Descriptor desc;
+  CHECK(m.GetDescriptor(c, &desc));
+  // The worker's thread exits: its arena retires, the domain has no use left.
+  m.RetireArena(t2);
+  CHECK_EQ(m.RecordCount(), records0 + 1);
+  CHECK_EQ(m.InstrumentCount(), instruments0 + 1);
+  CHECK_EQ(m.LabelSetCount(), labels0 + 1);  // {k=1} of `keep`'s record
+  CHECK(!m.GetDescriptor(c, &desc));
+  CHECK(!m.GetDescriptor(h, &desc));
+  Acquired x;
+  CHECK(!m.Acquire(t1, c, Key("k", "2"), 0, &x));  // a freed instrument takes nothing
+  CHECK(!m.ReleaseDomain(d, t1));                  // unknown now
+  // The name makes a new domain; ids are never reused.
+  uint32_t d2 = m.RegisterDomain("app", t1);
+  CHECK(d2 != d);
+  uint32_t c2 = m.RegisterInstrument("c", MakeDesc("c", AggregationKind::Sum), nullptr, d2);
+  CHECK(c2 != c);
+  // The freed cells are reused by thread 1's next records.
+  REQUIRE(m.Acquire(t1, c2, Key("k", "1"), 0, &x));
+  CHECK(x.slab == a.slab && x.offset == a.offset);
+  std::map<uint32_t, size_t> sizes = {{k, 1}, {c2, 1}};
+  Collected all = DoCollect(m, sizes, false, 0, 0);
+  REQUIRE(all.ok);
+  CHECK_EQ(all.rows.size(), 2u);
+  CHECK(m.ReleaseDomain(d2, t1));
+  CHECK(m.ReleaseDomain(keep, t1));
+  CHECK_EQ(m.RecordCount(), records0);
+  CHECK_EQ(m.InstrumentCount(), instruments0);
+  CHECK_EQ(m.LabelSetCount(), labels0);
+}
+
 TEST(record_map_domains) {
   RecordMap m;
   uint32_t anon1 = m.RegisterDomain(""), anon2 = m.RegisterDomain("");
@@ -1555,6 +1615,49 @@ TEST(record_map_collect_layout_and_cell_writes) {
   Collected c3 = DoCollect(m, sizes, true);
   REQUIRE(c3.ok);
   CHECK_EQ(c3.epoch, 3u);
+}
+
+// Two readers collecting one domain: each must see every update once, whichever
+// reader's pass saw it first. Collect reports the epoch of the pass that first saw a
+// record's last update; CollectPass's `fresh` compares it with the reader's previous pass.
+TEST(record_map_last_update_epoch_per_reader) {
+  RecordMap m;
+  uint32_t arena = m.RegisterArena();
+  uint32_t sum = m.RegisterInstrument("s", MakeDesc("s", AggregationKind::Sum), nullptr);
+  const std::map<uint32_t, size_t> sizes = {{sum, 1}};
+  Acquired a, b;
+  REQUIRE(m.Acquire(arena, sum, Key("k", "a"), 0, &a));
+  REQUIRE(m.Acquire(arena, sum, Key("k", "b"), 0, &b));
+  double* ca = CellPtr(m, arena, a, 1);
+  REQUIRE(ca);
+  Collected c1 = DoCollect(m, sizes, false);  // reader X's first pass
+  REQUIRE(c1.ok);
+  CHECK_EQ(c1.Find(a.recordId)->lastUpdateEpoch, static_cast<uint32_t>(c1.epoch));
+  Update(AggregationKind::Sum, ca, {}, 2);
+  Collected c2 = DoCollect(m, sizes, false);  // reader Y's pass sees the write first
+  REQUIRE(c2.ok);
+  CHECK(c2.Find(a.recordId)->updated);
+  CHECK(!c2.Find(b.recordId)->updated);
+  CHECK_EQ(c2.Find(a.recordId)->lastUpdateEpoch, static_cast<uint32_t>(c2.epoch));
+  CHECK_EQ(c2.Find(b.recordId)->lastUpdateEpoch, static_cast<uint32_t>(c1.epoch));
+  // Reader X's next pass: not updated in it, but since X's previous pass (c1).
+  std::map<uint64_t, std::pair<bool, bool>> seen;  // id -> (updated, fresh)
+  CollectOptions opts;
+  opts.readerEpoch = c1.epoch;
+  std::vector<uint64_t> reclaimed;
+  const uint64_t e3 = m.CollectPass(
+      opts, [&](const CheckpointView& v) { seen[v.id] = {v.updated, v.fresh}; }, &reclaimed);
+  CHECK(e3 > c2.epoch);
+  CHECK(!seen[a.recordId].first);
+  CHECK(seen[a.recordId].second);   // changed since reader X's previous pass
+  CHECK(!seen[b.recordId].second);  // unchanged since it
+  // Without a reader epoch, fresh is updated.
+  seen.clear();
+  Update(AggregationKind::Sum, ca, {}, 1);
+  m.CollectPass(CollectOptions{}, [&](const CheckpointView& v) { seen[v.id] = {v.updated, v.fresh}; }, &reclaimed);
+  CHECK(seen[a.recordId].first && seen[a.recordId].second);
+  CHECK(!seen[b.recordId].first && !seen[b.recordId].second);
+  CHECK(reclaimed.empty());
 }
 
 TEST(record_map_updated_flag) {

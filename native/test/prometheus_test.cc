@@ -857,7 +857,7 @@ TEST(snapshot_bookkeeping_matches_collect) {
     for (size_t r = 0; r < count; r++) {
       uint64_t id = static_cast<uint64_t>(out[i]);
       uint32_t inst = static_cast<uint32_t>(out[i + 1]);
-      if (out[i + 2] == 0) staleA.push_back(id);
+      if (out[i + 2] != out[0]) staleA.push_back(id);  // lastUpdateEpoch: not this pass
       i += 4 + (inst == 1 ? 1 : 2);
     }
     for (size_t r = 0; r < static_cast<size_t>(out[2]); r++) reclaimedA.push_back(static_cast<uint64_t>(out[i + r]));

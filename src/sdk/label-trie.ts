@@ -10,6 +10,10 @@
 // would be a fresh object each call), and never NaN (it equals nothing).
 // Lookups never allocate.
 //
+// A label set written in many key orders would add a path per order: the caller caches a
+// few orders (RecordStore.resolve), then one path in canonical key order (setSorted),
+// which getSorted finds for any order, off the hit path (get is unchanged).
+//
 // Layout, for speed on the common shapes: a node's first key sits in `k0` (attribute
 // objects built by one call site share key order, so the pointer compare of two
 // internalised strings nearly always answers); further keys go to `more`. The first four
@@ -19,6 +23,25 @@
 // caches, and each further object is a likely miss.
 
 const SMALL = 8;
+/** Paths longer than this are not cached. */
+const MAX_DEPTH = 64;
+
+/** Sorts keys[0..n) as Array.prototype.sort() does (UTF-16 code units); keys are distinct. */
+function sortKeys(keys: string[], n: number): void {
+  for (let i = 1; i < n; i++) {
+    const k = keys[i];
+    let j = i - 1;
+    while (j >= 0 && keys[j] > k) {
+      keys[j + 1] = keys[j];
+      j--;
+    }
+    keys[j + 1] = k;
+  }
+}
+
+// getSorted's key buffer; a walk re-entered from an attribute getter uses its own array.
+const scratch: string[] = [];
+let scratchBusy = false;
 // The pairs array of a node with none yet: shared, never written (add replaces it).
 const NO_PAIRS: unknown[] = [];
 // An empty inline value slot: equal to no attribute value (undefined and null are values).
@@ -115,6 +138,8 @@ class TrieNode<V> {
 export class LabelTrie<V> {
   private root = new TrieNode<V>();
   private nodes = 0;
+  /** Bumped by every clear(): what a caller counted about the paths it inserted is void. */
+  generation = 0;
 
   /**
    * Past `maxNodes` nodes the trie starts over (it is only an index). One trie serves
@@ -138,19 +163,74 @@ export class LabelTrie<V> {
     return node.valueOf(owner);
   }
 
+  /**
+   * As get(), walking the keys in canonical (sorted) order: finds what setSorted cached
+   * for this label set whatever the object's key order. Allocates nothing (unless a getter
+   * re-enters it).
+   */
+  getSorted(attrs: object, owner: object): V | undefined {
+    const own = !scratchBusy;
+    const keys = own ? scratch : [];
+    if (own) scratchBusy = true;
+    let n = 0;
+    try {
+      for (const k in attrs) {
+        if (n === MAX_DEPTH) return undefined;
+        keys[n++] = k;
+      }
+      sortKeys(keys, n);
+      let node: TrieNode<V> | undefined = this.root;
+      for (let i = 0; i < n; i++) {
+        const k = keys[i];
+        let holder: TrieNode<V> | undefined = node;
+        if (k !== node.k0) {
+          holder = node.more?.get(k);
+          if (holder === undefined) return undefined;
+        }
+        node = holder.child((attrs as Record<string, unknown>)[k]);
+        if (node === undefined) return undefined;
+      }
+      return node.valueOf(owner);
+    } finally {
+      if (own) {
+        for (let i = 0; i < n; i++) keys[i] = '';
+        scratchBusy = false;
+      }
+    }
+  }
+
   /** Caches `owner`'s `value` for this exact object shape; returns false if not cacheable. */
   set(attrs: object, owner: object, value: V): boolean {
-    let depth = 0;
+    const keys: string[] = [];
     for (const k in attrs) {
+      if (keys.length === MAX_DEPTH) return false;
+      keys.push(k);
+    }
+    return this.insert(attrs, keys, owner, value);
+  }
+
+  /** As set(), on the path getSorted walks (keys in canonical order). */
+  setSorted(attrs: object, owner: object, value: V): boolean {
+    const keys: string[] = [];
+    for (const k in attrs) {
+      if (keys.length === MAX_DEPTH) return false;
+      keys.push(k);
+    }
+    sortKeys(keys, keys.length);
+    return this.insert(attrs, keys, owner, value);
+  }
+
+  /** Caches `owner`'s `value` on the path of `attrs`'s values in `keys` order. */
+  private insert(attrs: object, keys: readonly string[], owner: object, value: V): boolean {
+    for (const k of keys) {
       const v = (attrs as Record<string, unknown>)[k];
       const t = typeof v;
       if (v !== null && v !== undefined && t !== 'string' && t !== 'number' && t !== 'boolean') return false;
       if (v !== v) return false; // NaN
-      if (++depth > 64) return false;
     }
-    if (this.nodes + depth > this.maxNodes) this.clear();
+    if (this.nodes + keys.length > this.maxNodes) this.clear();
     let node = this.root;
-    for (const k in attrs) {
+    for (const k of keys) {
       const v = (attrs as Record<string, unknown>)[k];
       if (node.k0 === undefined) node.k0 = k;
       let holder = node;
@@ -178,5 +258,6 @@ export class LabelTrie<V> {
   clear(): void {
     this.root = new TrieNode<V>();
     this.nodes = 0;
+    this.generation++;
   }
 }

@@ -116,7 +116,10 @@ export function encodeLabels(
   return parts;
 }
 
-/** Decodes canonical parts (as stored natively) back into typed attributes. */
+/**
+ * Decodes canonical parts (as stored natively) back into typed attributes: a plain
+ * object whose own enumerable properties are exactly the keys, `__proto__` included.
+ */
 export function decodeLabels(parts: readonly string[]): Attributes {
   const out: Attributes = {};
   for (let i = 0; i + 1 < parts.length; i += 2) {
@@ -128,7 +131,10 @@ export function decodeLabels(parts: readonly string[]): Attributes {
     else if (tag === 0x6e /* n */) v = Number(body);
     else if (tag === 0x62 /* b */) v = body === 'true';
     else v = JSON.parse(body) as AttributeValue;
-    out[parts[i]] = v;
+    const k = parts[i];
+    // Assigning `__proto__` would set the prototype (an array value) or do nothing.
+    if (k === '__proto__') Object.defineProperty(out, k, { value: v, enumerable: true, writable: true, configurable: true });
+    else out[k] = v;
   }
   return out;
 }

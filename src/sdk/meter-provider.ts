@@ -41,6 +41,7 @@ import { decodeLabels, DEFAULT_LABEL_LIMITS, LabelLimits } from './labels';
 import { LabelTrie } from './label-trie';
 import { native } from './native';
 import { DEFAULT_CARDINALITY_LIMIT, RecordStore } from './record-store';
+import { untrackStore } from './worker-evict';
 import { View, ViewOptions } from './view';
 
 /** Options of {@link MeterProvider}. */
@@ -96,6 +97,12 @@ export interface MeterProviderOptions {
  */
 const DIRECT: object = Object.freeze({ reader: 'direct provider.collect()' });
 
+/** The longest string registerInstrument takes, in UTF-8 bytes (kMaxStringBytes natively). */
+const MAX_IDENTITY_BYTES = 64 * 1024;
+
+/** Record::kMaxEpoch: a record's epochs saturate there (native/core/record.h). */
+const MAX_RECORD_EPOCH = 4294967294;
+
 const EMPTY_BOUNDS = new Float64Array(0);
 const NO_ATTRIBUTES: Attributes = Object.freeze({});
 
@@ -136,6 +143,7 @@ export class MeterProvider implements ApiMeterProvider {
   /** Epoch and time of this provider's recent passes, oldest first (reclaimIdleMillis). */
   private readonly passTimes: { epoch: number; time: number }[] = [];
   private shutdownDone = false;
+  private domainReleased = false;
 
   constructor(options: MeterProviderOptions = {}) {
     this.resource = options.resource ?? { attributes: {} };
@@ -225,11 +233,27 @@ export class MeterProvider implements ApiMeterProvider {
     const scopeKey = `${scope.name}\0${scope.version ?? ''}\0${scope.schemaUrl ?? ''}`;
     const valid = isValidInstrumentName(name);
     const identity = `${scopeKey}\0${descriptor.name.toLowerCase()}\0${kind}\0${unit}\0${valueType}\0${descriptor.description}`;
+    if (this.shutdownDone) {
+      // The domain is released: nothing is registered any more. Its measurements are
+      // dropped with the after-shutdown diagnostic.
+      const dead = new RecordStore<BoundHandle>(descriptor, scope, 0, AggregationKind.DROP, EMPTY_BOUNDS, this.limits, this.attributesOf, undefined, undefined, this.trie);
+      dead.shutdown();
+      return dead;
+    }
     const existing = this.stores.get(identity);
     if (existing !== undefined) return existing;
 
     if (!valid) {
       warnLimited(`name:${nameText.slice(0, 300)}`, `invalid instrument name "${nameText.slice(0, 300)}": a letter then up to 254 of [A-Za-z0-9_.-/]; the instrument records nothing`);
+      return new RecordStore(descriptor, scope, 0, AggregationKind.DROP, EMPTY_BOUNDS, this.limits, this.attributesOf, undefined, undefined, this.trie);
+    }
+    // The native registry takes at most MAX_IDENTITY_BYTES of UTF-8 per string, the
+    // identity included (it holds every other piece): longer ones make a no-op instrument.
+    if (Buffer.byteLength(identity, 'utf8') > MAX_IDENTITY_BYTES) {
+      warnLimited(
+        `identity:${nameText}`,
+        `instrument ${nameText}: its meter name, version and schema URL, description and unit together exceed ${MAX_IDENTITY_BYTES} bytes; the instrument records nothing`,
+      );
       return new RecordStore(descriptor, scope, 0, AggregationKind.DROP, EMPTY_BOUNDS, this.limits, this.attributesOf, undefined, undefined, this.trie);
     }
     const nameKey = `${scopeKey}\0${descriptor.name.toLowerCase()}`;
@@ -263,15 +287,23 @@ export class MeterProvider implements ApiMeterProvider {
           )
         : EMPTY_BOUNDS;
     const params = aggregatorParams(this.selector, descriptor, aggregation);
-    const [id, existed] = native().registerInstrument(
-      this.domain, identity, descriptor.name, descriptor.description, unit, kind, valueType, aggregation, descriptor.monotonic, bounds,
-      {
-        ...(params.maxSize > 0 ? params : {}),
-        scopeName: scope.name,
-        scopeVersion: scope.version ?? '',
-        scopeSchemaUrl: scope.schemaUrl ?? '',
-      },
-    );
+    let id: number;
+    let existed: boolean;
+    try {
+      [id, existed] = native().registerInstrument(
+        this.domain, identity, descriptor.name, descriptor.description, unit, kind, valueType, aggregation, descriptor.monotonic, bounds,
+        {
+          ...(params.maxSize > 0 ? params : {}),
+          scopeName: scope.name,
+          scopeVersion: scope.version ?? '',
+          scopeSchemaUrl: scope.schemaUrl ?? '',
+        },
+      );
+    } catch (e) {
+      // Every argument is checked above; this is the last guard of "creation never throws".
+      warnLimited(`register:${nameText}`, `instrument ${nameText} could not be registered (${describeValue(e)}); it records nothing`);
+      return new RecordStore(descriptor, scope, 0, AggregationKind.DROP, EMPTY_BOUNDS, this.limits, this.attributesOf, undefined, undefined, this.trie);
+    }
     // In a domain shared by name, another provider (or thread) may have registered this
     // identity first with other advice or another selector: the cells in native memory
     // have its layout, so this store must use it.
@@ -285,7 +317,6 @@ export class MeterProvider implements ApiMeterProvider {
       reg !== null ? registeredParams(reg) : params,
       this.trie,
     );
-    if (this.shutdownDone) store.shutdown();
     this.stores.set(identity, store);
     this.storeByInstrument.set(id, store);
     return store;
@@ -293,11 +324,13 @@ export class MeterProvider implements ApiMeterProvider {
 
   /** @internal */
   registerObservable(o: ObservableInstrument): void {
+    if (this.shutdownDone) return; // never collected again
     if (!this.observables.includes(o)) this.observables.push(o);
   }
 
   /** @internal */
   registerBatch(reg: BatchRegistration): void {
+    if (this.shutdownDone) return; // never collected again
     this.batches.push(reg);
   }
 
@@ -323,8 +356,11 @@ export class MeterProvider implements ApiMeterProvider {
 
   private async collectFor(reader: object): Promise<CheckpointSet> {
     if (this.shutdownDone) throw new Error('hotmeter: collect() after shutdown()');
+    // Taken before the callbacks run: a collection nested in a callback (of this reader
+    // or another) may pass over this collection's observations first; they stay fresh.
+    const since = this.readerEpochs.get(reader) ?? 0;
     await this.runCallbacks();
-    return this.checkpoint(reader);
+    return this.checkpoint(reader, since);
   }
 
   /** Asks every reader to export what it has. Rejects after shutdown. */
@@ -335,15 +371,47 @@ export class MeterProvider implements ApiMeterProvider {
 
   /**
    * Shuts the readers down (a push controller exports its last collection first), then
-   * stops recording: later measurements are dropped with one diagnostic per kind.
+   * stops recording: later measurements are dropped with one diagnostic per kind, and
+   * instruments created later record nothing.
+   *
+   * Then it frees what it holds: its caches, and its domain in the native record map
+   * (instruments, records, their memory) once no other provider uses the domain. A domain
+   * shared by name stays while any provider of it, in any thread, has not shut down (a
+   * worker's attached provider counts until it shuts down or its thread exits); the last
+   * one frees it. Bound handles the user still holds drop every measurement.
    */
   async shutdown(): Promise<void> {
     if (this.shutdownDone) return;
     const results = await Promise.allSettled(this.readers.map((r) => r.shutdown?.()));
     this.shutdownDone = true;
     for (const s of this.stores.values()) s.shutdown();
+    this.releaseAll();
     for (const r of results) {
       if (r.status === 'rejected') warnLimited('reader-shutdown', `reader shutdown failed: ${describeValue(r.reason)}`);
+    }
+  }
+
+  /**
+   * After shutdown (every store is shut down: no handle of this provider writes again):
+   * drops the caches and ends this provider's use of its native domain, which frees the
+   * domain's instruments and records if no other provider (in any thread) uses it.
+   */
+  private releaseAll(): void {
+    if (this.domainReleased) return;
+    this.domainReleased = true;
+    for (const s of this.stores.values()) untrackStore(s);
+    this.stores.clear();
+    this.storeByInstrument.clear();
+    this.nameKinds.clear();
+    this.attributesOf.clear();
+    this.observables.length = 0;
+    this.batches.length = 0;
+    this.meters.clear();
+    this.passTimes.length = 0;
+    try {
+      native().releaseDomain(this.domain);
+    } catch {
+      // the environment is shutting down: its exit ends this thread's uses of the domain
     }
   }
 
@@ -359,12 +427,15 @@ export class MeterProvider implements ApiMeterProvider {
         warnLimited(`cb:${what}`, `observable callback for ${what} threw: ${describeValue(e)}`);
       }
     };
-    for (const o of this.observables) {
+    // Over copies: a callback may add or remove callbacks (its own included) or
+    // instruments; those changes apply from the next collection, and no callback
+    // registered when this one started is skipped.
+    for (const o of this.observables.slice()) {
       if (o.callbacks.length === 0) continue;
       const result = new InstrumentObservableResult(o);
-      for (const cb of o.callbacks) guard(o.store.name, () => cb(result));
+      for (const cb of o.callbacks.slice()) guard(o.store.name, () => cb(result));
     }
-    for (const b of this.batches) {
+    for (const b of this.batches.slice()) {
       const result = {
         observe: (observable: Observable, value: number, attributes?: Attributes) => {
           let registered = false;
@@ -473,9 +544,10 @@ export class MeterProvider implements ApiMeterProvider {
    * detection, reclamation, eviction.
    */
   private async collectPrometheusFor(reader: object, o: PrometheusCollectOptions): Promise<PrometheusPayload> {
+    const readerEpoch = this.readerEpochs.get(reader) ?? 0; // before the callbacks (collectFor)
     const options = await this.preparePrometheus(o);
     const before = this.reclaimBefore();
-    const r = await native().serializePrometheus(this.domain, before !== undefined, before, null, options);
+    const r = await native().serializePrometheus(this.domain, before !== undefined, before, null, { ...options, readerEpoch });
     this.finishPrometheusPass(reader, r);
     const chunks = r.chunks;
     return { chunks, byteLength: r.bytes, epoch: r.epoch, release: () => void native().releaseOutput(chunks) };
@@ -483,9 +555,14 @@ export class MeterProvider implements ApiMeterProvider {
 
   /** As collectPrometheusFor, the text written a part at a time as the stream is read. */
   private async streamPrometheusFor(reader: object, o: PrometheusCollectOptions, partBytes?: number): Promise<PrometheusStream> {
+    const readerEpoch = this.readerEpochs.get(reader) ?? 0; // before the callbacks (collectFor)
     const options = await this.preparePrometheus(o);
     const before = this.reclaimBefore();
-    const r = native().openPrometheusStream(this.domain, before !== undefined, before, null, { ...options, partBytes });
+    const r = native().openPrometheusStream(this.domain, before !== undefined, before, null, {
+      ...options,
+      partBytes,
+      readerEpoch,
+    });
     this.finishPrometheusPass(reader, r);
     const handle = r.stream;
     let closed = false;
@@ -575,12 +652,18 @@ export class MeterProvider implements ApiMeterProvider {
     }
   }
 
-  private checkpoint(reader: object): CheckpointSet {
+  /** @param since the epoch of the reader's previous pass, read before its callbacks ran. */
+  private checkpoint(reader: object, since: number): CheckpointSet {
     const before = this.reclaimBefore();
     const data = before !== undefined ? native().collect(this.domain, true, before) : native().collect(this.domain, false);
     const stale = new Set<number>();
     const epoch = data[0];
     const count = data[1];
+    // Per record, the pass that first saw its last update: this pass's epoch (saturated
+    // as natively) when it was updated in this pass, later than the reader's previous
+    // pass when it was updated since then, whichever reader's pass (another reader's,
+    // another provider's of the domain) saw it first. Each reader gets every update.
+    const passEpoch = Math.min(epoch, MAX_RECORD_EPOCH);
     const now = Date.now();
     const records: { -readonly [K in keyof CheckpointRecord]: CheckpointRecord[K] }[] = [];
     const undecoded: number[] = []; // indices into records of attributes to decode
@@ -589,7 +672,8 @@ export class MeterProvider implements ApiMeterProvider {
       const recordId = data[i];
       const instrumentId = data[i + 1];
       const store = this.storeByInstrument.get(instrumentId) ?? this.foreignStore(instrumentId);
-      const updated = data[i + 2] === 1;
+      const lastUpdate = data[i + 2];
+      const updated = lastUpdate > since;
       // Whole milliseconds, like endTime (Date.now()): a series created and collected
       // within one millisecond must not start after it ends.
       const startTime = Math.floor(data[i + 3]);
@@ -598,8 +682,8 @@ export class MeterProvider implements ApiMeterProvider {
       const size = cellSize(store.aggregation, store.bounds.length, store.params.maxSize);
       const st = data.subarray(i, i + size);
       i += size;
-      if (!updated) stale.add(recordId);
-      if (isObservable(store.descriptor.kind) && !updated) continue;
+      if (lastUpdate !== passEpoch) stale.add(recordId); // idle in this pass (reclamation)
+      if (isObservable(store.descriptor.kind) && !updated) continue; // not observed since this reader's last pass
       const attributes = this.attributesOf.get(recordId);
       if (attributes === undefined) undecoded.push(records.length);
       records.push({

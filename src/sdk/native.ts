@@ -54,6 +54,11 @@ export interface NativePrometheusOptions {
   exact?: Float64Array;
   /** Serialization threads (0: automatic). */
   threads?: number;
+  /**
+   * The epoch of the collecting reader's previous pass (0: none): observable series
+   * updated since then are written, whichever pass saw the update first.
+   */
+  readerEpoch?: number;
 }
 
 /** A Prometheus collection pass's bookkeeping. */
@@ -95,8 +100,17 @@ export interface NativePrometheusPart {
 }
 
 export interface NativeBinding {
-  /** '' makes a new domain; a name returns the same id in every thread. */
+  /**
+   * '' makes a new domain; a name returns the same id in every thread while the domain
+   * lives. Counts one use of the domain by this thread (a provider).
+   */
   registerDomain(name: string): number;
+  /**
+   * Ends one use of the domain by this thread. The last use of any thread (or its exit)
+   * frees the domain: its instruments, records and cells. The caller's handles must
+   * never write again. Returns whether the domain was freed.
+   */
+  releaseDomain(domain: number): boolean;
   registerInstrument(
     domain: number,
     identity: string,
@@ -134,8 +148,9 @@ export interface NativeBinding {
   clearSeries(instrumentId: number): Float64Array;
   slab(index: number): ArrayBuffer;
   /** Layout: [epoch, recordCount, reclaimedCount,
-   *  recordCount x [recordId, instrumentId, updated, startTimeMs, state...],
-   *  reclaimedCount x recordId] */
+   *  recordCount x [recordId, instrumentId, lastUpdateEpoch, startTimeMs, state...],
+   *  reclaimedCount x recordId]. lastUpdateEpoch: the pass that first saw the record's
+   *  last update (min(epoch, 2^32 - 2) when this pass did). */
   collect(domain: number, reclaim: boolean, reclaimBefore?: number): Float64Array;
   recordInfo(recordId: number): [number, string[]] | null;
   /** JSON of each record's label parts (null for an unknown record), in one call. */
@@ -149,6 +164,8 @@ export interface NativeBinding {
    */
   stats(): {
     records: number;
+    /** Instruments registered and not freed with their domain. */
+    instruments: number;
     arenaBytes: number;
     arenaId: number;
     pooledOutputBlocks: number;

@@ -58,6 +58,8 @@ function releaseAfterWrite(recordId: number): void {
   }
 }
 const OVERFLOW_ATTRIBUTES: Attributes = Object.freeze({ 'otel.metric.overflow': true });
+/** Trie paths (key orders) cached per label set before its canonical path (cacheInTrie). */
+const MAX_ORDER_PATHS = 4;
 
 /** Per-stream settings from the provider and the matching view. */
 export interface StorePolicy {
@@ -95,6 +97,14 @@ export class RecordStore<H extends BoundHandle = BoundHandle> implements HandleO
   readonly trie: LabelTrie<H>;
   /** Canonical encoding (JSON of the parts) -> handle. Each entry holds one reference. */
   private readonly byKey = new Map<string, H>();
+  /**
+   * Trie paths this store cached per handle (one per key order seen) since the trie's
+   * generation `pathsGeneration`; past MAX_ORDER_PATHS a handle gets its canonical path.
+   */
+  private readonly paths = new Map<H, number>();
+  private pathsGeneration = -1;
+  /** The trie generation in which this store cached a canonical path (-1: none). */
+  private sortedGeneration = -1;
   /** The overflow series' cached handle (holds one reference), once the limit is hit. */
   private overflow: H | undefined;
   private readonly bound = new Set<WeakRef<H>>();
@@ -128,8 +138,13 @@ export class RecordStore<H extends BoundHandle = BoundHandle> implements HandleO
     if (instrumentId !== 0) trackStore(this);
   }
 
+  /**
+   * Records nothing by design (no native instrument, or a DROP aggregation). A store
+   * that was shut down is not "disabled": its measurements get the after-shutdown
+   * diagnostic.
+   */
   get disabled(): boolean {
-    return this.instrumentId === 0 || this.aggregation === AggregationKind.DROP;
+    return !this.dead && (this.instrumentId === 0 || this.aggregation === AggregationKind.DROP);
   }
 
   /** The cached handle for `attrs` (slow path of the direct calls). Never throws. */
@@ -148,6 +163,10 @@ export class RecordStore<H extends BoundHandle = BoundHandle> implements HandleO
     try {
       const h = this.trie.get(attrs, this);
       if (h !== undefined) return h;
+      if (this.sortedGeneration === this.trie.generation) {
+        const hs = this.trie.getSorted(attrs, this);
+        if (hs !== undefined) return hs;
+      }
       return this.resolve(attrs, true);
     } catch (e) {
       warnLimited(`attrs-throw:${this.name}`, `${this.name}: reading the attributes threw (${describeValue(e)}); measurement dropped`);
@@ -240,6 +259,7 @@ export class RecordStore<H extends BoundHandle = BoundHandle> implements HandleO
     this.dead = true;
     this.bound.clear();
     this.trie.clear();
+    this.paths.clear();
     this.byKey.clear();
     this.empty = undefined;
     this.overflow = undefined;
@@ -273,9 +293,33 @@ export class RecordStore<H extends BoundHandle = BoundHandle> implements HandleO
       // Its second use: cached by key; the third enters the trie (cacheInTrie below).
       this.byKey.set(key, h);
     } else if (cacheInTrie) {
-      this.trie.set(snap!, this, h);
+      this.cacheInTrie(snap!, h);
     }
     return h;
+  }
+
+  /**
+   * Caches `h` in the trie under this key order of its label set. A label set written in
+   * many key orders would add a path per order (and its nodes) without bound: after
+   * MAX_ORDER_PATHS orders it gets one path in canonical key order instead, which
+   * lookup() walks after a miss. Label sets written in a few orders (one per call site)
+   * keep a path per order, so their hits never sort.
+   */
+  private cacheInTrie(snap: Record<string, unknown>, h: H): void {
+    const trie = this.trie;
+    if (this.pathsGeneration !== trie.generation) {
+      this.paths.clear();
+      this.pathsGeneration = trie.generation;
+    }
+    const n = this.paths.get(h) ?? 0;
+    if (n < MAX_ORDER_PATHS) {
+      if (trie.set(snap, this, h) && trie.generation === this.pathsGeneration) this.paths.set(h, n + 1);
+    } else if (n === MAX_ORDER_PATHS) {
+      if (trie.setSorted(snap, this, h) && trie.generation === this.pathsGeneration) {
+        this.paths.set(h, n + 1);
+        this.sortedGeneration = trie.generation;
+      }
+    }
   }
 
   /** Keeps one reference for the overflow series; extra ones go back at once. */
@@ -315,7 +359,10 @@ export class RecordStore<H extends BoundHandle = BoundHandle> implements HandleO
       this.overflow = undefined;
       n++;
     }
-    if (n > 0) this.trie.clear();
+    if (n > 0) {
+      this.trie.clear();
+      this.paths.clear();
+    }
     return n;
   }
 

@@ -31,6 +31,7 @@ export interface Evictable {
 export const DEFAULT_EVICT_INTERVAL_MS = 1000;
 
 const stores = new Set<WeakRef<Evictable>>();
+const refOf = new WeakMap<Evictable, WeakRef<Evictable>>();
 let pending = false;
 let draining = false;
 let timer: NodeJS.Timeout | undefined;
@@ -45,8 +46,18 @@ function startTimer(): void {
 
 /** @internal Called by every RecordStore of this thread that records natively. */
 export function trackStore(store: Evictable): void {
-  stores.add(new WeakRef(store));
+  const ref = new WeakRef(store);
+  stores.add(ref);
+  refOf.set(store, ref);
   if (timer === undefined) startTimer();
+}
+
+/** @internal A store that holds no reference any more (its provider shut down). */
+export function untrackStore(store: Evictable): void {
+  const ref = refOf.get(store);
+  if (ref === undefined) return;
+  stores.delete(ref);
+  refOf.delete(store);
 }
 
 /** @internal The native side said this thread's stale queue is not empty. */

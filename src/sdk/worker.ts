@@ -12,6 +12,11 @@
 // cells folded into the records by the environment cleanup hook before its memory is
 // freed. Idle records a worker still caches are given back through the thread's stale
 // queue (worker-evict.ts), so reclamation keeps working across threads.
+//
+// Lifetime: the domain lives while any provider of it, in any thread, has not shut down.
+// The exporting provider's shutdown() stops its exports, but an attached provider still
+// records into the domain (nothing collects it any more); the last provider to shut down,
+// or the exit of the last thread with one, frees the domain's instruments and records.
 import { isMainThread } from 'node:worker_threads';
 import type { MeterProviderOptions } from './meter-provider';
 import { MeterProvider } from './meter-provider';

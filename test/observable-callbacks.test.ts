@@ -1,0 +1,88 @@
+// Observable callbacks that change the callback lists or collect while a collection runs
+// them: no other callback is skipped, and no observation is lost to the outer collection.
+import type { ObservableCallback } from '@opentelemetry/api';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { AggregationTemporality, MeterProvider, PullController } from '../src';
+import { installLogger, maybeRecord, lastValueOf, uninstallLogger } from './helpers';
+
+beforeEach(() => installLogger());
+afterEach(() => uninstallLogger());
+
+describe('a callback that removes itself', () => {
+  it('does not make the next callback of the instrument skip the collection', async () => {
+    const p = new MeterProvider();
+    const g = p.getMeter('cb').createObservableGauge('g');
+    const once: ObservableCallback = (r) => {
+      r.observe(1, { by: 'once' });
+      g.removeCallback(once);
+    };
+    g.addCallback(once);
+    g.addCallback((r) => r.observe(2, { by: 'second' }));
+    g.addCallback((r) => r.observe(3, { by: 'third' }));
+    const first = await p.collect();
+    expect(lastValueOf(maybeRecord(first, 'g', { by: 'once' })!)).toBe(1);
+    expect(maybeRecord(first, 'g', { by: 'second' })).toBeDefined();
+    expect(maybeRecord(first, 'g', { by: 'third' })).toBeDefined();
+    const second = await p.collect();
+    expect(maybeRecord(second, 'g', { by: 'once' })).toBeUndefined(); // removed
+    expect(lastValueOf(maybeRecord(second, 'g', { by: 'second' })!)).toBe(2);
+    expect(lastValueOf(maybeRecord(second, 'g', { by: 'third' })!)).toBe(3);
+    await p.shutdown();
+  });
+
+  it('a batch callback that removes itself does not make the next batch callback skip', async () => {
+    const p = new MeterProvider();
+    const m = p.getMeter('cb');
+    const a = m.createObservableGauge('a');
+    const b = m.createObservableGauge('b');
+    const once = (r: { observe(o: typeof a, v: number): void }) => {
+      r.observe(a, 1);
+      m.removeBatchObservableCallback(once, [a]);
+    };
+    m.addBatchObservableCallback(once, [a]);
+    m.addBatchObservableCallback((r) => r.observe(b, 5), [b]);
+    const cs = await p.collect();
+    expect(lastValueOf(maybeRecord(cs, 'a')!)).toBe(1);
+    expect(lastValueOf(maybeRecord(cs, 'b')!)).toBe(5);
+    await p.shutdown();
+  });
+});
+
+describe('a collection nested in a callback', () => {
+  it('leaves the outer collection (same reader) every observation made before it', async () => {
+    const p = new MeterProvider();
+    const m = p.getMeter('cb');
+    let nested = 0;
+    const g = m.createObservableGauge('g');
+    g.addCallback(async (r) => {
+      r.observe(7, { k: 'before' });
+      if (nested++ === 0) await p.collect();
+      r.observe(8, { k: 'after' });
+    });
+    const c = m.createObservableCounter('c');
+    c.addCallback((r) => r.observe(11));
+    const outer = await p.collect();
+    expect(lastValueOf(maybeRecord(outer, 'g', { k: 'before' })!)).toBe(7);
+    expect(lastValueOf(maybeRecord(outer, 'g', { k: 'after' })!)).toBe(8);
+    expect(maybeRecord(outer, 'c')).toBeDefined();
+    await p.shutdown();
+  });
+
+  it("leaves another reader's collection every observation made before it", async () => {
+    const pull = new PullController({ batcher: 'ungrouped', temporality: AggregationTemporality.DELTA });
+    const p = new MeterProvider({ readers: [pull] });
+    const m = p.getMeter('cb');
+    let nested = 0;
+    const g = m.createObservableGauge('g');
+    g.addCallback((r) => r.observe(4));
+    const c = m.createObservableCounter('c');
+    c.addCallback(async (r) => {
+      r.observe(10);
+      if (nested++ === 0) await p.collect();
+    });
+    const set = await pull.collect();
+    expect(maybeRecord(set, 'g')).toBeDefined();
+    expect(maybeRecord(set, 'c')).toBeDefined();
+    await p.shutdown();
+  });
+});
