@@ -927,6 +927,27 @@ TEST(label_sets_are_interned_and_freed_with_their_last_record) {
 // ReleaseDomain: a domain lives while any of its uses (providers, by thread) is left;
 // the last use, or the exit of the last thread that used it, frees its instruments,
 // records, cells and label sets, referenced or not, and its name.
+TEST(record_map_release_domain_frees_removed_records) {
+  // A series removed while a thread still references it lives in no instrument list; when
+  // its domain is freed it must go too (its instrument goes), and a late Release of it is
+  // an unknown id, not a use of freed memory.
+  RecordMap m;
+  uint32_t t1 = m.RegisterArena();
+  const size_t records0 = m.RecordCount(), labels0 = m.LabelSetCount();
+  uint32_t d = m.RegisterDomain("", t1);
+  uint32_t c = m.RegisterInstrument("c", MakeDesc("c", AggregationKind::Sum), nullptr, d);
+  Acquired a;
+  REQUIRE(m.Acquire(t1, c, Key("k", "1"), 0, &a));
+  CHECK_EQ(m.Remove(c, Key("k", "1")), a.recordId);
+  CHECK_EQ(m.RecordCount(), records0 + 1);  // still referenced by t1: kept, removed
+  CHECK(m.ReleaseDomain(d, t1));
+  CHECK_EQ(m.RecordCount(), records0);
+  CHECK_EQ(m.LabelSetCount(), labels0);
+  CHECK(!m.Release(a.recordId, t1));
+  m.RetireArena(t1);
+  CHECK_EQ(m.RecordCount(), records0);
+}
+
 TEST(record_map_release_domain) {
   RecordMap m;
   uint32_t t1 = m.RegisterArena(), t2 = m.RegisterArena();
