@@ -36,8 +36,15 @@ WORK=$(mktemp -d /var/tmp/hotmeter-prebuild-test.XXXXXX)
 MOUNTS=()
 cleanup() {
   local i
-  for ((i = ${#MOUNTS[@]} - 1; i >= 0; i--)); do umount -l "${MOUNTS[$i]}" 2>/dev/null; done
-  if [ "${HOTMETER_PREBUILD_TEST_KEEP:-}" = 1 ]; then echo "work directory kept: $WORK"; else rm -rf "$WORK"; fi
+  for ((i = ${#MOUNTS[@]} - 1; i >= 0; i--)); do umount "${MOUNTS[$i]}" 2>/dev/null || umount -l "${MOUNTS[$i]}"; done
+  if grep -q " $WORK/" /proc/mounts; then
+    # Never delete through a mount that is still there (the chroot's /dev is the host's).
+    echo "still mounted under $WORK, not removing it:"; grep " $WORK/" /proc/mounts
+  elif [ "${HOTMETER_PREBUILD_TEST_KEEP:-}" = 1 ]; then
+    echo "work directory kept: $WORK"
+  else
+    rm -rf --one-file-system "$WORK"
+  fi
 }
 trap cleanup EXIT
 
@@ -141,18 +148,20 @@ done
 echo "none of $FORBIDDEN on PATH=\$PATH"
 EOF
 cat >"$WORK/install.sh" <<'EOF'
-set -e
+set -eu
 app=$1 tgz=$2
-/bin/rm -rf "$app" && /bin/mkdir -p "$app" && cd "$app"
+/bin/rm -rf "$app"
+/bin/mkdir -p "$app"
+cd "$app" || exit 1
 echo '{ "name": "app", "version": "0.0.0", "private": true }' >package.json
 npm install "$tgz" @opentelemetry/api --cache "$CACHE" --prefer-offline --no-audit --no-fund \
   --foreground-scripts --loglevel=warn
 EOF
 cat >"$WORK/consume.sh" <<'EOF'
-set -e
+set -eu
 app=$1 tuple=$2
 /bin/cp "$SRC"/pack-consumer/* "$app/"
-cd "$app"
+cd "$app" || exit 1
 test ! -e node_modules/hotmeter/build || { echo "the install compiled something"; exit 1; }
 for prog in esm.mjs cjs.cjs; do
   node "$prog" >out.txt
@@ -250,8 +259,9 @@ arm64_setup() {
 ina64() {
   local ca=()
   [ -z "$CA_FILE" ] || ca=(NODE_EXTRA_CA_CERTS="$CA_FILE" npm_config_cafile="$CA_FILE")
-  env -i PATH="$A64BIN" HOME="$WORK/arm64home" TMPDIR="$WORK" LANG=C CACHE="$NPM_CACHE" SRC="$WORK/arm64src" \
-    "${NET_ENV[@]}" "${ca[@]}" /bin/sh -c "$1"
+  # In $WORK: nothing may land in the checkout.
+  (cd "$WORK" && env -i PATH="$A64BIN" HOME="$WORK/arm64home" TMPDIR="$WORK" LANG=C CACHE="$NPM_CACHE" \
+    SRC="$WORK/arm64src" "${NET_ENV[@]}" "${ca[@]}" /bin/sh -c "$1")
 }
 arm64_install() {
   ina64 "sh $WORK/arm64src/install.sh $WORK/arm64app $TGZ" >"$WORK/a64-install.txt" 2>&1
