@@ -51,6 +51,16 @@ fi
 [ -d node_modules/prebuildify ] && [ -d node_modules/node-addon-api ] || {
   echo "prebuild-linux: run npm install first (needs prebuildify and node-addon-api)" >&2; exit 1; }
 
+# The sysroots, made side by side when neither is cached yet (debootstrap mostly waits
+# on downloads and dpkg): about a minute less on a cold machine.
+pids=()
+for arch in $archs; do
+  case $arch in x64) d=amd64 ;; arm64) d=arm64 ;; *) continue ;; esac
+  debian_root "$d" >/dev/null &
+  pids+=($!)
+done
+for pid in "${pids[@]}"; do wait "$pid" || { echo "prebuild-linux: making a Debian sysroot failed" >&2; exit 1; }; done
+
 stage=$(mktemp -d /tmp/hotmeter-prebuild.XXXXXX)
 trap 'rm -rf "$stage"' EXIT
 cp -a binding.gyp package.json native "$stage/"
