@@ -212,6 +212,7 @@ x64_missing() {
   cat "$WORK/x64-missing.txt"
   [ $rc -ne 0 ] || { echo "the install succeeded without a linux-x64 prebuild and without a compiler"; return 1; }
   expect_in "$WORK/x64-missing.txt" 'hotmeter: no usable native addon for linux-x64 \(glibc 2\.31\), Node\.js v20\.' \
+    'Loading it failed: No native build was found for platform=linux arch=x64' \
     'None is for linux-x64 with glibc, so the addon must be built from source' \
     'apt-get install g\+\+ make python3' 'npm rebuild hotmeter'
 }

@@ -89,8 +89,17 @@ function compareVersions(a: string, b: string): number {
 }
 
 // As the install script's fallback: node-gyp-build could neither load a prebuild nor
-// build the addon (its own errors are printed above this). Explain, and fail the install.
+// build the addon (its own errors are printed above this). Explain, with the error that
+// loading gives (e.g. a glibc symbol version not found), and fail the install.
 if (require.main === module) {
-  console.error(`\n${addonHelp(path.resolve(__dirname, '..', '..', '..'))}\n`);
+  const root = path.resolve(__dirname, '..', '..', '..');
+  let cause: unknown;
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    (require('node-gyp-build') as (dir: string) => unknown)(root);
+  } catch (err) {
+    cause = err;
+  }
+  console.error(`\n${addonHelp(root, cause)}\n`);
   process.exit(1);
 }
