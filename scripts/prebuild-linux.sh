@@ -93,7 +93,8 @@ for arch in $archs; do
   esac
   sysroot=$(debian_root "$debarch")
   say "prebuildify linux-$arch: ${cross}g++ $("${cross}g++" -dumpfullversion) --sysroot=$sysroot"
-  rm -rf "$ROOT/prebuilds/linux-$arch" "$stage/build"
+  # An untagged file there is a machine-specific `npm run prebuild`; a musl one stays.
+  rm -rf "$ROOT/prebuilds/linux-$arch/hotmeter.glibc.node" "$ROOT/prebuilds/linux-$arch/hotmeter.node" "$stage/build"
   # CC/CXX carry the sysroot into every compile and the link (node-gyp's make uses them
   # for both). CC_host/CXX_host: gyp's host toolset, unused by this binding.
   (cd "$stage" && env HOTMETER_PORTABLE=1 HOTMETER_SANITIZE= \
