@@ -34,8 +34,16 @@
         "VCCLCompilerTool": { "ExceptionHandling": 1, "AdditionalOptions": ["/std:c++20"] }
       },
       "conditions": [
-        ["OS=='linux' and '<!(echo $HOTMETER_SANITIZE)'!='1'", {
+        ["OS=='linux' and '<!(echo $HOTMETER_SANITIZE)'!='1' and '<!(echo $HOTMETER_PORTABLE)'!='1'", {
           "ldflags": ["-static-libstdc++", "-static-libgcc"]
+        }],
+        # The Linux prebuilds (scripts/prebuild-linux.sh: a Debian 11 --sysroot in CC/CXX).
+        # libgcc stays shared: the static libgcc_eh of GCC >= 12 needs glibc 2.35
+        # (_dl_find_object), and node itself loads libgcc_s.so.1. native/compat supplies
+        # what the static libstdc++ needs beyond glibc 2.28.
+        ["OS=='linux' and '<!(echo $HOTMETER_PORTABLE)'=='1'", {
+          "sources": ["native/compat/glibc_compat.cc"],
+          "ldflags": ["-static-libstdc++", "-Wl,--wrap=exp", "-Wl,--wrap=log"]
         }],
         ["OS=='linux' and '<!(echo $HOTMETER_SANITIZE)'=='1'", {
           "cflags_cc": ["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-O1", "-g"],

@@ -1,7 +1,9 @@
 #!/bin/sh
 # Builds and tests this platform's prebuild, from a clean checkout. One matrix job of
-# .github/workflows/prebuild.yml runs it: on Linux inside a node:20-bookworm (glibc)
-# or node:20-alpine (musl) container, on macOS and Windows (Git Bash) on the runner.
+# .github/workflows/prebuild.yml runs it: on Linux inside a node:20-alpine (musl)
+# container, on macOS and Windows (Git Bash) on the runner. (The Linux glibc prebuilds,
+# which must load on glibc 2.28, are made by scripts/prebuild-linux.sh instead; this
+# script still works in node:20-bookworm, but its file needs that machine's glibc.)
 # Leaves prebuilds/<platform>-<arch>/hotmeter[.glibc|.musl].node for upload.
 #
 #   sh scripts/ci-prebuild.sh

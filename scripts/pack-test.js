@@ -17,7 +17,8 @@
 //    record, collect, and check exact values, and print which addon file was loaded,
 //    which must be the prebuild.
 // 5. Unless --no-negative: removes prebuilds/ from the tarball and checks that the
-//    same compiler-less install fails loudly instead of installing a broken package.
+//    same compiler-less install fails loudly instead of installing a broken package,
+//    with hotmeter's explanation (platform, libc, what to install).
 //
 // POSIX only (Linux, macOS). Exits non-zero on any failure; the temp dir is kept on
 // failure (and with --keep) and its path printed.
@@ -241,9 +242,15 @@ function main() {
     const bare = path.join(tmp, 'hotmeter-noprebuilds.tgz');
     run('tar', ['-czf', bare, '-C', x, 'package'], { quiet: true });
     const r = installInto(path.join(tmp, 'app-noprebuilds'), bare, env, true);
-    const tail = r.out.trim().split('\n').filter((l) => /ERR|error/.test(l)).slice(0, 8).map((l) => `  ${l}`).join('\n');
+    const lines = r.out.trim().split('\n');
+    const at = lines.findIndex((l) => l.startsWith('hotmeter: no usable native addon'));
+    const tail = [...lines.filter((l) => /ERR|error/.test(l)).slice(0, 4), ...(at >= 0 ? lines.slice(at, at + 6) : [])]
+      .map((l) => `  ${l}`).join('\n');
     if (r.status === 0) fail(`install without prebuilds and without a compiler succeeded:\n${r.out}`);
     if (!/gyp|node-gyp|No native build/i.test(r.out)) fail(`install failed, but not in the native build:\n${r.out}`);
+    // The install script's fallback (src/sdk/native-help.ts) says what this is and what to install.
+    const help = new RegExp(`hotmeter: no usable native addon for ${TUPLE}\\b[^\\n]*Node\\.js ${process.version.replace(/\./g, '\\.')}`);
+    if (!help.test(r.out) || !/npm rebuild hotmeter/.test(r.out)) fail(`install failed without hotmeter's explanation:\n${r.out}`);
     log(`without prebuilds/ the compiler-less install fails loudly (exit ${r.status}):\n${tail}`);
   }
 

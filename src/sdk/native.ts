@@ -4,6 +4,7 @@
 // above never lets such an error reach a recording call.
 import * as path from 'node:path';
 import * as fs from 'node:fs';
+import { addonHelp } from './native-help';
 
 export interface NativeDescriptor {
   id: number;
@@ -239,10 +240,27 @@ export function native(): NativeBinding {
       // eslint-disable-next-line @typescript-eslint/no-require-imports
       binding = require(path.resolve(explicit)) as NativeBinding;
     } else {
-      // eslint-disable-next-line @typescript-eslint/no-require-imports
-      const load = require('node-gyp-build') as (dir: string) => NativeBinding;
-      binding = load(packageRoot());
+      const root = packageRoot();
+      binding = loadAddon(root, () => {
+        // eslint-disable-next-line @typescript-eslint/no-require-imports
+        const load = require('node-gyp-build') as (dir: string) => NativeBinding;
+        return load(root);
+      });
     }
   }
   return binding;
+}
+
+/**
+ * Runs `load`; if it throws (no prebuild for this platform and no source build, or a
+ * prebuild this system's libc cannot load), throws an Error that says which platform and
+ * libc this is, which prebuilds there are and what to install, with the loader's error
+ * as its `cause`.
+ */
+export function loadAddon(root: string, load: () => NativeBinding): NativeBinding {
+  try {
+    return load();
+  } catch (err) {
+    throw new Error(addonHelp(root, err), { cause: err });
+  }
 }
