@@ -2329,7 +2329,9 @@ TEST(stress_retire_races_collect) {
 TEST(stress_worker_threads_reclaim) {
   // Worker threads as the JS layer runs them, concurrently with a collector that
   // reclaims: each thread caches (label -> record) with one reference per cache entry,
-  // writes only its own cells, drains its stale queue on a cache miss after Acquire
+  // writes only its own cells and only while it holds a reference to the record (a
+  // lookup, then its write, before the next lookup), drains its stale queue on a cache
+  // miss after Acquire
   // reported pending work and on a "timer", and releases the drained entries; some hold
   // bound references; generations of threads exit with everything released, exit holding
   // references (terminated), or idle for a long time draining only on the timer.
@@ -2423,10 +2425,16 @@ TEST(stress_worker_threads_reclaim) {
       const int label = idle ? static_cast<int>(rng() % kIdleLabels) : (slide + static_cast<int>(rng() % 8)) % kPool;
       const std::string& key = idle ? idleKeys[label] : keys[label];
       const double v = static_cast<double>(1 + rng() % 5);
+      // Each measurement writes its cell right after its lookup, as JS does
+      // (store.lookup(attrs).add(v)): a lookup that misses may drain the stale queue and
+      // release other cached entries, this label set's sum among them, and a cell must not
+      // be written once its reference is given back (the record may be reclaimed and its
+      // cell freed: such a write is legally lost).
       double* s = get(sumId, key, label + (idle ? 1000 : 0));
-      double* c = get(mmId, key, label + (idle ? 1000 : 0));
-      if (s == nullptr || c == nullptr) return;
+      if (s == nullptr) return;
       AddRelaxed(*s, v);
+      double* c = get(mmId, key, label + (idle ? 1000 : 0));
+      if (c == nullptr) return;
       AddRelaxed(c[0], 1);
       AddRelaxed(c[1], v);
       if (v < LoadRelaxed(c[2])) StoreRelaxed(c[2], v);
