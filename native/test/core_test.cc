@@ -1747,6 +1747,71 @@ TEST(record_map_updated_flag) {
   for (const Row& r : c5.rows) CHECK(!r.updated);
 }
 
+TEST(record_map_stale_drain_between_lookups) {
+  // A worker thread caches one label set's sum while another thread's bound handle keeps
+  // that sum updated: the label set's min/max goes stale alone and is released, then the
+  // bound thread exits and the sum goes stale too. The worker's next measurement on the
+  // label set hits the cached sum, writes it, and only then misses on the min/max, which
+  // drains the stale queue. The sum, written since it was queued, stays cached and its
+  // write is exported. (Written after that drain instead, it would go through a released
+  // reference into a record the next pass reclaims: not a legal write.)
+  RecordMap m;
+  const uint32_t x = m.RegisterArena(), y = m.RegisterArena();
+  const uint32_t sum = m.RegisterInstrument("s", MakeDesc("s", AggregationKind::Sum), nullptr);
+  const uint32_t mm = m.RegisterInstrument("m", MakeDesc("m", AggregationKind::MinMaxSumCount), nullptr);
+  const std::map<uint32_t, size_t> sizes = {{sum, 1}, {mm, 4}};
+  const std::string label = Key("k", "L");
+  Acquired xs, xm, yb;
+  REQUIRE(m.Acquire(x, sum, label, 0, &xs));  // x's cache entries
+  REQUIRE(m.Acquire(x, mm, label, 0, &xm));
+  REQUIRE(m.Acquire(y, sum, label, 0, &yb));  // y's bound handle
+  double* s = CellPtr(m, x, xs, 1);
+  double* c = CellPtr(m, x, xm, 4);
+  double* b = CellPtr(m, y, yb, 1);
+  REQUIRE(s && c && b);
+  *s += 1;
+  Update(AggregationKind::MinMaxSumCount, c, {}, 1);
+  *b += 1;
+  REQUIRE(DoCollect(m, sizes, true).ok);
+  *b += 1;
+  REQUIRE(DoCollect(m, sizes, true).ok);  // the sum is updated (by y), the min/max idle
+  std::vector<uint64_t> ids;
+  m.DrainStale(x, &ids);  // x's timer
+  CHECK(ids == std::vector<uint64_t>{xm.recordId});
+  CHECK(m.Release(xm.recordId, x));
+  CHECK(m.Release(yb.recordId, y));
+  m.RetireArena(y);
+  Collected c1 = DoCollect(m, sizes, true);  // the sum idle: queued for x
+  REQUIRE(c1.ok);
+  CHECK(c1.WasReclaimed(xm.recordId));
+  Acquired probe;
+  REQUIRE(m.Acquire(x, sum, Key("k", "probe"), 0, &probe));
+  CHECK(probe.stalePending);
+  CHECK(m.Release(probe.recordId, x));
+  // The next measurement: the sum's lookup hits, its write, then the min/max's lookup
+  // misses and drains first.
+  *s += 2;
+  ids.clear();
+  m.DrainStale(x, &ids);
+  CHECK(std::find(ids.begin(), ids.end(), xs.recordId) == ids.end());  // written since queued: kept
+  Acquired xm2;
+  REQUIRE(m.Acquire(x, mm, label, 0, &xm2));
+  CHECK(xm2.recordId != xm.recordId);
+  Collected c2 = DoCollect(m, sizes, true);
+  REQUIRE(c2.ok);
+  CHECK(!c2.WasReclaimed(xs.recordId));
+  REQUIRE(c2.Find(xs.recordId));
+  CHECK_EQ(c2.Find(xs.recordId)->state, (std::vector<double>{5}));
+  CHECK(c2.Find(xs.recordId)->updated);
+  // Once x lets go, the record goes only after a pass that exported its final state.
+  CHECK(m.Release(xs.recordId, x));
+  CHECK(m.Release(xm2.recordId, x));
+  Collected c3 = DoCollect(m, sizes, true);
+  REQUIRE(c3.ok);
+  CHECK(c3.WasReclaimed(xs.recordId));
+  m.RetireArena(x);
+}
+
 TEST(record_map_reclaim) {
   RecordMap m;
   uint32_t arena = m.RegisterArena();
@@ -2547,7 +2612,9 @@ TEST(stress_retire_races_collect) {
 TEST(stress_worker_threads_reclaim) {
   // Worker threads as the JS layer runs them, concurrently with a collector that
   // reclaims: each thread caches (label -> record) with one reference per cache entry,
-  // writes only its own cells, drains its stale queue on a cache miss after Acquire
+  // writes only its own cells and only while it holds a reference to the record (a
+  // lookup, then its write, before the next lookup), drains its stale queue on a cache
+  // miss after Acquire
   // reported pending work and on a "timer", and releases the drained entries; some hold
   // bound references; generations of threads exit with everything released, exit holding
   // references (terminated), or idle for a long time draining only on the timer.
@@ -2641,10 +2708,16 @@ TEST(stress_worker_threads_reclaim) {
       const int label = idle ? static_cast<int>(rng() % kIdleLabels) : (slide + static_cast<int>(rng() % 8)) % kPool;
       const std::string& key = idle ? idleKeys[label] : keys[label];
       const double v = static_cast<double>(1 + rng() % 5);
+      // Each measurement writes its cell right after its lookup, as JS does
+      // (store.lookup(attrs).add(v)): a lookup that misses may drain the stale queue and
+      // release other cached entries, this label set's sum among them, and a cell must not
+      // be written once its reference is given back (the record may be reclaimed and its
+      // cell freed: such a write is legally lost).
       double* s = get(sumId, key, label + (idle ? 1000 : 0));
-      double* c = get(mmId, key, label + (idle ? 1000 : 0));
-      if (s == nullptr || c == nullptr) return;
+      if (s == nullptr) return;
       AddRelaxed(*s, v);
+      double* c = get(mmId, key, label + (idle ? 1000 : 0));
+      if (c == nullptr) return;
       AddRelaxed(c[0], 1);
       AddRelaxed(c[1], v);
       if (v < LoadRelaxed(c[2])) StoreRelaxed(c[2], v);
