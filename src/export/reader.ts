@@ -9,12 +9,31 @@ export interface PrometheusCollectOptions {
   readonly withoutScopeInfo: boolean;
   readonly withoutTargetInfo: boolean;
   readonly summaryQuantiles: readonly number[];
+  /**
+   * Text written before the families (the Prometheus exporter's `target_info`), and the
+   * family names it takes (no metric may be written under them). Default none.
+   */
+  readonly prefix?: string;
+  readonly reservedNames?: readonly string[];
+}
+
+/**
+ * What a native Prometheus pass left out or wrote as one series, by instrument name: the
+ * exporter reports them (diagnostics). `how` is the exporter's MergeHow.
+ */
+export interface PrometheusPassNotes {
+  /** Instruments left out: their Prometheus names clash with a metric of another type. */
+  readonly dropped: readonly string[];
+  /** Series written as one: [instrument, the other instrument (undefined: the same one), how]. */
+  readonly merged: readonly (readonly [string, string | undefined, number])[];
 }
 
 /** One collection written as Prometheus text: UTF-8 chunks of whole lines. */
 export interface PrometheusPayload {
   readonly chunks: Buffer[];
   readonly byteLength: number;
+  /** Instruments left out or merged by the pass (for diagnostics). */
+  readonly notes?: PrometheusPassNotes;
   /** The collection's epoch (for {@link MetricProducer.delivered}), when the producer has one. */
   readonly epoch?: number;
   /**
@@ -39,6 +58,8 @@ export interface PrometheusPart {
 export interface PrometheusStream {
   /** How many parts the text has (at least one). */
   readonly parts: number;
+  /** Instruments left out or merged by the pass (for diagnostics). */
+  readonly notes?: PrometheusPassNotes;
   /** The collection's epoch (for {@link MetricProducer.delivered}), when the producer has one. */
   readonly epoch?: number;
   /** Writes the next part (off the JS thread); undefined after the last. One read at a time. */
@@ -89,4 +110,16 @@ export interface MetricReader {
   setMetricProducer(producer: MetricProducer): void;
   forceFlush?(): Promise<void>;
   shutdown?(): Promise<void>;
+}
+
+/**
+ * A reader written against another metrics SDK's API that an installed adapter turns into
+ * a {@link MetricReader} (src/export/reader-adapters.ts): an OpenTelemetry JS MetricReader
+ * such as sdk-metrics' `PeriodicExportingMetricReader`, fed by a HotmeterMetricProducer.
+ */
+export interface ForeignMetricReader {
+  setMetricProducer(producer: never): void;
+  collect(...args: never[]): unknown;
+  forceFlush(...args: never[]): unknown;
+  shutdown(...args: never[]): unknown;
 }

@@ -15,15 +15,13 @@ import { BoundHandle } from '../api/handles';
 import { InstrumentObservableResult, BatchRegistration, ObservableInstrument } from '../api/instruments';
 import { Meter } from '../api/meter';
 import { Aggregation, CheckpointRecord, CheckpointSet } from '../export/checkpoint-set';
-import type { MetricReader } from '../export/reader';
-import { adaptReader } from '../exporters/otlp/producer';
-import type { OtelMetricReader } from '../exporters/otlp/types';
+import type { ForeignMetricReader, MetricReader } from '../export/reader';
+import { adaptReader } from '../export/reader-adapters';
 import { AggregationSelector, compatible, defaultSelector } from '../export/aggregation-selector';
 import { AggregationKind, cellSize, DEFAULT_HISTOGRAM_BOUNDARIES, defaultAggregation, validBoundaries } from './aggregation';
 import { AggregatorOptions, AggregatorParams, resolveAggregatorParams } from './aggregation';
 import { pendingExactRecords, takeExactValues } from '../api/handles-sketch';
-import type { PrometheusCollectOptions, PrometheusPayload, PrometheusStream } from '../export/reader';
-import { type MergeHow, mergedSeriesWarning, TARGET_INFO_NAMES, targetInfoText } from '../exporters/prometheus/serializer';
+import type { PrometheusCollectOptions, PrometheusPassNotes, PrometheusPayload, PrometheusStream } from '../export/reader';
 import { exponentialHistogramView } from './exponential-histogram';
 import type { NativeDescriptor, NativePrometheusOptions, NativePrometheusPass } from './native';
 import { sketchView } from './sketch';
@@ -62,7 +60,7 @@ export interface MeterProviderOptions {
    * JS readers (e.g. sdk-metrics' PeriodicExportingMetricReader with an OTLP exporter) work
    * too: each is fed through a HotmeterMetricProducer (src/exporters/otlp).
    */
-  readers?: (MetricReader | OtelMetricReader)[];
+  readers?: (MetricReader | ForeignMetricReader)[];
   /** Chooses each instrument's aggregator; `null` disables an instrument. */
   aggregationSelector?: AggregationSelector;
   /** Views: select instruments and change their name, aggregation, attributes, limit. */
@@ -548,9 +546,9 @@ export class MeterProvider implements ApiMeterProvider {
     const options = await this.preparePrometheus(o);
     const before = this.reclaimBefore();
     const r = await native().serializePrometheus(this.domain, before !== undefined, before, null, { ...options, readerEpoch });
-    this.finishPrometheusPass(reader, r);
+    const notes = this.finishPrometheusPass(reader, r);
     const chunks = r.chunks;
-    return { chunks, byteLength: r.bytes, epoch: r.epoch, release: () => void native().releaseOutput(chunks) };
+    return { chunks, byteLength: r.bytes, epoch: r.epoch, notes, release: () => void native().releaseOutput(chunks) };
   }
 
   /** As collectPrometheusFor, the text written a part at a time as the stream is read. */
@@ -563,11 +561,12 @@ export class MeterProvider implements ApiMeterProvider {
       partBytes,
       readerEpoch,
     });
-    this.finishPrometheusPass(reader, r);
+    const notes = this.finishPrometheusPass(reader, r);
     const handle = r.stream;
     let closed = false;
     return {
       parts: r.parts,
+      notes,
       epoch: r.epoch,
       next: async () => {
         const p = await native().readPrometheusStream(handle);
@@ -585,7 +584,7 @@ export class MeterProvider implements ApiMeterProvider {
   /**
    * Before a Prometheus pass: runs the callbacks; the native options for it (summary
    * quantiles of instruments with their own, the quantiles of the values this thread's
-   * Exact handles hold, target_info).
+   * Exact handles hold, the exporter's prefix).
    */
   private async preparePrometheus(o: PrometheusCollectOptions): Promise<NativePrometheusOptions> {
     if (this.shutdownDone) throw new Error('hotmeter: collect() after shutdown()');
@@ -604,35 +603,29 @@ export class MeterProvider implements ApiMeterProvider {
         for (const q of list) exact.push(values[Math.floor(q * (values.length - 1))]);
       }
     }
-    const target = o.withoutTargetInfo ? '' : targetInfoText(this.resource.attributes, o.openMetrics);
     return {
       openMetrics: o.openMetrics,
       scopeLabels: !o.withoutScopeInfo,
       quantiles: Float64Array.from(o.summaryQuantiles),
       instrumentQuantiles: Float64Array.from(perInstrument),
       exact: Float64Array.from(exact),
-      prefix: target,
-      reservedNames: target === '' ? [] : [...TARGET_INFO_NAMES],
+      prefix: o.prefix ?? '',
+      reservedNames: [...(o.reservedNames ?? [])],
     };
   }
 
   /**
-   * After a Prometheus pass: finishPass, and a diagnostic for each instrument left out and
-   * each pair of instruments whose records were written as one series.
+   * After a Prometheus pass: finishPass; the instruments left out and the pairs of
+   * instruments whose records were written as one series, by name (the exporter reports them).
    */
-  private finishPrometheusPass(reader: object, r: NativePrometheusPass): void {
+  private finishPrometheusPass(reader: object, r: NativePrometheusPass): PrometheusPassNotes {
     this.finishPass(reader, r.epoch, new Set(r.stale), r.reclaimed);
     const nameOf = (id: number): string => (this.storeByInstrument.get(id) ?? this.foreignStore(id))?.descriptor.name ?? `#${id}`;
-    for (const id of r.dropped) {
-      const name = nameOf(id);
-      warnLimited(`prom-clash:${name}`, `${name}: its Prometheus names clash with another metric of a different type; left out of the scrape`);
-    }
+    const dropped = Array.from(r.dropped, nameOf);
+    const merged: [string, string | undefined, number][] = [];
     const m = r.merged;
-    for (let k = 0; k + 2 < m.length; k += 3) {
-      const a = nameOf(m[k]);
-      const b = m[k + 1] === m[k] ? undefined : nameOf(m[k + 1]);
-      warnLimited(`prom-merge:${m[k]}:${m[k + 1]}:${m[k + 2]}`, mergedSeriesWarning(a, b, m[k + 2] as MergeHow));
-    }
+    for (let k = 0; k + 2 < m.length; k += 3) merged.push([nameOf(m[k]), m[k + 1] === m[k] ? undefined : nameOf(m[k + 1]), m[k + 2]]);
+    return { dropped, merged };
   }
 
   /**

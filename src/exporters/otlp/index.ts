@@ -1,6 +1,6 @@
 // OTLP and the OpenTelemetry JS ecosystem: hotmeter's collections as OpenTelemetry JS
 // ResourceMetrics, for sdk-metrics' readers and every exporter built on them.
-export { HotmeterMetricProducer, isOtelMetricReader, adaptReader } from './producer';
+export { HotmeterMetricProducer, isOtelMetricReader } from './producer';
 export type { HotmeterMetricProducerOptions } from './producer';
 export { toOtelResourceMetrics, toOtelResource, toHrTime, otelInstrumentType, StaticResource } from './convert';
 export type { ToResourceMetricsOptions, OtelPointSource, ExponentialDeltaAggregation } from './convert';

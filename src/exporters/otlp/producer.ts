@@ -22,6 +22,7 @@
 import { Batcher, UngroupedBatcher } from '../../export/batchers';
 import { Aggregation, CheckpointRecord, CheckpointSet, ExponentialHistogramAggregation } from '../../export/checkpoint-set';
 import type { MetricProducer, MetricReader } from '../../export/reader';
+import { registerReaderAdapter } from '../../export/reader-adapters';
 import { AggregationTemporality, TemporalityPreference, temporalitySelector } from '../../export/temporality';
 import { InstrumentKind } from '../../sdk/descriptor';
 import { describeValue, warnLimited } from '../../sdk/diag';
@@ -88,14 +89,6 @@ export function isOtelMetricReader(reader: unknown): reader is OtelMetricReader 
   } catch {
     return false;
   }
-}
-
-/**
- * What a MeterProvider does with each of its `readers`: an OpenTelemetry JS reader is
- * wrapped in a {@link HotmeterMetricProducer}; a hotmeter reader is used as it is.
- */
-export function adaptReader(reader: MetricReader | OtelMetricReader): MetricReader {
-  return isOtelMetricReader(reader) ? new HotmeterMetricProducer({ reader }) : (reader as MetricReader);
 }
 
 const DEFAULT_AGGREGATION = 0; // sdk-metrics' AggregationType.DEFAULT
@@ -343,3 +336,6 @@ function warnOnAggregationPreference(reader: OtelMetricReader): void {
     }
   }
 }
+
+// Loading this module lets every MeterProvider take OpenTelemetry JS readers.
+registerReaderAdapter((reader) => (isOtelMetricReader(reader) ? new HotmeterMetricProducer({ reader }) : undefined));

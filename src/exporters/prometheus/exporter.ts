@@ -12,9 +12,18 @@
 import * as http from 'node:http';
 import { Readable } from 'node:stream';
 import { diag } from '@opentelemetry/api';
-import type { MetricProducer, MetricReader, PrometheusCollectOptions, PrometheusStream } from '../../export/reader';
+import type { MetricProducer, MetricReader, PrometheusCollectOptions, PrometheusPassNotes, PrometheusStream } from '../../export/reader';
 import { negotiateFormat, NegotiatedFormat, OPENMETRICS_CONTENT_TYPE, PROMETHEUS_TEXT_CONTENT_TYPE } from './negotiate';
-import { DEFAULT_SUMMARY_QUANTILES, PrometheusFormatOptions, serializeText } from './serializer';
+import { warnLimited } from '../../sdk/diag';
+import {
+  DEFAULT_SUMMARY_QUANTILES,
+  type MergeHow,
+  mergedSeriesWarning,
+  PrometheusFormatOptions,
+  serializeText,
+  TARGET_INFO_NAMES,
+  targetInfoText,
+} from './serializer';
 import { SharedStream, type StreamReader } from './shared-stream';
 
 export { PROMETHEUS_TEXT_CONTENT_TYPE, OPENMETRICS_CONTENT_TYPE };
@@ -361,7 +370,15 @@ export class PrometheusExporter implements MetricReader {
   private async openStream(fmt: NegotiatedFormat): Promise<PrometheusStream> {
     const producer = this.producer;
     if (producer?.streamPrometheus === undefined) throw new Error('hotmeter: PrometheusExporter is not attached to a MeterProvider');
-    return producer.streamPrometheus({ ...this.format, openMetrics: fmt.openMetrics }, this.partBytes);
+    const stream = await producer.streamPrometheus(this.passOptions(producer, fmt), this.partBytes);
+    report(stream.notes);
+    return stream;
+  }
+
+  /** A native pass's options: the format, and target_info written first (unless withoutTargetInfo). */
+  private passOptions(producer: MetricProducer, fmt: NegotiatedFormat): PrometheusCollectOptions {
+    const prefix = this.format.withoutTargetInfo ? '' : targetInfoText(producer.resource.attributes, fmt.openMetrics);
+    return { ...this.format, openMetrics: fmt.openMetrics, prefix, reservedNames: prefix === '' ? [] : TARGET_INFO_NAMES };
   }
 
   async forceFlush(): Promise<void> {}
@@ -377,7 +394,8 @@ export class PrometheusExporter implements MetricReader {
     if (producer === undefined) throw new Error('hotmeter: PrometheusExporter is not attached to a MeterProvider');
     const options: PrometheusCollectOptions = { ...this.format, openMetrics: fmt.openMetrics };
     if (typeof producer.collectPrometheus === 'function') {
-      const r = await producer.collectPrometheus(options);
+      const r = await producer.collectPrometheus(this.passOptions(producer, fmt));
+      report(r.notes);
       return { contentType: fmt.contentType, openMetrics: fmt.openMetrics, chunks: r.chunks, byteLength: r.byteLength, release: r.release, epoch: r.epoch };
     }
     const set = await producer.collect();
@@ -477,4 +495,13 @@ function whileOpen(res: http.ServerResponse, what: 'drain' | Promise<void>): Pro
     else void what.then(onDone);
     res.once('close', onClose);
   });
+}
+
+/** Diagnostics for what a native pass left out or wrote as one series. */
+function report(notes: PrometheusPassNotes | undefined): void {
+  if (notes === undefined) return;
+  for (const name of notes.dropped) {
+    warnLimited(`prom-clash:${name}`, `${name}: its Prometheus names clash with another metric of a different type; left out of the scrape`);
+  }
+  for (const [a, b, how] of notes.merged) warnLimited(`prom-merge:${a}:${b ?? a}:${how}`, mergedSeriesWarning(a, b, how as MergeHow));
 }
