@@ -1,0 +1,207 @@
+// Collection bookkeeping of a MeterProvider: which epochs its readers delivered and so
+// what may expire (ReaderEpochs), and the native collect() output as a CheckpointSet
+// (decodeCollection).
+import type { Attributes } from '@opentelemetry/api';
+import type { BoundHandle } from '../api/handles';
+import { takeExactValues } from '../api/handles-sketch';
+import { Aggregation, CheckpointRecord, CheckpointSet } from '../export/checkpoint-set';
+import type { MetricReader } from '../export/reader';
+import { AggregationKind, cellSize } from './aggregation';
+import { isObservable } from './descriptor';
+import { exponentialHistogramView } from './exponential-histogram';
+import { decodeLabels } from './labels';
+import { native } from './native';
+import type { RecordStore } from './record-store';
+import { sketchView } from './sketch';
+
+/** Record::kMaxEpoch: a record's epochs saturate there (native/core/record.h). */
+const MAX_RECORD_EPOCH = 4294967294;
+
+const NO_ATTRIBUTES: Attributes = Object.freeze({});
+
+/**
+ * Per reader (registered readers, or the provider's direct collections when it has none):
+ * the latest epoch whose collection the reader delivered, and the times of recent passes;
+ * from both, the epoch the next pass may expire records before.
+ */
+export class ReaderEpochs {
+  /** Per reader: the latest epoch whose collection it delivered (0 before its first). */
+  private readonly readerEpochs = new Map<object, number>();
+  /** Epoch and time of this provider's recent passes, oldest first (reclaimIdleMillis). */
+  private readonly passTimes: { epoch: number; time: number }[] = [];
+
+  /**
+   * @param reclamation false: passes never ask threads to give back cached references, nothing expires
+   * @param reclaimIdleMillis > 0: opt-in expiry after this much idleness
+   */
+  constructor(
+    private readonly reclamation: boolean,
+    private readonly reclaimIdleMillis: number,
+    readers: readonly object[],
+  ) {
+    for (const r of readers) this.readerEpochs.set(r, 0);
+  }
+
+  /** The epoch of the reader's latest delivered collection (0 before its first). */
+  since(reader: object): number {
+    return this.readerEpochs.get(reader) ?? 0;
+  }
+
+  /**
+   * The epoch records must have been last updated before to be expired by the next pass:
+   * 0 when nothing may expire (the pass only asks threads to give back cached references
+   * of idle records), undefined when the pass must not even do that (reclamation: false).
+   * Every reader delivered each record's state as of the epoch it last delivered: a record
+   * last updated at or before the oldest of those was delivered by every reader, and
+   * (reclaimIdleMillis) a record whose last update was first seen by a pass at least
+   * reclaimIdleMillis ago has been idle at least that long.
+   */
+  reclaimBefore(): number | undefined {
+    if (!this.reclamation) return undefined;
+    if (!(this.reclaimIdleMillis > 0)) return 0;
+    let before = Infinity;
+    for (const e of this.readerEpochs.values()) before = Math.min(before, e + 1);
+    const cutoff = Date.now() - this.reclaimIdleMillis;
+    const t = this.passTimes;
+    while (t.length > 1 && t[1].time <= cutoff) t.shift();
+    before = Math.min(before, t.length > 0 && t[0].time <= cutoff ? t[0].epoch + 1 : 0);
+    return Number.isFinite(before) ? before : 0;
+  }
+
+  /** A reader delivered its collection of `epoch` (MetricProducer.delivered). */
+  delivered(reader: object, epoch: number): void {
+    if (typeof epoch !== 'number' || !(epoch >= 0)) return;
+    const prev = this.readerEpochs.get(reader);
+    if (prev !== undefined && epoch > prev) this.readerEpochs.set(reader, epoch);
+  }
+
+  /**
+   * After a pass for `reader`: a reader that does not report delivery (and the direct
+   * collections) delivered it now; the pass's time is kept for reclaimIdleMillis.
+   */
+  passDone(reader: object, epoch: number): void {
+    if ((reader as MetricReader).reportsDelivery !== true) this.delivered(reader, epoch);
+    if (this.reclaimIdleMillis > 0) this.passTimes.push({ epoch, time: Date.now() });
+  }
+
+  clear(): void {
+    this.passTimes.length = 0;
+  }
+}
+
+/** A native collection as CheckpointRecords, with what the pass saw idle and reclaimed. */
+export interface DecodedCollection {
+  readonly set: CheckpointSet;
+  /** Records not updated in this pass (their threads may give back cached references). */
+  readonly stale: Set<number>;
+  /** Ids of the records the pass freed. */
+  readonly reclaimed: ArrayLike<number>;
+}
+
+/**
+ * A native collect()'s output as CheckpointRecords for one reader: `since` is the epoch of
+ * the reader's previous pass (read before its callbacks ran). Records of instruments
+ * `storeOf` does not know are skipped; attributes are decoded once per record and kept in
+ * `attributesOf` while the record lives.
+ */
+export function decodeCollection(
+  data: Float64Array,
+  since: number,
+  storeOf: (instrumentId: number) => RecordStore<BoundHandle> | undefined,
+  attributesOf: Map<number, Attributes>,
+): DecodedCollection {
+  const stale = new Set<number>();
+  const epoch = data[0];
+  const count = data[1];
+  // Per record, the pass that first saw its last update: this pass's epoch (saturated
+  // as natively) when it was updated in this pass, later than the reader's previous
+  // pass when it was updated since then, whichever reader's pass (another reader's,
+  // another provider's of the domain) saw it first. Each reader gets every update.
+  const passEpoch = Math.min(epoch, MAX_RECORD_EPOCH);
+  const now = Date.now();
+  const records: { -readonly [K in keyof CheckpointRecord]: CheckpointRecord[K] }[] = [];
+  const undecoded: number[] = []; // indices into records of attributes to decode
+  let i = 3;
+  for (let n = 0; n < count; n++) {
+    const recordId = data[i];
+    const instrumentId = data[i + 1];
+    const store = storeOf(instrumentId);
+    const lastUpdate = data[i + 2];
+    const updated = lastUpdate > since;
+    // Whole milliseconds, like endTime (Date.now()): a series created and collected
+    // within one millisecond must not start after it ends.
+    const startTime = Math.floor(data[i + 3]);
+    i += 4;
+    if (store === undefined) continue; // not registered natively: cannot happen
+    const size = cellSize(store.aggregation, store.bounds.length, store.params.maxSize);
+    const st = data.subarray(i, i + size);
+    i += size;
+    if (lastUpdate !== passEpoch) stale.add(recordId); // idle in this pass (reclamation)
+    if (isObservable(store.descriptor.kind) && !updated) continue; // not observed since this reader's last pass
+    const attributes = attributesOf.get(recordId);
+    if (attributes === undefined) undecoded.push(records.length);
+    records.push({
+      seriesId: recordId,
+      descriptor: store.descriptor,
+      scope: store.scope,
+      attributes: attributes ?? NO_ATTRIBUTES,
+      aggregation: toAggregation(store, st, recordId),
+      startTime,
+      endTime: now,
+      updated,
+    });
+  }
+  if (undecoded.length > 0) decodeAttributes(records, undecoded, attributesOf);
+  return { set: new CheckpointSet(records, now, epoch), stale, reclaimed: data.subarray(i, i + data[2]) };
+}
+
+/**
+ * Decodes the attributes of records[k] for each k of `at` from their native records (one
+ * call), and keeps them while the records live: the record stores do not keep attribute
+ * objects (a Prometheus scrape never needs them).
+ */
+function decodeAttributes(records: { seriesId: number; attributes: Attributes }[], at: readonly number[], attributesOf: Map<number, Attributes>): void {
+  const ids = new Float64Array(at.length);
+  for (let k = 0; k < at.length; k++) ids[k] = records[at[k]].seriesId;
+  const parts = JSON.parse(native().recordLabels(ids)) as (string[] | null)[];
+  for (let k = 0; k < at.length; k++) {
+    const p = parts[k];
+    const attrs = p === null ? {} : decodeLabels(p);
+    attributesOf.set(ids[k], attrs);
+    records[at[k]].attributes = attrs;
+  }
+}
+
+function toAggregation(store: RecordStore<BoundHandle>, st: Float64Array, recordId: number): Aggregation {
+  const monotonic = store.descriptor.monotonic;
+  switch (store.aggregation) {
+    case AggregationKind.SKETCH:
+      return sketchView(st, store.params);
+    case AggregationKind.EXPONENTIAL_HISTOGRAM:
+      return exponentialHistogramView(st, store.params);
+    case AggregationKind.EXACT:
+      return { kind: 'exact', count: st[0], sum: st[1], min: st[2], max: st[3], values: takeExactValues(store, recordId) };
+    case AggregationKind.SUM:
+      return { kind: 'sum', sum: st[0], monotonic };
+    case AggregationKind.PRECOMPUTED_SUM:
+      return { kind: 'sum', sum: st[0], monotonic };
+    case AggregationKind.LAST_VALUE:
+      return { kind: 'lastValue', value: st[0] };
+    case AggregationKind.MIN_MAX_SUM_COUNT:
+      return { kind: 'minMaxSumCount', count: st[0], sum: st[1], min: st[2], max: st[3] };
+    default: {
+      const bucketCounts = Array.from(st.subarray(3));
+      let count = 0;
+      for (const c of bucketCounts) count += c;
+      return {
+        kind: 'histogram',
+        count,
+        sum: st[0],
+        min: st[1],
+        max: st[2],
+        boundaries: Array.from(store.bounds),
+        bucketCounts,
+      };
+    }
+  }
+}
