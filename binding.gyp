@@ -12,6 +12,7 @@
         "native/core/output_pool.cc",
         "native/core/label_set.cc",
         "native/core/prometheus_serializer.cc",
+        "native/core/prometheus_stream.cc",
         "native/core/record.cc",
         "native/core/record_map.cc",
         "native/core/sketch.cc",

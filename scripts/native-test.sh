@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds and runs the native core's tests (native/test/core_test.cc, then
 # native/test/sketch_test.cc and native/test/prometheus_test.cc with no arguments; no Node
-# needed):
+# needed), and native/test/prometheus_stream_test.cc (the streamed scrape):
 #   plain  RelWithDebInfo                              -> build-native/plain
 #   asan   Debug, AddressSanitizer + UBSan + LeakSan   -> build-native/asan
 #   tsan   RelWithDebInfo, ThreadSanitizer             -> build-native/tsan
@@ -62,7 +62,7 @@ run_mode() {
     echo "native-test [$m]: cmake configure failed" >&2
     return 1
   }
-  cmake --build "$dir" --target core_test sketch_test prometheus_test --parallel "$jobs" || {
+  cmake --build "$dir" --target core_test sketch_test prometheus_test prometheus_stream_test --parallel "$jobs" || {
     echo "native-test [$m]: build failed" >&2
     return 1
   }
@@ -91,7 +91,7 @@ run_mode() {
   # The distribution aggregators' tests (native/test/sketch_test.cc) and the Prometheus
   # serializer's (native/test/prometheus_test.cc), always all of them.
   local extra
-  for extra in sketch_test prometheus_test; do
+  for extra in sketch_test prometheus_test prometheus_stream_test; do
     [[ $status -eq 0 ]] || break
     local slog="$dir/$extra.log"
     local -a scmd=("$dir/$extra")

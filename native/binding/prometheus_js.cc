@@ -13,7 +13,9 @@
 
 #include "../core/output_pool.h"
 #include "../core/prometheus_serializer.h"
+#include "../core/prometheus_stream.h"
 #include "../core/record_map.h"
+#include "js_util.h"
 
 namespace hotmeter::js {
 
@@ -21,30 +23,6 @@ namespace {
 
 constexpr size_t kMaxQuantiles = 64;
 constexpr size_t kMaxPrefixBytes = 16 * 1024 * 1024;
-
-[[noreturn]] void ThrowType(Napi::Env env, const std::string& msg) {
-  throw Napi::TypeError::New(env, "hotmeter native: " + msg);
-}
-
-double NowMs() {
-  using namespace std::chrono;
-  return duration<double, std::milli>(system_clock::now().time_since_epoch()).count();
-}
-
-uint64_t ToId(Napi::Env env, const Napi::Value& v, const char* what) {
-  if (!v.IsNumber()) ThrowType(env, std::string(what) + " must be a number");
-  double d = v.As<Napi::Number>().DoubleValue();
-  if (!(d >= 0 && d <= 9007199254740991.0) || std::floor(d) != d) {
-    ThrowType(env, std::string(what) + " must be a safe non-negative integer");
-  }
-  return static_cast<uint64_t>(d);
-}
-
-Napi::Float64Array IdsArray(Napi::Env env, const std::vector<uint64_t>& ids) {
-  Napi::Float64Array a = Napi::Float64Array::New(env, ids.size());
-  for (size_t i = 0; i < ids.size(); i++) a[i] = static_cast<double>(ids[i]);
-  return a;
-}
 
 // A collection pass's bookkeeping on a result object (serializePrometheus and
 // openPrometheusStream): epoch, records, stale, reclaimed, dropped, merged
@@ -200,16 +178,14 @@ class SerializeWorker : public Napi::AsyncWorker {
 template <class F>
 void ForEachGroup(Napi::Env env, const Napi::Value& v, const char* what, F f) {
   if (v.IsUndefined()) return;
-  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_float64_array) {
-    ThrowType(env, std::string(what) + " must be a Float64Array");
-  }
+  if (!IsTypedArrayOf(v, napi_float64_array)) ThrowType(env, std::string(what) + " must be a Float64Array");
   Napi::Float64Array a = v.As<Napi::Float64Array>();
   const size_t len = a.ElementLength();
   size_t i = 0;
   while (i < len) {
     if (len - i < 2) ThrowType(env, std::string(what) + " must hold [id, n, ...n values] groups");
     double id = a[i], n = a[i + 1];
-    if (!(id >= 0 && id <= 9007199254740991.0) || std::floor(id) != id) ThrowType(env, std::string(what) + ": bad id");
+    if (!IsSafeId(id)) ThrowType(env, std::string(what) + ": bad id");
     if (!(n >= 0 && n <= static_cast<double>(len - i - 2)) || std::floor(n) != n) {
       ThrowType(env, std::string(what) + " must hold [id, n, ...n values] groups");
     }
@@ -221,7 +197,7 @@ void ForEachGroup(Napi::Env env, const Napi::Value& v, const char* what, F f) {
 
 void ReadOptions(Napi::Env env, const Napi::Value& v, prometheus::Options* o, prometheus::ExactQuantiles* exact) {
   if (v.IsUndefined()) return;
-  if (!v.IsObject() || v.IsArray() || v.IsTypedArray() || v.IsFunction()) ThrowType(env, "options must be an object");
+  if (!IsOptionsObject(v)) ThrowType(env, "options must be an object");
   Napi::Object obj = v.As<Napi::Object>();
   auto flag = [&](const char* key, bool* out) {
     Napi::Value x = obj.Get(key);
@@ -235,9 +211,7 @@ void ReadOptions(Napi::Env env, const Napi::Value& v, prometheus::Options* o, pr
   flag("scopeLabels", &o->scopeLabels);
   Napi::Value q = obj.Get("quantiles");
   if (!q.IsUndefined()) {
-    if (!q.IsTypedArray() || q.As<Napi::TypedArray>().TypedArrayType() != napi_float64_array) {
-      ThrowType(env, "quantiles must be a Float64Array");
-    }
+    if (!IsTypedArrayOf(q, napi_float64_array)) ThrowType(env, "quantiles must be a Float64Array");
     Napi::Float64Array qa = q.As<Napi::Float64Array>();
     if (qa.ElementLength() > kMaxQuantiles) ThrowType(env, "too many quantiles");
     o->quantiles.clear();
@@ -316,12 +290,11 @@ ScrapeArgs ReadScrapeArgs(const Napi::CallbackInfo& info, const char* fn) {
   ScrapeArgs a;
   a.co.domain = static_cast<uint32_t>(ToId(env, info[0], "domain"));
   if (a.co.domain == 0 || a.co.domain > 0xffffffffu) ThrowType(env, "domain must come from registerDomain");
-  if (!info[1].IsBoolean()) ThrowType(env, "reclaim must be a boolean");
-  a.co.reclaim = info[1].As<Napi::Boolean>().Value();
+  a.co.reclaim = ArgBool(info, 1, "reclaim");
   if (!info[2].IsUndefined()) a.co.reclaimBefore = ToId(env, info[2], "reclaimBefore");
   a.co.nowMs = NowMs();
   a.all = info[3].IsNull();
-  if (!a.all && (!info[3].IsTypedArray() || info[3].As<Napi::TypedArray>().TypedArrayType() != napi_uint32_array)) {
+  if (!a.all && !IsTypedArrayOf(info[3], napi_uint32_array)) {
     ThrowType(env, "include must be a Uint32Array or null");
   }
   if (!a.all) {
@@ -357,52 +330,27 @@ Napi::Value SerializePrometheus(const Napi::CallbackInfo& info) {
 
 namespace {
 
-// A streamed scrape: one snapshot and its plan, written a part at a time as the reader asks.
-// Shared ownership: the JS handle holds a reference until closePrometheusStream or its
-// garbage collection; a part's worker holds one while it runs (so the snapshot outlives
-// either). Only the JS thread reads or writes `next` and `busy`; a worker reads the
-// snapshot, options and plan (const) and writes only its own output, and the last part's
-// worker calls Finish() (no other part runs then: one read at a time).
-struct PrometheusStream {
-  prometheus::Options opts;
-  prometheus::ExactQuantiles exact;
-  prometheus::Snapshot snap;
-  std::unique_ptr<prometheus::SerializationPlan> plan;  // reads snap, opts, exact
-  std::vector<size_t> parts;                            // split points: parts.size() - 1 parts
-  size_t next = 0;
-  bool busy = false;
-  bool stashed = false;
-  // The whole stream is one scrape for the output pool: blocks given back by earlier parts
-  // are reused by later ones; what was pooled before and not needed goes at the end.
-  uint64_t ticket = prometheus::OutputPool::Global().BeginScrape();
-
-  // After the last part (or when freed before it): the snapshot's memory is kept for the
-  // next scrape, the scrape ends for the pool.
-  void Finish() {
-    if (stashed) return;
-    stashed = true;
-    plan.reset();
-    prometheus::StashSnapshot(std::move(snap));
-    prometheus::OutputPool::Global().EndScrape(ticket);
-  }
-  ~PrometheusStream() { Finish(); }
-};
-
-using StreamRef = std::shared_ptr<PrometheusStream>;
+// The JS handle of a stream holds one reference (PrometheusStream: shared ownership);
+// closePrometheusStream resets it, and its finalizer deletes it.
+using StreamRef = std::shared_ptr<prometheus::PrometheusStream>;
 
 // Marks the handles openPrometheusStream makes, so that any other object is a TypeError.
 constexpr napi_type_tag kStreamTag = {0x5d1c0a2e7b3f4e91ULL, 0x9a64c3d2e18b7f05ULL};
 
+bool IsStreamHandle(const Napi::Value& v) {
+  return v.IsExternal() && v.As<Napi::Object>().CheckTypeTag(&kStreamTag);
+}
+
 // The stream behind a handle; TypeError for anything else, Error once it is closed.
 StreamRef* StreamOf(Napi::Env env, const Napi::Value& v) {
-  if (!v.IsExternal() || !v.As<Napi::Object>().CheckTypeTag(&kStreamTag)) {
-    ThrowType(env, "expected a stream from openPrometheusStream");
-  }
+  if (!IsStreamHandle(v)) ThrowType(env, "expected a stream from openPrometheusStream");
   auto* ref = v.As<Napi::External<StreamRef>>().Data();
   if (!*ref) throw Napi::Error::New(env, "hotmeter native: the Prometheus stream is closed");
   return ref;
 }
 
+// One part of a stream, claimed on the JS thread (PrometheusStream::Next) and written on a
+// libuv pool thread (PrometheusStream::Write); Done() again on the JS thread.
 class StreamPartWorker : public Napi::AsyncWorker {
  public:
   StreamPartWorker(Napi::Env env, StreamRef stream, size_t part)
@@ -416,12 +364,7 @@ class StreamPartWorker : public Napi::AsyncWorker {
   void Execute() override {
     try {
       const auto t0 = std::chrono::steady_clock::now();
-      PrometheusStream& s = *stream_;
-      const size_t last = s.parts.size() - 2;
-      prometheus::ChunkedOutput out(s.opts.chunkBytes);
-      s.plan->Write(s.parts[part_], s.parts[part_ + 1], part_ == 0, part_ == last, &out);
-      chunks_ = out.Take();
-      if (part_ == last) s.Finish();  // here, not on the JS thread; no part reads it again
+      chunks_ = stream_->Write(part_);
       serializeMs_ = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
     } catch (const std::exception& e) {
       SetError(std::string("hotmeter native: Prometheus serialization failed: ") + e.what());
@@ -431,20 +374,20 @@ class StreamPartWorker : public Napi::AsyncWorker {
   void OnOK() override {
     Napi::Env env = Env();
     Napi::HandleScope scope(env);
-    stream_->busy = false;
+    stream_->Done();
     size_t bytes = 0;
     Napi::Array chunks = LendChunks(env, &chunks_, &bytes);
     Napi::Object r = Napi::Object::New(env);
     r.Set("chunks", chunks);
     r.Set("bytes", static_cast<double>(bytes));
     r.Set("part", static_cast<double>(part_));
-    r.Set("last", part_ + 2 == stream_->parts.size());
+    r.Set("last", stream_->IsLast(part_));
     r.Set("serializeMs", serializeMs_);
     deferred_.Resolve(r);
   }
 
   void OnError(const Napi::Error& e) override {
-    stream_->busy = false;
+    stream_->Done();
     deferred_.Reject(e.Value());
   }
 
@@ -467,7 +410,7 @@ class StreamPartWorker : public Napi::AsyncWorker {
 Napi::Value OpenPrometheusStream(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   ScrapeArgs a = ReadScrapeArgs(info, "openPrometheusStream");
-  size_t partBytes = size_t{4} << 20;
+  size_t partBytes = prometheus::PrometheusStream::kDefaultPartBytes;
   if (info.Length() > 4 && info[4].IsObject()) {
     Napi::Value pb = info[4].As<Napi::Object>().Get("partBytes");
     if (!pb.IsUndefined()) {
@@ -477,18 +420,11 @@ Napi::Value OpenPrometheusStream(const Napi::CallbackInfo& info) {
       partBytes = static_cast<size_t>(d);
     }
   }
-  auto stream = std::make_shared<PrometheusStream>();
-  stream->opts = std::move(a.opts);
-  stream->exact = std::move(a.exact);
-  std::vector<uint32_t> dropped;
-  double snapshotMs = 0;
+  StreamRef stream;
+  prometheus::StreamPass pass;
   try {
-    const auto t0 = std::chrono::steady_clock::now();
-    stream->snap = prometheus::ReuseSnapshot();
-    prometheus::TakeSnapshot(RecordMap::Global(), a.co, a.all ? nullptr : &a.include, &stream->snap);
-    snapshotMs = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-    stream->plan = std::make_unique<prometheus::SerializationPlan>(stream->snap, stream->opts, stream->exact, &dropped);
-    stream->parts = stream->plan->Parts(partBytes);
+    stream = prometheus::PrometheusStream::Open(RecordMap::Global(), a.co, a.all ? nullptr : &a.include,
+                                                std::move(a.opts), std::move(a.exact), partBytes, &pass);
   } catch (const std::exception& e) {
     throw Napi::Error::New(env, std::string("hotmeter native: Prometheus snapshot failed: ") + e.what());
   }
@@ -497,9 +433,9 @@ Napi::Value OpenPrometheusStream(const Napi::CallbackInfo& info) {
   handle.TypeTag(&kStreamTag);
   Napi::Object r = Napi::Object::New(env);
   r.Set("stream", handle);
-  r.Set("parts", static_cast<double>(stream->parts.size() - 1));
-  SetPass(env, r, stream->snap.epoch, stream->snap.records.size(), stream->snap.stale, stream->snap.reclaimed,
-          dropped, stream->plan->collisions(), snapshotMs);
+  r.Set("parts", static_cast<double>(stream->parts()));
+  SetPass(env, r, pass.epoch, pass.records, pass.stale, pass.reclaimed, pass.dropped, pass.collisions,
+          pass.snapshotMs);
   return r;
 }
 
@@ -510,15 +446,27 @@ Napi::Value ReadPrometheusStream(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() != 1) ThrowType(env, "readPrometheusStream expects a stream");
   StreamRef& stream = *StreamOf(env, info[0]);
-  if (stream->busy) throw Napi::Error::New(env, "hotmeter native: a read of this Prometheus stream is in flight");
-  if (stream->next + 1 >= stream->parts.size()) {
-    Napi::Promise::Deferred d = Napi::Promise::Deferred::New(env);
-    d.Resolve(env.Null());
-    return d.Promise();
+  size_t part = 0;
+  switch (stream->Next(&part)) {
+    case prometheus::PrometheusStream::Claim::kBusy:
+      throw Napi::Error::New(env, "hotmeter native: a read of this Prometheus stream is in flight");
+    case prometheus::PrometheusStream::Claim::kEnd: {
+      Napi::Promise::Deferred d = Napi::Promise::Deferred::New(env);
+      d.Resolve(env.Null());
+      return d.Promise();
+    }
+    case prometheus::PrometheusStream::Claim::kPart:
+      break;
   }
-  auto* w = new StreamPartWorker(env, stream, stream->next);
-  stream->next++;
-  stream->busy = true;
+  // Claimed: Done() in OnOK / OnError. Only the worker's construction (its Promise) may
+  // throw before Queue(); the part is given back then.
+  StreamPartWorker* w = nullptr;
+  try {
+    w = new StreamPartWorker(env, stream, part);
+  } catch (...) {
+    stream->Unclaim();
+    throw;
+  }
   Napi::Promise p = w->Promise();
   w->Queue();  // deletes itself after OnOK / OnError
   return p;
@@ -529,7 +477,7 @@ Napi::Value ReadPrometheusStream(const Napi::CallbackInfo& info) {
 // reads throw; closing again does nothing.
 Napi::Value ClosePrometheusStream(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (info.Length() != 1 || !info[0].IsExternal() || !info[0].As<Napi::Object>().CheckTypeTag(&kStreamTag)) {
+  if (info.Length() != 1 || !IsStreamHandle(info[0])) {
     ThrowType(env, "closePrometheusStream expects a stream from openPrometheusStream");
   }
   info[0].As<Napi::External<StreamRef>>().Data()->reset();
@@ -549,7 +497,7 @@ Napi::Value ReleaseOutput(const Napi::CallbackInfo& info) {
   std::vector<Napi::ArrayBuffer> ours;
   for (uint32_t i = 0; i < n; i++) {
     Napi::Value v = a.Get(i);
-    if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) {
+    if (!IsTypedArrayOf(v, napi_uint8_array)) {
       ThrowType(env, "releaseOutput expects an array of Buffers");
     }
     Napi::Buffer<char> b = v.As<Napi::Buffer<char>>();

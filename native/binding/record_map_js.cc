@@ -1,6 +1,5 @@
 #include "record_map_js.h"
 
-#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <string>
@@ -9,61 +8,26 @@
 #include "../core/output_pool.h"
 #include "../core/record_map.h"
 #include "env_state.h"
+#include "js_util.h"
 
 namespace hotmeter::js {
 
 namespace {
 
-constexpr size_t kMaxLabelParts = 2 * 1024;        // 1024 attributes
-constexpr size_t kMaxStringBytes = 64 * 1024;      // per key or value
 constexpr size_t kMaxBounds = 4096;
 constexpr uint32_t kMaxAggregatorSize = 4096;  // sketch bins / exponential buckets per range
-
-double NowMs() {
-  using namespace std::chrono;
-  return duration<double, std::milli>(system_clock::now().time_since_epoch()).count();
-}
-
-[[noreturn]] void ThrowType(Napi::Env env, const std::string& msg) {
-  throw Napi::TypeError::New(env, "hotmeter native: " + msg);
-}
-
-void CheckArity(const Napi::CallbackInfo& info, size_t n, const char* fn) {
-  if (info.Length() < n) {
-    ThrowType(info.Env(), std::string(fn) + " expects " + std::to_string(n) + " argument(s)");
-  }
-}
-
-uint32_t ArgU32(const Napi::CallbackInfo& info, size_t i, const char* what) {
-  if (!info[i].IsNumber()) ThrowType(info.Env(), std::string(what) + " must be a number");
-  double d = info[i].As<Napi::Number>().DoubleValue();
-  if (!(d >= 0 && d <= 4294967295.0) || std::floor(d) != d) {
-    ThrowType(info.Env(), std::string(what) + " must be an integer in [0, 2^32)");
-  }
-  return static_cast<uint32_t>(d);
-}
-
-uint64_t ArgId(const Napi::CallbackInfo& info, size_t i, const char* what) {
-  if (!info[i].IsNumber()) ThrowType(info.Env(), std::string(what) + " must be a number");
-  double d = info[i].As<Napi::Number>().DoubleValue();
-  if (!(d >= 0 && d <= 9007199254740991.0) || std::floor(d) != d) {
-    ThrowType(info.Env(), std::string(what) + " must be a safe non-negative integer");
-  }
-  return static_cast<uint64_t>(d);
-}
-
-std::string ArgString(const Napi::CallbackInfo& info, size_t i, const char* what) {
-  if (!info[i].IsString()) ThrowType(info.Env(), std::string(what) + " must be a string");
-  // Lone surrogates become U+FFFD here: label text is valid UTF-8 from this point on.
-  std::string s = info[i].As<Napi::String>().Utf8Value();
-  if (s.size() > kMaxStringBytes) ThrowType(info.Env(), std::string(what) + " is too long");
-  return s;
-}
 
 EnvState* State(Napi::Env env) {
   EnvState* st = env.GetInstanceData<EnvState>();
   if (st == nullptr || st->retired) ThrowType(env, "environment is shutting down");
   return st;
+}
+
+// This environment's arena, 0 once its state is gone (domain use counts of a thread
+// that has no arena).
+uint32_t ArenaIdOrZero(Napi::Env env) {
+  EnvState* st = env.GetInstanceData<EnvState>();
+  return st ? st->arenaId : 0;
 }
 
 Napi::Object DescriptorObject(Napi::Env env, uint32_t id, const hotmeter::Descriptor& d) {
@@ -94,9 +58,7 @@ Napi::Object DescriptorObject(Napi::Env env, uint32_t id, const hotmeter::Descri
 // absent fields keep the defaults.
 void ReadAggregatorOptions(Napi::Env env, const Napi::Value& v, hotmeter::Descriptor* d) {
   if (v.IsUndefined()) return;
-  if (!v.IsObject() || v.IsArray() || v.IsTypedArray() || v.IsFunction()) {
-    ThrowType(env, "aggregator options must be an object");
-  }
+  if (!IsOptionsObject(v)) ThrowType(env, "aggregator options must be an object");
   Napi::Object o = v.As<Napi::Object>();
   auto number = [&](const char* key, double* out) {
     Napi::Value x = o.Get(key);
@@ -139,8 +101,7 @@ void ReadAggregatorOptions(Napi::Env env, const Napi::Value& v, hotmeter::Descri
 Napi::Value RegisterDomain(const Napi::CallbackInfo& info) {
   CheckArity(info, 1, "registerDomain");
   std::string name = ArgString(info, 0, "name");
-  EnvState* st = info.Env().GetInstanceData<EnvState>();
-  return Napi::Number::New(info.Env(), RecordMap::Global().RegisterDomain(name, st ? st->arenaId : 0));
+  return Napi::Number::New(info.Env(), RecordMap::Global().RegisterDomain(name, ArenaIdOrZero(info.Env())));
 }
 
 // releaseDomain(domain) -> boolean: ends one use of the domain by this thread; the last
@@ -148,10 +109,8 @@ Napi::Value RegisterDomain(const Napi::CallbackInfo& info) {
 // caller guarantees that none of its handles writes again.
 Napi::Value ReleaseDomain(const Napi::CallbackInfo& info) {
   CheckArity(info, 1, "releaseDomain");
-  uint32_t domain = ArgU32(info, 0, "domain");
-  if (domain == 0) ThrowType(info.Env(), "domain must come from registerDomain");
-  EnvState* st = info.Env().GetInstanceData<EnvState>();
-  return Napi::Boolean::New(info.Env(), RecordMap::Global().ReleaseDomain(domain, st ? st->arenaId : 0));
+  uint32_t domain = ArgDomain(info, 0);
+  return Napi::Boolean::New(info.Env(), RecordMap::Global().ReleaseDomain(domain, ArenaIdOrZero(info.Env())));
 }
 
 // registerInstrument(domain, identity, name, description, unit, kind, valueType,
@@ -160,8 +119,7 @@ Napi::Value ReleaseDomain(const Napi::CallbackInfo& info) {
 Napi::Value RegisterInstrument(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   CheckArity(info, 10, "registerInstrument");
-  uint32_t domain = ArgU32(info, 0, "domain");
-  if (domain == 0) ThrowType(env, "domain must come from registerDomain");
+  uint32_t domain = ArgDomain(info, 0);
   hotmeter::Descriptor d;
   std::string identity = ArgString(info, 1, "identity");
   d.name = ArgString(info, 2, "name");
@@ -173,15 +131,12 @@ Napi::Value RegisterInstrument(const Napi::CallbackInfo& info) {
   if (kind >= kInstrumentKindCount) ThrowType(env, "kind out of range");
   if (vt > 1) ThrowType(env, "valueType out of range");
   if (agg >= kAggregationKindCount) ThrowType(env, "aggregation out of range");
-  if (!info[8].IsBoolean()) ThrowType(env, "monotonic must be a boolean");
-  if (!info[9].IsTypedArray() ||
-      info[9].As<Napi::TypedArray>().TypedArrayType() != napi_float64_array) {
-    ThrowType(env, "bounds must be a Float64Array");
-  }
+  const bool monotonic = ArgBool(info, 8, "monotonic");
+  if (!IsTypedArrayOf(info[9], napi_float64_array)) ThrowType(env, "bounds must be a Float64Array");
   d.kind = static_cast<InstrumentKind>(kind);
   d.valueType = static_cast<ValueType>(vt);
   d.aggregation = static_cast<AggregationKind>(agg);
-  d.monotonic = info[8].As<Napi::Boolean>().Value();
+  d.monotonic = monotonic;
   Napi::Float64Array bounds = info[9].As<Napi::Float64Array>();
   if (bounds.ElementLength() > kMaxBounds) ThrowType(env, "too many histogram bounds");
   for (size_t i = 0; i < bounds.ElementLength(); i++) {
@@ -218,25 +173,11 @@ Napi::Value Acquire(const Napi::CallbackInfo& info) {
   CheckArity(info, 3, "acquire");
   EnvState* st = State(env);
   uint32_t instrumentId = ArgU32(info, 0, "instrumentId");
-  if (!info[1].IsArray()) ThrowType(env, "labelParts must be an array of strings");
-  Napi::Array arr = info[1].As<Napi::Array>();
-  uint32_t n = arr.Length();
-  if (n % 2 != 0) ThrowType(env, "labelParts must hold key/value pairs");
-  if (n > kMaxLabelParts) ThrowType(env, "too many labels");
-  if (!info[2].IsTypedArray() ||
-      info[2].As<Napi::TypedArray>().TypedArrayType() != napi_float64_array ||
-      info[2].As<Napi::Float64Array>().ElementLength() < 4) {
+  Napi::Array arr = LabelPartsArray(env, info[1]);
+  if (!IsTypedArrayOf(info[2], napi_float64_array) || info[2].As<Napi::Float64Array>().ElementLength() < 4) {
     ThrowType(env, "out must be a Float64Array of length >= 4");
   }
-  std::vector<std::string> parts;
-  parts.reserve(n);
-  for (uint32_t i = 0; i < n; i++) {
-    Napi::Value v = arr.Get(i);
-    if (!v.IsString()) ThrowType(env, "labelParts must be an array of strings");
-    std::string s = v.As<Napi::String>().Utf8Value();
-    if (s.size() > kMaxStringBytes) ThrowType(env, "label key or value is too long");
-    parts.push_back(std::move(s));
-  }
+  std::vector<std::string> parts = LabelParts(env, arr);
   // A getter in labelParts (or on Array.prototype, for a hole) may have detached or
   // shrunk out's buffer (a transfer, ArrayBuffer.prototype.resize): check again, now
   // that no JS runs before the writes below, and before a reference is taken.
@@ -279,9 +220,7 @@ Napi::Value DrainStale(const Napi::CallbackInfo& info) {
   EnvState* st = State(env);
   std::vector<uint64_t> ids;
   RecordMap::Global().DrainStale(st->arenaId, &ids);
-  Napi::Float64Array arr = Napi::Float64Array::New(env, ids.size());
-  for (size_t i = 0; i < ids.size(); i++) arr[i] = static_cast<double>(ids[i]);
-  return arr;
+  return IdsArray(env, ids);
 }
 
 // removeSeries(instrumentId, labelParts) -> id of the removed record, 0 if none
@@ -290,20 +229,7 @@ Napi::Value RemoveSeries(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   CheckArity(info, 2, "removeSeries");
   uint32_t instrumentId = ArgU32(info, 0, "instrumentId");
-  if (!info[1].IsArray()) ThrowType(env, "labelParts must be an array of strings");
-  Napi::Array arr = info[1].As<Napi::Array>();
-  uint32_t n = arr.Length();
-  if (n % 2 != 0) ThrowType(env, "labelParts must hold key/value pairs");
-  if (n > kMaxLabelParts) ThrowType(env, "too many labels");
-  std::vector<std::string> parts;
-  parts.reserve(n);
-  for (uint32_t i = 0; i < n; i++) {
-    Napi::Value v = arr.Get(i);
-    if (!v.IsString()) ThrowType(env, "labelParts must be an array of strings");
-    std::string s = v.As<Napi::String>().Utf8Value();
-    if (s.size() > kMaxStringBytes) ThrowType(env, "label key or value is too long");
-    parts.push_back(std::move(s));
-  }
+  std::vector<std::string> parts = LabelParts(env, LabelPartsArray(env, info[1]));
   return Napi::Number::New(env, static_cast<double>(RecordMap::Global().Remove(instrumentId, EncodeLabelKey(parts))));
 }
 
@@ -314,9 +240,7 @@ Napi::Value ClearSeries(const Napi::CallbackInfo& info) {
   uint32_t instrumentId = ArgU32(info, 0, "instrumentId");
   std::vector<uint64_t> ids;
   RecordMap::Global().RemoveAll(instrumentId, &ids);
-  Napi::Float64Array arr = Napi::Float64Array::New(env, ids.size());
-  for (size_t i = 0; i < ids.size(); i++) arr[i] = static_cast<double>(ids[i]);
-  return arr;
+  return IdsArray(env, ids);
 }
 
 // slab(index) -> ArrayBuffer over this thread's slab memory (external; owned natively,
@@ -340,11 +264,9 @@ Napi::Value Collect(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   CheckArity(info, 2, "collect");
   CollectOptions opts;
-  opts.domain = ArgU32(info, 0, "domain");
-  if (opts.domain == 0) ThrowType(env, "domain must come from registerDomain");
-  if (!info[1].IsBoolean()) ThrowType(env, "reclaim must be a boolean");
+  opts.domain = ArgDomain(info, 0);
+  opts.reclaim = ArgBool(info, 1, "reclaim");
   opts.nowMs = NowMs();
-  opts.reclaim = info[1].As<Napi::Boolean>().Value();
   if (info.Length() > 2 && !info[2].IsUndefined()) opts.reclaimBefore = ArgId(info, 2, "reclaimBefore");
   std::vector<double> out;
   RecordMap::Global().Collect(opts, &out);
@@ -377,14 +299,12 @@ Napi::Value RecordInfo(const Napi::CallbackInfo& info) {
 Napi::Value RecordLabels(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   CheckArity(info, 1, "recordLabels");
-  if (!info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_float64_array) {
-    ThrowType(env, "recordIds must be a Float64Array");
-  }
+  if (!IsTypedArrayOf(info[0], napi_float64_array)) ThrowType(env, "recordIds must be a Float64Array");
   Napi::Float64Array arr = info[0].As<Napi::Float64Array>();
   std::vector<uint64_t> ids(arr.ElementLength());
   for (size_t i = 0; i < ids.size(); i++) {
     double d = arr[i];
-    if (!(d >= 0 && d <= 9007199254740991.0) || std::floor(d) != d) ThrowType(env, "recordIds must be safe non-negative integers");
+    if (!IsSafeId(d)) ThrowType(env, "recordIds must be safe non-negative integers");
     ids[i] = static_cast<uint64_t>(d);
   }
   std::vector<std::string> keys;
@@ -431,8 +351,7 @@ Napi::Value Stats(const Napi::CallbackInfo& info) {
   o.Set("records", static_cast<double>(RecordMap::Global().RecordCount()));
   o.Set("instruments", static_cast<double>(RecordMap::Global().InstrumentCount()));
   o.Set("arenaBytes", static_cast<double>(RecordMap::Global().ArenaBytes()));
-  EnvState* st = env.GetInstanceData<EnvState>();
-  o.Set("arenaId", st ? st->arenaId : 0);
+  o.Set("arenaId", ArenaIdOrZero(env));
   o.Set("pooledOutputBlocks", static_cast<double>(prometheus::OutputPool::Global().pooledBlocks()));
   o.Set("reusedOutputBlocks", static_cast<double>(prometheus::OutputPool::Global().reusedBlocks()));
   o.Set("lentOutputChunks", static_cast<double>(prometheus::OutputPool::Global().lentChunks()));
