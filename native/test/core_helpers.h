@@ -41,8 +41,8 @@ using namespace hotmeter;
 inline constexpr double kInf = std::numeric_limits<double>::infinity();
 
 inline constexpr AggregationKind kAllKinds[] = {AggregationKind::Sum, AggregationKind::LastValue,
-                                     AggregationKind::PrecomputedSum,
-                                     AggregationKind::MinMaxSumCount, AggregationKind::Histogram};
+                                                AggregationKind::PrecomputedSum,
+                                                AggregationKind::MinMaxSumCount, AggregationKind::Histogram};
 
 const char* KindName(AggregationKind k);
 
