@@ -9,7 +9,7 @@
 # Usage: scripts/native-test.sh [plain|asan|tsan|all] [core test args...]   (default: all)
 #   The args (check.h: --scale=F, name substrings) go to every core_* executable; with name
 #   substrings an executable may run none, but together they must run at least one.
-#   sketch_test and prometheus_test always run all of their tests.
+#   sketch_test and the prometheus_* executables always run all of their tests.
 # Environment:
 #   HOTMETER_STRESS_SCALE  multiplies the threaded stress tests' work (default 1)
 #   JOBS                   build parallelism (default 2)
@@ -35,7 +35,7 @@ command -v cmake >/dev/null || { echo "native-test: cmake not found" >&2; exit 1
 
 # The core's tests (get the args) and the others (always all of their tests), in run order.
 core_tests=(core_aggregator_test core_label_test core_memory_test core_record_map_test core_stress_test)
-other_tests=(sketch_test prometheus_test)
+other_tests=(sketch_test prometheus_format_test prometheus_series_test prometheus_output_test prometheus_stress_test)
 
 now() { date +%s.%N; }
 elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }

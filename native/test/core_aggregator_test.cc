@@ -1,6 +1,6 @@
 // Tests of the aggregators (native/core/aggregator.h): cell sizes, initial states, merges, buckets.
 //
-// Usage: core_aggregator_test [--scale=F] [--list] [name-substring ...]  (check.h); run by scripts/native-test.sh.
+// Usage: core_aggregator_test [--scale=F] [--list] [name-substring ...] (check.h); scripts/native-test.sh runs it.
 #include "core_helpers.h"
 
 namespace {

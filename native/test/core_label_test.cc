@@ -1,6 +1,6 @@
 // Tests of label keys (native/core/label_set.h) and of the record map's interned label sets.
 //
-// Usage: core_label_test [--scale=F] [--list] [name-substring ...]  (check.h); run by scripts/native-test.sh.
+// Usage: core_label_test [--scale=F] [--list] [name-substring ...] (check.h); scripts/native-test.sh runs it.
 #include "core_helpers.h"
 
 namespace {

@@ -1,6 +1,6 @@
 // Tests of the native core's memory: slab arenas, the block pool, the record pool, the probe table.
 //
-// Usage: core_memory_test [--scale=F] [--list] [name-substring ...]  (check.h); run by scripts/native-test.sh.
+// Usage: core_memory_test [--scale=F] [--list] [name-substring ...] (check.h); scripts/native-test.sh runs it.
 #include "core_helpers.h"
 
 namespace {

@@ -1,6 +1,6 @@
 // Tests of the record map (native/core/record_map.h), single-threaded but for last-value ordering.
 //
-// Usage: core_record_map_test [--scale=F] [--list] [name-substring ...]  (check.h); run by scripts/native-test.sh.
+// Usage: core_record_map_test [--scale=F] [--list] [name-substring ...] (check.h); scripts/native-test.sh runs it.
 #include "core_helpers.h"
 
 namespace {

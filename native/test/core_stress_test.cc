@@ -1,6 +1,6 @@
 // Threaded stress tests of the native core: concurrent writers, collections, retirement.
 //
-// Usage: core_stress_test [--scale=F] [--list] [name-substring ...]  (check.h); run by scripts/native-test.sh.
+// Usage: core_stress_test [--scale=F] [--list] [name-substring ...] (check.h); scripts/native-test.sh runs it.
 #include "core_helpers.h"
 
 namespace {
