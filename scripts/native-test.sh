@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
-# Builds and runs the native core's tests (native/test/core_test.cc, then
-# native/test/sketch_test.cc and native/test/prometheus_test.cc with no arguments; no Node
-# needed), and native/test/prometheus_stream_test.cc (the streamed scrape):
+# Builds and runs the native core's tests, one executable per area (native/test/<name>.cc,
+# listed in CMakeLists.txt and in core_tests / other_tests below; no Node needed):
 #   plain  RelWithDebInfo                              -> build-native/plain
 #   asan   Debug, AddressSanitizer + UBSan + LeakSan   -> build-native/asan
 #   tsan   RelWithDebInfo, ThreadSanitizer             -> build-native/tsan
 # Every build uses -Wall -Wextra -Werror. Any failed test or sanitizer report fails the run.
 #
-# Usage: scripts/native-test.sh [plain|asan|tsan|all] [core_test args...]   (default: all)
+# Usage: scripts/native-test.sh [plain|asan|tsan|all] [core test args...]   (default: all)
+#   The args (check.h: --scale=F, name substrings) go to every core_* executable; with name
+#   substrings an executable may run none, but together they must run at least one.
+#   sketch_test and the prometheus_* executables always run all of their tests.
 # Environment:
-#   HOTMETER_STRESS_SCALE  multiplies the threaded stress test's work (default 1)
+#   HOTMETER_STRESS_SCALE  multiplies the threaded stress tests' work (default 1)
 #   JOBS                   build parallelism (default 2)
 #   CXX                    compiler for a fresh build directory (default: cmake's choice)
 set -euo pipefail
@@ -21,15 +23,19 @@ case "$mode" in
   plain|asan|tsan) modes=("$mode") ;;
   all) modes=(plain asan tsan) ;;
   -h|--help)
-    sed -n '2,13p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    sed -n '2,16p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
     exit 0 ;;
   *)
-    echo "usage: $0 [plain|asan|tsan|all] [core_test args...]" >&2
+    echo "usage: $0 [plain|asan|tsan|all] [core test args...]" >&2
     exit 2 ;;
 esac
 
 jobs="${JOBS:-2}"
 command -v cmake >/dev/null || { echo "native-test: cmake not found" >&2; exit 1; }
+
+# The core's tests (get the args) and the others (always all of their tests), in run order.
+core_tests=(core_aggregator_test core_label_test core_memory_test core_record_map_test core_stress_test)
+other_tests=(sketch_test prometheus_format_test prometheus_series_test prometheus_output_test prometheus_stress_test prometheus_stream_test)
 
 now() { date +%s.%N; }
 elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }
@@ -38,7 +44,7 @@ elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }
 sanitizer_report='ERROR: AddressSanitizer|ERROR: LeakSanitizer|WARNING: ThreadSanitizer|ThreadSanitizer: reported|runtime error:|UndefinedBehaviorSanitizer|SUMMARY: (Address|Thread|UndefinedBehavior|Leak)Sanitizer'
 
 run_mode() {
-  local m="$1" dir="$root/build-native/$1" log="$root/build-native/$1/core_test.log"
+  local m="$1" dir="$root/build-native/$1"
   shift
   local -a cfg=(-DCMAKE_CXX_FLAGS=-Werror -DHOTMETER_SANITIZE=OFF -DHOTMETER_TSAN=OFF)
   local -a envs=()
@@ -62,54 +68,57 @@ run_mode() {
     echo "native-test [$m]: cmake configure failed" >&2
     return 1
   }
-  cmake --build "$dir" --target core_test sketch_test prometheus_test prometheus_stream_test --parallel "$jobs" || {
+  cmake --build "$dir" --target "${core_tests[@]}" "${other_tests[@]}" --parallel "$jobs" || {
     echo "native-test [$m]: build failed" >&2
     return 1
   }
   t1="$(now)"
 
   echo "=== native-test [$m]: run"
-  local -a cmd=("$dir/core_test" "$@")
+  local -a pre=()
   # GCC 12's TSan runtime cannot map its shadow memory under the high ASLR entropy of
   # some newer kernels ("unexpected memory mapping"); run it without ASLR there.
   if [[ "$m" == tsan ]] && command -v setarch >/dev/null &&
-     ! env "${envs[@]}" "$dir/core_test" --list >/dev/null 2>&1; then
+     ! env "${envs[@]}" "$dir/${core_tests[0]}" --list >/dev/null 2>&1; then
     echo "native-test [$m]: TSan runtime failed to start; running with ASLR disabled (setarch -R)"
-    cmd=(setarch "$(uname -m)" -R "${cmd[@]}")
+    pre=(setarch "$(uname -m)" -R)
   fi
-  env "${envs[@]}" "${cmd[@]}" 2>&1 | tee "$log" || status=$?
-  t2="$(now)"
-
-  if [[ $status -eq 0 ]] && grep -Eq "$sanitizer_report" "$log"; then
-    echo "native-test [$m]: sanitizer report found in output" >&2
-    status=1
-  fi
-  if [[ $status -eq 0 ]] && ! tail -n 1 "$log" | grep -Eq '^[1-9][0-9]* passed, 0 failed$'; then
-    echo "native-test [$m]: missing or failing summary line" >&2
-    status=1
-  fi
-  # The distribution aggregators' tests (native/test/sketch_test.cc) and the Prometheus
-  # serializer's (native/test/prometheus_test.cc), always all of them.
-  local extra
-  for extra in sketch_test prometheus_test prometheus_stream_test; do
+  # Each executable's log ends with its "N passed, M failed" line (.ci/run totals them).
+  # A core executable given name substrings may select none of its tests ("0 passed").
+  local t core_passed=0
+  for t in "${core_tests[@]}" "${other_tests[@]}"; do
     [[ $status -eq 0 ]] || break
-    local slog="$dir/$extra.log"
-    local -a scmd=("$dir/$extra")
-    if [[ "${cmd[0]}" == setarch ]]; then scmd=(setarch "$(uname -m)" -R "${scmd[@]}"); fi
-    env "${envs[@]}" "${scmd[@]}" 2>&1 | tee "$slog" || status=$?
-    if [[ $status -eq 0 ]] && grep -Eq "$sanitizer_report" "$slog"; then
-      echo "native-test [$m]: sanitizer report found in $extra output" >&2
+    local log="$dir/$t.log" is_core=0
+    local -a cmd=("${pre[@]}" "$dir/$t")
+    if [[ " ${core_tests[*]} " == *" $t "* ]]; then
+      is_core=1
+      cmd+=("$@")
+    fi
+    env "${envs[@]}" "${cmd[@]}" 2>&1 | tee "$log" || status=$?
+    if [[ $status -eq 0 ]] && grep -Eq "$sanitizer_report" "$log"; then
+      echo "native-test [$m]: sanitizer report found in $t output" >&2
       status=1
     fi
-    if [[ $status -eq 0 ]] && ! tail -n 1 "$slog" | grep -Eq '^[1-9][0-9]* passed, 0 failed$'; then
-      echo "native-test [$m]: $extra: missing or failing summary line" >&2
+    local summary
+    summary="$(tail -n 1 "$log")"
+    if [[ $status -eq 0 ]] && ! grep -Eq '^[0-9]+ passed, 0 failed$' <<<"$summary"; then
+      echo "native-test [$m]: $t: missing or failing summary line" >&2
       status=1
+    elif [[ $status -eq 0 && $is_core -eq 0 && "$summary" == "0 passed, 0 failed" ]]; then
+      echo "native-test [$m]: $t ran no tests" >&2
+      status=1
+    elif [[ $status -eq 0 && $is_core -eq 1 ]]; then
+      core_passed=$((core_passed + ${summary%% *}))
     fi
-    t2="$(now)"
   done
+  if [[ $status -eq 0 && $core_passed -eq 0 ]]; then
+    echo "native-test [$m]: no core test ran (args: $*)" >&2
+    status=1
+  fi
+  t2="$(now)"
   timings+=("$m: build $(elapsed "$t0" "$t1") s, run $(elapsed "$t1" "$t2") s, status $status")
   if [[ $status -ne 0 ]]; then
-    echo "native-test [$m]: FAILED (exit $status; log: $log)" >&2
+    echo "native-test [$m]: FAILED (exit $status; logs: $dir/*.log)" >&2
     return "$status"
   fi
   echo "native-test [$m]: ok"

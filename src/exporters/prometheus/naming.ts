@@ -1,6 +1,6 @@
 // OpenTelemetry -> Prometheus names (the OpenTelemetry "Prometheus and OpenMetrics
 // compatibility" rules): invalid characters to '_', runs of '_' collapsed, unit suffixes,
-// `_total` for monotonic sums. The native serializer (native/core/prometheus_serializer.cc)
+// `_total` for monotonic sums. The native serializer (native/core/prometheus_naming.cc)
 // applies exactly these rules; test/prometheus-format.test.ts checks that both agree.
 
 const UNIT_WORDS: Record<string, string> = {

@@ -1,0 +1,131 @@
+// Internal to the Prometheus serializer (native/core/prometheus_*.cc): what its files share.
+#pragma once
+
+#include <cstddef>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "prometheus_serializer.h"
+#include "record.h"
+
+namespace hotmeter::prometheus {
+
+// Writes v into buf (at least 32 bytes); returns the length (prometheus_naming.cc).
+size_t FormatNumber(char* buf, double v);
+
+// Is the label name already what SanitizeLabelName would make of it? (prometheus_naming.cc)
+bool IsCleanLabelName(std::string_view n);
+
+// The TYPE of a family ("counter", ...; prometheus_naming.cc).
+const char* TypeName(FamilyType t);
+
+// The scope labels of an instrument's samples ("" when none or scope labels are off).
+std::string ScopeText(const Descriptor& d, const Options& opts);
+
+// A record's label text (`k="v",...` without braces): sanitized names, collisions merged,
+// reserved names renamed, then the scope labels. One per thread: the plan's identity pass
+// and each writer have their own.
+struct LabelText {
+  const Options& opts;
+  explicit LabelText(const Options& op) : opts(op) {}
+  // Sanitized label names by raw key (views into the snapshot's label sets); values stay
+  // put (nodes).
+  std::unordered_map<std::string_view, std::string> names;
+  std::string labels;  // the current record's label text, without braces
+  struct Entry {
+    std::string_view name;
+    std::string_view value;
+    int next = -1;   // the next value merged into this label (name collision)
+    bool head = true;
+  };
+  std::vector<Entry> entries;
+
+  std::string_view LabelNameOf(std::string_view raw) {
+    if (IsCleanLabelName(raw)) return raw;
+    auto it = names.find(raw);
+    if (it == names.end()) it = names.emplace(raw, SanitizeLabelName(raw)).first;
+    return it->second;
+  }
+
+  // entries (names sanitized, renamed, collisions merged) from `parsed`.
+  void BuildEntries() {
+    entries.clear();
+    entryRawNames.clear();
+    for (const auto& [raw, value] : parsed) {
+      entryRawNames.push_back(raw);
+      Entry e;
+      e.name = LabelNameOf(raw);
+      e.value = value;
+      // `le` and `quantile` are renamed on every family: Prometheus tooling reads them as
+      // bucket and quantile labels wherever they appear.
+      if (e.name == "le" || e.name == "quantile" ||
+          (opts.scopeLabels && (e.name == "otel_scope_name" || e.name == "otel_scope_version"))) {
+        auto it = names.find(e.name);
+        if (it == names.end()) it = names.emplace(e.name, "exported_" + std::string(e.name)).first;
+        e.name = it->second;
+      }
+      int into = -1;
+      for (size_t j = 0; j < entries.size(); j++) {
+        if (entries[j].head && entries[j].name == e.name) {
+          into = static_cast<int>(j);
+          break;
+        }
+      }
+      e.head = into < 0;
+      entries.push_back(e);
+      if (into >= 0) {
+        int t = into;
+        while (entries[static_cast<size_t>(t)].next >= 0) t = entries[static_cast<size_t>(t)].next;
+        entries[static_cast<size_t>(t)].next = static_cast<int>(entries.size() - 1);
+      }
+    }
+  }
+
+  // The current record's attributes as (raw name, value text) pairs.
+  std::vector<std::pair<std::string_view, std::string_view>> parsed;
+  // The raw names `entries` was built from, in order (views into the snapshot's label
+  // sets). Records of an instrument mostly share their attribute names: when the next
+  // record's are the same, only the values change and the names' sanitizing and merging
+  // are not redone.
+  std::vector<std::string_view> entryRawNames;
+
+  // Fills `labels` for a record: its attributes, then the scope labels.
+  void Build(std::string_view key, std::string_view scopeText) {
+    parsed.clear();
+    size_t i = 0;
+    std::string_view part, tagged;
+    while (NextLabelKeyPart(key, &i, &part) && NextLabelKeyPart(key, &i, &tagged)) {
+      // Drop the type tag ('s', 'n', 'b', 'a'): the value's text is what follows it.
+      parsed.emplace_back(part, tagged.empty() ? tagged : tagged.substr(1));
+    }
+    bool sameNames = parsed.size() == entryRawNames.size();
+    for (size_t k = 0; sameNames && k < parsed.size(); k++) sameNames = parsed[k].first == entryRawNames[k];
+    if (sameNames) {
+      for (size_t k = 0; k < parsed.size(); k++) entries[k].value = parsed[k].second;
+    } else {
+      BuildEntries();
+    }
+    labels.clear();
+    for (const Entry& e : entries) {
+      if (!e.head) continue;
+      if (!labels.empty()) labels.push_back(',');
+      labels.append(e.name);
+      labels.append("=\"");
+      AppendLabelValue(&labels, e.value);
+      for (int t = e.next; t >= 0; t = entries[static_cast<size_t>(t)].next) {
+        labels.push_back(';');
+        AppendLabelValue(&labels, entries[static_cast<size_t>(t)].value);
+      }
+      labels.push_back('"');
+    }
+    if (!scopeText.empty()) {
+      if (!labels.empty()) labels.push_back(',');
+      labels.append(scopeText);
+    }
+  }
+};
+
+}  // namespace hotmeter::prometheus
