@@ -59,7 +59,11 @@ describe('shutdown frees the native domain', () => {
     // 201,000 records, 3,000 instruments and 1,000 domains were created: kept, they were
     // ~+49 MB of RSS. Generous bounds (GC and the allocator keep some slack).
     expect(heapGrowth).toBeLessThan(16 * 1024 * 1024);
-    expect(rssGrowth).toBeLessThan(32 * 1024 * 1024);
+    // Under AddressSanitizer (scripts/asan-node.sh preloads libasan) freed memory waits in
+    // ASan's quarantine (256 MB by default) before it is reused, so RSS says nothing about
+    // leaks there; the record, instrument and label-set counts above still must hold.
+    const underAsan = (process.env.LD_PRELOAD ?? '').includes('libasan');
+    if (!underAsan) expect(rssGrowth).toBeLessThan(32 * 1024 * 1024);
   }, 120_000);
 
   it('a bound handle held after shutdown drops its writes and never touches a later provider\'s cells', async () => {
