@@ -72,10 +72,14 @@ export class Counter extends SyncInstrument<BoundCounter> implements ApiCounter 
       } catch {
         h = undefined;
       }
+    } else if (attributes === undefined) {
+      h = s.empty; // the series without attributes, once it exists
     }
-    if (h !== undefined) h.add(value);
-    else if (typeof value === 'number' && value >= 0 && value < Infinity) s.lookup(attributes).add(value);
-    else s.rejectValue(value, COUNTER_REJECT_RULE);
+    if (h === undefined) {
+      if (!(typeof value === 'number' && value >= 0 && value < Infinity)) return s.rejectValue(value, COUNTER_REJECT_RULE);
+      h = s.lookup(attributes);
+    }
+    h.add(value);
   }
 }
 
@@ -90,10 +94,14 @@ export class UpDownCounter extends SyncInstrument<BoundUpDownCounter> implements
       } catch {
         h = undefined;
       }
+    } else if (attributes === undefined) {
+      h = s.empty; // the series without attributes, once it exists
     }
-    if (h !== undefined) h.add(value);
-    else if (typeof value === 'number' && value - value === 0) s.lookup(attributes).add(value);
-    else s.rejectValue(value, FINITE_REJECT_RULE);
+    if (h === undefined) {
+      if (!(typeof value === 'number' && value - value === 0)) return s.rejectValue(value, FINITE_REJECT_RULE);
+      h = s.lookup(attributes);
+    }
+    h.add(value);
   }
 }
 
@@ -108,10 +116,14 @@ export class Histogram extends SyncInstrument<BoundHistogram> implements ApiHist
       } catch {
         h = undefined;
       }
+    } else if (attributes === undefined) {
+      h = s.empty; // the series without attributes, once it exists
     }
-    if (h !== undefined) h.record(value);
-    else if (typeof value === 'number' && value >= 0 && value < Infinity) s.lookup(attributes).record(value);
-    else s.rejectValue(value, HISTOGRAM_REJECT_RULE);
+    if (h === undefined) {
+      if (!(typeof value === 'number' && value >= 0 && value < Infinity)) return s.rejectValue(value, HISTOGRAM_REJECT_RULE);
+      h = s.lookup(attributes);
+    }
+    h.record(value);
   }
 }
 
@@ -126,10 +138,14 @@ export class Gauge extends SyncInstrument<BoundGauge> implements ApiGauge {
       } catch {
         h = undefined;
       }
+    } else if (attributes === undefined) {
+      h = s.empty; // the series without attributes, once it exists
     }
-    if (h !== undefined) h.record(value);
-    else if (typeof value === 'number' && value - value === 0) s.lookup(attributes).record(value);
-    else s.rejectValue(value, FINITE_REJECT_RULE);
+    if (h === undefined) {
+      if (!(typeof value === 'number' && value - value === 0)) return s.rejectValue(value, FINITE_REJECT_RULE);
+      h = s.lookup(attributes);
+    }
+    h.record(value);
   }
 }
 
