@@ -1,3 +1,7 @@
+// The Prometheus functions of the addon: argument checks and conversions, and the async
+// work and Promises of scrape() and the streamed scrape (whose lifecycle is in
+// native/core/prometheus_stream.*). ~500 lines: one binding per JS entry point, nothing
+// shared with the record map's bindings but js_util.h.
 #include "prometheus_js.h"
 
 #include <algorithm>

@@ -1,3 +1,6 @@
+// RecordMap's implementation. One file on purpose (~550 lines): every function here runs
+// under the one mutex (record_map.h, "Locking"), and the lock scope is easiest to audit
+// when all of it is in one place.
 #include "record_map.h"
 
 #include <algorithm>

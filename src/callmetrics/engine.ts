@@ -13,6 +13,10 @@
 // Timeouts. Pending calls sit in a DeadlineList (./deadlines): in start order, with one
 // unref'd timer for the oldest one's deadline. An expired call is unlinked and counted
 // (outcome="timeout", in-flight -1); its end() is a no-op, like every end() after the first.
+//
+// Size: one file on purpose (~560 lines): the engine's public surface, its series cache and
+// its publishing are one lifecycle (init, publish, shutdown) that reads best in one place;
+// the deadline list, the only part with invariants of its own, is deadlines.ts.
 import { performance } from 'node:perf_hooks';
 import type { Attributes, MetricAdvice } from '@opentelemetry/api';
 import type { BoundCounter, BoundGauge, BoundHistogram, BoundUpDownCounter } from '../api/handles';

@@ -9,6 +9,10 @@
 // Serve it on its own port (node:http, 127.0.0.1:9464/metrics by default), or mount
 // `requestHandler` in your server (express, fastify's raw request/reply, node:http), or
 // take the text with render() / scrape() / renderStream().
+//
+// Size: ~500 lines on purpose: the HTTP endpoint's limits, the shared scrapes and the
+// streamed responses hold one set of invariants about whose memory a response may keep;
+// the text itself is written elsewhere (serializer.ts, the native writer).
 import * as http from 'node:http';
 import { Readable } from 'node:stream';
 import { diag } from '@opentelemetry/api';
