@@ -192,8 +192,11 @@ export class ObservableInstrument implements Observable {
   }
 }
 
+/** An asynchronous monotonic sum: its callbacks report the current total at each collection. */
 export class ObservableCounter extends ObservableInstrument implements ApiObservableCounter {}
+/** An asynchronous sum that may go down: its callbacks report the current level at each collection. */
 export class ObservableUpDownCounter extends ObservableInstrument implements ApiObservableUpDownCounter {}
+/** An asynchronous gauge: its callbacks report the current value at each collection. */
 export class ObservableGauge extends ObservableInstrument implements ApiObservableGauge {}
 
 /** What a callback receives: observations go to the instrument it belongs to. */

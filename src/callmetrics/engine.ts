@@ -94,9 +94,13 @@ export interface MetricsEngineConfig {
   clock?: () => number;
 }
 
+/** How long a call may run before it counts as `timeout` (`callTimeoutMs`), ms. */
 export const DEFAULT_CALL_TIMEOUT_MS = 120_000;
+/** At most this many (api type, call name) series by default (`maxCallSeries`). */
 export const DEFAULT_MAX_CALL_SERIES = 1000;
+/** The call duration summary's quantiles by default. */
 export const DEFAULT_QUANTILES: readonly number[] = Object.freeze([0.5, 0.9, 0.99]);
+/** The port `publishMetrics()` listens on by default. */
 export const DEFAULT_METRICS_PORT = 9464;
 
 /** The shared end() of a disabled engine. */

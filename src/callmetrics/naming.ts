@@ -9,12 +9,16 @@
 
 /** Attribute (Prometheus label) keys. */
 export const ATTR_API_TYPE = 'api_type';
+/** The attribute naming the call (e.g. `getUser`). */
 export const ATTR_CALL_NAME = 'call_name';
+/** The attribute of `calls_total` telling how a call ended: ok, error or timeout. */
 export const ATTR_OUTCOME = 'outcome';
 
 /** Values of the `outcome` attribute of `<prefix>.calls`. */
 export const OUTCOME_OK = 'ok';
+/** `outcome` of a call that ended with an error. */
 export const OUTCOME_ERROR = 'error';
+/** `outcome` of a call whose end never came within `callTimeoutMs`. */
 export const OUTCOME_TIMEOUT = 'timeout';
 
 /** The instrumentation scope (meter name) of the engine's instruments. */
@@ -36,6 +40,7 @@ export function validPrefix(prefix: string): boolean {
   return /^[A-Za-z][A-Za-z0-9_.-]{0,200}$/.test(prefix) && !prefix.endsWith('.');
 }
 
+/** The call metrics' instrument names under `prefix`. */
 export function callMetricNames(prefix: string = DEFAULT_CALL_METRICS_PREFIX): CallMetricNames {
   return Object.freeze({
     duration: `${prefix}.call.duration`,

@@ -15,6 +15,7 @@ export const DEFAULT_CALL_RELATIVE_ACCURACY = 0.01;
  */
 export const DEFAULT_CALL_SKETCH_BINS = 1024;
 
+/** Options of {@link callMetricsSelector}: the call duration sketch's accuracy and size. */
 export interface CallMetricsSelectorOptions {
   /** The engine's instrument-name prefix. Default 'hotmeter'. */
   prefix?: string;

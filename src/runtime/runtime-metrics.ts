@@ -42,7 +42,9 @@ export interface RuntimeMetrics {
   readonly running: boolean;
 }
 
+/** The instrumentation scope of the runtime metrics. */
 export const RUNTIME_METRICS_SCOPE = 'hotmeter.runtime';
+/** `v8js.gc.duration` bucket boundaries, seconds. */
 export const DEFAULT_GC_DURATION_BOUNDARIES: readonly number[] = Object.freeze([0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 10]);
 
 /** The OpenTelemetry names of the runtime metrics. */

@@ -9,6 +9,7 @@
 import type { Attributes, AttributeValue } from '@opentelemetry/api';
 import { warnLimited } from './diag';
 
+/** Limits applied to every attribute set when it is first seen (MeterProvider `labelLimits`). */
 export interface LabelLimits {
   /** Attributes beyond this count (after sorting by key) are dropped. Default 128. */
   maxAttributes: number;
@@ -18,6 +19,7 @@ export interface LabelLimits {
   maxValueLength: number;
 }
 
+/** The default {@link LabelLimits}: 128 attributes, keys of 1024 and values of 4096 characters. */
 export const DEFAULT_LABEL_LIMITS: LabelLimits = Object.freeze({
   maxAttributes: 128,
   maxKeyLength: 1024,

@@ -69,6 +69,7 @@ export interface StorePolicy {
   readonly keep?: (key: string) => boolean;
 }
 
+/** Series per instrument unless the provider or a view says otherwise (the OpenTelemetry default). */
 export const DEFAULT_CARDINALITY_LIMIT = 2000;
 const DEFAULT_POLICY: StorePolicy = Object.freeze({ cardinalityLimit: DEFAULT_CARDINALITY_LIMIT });
 

@@ -1,7 +1,9 @@
 // Content negotiation for Prometheus scrapes: the Accept header picks the text format
 // 0.0.4 or OpenMetrics 1.0.0 (as Prometheus' client_golang does).
 
+/** The Content-Type of the Prometheus text format 0.0.4. */
 export const PROMETHEUS_TEXT_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
+/** The Content-Type of OpenMetrics 1.0.0 text. */
 export const OPENMETRICS_CONTENT_TYPE = 'application/openmetrics-text; version=1.0.0; charset=utf-8';
 
 /** The format a scrape gets. */
