@@ -242,3 +242,41 @@ export const MERGED: readonly [string, Record<string, string>, number][] = [
   ['lat_exact_count', { a: '1' }, 3],
   ['lat_exact_sum', { a: '1' }, 13],
 ];
+
+/** A free loopback TCP port (for a Prometheus server of a test). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as net.AddressInfo).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/** GET `url` and parse its body as JSON (Prometheus' HTTP API). */
+export function getJson(url: string): Promise<unknown> {
+  return new Promise((resolve, reject) => {
+    http
+      .get(url, { agent: false }, (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (c: string) => (body += c));
+        res.on('end', () => {
+          try {
+            resolve(JSON.parse(body));
+          } catch (e) {
+            reject(e);
+          }
+        });
+      })
+      .on('error', reject);
+  });
+}
+
+/** One sample of an instant vector from Prometheus' query API. */
+export interface VectorSample {
+  metric: Record<string, string>;
+  value: [number, string];
+}
