@@ -1,7 +1,15 @@
 // Shared test helpers: a seeded PRNG, a capturing DiagLogger, and lookups into a
 // CheckpointSet. Not a test file (no .test.ts suffix).
 import { diag, DiagLogLevel, type Attributes, type DiagLogger } from '@opentelemetry/api';
-import type { CheckpointRecord, CheckpointSet, HistogramAggregation, LastValueAggregation, SumAggregation } from '../src';
+import type {
+  CheckpointRecord,
+  CheckpointSet,
+  HistogramAggregation,
+  LastValueAggregation,
+  MetricProducer,
+  MetricReader,
+  SumAggregation,
+} from '../src';
 import { resetDiagLimits } from '../src/sdk/diag';
 
 /** mulberry32: a small, fast, seeded PRNG returning floats in [0, 1). */
@@ -154,5 +162,16 @@ export async function until(cond: () => boolean | Promise<boolean>, ms: number, 
   while (!(await cond())) {
     if (Date.now() > end) throw new Error(`not reached within ${ms} ms: ${what}`);
     await sleep(stepMs);
+  }
+}
+
+/** A reader a test drives by hand: collect() collects now (counted as delivered when taken). */
+export class ManualReader implements MetricReader {
+  producer!: MetricProducer;
+  setMetricProducer(p: MetricProducer): void {
+    this.producer = p;
+  }
+  collect(): Promise<CheckpointSet> {
+    return this.producer.collect();
   }
 }

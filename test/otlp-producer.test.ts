@@ -32,10 +32,7 @@ import {
   PushController,
   sketchSelector,
   toOtelResourceMetrics,
-  type CheckpointSet,
   type ExponentialHistogramAggregation,
-  type MetricProducer,
-  type MetricReader,
 } from '../src';
 import {
   isOtelMetricReader,
@@ -46,7 +43,7 @@ import {
   type OtelResourceMetrics,
 } from '../src/exporters/otlp';
 import { downscaleBuckets, exponentialDelta } from '../src/exporters/otlp';
-import { CapturingLogger, installLogger, prng, randInt, uninstallLogger } from './helpers';
+import { CapturingLogger, installLogger, prng, randInt, uninstallLogger, ManualReader } from './helpers';
 
 /** A plain sdk-metrics MetricReader the test collects from by hand. */
 class ManualOtelReader extends SdkMetricReader {
@@ -58,17 +55,6 @@ class ManualOtelReader extends SdkMetricReader {
   }
   protected onShutdown(): Promise<void> {
     return Promise.resolve();
-  }
-}
-
-/** A hotmeter reader the test drives by hand. */
-class ManualReader implements MetricReader {
-  producer!: MetricProducer;
-  setMetricProducer(p: MetricProducer): void {
-    this.producer = p;
-  }
-  collect(): Promise<CheckpointSet> {
-    return this.producer.collect();
   }
 }
 

@@ -13,11 +13,11 @@ import {
   type ResourceMetrics,
 } from '@opentelemetry/sdk-metrics';
 import { afterEach, describe, expect, it } from 'vitest';
-import type { CheckpointSet, MetricProducer, MetricReader } from '../src';
+import type { CheckpointSet } from '../src';
 import { ExportResultCode, MeterProvider, PrometheusExporter, PushController } from '../src';
 import type { Exporter } from '../src/export/exporter';
 import { native } from '../src/sdk/native';
-import { findRecord, installLogger, lastValueOf, maybeRecord, sumOf, uninstallLogger } from './helpers';
+import { findRecord, installLogger, lastValueOf, maybeRecord, sumOf, uninstallLogger, ManualReader } from './helpers';
 import { parseExposition } from './prometheus-helpers';
 
 afterEach(() => uninstallLogger());
@@ -136,17 +136,6 @@ describe('cumulative series persist by default', () => {
     }
   });
 });
-
-/** A reader the test drives by hand (collections count as delivered when taken). */
-class ManualReader implements MetricReader {
-  producer!: MetricProducer;
-  setMetricProducer(p: MetricProducer): void {
-    this.producer = p;
-  }
-  collect(): Promise<CheckpointSet> {
-    return this.producer.collect();
-  }
-}
 
 describe('opt-in expiry (reclaimIdleMillis)', () => {
   it('expires an idle counter series, never an UpDownCounter; a returning series is a new series', async () => {

@@ -1,9 +1,10 @@
 // Shared by the Prometheus tests (not a test file): data that exercises every instrument
 // kind and aggregation, hostile label values, a parser of the exposition, and runners for
 // the real peers (promtool, the Debian python3-prometheus-client).
-import { spawnSync } from 'node:child_process';
+import { ChildProcess, spawn, spawnSync } from 'node:child_process';
 import * as http from 'node:http';
 import * as net from 'node:net';
+import * as path from 'node:path';
 import { AggregationKind, MeterProvider } from '../src';
 import { prng } from './helpers';
 
@@ -279,4 +280,24 @@ export function getJson(url: string): Promise<unknown> {
 export interface VectorSample {
   metric: Record<string, string>;
   value: [number, string];
+}
+
+/**
+ * A Prometheus server on 127.0.0.1:`port` with `dir`/prometheus.yml as its configuration
+ * and `dir`/data as its storage; what it prints goes to `onLog`.
+ */
+export function spawnPrometheus(dir: string, port: number, onLog: (text: string) => void): ChildProcess {
+  const p = spawn(
+    'prometheus',
+    [
+      `--config.file=${path.join(dir, 'prometheus.yml')}`,
+      `--storage.tsdb.path=${path.join(dir, 'data')}`,
+      `--web.listen-address=127.0.0.1:${port}`,
+      '--log.level=warn',
+    ],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  p.stdout?.on('data', (d: Buffer) => onLog(d.toString()));
+  p.stderr?.on('data', (d: Buffer) => onLog(d.toString()));
+  return p;
 }

@@ -3,14 +3,14 @@
 // what Prometheus stores of a rarely incremented counter is the events sent (no reset, no
 // gap) and an up-down counter's level is right after idle scrapes.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { ChildProcess, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as http from 'node:http';
 import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { MeterProvider, PrometheusExporter } from '../src';
-import { freePort, getJson, type VectorSample } from './prometheus-helpers';
+import { freePort, getJson, spawnPrometheus, type VectorSample } from './prometheus-helpers';
 
 let prometheus: ChildProcess | undefined;
 let promLog = '';
@@ -59,18 +59,7 @@ beforeAll(async () => {
   );
   const port = await freePort();
   apiBase = `http://127.0.0.1:${port}`;
-  prometheus = spawn(
-    'prometheus',
-    [
-      `--config.file=${path.join(dir, 'prometheus.yml')}`,
-      `--storage.tsdb.path=${path.join(dir, 'data')}`,
-      `--web.listen-address=127.0.0.1:${port}`,
-      '--log.level=warn',
-    ],
-    { stdio: ['ignore', 'pipe', 'pipe'] },
-  );
-  prometheus.stdout?.on('data', (d: Buffer) => (promLog += d.toString()));
-  prometheus.stderr?.on('data', (d: Buffer) => (promLog += d.toString()));
+  prometheus = spawnPrometheus(dir, port, (text) => (promLog += text));
   await until(async () => {
     try {
       return (await query('up == 1')).length === 1;

@@ -3,14 +3,14 @@
 // for) and one held to the text format; the test reads the values back through
 // Prometheus' HTTP API, hostile label values included.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { ChildProcess, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as http from 'node:http';
 import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { AggregationKind, MeterProvider, PrometheusExporter } from '../src';
-import { freePort, getJson, HOSTILE, type VectorSample } from './prometheus-helpers';
+import { freePort, getJson, spawnPrometheus, HOSTILE, type VectorSample } from './prometheus-helpers';
 
 let prometheus: ChildProcess | undefined;
 let promLog = '';
@@ -108,18 +108,7 @@ beforeAll(async () => {
   );
   const port = await freePort();
   apiBase = `http://127.0.0.1:${port}`;
-  prometheus = spawn(
-    'prometheus',
-    [
-      `--config.file=${path.join(dir, 'prometheus.yml')}`,
-      `--storage.tsdb.path=${path.join(dir, 'data')}`,
-      `--web.listen-address=127.0.0.1:${port}`,
-      '--log.level=warn',
-    ],
-    { stdio: ['ignore', 'pipe', 'pipe'] },
-  );
-  prometheus.stdout?.on('data', (d: Buffer) => (promLog += d.toString()));
-  prometheus.stderr?.on('data', (d: Buffer) => (promLog += d.toString()));
+  prometheus = spawnPrometheus(dir, port, (text) => (promLog += text));
   // Both targets up, and a scrape of each that ingested samples.
   const deadline = Date.now() + 60_000;
   for (;;) {

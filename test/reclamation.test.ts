@@ -5,24 +5,13 @@ import * as v8 from 'node:v8';
 import * as vm from 'node:vm';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
-import type { CheckpointSet, MetricProducer, MetricReader } from '../src';
+import type { CheckpointSet } from '../src';
 import { MeterProvider } from '../src';
 import { native } from '../src/sdk/native';
-import { attrKey, findRecord, maybeRecord, prng, randInt, recordsOf, sumOf } from './helpers';
+import { attrKey, findRecord, maybeRecord, prng, randInt, recordsOf, sumOf, ManualReader } from './helpers';
 
 v8.setFlagsFromString('--expose-gc');
 const gc = vm.runInNewContext('gc') as () => void;
-
-/** A reader the test drives by hand. */
-class ManualReader implements MetricReader {
-  producer!: MetricProducer;
-  setMetricProducer(p: MetricProducer): void {
-    this.producer = p;
-  }
-  collect(): Promise<CheckpointSet> {
-    return this.producer.collect();
-  }
-}
 
 describe('reclamation', () => {
   it('a series nobody updates or holds goes away; an active one stays', async () => {
