@@ -165,12 +165,127 @@ export class Gauge extends SyncInstrument<BoundGauge> implements ApiGauge {
   override record(): void {}
 }
 
+// Instruments of several streams (several views match, or readers with their own
+// aggregation): each measurement goes to every stream's own instrument, so a stream
+// resolves attributes through its own cache and filters. An instrument of one stream is
+// a plain Counter, Histogram, ...: it pays nothing for this.
+
+/** @internal A bound counter (or up-down counter) of several streams. */
+export class FanoutBoundCounter {
+  /** @internal */ constructor(readonly parts: (BoundCounter | BoundUpDownCounter)[]) {}
+  add(value: number): void {
+    const p = this.parts;
+    for (let i = 0; i < p.length; i++) p[i].add(value);
+  }
+  unbind(): void {
+    for (const h of this.parts) h.unbind();
+  }
+}
+
+/** @internal A bound histogram (or gauge) of several streams. */
+export class FanoutBoundRecorder {
+  /** @internal */ constructor(readonly parts: (BoundHistogram | BoundGauge)[]) {}
+  record(value: number): void {
+    const p = this.parts;
+    for (let i = 0; i < p.length; i++) p[i].record(value);
+  }
+  unbind(): void {
+    for (const h of this.parts) h.unbind();
+  }
+}
+
+/** @internal A counter of several streams. */
+export class MultiCounter extends Counter {
+  /** @internal */ constructor(readonly parts: Counter[]) {
+    super(parts[0].store);
+  }
+  override add(value: number, attributes?: Attributes): void {
+    const p = this.parts;
+    for (let i = 0; i < p.length; i++) p[i].add(value, attributes);
+  }
+  override bind(attributes?: Attributes): BoundCounter {
+    return new FanoutBoundCounter(this.parts.map((c) => c.bind(attributes))) as unknown as BoundCounter;
+  }
+  override remove(attributes?: Attributes): void {
+    for (const c of this.parts) c.remove(attributes);
+  }
+  override clear(): void {
+    for (const c of this.parts) c.clear();
+  }
+}
+
+/** @internal An up-down counter of several streams. */
+export class MultiUpDownCounter extends UpDownCounter {
+  /** @internal */ constructor(readonly parts: UpDownCounter[]) {
+    super(parts[0].store);
+  }
+  override add(value: number, attributes?: Attributes): void {
+    const p = this.parts;
+    for (let i = 0; i < p.length; i++) p[i].add(value, attributes);
+  }
+  override bind(attributes?: Attributes): BoundUpDownCounter {
+    return new FanoutBoundCounter(this.parts.map((c) => c.bind(attributes))) as unknown as BoundUpDownCounter;
+  }
+  override remove(attributes?: Attributes): void {
+    for (const c of this.parts) c.remove(attributes);
+  }
+  override clear(): void {
+    for (const c of this.parts) c.clear();
+  }
+}
+
+/** @internal A histogram of several streams. */
+export class MultiHistogram extends Histogram {
+  /** @internal */ constructor(readonly parts: Histogram[]) {
+    super(parts[0].store);
+  }
+  override record(value: number, attributes?: Attributes): void {
+    const p = this.parts;
+    for (let i = 0; i < p.length; i++) p[i].record(value, attributes);
+  }
+  override bind(attributes?: Attributes): BoundHistogram {
+    return new FanoutBoundRecorder(this.parts.map((c) => c.bind(attributes))) as unknown as BoundHistogram;
+  }
+  override remove(attributes?: Attributes): void {
+    for (const c of this.parts) c.remove(attributes);
+  }
+  override clear(): void {
+    for (const c of this.parts) c.clear();
+  }
+}
+
+/** @internal A gauge of several streams. */
+export class MultiGauge extends Gauge {
+  /** @internal */ constructor(readonly parts: Gauge[]) {
+    super(parts[0].store);
+  }
+  override record(value: number, attributes?: Attributes): void {
+    const p = this.parts;
+    for (let i = 0; i < p.length; i++) p[i].record(value, attributes);
+  }
+  override bind(attributes?: Attributes): BoundGauge {
+    return new FanoutBoundRecorder(this.parts.map((c) => c.bind(attributes))) as unknown as BoundGauge;
+  }
+  override remove(attributes?: Attributes): void {
+    for (const c of this.parts) c.remove(attributes);
+  }
+  override clear(): void {
+    for (const c of this.parts) c.clear();
+  }
+}
+
 /** Base of the observable instruments: callbacks run at each collection. */
 export class ObservableInstrument implements Observable {
   /** @internal */ readonly callbacks: ObservableCallback[] = [];
+  /** @internal Every stream's store (the first is `store`). */ readonly stores: RecordStore<BoundGauge>[];
 
   /** @internal */
-  constructor(readonly store: RecordStore<BoundGauge>) {}
+  constructor(
+    readonly store: RecordStore<BoundGauge>,
+    stores?: RecordStore<BoundGauge>[],
+  ) {
+    this.stores = stores ?? [store];
+  }
 
   addCallback(callback: ObservableCallback): void {
     if (typeof callback !== 'function') return;
@@ -187,8 +302,10 @@ export class ObservableInstrument implements Observable {
    * value that is not finite is dropped before its attributes are resolved: no series.
    */
   observe(value: number, attributes?: Attributes): void {
-    if (typeof value === 'number' && value - value === 0) this.store.lookup(attributes).record(value);
-    else this.store.rejectValue(value, FINITE_REJECT_RULE);
+    if (typeof value === 'number' && value - value === 0) {
+      const ss = this.stores;
+      for (let i = 0; i < ss.length; i++) ss[i].lookup(attributes).record(value);
+    } else this.store.rejectValue(value, FINITE_REJECT_RULE);
   }
 }
 
