@@ -81,6 +81,71 @@ describe('views', () => {
     expect(sumOf(findRecord(cs, 'x'))).toBe(1);
   });
 
+  it('several streams: bind, recordBatch, remove and observables reach every stream', async () => {
+    const p = new MeterProvider({
+      views: [
+        { instrumentName: 'c', name: 'c.all' },
+        { instrumentName: 'c', name: 'c.route', attributeKeys: ['route'] },
+        { instrumentName: 'h', name: 'h.fine', explicitBucketBoundaries: [1, 2] },
+        { instrumentName: 'h', name: 'h.coarse', explicitBucketBoundaries: [10] },
+        { instrumentName: 'o', name: 'o.a' },
+        { instrumentName: 'o', name: 'o.b', attributeKeys: [] },
+      ],
+    });
+    const m = p.getMeter('v');
+    const c = m.createCounter('c');
+    const h = m.createHistogram('h');
+    const b = c.bind({ route: '/a', user: 'u' });
+    b.add(2);
+    b.add(3);
+    m.recordBatch({ route: '/a', user: 'v' }, [[c, 10], [h, 1.5]]);
+    h.bind({ route: '/a', user: 'v' }).record(20);
+    m.createObservableGauge('o').addCallback((r) => r.observe(7, { k: 'x' }));
+    let cs = await p.collect();
+    expect(sumOf(findRecord(cs, 'c.all', { route: '/a', user: 'u' }))).toBe(5);
+    expect(sumOf(findRecord(cs, 'c.all', { route: '/a', user: 'v' }))).toBe(10);
+    expect(sumOf(findRecord(cs, 'c.route', { route: '/a' }))).toBe(15);
+    expect(histOf(findRecord(cs, 'h.fine', { route: '/a', user: 'v' })).bucketCounts).toEqual([0, 1, 1]);
+    expect(histOf(findRecord(cs, 'h.coarse', { route: '/a', user: 'v' })).bucketCounts).toEqual([1, 1]);
+    expect(findRecord(cs, 'o.a', { k: 'x' }).aggregation).toMatchObject({ value: 7 });
+    expect(findRecord(cs, 'o.b', {}).aggregation).toMatchObject({ value: 7 });
+    b.unbind();
+    c.remove({ route: '/a', user: 'v' });
+    cs = await p.collect();
+    expect(maybeRecord(cs, 'c.all', { route: '/a', user: 'v' })).toBeUndefined();
+    await p.shutdown();
+  });
+
+  it('attributesProcessors run when a label set is resolved, not per measurement', async () => {
+    let calls = 0;
+    const processor = {
+      process(a: Record<string, unknown>) {
+        calls++;
+        return { route: String(a.route).toUpperCase() };
+      },
+    };
+    const p = new MeterProvider({ views: [{ instrumentName: 'c', attributesProcessors: [processor] }] });
+    const c = p.getMeter('v').createCounter('c');
+    for (let i = 0; i < 1000; i++) c.add(1, { route: '/a', user: 'u' });
+    const b = c.bind({ route: '/b' });
+    for (let i = 0; i < 1000; i++) b.add(1);
+    const cs = await p.collect();
+    expect(sumOf(findRecord(cs, 'c', { route: '/A' }))).toBe(1000);
+    expect(sumOf(findRecord(cs, 'c', { route: '/B' }))).toBe(1000);
+    // The first uses of a label set resolve it (the third enters the cache), bind once.
+    expect(calls).toBeLessThanOrEqual(4);
+    await p.shutdown();
+  });
+
+  it('an attributes processor that throws drops the measurement with a diagnostic', async () => {
+    const log = installLogger();
+    const p = new MeterProvider({ views: [{ instrumentName: 'c', attributesProcessors: [{ process: () => { throw new Error('boom'); } }] }] });
+    p.getMeter('v').createCounter('c').add(1, { a: 1 });
+    expect(recordsOf(await p.collect(), 'c')).toHaveLength(0);
+    expect(log.warned('attributes processor threw', 'boom')).toBe(true);
+    await p.shutdown();
+  });
+
   it('rejects views that select nothing, rename through a wildcard, or set a bad limit', () => {
     expect(() => new MeterProvider({ views: [{ name: 'x' }] })).toThrow(TypeError);
     expect(() => new MeterProvider({ views: [{ instrumentName: 'a*', name: 'x' }] })).toThrow(TypeError);

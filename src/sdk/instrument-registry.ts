@@ -209,8 +209,8 @@ export class InstrumentRegistry {
 
   /**
    * Registers one stream of an instrument (or finds it: several instruments may feed one
-   * stream); undefined when it cannot be registered (diagnosed). `identities`: those of the
-   * instrument's earlier streams (two streams of one name get distinct identities).
+   * stream); undefined when it cannot be registered or repeats one of the instrument's
+   * earlier streams (`identities`), diagnosed.
    */
   private registerStream(
     instrument: Descriptor,
@@ -238,10 +238,14 @@ export class InstrumentRegistry {
           ...(vo.recordMinMax ? {} : { recordMinMax: false }),
         });
     const base = `${scopeKey}\0${descriptor.name.toLowerCase()}\0${kind}\0${unit}\0${valueType}\0${descriptor.description}`;
-    // A reader's own stream, and a second stream of the same name (two views), are other
-    // native instruments than the default stream of that name.
-    let identity = spec.key !== undefined && spec.readers !== undefined ? `${base}\0reader ${spec.key}` : base;
-    for (let n = 2; identities.has(identity); n++) identity = `${base}\0stream ${n}`;
+    // A reader's own stream is another native instrument than the default stream of its
+    // name. Two views making streams of one identity make one stream, the first's (as
+    // sdk-metrics reuses a compatible storage).
+    const identity = spec.key !== undefined && spec.readers !== undefined ? `${base}\0reader ${spec.key}` : base;
+    if (identities.has(identity)) {
+      warnLimited(`same-stream:${identity}`, `two views make the same stream ${descriptor.name} of ${nameText}; the first one's settings are used`);
+      return undefined;
+    }
     identities.add(identity);
     const existing = this.stores.get(identity);
     if (existing !== undefined) return existing;
