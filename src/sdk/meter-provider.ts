@@ -409,6 +409,10 @@ export class MeterProvider implements ApiMeterProvider {
       exact: Float64Array.from(exact),
       prefix: o.prefix ?? '',
       reservedNames: [...(o.reservedNames ?? [])],
+      namePrefix: o.namePrefix ?? '',
+      withoutUnits: o.withoutUnits === true,
+      constantLabels: o.constantLabels ?? '',
+      sampleSuffix: o.appendTimestamp === true ? ` ${Date.now()}` : '',
     };
   }
 
