@@ -146,6 +146,29 @@ describe('views', () => {
     await p.shutdown();
   });
 
+  it('sdk-metrics Aggregation instances (the 1.x public classes) are taken for the option they stand for', async () => {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const agg = require('@opentelemetry/sdk-metrics/build/src/view/Aggregation');
+    const p = new MeterProvider({
+      views: [
+        { instrumentName: 'h', aggregation: new agg.ExplicitBucketHistogramAggregation([1, 5]) },
+        { instrumentName: 'e', aggregation: new agg.ExponentialHistogramAggregation(20) },
+        { instrumentName: 'd', aggregation: new agg.DropAggregation() },
+      ],
+    });
+    const m = p.getMeter('v');
+    for (const v of [0.5, 3, 9]) m.createHistogram('h').record(v);
+    m.createHistogram('e').record(3);
+    m.createCounter('d').add(1);
+    const cs = await p.collect();
+    expect(histOf(findRecord(cs, 'h')).boundaries).toEqual([1, 5]);
+    expect(histOf(findRecord(cs, 'h')).bucketCounts).toEqual([1, 1, 1]);
+    expect(findRecord(cs, 'e').aggregation.kind).toBe('exponentialHistogram');
+    expect(recordsOf(cs, 'd')).toHaveLength(0);
+    expect(() => new MeterProvider({ views: [{ instrumentName: 'x', aggregation: { createAggregator() {} } as never }] })).toThrow(/aggregation class/);
+    await p.shutdown();
+  });
+
   it('rejects views that select nothing, rename through a wildcard, or set a bad limit', () => {
     expect(() => new MeterProvider({ views: [{ name: 'x' }] })).toThrow(TypeError);
     expect(() => new MeterProvider({ views: [{ instrumentName: 'a*', name: 'x' }] })).toThrow(TypeError);

@@ -116,8 +116,9 @@ function checkKeys(o: object, allowed: readonly string[], what: string): void {
 }
 
 /** sdk-metrics' aggregation option as hotmeter's kind and parameters; TypeError when it cannot be honoured. */
-export function fromSdkAggregation(a: SdkAggregationOption, what: string): Pick<StreamSettings, 'aggregation' | 'boundaries' | 'params' | 'recordMinMax'> {
-  if (a === null || typeof a !== 'object') throw new TypeError(`hotmeter: ${what} must be sdk-metrics { type: AggregationType.X, options }`);
+export function fromSdkAggregation(option: SdkAggregationOption, what: string): Pick<StreamSettings, 'aggregation' | 'boundaries' | 'params' | 'recordMinMax'> {
+  if (option === null || typeof option !== 'object') throw new TypeError(`hotmeter: ${what} must be sdk-metrics { type: AggregationType.X, options }`);
+  const a = typeof (option as { createAggregator?: unknown }).createAggregator === 'function' ? fromAggregationInstance(option, what) : option;
   checkKeys(a, ['type', 'options'], what);
   const opts = a.options ?? {};
   if (opts === null || typeof opts !== 'object') throw new TypeError(`hotmeter: ${what}.options must be an object`);
@@ -163,6 +164,29 @@ export function fromSdkAggregation(a: SdkAggregationOption, what: string): Pick<
     }
     default:
       throw new TypeError(`hotmeter: unknown ${what}.type ${String(a.type)} (sdk-metrics AggregationType 0..5)`);
+  }
+}
+
+/**
+ * An @opentelemetry/sdk-metrics `Aggregation` instance (the 1.x public classes, such as
+ * `new ExplicitBucketHistogramAggregation([1, 5])`; internal in 2.x) as the option it stands
+ * for. Recognised by class name; another class is a TypeError.
+ */
+function fromAggregationInstance(a: object, what: string): SdkAggregationOption {
+  const f = a as { _boundaries?: number[]; _recordMinMax?: boolean; _maxSize?: number };
+  const name = (a.constructor as { name?: string } | undefined)?.name ?? '';
+  switch (name) {
+    case 'DefaultAggregation': return { type: SdkAggregationType.DEFAULT };
+    case 'DropAggregation': return { type: SdkAggregationType.DROP };
+    case 'SumAggregation': return { type: SdkAggregationType.SUM };
+    case 'LastValueAggregation': return { type: SdkAggregationType.LAST_VALUE };
+    case 'HistogramAggregation': return { type: SdkAggregationType.EXPLICIT_BUCKET_HISTOGRAM };
+    case 'ExplicitBucketHistogramAggregation':
+      return { type: SdkAggregationType.EXPLICIT_BUCKET_HISTOGRAM, options: { boundaries: f._boundaries, recordMinMax: f._recordMinMax } };
+    case 'ExponentialHistogramAggregation':
+      return { type: SdkAggregationType.EXPONENTIAL_HISTOGRAM, options: { maxSize: f._maxSize, recordMinMax: f._recordMinMax } };
+    default:
+      throw new TypeError(`hotmeter: ${what} is an aggregation class hotmeter does not know (${name || 'anonymous'})`);
   }
 }
 
