@@ -1,7 +1,7 @@
 // Views and the cardinality limit: selection (name wildcards, kind, meter), stream
 // changes (name, description, aggregation, attribute allow/deny), and overflow.
 import { afterEach, describe, expect, it } from 'vitest';
-import { AggregationKind, InstrumentKind, MeterProvider } from '../src';
+import { AggregationKind, BoundCounter, BoundHistogram, InstrumentKind, MeterProvider } from '../src';
 import { findRecord, histOf, installLogger, maybeRecord, recordsOf, sumOf, uninstallLogger } from './helpers';
 
 afterEach(() => uninstallLogger());
@@ -96,6 +96,8 @@ describe('views', () => {
     const c = m.createCounter('c');
     const h = m.createHistogram('h');
     const b = c.bind({ route: '/a', user: 'u' });
+    expect(b).toBeInstanceOf(BoundCounter);
+    expect(h.bind({})).toBeInstanceOf(BoundHistogram);
     b.add(2);
     b.add(3);
     m.recordBatch({ route: '/a', user: 'v' }, [[c, 10], [h, 1.5]]);

@@ -19,7 +19,17 @@ import type {
 import type { LabelTrie } from '../sdk/label-trie';
 import type { RecordStore } from '../sdk/record-store';
 import type { BoundCounter, BoundGauge, BoundHandle, BoundHistogram, BoundUpDownCounter } from './handles';
-import { COUNTER_REJECT_RULE, FINITE_REJECT_RULE, HISTOGRAM_REJECT_RULE } from './handles';
+import {
+  BoundCounter as BoundCounterClass,
+  BoundGauge as BoundGaugeClass,
+  BoundHistogram as BoundHistogramClass,
+  BoundUpDownCounter as BoundUpDownCounterClass,
+  COUNTER_REJECT_RULE,
+  FINITE_REJECT_RULE,
+  HISTOGRAM_REJECT_RULE,
+  OFF_DROPPED,
+  OFF_UNBOUND,
+} from './handles';
 
 /**
  * What the synchronous instruments share. Each keeps its own copy of the direct call's
@@ -170,29 +180,71 @@ export class Gauge extends SyncInstrument<BoundGauge> implements ApiGauge {
 // resolves attributes through its own cache and filters. An instrument of one stream is
 // a plain Counter, Histogram, ...: it pays nothing for this.
 
-/** @internal A bound counter (or up-down counter) of several streams. */
-export class FanoutBoundCounter {
-  /** @internal */ constructor(readonly parts: (BoundCounter | BoundUpDownCounter)[]) {}
-  add(value: number): void {
+// A handle of several streams holds one handle per stream (each its own reference) and
+// writes none of its own cells: its inherited fields are the first part's, its `off` only
+// says unbound.
+
+/** @internal A bound counter of several streams. */
+export class FanoutBoundCounter extends BoundCounterClass {
+  /** @internal */ constructor(readonly parts: BoundCounter[]) {
+    super(parts[0].owner, parts[0].f64, OFF_DROPPED, 0);
+  }
+  override add(value: number): void {
     const p = this.parts;
     for (let i = 0; i < p.length; i++) p[i].add(value);
   }
-  unbind(): void {
+  override unbind(): void {
     for (const h of this.parts) h.unbind();
+    this.off = OFF_UNBOUND;
   }
 }
 
-/** @internal A bound histogram (or gauge) of several streams. */
-export class FanoutBoundRecorder {
-  /** @internal */ constructor(readonly parts: (BoundHistogram | BoundGauge)[]) {}
-  record(value: number): void {
+/** @internal A bound up-down counter of several streams. */
+export class FanoutBoundUpDownCounter extends BoundUpDownCounterClass {
+  /** @internal */ constructor(readonly parts: BoundUpDownCounter[]) {
+    super(parts[0].owner, parts[0].f64, OFF_DROPPED, 0);
+  }
+  override add(value: number): void {
+    const p = this.parts;
+    for (let i = 0; i < p.length; i++) p[i].add(value);
+  }
+  override unbind(): void {
+    for (const h of this.parts) h.unbind();
+    this.off = OFF_UNBOUND;
+  }
+}
+
+/** @internal A bound histogram of several streams. */
+export class FanoutBoundHistogram extends BoundHistogramClass {
+  /** @internal */ constructor(readonly parts: BoundHistogram[]) {
+    super(parts[0].owner, parts[0].f64, OFF_DROPPED, 0, NO_BOUNDS);
+  }
+  override record(value: number): void {
     const p = this.parts;
     for (let i = 0; i < p.length; i++) p[i].record(value);
   }
-  unbind(): void {
+  override unbind(): void {
     for (const h of this.parts) h.unbind();
+    this.off = OFF_UNBOUND;
   }
 }
+
+/** @internal A bound gauge of several streams. */
+export class FanoutBoundGauge extends BoundGaugeClass {
+  /** @internal */ constructor(readonly parts: BoundGauge[]) {
+    super(parts[0].owner, parts[0].f64, OFF_DROPPED, 0);
+  }
+  override record(value: number): void {
+    const p = this.parts;
+    for (let i = 0; i < p.length; i++) p[i].record(value);
+  }
+  override unbind(): void {
+    for (const h of this.parts) h.unbind();
+    this.off = OFF_UNBOUND;
+  }
+}
+
+const NO_BOUNDS = new Float64Array(0);
 
 /** @internal A counter of several streams. */
 export class MultiCounter extends Counter {
@@ -204,7 +256,7 @@ export class MultiCounter extends Counter {
     for (let i = 0; i < p.length; i++) p[i].add(value, attributes);
   }
   override bind(attributes?: Attributes): BoundCounter {
-    return new FanoutBoundCounter(this.parts.map((c) => c.bind(attributes))) as unknown as BoundCounter;
+    return new FanoutBoundCounter(this.parts.map((c) => c.bind(attributes)));
   }
   override remove(attributes?: Attributes): void {
     for (const c of this.parts) c.remove(attributes);
@@ -224,7 +276,7 @@ export class MultiUpDownCounter extends UpDownCounter {
     for (let i = 0; i < p.length; i++) p[i].add(value, attributes);
   }
   override bind(attributes?: Attributes): BoundUpDownCounter {
-    return new FanoutBoundCounter(this.parts.map((c) => c.bind(attributes))) as unknown as BoundUpDownCounter;
+    return new FanoutBoundUpDownCounter(this.parts.map((c) => c.bind(attributes)));
   }
   override remove(attributes?: Attributes): void {
     for (const c of this.parts) c.remove(attributes);
@@ -244,7 +296,7 @@ export class MultiHistogram extends Histogram {
     for (let i = 0; i < p.length; i++) p[i].record(value, attributes);
   }
   override bind(attributes?: Attributes): BoundHistogram {
-    return new FanoutBoundRecorder(this.parts.map((c) => c.bind(attributes))) as unknown as BoundHistogram;
+    return new FanoutBoundHistogram(this.parts.map((c) => c.bind(attributes)));
   }
   override remove(attributes?: Attributes): void {
     for (const c of this.parts) c.remove(attributes);
@@ -264,7 +316,7 @@ export class MultiGauge extends Gauge {
     for (let i = 0; i < p.length; i++) p[i].record(value, attributes);
   }
   override bind(attributes?: Attributes): BoundGauge {
-    return new FanoutBoundRecorder(this.parts.map((c) => c.bind(attributes))) as unknown as BoundGauge;
+    return new FanoutBoundGauge(this.parts.map((c) => c.bind(attributes)));
   }
   override remove(attributes?: Attributes): void {
     for (const c of this.parts) c.remove(attributes);
