@@ -105,10 +105,25 @@ describe('PrometheusExporter with exporter-prometheus option names', () => {
     }
   });
 
+  it('withoutCounterSuffixes (the Go exporter\'s): counters without _total in the text format; OpenMetrics keeps it', async () => {
+    for (const extra of [[], [limitedReader()]]) {
+      const exporter = new PrometheusExporter({ preventServerStart: true, withoutUnits: true, withoutCounterSuffixes: true, withoutScopeInfo: true });
+      const p = new MeterProvider({ resource, readers: [exporter, ...extra] });
+      record(p);
+      const text = await exporter.render();
+      expect(text).toContain('# TYPE cpu_time counter\ncpu_time 1.5\n');
+      expect(text).not.toContain('_total');
+      const om = await exporter.render('application/openmetrics-text; version=1.0.0');
+      expect(om).toContain('# TYPE cpu_time counter\ncpu_time_total 1.5\n');
+      await p.shutdown();
+    }
+  });
+
   it('rejects what it cannot honour', () => {
     expect(() => new PrometheusExporter({ preventServerStart: true, metricProducers: [] } as never)).toThrow(/metricProducers/);
     expect(() => new PrometheusExporter({ preventServerStart: true, prefix: 'a-b' })).toThrow(/prefix/);
     expect(() => new PrometheusExporter({ preventServerStart: true, withResourceConstantLabels: 'service' as never })).toThrow(/withResourceConstantLabels/);
     expect(() => new PrometheusExporter({ preventServerStart: true, withoutUnits: 'yes' as never })).toThrow(/withoutUnits/);
+    expect(() => new PrometheusExporter({ preventServerStart: true, withoutCounterSuffixes: 1 as never })).toThrow(/withoutCounterSuffixes/);
   });
 });

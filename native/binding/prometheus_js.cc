@@ -242,6 +242,7 @@ void ReadOptions(Napi::Env env, const Napi::Value& v, prometheus::Options* o, pr
   text("constantLabels", &o->constantLabels);
   text("sampleSuffix", &o->sampleSuffix);
   flag("withoutUnits", &o->withoutUnits);
+  flag("withoutCounterSuffixes", &o->withoutCounterSuffixes);
   Napi::Value rn = obj.Get("reservedNames");
   if (!rn.IsUndefined()) {
     if (!rn.IsArray()) ThrowType(env, "reservedNames must be an array of strings");

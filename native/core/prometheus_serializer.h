@@ -78,6 +78,9 @@ struct Options {
   // Names without the unit word (the OpenTelemetry Go exporter's WithoutUnits; the names
   // @opentelemetry/exporter-prometheus writes). No UNIT metadata either.
   bool withoutUnits = false;
+  // Counters without the `_total` suffix in the text format (the OpenTelemetry Go
+  // exporter's WithoutCounterSuffixes); OpenMetrics requires it and keeps it.
+  bool withoutCounterSuffixes = false;
   // `name="value"` pairs written after the scope labels on every sample (resource
   // attributes as constant labels), rendered by the caller; "" for none.
   std::string constantLabels;

@@ -13,6 +13,8 @@ export interface PrometheusCollectOptions {
   readonly namePrefix?: string;
   /** Names without the unit word. */
   readonly withoutUnits?: boolean;
+  /** Counters without `_total` in the text format. */
+  readonly withoutCounterSuffixes?: boolean;
   /** Every sample with the collection's time, ms. */
   readonly appendTimestamp?: boolean;
   /** Resource attributes whose names match: labels of every sample. */

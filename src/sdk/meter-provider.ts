@@ -411,6 +411,7 @@ export class MeterProvider implements ApiMeterProvider {
       reservedNames: [...(o.reservedNames ?? [])],
       namePrefix: o.namePrefix ?? '',
       withoutUnits: o.withoutUnits === true,
+      withoutCounterSuffixes: o.withoutCounterSuffixes === true,
       constantLabels: o.constantLabels ?? '',
       sampleSuffix: o.appendTimestamp === true ? ` ${Date.now()}` : '',
     };

@@ -54,6 +54,8 @@ export interface NativePrometheusOptions {
   namePrefix?: string;
   /** Names without the unit word. */
   withoutUnits?: boolean;
+  /** Counters without `_total` in the text format. */
+  withoutCounterSuffixes?: boolean;
   /** `k="v",...` written after the scope labels on every sample. */
   constantLabels?: string;
   /** Written after every sample's value (" <ms>"). */

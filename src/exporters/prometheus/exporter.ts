@@ -57,6 +57,11 @@ export interface PrometheusExporterOptions {
    * Counters keep `_total`, as in exporter-prometheus.
    */
   withoutUnits?: boolean;
+  /**
+   * Counters without `_total` in the text format (the OpenTelemetry Go exporter's
+   * WithoutCounterSuffixes); OpenMetrics requires the suffix and keeps it.
+   */
+  withoutCounterSuffixes?: boolean;
   /** Do not listen; mount {@link PrometheusExporter.requestHandler} or call render() instead. */
   preventServerStart?: boolean;
   /** Answer OpenMetrics 1.0.0 to scrapers that ask for it. Default true; false always sends the text format. */
@@ -131,12 +136,13 @@ function exporterPrometheusOptions(o: PrometheusExporterOptions & { metricProduc
   if (o.withResourceConstantLabels !== undefined && !(o.withResourceConstantLabels instanceof RegExp)) {
     throw new TypeError('hotmeter: PrometheusExporter option withResourceConstantLabels must be a RegExp');
   }
-  for (const k of ['appendTimestamp', 'withoutUnits'] as const) {
+  for (const k of ['appendTimestamp', 'withoutUnits', 'withoutCounterSuffixes'] as const) {
     if (o[k] !== undefined && typeof o[k] !== 'boolean') throw new TypeError(`hotmeter: PrometheusExporter option ${k} must be a boolean`);
   }
   return {
     namePrefix: o.prefix ? `${o.prefix}_` : undefined,
     withoutUnits: o.withoutUnits === true,
+    withoutCounterSuffixes: o.withoutCounterSuffixes === true,
     appendTimestamp: o.appendTimestamp === true,
     withResourceConstantLabels: o.withResourceConstantLabels,
   };

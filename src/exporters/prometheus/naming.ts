@@ -82,6 +82,8 @@ export interface NamingOptions {
   readonly namePrefix?: string;
   /** No unit word (and no UNIT metadata): the names @opentelemetry/exporter-prometheus writes. */
   readonly withoutUnits?: boolean;
+  /** Counters without `_total` in the text format (OpenMetrics requires and keeps it). */
+  readonly withoutCounterSuffixes?: boolean;
 }
 
 /**
@@ -93,9 +95,10 @@ export interface NamingOptions {
 export function familyName(name: string, unit: string, type: FamilyType, openMetrics: boolean, naming: NamingOptions = {}): FamilyName {
   let base = sanitizeMetricName(naming.namePrefix ? naming.namePrefix + name : name);
   const u = naming.withoutUnits ? '' : unitSuffix(unit, type === 'gauge');
-  if (type === 'counter' && base.length > 6 && base.endsWith('_total')) base = base.slice(0, -6);
+  const suffix = !(naming.withoutCounterSuffixes && !openMetrics);
+  if (type === 'counter' && suffix && base.length > 6 && base.endsWith('_total')) base = base.slice(0, -6);
   if (u !== '' && base !== u && !base.endsWith('_' + u)) base = `${base}_${u}`;
-  if (type === 'counter') {
+  if (type === 'counter' && suffix) {
     const sample = `${base}_total`;
     return { family: openMetrics ? base : sample, sample, unit: u };
   }

@@ -87,6 +87,8 @@ export interface PrometheusFormatOptions {
   namePrefix?: string;
   /** Names without the unit word (the names @opentelemetry/exporter-prometheus writes). */
   withoutUnits?: boolean;
+  /** Counters without `_total` in the text format (OpenMetrics keeps it). */
+  withoutCounterSuffixes?: boolean;
   /** Resource attributes whose names match: labels of every sample. */
   withResourceConstantLabels?: RegExp;
   /** Every sample with the collection's time, ms. */
@@ -222,7 +224,7 @@ export function serializeText(set: CheckpointSet, resource?: Attributes, options
   const withScope = options.withoutScopeInfo === false;
   const quantiles = options.summaryQuantiles ?? DEFAULT_SUMMARY_QUANTILES;
   const target = options.withoutTargetInfo ? '' : targetInfoText(resource, om);
-  const naming: NamingOptions = { namePrefix: options.namePrefix, withoutUnits: options.withoutUnits };
+  const naming: NamingOptions = { namePrefix: options.namePrefix, withoutUnits: options.withoutUnits, withoutCounterSuffixes: options.withoutCounterSuffixes };
   const constant = constantLabelText(resource, options.withResourceConstantLabels);
   const ts = options.appendTimestamp ? ` ${Math.floor(set.time)}` : '';
 
