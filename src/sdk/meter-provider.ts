@@ -55,7 +55,11 @@ export interface MeterProviderOptions {
   /**
    * Readers (pull endpoints, push controllers) that collect from this provider. OpenTelemetry
    * JS readers (e.g. sdk-metrics' PeriodicExportingMetricReader with an OTLP exporter) work
-   * too: each is fed through a HotmeterMetricProducer (src/exporters/otlp).
+   * too: each is fed through a HotmeterMetricProducer (src/exporters/otlp). Such a reader's
+   * `aggregationSelector` and `cardinalitySelector` apply to its own export, for instruments
+   * no view matches (as in sdk-metrics): where they differ from the provider's, the
+   * instrument gets a stream for that reader (each measurement is written to both), and
+   * Prometheus readers of the provider are then served from CheckpointSets.
    */
   readers?: (MetricReader | ForeignMetricReader)[];
   /** Chooses each instrument's aggregator; `null` disables an instrument. */

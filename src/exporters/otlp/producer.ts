@@ -6,9 +6,10 @@
 //
 // works because the provider wraps every OpenTelemetry JS reader it is given in a
 // HotmeterMetricProducer (see isOtelMetricReader): the producer asks the reader for its
-// temporality per instrument type, collects, batches (an UngroupedBatcher of its own for
-// sums, gauges and histograms; ExponentialDeltaState for exponential histograms) and
-// converts. The provider's forceFlush() and shutdown() reach the reader through it, and a
+// temporality per instrument type (its aggregation and series limit per instrument type
+// become streams of its own at the provider: streamSettings), collects, batches (an
+// UngroupedBatcher of its own for sums, gauges and histograms; ExponentialDeltaState for
+// exponential histograms) and converts. The provider's forceFlush() and shutdown() reach the reader through it, and a
 // reader's shutdown (which collects and exports one last time) runs before the provider
 // stops recording.
 //
