@@ -231,6 +231,18 @@ void ReadOptions(Napi::Env env, const Napi::Value& v, prometheus::Options* o, pr
     o->prefix = p.As<Napi::String>().Utf8Value();
     if (o->prefix.size() > kMaxPrefixBytes) ThrowType(env, "prefix is too long");
   }
+  auto text = [&](const char* key, std::string* out) {
+    Napi::Value x = obj.Get(key);
+    if (x.IsUndefined()) return;
+    if (!x.IsString()) ThrowType(env, std::string(key) + " must be a string");
+    *out = x.As<Napi::String>().Utf8Value();
+    if (out->size() > kMaxPrefixBytes) ThrowType(env, std::string(key) + " is too long");
+  };
+  text("namePrefix", &o->namePrefix);
+  text("constantLabels", &o->constantLabels);
+  text("sampleSuffix", &o->sampleSuffix);
+  flag("withoutUnits", &o->withoutUnits);
+  flag("withoutCounterSuffixes", &o->withoutCounterSuffixes);
   Napi::Value rn = obj.Get("reservedNames");
   if (!rn.IsUndefined()) {
     if (!rn.IsArray()) ThrowType(env, "reservedNames must be an array of strings");

@@ -72,6 +72,20 @@ struct Options {
   // Names the prefix uses (e.g. "target_info", "target"): instruments mapping to them
   // are dropped.
   std::vector<std::string> reservedNames;
+  // Prepended to every metric name before it is sanitized (exporter-prometheus' `prefix`,
+  // with its '_').
+  std::string namePrefix;
+  // Names without the unit word (the OpenTelemetry Go exporter's WithoutUnits; the names
+  // @opentelemetry/exporter-prometheus writes). No UNIT metadata either.
+  bool withoutUnits = false;
+  // Counters without the `_total` suffix in the text format (the OpenTelemetry Go
+  // exporter's WithoutCounterSuffixes); OpenMetrics requires it and keeps it.
+  bool withoutCounterSuffixes = false;
+  // `name="value"` pairs written after the scope labels on every sample (resource
+  // attributes as constant labels), rendered by the caller; "" for none.
+  std::string constantLabels;
+  // Written after every sample's value (" <ms>": a timestamp), "" for none.
+  std::string sampleSuffix;
   // Output is cut into chunks of about this many bytes, at line ends.
   size_t chunkBytes = (size_t{2} << 20) - (size_t{64} << 10);
   // Serialization threads: 0 picks min(hardware threads, 4); the output is the same
@@ -386,6 +400,6 @@ struct FamilyName {
   std::string sample;  // the base of sample names (counters: with `_total`)
   std::string unit;    // UNIT word ("" when none)
 };
-FamilyName NameFor(const Descriptor& d, Format format);
+FamilyName NameFor(const Descriptor& d, Format format, const Options& opts = Options{});
 
 }  // namespace hotmeter::prometheus

@@ -33,6 +33,10 @@ std::string ScopeText(const Descriptor& d, const Options& opts) {
       scopeText += '"';
     }
   }
+  if (!opts.constantLabels.empty()) {
+    if (!scopeText.empty()) scopeText += ',';
+    scopeText += opts.constantLabels;
+  }
   return scopeText;
 }
 
@@ -139,7 +143,7 @@ struct Writer {
     if (cur == &si) return;
     cur = &si;
     const Descriptor& d = si.descriptor;
-    const FamilyName fn = NameFor(d, opts.format);
+    const FamilyName fn = NameFor(d, opts.format, opts);
     const FamilyType type = TypeOf(d);
     sample = fn.sample;
     created = opts.format == Format::OpenMetrics100 &&
@@ -166,7 +170,8 @@ struct Writer {
   void Sample(std::string_view name, std::string_view suffix, std::string_view extra, double v) {
     const bool braces = !labels.empty() || !extra.empty();
     const bool comma = !labels.empty() && !extra.empty();
-    char* p = o.Extend(name.size() + suffix.size() + labels.size() + extra.size() + 4 + 32);
+    const std::string& ts = opts.sampleSuffix;
+    char* p = o.Extend(name.size() + suffix.size() + labels.size() + extra.size() + ts.size() + 4 + 32);
     char* const start = p;
     auto put = [&p](std::string_view s) {
       std::memcpy(p, s.data(), s.size());
@@ -183,6 +188,7 @@ struct Writer {
     }
     *p++ = ' ';
     p += FormatNumber(p, v);
+    put(ts);
     *p++ = '\n';
     o.Shrink(static_cast<size_t>(p - start));
   }
@@ -193,13 +199,16 @@ struct Writer {
 
   // bucketPrefix, then `tail` (`le="..."} `), the value and a newline.
   void BucketLine(std::string_view tail, double v) {
-    char* p = o.Extend(bucketPrefix.size() + tail.size() + 1 + 32);
+    const std::string& ts = opts.sampleSuffix;
+    char* p = o.Extend(bucketPrefix.size() + tail.size() + ts.size() + 1 + 32);
     char* const start = p;
     std::memcpy(p, bucketPrefix.data(), bucketPrefix.size());
     p += bucketPrefix.size();
     std::memcpy(p, tail.data(), tail.size());
     p += tail.size();
     p += FormatNumber(p, v);
+    std::memcpy(p, ts.data(), ts.size());
+    p += ts.size();
     *p++ = '\n';
     o.Shrink(static_cast<size_t>(p - start));
   }

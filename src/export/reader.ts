@@ -9,6 +9,18 @@ export interface PrometheusCollectOptions {
   readonly withoutScopeInfo: boolean;
   readonly withoutTargetInfo: boolean;
   readonly summaryQuantiles: readonly number[];
+  /** Prepended to every metric name (with its '_'). */
+  readonly namePrefix?: string;
+  /** Names without the unit word. */
+  readonly withoutUnits?: boolean;
+  /** Counters without `_total` in the text format. */
+  readonly withoutCounterSuffixes?: boolean;
+  /** Every sample with the collection's time, ms. */
+  readonly appendTimestamp?: boolean;
+  /** Resource attributes whose names match: labels of every sample. */
+  readonly withResourceConstantLabels?: RegExp;
+  /** Those labels as `k="v",...` (what a native pass writes after the scope labels). */
+  readonly constantLabels?: string;
   /**
    * Text written before the families (the Prometheus exporter's `target_info`), and the
    * family names it takes (no metric may be written under them). Default none.

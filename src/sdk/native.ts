@@ -50,6 +50,16 @@ export interface NativePrometheusOptions {
   prefix?: string;
   /** Names the prefix takes: instruments mapping to them are dropped. */
   reservedNames?: string[];
+  /** Prepended to every metric name before sanitizing. */
+  namePrefix?: string;
+  /** Names without the unit word. */
+  withoutUnits?: boolean;
+  /** Counters without `_total` in the text format. */
+  withoutCounterSuffixes?: boolean;
+  /** `k="v",...` written after the scope labels on every sample. */
+  constantLabels?: string;
+  /** Written after every sample's value (" <ms>"). */
+  sampleSuffix?: string;
   chunkBytes?: number;
   /** Exact summaries: [recordId, n, v_1 .. v_n] groups (one value per quantile). */
   exact?: Float64Array;

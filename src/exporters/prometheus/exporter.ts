@@ -20,6 +20,7 @@ import type { MetricProducer, MetricReader, PrometheusCollectOptions, Prometheus
 import { negotiateFormat, NegotiatedFormat, OPENMETRICS_CONTENT_TYPE, PROMETHEUS_TEXT_CONTENT_TYPE } from './negotiate';
 import { warnLimited } from '../../sdk/diag';
 import {
+  constantLabelText,
   DEFAULT_SUMMARY_QUANTILES,
   type MergeHow,
   mergedSeriesWarning,
@@ -40,6 +41,27 @@ export interface PrometheusExporterOptions {
   port?: number;
   /** Path served. Default '/metrics'. */
   endpoint?: string;
+  /**
+   * Prepended to every metric name with '_' (@opentelemetry/exporter-prometheus' `prefix`):
+   * `prefix: 'app'` names `requests` `app_requests_total`.
+   */
+  prefix?: string;
+  /** Every sample carries the collection's time, ms (exporter-prometheus' `appendTimestamp`). */
+  appendTimestamp?: boolean;
+  /** Resource attributes whose names match: labels of every sample (exporter-prometheus' option). */
+  withResourceConstantLabels?: RegExp;
+  /**
+   * Names without the unit word (`http_server_duration`, not `http_server_duration_seconds`),
+   * and no OpenMetrics UNIT: the names @opentelemetry/exporter-prometheus writes, so
+   * dashboards built on them keep working (the OpenTelemetry Go exporter's WithoutUnits).
+   * Counters keep `_total`, as in exporter-prometheus.
+   */
+  withoutUnits?: boolean;
+  /**
+   * Counters without `_total` in the text format (the OpenTelemetry Go exporter's
+   * WithoutCounterSuffixes); OpenMetrics requires the suffix and keeps it.
+   */
+  withoutCounterSuffixes?: boolean;
   /** Do not listen; mount {@link PrometheusExporter.requestHandler} or call render() instead. */
   preventServerStart?: boolean;
   /** Answer OpenMetrics 1.0.0 to scrapers that ask for it. Default true; false always sends the text format. */
@@ -101,6 +123,29 @@ function limit(name: string, v: number | undefined, dflt: number): number {
   if (v === undefined) return dflt;
   if (typeof v !== 'number' || !Number.isInteger(v) || v <= 0) throw new TypeError(`hotmeter: ${name} must be a positive integer`);
   return v;
+}
+
+/** @opentelemetry/exporter-prometheus' naming and label options, checked (TypeError). */
+function exporterPrometheusOptions(o: PrometheusExporterOptions & { metricProducers?: unknown }): Partial<PrometheusCollectOptions> {
+  if (o.metricProducers !== undefined) {
+    throw new TypeError('hotmeter: PrometheusExporter option metricProducers is not supported (give the provider a HotmeterMetricProducer reader instead)');
+  }
+  if (o.prefix !== undefined && !(typeof o.prefix === 'string' && /^[a-zA-Z_:][a-zA-Z0-9_:]*$/.test(o.prefix))) {
+    throw new TypeError('hotmeter: PrometheusExporter option prefix must be a Prometheus metric name ([a-zA-Z_:][a-zA-Z0-9_:]*)');
+  }
+  if (o.withResourceConstantLabels !== undefined && !(o.withResourceConstantLabels instanceof RegExp)) {
+    throw new TypeError('hotmeter: PrometheusExporter option withResourceConstantLabels must be a RegExp');
+  }
+  for (const k of ['appendTimestamp', 'withoutUnits', 'withoutCounterSuffixes'] as const) {
+    if (o[k] !== undefined && typeof o[k] !== 'boolean') throw new TypeError(`hotmeter: PrometheusExporter option ${k} must be a boolean`);
+  }
+  return {
+    namePrefix: o.prefix ? `${o.prefix}_` : undefined,
+    withoutUnits: o.withoutUnits === true,
+    withoutCounterSuffixes: o.withoutCounterSuffixes === true,
+    appendTimestamp: o.appendTimestamp === true,
+    withResourceConstantLabels: o.withResourceConstantLabels,
+  };
 }
 
 /** One scrape's text: UTF-8 in chunks of whole lines. */
@@ -179,6 +224,7 @@ export class PrometheusExporter implements MetricReader {
       withoutScopeInfo: options.withoutScopeInfo === true,
       withoutTargetInfo: options.withoutTargetInfo === true,
       summaryQuantiles: Object.freeze([...quantiles]),
+      ...exporterPrometheusOptions(options),
     });
     this.limits = Object.freeze({
       headersTimeout: limit('headersTimeoutMillis', options.headersTimeoutMillis, 10_000),
@@ -382,7 +428,8 @@ export class PrometheusExporter implements MetricReader {
   /** A native pass's options: the format, and target_info written first (unless withoutTargetInfo). */
   private passOptions(producer: MetricProducer, fmt: NegotiatedFormat): PrometheusCollectOptions {
     const prefix = this.format.withoutTargetInfo ? '' : targetInfoText(producer.resource.attributes, fmt.openMetrics);
-    return { ...this.format, openMetrics: fmt.openMetrics, prefix, reservedNames: prefix === '' ? [] : TARGET_INFO_NAMES };
+    const constantLabels = constantLabelText(producer.resource.attributes, this.format.withResourceConstantLabels);
+    return { ...this.format, openMetrics: fmt.openMetrics, prefix, reservedNames: prefix === '' ? [] : TARGET_INFO_NAMES, constantLabels };
   }
 
   async forceFlush(): Promise<void> {}
