@@ -19,6 +19,7 @@ import {
 } from '../src';
 import { negotiateFormat } from '../src/exporters/prometheus/negotiate';
 import { formatValue } from '../src/exporters/prometheus/naming';
+import { native } from '../src/sdk/native';
 import { MERGED, parseExposition, recordCollisions, recordEverything, type Sample, sampleKey, VIEWS } from './prometheus-helpers';
 
 /** What Prometheus 2.42 sends when started with --enable-feature=native-histograms. */
@@ -287,6 +288,20 @@ describe('protobuf content negotiation', () => {
     expect(exporter.negotiate(PROM_NATIVE_ACCEPT).contentType).toBe(PROMETHEUS_PROTOBUF_CONTENT_TYPE);
     const off = setup({}, { protobuf: false }).exporter;
     expect(off.negotiate(PROM_NATIVE_ACCEPT).contentType).toBe(OPENMETRICS_CONTENT_TYPE);
+  });
+});
+
+describe('protobuf options reaching the binding', () => {
+  it('throws TypeError for a bad protobuf flag or target_info labels', () => {
+    const { provider } = setup();
+    provider.getMeter('m').createCounter('c').add(1);
+    const n = native();
+    const domain = (provider as unknown as { domain: number }).domain;
+    for (const bad of [{ protobuf: 1 }, { protobuf: 'yes' }, { targetInfo: 'a' }, { targetInfo: ['a'] }, { targetInfo: ['a', 1] }, { targetInfo: [{}, 'v'] }, { targetInfo: ['k', 'x'.repeat(17 << 20)] }]) {
+      expect(() => n.openPrometheusStream(domain, false, undefined, null, bad as never), JSON.stringify(bad).slice(0, 60)).toThrow(TypeError);
+    }
+    const ok = n.openPrometheusStream(domain, false, undefined, null, { protobuf: true, targetInfo: ['k', 'v'] });
+    n.closePrometheusStream(ok.stream);
   });
 });
 
