@@ -184,6 +184,7 @@ struct ProtoWriter {
   const void* family = nullptr;
   std::string body;
   std::string header;  // name, help and type of the current family's messages
+  std::string len;     // the open message's length prefix
   // The current record's Metric message, and its value message (histogram, summary).
   std::string metric, value, sub;
 
@@ -214,7 +215,7 @@ struct ProtoWriter {
   void Close() {
     if (body.empty()) return;
     Chunk& o = out->cur();
-    std::string len;
+    len.clear();
     pb::AppendVarint(&len, header.size() + body.size());
     o.append(len);
     o.append(header);

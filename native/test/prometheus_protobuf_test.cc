@@ -315,6 +315,31 @@ TEST(chunks_hold_whole_messages_and_families_continue) {
     for (const Field& x : fs) again += x.number == 4;
   }
   CHECK_EQ(again, kSeries);
+  // Several threads write ranges of their own: the same metrics, in whole messages.
+  prom::Options threaded = o;
+  threaded.threads = 3;
+  threaded.parallelMinRecords = 0;
+  prom::SerializationPlan tplan(snap, threaded, {}, nullptr);
+  prom::ChunkedOutput to(threaded.chunkBytes);
+  tplan.Write(0, tplan.records(), true, true, &to);
+  msgs.clear();
+  const std::string all = prom::Join(to.Take());
+  REQUIRE(Messages(all, &msgs));
+  int threadedMetrics = 0;
+  double threadedSum = 0;
+  for (std::string_view m : msgs) {
+    std::vector<Field> fs, metric, counter;
+    REQUIRE(Fields(m, &fs));
+    for (const Field& x : fs) {
+      if (x.number != 4) continue;
+      threadedMetrics++;
+      REQUIRE(Fields(x.bytes, &metric));
+      REQUIRE(Fields(metric.back().bytes, &counter));
+      threadedSum += counter[0].fixed;
+    }
+  }
+  CHECK_EQ(threadedMetrics, kSeries);
+  CHECK_EQ(threadedSum, sum);
 }
 
 TEST(native_histogram_message) {
