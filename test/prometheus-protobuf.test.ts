@@ -288,6 +288,8 @@ describe('protobuf content negotiation', () => {
     expect(exporter.negotiate(PROM_NATIVE_ACCEPT).contentType).toBe(PROMETHEUS_PROTOBUF_CONTENT_TYPE);
     const off = setup({}, { protobuf: false }).exporter;
     expect(off.negotiate(PROM_NATIVE_ACCEPT).contentType).toBe(OPENMETRICS_CONTENT_TYPE);
+    // render() returns a string: the best text format the header accepts.
+    expect(await exporter.render(PROM_NATIVE_ACCEPT)).toMatch(/# EOF\n$/);
   });
 });
 

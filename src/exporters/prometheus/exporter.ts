@@ -150,7 +150,8 @@ function releaseIfDone(s: SharedScrape): void {
  * It serves `http://127.0.0.1:9464/metrics` by default (`host`, `port`, `endpoint`), or,
  * with `preventServerStart`, mount {@link PrometheusExporter.requestHandler} in your own
  * server. Each scrape is one collection, written natively (off the event loop) as text
- * format 0.0.4 or OpenMetrics 1.0.0, as the scraper's `Accept` header asks.
+ * format 0.0.4, OpenMetrics 1.0.0 or the protobuf format (exponential histograms as native
+ * histograms), as the scraper's `Accept` header asks.
  */
 export class PrometheusExporter implements MetricReader {
   /**
@@ -226,11 +227,13 @@ export class PrometheusExporter implements MetricReader {
 
   /**
    * Collects and returns the text as chunks of whole lines (no copy of the native
-   * output), for writing to a response: `for (const c of s.chunks) res.write(c)`.
+   * output), for writing to a response: `for (const c of s.chunks) res.write(c)`. When
+   * `accept` prefers the protobuf format, the chunks hold whole delimited MetricFamily
+   * messages instead (see `contentType`).
    * Concurrent calls for the same format share one collection.
    */
   scrape(accept?: string | string[]): Promise<PrometheusScrape> {
-    return this.share(accept).then((s) => {
+    return this.share(this.negotiate(accept)).then((s) => {
       this.deliver(s.epoch);
       return s;
     });
@@ -242,8 +245,7 @@ export class PrometheusExporter implements MetricReader {
   }
 
   /** scrape() without counting the text as delivered (requestHandler does, once written). */
-  private share(accept?: string | string[]): Promise<PrometheusScrape & { readonly epoch?: number }> {
-    const fmt = this.negotiate(accept);
+  private share(fmt: NegotiatedFormat): Promise<PrometheusScrape & { readonly epoch?: number }> {
     let shared = this.inFlight.get(fmt.contentType);
     if (shared === undefined) {
       const s: SharedScrape = { collected: this.collect(fmt), text: undefined, holders: 0, released: 0, joinable: true };
@@ -281,7 +283,9 @@ export class PrometheusExporter implements MetricReader {
    * build one string.
    */
   async render(accept?: string | string[]): Promise<string> {
-    const s = await this.scrape(accept);
+    // A string holds text: an Accept that prefers protobuf gets its best text format.
+    const s = await this.share(negotiateFormat(accept, this.allowOpenMetrics));
+    this.deliver(s.epoch);
     try {
       return s.chunks.length === 1 ? s.chunks[0].toString('utf8') : Buffer.concat(s.chunks as Buffer[], s.byteLength).toString('utf8');
     } finally {
@@ -313,7 +317,7 @@ export class PrometheusExporter implements MetricReader {
       void this.serveStream(req, res, fmt);
       return;
     }
-    this.share(req.headers.accept).then(
+    this.share(fmt).then(
       (s) => {
         // 'close': the response is complete or its connection gone; either way no write of
         // the chunks is pending any more.
