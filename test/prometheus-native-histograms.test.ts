@@ -57,7 +57,10 @@ beforeAll(async () => {
     readers: [exporter],
     reclamation: false,
     resource: { attributes: { 'service.name': 'native-e2e' } },
-    views: [{ instrumentName: 'native.*', aggregation: AggregationKind.EXPONENTIAL_HISTOGRAM }],
+    views: [
+      { instrumentName: 'native.*', aggregation: AggregationKind.EXPONENTIAL_HISTOGRAM },
+      { instrumentName: 'mixed', meterName: 'other', aggregation: AggregationKind.EXPONENTIAL_HISTOGRAM },
+    ],
   });
   const m = provider.getMeter('e2e', '1.0.0');
   const lat = m.createHistogram('native.latency', { unit: 's' });
@@ -71,6 +74,13 @@ beforeAll(async () => {
   const rpc = m.createHistogram('rpc.duration', { unit: 's', advice: { explicitBucketBoundaries: [0.1, 0.5, 1] } });
   for (const v of [0.05, 0.2, 0.3, 0.7, 2]) rpc.record(v, { method: 'GET' });
   m.createCounter('hits').add(42, { route: '/a' });
+  // One family, a classic histogram (scope e2e) and a native one (scope other).
+  const classic = m.createHistogram('mixed', { advice: { explicitBucketBoundaries: [1, 10] } });
+  const native = provider.getMeter('other').createHistogram('mixed');
+  for (const v of [0.5, 5, 50]) {
+    classic.record(v);
+    native.record(v);
+  }
   m.createGauge('temperature').record(21.25, { room: 'lab' });
   const bulk = m.createCounter('bulk.items');
   for (let i = 0; i < BULK; i++) bulk.add(i, { item: `item-${i}` });
@@ -170,6 +180,11 @@ describe('a real Prometheus with native histograms scrapes the protobuf format',
     expect(await one('hits_total{route="/a",otel_scope_name="e2e",otel_scope_version="1.0.0"}')).toBe(42);
     expect(await one('temperature{room="lab"}')).toBe(21.25);
     expect(await one('target_info{service_name="native-e2e"}')).toBe(1);
+    // A family of a classic and a native histogram: each read as what it is.
+    const mixed = await query('mixed_bucket');
+    expect(Object.fromEntries(mixed.map((s) => [`${s.metric.otel_scope_name} ${s.metric.le}`, Number(s.value[1])]))).toEqual({ 'e2e 1.0': 1, 'e2e 10.0': 2, 'e2e +Inf': 3 });
+    expect(await one('histogram_count(mixed{otel_scope_name="other"})')).toBe(3);
+    expect(await one('histogram_sum(mixed{otel_scope_name="other"})')).toBe(55.5);
     const bulk = await query('bulk_items_total');
     expect(bulk).toHaveLength(BULK);
     for (const s of bulk) expect(Number(s.value[1]), s.metric.item).toBe(Number(s.metric.item.slice('item-'.length)));

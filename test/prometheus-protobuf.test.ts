@@ -345,6 +345,23 @@ describe('protobuf exposition', () => {
     for (const [name, labels, value] of MERGED) expect(keys, name).toContain(canonical([{ name, labels, value }])[0]);
   });
 
+  it('writes the native and the classic histograms of one family in separate messages', async () => {
+    const record = (p: MeterProvider): void => {
+      const a = p.getMeter('a').createHistogram('mixed', { advice: { explicitBucketBoundaries: [1, 10] } });
+      const b = p.getMeter('b').createHistogram('mixed');
+      for (const v of [0.5, 5, 50]) {
+        a.record(v, { k: 'x' });
+        b.record(v, { k: 'x' });
+      }
+      a.record(2, { k: 'y' });
+    };
+    const t = twins(record, { views: [{ instrumentName: 'mixed', meterName: 'b', aggregation: AggregationKind.EXPONENTIAL_HISTOGRAM }] });
+    const families = decode((await scrapeBytes(t.pb, PROM_NATIVE_ACCEPT)).body);
+    expectSameAsText(families, await t.text.render(TEXT_ACCEPT));
+    expect(families.map((f) => f.name)).toEqual(['mixed', 'mixed']);
+    expect(families.map((f) => f.metric.map((m) => m.histogram?.schema !== undefined))).toEqual([[false, false], [true]]);
+  });
+
   it('streams in parts over HTTP: a family cut into several messages reads as the text', async () => {
     const t = twins(
       (p) => {

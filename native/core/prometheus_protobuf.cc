@@ -185,6 +185,8 @@ struct ProtoWriter {
   std::string body;
   std::string header;  // name, help and type of the current family's messages
   std::string len;     // the open message's length prefix
+  bool bodyNative = false;    // the open message's metrics are native histograms
+  bool metricNative = false;  // the current metric is one
   // The current record's Metric message, and its value message (histogram, summary).
   std::string metric, value, sub;
 
@@ -225,8 +227,13 @@ struct ProtoWriter {
   }
 
   // Appends the current record's Metric to the open message; a message about to fill the
-  // chunk is closed (the family goes on in the next message).
+  // chunk is closed (the family goes on in the next message). Native and classic histograms
+  // of one family (members of several scopes or aggregations) go in separate messages:
+  // Prometheus may tell them apart by a message's first metric.
   void EndMetric() {
+    if (!body.empty() && bodyNative != metricNative) Close();
+    bodyNative = metricNative;
+    metricNative = false;
     Bytes(&body, 4, metric);
     if (out->cur().size() + header.size() + body.size() >= chunkBytes) Close();
   }
@@ -314,6 +321,7 @@ struct ProtoWriter {
   }
 
   void Native(const pb::NativeHistogram& h) {
+    metricNative = true;
     value.clear();
     Varint(&value, 1, h.count);
     Double(&value, 2, h.sum);
