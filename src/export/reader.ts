@@ -21,6 +21,7 @@ export interface PrometheusCollectOptions {
    * target_info family. Default false.
    */
   readonly protobuf?: boolean;
+  /** Protobuf's target_info labels: [name, value] pairs, names sanitized and merged as the text's. */
   readonly targetInfo?: readonly (readonly [string, string])[];
 }
 
