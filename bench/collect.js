@@ -37,6 +37,8 @@
 //   hotmeter-noscope  the same with withoutScopeInfo (the same labels prom-client writes)
 //   hotmeter-stream   the HTTP handler's path: the text written in parts of 4 MiB, each
 //                     given back once consumed (streamed(); -noscope: withoutScopeInfo)
+//   hotmeter-protobuf PrometheusExporter.scrape() answering Prometheus' native-histograms
+//                     Accept: the protobuf format (delimited MetricFamily messages)
 //   prom-client       registry.metrics()
 //   otel              @opentelemetry/sdk-metrics collect() + @opentelemetry/exporter-prometheus'
 //                     PrometheusSerializer (cardinality limit raised to fit)
@@ -55,7 +57,8 @@ const path = require('node:path');
 
 const BOUNDS = [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50]; // 16 buckets
 const METHODS = ['GET', 'POST', 'PUT', 'DELETE'];
-const PEERS = ['hotmeter', 'hotmeter-noscope', 'hotmeter-stream', 'hotmeter-stream-noscope', 'prom-client', 'otel'];
+const PEERS = ['hotmeter', 'hotmeter-noscope', 'hotmeter-stream', 'hotmeter-stream-noscope', 'hotmeter-protobuf', 'prom-client', 'otel'];
+const PROTOBUF_ACCEPT = 'application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited';
 
 function arg(name, dflt) {
   const i = process.argv.indexOf(`--${name}`);
@@ -164,7 +167,7 @@ async function setupPeer(peer, n) {
       // As the exporter's HTTP handler does once the response is written: the text's
       // blocks go back for the next scrape now, not when a GC gets to the Buffers.
       scrape: peer.startsWith('hotmeter-stream') ? () => streamed(exporter) : async () => {
-        const s = await exporter.scrape();
+        const s = await exporter.scrape(peer === 'hotmeter-protobuf' ? PROTOBUF_ACCEPT : undefined);
         s.release();
         return s.byteLength;
       },

@@ -81,7 +81,7 @@ export * from './runtime';
 export { HotmeterMetricProducer, toOtelResourceMetrics } from './exporters/otlp';
 export type { HotmeterMetricProducerOptions, ToResourceMetricsOptions } from './exporters/otlp';
 // Prometheus: OpenMetrics content type, summary quantiles, the producer interface's text passes.
-export { OPENMETRICS_CONTENT_TYPE } from './exporters/prometheus/exporter';
+export { OPENMETRICS_CONTENT_TYPE, PROMETHEUS_PROTOBUF_CONTENT_TYPE } from './exporters/prometheus/exporter';
 export type { PrometheusScrape } from './exporters/prometheus/exporter';
 export { DEFAULT_SUMMARY_QUANTILES } from './exporters/prometheus/serializer';
 export type { PrometheusFormatOptions } from './exporters/prometheus/serializer';

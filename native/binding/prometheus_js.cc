@@ -212,6 +212,9 @@ void ReadOptions(Napi::Env env, const Napi::Value& v, prometheus::Options* o, pr
   bool om = false;
   flag("openMetrics", &om);
   o->format = om ? prometheus::Format::OpenMetrics100 : prometheus::Format::Text004;
+  bool protobuf = false;
+  flag("protobuf", &protobuf);
+  if (protobuf) o->format = prometheus::Format::Protobuf;
   flag("scopeLabels", &o->scopeLabels);
   Napi::Value q = obj.Get("quantiles");
   if (!q.IsUndefined()) {
@@ -243,6 +246,21 @@ void ReadOptions(Napi::Env env, const Napi::Value& v, prometheus::Options* o, pr
   text("sampleSuffix", &o->sampleSuffix);
   flag("withoutUnits", &o->withoutUnits);
   flag("withoutCounterSuffixes", &o->withoutCounterSuffixes);
+  // targetInfo: [name, value, ...] (protobuf's target_info labels).
+  Napi::Value ti = obj.Get("targetInfo");
+  if (!ti.IsUndefined()) {
+    if (!ti.IsArray()) ThrowType(env, "targetInfo must be an array of strings");
+    Napi::Array a = ti.As<Napi::Array>();
+    if (a.Length() % 2 != 0) ThrowType(env, "targetInfo must hold name, value pairs");
+    size_t bytes = 0;
+    for (uint32_t i = 0; i + 1 < a.Length(); i += 2) {
+      Napi::Value k = a.Get(i), v = a.Get(i + 1);
+      if (!k.IsString() || !v.IsString()) ThrowType(env, "targetInfo must be an array of strings");
+      o->targetInfo.emplace_back(k.As<Napi::String>().Utf8Value(), v.As<Napi::String>().Utf8Value());
+      bytes += o->targetInfo.back().first.size() + o->targetInfo.back().second.size();
+      if (bytes > kMaxPrefixBytes) ThrowType(env, "targetInfo is too long");
+    }
+  }
   Napi::Value rn = obj.Get("reservedNames");
   if (!rn.IsUndefined()) {
     if (!rn.IsArray()) ThrowType(env, "reservedNames must be an array of strings");
@@ -288,7 +306,7 @@ void ReadOptions(Napi::Env env, const Napi::Value& v, prometheus::Options* o, pr
 // The arguments serializePrometheus and openPrometheusStream share:
 //   (domain, reclaim: boolean, reclaimBefore: epoch | undefined,
 //    include: Uint32Array (instrument ids, any order) | null (all),
-//    options?: { openMetrics?, scopeLabels?, quantiles?: Float64Array,
+//    options?: { openMetrics?, protobuf?, targetInfo?: string[], scopeLabels?, quantiles?: Float64Array,
 //                instrumentQuantiles?: Float64Array ([id, n, q..]*), prefix?: string,
 //                reservedNames?: string[], chunkBytes?, exact?: Float64Array ([recordId, n, v..]*),
 //                threads?, readerEpoch? })

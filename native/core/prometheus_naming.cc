@@ -264,6 +264,7 @@ FamilyType TypeOf(const Descriptor& d) {
 }
 
 FamilyName NameFor(const Descriptor& d, Format format, const Options& opts) {
+  if (format == Format::Protobuf) format = Format::Text004;  // protobuf names are the text format's
   FamilyType type = TypeOf(d);
   std::string base = SanitizeMetricName(opts.namePrefix.empty() ? d.name : opts.namePrefix + d.name);
   FamilyName f;

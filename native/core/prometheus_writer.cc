@@ -40,9 +40,6 @@ std::string ScopeText(const Descriptor& d, const Options& opts) {
   return scopeText;
 }
 
-namespace {
-
-// A histogram state as cumulative counts at its finite bounds, ascending.
 void CumulativeBuckets(const Descriptor& d, const double* st, size_t n, std::vector<std::pair<double, double>>* out) {
   out->clear();
   if (d.aggregation == AggregationKind::Histogram) {
@@ -68,7 +65,6 @@ void CumulativeBuckets(const Descriptor& d, const double* st, size_t n, std::vec
   }
 }
 
-// Count and sum of a histogram or summary state.
 void CountAndSum(const Descriptor& d, const double* st, size_t n, double* count, double* sum) {
   switch (d.aggregation) {
     case AggregationKind::Histogram: {
@@ -97,6 +93,8 @@ void CountAndSum(const Descriptor& d, const double* st, size_t n, double* count,
       return;
   }
 }
+
+namespace {
 
 // Writes records and merged series.
 struct Writer {
@@ -436,6 +434,10 @@ void SerializationPlan::Write(size_t lo, size_t hi, bool first, bool last, Chunk
 // Records [lo, hi) and the headers of the families whose first record falls in that range
 // (and, for the last range, of the families after the last record: empty ones).
 void SerializationPlan::WriteRange(size_t lo, size_t hi, bool first, bool last, ChunkedOutput* out) const {
+  if (opts_.format == Format::Protobuf) {
+    WriteRangeProtobuf(lo, hi, first, out);
+    return;
+  }
   const bool om = opts_.format == Format::OpenMetrics100;
   Writer w(opts_, exact_, snap_, out);
   Chunk& o = out->cur();

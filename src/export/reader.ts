@@ -27,6 +27,14 @@ export interface PrometheusCollectOptions {
    */
   readonly prefix?: string;
   readonly reservedNames?: readonly string[];
+  /**
+   * The Prometheus protobuf format (delimited MetricFamily messages) instead of text; the
+   * prefix is then ignored and `targetInfo` ([name, value] label pairs) is written as the
+   * target_info family. Default false.
+   */
+  readonly protobuf?: boolean;
+  /** Protobuf's target_info labels: [name, value] pairs, names sanitized and merged as the text's. */
+  readonly targetInfo?: readonly (readonly [string, string])[];
 }
 
 /**

@@ -407,6 +407,8 @@ export class MeterProvider implements ApiMeterProvider {
     }
     return {
       openMetrics: o.openMetrics,
+      protobuf: o.protobuf === true,
+      targetInfo: (o.targetInfo ?? []).flat(),
       scopeLabels: !o.withoutScopeInfo,
       quantiles: Float64Array.from(o.summaryQuantiles),
       instrumentQuantiles: Float64Array.from(perInstrument),

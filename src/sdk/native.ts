@@ -41,6 +41,10 @@ export interface NativeAggregatorOptions {
 /** serializePrometheus options (validated natively). */
 export interface NativePrometheusOptions {
   openMetrics?: boolean;
+  /** The Prometheus protobuf format (delimited MetricFamily messages). */
+  protobuf?: boolean;
+  /** Protobuf's target_info labels: [name, value, ...]. */
+  targetInfo?: string[];
   scopeLabels?: boolean;
   /** Default summary quantiles. */
   quantiles?: Float64Array;

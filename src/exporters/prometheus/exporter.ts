@@ -17,7 +17,7 @@ import * as http from 'node:http';
 import { Readable } from 'node:stream';
 import { diag } from '@opentelemetry/api';
 import type { MetricProducer, MetricReader, PrometheusCollectOptions, PrometheusPassNotes, PrometheusStream } from '../../export/reader';
-import { negotiateFormat, NegotiatedFormat, OPENMETRICS_CONTENT_TYPE, PROMETHEUS_TEXT_CONTENT_TYPE } from './negotiate';
+import { negotiateFormat, NegotiatedFormat, OPENMETRICS_CONTENT_TYPE, PROMETHEUS_PROTOBUF_CONTENT_TYPE, PROMETHEUS_TEXT_CONTENT_TYPE } from './negotiate';
 import { warnLimited } from '../../sdk/diag';
 import {
   constantLabelText,
@@ -27,11 +27,12 @@ import {
   PrometheusFormatOptions,
   serializeText,
   TARGET_INFO_NAMES,
+  targetInfoLabels,
   targetInfoText,
 } from './serializer';
 import { SharedStream, type StreamReader } from './shared-stream';
 
-export { PROMETHEUS_TEXT_CONTENT_TYPE, OPENMETRICS_CONTENT_TYPE };
+export { PROMETHEUS_TEXT_CONTENT_TYPE, OPENMETRICS_CONTENT_TYPE, PROMETHEUS_PROTOBUF_CONTENT_TYPE };
 
 /** Options of {@link PrometheusExporter}. */
 export interface PrometheusExporterOptions {
@@ -66,6 +67,12 @@ export interface PrometheusExporterOptions {
   preventServerStart?: boolean;
   /** Answer OpenMetrics 1.0.0 to scrapers that ask for it. Default true; false always sends the text format. */
   openMetrics?: boolean;
+  /**
+   * Answer the Prometheus protobuf format (native histograms) to scrapers that ask for it
+   * first, as Prometheus does with `--enable-feature=native-histograms`. Default true; needs
+   * a hotmeter MeterProvider (other producers get text).
+   */
+  protobuf?: boolean;
   /** Leave out the otel_scope_name / otel_scope_version labels (written by default, as OpenTelemetry specifies). */
   withoutScopeInfo?: boolean;
   /** Leave out target_info (the provider's resource attributes). */
@@ -188,7 +195,8 @@ function releaseIfDone(s: SharedScrape): void {
  * It serves `http://127.0.0.1:9464/metrics` by default (`host`, `port`, `endpoint`), or,
  * with `preventServerStart`, mount {@link PrometheusExporter.requestHandler} in your own
  * server. Each scrape is one collection, written natively (off the event loop) as text
- * format 0.0.4 or OpenMetrics 1.0.0, as the scraper's `Accept` header asks.
+ * format 0.0.4, OpenMetrics 1.0.0 or the protobuf format (exponential histograms as native
+ * histograms), as the scraper's `Accept` header asks.
  */
 export class PrometheusExporter implements MetricReader {
   /**
@@ -203,12 +211,13 @@ export class PrometheusExporter implements MetricReader {
   private server: http.Server | undefined;
   private listening: Promise<void> | undefined;
   private readonly allowOpenMetrics: boolean;
+  private readonly allowProtobuf: boolean;
   private readonly format: Omit<PrometheusCollectOptions, 'openMetrics'>;
   private readonly limits: ServerLimits;
-  /** Scrapes in flight, by format: concurrent scrapes share one collection. */
-  private readonly inFlight = new Map<boolean, SharedScrape>();
-  /** requestHandler's streamed collections still taking readers, by format. */
-  private readonly streams = new Map<boolean, SharedStream>();
+  /** Scrapes in flight, by format (content type): concurrent scrapes share one collection. */
+  private readonly inFlight = new Map<string, SharedScrape>();
+  /** requestHandler's streamed collections still taking readers, by format (content type). */
+  private readonly streams = new Map<string, SharedStream>();
   private readonly partBytes: number;
 
   constructor(options: PrometheusExporterOptions = {}) {
@@ -216,6 +225,7 @@ export class PrometheusExporter implements MetricReader {
     this.port = options.port ?? 9464;
     this.endpoint = options.endpoint ?? '/metrics';
     this.allowOpenMetrics = options.openMetrics !== false;
+    this.allowProtobuf = options.protobuf !== false;
     const quantiles = options.summaryQuantiles ?? DEFAULT_SUMMARY_QUANTILES;
     if (!Array.isArray(quantiles) || quantiles.length > 64 || !quantiles.every((q) => typeof q === 'number' && q >= 0 && q <= 1)) {
       throw new TypeError('hotmeter: summaryQuantiles must be an array of at most 64 numbers in [0, 1]');
@@ -257,16 +267,19 @@ export class PrometheusExporter implements MetricReader {
 
   /** The format an Accept header gets from this exporter. */
   negotiate(accept?: string | string[]): NegotiatedFormat {
-    return negotiateFormat(accept, this.allowOpenMetrics);
+    const protobuf = this.allowProtobuf && typeof this.producer?.collectPrometheus === 'function';
+    return negotiateFormat(accept, this.allowOpenMetrics, protobuf);
   }
 
   /**
    * Collects and returns the text as chunks of whole lines (no copy of the native
-   * output), for writing to a response: `for (const c of s.chunks) res.write(c)`.
+   * output), for writing to a response: `for (const c of s.chunks) res.write(c)`. When
+   * `accept` prefers the protobuf format, the chunks hold whole delimited MetricFamily
+   * messages instead (see `contentType`).
    * Concurrent calls for the same format share one collection.
    */
   scrape(accept?: string | string[]): Promise<PrometheusScrape> {
-    return this.share(accept).then((s) => {
+    return this.share(this.negotiate(accept)).then((s) => {
       this.deliver(s.epoch);
       return s;
     });
@@ -278,16 +291,15 @@ export class PrometheusExporter implements MetricReader {
   }
 
   /** scrape() without counting the text as delivered (requestHandler does, once written). */
-  private share(accept?: string | string[]): Promise<PrometheusScrape & { readonly epoch?: number }> {
-    const fmt = this.negotiate(accept);
-    let shared = this.inFlight.get(fmt.openMetrics);
+  private share(fmt: NegotiatedFormat): Promise<PrometheusScrape & { readonly epoch?: number }> {
+    let shared = this.inFlight.get(fmt.contentType);
     if (shared === undefined) {
       const s: SharedScrape = { collected: this.collect(fmt), text: undefined, holders: 0, released: 0, joinable: true };
-      this.inFlight.set(fmt.openMetrics, s);
+      this.inFlight.set(fmt.contentType, s);
       // Registered before any holder's continuation, so it runs first: no holder can
       // release before the collection stops taking new holders.
       const leave = (): void => {
-        if (this.inFlight.get(fmt.openMetrics) === s) this.inFlight.delete(fmt.openMetrics);
+        if (this.inFlight.get(fmt.contentType) === s) this.inFlight.delete(fmt.contentType);
         s.joinable = false;
         releaseIfDone(s);
       };
@@ -317,7 +329,9 @@ export class PrometheusExporter implements MetricReader {
    * build one string.
    */
   async render(accept?: string | string[]): Promise<string> {
-    const s = await this.scrape(accept);
+    // A string holds text: an Accept that prefers protobuf gets its best text format.
+    const s = await this.share(negotiateFormat(accept, this.allowOpenMetrics));
+    this.deliver(s.epoch);
     try {
       return s.chunks.length === 1 ? s.chunks[0].toString('utf8') : Buffer.concat(s.chunks as Buffer[], s.byteLength).toString('utf8');
     } finally {
@@ -349,7 +363,7 @@ export class PrometheusExporter implements MetricReader {
       void this.serveStream(req, res, fmt);
       return;
     }
-    this.share(req.headers.accept).then(
+    this.share(fmt).then(
       (s) => {
         // 'close': the response is complete or its connection gone; either way no write of
         // the chunks is pending any more.
@@ -375,10 +389,10 @@ export class PrometheusExporter implements MetricReader {
 
   /** One HTTP scrape read from a streamed collection (shared while it takes readers). */
   private async serveStream(req: http.IncomingMessage, res: http.ServerResponse, fmt: NegotiatedFormat): Promise<void> {
-    let shared = this.streams.get(fmt.openMetrics);
+    let shared = this.streams.get(fmt.contentType);
     if (shared === undefined || !shared.canJoin) {
       shared = new SharedStream(this.openStream(fmt));
-      this.streams.set(fmt.openMetrics, shared);
+      this.streams.set(fmt.contentType, shared);
     }
     let reader: StreamReader;
     try {
@@ -427,6 +441,10 @@ export class PrometheusExporter implements MetricReader {
 
   /** A native pass's options: the format, and target_info written first (unless withoutTargetInfo). */
   private passOptions(producer: MetricProducer, fmt: NegotiatedFormat): PrometheusCollectOptions {
+    if (fmt.protobuf === true) {
+      const targetInfo = this.format.withoutTargetInfo ? [] : targetInfoLabels(producer.resource.attributes);
+      return { ...this.format, openMetrics: false, protobuf: true, targetInfo, reservedNames: targetInfo.length === 0 ? [] : TARGET_INFO_NAMES };
+    }
     const prefix = this.format.withoutTargetInfo ? '' : targetInfoText(producer.resource.attributes, fmt.openMetrics);
     const constantLabels = constantLabelText(producer.resource.attributes, this.format.withResourceConstantLabels);
     return { ...this.format, openMetrics: fmt.openMetrics, prefix, reservedNames: prefix === '' ? [] : TARGET_INFO_NAMES, constantLabels };

@@ -122,6 +122,14 @@ const RESERVED_WITH_SCOPE: Reserved = new Set(['le', 'quantile', 'otel_scope_nam
  * joined with ';' in key order, names in `reserved` renamed `exported_<name>`.
  */
 function labelText(attrs: Attributes, reserved: Reserved): string {
+  const merged = mergedLabels(attrs, reserved, escapeLabelValue);
+  let out = '';
+  for (const [k, v] of merged) out += `${out === '' ? '' : ','}${k}="${v}"`;
+  return out;
+}
+
+/** Label name -> value for a label set (as labelText merges them), values passed through `value`. */
+function mergedLabels(attrs: Attributes, reserved: Reserved, value: (s: string) => string): Map<string, string> {
   const merged = new Map<string, string>();
   const keys = Object.keys(attrs).sort();
   for (const k of keys) {
@@ -129,13 +137,11 @@ function labelText(attrs: Attributes, reserved: Reserved): string {
     if (v === undefined || v === null) continue;
     let name = sanitizeLabelName(k);
     if (reserved !== undefined && reserved.has(name)) name = `exported_${name}`;
-    const text = escapeLabelValue(attributeText(v));
+    const text = value(attributeText(v));
     const prev = merged.get(name);
     merged.set(name, prev === undefined ? text : `${prev};${text}`);
   }
-  let out = '';
-  for (const [k, v] of merged) out += `${out === '' ? '' : ','}${k}="${v}"`;
-  return out;
+  return merged;
 }
 
 /** `{k="v",...}` for a label set plus optional extra labels; '' when empty. */
@@ -153,6 +159,11 @@ export function targetInfoText(resource: Attributes | undefined, openMetrics: bo
   return openMetrics
     ? `# HELP target Target metadata\n# TYPE target info\ntarget_info{${labels}} 1\n`
     : `# HELP target_info Target metadata\n# TYPE target_info gauge\ntarget_info{${labels}} 1\n`;
+}
+
+/** The target_info labels for a resource as [name, value] pairs (unescaped; none for an empty one). */
+export function targetInfoLabels(resource: Attributes | undefined): [string, string][] {
+  return resource === undefined ? [] : [...mergedLabels(resource, undefined, (s) => s)];
 }
 
 /** Names target_info takes (instruments mapping to them are left out). */
