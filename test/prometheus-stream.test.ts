@@ -243,6 +243,35 @@ describe('the native Prometheus stream', () => {
     held.close(); // the last pin: the retired sets are freed now
     expect(native().stats().retiredLabelSets).toBe(0);
   });
+
+  it('overlapping streams (a new one opened before the older one closes) keep only the sets reclaimed while the oldest is open', async () => {
+    const exporter = new PrometheusExporter({ preventServerStart: true });
+    const provider = new MeterProvider({ readers: [exporter], reclaimIdleMillis: 1 }); // expiry on
+    cleanups.push(() => provider.shutdown());
+    const counter = provider.getMeter('retire').createCounter('retire.overlap');
+    const producer = (exporter as unknown as { producer: { streamPrometheus: (o: object, partBytes?: number) => Promise<PrometheusStream> } }).producer;
+    const options = { openMetrics: false, withoutScopeInfo: false, withoutTargetInfo: false, summaryQuantiles: [0.5] };
+    let older = await producer.streamPrometheus(options, 4096);
+    const seen: number[] = [];
+    for (let round = 0; round < 5; round++) {
+      // 50 series that live and go while `older` is open: retired, not freed.
+      for (let i = 0; i < 50; i++) counter.add(1, { id: `r${round}-${i}` });
+      const target = native().stats().retiredLabelSets + 50;
+      for (let k = 0; k < 10 && native().stats().retiredLabelSets < target; k++) {
+        await new Promise((r) => setTimeout(r, 5)); // idle longer than reclaimIdleMillis
+        await exporter.render();
+      }
+      expect(native().stats().retiredLabelSets).toBe(50);
+      // A stalled scrape's successor opens before it closes (scrapes always overlap).
+      const newer = await producer.streamPrometheus(options, 4096);
+      older.close(); // no pin taken before those 50 were retired is held any more
+      seen.push(native().stats().retiredLabelSets);
+      older = newer;
+    }
+    older.close();
+    expect(seen).toEqual([0, 0, 0, 0, 0]);
+    expect(native().stats().retiredLabelSets).toBe(0);
+  });
 });
 
 /** GET with a reader that records the output chunks lent at each data event, reading slowly. */
