@@ -382,7 +382,19 @@ export class PrometheusExporter implements MetricReader {
   private async serveStream(req: http.IncomingMessage, res: http.ServerResponse, fmt: NegotiatedFormat, watched: Watched): Promise<void> {
     let shared = this.streams.get(fmt.openMetrics);
     if (shared === undefined || !shared.canJoin) {
-      shared = new SharedStream(this.openStream(fmt), this.budget, this.partBytes);
+      // The collection waits for room for its first part before it takes its snapshot;
+      // scrapes arriving meanwhile join it.
+      const until = Date.now() + this.budget.writeTimeout;
+      const room = this.budget.take(this.partBytes, () => Date.now() >= until);
+      shared = new SharedStream(
+        room.then((taken) => {
+          if (!taken) throw new OutputBusy(this.budget);
+          return this.openStream(fmt);
+        }),
+        this.budget,
+        this.partBytes,
+        true,
+      );
       this.streams.set(fmt.openMetrics, shared);
     }
     let reader: StreamReader;
@@ -453,10 +465,7 @@ export class PrometheusExporter implements MetricReader {
     try {
       const part = await Promise.race([reader.part(i), late]);
       if (part !== null) return part;
-      diag.warn(`hotmeter: Prometheus scrape waited ${this.budget.writeTimeout} ms for output memory (outputBudgetBytes ${this.budget.limit}); answered 503`);
-      if (res.destroyed) return null;
-      if (!res.headersSent) res.writeHead(503, { 'content-type': 'text/plain', 'retry-after': '1' }).end('busy: output memory budget in use\n');
-      else res.destroy();
+      failed(res, new OutputBusy(this.budget));
       return null;
     } finally {
       clearTimeout(timer);
@@ -551,12 +560,24 @@ export class PrometheusExporter implements MetricReader {
   }
 }
 
-/** A collection failed: 500 if nothing was sent yet, else the response is cut off. */
+/** A scrape found no room in the output budget within writeTimeout. */
+class OutputBusy extends Error {
+  constructor(budget: OutputBudget) {
+    super(`hotmeter: Prometheus scrape waited ${budget.writeTimeout} ms for output memory (outputBudgetBytes ${budget.limit} in use); answered 503`);
+  }
+}
+
+/**
+ * A collection failed: 500 if nothing was sent yet (503 with Retry-After when the output
+ * budget had no room), else the response is cut off.
+ */
 function failed(res: http.ServerResponse, err: unknown): void {
-  diag.error(`hotmeter: Prometheus scrape failed: ${String(err)}`);
+  if (err instanceof OutputBusy) warnLimited('prom-busy', err.message);
+  else diag.error(`hotmeter: Prometheus scrape failed: ${String(err)}`);
   if (res.destroyed) return;
-  if (!res.headersSent) res.writeHead(500, { 'content-type': 'text/plain' }).end('collection failed\n');
-  else res.destroy();
+  if (res.headersSent) res.destroy();
+  else if (err instanceof OutputBusy) res.writeHead(503, { 'content-type': 'text/plain', 'retry-after': '1' }).end('busy: output memory budget in use\n');
+  else res.writeHead(500, { 'content-type': 'text/plain' }).end('collection failed\n');
 }
 
 /** Where writeChunks writes: the response, or the gzip stream in front of it. */

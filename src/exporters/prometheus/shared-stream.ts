@@ -41,18 +41,37 @@ export class SharedStream {
   private releasedBelow = 0;
   private joinable = true;
   private closed = false;
+  /** Gives back the stream's heldBytes (once closed). */
+  private onClose: (() => void) | undefined;
   /** Budget bytes each written part holds, by part (0 once given back). */
   private readonly charged: number[] = [];
 
   /**
-   * @param budget where parts take their bytes (none: unbounded)
+   * @param budget where parts take their bytes (none: unbounded); the stream's heldBytes
+   *   (its snapshot) are taken from it too while it is open
    * @param estimate the bytes a part is expected to take before it is written (partBytes)
+   * @param firstTaken the estimate for part 0 was taken from the budget before the stream
+   *   was opened (a collection waits for room before it takes its snapshot)
    */
   constructor(
     private readonly opened: Promise<PrometheusStream>,
     private readonly budget?: PartBudget,
     private readonly estimate = 0,
+    private firstTaken = false,
   ) {
+    opened.then(
+      (stream) => {
+        const held = stream.heldBytes ?? 0;
+        if (held > 0 && budget !== undefined) {
+          budget.force(held);
+          this.onClose = () => budget.give(held);
+        }
+      },
+      () => {
+        if (this.firstTaken) budget?.give(estimate);
+        this.firstTaken = false;
+      },
+    );
     // A failed open reaches the readers that joined through join(); none is left
     // unhandled, and later scrapes start a new collection.
     opened.catch(() => {
@@ -90,7 +109,7 @@ export class SharedStream {
     if (i >= stream.parts) return Promise.resolve(undefined);
     if (i < this.releasedBelow) return Promise.reject(new Error(`hotmeter: part ${i} of this scrape was given back`));
     for (let k = this.written.length; k <= i; k++) {
-      this.chain(stream, k, false);
+      this.chain(stream, k, k === 0 && this.firstTaken);
     }
     return this.written[i] as Promise<PrometheusPart | undefined>;
   }
@@ -172,6 +191,10 @@ export class SharedStream {
       this.closed = true;
       this.joinable = false;
       stream.close();
+      this.onClose?.();
+      this.onClose = undefined;
+      if (this.written.length === 0 && this.firstTaken) this.budget?.give(this.estimate); // part 0 never asked for
+      this.firstTaken = false;
       this.budget?.give(0); // a write waiting for room is not needed any more
     }
   }
