@@ -7,7 +7,7 @@
 //   - shutdown() finishes within its grace behind a stalled scraper;
 //   - gzip: the body decodes to exactly the text (node:zlib, curl --compressed, the Python
 //     parser), for every Accept-Encoding form.
-import { ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { ChildProcess, execFile, spawn } from 'node:child_process';
 import * as http from 'node:http';
 import * as net from 'node:net';
 import * as path from 'node:path';
@@ -211,9 +211,11 @@ describe('gzip', () => {
         const families = pythonParse(text.toString('utf8'), accept === OM);
         expect(families.find((f) => f.name === 'gz_requests')?.samples.filter((x) => x.name === 'gz_requests_total')).toHaveLength(20_000);
       }
-      const curl = spawnSync('curl', ['-s', '--compressed', exporter.url], { maxBuffer: 64 * MiB });
-      expect(curl.status).toBe(0);
-      expect(curl.stdout.equals((await getRaw(exporter.url)).body)).toBe(true);
+      // Not spawnSync: the server runs on this thread.
+      const curl = await new Promise<Buffer>((resolve, reject) =>
+        execFile('curl', ['-sS', '--compressed', exporter.url], { encoding: 'buffer', maxBuffer: 64 * MiB }, (err, stdout) => (err ? reject(err) : resolve(stdout))),
+      );
+      expect(curl.equals((await getRaw(exporter.url)).body)).toBe(true);
     }
   }, 60_000);
 
