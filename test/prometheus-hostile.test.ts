@@ -108,8 +108,9 @@ describe('clients that never read: memory stays within the output budget', () =>
       expect(during.status).toBe(200);
       expect(during.body.equals(whole.body)).toBe(true);
       const { peak, held } = await ep.ask('peak');
-      expect(held).toBeLessThanOrEqual(BUDGET + 2 * MiB); // one part's estimate may be short
+      console.info(`${mode}: 40 stalled clients, peak RSS ${((peak - base) / MiB).toFixed(1)} MiB over the baseline (budget ${BUDGET / MiB} MiB)`);
       expect(peak - base).toBeLessThan(BUDGET + SLACK);
+      expect(held).toBeLessThanOrEqual(BUDGET + 2 * MiB); // one part's estimate may be short
     }, 60_000);
   }
 
@@ -117,7 +118,8 @@ describe('clients that never read: memory stays within the output budget', () =>
     const ep = await endpoint('handler', 60_000, { partBytes: 1 * MiB, writeTimeoutMillis: 1_000 });
     staller(ep.url);
     staller(ep.url);
-    await until(async () => (await ep.ask('conns')).responses === 2, 10_000, 'both scrapes under way');
+    await until(async () => (await ep.ask('conns')).conns === 2, 10_000, 'both connected');
+    await sleep(300); // their responses are being written, and stall
     // Closed by the server (the paused clients never see it: they read nothing).
     await until(async () => (await ep.ask('conns')).conns === 0, 15_000, 'stalled connections closed at writeTimeout');
     expect((await ep.ask('conns')).responses).toBe(0);
@@ -168,15 +170,15 @@ describe('shutdown() behind a stalled scraper', () => {
     it(`finishes within shutdownGraceMillis and closes the stalled scrape (${mode})`, async () => {
       const ep = await endpoint(mode, 60_000, { partBytes: 1 * MiB, shutdownGraceMillis: 500 });
       staller(ep.url);
-      await until(async () => (await ep.ask('conns')).responses === 1, 10_000, 'the scrape under way');
+      await until(async () => (await ep.ask('conns')).conns === 1, 10_000, 'the staller connected');
       await sleep(300); // its response is being written, and stalls
       // The grace plus what the final collection takes; the stalled scrape alone would
       // hold the old shutdown for one to two idleTimeouts (30 s each).
       const r = await Promise.race([ep.ask('shutdown'), sleep(20_000).then(() => ({ shutdownMs: Infinity }))]);
       expect(r.shutdownMs).toBeLessThan(20_000);
       const after = await ep.ask('conns');
-      expect(after.responses).toBe(0);
       expect(after.conns).toBe(0);
+      expect(after.responses).toBe(0);
     }, 60_000);
   }
 });
