@@ -15,7 +15,7 @@ import * as readline from 'node:readline';
 import * as zlib from 'node:zlib';
 import { afterEach, describe, expect, it } from 'vitest';
 import { MeterProvider, PrometheusExporter } from '../src';
-import type { PrometheusExporterOptions } from '../src';
+import type { MetricProducer, PrometheusExporterOptions } from '../src';
 import { native } from '../src/sdk/native';
 import { sleep, until } from './helpers';
 import { OM, pythonParse, request } from './prometheus-helpers';
@@ -220,6 +220,22 @@ describe('gzip', () => {
       expect(curl.equals((await getRaw(exporter.url)).body)).toBe(true);
     }
   }, 60_000);
+
+  it('the whole-text path (a producer that does not stream) is gzipped the same way', async () => {
+    const exporter = new PrometheusExporter({ port: 0 });
+    const attach = exporter.setMetricProducer.bind(exporter);
+    exporter.setMetricProducer = (p: MetricProducer): void => attach({ ...p, streamPrometheus: undefined });
+    const provider = new MeterProvider({ readers: [exporter], reclamation: false, cardinalityLimit: 5_010 });
+    cleanups.push(() => provider.shutdown());
+    const c = provider.getMeter('gz').createCounter('gz.requests');
+    for (let i = 0; i < 5_000; i++) c.add(i, { route: `/api/v1/items/${i}` });
+    await exporter.ready();
+    const plain = await getRaw(exporter.url);
+    expect(plain.headers['content-length']).toBe(String(plain.body.length));
+    const gz = await getRaw(exporter.url, { 'accept-encoding': 'gzip' });
+    expect(gz.headers['content-encoding']).toBe('gzip');
+    expect(zlib.gunzipSync(gz.body).equals(plain.body)).toBe(true);
+  });
 
   it('Accept-Encoding forms: q=0 and identity get plain text; x-gzip and * get gzip; compression: false never compresses', async () => {
     const exporter = setup(100);

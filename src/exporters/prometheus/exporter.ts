@@ -362,16 +362,12 @@ export class PrometheusExporter implements MetricReader {
           return;
         }
         res.once('close', s.release);
-        res.writeHead(200, { 'content-type': s.contentType, 'content-length': String(s.byteLength) });
-        if (req.method === 'HEAD') {
-          res.end();
-          return;
-        }
-        void writeChunks(res, res, s.chunks, watched).then((written) => {
-          if (written) res.end();
+        const sink = this.body(req, res, { 'content-type': s.contentType }, s.byteLength);
+        if (sink === undefined) return;
+        void writeChunks(sink, res, s.chunks, watched).then((written) => {
           if (!written) return;
-          if (res.writableFinished) this.deliver(s.epoch);
-          else res.once('finish', () => this.deliver(s.epoch));
+          res.once('finish', () => this.deliver(s.epoch));
+          sink.end();
         });
       },
       (err: unknown) => failed(res, err),
@@ -413,29 +409,8 @@ export class PrometheusExporter implements MetricReader {
     try {
       const first = await this.partWithin(reader, 0, res);
       if (first === null || res.destroyed) return;
-      const gzip = this.gzipLevel > 0 && req.method !== 'HEAD' && acceptsGzip(req.headers['accept-encoding']);
-      const headers: http.OutgoingHttpHeaders = { 'content-type': fmt.contentType };
-      if (this.gzipLevel > 0) headers.vary = 'Accept-Encoding';
-      if (gzip) headers['content-encoding'] = 'gzip';
-      else if (reader.parts === 1) headers['content-length'] = String(first?.byteLength ?? 0);
-      res.writeHead(200, headers);
-      if (req.method === 'HEAD') {
-        res.end();
-        return;
-      }
-      // The parts go through one gzip stream (a single member: every reader takes it),
-      // compressed on the libuv pool; its output is piped to the socket, so it stops
-      // taking input (and calling back writes) when the client stops reading.
-      let sink: Sink = res;
-      if (gzip) {
-        const gz = zlib.createGzip({ level: this.gzipLevel });
-        this.budget.force(GZIP_STATE_BYTES);
-        gz.once('close', () => this.budget.give(GZIP_STATE_BYTES));
-        res.once('close', () => gz.destroy());
-        gz.once('error', (err) => failed(res, err));
-        gz.pipe(res);
-        sink = gz;
-      }
+      const sink = this.body(req, res, { 'content-type': fmt.contentType }, reader.parts === 1 ? (first?.byteLength ?? 0) : undefined);
+      if (sink === undefined) return;
       for (let i = 0; i < reader.parts; i++) {
         const part = i === 0 ? first : await this.partWithin(reader, i, res);
         if (part === null) return;
@@ -450,6 +425,34 @@ export class PrometheusExporter implements MetricReader {
     } catch (err) {
       failed(res, err);
     }
+  }
+
+  /**
+   * Writes the 200 headers and returns where the body goes: the response, or (when the
+   * client accepts gzip) one gzip stream piped to it. One gzip member for the whole body,
+   * which every reader takes (curl and some browsers stop after a first member); node:zlib
+   * compresses on the libuv pool, and the pipe stops it (and its write callbacks) while
+   * the client does not read. `length`: the body's size when known (not sent with gzip).
+   * Undefined for HEAD (the response is ended).
+   */
+  private body(req: http.IncomingMessage, res: http.ServerResponse, headers: http.OutgoingHttpHeaders, length: number | undefined): Sink | undefined {
+    const gzip = this.gzipLevel > 0 && acceptsGzip(req.headers['accept-encoding']);
+    if (this.gzipLevel > 0) headers.vary = 'Accept-Encoding';
+    if (gzip) headers['content-encoding'] = 'gzip';
+    else if (length !== undefined) headers['content-length'] = String(length);
+    res.writeHead(200, headers);
+    if (req.method === 'HEAD') {
+      res.end();
+      return undefined;
+    }
+    if (!gzip) return res;
+    const gz = zlib.createGzip({ level: this.gzipLevel });
+    this.budget.force(GZIP_STATE_BYTES);
+    gz.once('close', () => this.budget.give(GZIP_STATE_BYTES));
+    res.once('close', () => gz.destroy());
+    gz.once('error', (err) => failed(res, err));
+    gz.pipe(res);
+    return gz;
   }
 
   /**
