@@ -126,6 +126,45 @@ describe('clients that never read: memory stays within the output budget', () =>
   }, 30_000);
 });
 
+describe('the output budget with clients that do read', () => {
+  it('open streams whose snapshots alone exceed the budget still all progress: slow readers arriving one after another, some sharing a collection, each get the whole text', async () => {
+    // 4 KiB parts, a 64 KiB budget, a snapshot of ~5,000 records (a few hundred KB) per scrape.
+    const exporter = new PrometheusExporter({ port: 0, partBytes: 4096, outputBudgetBytes: 64 << 10, writeTimeoutMillis: 5_000 });
+    const provider = new MeterProvider({ readers: [exporter], reclamation: false, cardinalityLimit: 5_010 });
+    cleanups.push(() => provider.shutdown());
+    const c = provider.getMeter('budget').createCounter('budget.requests');
+    for (let i = 0; i < 5_000; i++) c.add(i, { route: `/api/v1/items/${i}` });
+    await exporter.ready();
+    const whole = Buffer.from(await exporter.render());
+    const slowRead = (pauseMs: number): Promise<{ status: number; body: Buffer }> =>
+      new Promise((resolve, reject) => {
+        const req = http.request(exporter.url, { agent: false }, (res) => {
+          const bufs: Buffer[] = [];
+          res.on('data', (b: Buffer) => {
+            bufs.push(b);
+            res.pause();
+            setTimeout(() => res.resume(), pauseMs);
+          });
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(bufs) }));
+          res.on('error', reject);
+        });
+        req.on('error', reject);
+        req.end();
+      });
+    const reads: Promise<{ status: number; body: Buffer }>[] = [];
+    for (let i = 0; i < 6; i++) {
+      // Two at once share a collection, one reading slower than the other; the next pair
+      // gets a collection (and a snapshot) of its own.
+      reads.push(slowRead(1), slowRead(4));
+      await sleep(30);
+    }
+    for (const r of await Promise.all(reads)) {
+      expect(r.status).toBe(200);
+      expect(r.body.equals(whole)).toBe(true);
+    }
+  }, 60_000);
+});
+
 describe('a stalled scrape and retired label sets', () => {
   it('a scrape stalled in a plain server keeps reclaimed label sets retired only until writeTimeout closes it', async () => {
     const exporter = new PrometheusExporter({ preventServerStart: true, partBytes: 64 << 10, writeTimeoutMillis: 1_000 });

@@ -23,6 +23,7 @@ interface Waiter {
   readonly bytes: number;
   readonly resolve: (taken: boolean) => void;
   readonly cancelled: () => boolean;
+  readonly anyway: () => boolean;
 }
 
 /** The output memory of one exporter's streamed scrapes, and the responses that hold it. */
@@ -67,14 +68,14 @@ export class OutputBudget {
   }
 
   /**
-   * Takes `bytes` once there is room, in arrival order; resolves false without taking
-   * them if `cancelled()` turns true first (checked whenever room is given back and at
-   * each tick of the watch).
+   * Takes `bytes` once there is room, in arrival order, or as soon as `anyway()` turns
+   * true (room or not); resolves false without taking them if `cancelled()` turns true
+   * first. Both are checked whenever bytes are given back and at each tick of the watch.
    */
-  take(bytes: number, cancelled: () => boolean): Promise<boolean> {
+  take(bytes: number, cancelled: () => boolean, anyway: () => boolean = () => false): Promise<boolean> {
     if (this.tryTake(bytes)) return Promise.resolve(true);
     return new Promise<boolean>((resolve) => {
-      this.waiters.push({ bytes, resolve, cancelled });
+      this.waiters.push({ bytes, resolve, cancelled, anyway });
       this.evict();
       this.arm();
     });
@@ -111,8 +112,15 @@ export class OutputBudget {
     for (const w of [...this.watched]) w.abort();
   }
 
-  /** Wakes the waiters that fit now, in order; drops cancelled ones. */
+  /** Wakes the waiters that fit now, in order, and those that go anyway; drops cancelled ones. */
   pump(): void {
+    for (let k = 0; k < this.waiters.length; k++) {
+      const w = this.waiters[k];
+      if (w.cancelled() || !w.anyway()) continue;
+      this.waiters.splice(k--, 1);
+      this.used += w.bytes;
+      w.resolve(true);
+    }
     while (this.waiters.length > 0) {
       const w = this.waiters[0];
       if (w.cancelled()) {

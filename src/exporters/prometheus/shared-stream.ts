@@ -11,7 +11,7 @@ import type { PrometheusPart, PrometheusStream } from '../../export/reader';
 /** What SharedStream needs of an OutputBudget. */
 export interface PartBudget {
   tryTake(bytes: number): boolean;
-  take(bytes: number, cancelled: () => boolean): Promise<boolean>;
+  take(bytes: number, cancelled: () => boolean, anyway?: () => boolean): Promise<boolean>;
   force(bytes: number): void;
   give(bytes: number): void;
 }
@@ -41,6 +41,8 @@ export class SharedStream {
   private releasedBelow = 0;
   private joinable = true;
   private closed = false;
+  /** Parts whose budget is taken (reserved, being written, or written) and not given back. */
+  private holding = 0;
   /** Gives back the stream's heldBytes (once closed). */
   private onClose: (() => void) | undefined;
   /** Budget bytes each written part holds, by part (0 once given back). */
@@ -59,6 +61,7 @@ export class SharedStream {
     private readonly estimate = 0,
     private firstTaken = false,
   ) {
+    if (firstTaken) this.holding = 1;
     opened.then(
       (stream) => {
         const held = stream.heldBytes ?? 0;
@@ -68,7 +71,10 @@ export class SharedStream {
         }
       },
       () => {
-        if (this.firstTaken) budget?.give(estimate);
+        if (this.firstTaken) {
+          this.holding--;
+          budget?.give(estimate);
+        }
         this.firstTaken = false;
       },
     );
@@ -116,8 +122,11 @@ export class SharedStream {
 
   private prefetch(stream: PrometheusStream, i: number): void {
     if (i !== this.written.length || i >= stream.parts || this.closed) return;
-    if (this.budget !== undefined && !this.budget.tryTake(this.estimate)) return;
-    this.chain(stream, i, true);
+    if (this.budget !== undefined) {
+      if (!this.budget.tryTake(this.estimate)) return;
+      this.holding++;
+    }
+    this.chain(stream, i, this.budget !== undefined);
   }
 
   /** Queues part k's write after part k - 1's; `reserved`: its budget is already taken. */
@@ -134,22 +143,38 @@ export class SharedStream {
 
   private async read(stream: PrometheusStream, k: number, reserved: boolean): Promise<PrometheusPart | undefined> {
     const budget = this.budget;
-    if (budget !== undefined && !reserved && !this.closed) reserved = await budget.take(this.estimate, () => this.closed);
-    const taken = reserved ? this.estimate : 0;
+    let taken = reserved ? this.estimate : 0; // counted in `holding` already
+    if (budget !== undefined && !reserved && !this.closed) {
+      // A stream that holds no part may always write one (past the budget): open streams
+      // never wait on each other's snapshots, so every one of them makes progress.
+      if (this.holding === 0) budget.force(this.estimate);
+      else if (!(await budget.take(this.estimate, () => this.closed, () => this.holding === 0))) return undefined; // closed meanwhile
+      taken = this.estimate;
+      this.holding++;
+    }
+    const drop = (): void => {
+      if (taken === 0) return;
+      this.holding--;
+      budget?.give(taken);
+    };
     if (this.closed) {
-      if (taken > 0) budget?.give(taken);
+      drop();
       return undefined;
     }
     let part: PrometheusPart | undefined;
     try {
       part = await stream.next();
     } catch (err) {
-      if (taken > 0) budget?.give(taken);
+      drop();
       throw err;
     }
     if (k === 0) this.joinable = false;
+    if (part === undefined) {
+      drop();
+      return undefined;
+    }
     // The estimate becomes the part's own size (given back with it in releaseUpTo).
-    const size = part === undefined ? 0 : part.byteLength;
+    const size = part.byteLength;
     if (budget !== undefined) {
       if (size > taken) budget.force(size - taken);
       else if (taken > size) budget.give(taken - size);
@@ -178,10 +203,13 @@ export class SharedStream {
       this.written[k] = null;
       p?.then(
         (part) => {
-          if (part !== undefined) stream.release(part);
+          if (part === undefined) return;
+          stream.release(part);
           const bytes = this.charged[k] ?? 0;
           this.charged[k] = 0;
-          if (bytes > 0) this.budget?.give(bytes);
+          if (this.budget === undefined) return;
+          this.holding--; // first: a write of this stream waiting for room may go now
+          this.budget.give(bytes);
         },
         () => undefined,
       );
@@ -193,7 +221,10 @@ export class SharedStream {
       stream.close();
       this.onClose?.();
       this.onClose = undefined;
-      if (this.written.length === 0 && this.firstTaken) this.budget?.give(this.estimate); // part 0 never asked for
+      if (this.written.length === 0 && this.firstTaken) {
+        this.holding--;
+        this.budget?.give(this.estimate); // part 0 never asked for
+      }
       this.firstTaken = false;
       this.budget?.give(0); // a write waiting for room is not needed any more
     }
