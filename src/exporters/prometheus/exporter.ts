@@ -10,7 +10,12 @@
 // `requestHandler` in your server (express, fastify's raw request/reply, node:http), or
 // take the text with render() / scrape() / renderStream().
 //
-// Size: ~500 lines on purpose: the HTTP endpoint's limits, the shared scrapes and the
+// Responses to clients that misbehave are bounded (output-budget.ts): streamed parts are
+// written only within outputBudgetBytes, a response without write progress for
+// writeTimeoutMillis is closed, and shutdown() closes what is left after its grace. A
+// client that accepts gzip gets one gzip stream (node:zlib, on the libuv pool).
+//
+// Size: ~650 lines on purpose: the HTTP endpoint's limits, the shared scrapes and the
 // streamed responses hold one set of invariants about whose memory a response may keep;
 // the text itself is written elsewhere (serializer.ts, the native writer).
 import * as http from 'node:http';
