@@ -214,6 +214,7 @@ describe('shutdown() behind a stalled scraper', () => {
       // The grace plus what the final collection takes; the stalled scrape alone would
       // hold the old shutdown for one to two idleTimeouts (30 s each).
       const r = await Promise.race([ep.ask('shutdown'), sleep(20_000).then(() => ({ shutdownMs: Infinity }))]);
+      console.info(`${mode}: shutdown() with a stalled scraper took ${r.shutdownMs} ms (grace 500 ms)`);
       expect(r.shutdownMs).toBeLessThan(20_000);
       const after = await ep.ask('conns');
       expect(after.conns).toBe(0);
