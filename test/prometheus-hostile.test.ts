@@ -123,6 +123,8 @@ describe('clients that never read: memory stays within the output budget', () =>
     // Closed by the server (the paused clients never see it: they read nothing).
     await until(async () => (await ep.ask('conns')).conns === 0, 15_000, 'stalled connections closed at writeTimeout');
     expect((await ep.ask('conns')).responses).toBe(0);
+    // What they held went back to the budget with them.
+    await until(async () => (await ep.ask('peak')).held === 0, 5_000, 'the budget back to 0');
   }, 30_000);
 });
 
@@ -162,6 +164,9 @@ describe('the output budget with clients that do read', () => {
       expect(r.status).toBe(200);
       expect(r.body.equals(whole)).toBe(true);
     }
+    // Every byte taken from the budget was given back (parts, snapshots, part 0 reservations).
+    const budget = (exporter as unknown as { budget: { held: number; responses: number } }).budget;
+    await until(() => budget.held === 0 && budget.responses === 0, 5_000, 'the budget back to 0');
   }, 60_000);
 });
 
@@ -258,6 +263,8 @@ describe('gzip', () => {
         execFile('curl', ['-sS', '--compressed', exporter.url], { encoding: 'buffer', maxBuffer: 64 * MiB }, (err, stdout) => (err ? reject(err) : resolve(stdout))),
       );
       expect(curl.equals((await getRaw(exporter.url)).body)).toBe(true);
+      const budget = (exporter as unknown as { budget: { held: number } }).budget;
+      await until(() => budget.held === 0, 5_000, 'parts and gzip state back to the budget');
     }
   }, 60_000);
 
