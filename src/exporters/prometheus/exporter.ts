@@ -435,7 +435,7 @@ export class PrometheusExporter implements MetricReader {
   /**
    * Writes the 200 headers and returns where the body goes: the response, or (when the
    * client accepts gzip) one gzip stream piped to it. One gzip member for the whole body,
-   * which every reader takes (curl and some browsers stop after a first member); node:zlib
+   * which every reader takes (curl 7.88 --compressed fails after a first member); node:zlib
    * compresses on the libuv pool, and the pipe stops it (and its write callbacks) while
    * the client does not read. `length`: the body's size when known (not sent with gzip).
    * Undefined for HEAD (the response is ended).
