@@ -437,7 +437,7 @@ class StreamPartWorker : public Napi::AsyncWorker {
 
 // openPrometheusStream(...ScrapeArgs with options.partBytes?: number in [4096, 2^30])
 //   -> { stream, parts, epoch, records, stale: Float64Array, reclaimed: Float64Array,
-//        dropped: Uint32Array, merged: Uint32Array, snapshotMs }
+//        dropped: Uint32Array, merged: Uint32Array, snapshotMs, snapshotBytes }
 // The collection pass and snapshot of serializePrometheus, taken now on this thread, and
 // the plan that cuts its text into `parts` parts of about partBytes (default 4 MiB) each,
 // written one at a time by readPrometheusStream. Close it when done.
@@ -470,6 +470,7 @@ Napi::Value OpenPrometheusStream(const Napi::CallbackInfo& info) {
   r.Set("parts", static_cast<double>(stream->parts()));
   SetPass(env, r, pass.epoch, pass.records, pass.stale, pass.reclaimed, pass.dropped, pass.collisions,
           pass.snapshotMs);
+  r.Set("snapshotBytes", static_cast<double>(pass.snapshotBytes));
   return r;
 }
 

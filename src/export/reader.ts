@@ -82,6 +82,8 @@ export interface PrometheusStream {
   readonly notes?: PrometheusPassNotes;
   /** The collection's epoch (for {@link MetricProducer.delivered}), when the producer has one. */
   readonly epoch?: number;
+  /** Memory the open stream holds besides its parts (its snapshot) until closed, bytes. */
+  readonly heldBytes?: number;
   /** Writes the next part (off the JS thread); undefined after the last. One read at a time. */
   next(): Promise<PrometheusPart | undefined>;
   /**

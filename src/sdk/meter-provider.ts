@@ -370,6 +370,7 @@ export class MeterProvider implements ApiMeterProvider {
       parts: r.parts,
       notes,
       epoch: r.epoch,
+      heldBytes: r.snapshotBytes,
       next: async () => {
         const p = await native().readPrometheusStream(handle);
         return p === null ? undefined : { chunks: p.chunks, byteLength: p.bytes };

@@ -104,6 +104,8 @@ export interface NativePrometheusStreamInfo extends NativePrometheusPass {
   /** The handle readPrometheusStream and closePrometheusStream take. */
   stream: object;
   parts: number;
+  /** What the stream's snapshot holds until it is closed, bytes. */
+  snapshotBytes: number;
 }
 
 export interface NativePrometheusPart {
