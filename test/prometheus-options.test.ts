@@ -125,5 +125,20 @@ describe('PrometheusExporter with exporter-prometheus option names', () => {
     expect(() => new PrometheusExporter({ preventServerStart: true, withResourceConstantLabels: 'service' as never })).toThrow(/withResourceConstantLabels/);
     expect(() => new PrometheusExporter({ preventServerStart: true, withoutUnits: 'yes' as never })).toThrow(/withoutUnits/);
     expect(() => new PrometheusExporter({ preventServerStart: true, withoutCounterSuffixes: 1 as never })).toThrow(/withoutCounterSuffixes/);
+    expect(() => new PrometheusExporter({ preventServerStart: true, witoutUnits: true } as never)).toThrow(/unknown PrometheusExporter option "witoutUnits"/);
+    expect(() => new PrometheusExporter({ preventServerStart: true, protobuf: true, appendTimestamp: true })).toThrow(/protobuf/);
+  });
+
+  it('appendTimestamp and withResourceConstantLabels answer text to a scraper that prefers protobuf (the protobuf writer has neither)', async () => {
+    const protobufAccept = 'application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited;q=0.9,text/plain;version=0.0.4;q=0.1';
+    for (const opts of [{ appendTimestamp: true }, { withResourceConstantLabels: /^service\./ }, {}]) {
+      const exporter = new PrometheusExporter({ preventServerStart: true, ...opts });
+      const p = new MeterProvider({ resource, readers: [exporter] });
+      record(p);
+      const s = await exporter.scrape(protobufAccept);
+      expect(s.contentType.startsWith('application/vnd.google.protobuf')).toBe(Object.keys(opts).length === 0);
+      s.release();
+      await p.shutdown();
+    }
   });
 });

@@ -173,6 +173,22 @@ function limit(name: string, v: number | undefined, dflt: number): number {
   return v;
 }
 
+/** Every option {@link PrometheusExporter} knows; any other key is a TypeError naming it. */
+const KNOWN_OPTIONS: ReadonlySet<string> = new Set([
+  'host', 'port', 'endpoint', 'prefix', 'appendTimestamp', 'withResourceConstantLabels', 'withoutUnits',
+  'withoutCounterSuffixes', 'preventServerStart', 'openMetrics', 'protobuf', 'withoutScopeInfo', 'withoutTargetInfo',
+  'summaryQuantiles', 'headersTimeoutMillis', 'idleTimeoutMillis', 'maxConnections', 'maxHeaderSize', 'partBytes',
+  'outputBudgetBytes', 'writeTimeoutMillis', 'shutdownGraceMillis', 'compression',
+  'metricProducers', // exporter-prometheus' own: rejected with its reason below
+]);
+
+function rejectUnknownOptions(o: object): void {
+  if (o === null || typeof o !== 'object') throw new TypeError('hotmeter: PrometheusExporter options must be an object');
+  for (const k of Object.keys(o)) {
+    if (!KNOWN_OPTIONS.has(k)) throw new TypeError(`hotmeter: unknown PrometheusExporter option ${JSON.stringify(k)}`);
+  }
+}
+
 /** @opentelemetry/exporter-prometheus' naming and label options, checked (TypeError). */
 function exporterPrometheusOptions(o: PrometheusExporterOptions & { metricProducers?: unknown }): Partial<PrometheusCollectOptions> {
   if (o.metricProducers !== undefined) {
@@ -269,7 +285,14 @@ export class PrometheusExporter implements MetricReader {
     this.port = options.port ?? 9464;
     this.endpoint = options.endpoint ?? '/metrics';
     this.allowOpenMetrics = options.openMetrics !== false;
-    this.allowProtobuf = options.protobuf !== false;
+    rejectUnknownOptions(options);
+    // The protobuf writer has no per-sample timestamps and no resource constant labels:
+    // with either option the exporter answers text only, or refuses an explicit protobuf: true.
+    const textOnly = options.appendTimestamp === true || options.withResourceConstantLabels !== undefined;
+    if (textOnly && options.protobuf === true) {
+      throw new TypeError('hotmeter: PrometheusExporter option protobuf cannot be combined with appendTimestamp or withResourceConstantLabels');
+    }
+    this.allowProtobuf = options.protobuf !== false && !textOnly;
     const quantiles = options.summaryQuantiles ?? DEFAULT_SUMMARY_QUANTILES;
     if (!Array.isArray(quantiles) || quantiles.length > 64 || !quantiles.every((q) => typeof q === 'number' && q >= 0 && q <= 1)) {
       throw new TypeError('hotmeter: summaryQuantiles must be an array of at most 64 numbers in [0, 1]');
