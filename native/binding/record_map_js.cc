@@ -258,8 +258,9 @@ Napi::Value Slab(const Napi::CallbackInfo& info) {
   return Napi::ArrayBuffer::New(env, data, doubles * sizeof(double));
 }
 
-// collect(domain, reclaim: boolean[, reclaimBefore: epoch]) -> Float64Array
-// (layout: RecordMap::Collect)
+// collect(domain, reclaim: boolean[, reclaimBefore: epoch[, readerEpoch: epoch, mode]])
+//   -> Float64Array (layout: RecordMap::Collect). mode 1: changedOnly with idle ids;
+//   mode 2: changedOnly without them (CollectOptions).
 Napi::Value Collect(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   CheckArity(info, 2, "collect");
@@ -268,6 +269,13 @@ Napi::Value Collect(const Napi::CallbackInfo& info) {
   opts.reclaim = ArgBool(info, 1, "reclaim");
   opts.nowMs = NowMs();
   if (info.Length() > 2 && !info[2].IsUndefined()) opts.reclaimBefore = ArgId(info, 2, "reclaimBefore");
+  if (info.Length() > 4 && !info[4].IsUndefined()) {
+    opts.readerEpoch = ArgId(info, 3, "readerEpoch");
+    uint32_t mode = ArgU32(info, 4, "mode");
+    if (mode > 2) throw Napi::TypeError::New(env, "hotmeter native: collect mode must be 0, 1 or 2");
+    opts.changedOnly = mode != 0;
+    opts.idleIds = mode == 1;
+  }
   std::vector<double> out;
   RecordMap::Global().Collect(opts, &out);
   Napi::Float64Array arr = Napi::Float64Array::New(env, out.size());

@@ -409,6 +409,13 @@ void RecordMap::Collect(const CollectOptions& opts, std::vector<double>* out) {
   uint64_t epoch = CollectPass(
       opts,
       [&](const CheckpointView& v) {
+        if (opts.changedOnly && !v.fresh) {
+          if (!opts.idleIds) return;
+          out->push_back(static_cast<double>(v.id));
+          out->push_back(-1);
+          recordCount++;
+          return;
+        }
         out->push_back(static_cast<double>(v.id));
         out->push_back(static_cast<double>(v.instrument->id));
         out->push_back(static_cast<double>(v.lastUpdateEpoch));
