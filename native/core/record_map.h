@@ -218,7 +218,8 @@ class RecordMap {
   // epoch e when it is greater than e.
   //   reclaimedCount x [recordId]
   // With opts.changedOnly, a record that is not fresh (CheckpointView::fresh) is written
-  // as [recordId, -1] when opts.idleIds (and counted in recordCount), else left out.
+  // as [recordId, -1] when opts.idleIds (and counted in recordCount), else left out, and
+  // the reclaimed ids come right after the header (before the records).
   void Collect(const CollectOptions& opts, std::vector<double>* out);
 
   // The pass behind Collect, for other consumers of checkpoints (the Prometheus

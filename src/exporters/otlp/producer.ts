@@ -28,6 +28,7 @@ import { InstrumentKind } from '../../sdk/descriptor';
 import { describeValue, warnLimited } from '../../sdk/diag';
 import { otelInstrumentType, OtelPointSource, toOtelResource, toOtelResourceMetrics } from './convert';
 import { ExponentialDeltaState } from './exponential-delta';
+import { IncrementalConverter } from './incremental';
 import type {
   OtelCollectionResult,
   OtelInstrumentType,
@@ -35,6 +36,7 @@ import type {
   OtelMetricProducer,
   OtelMetricReader,
   OtelResource,
+  OtelResourceMetrics,
 } from './types';
 
 /** Options of {@link HotmeterMetricProducer}. */
@@ -125,6 +127,8 @@ export class HotmeterMetricProducer implements MetricReader, OtelMetricProducer 
   readonly batcher: Batcher;
   private readonly exponential = new ExponentialDeltaState();
   private readonly temporalityOf: (kind: InstrumentKind) => AggregationTemporality;
+  /** Conversions kept across collections (when the provider offers collectChanges). */
+  private readonly incremental: IncrementalConverter;
   private source: MetricProducer | undefined;
   private resource: OtelResource | undefined;
   private queue: Promise<unknown> = Promise.resolve();
@@ -153,6 +157,7 @@ export class HotmeterMetricProducer implements MetricReader, OtelMetricProducer 
         : opts.temporality;
     this.batcher = new UngroupedBatcher({ temporality: preference, maxIdleCollections: opts.maxIdleCollections });
     this.temporalityOf = temporalitySelector(preference);
+    this.incremental = new IncrementalConverter(this.temporalityOf, this.batcher.maxIdleCollections);
   }
 
   /**
@@ -204,13 +209,23 @@ export class HotmeterMetricProducer implements MetricReader, OtelMetricProducer 
     if (source === undefined) {
       throw new Error('hotmeter: HotmeterMetricProducer is not attached to a MeterProvider (give it, or the OpenTelemetry reader, to the provider as one of its readers)');
     }
-    const set = await source.collect();
-    const resourceMetrics = toOtelResourceMetrics(this.prepare(set), { resource: this.resource, temporality: this.temporalityOf });
+    let resourceMetrics: OtelResourceMetrics;
+    let epoch: number;
+    if (source.collectChanges !== undefined) {
+      const mode = this.incremental.nextMode();
+      const c = await source.collectChanges(mode);
+      resourceMetrics = await this.incremental.convert(c, mode, this.resource!);
+      epoch = c.epoch;
+    } else {
+      const set = await source.collect();
+      resourceMetrics = toOtelResourceMetrics(this.prepare(set), { resource: this.resource, temporality: this.temporalityOf });
+      epoch = set.epoch;
+    }
     if (this.tracksDelivery) {
       const scopes = resourceMetrics.scopeMetrics as unknown as object[];
       // Nothing to export (a PeriodicExportingMetricReader then calls no exporter): delivered.
-      if (scopes.length === 0) source.delivered?.(set.epoch);
-      for (const sm of scopes) this.epochOf.set(sm, set.epoch);
+      if (scopes.length === 0) source.delivered?.(epoch);
+      for (const sm of scopes) this.epochOf.set(sm, epoch);
     }
     return { resourceMetrics, errors: [] };
   }

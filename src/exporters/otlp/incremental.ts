@@ -1,0 +1,334 @@
+// Incremental conversion of collections to OpenTelemetry JS ResourceMetrics for one
+// HotmeterMetricProducer: the cost of a collection follows the records that changed since
+// this reader's previous one, not the registry's size.
+//
+// The provider's collectChanges() gives the native output in which records not changed
+// since this reader's previous pass are only ids (mode 1) or absent (mode 2). Per record,
+// this keeps (while the record lives):
+//  * its frozen attributes (shared with the provider's attributesOf);
+//  * cumulative: the converted point value (frozen), re-sent as is while it does not change;
+//  * delta: the previous cumulative state, to difference the next change against.
+// Changed records are converted as UngroupedBatcher + ExponentialDeltaState did for this
+// producer (same deltas, start times, reset rules); unchanged ones cost nothing in delta
+// and one point object in cumulative.
+//
+// Invariants:
+//  * Collections are converted in order, each once (the producer queues them).
+//  * An entry goes when its record is reclaimed by this reader's pass, or when a mode 1
+//    pass (every live record listed) does not list it (reclaimed by another reader's pass,
+//    or removed); an all-delta producer asks for mode 1 every SWEEP_EVERY collections.
+//  * Point values and attribute objects handed out are frozen: they are the cache.
+import type { Attributes, HrTime } from '@opentelemetry/api';
+import { deltaOf, isReset } from '../../export/batchers/merge';
+import type { Aggregation, ExponentialHistogramAggregation } from '../../export/checkpoint-set';
+import { AggregationTemporality } from '../../export/temporality';
+import type { BoundHandle } from '../../api/handles';
+import { AggregationKind, cellSize } from '../../sdk/aggregation';
+import { ChangedCollection, toAggregation } from '../../sdk/collection';
+import { InstrumentKind, isObservable } from '../../sdk/descriptor';
+import type { RecordStore } from '../../sdk/record-store';
+import { cumulativeExponential, exponentialValue, histogramValue, newMetric, toHrTime } from './convert';
+import { exponentialDelta, wholeInterval } from './exponential-delta';
+import {
+  OtelDataPoint,
+  OtelDataPointType,
+  OtelMetricData,
+  OtelResource,
+  OtelResourceMetrics,
+  OtelScopeMetrics,
+} from './types';
+
+/** An all-delta producer lists every live record (mode 1) this often, to drop gone ones. */
+const SWEEP_EVERY = 16;
+/** The conversion yields to the event loop after this long, ms. */
+const SLICE_MS = 8;
+
+type Store = RecordStore<BoundHandle>;
+
+class Entry {
+  /** Cumulative: the converted value of the last change, or undefined before one. */
+  point: unknown = undefined;
+  startHr: HrTime | undefined = undefined;
+  /** Delta: the cumulative state at the last change this reader saw. */
+  prev: Aggregation | undefined = undefined;
+  /** Delta (observables): end time of the collection that last had its change. */
+  prevEnd = 0;
+  /** The collection that last had its change (observables: observed). */
+  changedAt = 0;
+  /** The collection that last listed it (changed or not). */
+  seenAt = 0;
+  constructor(
+    /** The record's id (its slot's generation tells a reused slot apart). */
+    readonly id: number,
+    readonly store: Store,
+    readonly attributes: Attributes,
+    readonly startTime: number,
+  ) {}
+}
+
+interface Building {
+  readonly metric: OtelMetricData;
+  readonly order: number;
+  readonly delta: boolean;
+  readonly observable: boolean;
+}
+
+const scopeKeys = new WeakMap<object, string>();
+function scopeKey(store: Store): string {
+  const sc = store.scope;
+  let k = scopeKeys.get(sc);
+  if (k === undefined) scopeKeys.set(sc, (k = `${sc.name}\0${sc.version ?? ''}\0${sc.schemaUrl ?? ''}`));
+  return k;
+}
+
+function aggregationKindName(kind: AggregationKind): Aggregation['kind'] {
+  switch (kind) {
+    case AggregationKind.SUM:
+    case AggregationKind.PRECOMPUTED_SUM:
+      return 'sum';
+    case AggregationKind.LAST_VALUE:
+      return 'lastValue';
+    case AggregationKind.EXPONENTIAL_HISTOGRAM:
+      return 'exponentialHistogram';
+    default:
+      return 'histogram';
+  }
+}
+
+/** Sketches and exact values travel as bucketless histograms (count, sum, min, max). */
+function exportable(a: Aggregation): Aggregation {
+  return a.kind === 'sketch' || a.kind === 'exact' ? { kind: 'minMaxSumCount', count: a.count, sum: a.sum, min: a.min, max: a.max } : a;
+}
+
+function freezeValue<T>(v: T): T {
+  if (v !== null && typeof v === 'object') {
+    const o = v as Record<string, unknown>;
+    for (const k of Object.keys(o)) {
+      const x = o[k];
+      if (x !== null && typeof x === 'object') freezeValue(x);
+    }
+    Object.freeze(o);
+  }
+  return v;
+}
+
+/** See the file comment. */
+export class IncrementalConverter {
+  /**
+   * By record slot (the id's low 32 bits: dense, small integers, where ids themselves are
+   * not small integers for V8); an entry whose id differs is a reclaimed record's.
+   */
+  private entries: (Entry | undefined)[] = [];
+  private held = 0;
+  private collections = 0;
+  /** End time of the previous collection (delta start of a synchronous series). */
+  private lastTime = 0;
+
+  constructor(
+    private readonly temporalityOf: (kind: InstrumentKind) => AggregationTemporality,
+    /** The batcher's: observable series unseen this many collections start over. */
+    private readonly maxIdleCollections: number,
+  ) {}
+
+  /** Records held (for tests). */
+  get size(): number {
+    return this.held;
+  }
+
+  /** The collection mode the next collection needs (see the file comment). */
+  nextMode(): 1 | 2 {
+    if ((this.collections + 1) % SWEEP_EVERY === 0) return 1;
+    for (const k of [InstrumentKind.COUNTER, InstrumentKind.UP_DOWN_COUNTER, InstrumentKind.HISTOGRAM, InstrumentKind.GAUGE]) {
+      if (this.temporalityOf(k) !== AggregationTemporality.DELTA) return 1;
+    }
+    for (const k of [InstrumentKind.OBSERVABLE_COUNTER, InstrumentKind.OBSERVABLE_UP_DOWN_COUNTER, InstrumentKind.OBSERVABLE_GAUGE]) {
+      if (this.temporalityOf(k) !== AggregationTemporality.DELTA) return 1;
+    }
+    return 2;
+  }
+
+  /** Converts one collection (of the mode nextMode() said). */
+  async convert(c: ChangedCollection, mode: 1 | 2, resource: OtelResource): Promise<OtelResourceMetrics> {
+    const n = ++this.collections;
+    const data = c.data;
+    const end = c.time;
+    const endHr = toHrTime(end);
+    const entries = this.entries;
+    for (let k = 0; k < c.reclaimed.length; k++) {
+      const id = c.reclaimed[k];
+      const slot = id >>> 0; // ToUint32: the low 32 bits
+      if (entries[slot]?.id === id) {
+        entries[slot] = undefined;
+        this.held--;
+      }
+    }
+
+    // Entries for records this converter has not seen, attributes decoded in one call.
+    const count = data[1];
+    const newIds: number[] = [];
+    const newStores: Store[] = [];
+    const newStarts: number[] = [];
+    let i = c.start;
+    for (let k = 0; k < count; k++) {
+      const id = data[i];
+      const inst = data[i + 1];
+      if (inst < 0) {
+        i += 2;
+        continue;
+      }
+      const store = c.storeOf(inst);
+      if (store === undefined) throw new Error(`hotmeter: collection of an unknown instrument ${inst}`);
+      if (entries[id >>> 0]?.id !== id) {
+        newIds.push(id);
+        newStores.push(store);
+        newStarts.push(Math.floor(data[i + 3]));
+      }
+      i += 4 + cellSize(store.aggregation, store.bounds.length, store.params.maxSize);
+    }
+    if (newIds.length > 0) {
+      const attrs = c.attributes(newIds);
+      for (let k = 0; k < newIds.length; k++) {
+        const slot = newIds[k] >>> 0;
+        if (entries[slot] === undefined) this.held++;
+        while (entries.length < slot) entries.push(undefined); // stays a packed array
+        entries[slot] = new Entry(newIds[k], newStores[k], attrs[k], newStarts[k]);
+      }
+    }
+
+    const scopes = new Map<string, { scope: OtelScopeMetrics; built: Building[] }>();
+    const metrics = new Map<Store, Building>();
+    let order = 0;
+    const building = (store: Store): Building => {
+      let b = metrics.get(store);
+      if (b !== undefined) return b;
+      const key = scopeKey(store);
+      let s = scopes.get(key);
+      if (s === undefined) {
+        const sc = store.scope;
+        s = { scope: { scope: { name: sc.name, version: sc.version || undefined, schemaUrl: sc.schemaUrl || undefined }, metrics: [] }, built: [] };
+        scopes.set(key, s);
+      }
+      const kind = store.descriptor.kind;
+      const temporality = this.temporalityOf(kind);
+      const aggregation = { kind: aggregationKindName(store.aggregation) } as Aggregation;
+      // As before: exponential histograms after the other metrics of their scope.
+      const o = (store.aggregation === AggregationKind.EXPONENTIAL_HISTOGRAM ? 1e9 : 0) + order++;
+      b = { metric: newMetric({ descriptor: store.descriptor, aggregation }, temporality), order: o, delta: temporality === AggregationTemporality.DELTA, observable: isObservable(kind) };
+      metrics.set(store, b);
+      s.built.push(b);
+      return b;
+    };
+    const times = new Map<number, HrTime>();
+    const hr = (ms: number): HrTime => {
+      let t = times.get(ms);
+      if (t === undefined) times.set(ms, (t = toHrTime(ms)));
+      return t;
+    };
+
+    let lastStore: Store | undefined;
+    let b: Building | undefined;
+    let sliceStart = performance.now();
+    i = c.start;
+    for (let k = 0; k < count; k++) {
+      if ((k & 1023) === 1023 && performance.now() - sliceStart > SLICE_MS) {
+        await new Promise<void>((resolve) => setImmediate(resolve));
+        sliceStart = performance.now();
+      }
+      const id = data[i];
+      const inst = data[i + 1];
+      if (inst < 0) {
+        // Not changed since this reader's previous pass: cumulative re-sends its point.
+        i += 2;
+        const e = entries[id >>> 0];
+        if (e === undefined || e.id !== id) continue; // first seen unchanged: cannot happen (see the file comment)
+        e.seenAt = n;
+        if (e.store !== lastStore) {
+          lastStore = e.store;
+          b = building(e.store);
+        }
+        if (b!.delta || b!.observable || e.point === undefined) continue;
+        (b!.metric.dataPoints as OtelDataPoint<unknown>[]).push({ startTime: e.startHr!, endTime: endHr, attributes: e.attributes, value: e.point });
+        continue;
+      }
+      const store = c.storeOf(inst)!;
+      const size = cellSize(store.aggregation, store.bounds.length, store.params.maxSize);
+      const st = data.subarray(i + 4, i + 4 + size);
+      i += 4 + size;
+      const e = entries[id >>> 0]!;
+      if (store !== lastStore) {
+        lastStore = store;
+        b = building(store);
+      }
+      const a = exportable(toAggregation(store, st, id));
+      const prevChanged = e.changedAt;
+      e.changedAt = n;
+      e.seenAt = n;
+      if (!b!.delta) {
+        e.startHr ??= toHrTime(Math.min(e.startTime, end));
+        e.point = freezeValue(pointValue(b!.metric.dataPointType, a));
+        (b!.metric.dataPoints as OtelDataPoint<unknown>[]).push({ startTime: e.startHr, endTime: endHr, attributes: e.attributes, value: e.point });
+        continue;
+      }
+      // Delta: as the batcher (UngroupedBatcher) and ExponentialDeltaState did. A
+      // synchronous series was in every collection they saw (its previous end is the
+      // previous collection's); an observable one only when observed, and its state went
+      // after maxIdleCollections collections without.
+      let prev = e.prev;
+      let prevEnd = this.lastTime;
+      if (b!.observable) {
+        prevEnd = e.prevEnd;
+        if (prev !== undefined && n - 1 - prevChanged >= this.maxIdleCollections) prev = undefined;
+      }
+      e.prev = a;
+      e.prevEnd = end;
+      let value: unknown;
+      let start: number;
+      if (a.kind === 'exponentialHistogram') {
+        const d = prev === undefined ? undefined : exponentialDelta(prev as ExponentialHistogramAggregation, a);
+        value = exponentialValue(d ?? wholeInterval(a));
+        start = d === undefined ? e.startTime : prevEnd;
+      } else if (prev === undefined || isReset(prev, a)) {
+        value = pointValue(b!.metric.dataPointType, a);
+        start = e.startTime;
+      } else {
+        const d = deltaOf(prev, a);
+        // Changed since this reader's previous pass: exported even when the delta is 0
+        // (the batcher's `updated`), as before.
+        value = pointValue(b!.metric.dataPointType, d);
+        start = prevEnd;
+      }
+      (b!.metric.dataPoints as OtelDataPoint<unknown>[]).push({ startTime: hr(Math.min(start, end)), endTime: endHr, attributes: e.attributes, value });
+    }
+    if (mode === 1) {
+      for (let slot = 0; slot < entries.length; slot++) {
+        const e = entries[slot];
+        if (e !== undefined && e.seenAt !== n) {
+          entries[slot] = undefined;
+          this.held--;
+        }
+      }
+    }
+    this.lastTime = end;
+
+    const scopeMetrics: OtelScopeMetrics[] = [];
+    for (const s of scopes.values()) {
+      const built = s.built.filter((x) => x.metric.dataPoints.length > 0).sort((x, y) => x.order - y.order);
+      if (built.length === 0) continue;
+      s.scope.metrics = built.map((x) => x.metric);
+      scopeMetrics.push(s.scope);
+    }
+    return { resource, scopeMetrics };
+  }
+}
+
+function pointValue(type: OtelDataPointType, a: Aggregation): unknown {
+  switch (type) {
+    case OtelDataPointType.SUM:
+    case OtelDataPointType.GAUGE:
+      return a.kind === 'sum' ? a.sum : a.kind === 'lastValue' ? a.value : NaN;
+    case OtelDataPointType.EXPONENTIAL_HISTOGRAM:
+      return exponentialValue(cumulativeExponential(a as ExponentialHistogramAggregation));
+    default:
+      return histogramValue(a);
+  }
+}
