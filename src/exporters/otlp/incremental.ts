@@ -49,8 +49,9 @@ class Entry {
   /** Cumulative: the converted value of the last change, or undefined before one. */
   point: unknown = undefined;
   startHr: HrTime | undefined = undefined;
-  /** Delta: the cumulative state at the last change this reader saw. */
+  /** Delta: the cumulative state at the last change this reader saw (FAST_KINDS: its cell). */
   prev: Aggregation | undefined = undefined;
+  prevCell: Float64Array | undefined = undefined;
   /** Delta (observables): end time of the collection that last had its change. */
   prevEnd = 0;
   /** The collection that last had its change (observables: observed). */
@@ -252,20 +253,22 @@ export class IncrementalConverter {
       }
       const store = c.storeOf(inst)!;
       const size = cellSize(store.aggregation, store.bounds.length, store.params.maxSize);
-      const st = data.subarray(i + 4, i + 4 + size);
+      const off = i + 4;
       i += 4 + size;
       const e = entries[id >>> 0]!;
       if (store !== lastStore) {
         lastStore = store;
         b = building(store);
       }
-      const a = exportable(toAggregation(store, st, id));
       const prevChanged = e.changedAt;
       e.changedAt = n;
       e.seenAt = n;
+      const fast = FAST_KINDS[store.aggregation] === 1;
       if (!b!.delta) {
         e.startHr ??= toHrTime(Math.min(e.startTime, end));
-        e.point = freezeValue(pointValue(b!.metric.dataPointType, a));
+        e.point = fast
+          ? freezeValue(cellValue(store, data, off, undefined))
+          : freezeValue(pointValue(b!.metric.dataPointType, exportable(toAggregation(store, data.subarray(off, off + size), id))));
         (b!.metric.dataPoints as OtelDataPoint<unknown>[]).push({ startTime: e.startHr, endTime: endHr, attributes: e.attributes, value: e.point });
         continue;
       }
@@ -273,29 +276,44 @@ export class IncrementalConverter {
       // synchronous series was in every collection they saw (its previous end is the
       // previous collection's); an observable one only when observed, and its state went
       // after maxIdleCollections collections without.
-      let prev = e.prev;
       let prevEnd = this.lastTime;
+      let forget = false;
       if (b!.observable) {
         prevEnd = e.prevEnd;
-        if (prev !== undefined && n - 1 - prevChanged >= this.maxIdleCollections) prev = undefined;
+        forget = n - 1 - prevChanged >= this.maxIdleCollections;
       }
-      e.prev = a;
       e.prevEnd = end;
       let value: unknown;
       let start: number;
-      if (a.kind === 'exponentialHistogram') {
-        const d = prev === undefined ? undefined : exponentialDelta(prev as ExponentialHistogramAggregation, a);
-        value = exponentialValue(d ?? wholeInterval(a));
-        start = d === undefined ? e.startTime : prevEnd;
-      } else if (prev === undefined || isReset(prev, a)) {
-        value = pointValue(b!.metric.dataPointType, a);
-        start = e.startTime;
+      if (fast) {
+        const prev = forget ? undefined : e.prevCell;
+        if (prev === undefined || cellReset(store, data, off, prev)) {
+          value = cellValue(store, data, off, undefined);
+          start = e.startTime;
+        } else {
+          // Changed since this reader's previous pass: exported even when the delta is 0
+          // (the batcher's `updated`), as before.
+          value = cellValue(store, data, off, prev);
+          start = prevEnd;
+        }
+        const keep = prev ?? e.prevCell ?? new Float64Array(size);
+        for (let j = 0; j < size; j++) keep[j] = data[off + j];
+        e.prevCell = keep;
       } else {
-        const d = deltaOf(prev, a);
-        // Changed since this reader's previous pass: exported even when the delta is 0
-        // (the batcher's `updated`), as before.
-        value = pointValue(b!.metric.dataPointType, d);
-        start = prevEnd;
+        const a = exportable(toAggregation(store, data.subarray(off, off + size), id));
+        const prev = forget ? undefined : e.prev;
+        e.prev = a;
+        if (a.kind === 'exponentialHistogram') {
+          const d = prev === undefined ? undefined : exponentialDelta(prev as ExponentialHistogramAggregation, a);
+          value = exponentialValue(d ?? wholeInterval(a));
+          start = d === undefined ? e.startTime : prevEnd;
+        } else if (prev === undefined || isReset(prev, a)) {
+          value = pointValue(b!.metric.dataPointType, a);
+          start = e.startTime;
+        } else {
+          value = pointValue(b!.metric.dataPointType, deltaOf(prev, a));
+          start = prevEnd;
+        }
       }
       (b!.metric.dataPoints as OtelDataPoint<unknown>[]).push({ startTime: hr(Math.min(start, end)), endTime: endHr, attributes: e.attributes, value });
     }
@@ -330,5 +348,85 @@ function pointValue(type: OtelDataPointType, a: Aggregation): unknown {
       return exponentialValue(cumulativeExponential(a as ExponentialHistogramAggregation));
     default:
       return histogramValue(a);
+  }
+}
+
+/** Aggregations converted straight from their cells (the others through toAggregation). */
+const FAST_KINDS: readonly number[] = (() => {
+  const k: number[] = [];
+  for (const a of [AggregationKind.SUM, AggregationKind.PRECOMPUTED_SUM, AggregationKind.LAST_VALUE, AggregationKind.MIN_MAX_SUM_COUNT, AggregationKind.HISTOGRAM]) k[a] = 1;
+  return k;
+})();
+
+const EMPTY_BOUNDARIES: number[] = Object.freeze([]) as unknown as number[];
+const boundariesOf = new WeakMap<Store, number[]>();
+function boundaries(store: Store): number[] {
+  let b = boundariesOf.get(store);
+  if (b === undefined) boundariesOf.set(store, (b = Object.freeze(Array.from(store.bounds)) as unknown as number[]));
+  return b;
+}
+
+/** A finite number, or undefined (OTLP: unset). */
+function finite(v: number): number | undefined {
+  return Number.isFinite(v) ? v : undefined;
+}
+
+/**
+ * Whether the cell at data[off] cannot follow `prev` in one cumulative series (merge.ts
+ * isReset): a monotonic sum or a count or bucket that went down.
+ */
+function cellReset(store: Store, data: Float64Array, off: number, prev: Float64Array): boolean {
+  switch (store.aggregation) {
+    case AggregationKind.SUM:
+    case AggregationKind.PRECOMPUTED_SUM:
+      return store.descriptor.monotonic && data[off] < prev[0];
+    case AggregationKind.MIN_MAX_SUM_COUNT:
+      return data[off] < prev[0];
+    case AggregationKind.HISTOGRAM: {
+      const nb = store.bounds.length + 1;
+      for (let j = 3; j < 3 + nb; j++) if (data[off + j] < prev[j]) return true;
+      return false;
+    }
+    default:
+      return false;
+  }
+}
+
+/**
+ * The point value of the cell at data[off] of a FAST_KINDS store: cumulative, or (prev)
+ * the delta from prev, as histogramValue(deltaOf(prev, cur)) gives it: min and max only
+ * when the interval recorded something and moved both cumulative extremes.
+ */
+function cellValue(store: Store, data: Float64Array, off: number, prev: Float64Array | undefined): unknown {
+  switch (store.aggregation) {
+    case AggregationKind.SUM:
+    case AggregationKind.PRECOMPUTED_SUM:
+      return prev === undefined ? data[off] : data[off] - prev[0];
+    case AggregationKind.LAST_VALUE:
+      return data[off];
+    case AggregationKind.MIN_MAX_SUM_COUNT: {
+      const min = data[off + 2];
+      const max = data[off + 3];
+      const count = prev === undefined ? data[off] : data[off] - prev[0];
+      const sum = prev === undefined ? data[off + 1] : data[off + 1] - prev[1];
+      const known = count > 0 && (prev === undefined || (min < prev[2] && max > prev[3]));
+      return { buckets: { boundaries: EMPTY_BOUNDARIES, counts: [count] }, count, sum, min: known ? finite(min) : undefined, max: known ? finite(max) : undefined };
+    }
+    default: {
+      // HISTOGRAM: [sum, min, max, bucket0..bucketN]
+      const nb = store.bounds.length + 1;
+      const counts = new Array<number>(nb);
+      let count = 0;
+      for (let j = 0; j < nb; j++) {
+        const c = prev === undefined ? data[off + 3 + j] : data[off + 3 + j] - prev[3 + j];
+        counts[j] = c;
+        count += c;
+      }
+      const min = data[off + 1];
+      const max = data[off + 2];
+      const sum = prev === undefined ? data[off] : data[off] - prev[0];
+      const known = count > 0 && (prev === undefined || (min < prev[1] && max > prev[2]));
+      return { buckets: { boundaries: boundaries(store), counts }, count, sum, min: known ? finite(min) : undefined, max: known ? finite(max) : undefined };
+    }
   }
 }
