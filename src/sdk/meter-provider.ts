@@ -375,7 +375,7 @@ export class MeterProvider implements ApiMeterProvider {
     const since = this.epochs.since(reader); // before the callbacks (collectFor)
     await this.callbacks.run(this.callbackTimeoutMillis);
     const before = this.epochs.reclaimBefore();
-    const data = native().collect(this.domain, before !== undefined, before, since, mode);
+    const data = await native().collectAsync(this.domain, before !== undefined, before, since, mode);
     const time = Date.now();
     const epoch = data[0];
     const reclaimed = data.subarray(3, 3 + data[2]);

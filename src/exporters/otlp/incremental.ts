@@ -42,6 +42,9 @@ import {
 const SWEEP_EVERY = 16;
 /** The conversion yields to the event loop after this long, ms. */
 const SLICE_MS = 8;
+/** Attributes decoded per native call (a batch takes a few ms). */
+const ATTRIBUTE_BATCH = 2000;
+const NO_ATTRIBUTES: Attributes = Object.freeze({});
 
 type Store = RecordStore<BoundHandle>;
 
@@ -62,7 +65,8 @@ class Entry {
     /** The record's id (its slot's generation tells a reused slot apart). */
     readonly id: number,
     readonly store: Store,
-    readonly attributes: Attributes,
+    /** NO_ATTRIBUTES until decoded (the end of the collection that created the entry). */
+    public attributes: Attributes,
     readonly startTime: number,
   ) {}
 }
@@ -164,37 +168,12 @@ export class IncrementalConverter {
       }
     }
 
-    // Entries for records this converter has not seen, attributes decoded in one call.
+    // Records this converter has not seen get an entry at once and their attributes after
+    // the pass (decoded natively in batches): their points are patched then.
     const count = data[1];
-    const newIds: number[] = [];
-    const newStores: Store[] = [];
-    const newStarts: number[] = [];
-    let i = c.start;
-    for (let k = 0; k < count; k++) {
-      const id = data[i];
-      const inst = data[i + 1];
-      if (inst < 0) {
-        i += 2;
-        continue;
-      }
-      const store = c.storeOf(inst);
-      if (store === undefined) throw new Error(`hotmeter: collection of an unknown instrument ${inst}`);
-      if (entries[id >>> 0]?.id !== id) {
-        newIds.push(id);
-        newStores.push(store);
-        newStarts.push(Math.floor(data[i + 3]));
-      }
-      i += 4 + cellSize(store.aggregation, store.bounds.length, store.params.maxSize);
-    }
-    if (newIds.length > 0) {
-      const attrs = c.attributes(newIds);
-      for (let k = 0; k < newIds.length; k++) {
-        const slot = newIds[k] >>> 0;
-        if (entries[slot] === undefined) this.held++;
-        while (entries.length < slot) entries.push(undefined); // stays a packed array
-        entries[slot] = new Entry(newIds[k], newStores[k], attrs[k], newStarts[k]);
-      }
-    }
+    const fresh: Entry[] = [];
+    const freshPoints: { attributes: Attributes }[] = [];
+    const freshPointEntries: Entry[] = [];
 
     const scopes = new Map<string, { scope: OtelScopeMetrics; built: Building[] }>();
     const metrics = new Map<Store, Building>();
@@ -220,16 +199,24 @@ export class IncrementalConverter {
       return b;
     };
     const times = new Map<number, HrTime>();
+    let hrMs = NaN;
+    let hrLast: HrTime = endHr;
     const hr = (ms: number): HrTime => {
+      if (ms === hrMs) return hrLast;
+      hrMs = ms;
       let t = times.get(ms);
       if (t === undefined) times.set(ms, (t = toHrTime(ms)));
-      return t;
+      return (hrLast = t);
     };
 
     let lastStore: Store | undefined;
     let b: Building | undefined;
+    let lastInst = -1;
+    let store: Store = undefined as unknown as Store; // set by the first changed record
+    let size = 0;
+    let fast = false;
     let sliceStart = performance.now();
-    i = c.start;
+    let i = c.start;
     for (let k = 0; k < count; k++) {
       if ((k & 1023) === 1023 && performance.now() - sliceStart > SLICE_MS) {
         await new Promise<void>((resolve) => setImmediate(resolve));
@@ -246,30 +233,46 @@ export class IncrementalConverter {
         if (e.store !== lastStore) {
           lastStore = e.store;
           b = building(e.store);
+          lastInst = -1;
         }
         if (b!.delta || b!.observable || e.point === undefined) continue;
         (b!.metric.dataPoints as OtelDataPoint<unknown>[]).push({ startTime: e.startHr!, endTime: endHr, attributes: e.attributes, value: e.point });
         continue;
       }
-      const store = c.storeOf(inst)!;
-      const size = cellSize(store.aggregation, store.bounds.length, store.params.maxSize);
+      if (inst !== lastInst) {
+        lastInst = inst;
+        const st = c.storeOf(inst);
+        if (st === undefined) throw new Error(`hotmeter: collection of an unknown instrument ${inst}`);
+        store = st;
+        size = cellSize(st.aggregation, st.bounds.length, st.params.maxSize);
+        fast = FAST_KINDS[st.aggregation] === 1;
+        b = building(st);
+      }
       const off = i + 4;
       i += 4 + size;
-      const e = entries[id >>> 0]!;
-      if (store !== lastStore) {
-        lastStore = store;
-        b = building(store);
+      const slot = id >>> 0; // ToUint32: the low 32 bits
+      let e = entries[slot];
+      if (e === undefined || e.id !== id) {
+        if (e === undefined) this.held++;
+        while (entries.length < slot) entries.push(undefined); // stays a packed array
+        entries[slot] = e = new Entry(id, store, NO_ATTRIBUTES, Math.floor(data[i - size - 1]));
+        fresh.push(e);
       }
+      lastStore = store;
       const prevChanged = e.changedAt;
       e.changedAt = n;
       e.seenAt = n;
-      const fast = FAST_KINDS[store.aggregation] === 1;
       if (!b!.delta) {
         e.startHr ??= toHrTime(Math.min(e.startTime, end));
         e.point = fast
           ? freezeValue(cellValue(store, data, off, undefined))
           : freezeValue(pointValue(b!.metric.dataPointType, exportable(toAggregation(store, data.subarray(off, off + size), id))));
-        (b!.metric.dataPoints as OtelDataPoint<unknown>[]).push({ startTime: e.startHr, endTime: endHr, attributes: e.attributes, value: e.point });
+        const point = { startTime: e.startHr, endTime: endHr, attributes: e.attributes, value: e.point };
+        if (e.attributes === NO_ATTRIBUTES) {
+          freshPoints.push(point);
+          freshPointEntries.push(e);
+        }
+        (b!.metric.dataPoints as OtelDataPoint<unknown>[]).push(point);
         continue;
       }
       // Delta: as the batcher (UngroupedBatcher) and ExponentialDeltaState did. A
@@ -315,8 +318,21 @@ export class IncrementalConverter {
           start = prevEnd;
         }
       }
-      (b!.metric.dataPoints as OtelDataPoint<unknown>[]).push({ startTime: hr(Math.min(start, end)), endTime: endHr, attributes: e.attributes, value });
+      const point = { startTime: hr(Math.min(start, end)), endTime: endHr, attributes: e.attributes, value };
+      if (e.attributes === NO_ATTRIBUTES) {
+        freshPoints.push(point);
+        freshPointEntries.push(e);
+      }
+      (b!.metric.dataPoints as OtelDataPoint<unknown>[]).push(point);
     }
+    // Attributes of the new records, in batches between which the event loop turns.
+    for (let k = 0; k < fresh.length; k += ATTRIBUTE_BATCH) {
+      if (k > 0) await new Promise<void>((resolve) => setImmediate(resolve));
+      const batch = fresh.slice(k, k + ATTRIBUTE_BATCH);
+      const attrs = c.attributes(batch.map((x) => x.id));
+      for (let j = 0; j < batch.length; j++) batch[j].attributes = attrs[j];
+    }
+    for (let k = 0; k < freshPoints.length; k++) freshPoints[k].attributes = freshPointEntries[k].attributes;
     if (mode === 1) {
       for (let slot = 0; slot < entries.length; slot++) {
         const e = entries[slot];
