@@ -155,9 +155,6 @@ export class IncrementalConverter {
   /** Converts one collection (of the mode nextMode() said). */
   async convert(c: ChangedCollection, mode: 1 | 2, resource: OtelResource): Promise<OtelResourceMetrics> {
     const n = ++this.collections;
-    const data = c.data;
-    const end = c.time;
-    const endHr = toHrTime(end);
     const entries = this.entries;
     for (let k = 0; k < c.reclaimed.length; k++) {
       const id = c.reclaimed[k];
@@ -167,172 +164,21 @@ export class IncrementalConverter {
         this.held--;
       }
     }
-
-    // Records this converter has not seen get an entry at once and their attributes after
-    // the pass (decoded natively in batches): their points are patched then.
-    const count = data[1];
-    const fresh: Entry[] = [];
-    const freshPoints: { attributes: Attributes }[] = [];
-    const freshPointEntries: Entry[] = [];
-
-    const scopes = new Map<string, { scope: OtelScopeMetrics; built: Building[] }>();
-    const metrics = new Map<Store, Building>();
-    let order = 0;
-    const building = (store: Store): Building => {
-      let b = metrics.get(store);
-      if (b !== undefined) return b;
-      const key = scopeKey(store);
-      let s = scopes.get(key);
-      if (s === undefined) {
-        const sc = store.scope;
-        s = { scope: { scope: { name: sc.name, version: sc.version || undefined, schemaUrl: sc.schemaUrl || undefined }, metrics: [] }, built: [] };
-        scopes.set(key, s);
-      }
-      const kind = store.descriptor.kind;
-      const temporality = this.temporalityOf(kind);
-      const aggregation = { kind: aggregationKindName(store.aggregation) } as Aggregation;
-      // As before: exponential histograms after the other metrics of their scope.
-      const o = (store.aggregation === AggregationKind.EXPONENTIAL_HISTOGRAM ? 1e9 : 0) + order++;
-      b = { metric: newMetric({ descriptor: store.descriptor, aggregation }, temporality), order: o, delta: temporality === AggregationTemporality.DELTA, observable: isObservable(kind) };
-      metrics.set(store, b);
-      s.built.push(b);
-      return b;
-    };
-    const times = new Map<number, HrTime>();
-    let hrMs = NaN;
-    let hrLast: HrTime = endHr;
-    const hr = (ms: number): HrTime => {
-      if (ms === hrMs) return hrLast;
-      hrMs = ms;
-      let t = times.get(ms);
-      if (t === undefined) times.set(ms, (t = toHrTime(ms)));
-      return (hrLast = t);
-    };
-
-    let lastStore: Store | undefined;
-    let b: Building | undefined;
-    let lastInst = -1;
-    let store: Store = undefined as unknown as Store; // set by the first changed record
-    let size = 0;
-    let fast = false;
-    let sliceStart = performance.now();
-    let i = c.start;
-    for (let k = 0; k < count; k++) {
-      if ((k & 1023) === 1023 && performance.now() - sliceStart > SLICE_MS) {
-        await new Promise<void>((resolve) => setImmediate(resolve));
-        sliceStart = performance.now();
-      }
-      const id = data[i];
-      const inst = data[i + 1];
-      if (inst < 0) {
-        // Not changed since this reader's previous pass: cumulative re-sends its point.
-        i += 2;
-        const e = entries[id >>> 0];
-        if (e === undefined || e.id !== id) continue; // first seen unchanged: cannot happen (see the file comment)
-        e.seenAt = n;
-        if (e.store !== lastStore) {
-          lastStore = e.store;
-          b = building(e.store);
-          lastInst = -1;
-        }
-        if (b!.delta || b!.observable || e.point === undefined) continue;
-        (b!.metric.dataPoints as OtelDataPoint<unknown>[]).push({ startTime: e.startHr!, endTime: endHr, attributes: e.attributes, value: e.point });
-        continue;
-      }
-      if (inst !== lastInst) {
-        lastInst = inst;
-        const st = c.storeOf(inst);
-        if (st === undefined) throw new Error(`hotmeter: collection of an unknown instrument ${inst}`);
-        store = st;
-        size = cellSize(st.aggregation, st.bounds.length, st.params.maxSize);
-        fast = FAST_KINDS[st.aggregation] === 1;
-        b = building(st);
-      }
-      const off = i + 4;
-      i += 4 + size;
-      const slot = id >>> 0; // ToUint32: the low 32 bits
-      let e = entries[slot];
-      if (e === undefined || e.id !== id) {
-        if (e === undefined) this.held++;
-        while (entries.length < slot) entries.push(undefined); // stays a packed array
-        entries[slot] = e = new Entry(id, store, NO_ATTRIBUTES, Math.floor(data[i - size - 1]));
-        fresh.push(e);
-      }
-      lastStore = store;
-      const prevChanged = e.changedAt;
-      e.changedAt = n;
-      e.seenAt = n;
-      if (!b!.delta) {
-        e.startHr ??= toHrTime(Math.min(e.startTime, end));
-        e.point = fast
-          ? freezeValue(cellValue(store, data, off, undefined))
-          : freezeValue(pointValue(b!.metric.dataPointType, exportable(toAggregation(store, data.subarray(off, off + size), id))));
-        const point = { startTime: e.startHr, endTime: endHr, attributes: e.attributes, value: e.point };
-        if (e.attributes === NO_ATTRIBUTES) {
-          freshPoints.push(point);
-          freshPointEntries.push(e);
-        }
-        (b!.metric.dataPoints as OtelDataPoint<unknown>[]).push(point);
-        continue;
-      }
-      // Delta: as the batcher (UngroupedBatcher) and ExponentialDeltaState did. A
-      // synchronous series was in every collection they saw (its previous end is the
-      // previous collection's); an observable one only when observed, and its state went
-      // after maxIdleCollections collections without.
-      let prevEnd = this.lastTime;
-      let forget = false;
-      if (b!.observable) {
-        prevEnd = e.prevEnd;
-        forget = n - 1 - prevChanged >= this.maxIdleCollections;
-      }
-      e.prevEnd = end;
-      let value: unknown;
-      let start: number;
-      if (fast) {
-        const prev = forget ? undefined : e.prevCell;
-        if (prev === undefined || cellReset(store, data, off, prev)) {
-          value = cellValue(store, data, off, undefined);
-          start = e.startTime;
-        } else {
-          // Changed since this reader's previous pass: exported even when the delta is 0
-          // (the batcher's `updated`), as before.
-          value = cellValue(store, data, off, prev);
-          start = prevEnd;
-        }
-        const keep = prev ?? e.prevCell ?? new Float64Array(size);
-        for (let j = 0; j < size; j++) keep[j] = data[off + j];
-        e.prevCell = keep;
-      } else {
-        const a = exportable(toAggregation(store, data.subarray(off, off + size), id));
-        const prev = forget ? undefined : e.prev;
-        e.prev = a;
-        if (a.kind === 'exponentialHistogram') {
-          const d = prev === undefined ? undefined : exponentialDelta(prev as ExponentialHistogramAggregation, a);
-          value = exponentialValue(d ?? wholeInterval(a));
-          start = d === undefined ? e.startTime : prevEnd;
-        } else if (prev === undefined || isReset(prev, a)) {
-          value = pointValue(b!.metric.dataPointType, a);
-          start = e.startTime;
-        } else {
-          value = pointValue(b!.metric.dataPointType, deltaOf(prev, a));
-          start = prevEnd;
-        }
-      }
-      const point = { startTime: hr(Math.min(start, end)), endTime: endHr, attributes: e.attributes, value };
-      if (e.attributes === NO_ATTRIBUTES) {
-        freshPoints.push(point);
-        freshPointEntries.push(e);
-      }
-      (b!.metric.dataPoints as OtelDataPoint<unknown>[]).push(point);
-    }
+    const pass = new Pass(this, c, n, this.lastTime);
+    // In slices between which the event loop turns.
+    while (!pass.run(performance.now() + SLICE_MS)) await new Promise<void>((resolve) => setImmediate(resolve));
+    this.held += pass.created;
     // Attributes of the new records, in batches between which the event loop turns.
+    const fresh = pass.fresh;
     for (let k = 0; k < fresh.length; k += ATTRIBUTE_BATCH) {
       if (k > 0) await new Promise<void>((resolve) => setImmediate(resolve));
       const batch = fresh.slice(k, k + ATTRIBUTE_BATCH);
       const attrs = c.attributes(batch.map((x) => x.id));
       for (let j = 0; j < batch.length; j++) batch[j].attributes = attrs[j];
     }
-    for (let k = 0; k < freshPoints.length; k++) freshPoints[k].attributes = freshPointEntries[k].attributes;
+    const points = pass.freshPoints;
+    const owners = pass.freshPointEntries;
+    for (let k = 0; k < points.length; k++) points[k].attributes = owners[k].attributes;
     if (mode === 1) {
       for (let slot = 0; slot < entries.length; slot++) {
         const e = entries[slot];
@@ -342,16 +188,248 @@ export class IncrementalConverter {
         }
       }
     }
-    this.lastTime = end;
+    this.lastTime = c.time;
+    return { resource, scopeMetrics: pass.scopeMetrics() };
+  }
 
-    const scopeMetrics: OtelScopeMetrics[] = [];
-    for (const s of scopes.values()) {
+  /** @internal (Pass) */
+  get state(): { entries: (Entry | undefined)[]; temporalityOf: (kind: InstrumentKind) => AggregationTemporality; maxIdleCollections: number } {
+    return { entries: this.entries, temporalityOf: this.temporalityOf, maxIdleCollections: this.maxIdleCollections };
+  }
+}
+
+interface Point {
+  readonly startTime: HrTime;
+  readonly endTime: HrTime;
+  attributes: Attributes;
+  readonly value: unknown;
+}
+
+/**
+ * One collection's walk over the native output, resumable (run() up to a deadline), in
+ * small monomorphic methods: the per-record code stays optimised across collections.
+ */
+class Pass {
+  readonly fresh: Entry[] = [];
+  /** Points of records whose attributes are decoded after the walk, and their entries. */
+  readonly freshPoints: Point[] = [];
+  readonly freshPointEntries: Entry[] = [];
+  /** Slots newly filled. */
+  created = 0;
+  private readonly entries: (Entry | undefined)[];
+  private readonly temporalityOf: (kind: InstrumentKind) => AggregationTemporality;
+  private readonly maxIdle: number;
+  private readonly data: Float64Array;
+  private readonly count: number;
+  private readonly end: number;
+  private readonly endHr: HrTime;
+  private readonly scopes = new Map<string, { scope: OtelScopeMetrics; built: Building[] }>();
+  private readonly metrics = new Map<Store, Building>();
+  private readonly times = new Map<number, HrTime>();
+  private order = 0;
+  private k = 0;
+  private i: number;
+  private lastStore: Store | undefined = undefined;
+  private b: Building = undefined as unknown as Building; // the building of lastStore
+  private points: Point[] = [];
+  private lastInst = -1;
+  private store: Store = undefined as unknown as Store; // the store of lastInst
+  private size = 0;
+  private fast = false;
+  private hrMs = NaN;
+  private hrLast: HrTime;
+
+  constructor(
+    owner: IncrementalConverter,
+    private readonly c: ChangedCollection,
+    private readonly n: number,
+    /** End time of the previous collection (delta start of a synchronous series). */
+    private readonly lastTime: number,
+  ) {
+    const st = owner.state;
+    this.entries = st.entries;
+    this.temporalityOf = st.temporalityOf;
+    this.maxIdle = st.maxIdleCollections;
+    this.data = c.data;
+    this.count = c.data[1];
+    this.i = c.start;
+    this.end = c.time;
+    this.endHr = toHrTime(c.time);
+    this.hrLast = this.endHr;
+  }
+
+  /** Walks records until the deadline (performance.now()); true when every one is done. */
+  run(deadline: number): boolean {
+    const data = this.data;
+    while (this.k < this.count) {
+      if ((++this.k & 511) === 0 && performance.now() > deadline) {
+        this.k--;
+        return false;
+      }
+      const id = data[this.i];
+      const inst = data[this.i + 1];
+      if (inst < 0) {
+        this.i += 2;
+        this.unchanged(id);
+      } else {
+        if (inst !== this.lastInst) this.instrument(inst);
+        const off = this.i + 4;
+        this.i = off + this.size;
+        this.changed(id, off);
+      }
+    }
+    return true;
+  }
+
+  scopeMetrics(): OtelScopeMetrics[] {
+    const out: OtelScopeMetrics[] = [];
+    for (const s of this.scopes.values()) {
       const built = s.built.filter((x) => x.metric.dataPoints.length > 0).sort((x, y) => x.order - y.order);
       if (built.length === 0) continue;
       s.scope.metrics = built.map((x) => x.metric);
-      scopeMetrics.push(s.scope);
+      out.push(s.scope);
     }
-    return { resource, scopeMetrics };
+    return out;
+  }
+
+  private use(store: Store): void {
+    if (store === this.lastStore) return;
+    this.lastStore = store;
+    this.b = this.building(store);
+    this.points = this.b.metric.dataPoints as Point[];
+  }
+
+  private instrument(inst: number): void {
+    const st = this.c.storeOf(inst);
+    if (st === undefined) throw new Error(`hotmeter: collection of an unknown instrument ${inst}`);
+    this.lastInst = inst;
+    this.store = st;
+    this.size = cellSize(st.aggregation, st.bounds.length, st.params.maxSize);
+    this.fast = FAST_KINDS[st.aggregation] === 1;
+  }
+
+  /** Not changed since this reader's previous pass: cumulative re-sends its point. */
+  private unchanged(id: number): void {
+    const e = this.entries[id >>> 0];
+    if (e === undefined || e.id !== id) return; // first seen unchanged: cannot happen (see the file comment)
+    e.seenAt = this.n;
+    this.use(e.store);
+    if (this.b.delta || this.b.observable || e.point === undefined) return;
+    this.points.push({ startTime: e.startHr!, endTime: this.endHr, attributes: e.attributes, value: e.point });
+  }
+
+  private entry(id: number, off: number): Entry {
+    const entries = this.entries;
+    const slot = id >>> 0; // ToUint32: the low 32 bits
+    let e = entries[slot];
+    if (e === undefined || e.id !== id) {
+      if (e === undefined) this.created++;
+      while (entries.length < slot) entries.push(undefined); // stays a packed array
+      entries[slot] = e = new Entry(id, this.store, NO_ATTRIBUTES, Math.floor(this.data[off - 1]));
+      this.fresh.push(e);
+    }
+    return e;
+  }
+
+  private push(e: Entry, point: Point): void {
+    if (e.attributes === NO_ATTRIBUTES) {
+      this.freshPoints.push(point);
+      this.freshPointEntries.push(e);
+    }
+    this.points.push(point);
+  }
+
+  private changed(id: number, off: number): void {
+    const store = this.store;
+    const e = this.entry(id, off);
+    this.use(store);
+    const b = this.b;
+    const data = this.data;
+    const prevChanged = e.changedAt;
+    e.changedAt = this.n;
+    e.seenAt = this.n;
+    if (!b.delta) {
+      e.startHr ??= toHrTime(Math.min(e.startTime, this.end));
+      e.point = this.fast
+        ? freezeValue(cellValue(store, data, off, undefined))
+        : freezeValue(pointValue(b.metric.dataPointType, exportable(toAggregation(store, data.subarray(off, off + this.size), id))));
+      this.push(e, { startTime: e.startHr, endTime: this.endHr, attributes: e.attributes, value: e.point });
+      return;
+    }
+    // Delta: as the batcher (UngroupedBatcher) and ExponentialDeltaState did. A
+    // synchronous series was in every collection they saw (its previous end is the
+    // previous collection's); an observable one only when observed, and its state went
+    // after maxIdleCollections collections without.
+    let prevEnd = this.lastTime;
+    let forget = false;
+    if (b.observable) {
+      prevEnd = e.prevEnd;
+      forget = this.n - 1 - prevChanged >= this.maxIdle;
+    }
+    e.prevEnd = this.end;
+    let value: unknown;
+    let start: number;
+    if (this.fast) {
+      const prev = forget ? undefined : e.prevCell;
+      if (prev === undefined || cellReset(store, data, off, prev)) {
+        value = cellValue(store, data, off, undefined);
+        start = e.startTime;
+      } else {
+        // Changed since this reader's previous pass: exported even when the delta is 0
+        // (the batcher's `updated`), as before.
+        value = cellValue(store, data, off, prev);
+        start = prevEnd;
+      }
+      const size = this.size;
+      const keep = prev ?? e.prevCell ?? new Float64Array(size);
+      for (let j = 0; j < size; j++) keep[j] = data[off + j];
+      e.prevCell = keep;
+    } else {
+      const a = exportable(toAggregation(store, data.subarray(off, off + this.size), id));
+      const prev = forget ? undefined : e.prev;
+      e.prev = a;
+      if (a.kind === 'exponentialHistogram') {
+        const d = prev === undefined ? undefined : exponentialDelta(prev as ExponentialHistogramAggregation, a);
+        value = exponentialValue(d ?? wholeInterval(a));
+        start = d === undefined ? e.startTime : prevEnd;
+      } else if (prev === undefined || isReset(prev, a)) {
+        value = pointValue(b.metric.dataPointType, a);
+        start = e.startTime;
+      } else {
+        value = pointValue(b.metric.dataPointType, deltaOf(prev, a));
+        start = prevEnd;
+      }
+    }
+    this.push(e, { startTime: this.hr(Math.min(start, this.end)), endTime: this.endHr, attributes: e.attributes, value });
+  }
+
+  private hr(ms: number): HrTime {
+    if (ms === this.hrMs) return this.hrLast;
+    this.hrMs = ms;
+    let t = this.times.get(ms);
+    if (t === undefined) this.times.set(ms, (t = toHrTime(ms)));
+    return (this.hrLast = t);
+  }
+
+  private building(store: Store): Building {
+    let b = this.metrics.get(store);
+    if (b !== undefined) return b;
+    const key = scopeKey(store);
+    let s = this.scopes.get(key);
+    if (s === undefined) {
+      const sc = store.scope;
+      s = { scope: { scope: { name: sc.name, version: sc.version || undefined, schemaUrl: sc.schemaUrl || undefined }, metrics: [] }, built: [] };
+      this.scopes.set(key, s);
+    }
+    const kind = store.descriptor.kind;
+    const temporality = this.temporalityOf(kind);
+    const aggregation = { kind: aggregationKindName(store.aggregation) } as Aggregation;
+    // As before: exponential histograms after the other metrics of their scope.
+    const o = (store.aggregation === AggregationKind.EXPONENTIAL_HISTOGRAM ? 1e9 : 0) + this.order++;
+    b = { metric: newMetric({ descriptor: store.descriptor, aggregation }, temporality), order: o, delta: temporality === AggregationTemporality.DELTA, observable: isObservable(kind) };
+    this.metrics.set(store, b);
+    s.built.push(b);
+    return b;
   }
 }
 
