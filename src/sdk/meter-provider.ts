@@ -368,7 +368,8 @@ export class MeterProvider implements ApiMeterProvider {
    * native pass leaves out (mode 2) or lists by id only (mode 1) the records not changed
    * since the reader's previous pass, so the work here follows what changed. Eviction of
    * this thread's cached handles of idle records goes through its stale queue (drainStale,
-   * which the pass filled), not a set of every idle record.
+   * which the pass filled; run right after the collection), not a set of every idle record.
+   * The pass runs on the libuv pool.
    */
   private async collectChangesFor(reader: object, mode: 1 | 2): Promise<ChangedCollection> {
     if (this.shutdownDone) throw new Error('hotmeter: collect() after shutdown()');
@@ -380,7 +381,8 @@ export class MeterProvider implements ApiMeterProvider {
     const epoch = data[0];
     const reclaimed = data.subarray(3, 3 + data[2]);
     this.finishPass(reader, epoch, NOTHING_STALE, reclaimed);
-    if (before !== undefined) drainStale();
+    // Giving back cached references is housekeeping, not part of the export: right after.
+    if (before !== undefined) setImmediate(drainStale);
     const attributesOf = this.attributesOf;
     return {
       data,
