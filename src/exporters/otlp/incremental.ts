@@ -105,16 +105,15 @@ function exportable(a: Aggregation): Aggregation {
   return a.kind === 'sketch' || a.kind === 'exact' ? { kind: 'minMaxSumCount', count: a.count, sum: a.sum, min: a.min, max: a.max } : a;
 }
 
+/** Freezes a point value and every object in it (the cache hands it out again). */
 function freezeValue<T>(v: T): T {
-  if (v !== null && typeof v === 'object') {
-    const o = v as Record<string, unknown>;
-    for (const k of Object.keys(o)) {
-      const x = o[k];
-      if (x !== null && typeof x === 'object') freezeValue(x);
-    }
-    Object.freeze(o);
+  if (v === null || typeof v !== 'object' || Object.isFrozen(v)) return v;
+  if (Array.isArray(v)) {
+    for (let j = 0; j < v.length; j++) freezeValue(v[j]);
+  } else {
+    for (const k in v) freezeValue((v as Record<string, unknown>)[k]);
   }
-  return v;
+  return Object.freeze(v);
 }
 
 /** See the file comment. */
