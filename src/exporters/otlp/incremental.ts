@@ -30,7 +30,6 @@ import type { RecordStore } from '../../sdk/record-store';
 import { cumulativeExponential, exponentialValue, histogramValue, newMetric, toHrTime } from './convert';
 import { exponentialDelta, wholeInterval } from './exponential-delta';
 import {
-  OtelDataPoint,
   OtelDataPointType,
   OtelMetricData,
   OtelResource,
