@@ -18,6 +18,8 @@
 //    pass (every live record listed) does not list it (reclaimed by another reader's pass,
 //    or removed); an all-delta producer asks for mode 1 every SWEEP_EVERY collections.
 //  * Point values and attribute objects handed out are frozen: they are the cache.
+//  * The native pass runs on the libuv pool; the walk here yields to the event loop every
+//    SLICE_MS, new records' attributes are decoded in batches of ATTRIBUTE_BATCH.
 import type { Attributes, HrTime } from '@opentelemetry/api';
 import { deltaOf, isReset } from '../../export/batchers/merge';
 import type { Aggregation, ExponentialHistogramAggregation } from '../../export/checkpoint-set';

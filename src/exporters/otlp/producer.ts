@@ -6,9 +6,11 @@
 //
 // works because the provider wraps every OpenTelemetry JS reader it is given in a
 // HotmeterMetricProducer (see isOtelMetricReader): the producer asks the reader for its
-// temporality per instrument type, collects, batches (an UngroupedBatcher of its own for
-// sums, gauges and histograms; ExponentialDeltaState for exponential histograms) and
-// converts. The provider's forceFlush() and shutdown() reach the reader through it, and a
+// temporality per instrument type, collects and converts. From a MeterProvider (which
+// offers collectChanges) it converts incrementally (./incremental.ts: only what changed
+// since its previous collection); from any other source it collects a CheckpointSet and
+// batches it (an UngroupedBatcher of its own for sums, gauges and histograms;
+// ExponentialDeltaState for exponential histograms) before converting. The provider's forceFlush() and shutdown() reach the reader through it, and a
 // reader's shutdown (which collects and exports one last time) runs before the provider
 // stops recording.
 //
