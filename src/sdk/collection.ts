@@ -203,6 +203,8 @@ export interface ChangedCollection {
   storeOf(instrumentId: number): RecordStore<BoundHandle> | undefined;
   /** The (frozen) attributes of records, those not known yet decoded in one native call. */
   attributes(recordIds: readonly number[]): Attributes[];
+  /** The reader is done with the collection (called once, also when converting failed). */
+  done(): void;
 }
 
 /** The attributes of `recordIds`, decoding the unknown ones at once (kept in attributesOf). */

@@ -368,7 +368,7 @@ export class MeterProvider implements ApiMeterProvider {
    * native pass leaves out (mode 2) or lists by id only (mode 1) the records not changed
    * since the reader's previous pass, so the work here follows what changed. Eviction of
    * this thread's cached handles of idle records goes through its stale queue (drainStale,
-   * which the pass filled; run right after the collection), not a set of every idle record.
+   * which the pass filled; run once the reader has converted the collection: done()), not a set of every idle record.
    * The pass runs on the libuv pool.
    */
   private async collectChangesFor(reader: object, mode: 1 | 2): Promise<ChangedCollection> {
@@ -381,8 +381,6 @@ export class MeterProvider implements ApiMeterProvider {
     const epoch = data[0];
     const reclaimed = data.subarray(3, 3 + data[2]);
     this.finishPass(reader, epoch, NOTHING_STALE, reclaimed);
-    // Giving back cached references is housekeeping, not part of the export: right after.
-    if (before !== undefined) setImmediate(drainStale);
     const attributesOf = this.attributesOf;
     return {
       data,
@@ -393,6 +391,10 @@ export class MeterProvider implements ApiMeterProvider {
       reclaimed,
       storeOf: (id) => this.registry.storeOf(id),
       attributes: (ids) => recordAttributes(ids, attributesOf),
+      // Giving back cached references is housekeeping, not part of the export: after it.
+      done: () => {
+        if (before !== undefined) setImmediate(drainStale);
+      },
     };
   }
 

@@ -216,7 +216,11 @@ export class HotmeterMetricProducer implements MetricReader, OtelMetricProducer 
     if (source.collectChanges !== undefined) {
       const mode = this.incremental.nextMode();
       const c = await source.collectChanges(mode);
-      resourceMetrics = await this.incremental.convert(c, mode, this.resource!);
+      try {
+        resourceMetrics = await this.incremental.convert(c, mode, this.resource!);
+      } finally {
+        c.done();
+      }
       epoch = c.epoch;
     } else {
       const set = await source.collect();
