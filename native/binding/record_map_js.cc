@@ -258,21 +258,85 @@ Napi::Value Slab(const Napi::CallbackInfo& info) {
   return Napi::ArrayBuffer::New(env, data, doubles * sizeof(double));
 }
 
-// collect(domain, reclaim: boolean[, reclaimBefore: epoch]) -> Float64Array
-// (layout: RecordMap::Collect)
-Napi::Value Collect(const Napi::CallbackInfo& info) {
+namespace {
+
+// The options of collect() and collectAsync() (same arguments).
+CollectOptions CollectArgs(const Napi::CallbackInfo& info, const char* name) {
   Napi::Env env = info.Env();
-  CheckArity(info, 2, "collect");
+  CheckArity(info, 2, name);
   CollectOptions opts;
   opts.domain = ArgDomain(info, 0);
   opts.reclaim = ArgBool(info, 1, "reclaim");
   opts.nowMs = NowMs();
   if (info.Length() > 2 && !info[2].IsUndefined()) opts.reclaimBefore = ArgId(info, 2, "reclaimBefore");
+  if (info.Length() > 4 && !info[4].IsUndefined()) {
+    opts.readerEpoch = ArgId(info, 3, "readerEpoch");
+    uint32_t mode = ArgU32(info, 4, "mode");
+    if (mode > 2) throw Napi::TypeError::New(env, "hotmeter native: collect mode must be 0, 1 or 2");
+    opts.changedOnly = mode != 0;
+    opts.idleIds = mode == 1;
+  }
+  return opts;
+}
+
+// The pass of collectAsync on a libuv pool thread. JS threads keep writing their cells
+// meanwhile, as worker threads do during any pass (each thread writes only its own cells;
+// a pass reads them under the map's lock, which a JS thread's cold path may wait for).
+class CollectWorker : public Napi::AsyncWorker {
+ public:
+  CollectWorker(Napi::Env env, CollectOptions opts)
+      : Napi::AsyncWorker(env, "hotmeter.collect"), deferred_(Napi::Promise::Deferred::New(env)), opts_(opts) {}
+
+  Napi::Promise Promise() const { return deferred_.Promise(); }
+
+  void Execute() override {
+    try {
+      RecordMap::Global().Collect(opts_, &out_);
+    } catch (const std::exception& e) {
+      SetError(std::string("hotmeter native: collect failed: ") + e.what());
+    }
+  }
+
+  void OnOK() override {
+    Napi::Env env = Env();
+    Napi::HandleScope scope(env);
+    Napi::Float64Array arr = Napi::Float64Array::New(env, out_.size());
+    if (!out_.empty()) std::memcpy(arr.Data(), out_.data(), out_.size() * sizeof(double));
+    std::vector<double>().swap(out_);
+    deferred_.Resolve(arr);
+  }
+
+  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  CollectOptions opts_;
+  std::vector<double> out_;
+};
+
+}  // namespace
+
+// collect(domain, reclaim: boolean[, reclaimBefore: epoch[, readerEpoch: epoch, mode]])
+//   -> Float64Array (layout: RecordMap::Collect). mode 1: changedOnly with idle ids;
+//   mode 2: changedOnly without them (CollectOptions).
+Napi::Value Collect(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  CollectOptions opts = CollectArgs(info, "collect");
   std::vector<double> out;
   RecordMap::Global().Collect(opts, &out);
   Napi::Float64Array arr = Napi::Float64Array::New(env, out.size());
   if (!out.empty()) std::memcpy(arr.Data(), out.data(), out.size() * sizeof(double));
   return arr;
+}
+
+// collectAsync(same arguments as collect) -> Promise<Float64Array>: the pass runs on the
+// libuv pool; the event loop only copies its output.
+Napi::Value CollectAsync(const Napi::CallbackInfo& info) {
+  CollectOptions opts = CollectArgs(info, "collectAsync");
+  auto* w = new CollectWorker(info.Env(), opts);  // deletes itself after OnOK/OnError
+  Napi::Promise p = w->Promise();
+  w->Queue();
+  return p;
 }
 
 // recordInfo(recordId) -> [instrumentId, labelParts] | null

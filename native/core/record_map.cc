@@ -409,6 +409,13 @@ void RecordMap::Collect(const CollectOptions& opts, std::vector<double>* out) {
   uint64_t epoch = CollectPass(
       opts,
       [&](const CheckpointView& v) {
+        if (opts.changedOnly && !v.fresh) {
+          if (!opts.idleIds) return;
+          out->push_back(static_cast<double>(v.id));
+          out->push_back(-1);
+          recordCount++;
+          return;
+        }
         out->push_back(static_cast<double>(v.id));
         out->push_back(static_cast<double>(v.instrument->id));
         out->push_back(static_cast<double>(v.lastUpdateEpoch));
@@ -420,7 +427,11 @@ void RecordMap::Collect(const CollectOptions& opts, std::vector<double>* out) {
   (*out)[header] = static_cast<double>(epoch);
   (*out)[header + 1] = recordCount;
   (*out)[header + 2] = static_cast<double>(reclaimed.size());
+  const size_t records = out->size();
   for (uint64_t id : reclaimed) out->push_back(static_cast<double>(id));
+  // changedOnly: the reclaimed ids come first, so a reader finds them without walking
+  // the records (whose sizes it would need to look up).
+  if (opts.changedOnly) std::rotate(out->begin() + header + 3, out->begin() + records, out->end());
 }
 
 uint64_t RecordMap::CollectPass(const CollectOptions& opts, const CheckpointVisitor& visit,

@@ -89,6 +89,10 @@ struct CollectOptions {
   // after it. Every reader then sees each update once, whichever reader's pass (or
   // concurrent collection) saw it first. UINT64_MAX: fresh is `updated`.
   uint64_t readerEpoch = UINT64_MAX;
+  // Collect only: a record that is not `fresh` is written as [recordId, -1] (idleIds) or
+  // not at all, so the caller's cost follows the records changed since readerEpoch.
+  bool changedOnly = false;
+  bool idleIds = false;
 };
 
 // What a collection pass shows for each record it keeps (does not reclaim). Pointers are
@@ -220,6 +224,9 @@ class RecordMap {
   // when it equals min(epoch, Record::kMaxEpoch), and since a reader's previous pass at
   // epoch e when it is greater than e.
   //   reclaimedCount x [recordId]
+  // With opts.changedOnly, a record that is not fresh (CheckpointView::fresh) is written
+  // as [recordId, -1] when opts.idleIds (and counted in recordCount), else left out, and
+  // the reclaimed ids come right after the header (before the records).
   void Collect(const CollectOptions& opts, std::vector<double>* out);
 
   // The pass behind Collect, for other consumers of checkpoints (the Prometheus

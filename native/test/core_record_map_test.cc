@@ -798,6 +798,46 @@ TEST(record_map_last_update_epoch_per_reader) {
   CHECK(reclaimed.empty());
 }
 
+// changedOnly: records not changed since the reader's previous pass are written as
+// [recordId, -1] (idleIds) or left out; changed ones in full, in pass order.
+TEST(record_map_collect_changed_only) {
+  RecordMap m;
+  uint32_t arena = m.RegisterArena();
+  uint32_t sum = m.RegisterInstrument("s", MakeDesc("s", AggregationKind::Sum), nullptr);
+  Acquired a, b, c;
+  REQUIRE(m.Acquire(arena, sum, Key("k", "a"), 0, &a));
+  REQUIRE(m.Acquire(arena, sum, Key("k", "b"), 0, &b));
+  REQUIRE(m.Acquire(arena, sum, Key("k", "c"), 0, &c));
+  double* cb = CellPtr(m, arena, b, 1);
+  REQUIRE(cb);
+  std::vector<double> first;
+  m.Collect(CollectOptions{}, &first);
+  const uint64_t since = static_cast<uint64_t>(first[0]);
+  Update(AggregationKind::Sum, cb, {}, 4);
+  CollectOptions opts;
+  opts.readerEpoch = since;
+  opts.changedOnly = true;
+  opts.idleIds = true;
+  std::vector<double> out;
+  m.Collect(opts, &out);
+  CHECK_EQ(out[1], 3.0);
+  CHECK_EQ(out[2], 0.0);
+  CHECK_EQ(out, (std::vector<double>{static_cast<double>(since + 1), 3, 0, static_cast<double>(a.recordId), -1,
+                                     static_cast<double>(b.recordId), static_cast<double>(sum),
+                                     static_cast<double>(since + 1), 0, 4, static_cast<double>(c.recordId), -1}));
+  // Without idle ids, from the same reader epoch: b again (changed since `since`), alone.
+  opts.idleIds = false;
+  out.clear();
+  m.Collect(opts, &out);
+  CHECK_EQ(out, (std::vector<double>{static_cast<double>(since + 2), 1, 0, static_cast<double>(b.recordId),
+                                     static_cast<double>(sum), static_cast<double>(since + 1), 0, 4}));
+  // From the latest pass: nothing changed.
+  opts.readerEpoch = since + 2;
+  out.clear();
+  m.Collect(opts, &out);
+  CHECK_EQ(out, (std::vector<double>{static_cast<double>(since + 3), 0, 0}));
+}
+
 TEST(record_map_updated_flag) {
   RecordMap m;
   uint32_t arena = m.RegisterArena();

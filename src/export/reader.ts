@@ -1,6 +1,7 @@
 // MetricReader: how an exporter or controller is attached to a MeterProvider, the way
 // OpenTelemetry JS users pass `readers` to their MeterProvider.
 import type { Attributes } from '@opentelemetry/api';
+import type { ChangedCollection } from '../sdk/collection';
 import type { CheckpointSet } from './checkpoint-set';
 
 /** How a Prometheus scrape is written (PrometheusExporter's options, resolved). */
@@ -119,6 +120,12 @@ export interface MetricProducer {
    * every reader delivered its final value: a reader whose export failed has not seen it.
    */
   delivered?(epoch: number): void;
+  /**
+   * @internal A collection whose native pass leaves out (mode 2) or lists by id only
+   * (mode 1) the records not changed since this reader's previous pass (the OTLP producer
+   * keeps its conversions of the others).
+   */
+  collectChanges?(mode: 1 | 2): Promise<ChangedCollection>;
 }
 
 /** Something that reads collections: a pull endpoint, a push controller. */

@@ -169,13 +169,68 @@ function decodeAttributes(records: { seriesId: number; attributes: Attributes }[
   const parts = JSON.parse(native().recordLabels(ids)) as (string[] | null)[];
   for (let k = 0; k < at.length; k++) {
     const p = parts[k];
-    const attrs = p === null ? {} : decodeLabels(p);
+    const attrs = p === null ? NO_ATTRIBUTES : freezeAttributes(decodeLabels(p));
     attributesOf.set(ids[k], attrs);
     records[at[k]].attributes = attrs;
   }
 }
 
-function toAggregation(store: RecordStore<BoundHandle>, st: Float64Array, recordId: number): Aggregation {
+/**
+ * Attributes kept across collections are shared by every collection's records and points
+ * (and an exporter's queues): frozen, array values too, so no consumer can change them.
+ */
+export function freezeAttributes(attrs: Attributes): Attributes {
+  for (const k of Object.keys(attrs)) {
+    const v = attrs[k];
+    if (Array.isArray(v)) Object.freeze(v);
+  }
+  return Object.freeze(attrs);
+}
+
+/**
+ * A collection for a reader that keeps what it converted of earlier ones (the OTLP
+ * producer): the native output of mode 1 or 2 (native.ts collect(): records not changed
+ * since the reader's previous pass are [recordId, -1] or left out), read from `start`.
+ */
+export interface ChangedCollection {
+  readonly data: Float64Array;
+  /** Index of the first record entry in `data`. */
+  readonly start: number;
+  readonly epoch: number;
+  /** Collection time, ms since the epoch. */
+  readonly time: number;
+  /** The epoch of the reader's previous pass (records with a later lastUpdate changed since). */
+  readonly since: number;
+  /** Ids of the records the pass freed (their cached conversions can go). */
+  readonly reclaimed: ArrayLike<number>;
+  storeOf(instrumentId: number): RecordStore<BoundHandle> | undefined;
+  /** The (frozen) attributes of records, those not known yet decoded in one native call. */
+  attributes(recordIds: readonly number[]): Attributes[];
+  /** The reader is done with the collection (called once, also when converting failed). */
+  done(): void;
+}
+
+/** The attributes of `recordIds`, decoding the unknown ones at once (kept in attributesOf). */
+export function recordAttributes(recordIds: readonly number[], attributesOf: Map<number, Attributes>): Attributes[] {
+  const out: Attributes[] = new Array<Attributes>(recordIds.length);
+  const records: { seriesId: number; attributes: Attributes }[] = [];
+  const at: number[] = [];
+  for (let k = 0; k < recordIds.length; k++) {
+    const a = attributesOf.get(recordIds[k]);
+    if (a !== undefined) out[k] = a;
+    else {
+      at.push(records.length);
+      records.push({ seriesId: recordIds[k], attributes: NO_ATTRIBUTES });
+    }
+  }
+  if (at.length > 0) decodeAttributes(records, at, attributesOf);
+  let j = 0;
+  for (let k = 0; k < recordIds.length; k++) if (out[k] === undefined) out[k] = records[j++].attributes;
+  return out;
+}
+
+/** A record's state as an Aggregation (EXACT: takes the values this thread holds for it). */
+export function toAggregation(store: RecordStore<BoundHandle>, st: Float64Array, recordId: number): Aggregation {
   const monotonic = store.descriptor.monotonic;
   switch (store.aggregation) {
     case AggregationKind.SKETCH:

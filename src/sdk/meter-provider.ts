@@ -27,7 +27,7 @@ import type {
 } from '../export/reader';
 import { adaptReader } from '../export/reader-adapters';
 import { AggregationKind } from './aggregation';
-import { decodeCollection, ReaderEpochs } from './collection';
+import { ChangedCollection, decodeCollection, ReaderEpochs, recordAttributes } from './collection';
 import { InstrumentationScope, InstrumentKind } from './descriptor';
 import { describeValue, warnLimited } from './diag';
 import { InstrumentRegistry, ReaderPreference } from './instrument-registry';
@@ -38,6 +38,7 @@ import { native } from './native';
 import { ObservableCallbacks } from './observable-callbacks';
 import { DEFAULT_CARDINALITY_LIMIT, RecordStore } from './record-store';
 import { StreamSettings, View, ViewOptions } from './view';
+import { drainStale } from './worker-evict';
 
 /** Options of {@link MeterProvider}. */
 export interface MeterProviderOptions {
@@ -126,6 +127,8 @@ const ALL_KINDS: readonly InstrumentKind[] = [
  */
 const DIRECT: object = Object.freeze({ reader: 'direct provider.collect()' });
 
+const NOTHING_STALE: ReadonlySet<number> = new Set();
+
 
 /**
  * The SDK: a drop-in `MeterProvider` for `@opentelemetry/api`
@@ -205,6 +208,7 @@ export class MeterProvider implements ApiMeterProvider {
       const producer: MetricProducer = {
         resource,
         collect: () => this.collectFor(r),
+        collectChanges: (mode) => this.collectChangesFor(r, mode),
         delivered: (epoch) => this.epochs.delivered(r, epoch),
       };
       // The native Prometheus pass writes every stream of the domain: with streams of
@@ -436,6 +440,41 @@ export class MeterProvider implements ApiMeterProvider {
     const m = r.merged;
     for (let k = 0; k + 2 < m.length; k += 3) merged.push([nameOf(m[k]), m[k + 1] === m[k] ? undefined : nameOf(m[k + 1]), m[k + 2]]);
     return { dropped, merged };
+  }
+
+  /**
+   * As collectFor, for a reader that keeps its conversions of earlier collections: the
+   * native pass leaves out (mode 2) or lists by id only (mode 1) the records not changed
+   * since the reader's previous pass, so the work here follows what changed. Eviction of
+   * this thread's cached handles of idle records goes through its stale queue (drainStale,
+   * which the pass filled; run once the reader has converted the collection: done()), not a set of every idle record.
+   * The pass runs on the libuv pool.
+   */
+  private async collectChangesFor(reader: object, mode: 1 | 2): Promise<ChangedCollection> {
+    if (this.shutdownDone) throw new Error('hotmeter: collect() after shutdown()');
+    const since = this.epochs.since(reader); // before the callbacks (collectFor)
+    await this.callbacks.run(this.callbackTimeoutMillis);
+    const before = this.epochs.reclaimBefore();
+    const data = await native().collectAsync(this.domain, before !== undefined, before, since, mode);
+    const time = Date.now();
+    const epoch = data[0];
+    const reclaimed = data.subarray(3, 3 + data[2]);
+    this.finishPass(reader, epoch, NOTHING_STALE, reclaimed);
+    const attributesOf = this.attributesOf;
+    return {
+      data,
+      start: 3 + data[2],
+      epoch,
+      time,
+      since,
+      reclaimed,
+      storeOf: (id) => this.registry.storeOf(id),
+      attributes: (ids) => recordAttributes(ids, attributesOf),
+      // Giving back cached references is housekeeping, not part of the export: after it.
+      done: () => {
+        if (before !== undefined) setImmediate(drainStale);
+      },
+    };
   }
 
   /** @param since the epoch of the reader's previous pass, read before its callbacks ran. */

@@ -167,8 +167,13 @@ export interface NativeBinding {
   /** Layout: [epoch, recordCount, reclaimedCount,
    *  recordCount x [recordId, instrumentId, lastUpdateEpoch, startTimeMs, state...],
    *  reclaimedCount x recordId]. lastUpdateEpoch: the pass that first saw the record's
-   *  last update (min(epoch, 2^32 - 2) when this pass did). */
-  collect(domain: number, reclaim: boolean, reclaimBefore?: number): Float64Array;
+   *  last update (min(epoch, 2^32 - 2) when this pass did).
+   *  With readerEpoch and mode 1, a record not changed since the pass at readerEpoch is
+   *  the entry [recordId, -1]; mode 2 leaves it out; modes 1 and 2 put the reclaimed ids
+   *  right after the header (RecordMap::Collect, changedOnly). */
+  collect(domain: number, reclaim: boolean, reclaimBefore?: number, readerEpoch?: number, mode?: 0 | 1 | 2): Float64Array;
+  /** collect() with the pass on a libuv pool thread. */
+  collectAsync(domain: number, reclaim: boolean, reclaimBefore?: number, readerEpoch?: number, mode?: 0 | 1 | 2): Promise<Float64Array>;
   recordInfo(recordId: number): [number, string[]] | null;
   /** JSON of each record's label parts (null for an unknown record), in one call. */
   recordLabels(recordIds: Float64Array): string;

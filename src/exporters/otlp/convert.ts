@@ -144,7 +144,8 @@ function finite(v: number): number | undefined {
   return Number.isFinite(v) ? v : undefined;
 }
 
-function histogramValue(a: Aggregation): OtelHistogram {
+/** @internal A histogram-like aggregation as a HISTOGRAM point value. */
+export function histogramValue(a: Aggregation): OtelHistogram {
   switch (a.kind) {
     case 'histogram': {
       const known = a.count > 0 && hasMinMax(a);
@@ -174,7 +175,8 @@ function histogramValue(a: Aggregation): OtelHistogram {
   }
 }
 
-function exponentialValue(a: ExponentialDelta): OtelExponentialHistogram {
+/** @internal */
+export function exponentialValue(a: ExponentialDelta): OtelExponentialHistogram {
   return {
     count: a.count,
     sum: a.sum,
@@ -266,11 +268,13 @@ function withoutMinMax<T extends { min?: number; max?: number }>(v: T, drop: boo
   return v;
 }
 
-function cumulativeExponential(a: Extract<Aggregation, { kind: 'exponentialHistogram' }>): ExponentialDelta {
+/** @internal */
+export function cumulativeExponential(a: Extract<Aggregation, { kind: 'exponentialHistogram' }>): ExponentialDelta {
   return { ...a, min: a.count > 0 ? a.min : undefined, max: a.count > 0 ? a.max : undefined };
 }
 
-function newMetric(r: OtelPointSource, t: AggregationTemporality): OtelMetricData {
+/** @internal An empty MetricData for r's instrument (its point type from r's aggregation kind). */
+export function newMetric(r: Pick<OtelPointSource, 'descriptor' | 'aggregation'>, t: AggregationTemporality): OtelMetricData {
   const d = r.descriptor;
   const descriptor: OtelMetricDescriptor = {
     name: d.name,

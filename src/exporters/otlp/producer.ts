@@ -7,9 +7,12 @@
 // works because the provider wraps every OpenTelemetry JS reader it is given in a
 // HotmeterMetricProducer (see isOtelMetricReader): the producer asks the reader for its
 // temporality per instrument type (its aggregation and series limit per instrument type
-// become streams of its own at the provider: streamSettings), collects, batches (an
-// UngroupedBatcher of its own for sums, gauges and histograms; ExponentialDeltaState for
-// exponential histograms) and converts. The provider's forceFlush() and shutdown() reach the reader through it, and a
+// become streams of its own at the provider: streamSettings), collects and converts. From a
+// MeterProvider (which offers collectChanges) it converts incrementally (./incremental.ts:
+// only what changed since its previous collection); from any other source it collects a
+// CheckpointSet and batches it (an UngroupedBatcher of its own for sums, gauges and
+// histograms; ExponentialDeltaState for exponential histograms) before converting. The
+// provider's forceFlush() and shutdown() reach the reader through it, and a
 // reader's shutdown (which collects and exports one last time) runs before the provider
 // stops recording.
 //
@@ -31,6 +34,7 @@ import { InstrumentKind } from '../../sdk/descriptor';
 import { fromSdkAggregation, SdkAggregationOption, StreamSettings } from '../../sdk/view';
 import { otelInstrumentType, OtelPointSource, toOtelResource, toOtelResourceMetrics } from './convert';
 import { ExponentialDeltaState } from './exponential-delta';
+import { IncrementalConverter } from './incremental';
 import type {
   OtelCollectionResult,
   OtelInstrumentType,
@@ -38,6 +42,7 @@ import type {
   OtelMetricProducer,
   OtelMetricReader,
   OtelResource,
+  OtelResourceMetrics,
 } from './types';
 
 /** Options of {@link HotmeterMetricProducer}. */
@@ -119,6 +124,8 @@ export class HotmeterMetricProducer implements MetricReader, OtelMetricProducer 
   readonly batcher: Batcher;
   private readonly exponential = new ExponentialDeltaState();
   private readonly temporalityOf: (kind: InstrumentKind) => AggregationTemporality;
+  /** Conversions kept across collections (when the provider offers collectChanges). */
+  private readonly incremental: IncrementalConverter;
   private source: MetricProducer | undefined;
   private resource: OtelResource | undefined;
   private queue: Promise<unknown> = Promise.resolve();
@@ -147,6 +154,7 @@ export class HotmeterMetricProducer implements MetricReader, OtelMetricProducer 
         : opts.temporality;
     this.batcher = new UngroupedBatcher({ temporality: preference, maxIdleCollections: opts.maxIdleCollections });
     this.temporalityOf = temporalitySelector(preference);
+    this.incremental = new IncrementalConverter(this.temporalityOf, this.batcher.maxIdleCollections);
   }
 
   /**
@@ -225,13 +233,27 @@ export class HotmeterMetricProducer implements MetricReader, OtelMetricProducer 
     if (source === undefined) {
       throw new Error('hotmeter: HotmeterMetricProducer is not attached to a MeterProvider (give it, or the OpenTelemetry reader, to the provider as one of its readers)');
     }
-    const set = await source.collect();
-    const resourceMetrics = toOtelResourceMetrics(this.prepare(set), { resource: this.resource, temporality: this.temporalityOf });
+    let resourceMetrics: OtelResourceMetrics;
+    let epoch: number;
+    if (source.collectChanges !== undefined) {
+      const mode = this.incremental.nextMode();
+      const c = await source.collectChanges(mode);
+      try {
+        resourceMetrics = await this.incremental.convert(c, mode, this.resource!);
+      } finally {
+        c.done();
+      }
+      epoch = c.epoch;
+    } else {
+      const set = await source.collect();
+      resourceMetrics = toOtelResourceMetrics(this.prepare(set), { resource: this.resource, temporality: this.temporalityOf });
+      epoch = set.epoch;
+    }
     if (this.tracksDelivery) {
       const scopes = resourceMetrics.scopeMetrics as unknown as object[];
       // Nothing to export (a PeriodicExportingMetricReader then calls no exporter): delivered.
-      if (scopes.length === 0) source.delivered?.(set.epoch);
-      for (const sm of scopes) this.epochOf.set(sm, set.epoch);
+      if (scopes.length === 0) source.delivered?.(epoch);
+      for (const sm of scopes) this.epochOf.set(sm, epoch);
     }
     return { resourceMetrics, errors: [] };
   }

@@ -1,0 +1,526 @@
+// Incremental conversion of collections to OpenTelemetry JS ResourceMetrics for one
+// HotmeterMetricProducer: the cost of a collection follows the records that changed since
+// this reader's previous one, not the registry's size.
+//
+// The provider's collectChanges() gives the native output in which records not changed
+// since this reader's previous pass are only ids (mode 1) or absent (mode 2). Per record,
+// this keeps (while the record lives):
+//  * its frozen attributes (shared with the provider's attributesOf);
+//  * cumulative: the converted point value (frozen), re-sent as is while it does not change;
+//  * delta: the previous cumulative state, to difference the next change against.
+// Changed records are converted as UngroupedBatcher + ExponentialDeltaState did for this
+// producer (same deltas, start times, reset rules); unchanged ones cost nothing in delta
+// and one point object in cumulative.
+//
+// Invariants:
+//  * Collections are converted in order, each once (the producer queues them).
+//  * An entry goes when its record is reclaimed by this reader's pass, or when a mode 1
+//    pass (every live record listed) does not list it (reclaimed by another reader's pass,
+//    or removed); an all-delta producer asks for mode 1 every SWEEP_EVERY collections.
+//  * Point values and attribute objects handed out are frozen: they are the cache.
+//  * The native pass runs on the libuv pool; the walk here yields to the event loop every
+//    SLICE_MS, new records' attributes are decoded in batches of ATTRIBUTE_BATCH.
+import type { Attributes, HrTime } from '@opentelemetry/api';
+import { deltaOf, isReset } from '../../export/batchers/merge';
+import type { Aggregation, ExponentialHistogramAggregation } from '../../export/checkpoint-set';
+import { AggregationTemporality } from '../../export/temporality';
+import type { BoundHandle } from '../../api/handles';
+import { AggregationKind, cellSize } from '../../sdk/aggregation';
+import { ChangedCollection, toAggregation } from '../../sdk/collection';
+import { InstrumentKind, isObservable } from '../../sdk/descriptor';
+import type { RecordStore } from '../../sdk/record-store';
+import { cumulativeExponential, exponentialValue, histogramValue, newMetric, toHrTime } from './convert';
+import { exponentialDelta, wholeInterval } from './exponential-delta';
+import {
+  OtelDataPointType,
+  OtelMetricData,
+  OtelResource,
+  OtelResourceMetrics,
+  OtelScopeMetrics,
+} from './types';
+
+/** An all-delta producer lists every live record (mode 1) this often, to drop gone ones. */
+const SWEEP_EVERY = 16;
+/** The conversion yields to the event loop after this long, ms. */
+const SLICE_MS = 8;
+/** Attributes decoded per native call (a batch takes a few ms). */
+const ATTRIBUTE_BATCH = 2000;
+const NO_ATTRIBUTES: Attributes = Object.freeze({});
+
+type Store = RecordStore<BoundHandle>;
+
+class Entry {
+  /** Cumulative: the converted value of the last change, or undefined before one. */
+  point: unknown = undefined;
+  startHr: HrTime | undefined = undefined;
+  /** Delta: the cumulative state at the last change this reader saw (FAST_KINDS: its cell). */
+  prev: Aggregation | undefined = undefined;
+  prevCell: Float64Array | undefined = undefined;
+  /** Delta (observables): end time of the collection that last had its change. */
+  prevEnd = 0;
+  /** The collection that last had its change (observables: observed). */
+  changedAt = 0;
+  /** The collection that last listed it (changed or not). */
+  seenAt = 0;
+  constructor(
+    /** The record's id (its slot's generation tells a reused slot apart). */
+    readonly id: number,
+    readonly store: Store,
+    /** NO_ATTRIBUTES until decoded (the end of the collection that created the entry). */
+    public attributes: Attributes,
+    readonly startTime: number,
+  ) {}
+}
+
+interface Building {
+  readonly metric: OtelMetricData;
+  readonly order: number;
+  readonly delta: boolean;
+  readonly observable: boolean;
+}
+
+const scopeKeys = new WeakMap<object, string>();
+function scopeKey(store: Store): string {
+  const sc = store.scope;
+  let k = scopeKeys.get(sc);
+  if (k === undefined) scopeKeys.set(sc, (k = `${sc.name}\0${sc.version ?? ''}\0${sc.schemaUrl ?? ''}`));
+  return k;
+}
+
+function aggregationKindName(kind: AggregationKind): Aggregation['kind'] {
+  switch (kind) {
+    case AggregationKind.SUM:
+    case AggregationKind.PRECOMPUTED_SUM:
+      return 'sum';
+    case AggregationKind.LAST_VALUE:
+      return 'lastValue';
+    case AggregationKind.EXPONENTIAL_HISTOGRAM:
+      return 'exponentialHistogram';
+    default:
+      return 'histogram';
+  }
+}
+
+/** Sketches and exact values travel as bucketless histograms (count, sum, min, max). */
+function exportable(a: Aggregation): Aggregation {
+  return a.kind === 'sketch' || a.kind === 'exact' ? { kind: 'minMaxSumCount', count: a.count, sum: a.sum, min: a.min, max: a.max } : a;
+}
+
+/** Freezes a point value and every object in it (the cache hands it out again). */
+function freezeValue<T>(v: T): T {
+  if (v === null || typeof v !== 'object' || Object.isFrozen(v)) return v;
+  if (Array.isArray(v)) {
+    for (let j = 0; j < v.length; j++) freezeValue(v[j]);
+  } else {
+    for (const k in v) freezeValue((v as Record<string, unknown>)[k]);
+  }
+  return Object.freeze(v);
+}
+
+/** See the file comment. */
+export class IncrementalConverter {
+  /**
+   * By record slot (the id's low 32 bits: dense, small integers, where ids themselves are
+   * not small integers for V8); an entry whose id differs is a reclaimed record's.
+   */
+  private entries: (Entry | undefined)[] = [];
+  private held = 0;
+  private collections = 0;
+  /** End time of the previous collection (delta start of a synchronous series). */
+  private lastTime = 0;
+
+  constructor(
+    private readonly temporalityOf: (kind: InstrumentKind) => AggregationTemporality,
+    /** The batcher's: observable series unseen this many collections start over. */
+    private readonly maxIdleCollections: number,
+  ) {}
+
+  /** Records held (for tests). */
+  get size(): number {
+    return this.held;
+  }
+
+  /** The collection mode the next collection needs (see the file comment). */
+  nextMode(): 1 | 2 {
+    if ((this.collections + 1) % SWEEP_EVERY === 0) return 1;
+    for (const k of [InstrumentKind.COUNTER, InstrumentKind.UP_DOWN_COUNTER, InstrumentKind.HISTOGRAM, InstrumentKind.GAUGE]) {
+      if (this.temporalityOf(k) !== AggregationTemporality.DELTA) return 1;
+    }
+    for (const k of [InstrumentKind.OBSERVABLE_COUNTER, InstrumentKind.OBSERVABLE_UP_DOWN_COUNTER, InstrumentKind.OBSERVABLE_GAUGE]) {
+      if (this.temporalityOf(k) !== AggregationTemporality.DELTA) return 1;
+    }
+    return 2;
+  }
+
+  /** Converts one collection (of the mode nextMode() said). */
+  async convert(c: ChangedCollection, mode: 1 | 2, resource: OtelResource): Promise<OtelResourceMetrics> {
+    const n = ++this.collections;
+    const entries = this.entries;
+    for (let k = 0; k < c.reclaimed.length; k++) {
+      const id = c.reclaimed[k];
+      const slot = id >>> 0; // ToUint32: the low 32 bits
+      if (entries[slot]?.id === id) {
+        entries[slot] = undefined;
+        this.held--;
+      }
+    }
+    const pass = new Pass(this, c, n, this.lastTime);
+    // In slices between which the event loop turns.
+    while (!pass.run(performance.now() + SLICE_MS)) await new Promise<void>((resolve) => setImmediate(resolve));
+    this.held += pass.created;
+    // Attributes of the new records, in batches between which the event loop turns.
+    const fresh = pass.fresh;
+    for (let k = 0; k < fresh.length; k += ATTRIBUTE_BATCH) {
+      if (k > 0) await new Promise<void>((resolve) => setImmediate(resolve));
+      const batch = fresh.slice(k, k + ATTRIBUTE_BATCH);
+      const attrs = c.attributes(batch.map((x) => x.id));
+      for (let j = 0; j < batch.length; j++) batch[j].attributes = attrs[j];
+    }
+    const points = pass.freshPoints;
+    const owners = pass.freshPointEntries;
+    for (let k = 0; k < points.length; k++) points[k].attributes = owners[k].attributes;
+    if (mode === 1) {
+      for (let slot = 0; slot < entries.length; slot++) {
+        const e = entries[slot];
+        if (e !== undefined && e.seenAt !== n) {
+          entries[slot] = undefined;
+          this.held--;
+        }
+      }
+    }
+    this.lastTime = c.time;
+    return { resource, scopeMetrics: pass.scopeMetrics() };
+  }
+
+  /** @internal (Pass) */
+  get state(): { entries: (Entry | undefined)[]; temporalityOf: (kind: InstrumentKind) => AggregationTemporality; maxIdleCollections: number } {
+    return { entries: this.entries, temporalityOf: this.temporalityOf, maxIdleCollections: this.maxIdleCollections };
+  }
+}
+
+interface Point {
+  readonly startTime: HrTime;
+  readonly endTime: HrTime;
+  attributes: Attributes;
+  readonly value: unknown;
+}
+
+/**
+ * One collection's walk over the native output, resumable (run() up to a deadline), in
+ * small monomorphic methods: the per-record code stays optimised across collections.
+ */
+class Pass {
+  readonly fresh: Entry[] = [];
+  /** Points of records whose attributes are decoded after the walk, and their entries. */
+  readonly freshPoints: Point[] = [];
+  readonly freshPointEntries: Entry[] = [];
+  /** Slots newly filled. */
+  created = 0;
+  private readonly entries: (Entry | undefined)[];
+  private readonly temporalityOf: (kind: InstrumentKind) => AggregationTemporality;
+  private readonly maxIdle: number;
+  private readonly data: Float64Array;
+  private readonly count: number;
+  private readonly end: number;
+  private readonly endHr: HrTime;
+  private readonly scopes = new Map<string, { scope: OtelScopeMetrics; built: Building[] }>();
+  private readonly metrics = new Map<Store, Building>();
+  private readonly times = new Map<number, HrTime>();
+  private order = 0;
+  private k = 0;
+  private i: number;
+  private lastStore: Store | undefined = undefined;
+  private b: Building = undefined as unknown as Building; // the building of lastStore
+  private points: Point[] = [];
+  private lastInst = -1;
+  private store: Store = undefined as unknown as Store; // the store of lastInst
+  private size = 0;
+  private fast = false;
+  private hrMs = NaN;
+  private hrLast: HrTime;
+
+  constructor(
+    owner: IncrementalConverter,
+    private readonly c: ChangedCollection,
+    private readonly n: number,
+    /** End time of the previous collection (delta start of a synchronous series). */
+    private readonly lastTime: number,
+  ) {
+    const st = owner.state;
+    this.entries = st.entries;
+    this.temporalityOf = st.temporalityOf;
+    this.maxIdle = st.maxIdleCollections;
+    this.data = c.data;
+    this.count = c.data[1];
+    this.i = c.start;
+    this.end = c.time;
+    this.endHr = toHrTime(c.time);
+    this.hrLast = this.endHr;
+  }
+
+  /** Walks records until the deadline (performance.now()); true when every one is done. */
+  run(deadline: number): boolean {
+    const data = this.data;
+    while (this.k < this.count) {
+      if ((++this.k & 511) === 0 && performance.now() > deadline) {
+        this.k--;
+        return false;
+      }
+      const id = data[this.i];
+      const inst = data[this.i + 1];
+      if (inst < 0) {
+        this.i += 2;
+        this.unchanged(id);
+      } else {
+        if (inst !== this.lastInst) this.instrument(inst);
+        const off = this.i + 4;
+        this.i = off + this.size;
+        this.changed(id, off);
+      }
+    }
+    return true;
+  }
+
+  scopeMetrics(): OtelScopeMetrics[] {
+    const out: OtelScopeMetrics[] = [];
+    for (const s of this.scopes.values()) {
+      const built = s.built.filter((x) => x.metric.dataPoints.length > 0).sort((x, y) => x.order - y.order);
+      if (built.length === 0) continue;
+      s.scope.metrics = built.map((x) => x.metric);
+      out.push(s.scope);
+    }
+    return out;
+  }
+
+  private use(store: Store): void {
+    if (store === this.lastStore) return;
+    this.lastStore = store;
+    this.b = this.building(store);
+    this.points = this.b.metric.dataPoints as Point[];
+  }
+
+  private instrument(inst: number): void {
+    const st = this.c.storeOf(inst);
+    if (st === undefined) throw new Error(`hotmeter: collection of an unknown instrument ${inst}`);
+    this.lastInst = inst;
+    this.store = st;
+    this.size = cellSize(st.aggregation, st.bounds.length, st.params.maxSize);
+    this.fast = FAST_KINDS[st.aggregation] === 1;
+  }
+
+  /** Not changed since this reader's previous pass: cumulative re-sends its point. */
+  private unchanged(id: number): void {
+    const e = this.entries[id >>> 0];
+    if (e === undefined || e.id !== id) return; // first seen unchanged: cannot happen (see the file comment)
+    e.seenAt = this.n;
+    this.use(e.store);
+    if (this.b.delta || this.b.observable || e.point === undefined) return;
+    this.points.push({ startTime: e.startHr!, endTime: this.endHr, attributes: e.attributes, value: e.point });
+  }
+
+  private entry(id: number, off: number): Entry {
+    const entries = this.entries;
+    const slot = id >>> 0; // ToUint32: the low 32 bits
+    let e = entries[slot];
+    if (e === undefined || e.id !== id) {
+      if (e === undefined) this.created++;
+      while (entries.length < slot) entries.push(undefined); // stays a packed array
+      entries[slot] = e = new Entry(id, this.store, NO_ATTRIBUTES, Math.floor(this.data[off - 1]));
+      this.fresh.push(e);
+    }
+    return e;
+  }
+
+  private push(e: Entry, point: Point): void {
+    if (e.attributes === NO_ATTRIBUTES) {
+      this.freshPoints.push(point);
+      this.freshPointEntries.push(e);
+    }
+    this.points.push(point);
+  }
+
+  private changed(id: number, off: number): void {
+    const store = this.store;
+    const e = this.entry(id, off);
+    this.use(store);
+    const b = this.b;
+    const data = this.data;
+    const prevChanged = e.changedAt;
+    e.changedAt = this.n;
+    e.seenAt = this.n;
+    if (!b.delta) {
+      e.startHr ??= toHrTime(Math.min(e.startTime, this.end));
+      e.point = this.fast
+        ? freezeValue(cellValue(store, data, off, undefined))
+        : freezeValue(pointValue(b.metric.dataPointType, exportable(toAggregation(store, data.subarray(off, off + this.size), id))));
+      this.push(e, { startTime: e.startHr, endTime: this.endHr, attributes: e.attributes, value: e.point });
+      return;
+    }
+    // Delta: as the batcher (UngroupedBatcher) and ExponentialDeltaState did. A
+    // synchronous series was in every collection they saw (its previous end is the
+    // previous collection's); an observable one only when observed, and its state went
+    // after maxIdleCollections collections without.
+    let prevEnd = this.lastTime;
+    let forget = false;
+    if (b.observable) {
+      prevEnd = e.prevEnd;
+      forget = this.n - 1 - prevChanged >= this.maxIdle;
+    }
+    e.prevEnd = this.end;
+    let value: unknown;
+    let start: number;
+    if (this.fast) {
+      const prev = forget ? undefined : e.prevCell;
+      if (prev === undefined || cellReset(store, data, off, prev)) {
+        value = cellValue(store, data, off, undefined);
+        start = e.startTime;
+      } else {
+        // Changed since this reader's previous pass: exported even when the delta is 0
+        // (the batcher's `updated`), as before.
+        value = cellValue(store, data, off, prev);
+        start = prevEnd;
+      }
+      const size = this.size;
+      const keep = prev ?? e.prevCell ?? new Float64Array(size);
+      for (let j = 0; j < size; j++) keep[j] = data[off + j];
+      e.prevCell = keep;
+    } else {
+      const a = exportable(toAggregation(store, data.subarray(off, off + this.size), id));
+      const prev = forget ? undefined : e.prev;
+      e.prev = a;
+      if (a.kind === 'exponentialHistogram') {
+        const d = prev === undefined ? undefined : exponentialDelta(prev as ExponentialHistogramAggregation, a);
+        value = exponentialValue(d ?? wholeInterval(a));
+        start = d === undefined ? e.startTime : prevEnd;
+      } else if (prev === undefined || isReset(prev, a)) {
+        value = pointValue(b.metric.dataPointType, a);
+        start = e.startTime;
+      } else {
+        value = pointValue(b.metric.dataPointType, deltaOf(prev, a));
+        start = prevEnd;
+      }
+    }
+    this.push(e, { startTime: this.hr(Math.min(start, this.end)), endTime: this.endHr, attributes: e.attributes, value });
+  }
+
+  private hr(ms: number): HrTime {
+    if (ms === this.hrMs) return this.hrLast;
+    this.hrMs = ms;
+    let t = this.times.get(ms);
+    if (t === undefined) this.times.set(ms, (t = toHrTime(ms)));
+    return (this.hrLast = t);
+  }
+
+  private building(store: Store): Building {
+    let b = this.metrics.get(store);
+    if (b !== undefined) return b;
+    const key = scopeKey(store);
+    let s = this.scopes.get(key);
+    if (s === undefined) {
+      const sc = store.scope;
+      s = { scope: { scope: { name: sc.name, version: sc.version || undefined, schemaUrl: sc.schemaUrl || undefined }, metrics: [] }, built: [] };
+      this.scopes.set(key, s);
+    }
+    const kind = store.descriptor.kind;
+    const temporality = this.temporalityOf(kind);
+    const aggregation = { kind: aggregationKindName(store.aggregation) } as Aggregation;
+    // As before: exponential histograms after the other metrics of their scope.
+    const o = (store.aggregation === AggregationKind.EXPONENTIAL_HISTOGRAM ? 1e9 : 0) + this.order++;
+    b = { metric: newMetric({ descriptor: store.descriptor, aggregation }, temporality), order: o, delta: temporality === AggregationTemporality.DELTA, observable: isObservable(kind) };
+    this.metrics.set(store, b);
+    s.built.push(b);
+    return b;
+  }
+}
+
+function pointValue(type: OtelDataPointType, a: Aggregation): unknown {
+  switch (type) {
+    case OtelDataPointType.SUM:
+    case OtelDataPointType.GAUGE:
+      return a.kind === 'sum' ? a.sum : a.kind === 'lastValue' ? a.value : NaN;
+    case OtelDataPointType.EXPONENTIAL_HISTOGRAM:
+      return exponentialValue(cumulativeExponential(a as ExponentialHistogramAggregation));
+    default:
+      return histogramValue(a);
+  }
+}
+
+/** Aggregations converted straight from their cells (the others through toAggregation). */
+const FAST_KINDS: readonly number[] = (() => {
+  const k: number[] = [];
+  for (const a of [AggregationKind.SUM, AggregationKind.PRECOMPUTED_SUM, AggregationKind.LAST_VALUE, AggregationKind.MIN_MAX_SUM_COUNT, AggregationKind.HISTOGRAM]) k[a] = 1;
+  return k;
+})();
+
+const EMPTY_BOUNDARIES: number[] = Object.freeze([]) as unknown as number[];
+const boundariesOf = new WeakMap<Store, number[]>();
+function boundaries(store: Store): number[] {
+  let b = boundariesOf.get(store);
+  if (b === undefined) boundariesOf.set(store, (b = Object.freeze(Array.from(store.bounds)) as unknown as number[]));
+  return b;
+}
+
+/** A finite number, or undefined (OTLP: unset). */
+function finite(v: number): number | undefined {
+  return Number.isFinite(v) ? v : undefined;
+}
+
+/**
+ * Whether the cell at data[off] cannot follow `prev` in one cumulative series (merge.ts
+ * isReset): a monotonic sum or a count or bucket that went down.
+ */
+function cellReset(store: Store, data: Float64Array, off: number, prev: Float64Array): boolean {
+  switch (store.aggregation) {
+    case AggregationKind.SUM:
+    case AggregationKind.PRECOMPUTED_SUM:
+      return store.descriptor.monotonic && data[off] < prev[0];
+    case AggregationKind.MIN_MAX_SUM_COUNT:
+      return data[off] < prev[0];
+    case AggregationKind.HISTOGRAM: {
+      const nb = store.bounds.length + 1;
+      for (let j = 3; j < 3 + nb; j++) if (data[off + j] < prev[j]) return true;
+      return false;
+    }
+    default:
+      return false;
+  }
+}
+
+/**
+ * The point value of the cell at data[off] of a FAST_KINDS store: cumulative, or (prev)
+ * the delta from prev, as histogramValue(deltaOf(prev, cur)) gives it: min and max only
+ * when the interval recorded something and moved both cumulative extremes.
+ */
+function cellValue(store: Store, data: Float64Array, off: number, prev: Float64Array | undefined): unknown {
+  switch (store.aggregation) {
+    case AggregationKind.SUM:
+    case AggregationKind.PRECOMPUTED_SUM:
+      return prev === undefined ? data[off] : data[off] - prev[0];
+    case AggregationKind.LAST_VALUE:
+      return data[off];
+    case AggregationKind.MIN_MAX_SUM_COUNT: {
+      const min = data[off + 2];
+      const max = data[off + 3];
+      const count = prev === undefined ? data[off] : data[off] - prev[0];
+      const sum = prev === undefined ? data[off + 1] : data[off + 1] - prev[1];
+      const known = count > 0 && (prev === undefined || (min < prev[2] && max > prev[3]));
+      return { buckets: { boundaries: EMPTY_BOUNDARIES, counts: [count] }, count, sum, min: known ? finite(min) : undefined, max: known ? finite(max) : undefined };
+    }
+    default: {
+      // HISTOGRAM: [sum, min, max, bucket0..bucketN]
+      const nb = store.bounds.length + 1;
+      const counts = new Array<number>(nb);
+      let count = 0;
+      for (let j = 0; j < nb; j++) {
+        const c = prev === undefined ? data[off + 3 + j] : data[off + 3 + j] - prev[3 + j];
+        counts[j] = c;
+        count += c;
+      }
+      const min = data[off + 1];
+      const max = data[off + 2];
+      const sum = prev === undefined ? data[off] : data[off] - prev[0];
+      const known = count > 0 && (prev === undefined || (min < prev[1] && max > prev[2]));
+      return { buckets: { boundaries: boundaries(store), counts }, count, sum, min: known ? finite(min) : undefined, max: known ? finite(max) : undefined };
+    }
+  }
+}
