@@ -208,12 +208,13 @@ export class MeterProvider implements ApiMeterProvider {
       const producer: MetricProducer = {
         resource,
         collect: () => this.collectFor(r),
-        collectChanges: (mode) => this.collectChangesFor(r, mode),
         delivered: (epoch) => this.epochs.delivered(r, epoch),
       };
-      // The native Prometheus pass writes every stream of the domain: with streams of
-      // readers' own, a Prometheus reader is given CheckpointSets of its streams only.
+      // The native Prometheus pass and the incremental OTLP pass see every stream of the
+      // domain: with streams of readers' own, a reader is given CheckpointSets of its
+      // streams only (checkpoint filters them).
       if (!this.readerStreams) {
+        producer.collectChanges = (mode) => this.collectChangesFor(r, mode);
         producer.collectPrometheus = (o) => this.collectPrometheusFor(r, o);
         producer.streamPrometheus = (o, partBytes) => this.streamPrometheusFor(r, o, partBytes);
       }

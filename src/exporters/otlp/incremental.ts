@@ -350,9 +350,9 @@ class Pass {
     e.seenAt = this.n;
     if (!b.delta) {
       e.startHr ??= toHrTime(Math.min(e.startTime, this.end));
-      e.point = this.fast
-        ? freezeValue(cellValue(store, data, off, undefined))
-        : freezeValue(pointValue(b.metric.dataPointType, exportable(toAggregation(store, data.subarray(off, off + this.size), id))));
+      e.point = freezeValue(
+        withoutMinMax(store, this.fast ? cellValue(store, data, off, undefined) : pointValue(b.metric.dataPointType, exportable(toAggregation(store, data.subarray(off, off + this.size), id)))),
+      );
       this.push(e, { startTime: e.startHr, endTime: this.endHr, attributes: e.attributes, value: e.point });
       return;
     }
@@ -400,7 +400,7 @@ class Pass {
         start = prevEnd;
       }
     }
-    this.push(e, { startTime: this.hr(Math.min(start, this.end)), endTime: this.endHr, attributes: e.attributes, value });
+    this.push(e, { startTime: this.hr(Math.min(start, this.end)), endTime: this.endHr, attributes: e.attributes, value: withoutMinMax(store, value) });
   }
 
   private hr(ms: number): HrTime {
@@ -484,6 +484,16 @@ function cellReset(store: Store, data: Float64Array, off: number, prev: Float64A
     default:
       return false;
   }
+}
+
+/** A view's recordMinMax: false (sdk-metrics): histogram points carry no min and max. */
+function withoutMinMax(store: Store, value: unknown): unknown {
+  if (store.descriptor.recordMinMax === false && typeof value === 'object' && value !== null) {
+    const v = value as { min?: number; max?: number };
+    v.min = undefined;
+    v.max = undefined;
+  }
+  return value;
 }
 
 /**
