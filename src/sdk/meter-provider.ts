@@ -47,6 +47,18 @@ export interface MeterProviderOptions {
    * same domain name. By default each provider has a domain of its own.
    */
   domain?: string;
+  /**
+   * Process-shared records (Linux): every process of this user on the host whose provider
+   * has the same `processShared` name records into one set of records in shared memory
+   * (/dev/shm/hotmeter-<uid>-<hash>, mode 0600), and a collection in any of them exports
+   * the whole fleet's series (node:cluster, PM2). Measurements stay writes into this
+   * process's own cells; a process that dies, even killed, keeps what it wrote. Series of
+   * a shared name never expire and cannot be removed by one process; observable callbacks
+   * run in the collecting process (each series sums every process's latest observation).
+   * Throws a TypeError on other platforms or if the segment cannot be joined.
+   * Not with `domain`.
+   */
+  processShared?: string;
   /** Limits applied to attribute sets. */
   labelLimits?: Partial<LabelLimits>;
   /** How long observable callbacks may run in one collection, ms. Default 30 000. */
@@ -85,6 +97,17 @@ export interface MeterProviderOptions {
   reclaimIdleMillis?: number;
 }
 
+function registerDomainOf(options: MeterProviderOptions): number {
+  const shared = options.processShared;
+  if (shared === undefined) return native().registerDomain(typeof options.domain === 'string' ? options.domain : '');
+  if (typeof shared !== 'string' || shared === '') throw new TypeError('hotmeter: processShared must be a non-empty name');
+  if (options.domain !== undefined) throw new TypeError('hotmeter: processShared and domain are exclusive');
+  if (process.platform !== 'linux') {
+    throw new TypeError(`hotmeter: processShared needs Linux (POSIX shared memory); this is ${process.platform}`);
+  }
+  return native().registerDomain(shared, true);
+}
+
 /**
  * The key under which direct `provider.collect()` calls are tracked as a reader, only
  * while the provider has no registered reader (they then decide expiry alone).
@@ -121,7 +144,7 @@ export class MeterProvider implements ApiMeterProvider {
     this.resource = options.resource ?? { attributes: {} };
     const limits = { ...DEFAULT_LABEL_LIMITS, ...(options.labelLimits ?? {}) };
     this.callbackTimeoutMillis = options.callbackTimeoutMillis ?? 30_000;
-    this.domain = native().registerDomain(typeof options.domain === 'string' ? options.domain : '');
+    this.domain = registerDomainOf(options);
     const selector = options.aggregationSelector ?? defaultSelector;
     const views = (options.views ?? []).map((v) => new View(v));
     const limit = options.cardinalityLimit ?? DEFAULT_CARDINALITY_LIMIT;
@@ -149,6 +172,28 @@ export class MeterProvider implements ApiMeterProvider {
         delivered: (epoch) => this.epochs.delivered(r, epoch),
       });
     }
+  }
+
+  /**
+   * Removes the shared memory file of a `processShared` name left by a fleet that is gone
+   * (a segment whose processes are all dead is otherwise reused as it is by the next
+   * provider of the name: its series continue). Returns true if a file was removed, false
+   * if there was none; throws if a live process still uses it.
+   */
+  static cleanupProcessShared(name: string): boolean {
+    if (typeof name !== 'string' || name === '') throw new TypeError('hotmeter: cleanupProcessShared needs a processShared name');
+    return native().cleanupProcessShared(name) === 1;
+  }
+
+  /**
+   * For a `processShared` provider: live processes attached to its segment, 64 KiB slabs
+   * of cells in use, and series (after folding the processes found dead). Undefined
+   * otherwise.
+   */
+  processSharedStats(): { processes: number; slabs: number; series: number } | undefined {
+    if (this.domainReleased) return undefined;
+    const r = native().sharedStats(this.domain);
+    return r === null ? undefined : { processes: r[0], slabs: r[1], series: r[2] };
   }
 
   /** A Meter for an instrumentation scope; the same scope returns the same Meter. */
