@@ -23,10 +23,10 @@ constexpr uint64_t kMagic = 0x31524853544f48ull;  // "HOTSHR1"
 constexpr uint32_t kVersion = 1;
 constexpr uint32_t kNone = 0;  // null node / series / bucket entry (indices are 1-based)
 
-uint64_t Fnv1a(std::string_view s, uint64_t h = 1469598103934665603ull) {
+uint64_t Fnv1a(std::string_view s, uint64_t h = 0xcbf29ce484222325ull) {
   for (unsigned char c : s) {
     h ^= c;
-    h *= 1099511628211ull;
+    h *= 0x100000001b3ull;
   }
   return h;
 }
@@ -139,7 +139,7 @@ double* SharedSegment::SlabData(uint32_t slab) const {
   return reinterpret_cast<double*>(base_ + HOTMETER_LAYOUT.slabs) + size_t{slab} * kSlabDoubles;
 }
 
-uint64_t ProcessStartTime(int pid) {
+uint64_t ProcessStartTime(int pid, char* state) {
 #ifdef HOTMETER_SHARED_SUPPORTED
   char path[64];
   std::snprintf(path, sizeof path, "/proc/%d/stat", pid);
@@ -154,13 +154,16 @@ uint64_t ProcessStartTime(int pid) {
   char* p = std::strrchr(buf, ')');
   if (p == nullptr) return 0;
   p++;
-  for (int field = 2; field < 22 && *p; field++) {
+  while (*p == ' ') p++;
+  if (state != nullptr) *state = *p;  // field 3
+  for (int field = 3; field < 22 && *p; field++) {  // skip fields 3..21
     while (*p == ' ') p++;
     while (*p && *p != ' ') p++;
   }
   return std::strtoull(p, nullptr, 10);
 #else
   (void)pid;
+  (void)state;
   return 0;
 #endif
 }
@@ -173,7 +176,13 @@ bool ProcessAlive(int pid, uint64_t startTime) {
 #ifdef HOTMETER_SHARED_SUPPORTED
   if (pid <= 0) return false;
   if (kill(pid, 0) != 0 && errno == ESRCH) return false;
-  return ProcessStartTime(pid) == startTime;
+  // Unreadable (0): alive; only a start time seen to differ means the pid was reused.
+  // (Declaring a live process dead would hand its slabs to another while it writes.)
+  // A zombie (Z, X) has exited: it writes nothing any more.
+  char state = 0;
+  const uint64_t now = ProcessStartTime(pid, &state);
+  if (state == 'Z' || state == 'X') return false;
+  return now == 0 || now == startTime;
 #else
   (void)pid;
   (void)startTime;
@@ -393,7 +402,7 @@ uint32_t SharedSegment::InstrumentLocked(std::string_view identity, uint32_t cel
 }
 
 uint32_t SharedSegment::FindSeriesLocked(uint32_t inst, std::string_view key) const {
-  const uint64_t hash = Fnv1a(key, 1469598103934665603ull ^ inst);
+  const uint64_t hash = Fnv1a(key, 0xcbf29ce484222325ull ^ inst);
   for (uint32_t s = buckets()[hash & (kBuckets - 1)]; s != kNone; s = series()[s - 1].hashNext) {
     const Series& se = series()[s - 1];
     if (se.inst == inst && StringAt(se.keyOff, se.keyLen) == key) return s;
@@ -415,7 +424,7 @@ uint32_t SharedSegment::AddSeriesLocked(uint32_t inst, std::string_view key, dou
   se.deadSlab = kNoSlab;
   se.deadOff = 0;
   se.startMs = startMs;
-  const uint64_t hash = Fnv1a(key, 1469598103934665603ull ^ inst);
+  const uint64_t hash = Fnv1a(key, 0xcbf29ce484222325ull ^ inst);
   uint32_t& bucket = buckets()[hash & (kBuckets - 1)];
   se.hashNext = bucket;
   bucket = id;

@@ -145,7 +145,8 @@ class SharedSegment {
   uint32_t generation_ = 0;     // of the slot when taken
 };
 
-// The start time of a process (/proc/<pid>/stat field 22), 0 if it does not exist.
-uint64_t ProcessStartTime(int pid);
+// The start time of a process (/proc/<pid>/stat field 22), 0 if it does not exist;
+// *state (if given) its state letter (field 3: Z a zombie).
+uint64_t ProcessStartTime(int pid, char* state = nullptr);
 
 }  // namespace hotmeter
