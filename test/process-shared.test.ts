@@ -7,6 +7,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as readline from 'node:readline';
+import { Worker } from 'node:worker_threads';
 import { afterAll, describe, expect, it } from 'vitest';
 import { MeterProvider } from '../src';
 import { freePort, request } from './prometheus-helpers';
@@ -182,6 +183,34 @@ describe('processShared: independently started processes', () => {
     expect(collector.processSharedStats()).toMatchObject({ processes: 1, slabs: 1, series: 11 });
     await collector.shutdown();
   }, 120_000);
+});
+
+describe('processShared: worker threads', () => {
+  it('a worker thread records into the shared records; its counts stay after it exits', async () => {
+    const name = uniqueName('worker');
+    const main = new MeterProvider({ processShared: name });
+    const ops = main.getMeter('shared').createCounter('shared_ops');
+    ops.add(1, { k: 'main' });
+    const code = `
+      const { workerData } = require('node:worker_threads');
+      const { MeterProvider } = require(${JSON.stringify(path.join(__dirname, '..', 'dist', 'cjs'))});
+      const p = new MeterProvider({ processShared: workerData.name });
+      const ops = p.getMeter('shared').createCounter('shared_ops');
+      for (let i = 0; i < 1000; i++) ops.add(1, { k: i % 2 ? 'main' : 'worker' });
+    `;
+    const w = new Worker(code, { eval: true, workerData: { name } });
+    await new Promise((resolve, reject) => {
+      w.on('exit', resolve);
+      w.on('error', reject);
+    });
+    const t = await totals(main);
+    expect(t.get('shared_ops{"k":"main"}')).toBe(501);
+    expect(t.get('shared_ops{"k":"worker"}')).toBe(500);
+    // Another process sees the thread's counts too.
+    await runRecorder(name, 0, 1, 0);
+    expect((await totals(main)).get('shared_ops{"k":"worker"}')).toBe(500);
+    await main.shutdown();
+  });
 });
 
 // The cluster application's primary: events by JSON line.
