@@ -33,6 +33,12 @@ const BOUNDS = [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5
 const METHODS = ['GET', 'POST', 'PUT', 'DELETE'];
 const hm = () => require(path.join(__dirname, '..'));
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+// The sum of every http_server_requests_total sample of a scrape: procs x n when exact.
+function requestsTotal(text) {
+  let sum = 0;
+  for (const m of text.matchAll(/^http_server_requests_total\{[^\n]*\} (\S+)/gm)) sum += Number(m[1]);
+  return sum;
+}
 const attrsOf = (i) => ({ method: METHODS[i % 4], route: `/api/r${Math.floor(i / 4)}`, status: String(200 + (i % 3)) });
 
 function hotPath(provider) {
@@ -73,14 +79,16 @@ async function hotmeterWorker(name) {
     if (m === 'scrape') {
       const times = [];
       let bytes = 0;
+      let total = 0;
       for (let i = 0; i <= SCRAPES; i++) {
         const t = process.hrtime.bigint();
         const s = await exporter.scrape();
         times.push(Number(process.hrtime.bigint() - t) / 1e6);
         bytes = s.byteLength;
+        if (i === SCRAPES) total = requestsTotal(Buffer.concat(s.chunks).toString());
         s.release();
       }
-      process.send({ scrape: times, bytes, stats: provider.processSharedStats() });
+      process.send({ scrape: times, bytes, total, stats: provider.processSharedStats() });
     } else if (m === 'hot') {
       process.send({ hot: hotPath(provider) });
     }
@@ -148,10 +156,13 @@ async function primary() {
   const promFleet = await fleet('prom-client', {});
   const promTimes = [];
   let promBytes = 0;
+  let promTotal = 0;
   for (let i = 0; i <= SCRAPES; i++) {
     const t = process.hrtime.bigint();
-    promBytes = Buffer.byteLength(await registry.clusterMetrics());
+    const text = await registry.clusterMetrics();
     promTimes.push(Number(process.hrtime.bigint() - t) / 1e6);
+    promBytes = Buffer.byteLength(text);
+    promTotal = requestsTotal(text);
   }
   await stop(promFleet.workers);
 
@@ -164,7 +175,22 @@ async function primary() {
   const perSet = median(hmFleet.rss) / N;
   const slabBytes = (s.stats.slabs * 65536) / (PROCS * N);
   console.log(`memory per label set per process: RSS ${perSet.toFixed(0)} B (median worker), shared cells ${slabBytes.toFixed(0)} B (${s.stats.slabs} slabs of 64 KiB, ${s.stats.series} series)`);
-  process.exit(0);
+  const results = {
+    procs: PROCS, n: N, node: process.version,
+    scrapeMs: { hotmeter: s.scrape, promClient: promTimes }, bytes: { hotmeter: s.bytes, promClient: promBytes },
+    hotPathNs: { clusterWorker: hot.hot, singleProcess: single },
+    memoryPerLabelSetPerProcess: { rssBytes: perSet, sharedCellBytes: slabBytes }, segment: s.stats,
+  };
+  require('node:fs').writeFileSync(path.join(__dirname, 'results', 'cluster.json'), `${JSON.stringify(results, null, 2)}\n`);
+  // The scrapes must show every process's counts exactly.
+  let failed = false;
+  for (const [peer, total] of [['hotmeter', s.total], ['prom-client', promTotal]]) {
+    if (total !== PROCS * N) {
+      console.log(`FAIL: ${peer} scrape shows ${total} requests, expected ${PROCS * N}`);
+      failed = true;
+    }
+  }
+  process.exit(failed ? 1 : 0);
 }
 
 if (cluster.isPrimary) {
