@@ -55,8 +55,9 @@ export interface MeterProviderOptions {
    * process's own cells; a process that dies, even killed, keeps what it wrote. Series of
    * a shared name never expire and cannot be removed by one process; observable callbacks
    * run in the collecting process (each series sums every process's latest observation).
+   * Worker threads of such a process create a provider with the same name (no readers).
    * Throws a TypeError on other platforms or if the segment cannot be joined.
-   * Not with `domain`.
+   * Not with `domain`. See docs/design.md, "Processes".
    */
   processShared?: string;
   /** Limits applied to attribute sets. */
