@@ -331,9 +331,10 @@ int SharedSegment::Cleanup(const std::string& name, std::string* error) {
 
 void SharedSegment::Lock() {
   const int rc = pthread_mutex_lock(&header()->mu);
-  // Its holder died holding it: what it was doing is either done or harmless (every
-  // structure is updated so that a half-done change leaves at most an unreachable node,
-  // slab or string); make the mutex usable again.
+  // Its holder died holding it: make the mutex usable again. Structures are updated so
+  // that a half-done change leaves at most an unreachable node, slab or string, a series
+  // no lookup finds, or (killed between folding a cell and unlinking it) one cell counted
+  // twice.
   if (rc == EOWNERDEAD) pthread_mutex_consistent(&header()->mu);
 }
 
@@ -424,12 +425,14 @@ uint32_t SharedSegment::AddSeriesLocked(uint32_t inst, std::string_view key, dou
   se.deadSlab = kNoSlab;
   se.deadOff = 0;
   se.startMs = startMs;
+  // Counted before it is linked: a holder killed in between leaves a series no lookup
+  // finds (at worst a duplicate later), never an id reused while linked (a cycle).
+  h->seriesCount = id;
+  insts()[inst - 1].seriesCount++;
   const uint64_t hash = Fnv1a(key, 0xcbf29ce484222325ull ^ inst);
   uint32_t& bucket = buckets()[hash & (kBuckets - 1)];
   se.hashNext = bucket;
   bucket = id;
-  insts()[inst - 1].seriesCount++;
-  h->seriesCount = id;  // last: the series is complete once counted
   return id;
 }
 
