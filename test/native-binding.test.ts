@@ -120,6 +120,12 @@ describe('processShared functions', () => {
     expectTypeError(() => (b.cleanupProcessShared as AnyFn)());
     for (const v of [1, null, undefined, {}]) expectTypeError(() => (b.cleanupProcessShared as AnyFn)(v));
     expect(b.cleanupProcessShared(`native-no-such-segment-${process.pid}`)).toBe(0);
+    const name = `native-in-use-${process.pid}`;
+    const d = b.registerDomain(name, true);
+    expect(b.cleanupProcessShared(name)).toBe(-1); // this process uses it
+    expect(b.sharedStats(d)).toEqual([1, 0, 0]);
+    expect(b.releaseDomain(d)).toBe(true);
+    expect(b.cleanupProcessShared(name)).toBe(1);
   });
 });
 

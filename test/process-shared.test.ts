@@ -10,6 +10,7 @@ import * as readline from 'node:readline';
 import { Worker } from 'node:worker_threads';
 import { afterAll, describe, expect, it } from 'vitest';
 import { MeterProvider } from '../src';
+import { processSharedSegmentPath } from './helpers';
 import { freePort, request } from './prometheus-helpers';
 
 const fixtures = path.join(__dirname, 'fixtures');
@@ -20,15 +21,7 @@ function uniqueName(tag: string): string {
   return n;
 }
 
-// The segment file of a name (as SharedSegment::PathFor: FNV-1a 64 of the name).
-function segmentPath(name: string): string {
-  let h = 0xcbf29ce484222325n;
-  for (const b of Buffer.from(name, 'utf8')) {
-    h ^= BigInt(b);
-    h = (h * 0x100000001b3n) & 0xffffffffffffffffn;
-  }
-  return `/dev/shm/hotmeter-${os.userInfo().uid}-${h.toString(16).padStart(16, '0')}`;
-}
+const segmentPath = processSharedSegmentPath;
 
 afterAll(() => {
   for (const n of names) {

@@ -126,15 +126,14 @@ Napi::Value SharedStats(const Napi::CallbackInfo& info) {
   return out;
 }
 
-// cleanupProcessShared(name) -> 1 removed, 0 absent; throws an Error if in use or not
-// removable (SharedSegment::Cleanup).
+// cleanupProcessShared(name) -> 1 removed, 0 absent, -1 in use by a live process or not
+// removable (SharedSegment::Cleanup). A runtime condition, not a bad argument: the
+// TypeScript side turns -1 into an Error.
 Napi::Value CleanupProcessShared(const Napi::CallbackInfo& info) {
   CheckArity(info, 1, "cleanupProcessShared");
   std::string name = ArgString(info, 0, "name");
   std::string error;
-  const int r = SharedSegment::Cleanup(name, &error);
-  if (r < 0) throw Napi::Error::New(info.Env(), "hotmeter: processShared \"" + name + "\": " + error);
-  return Napi::Number::New(info.Env(), r);
+  return Napi::Number::New(info.Env(), SharedSegment::Cleanup(name, &error));
 }
 
 // releaseDomain(domain) -> boolean: ends one use of the domain by this thread; the last

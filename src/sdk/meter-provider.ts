@@ -183,7 +183,9 @@ export class MeterProvider implements ApiMeterProvider {
    */
   static cleanupProcessShared(name: string): boolean {
     if (typeof name !== 'string' || name === '') throw new TypeError('hotmeter: cleanupProcessShared needs a processShared name');
-    return native().cleanupProcessShared(name) === 1;
+    const r = native().cleanupProcessShared(name);
+    if (r < 0) throw new Error(`hotmeter: processShared "${name}" is in use by a live process (or its file cannot be removed)`);
+    return r === 1;
   }
 
   /**

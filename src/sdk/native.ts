@@ -108,7 +108,7 @@ export interface NativeBinding {
   registerDomain(name: string, processShared?: boolean): number;
   /** A process-shared domain's segment: [live processes, slabs in use, series]; null if not shared. */
   sharedStats(domain: number): [number, number, number] | null;
-  /** Removes the segment file of a processShared name if no live process uses it: 1 removed, 0 absent; throws if in use. */
+  /** Removes the segment file of a processShared name if no live process uses it: 1 removed, 0 absent, -1 in use (or not removable). */
   cleanupProcessShared(name: string): number;
   /**
    * Ends one use of the domain by this thread. The last use of any thread (or its exit)
