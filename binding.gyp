@@ -17,6 +17,7 @@
         "native/core/prometheus_snapshot.cc",
         "native/core/prometheus_stream.cc",
         "native/core/prometheus_writer.cc",
+        "native/core/prometheus_protobuf.cc",
         "native/core/record.cc",
         "native/core/record_map.cc",
         "native/core/shared_segment.cc",

@@ -37,6 +37,11 @@
 //   hotmeter-noscope  the same with withoutScopeInfo (the same labels prom-client writes)
 //   hotmeter-stream   the HTTP handler's path: the text written in parts of 4 MiB, each
 //                     given back once consumed (streamed(); -noscope: withoutScopeInfo)
+//   hotmeter-protobuf PrometheusExporter.scrape() answering Prometheus' native-histograms
+//                     Accept: the protobuf format (delimited MetricFamily messages)
+//   hotmeter-http     a GET of the exporter's own server on loopback (requestHandler), read
+//                     by an http client in the same process; -gzip: with Accept-Encoding:
+//                     gzip (level 1), the text column then counts the gzip bytes sent
 //   prom-client       registry.metrics()
 //   otel              @opentelemetry/sdk-metrics collect() + @opentelemetry/exporter-prometheus'
 //                     PrometheusSerializer (cardinality limit raised to fit)
@@ -55,7 +60,8 @@ const path = require('node:path');
 
 const BOUNDS = [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50]; // 16 buckets
 const METHODS = ['GET', 'POST', 'PUT', 'DELETE'];
-const PEERS = ['hotmeter', 'hotmeter-noscope', 'hotmeter-stream', 'hotmeter-stream-noscope', 'prom-client', 'otel'];
+const PEERS = ['hotmeter', 'hotmeter-noscope', 'hotmeter-stream', 'hotmeter-stream-noscope', 'hotmeter-protobuf', 'hotmeter-http', 'hotmeter-http-gzip', 'prom-client', 'otel'];
+const PROTOBUF_ACCEPT = 'application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited';
 
 function arg(name, dflt) {
   const i = process.argv.indexOf(`--${name}`);
@@ -147,10 +153,26 @@ async function streamed(exporter) {
   return bytes;
 }
 
+// A scrape over loopback HTTP: the bytes of the body as sent (gzip bytes with `gzip`).
+function httpGet(url, gzip) {
+  return new Promise((resolve, reject) => {
+    const req = require('node:http').get(url, { agent: false, headers: gzip ? { 'accept-encoding': 'gzip' } : {} }, (res) => {
+      let bytes = 0;
+      res.on('data', (c) => (bytes += c.length));
+      res.on('end', () => resolve(bytes));
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+  });
+}
+
 async function setupPeer(peer, n) {
   if (peer.startsWith('hotmeter')) {
     const hm = require('..');
-    const exporter = new hm.PrometheusExporter({ preventServerStart: true, withoutScopeInfo: peer.endsWith('-noscope') });
+    const http = peer.startsWith('hotmeter-http');
+    const exporter = new hm.PrometheusExporter({ preventServerStart: !http, port: 0, withoutScopeInfo: peer.endsWith('-noscope') });
+    await exporter.ready();
+    if (http) exporter.server.unref(); // the child exits once done
     // Reclamation off: every scrape sees the same registry (the peers keep every series).
     const provider = new hm.MeterProvider({ readers: [exporter], cardinalityLimit: n + 10, reclamation: false });
     const meter = provider.getMeter('bench', '1.0.0');
@@ -163,8 +185,8 @@ async function setupPeer(peer, n) {
       },
       // As the exporter's HTTP handler does once the response is written: the text's
       // blocks go back for the next scrape now, not when a GC gets to the Buffers.
-      scrape: peer.startsWith('hotmeter-stream') ? () => streamed(exporter) : async () => {
-        const s = await exporter.scrape();
+      scrape: http ? () => httpGet(exporter.url, peer.endsWith('-gzip')) : peer.startsWith('hotmeter-stream') ? () => streamed(exporter) : async () => {
+        const s = await exporter.scrape(peer === 'hotmeter-protobuf' ? PROTOBUF_ACCEPT : undefined);
         s.release();
         return s.byteLength;
       },
@@ -320,6 +342,11 @@ function main() {
     console.log(
       `| ${r.peer} | ${fmt(r.firstScrapeMs)} ms | ${fmt(r.laterScrapeMs)} ms | ${fmt(r.bestScrapeMs)} ms | ${Number.isFinite(r.afterIdleScrapeMs) ? `${fmt(r.afterIdleScrapeMs)} ms` : ''} | ${vs} | ${vsLater} | ${fmt(r.blockedMs)} ms | ${fmt(r.bytes / 1e6, 1)} MB | ${fmt(r.heldBetweenScrapesMB)} MB | ${fmt(r.rssPerLabelSet)} B [${Math.min(...r.rssRunsPerLabelSet)}..${Math.max(...r.rssRunsPerLabelSet)}] | ${fmt(r.heapPerLabelSet)} B | ${fmt(r.recordNsPerLabelSet)} ns |`,
     );
+  }
+  for (const r of results.filter((x) => x.peer.startsWith('hotmeter-http'))) {
+    // Over a 1 Gbit/s link the body takes bytes * 8 ns more than over loopback (at best: the
+    // parts are sent while the next ones are written, so the slower of the two sets the pace).
+    console.log(`${r.peer}: ${fmt(r.bytes / 1e6, 1)} MB sent; at 1 Gbit/s the body alone takes ${fmt((r.bytes * 8) / 1e6)} ms (scrape on loopback: ${fmt(r.laterScrapeMs)} ms)`);
   }
   const out = path.join(__dirname, 'results', 'collect.json');
   fs.mkdirSync(path.dirname(out), { recursive: true });

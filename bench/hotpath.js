@@ -101,7 +101,17 @@ const LABEL_NAMES = ['method', 'route', 'status'];
 // The three SDKs, each with its own state, one instrument per case.
 
 // hotmeter
-const hmProvider = new hm.MeterProvider();
+// Two views match bench_two_streams_counter (case 8): two streams, the second keeping only
+// `route`. The same view options, sdk-metrics' own, go to the OTel provider.
+const TWO_STREAM_VIEWS = [
+  { instrumentName: 'bench_two_streams_counter' },
+  {
+    instrumentName: 'bench_two_streams_counter',
+    name: 'bench_two_streams_by_route',
+    attributesProcessors: [otel.createAllowListAttributesProcessor(['route'])],
+  },
+];
+const hmProvider = new hm.MeterProvider({ views: TWO_STREAM_VIEWS });
 const hmMeter = hmProvider.getMeter('hotmeter-bench');
 const hmBoundCounter = hmMeter.createCounter('bench_bound_counter');
 const hmBoundHist = hmMeter.createHistogram('bench_bound_histogram');
@@ -109,6 +119,7 @@ const hmReusedCounter = hmMeter.createCounter('bench_reused_attrs_counter');
 const hmFreshCounter = hmMeter.createCounter('bench_fresh_attrs_counter');
 const hmFreshHist = hmMeter.createHistogram('bench_fresh_attrs_histogram');
 const hmPlainCounter = hmMeter.createCounter('bench_no_attrs_counter');
+const hmTwoStreamCounter = hmMeter.createCounter('bench_two_streams_counter');
 const hmBoundCounterH = hmBoundCounter.bind(ATTRS);
 const hmBoundHistH = hmBoundHist.bind(ATTRS);
 
@@ -119,7 +130,7 @@ class BenchReader extends otel.MetricReader {
   async onShutdown() {}
 }
 const otelReader = new BenchReader();
-const otelProvider = new otel.MeterProvider({ readers: [otelReader] });
+const otelProvider = new otel.MeterProvider({ readers: [otelReader], views: TWO_STREAM_VIEWS });
 const otelMeter = otelProvider.getMeter('hotmeter-bench');
 const otelBoundCounter = otelMeter.createCounter('bench_bound_counter');
 const otelBoundHist = otelMeter.createHistogram('bench_bound_histogram');
@@ -127,6 +138,7 @@ const otelReusedCounter = otelMeter.createCounter('bench_reused_attrs_counter');
 const otelFreshCounter = otelMeter.createCounter('bench_fresh_attrs_counter');
 const otelFreshHist = otelMeter.createHistogram('bench_fresh_attrs_histogram');
 const otelPlainCounter = otelMeter.createCounter('bench_no_attrs_counter');
+const otelTwoStreamCounter = otelMeter.createCounter('bench_two_streams_counter');
 
 // prom-client: its own Registry (not the global one), same buckets as the others.
 const promRegistry = new prom.Registry();
@@ -308,6 +320,24 @@ function promPlainAdd(n) {
   return Number(now() - t0);
 }
 
+// 8. counter.add(1, {method, route, status}), fresh literal, on a counter of two streams
+function hmTwoStreamAdd(n) {
+  const c = hmTwoStreamCounter;
+  const t0 = now();
+  for (let i = 0; i < n; i++) {
+    c.add(1, { method: METHODS[i & 3], route: ROUTES[(i >> 2) & 1], status: STATUSES[i & 3] });
+  }
+  return Number(now() - t0);
+}
+function otelTwoStreamAdd(n) {
+  const c = otelTwoStreamCounter;
+  const t0 = now();
+  for (let i = 0; i < n; i++) {
+    c.add(1, { method: METHODS[i & 3], route: ROUTES[(i >> 2) & 1], status: STATUSES[i & 3] });
+  }
+  return Number(now() - t0);
+}
+
 // ---------------------------------------------------------------------------------------
 // Cases. `metric` is the instrument name (distinct per case) checked after the run;
 // `kind` says what to check: counter total, or histogram count + sum.
@@ -403,6 +433,22 @@ const CASES = [
       hotmeter: 'counter.add(1)',
       otel: 'counter.add(1)',
       prom: 'counter.inc() (no labels)',
+    },
+  },
+  {
+    id: 'two_streams_fresh_add',
+    title: '8. as 5., on a counter two views match (two streams; compare with 5.)',
+    kind: 'counter',
+    metric: 'bench_two_streams_counter',
+    series: FRESH_LABEL_SETS,
+    // The second stream (bench_two_streams_by_route) must have every measurement too.
+    alsoMetric: 'bench_two_streams_by_route',
+    alsoSeries: 2,
+    fns: { hotmeter: hmTwoStreamAdd, otel: otelTwoStreamAdd },
+    notes: {
+      hotmeter: 'counter.add(1, {…}) literal, 8 label sets; views: itself, and by route',
+      otel: 'counter.add(1, {…}) literal, 8 label sets; the same sdk-metrics views',
+      prom: 'not run (prom-client has no views)',
     },
   },
 ];
@@ -755,6 +801,7 @@ async function main() {
     if (c.kind === 'floor') continue;
     for (const lib of Object.keys(c.fns)) {
       checkTotals(failures, LIB_TITLE[lib], c.metric, c.kind, done[c.id][lib], seenBy[lib].get(c.metric), c.series);
+      if (c.alsoMetric) checkTotals(failures, LIB_TITLE[lib], c.alsoMetric, c.kind, done[c.id][lib], seenBy[lib].get(c.alsoMetric), c.alsoSeries);
     }
   }
   for (const a of ALLOC_CASES) {

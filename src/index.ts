@@ -5,6 +5,7 @@
 export { MeterProvider } from './sdk/meter-provider';
 export type { MeterProviderOptions } from './sdk/meter-provider';
 export { Meter } from './api/meter';
+export { getMeter, isHotmeterMeter } from './api/global';
 export {
   Counter,
   UpDownCounter,
@@ -36,7 +37,7 @@ export { serializeText as toPrometheusText } from './exporters/prometheus/serial
 export { defaultSelector, inexpensiveSelector } from './export/aggregation-selector';
 export type { AggregationSelector } from './export/aggregation-selector';
 export { View } from './sdk/view';
-export type { ViewOptions } from './sdk/view';
+export type { AttributesProcessor, SdkAggregationOption, ViewOptions } from './sdk/view';
 export { DEFAULT_CARDINALITY_LIMIT } from './sdk/record-store';
 // Export pipeline: label encoders, temporality, batchers, exporters, controllers.
 export { DefaultLabelEncoder, defaultLabelEncoder } from './export/label-encoder';
@@ -80,7 +81,7 @@ export * from './runtime';
 export { HotmeterMetricProducer, toOtelResourceMetrics } from './exporters/otlp';
 export type { HotmeterMetricProducerOptions, ToResourceMetricsOptions } from './exporters/otlp';
 // Prometheus: OpenMetrics content type, summary quantiles, the producer interface's text passes.
-export { OPENMETRICS_CONTENT_TYPE } from './exporters/prometheus/exporter';
+export { OPENMETRICS_CONTENT_TYPE, PROMETHEUS_PROTOBUF_CONTENT_TYPE } from './exporters/prometheus/exporter';
 export type { PrometheusScrape } from './exporters/prometheus/exporter';
 export { DEFAULT_SUMMARY_QUANTILES } from './exporters/prometheus/serializer';
 export type { PrometheusFormatOptions } from './exporters/prometheus/serializer';

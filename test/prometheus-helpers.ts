@@ -284,9 +284,10 @@ export interface VectorSample {
 
 /**
  * A Prometheus server on 127.0.0.1:`port` with `dir`/prometheus.yml as its configuration
- * and `dir`/data as its storage; what it prints goes to `onLog`.
+ * and `dir`/data as its storage; what it prints goes to `onLog`. `extraArgs` are added to
+ * its command line (e.g. `--enable-feature=native-histograms`).
  */
-export function spawnPrometheus(dir: string, port: number, onLog: (text: string) => void): ChildProcess {
+export function spawnPrometheus(dir: string, port: number, onLog: (text: string) => void, extraArgs: readonly string[] = []): ChildProcess {
   const p = spawn(
     'prometheus',
     [
@@ -294,6 +295,7 @@ export function spawnPrometheus(dir: string, port: number, onLog: (text: string)
       `--storage.tsdb.path=${path.join(dir, 'data')}`,
       `--web.listen-address=127.0.0.1:${port}`,
       '--log.level=warn',
+      ...extraArgs,
     ],
     { stdio: ['ignore', 'pipe', 'pipe'] },
   );

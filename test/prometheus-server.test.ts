@@ -55,10 +55,14 @@ function record(p: MeterProvider): void {
 const BULK = 400;
 /** Per job: whether a response was sent chunked (no Content-Length: several parts). */
 const chunkedServed = new Map<string, boolean[]>();
+/** Per job: the Content-Encoding of each 200 response ('' for none), and what Prometheus accepted. */
+const encodingServed = new Map<string, string[]>();
+const acceptEncodingSeen: string[] = [];
 
 async function exporterServer(openMetrics: boolean): Promise<string> {
-  // The OpenMetrics job is streamed in parts of 4 KiB (chunked), the text job in one part.
-  const exporter = new PrometheusExporter({ preventServerStart: true, openMetrics, partBytes: openMetrics ? 4096 : undefined });
+  // The OpenMetrics job is streamed in parts of 4 KiB (chunked) and gzipped (Prometheus
+  // sends Accept-Encoding: gzip), the text job in one part, uncompressed.
+  const exporter = new PrometheusExporter({ preventServerStart: true, openMetrics, partBytes: openMetrics ? 4096 : undefined, compression: openMetrics });
   const p = new MeterProvider({
     readers: [exporter],
     reclamation: false,
@@ -69,12 +73,14 @@ async function exporterServer(openMetrics: boolean): Promise<string> {
   record(p);
   const server = http.createServer((req, res) => {
     if (openMetrics) acceptSeen.push(String(req.headers.accept));
+    if (openMetrics) acceptEncodingSeen.push(String(req.headers['accept-encoding']));
     const writeHead = res.writeHead.bind(res) as (...a: unknown[]) => http.ServerResponse;
     (res as unknown as { writeHead: (...a: unknown[]) => http.ServerResponse }).writeHead = (...a: unknown[]) => {
       const h = a[1] as Record<string, string> | undefined;
       if (h?.['content-type']) typesServed.push(`${openMetrics ? 'om' : 'text'} ${h['content-type']}`);
       const job = openMetrics ? 'om' : 'text';
       if (a[0] === 200) chunkedServed.set(job, [...(chunkedServed.get(job) ?? []), h?.['content-length'] === undefined]);
+      if (a[0] === 200) encodingServed.set(job, [...(encodingServed.get(job) ?? []), h?.['content-encoding'] ?? '']);
       return writeHead(...a);
     };
     exporter.requestHandler(req, res);
@@ -179,6 +185,9 @@ describe('a real Prometheus server scrapes the exporter', () => {
       for (const s of bulk) expect(Number(s.value[1]), s.metric.item).toBe(Number(s.metric.item.slice('item-'.length)));
       expect(chunkedServed.get(job)?.length).toBeGreaterThan(0);
       expect(chunkedServed.get(job)?.every((c) => c === (job === 'om'))).toBe(true);
+      // Prometheus 2.42 asks for gzip; the om job's values above arrived gzipped.
+      expect(acceptEncodingSeen[0]).toContain('gzip');
+      expect(encodingServed.get(job)?.every((e) => e === (job === 'om' ? 'gzip' : ''))).toBe(true);
       // The colliding pairs, merged (not one of the two values).
       for (const [q, v] of [
         [`dup_hits_total{job="${job}",status="200"}`, 12],

@@ -14,6 +14,7 @@ import * as vm from 'node:vm';
 import { afterEach, describe, expect, it } from 'vitest';
 import { MeterProvider, PrometheusExporter } from '../src';
 import type { PrometheusExporterOptions, PrometheusPart, PrometheusStream } from '../src';
+import { OutputBudget } from '../src/exporters/prometheus/output-budget';
 import { SharedStream } from '../src/exporters/prometheus/shared-stream';
 import { native } from '../src/sdk/native';
 import { sleep, until } from './helpers';
@@ -98,6 +99,44 @@ describe('SharedStream', () => {
     expect(log).toHaveLength(7);
     b.leave(); // again: nothing
     expect(log.filter((l) => l === 'close')).toHaveLength(1);
+  });
+
+  it('with an output budget: a part ahead of need only when it fits; a stream holding no part always writes one; every byte goes back', async () => {
+    const budget = new OutputBudget(10, 10_000, 1_000); // 10 bytes; parts estimated at 4
+    const a = scripted(4);
+    const A = new SharedStream(Promise.resolve(a.stream), budget, 4);
+    const ra = await A.join();
+    const a0 = ra.part(0);
+    await a.finish(); // 1 byte
+    expect(text(await a0)).toBe('0');
+    ra.prefetch(1); // 1 + 4 fits
+    await a.finish();
+    expect(budget.held).toBe(2);
+    // A second collection whose snapshot alone is over the budget.
+    const b = scripted(2);
+    const B = new SharedStream(Promise.resolve({ ...b.stream, heldBytes: 20 }), budget, 4);
+    const rb = await B.join();
+    await sleep(0);
+    expect(budget.held).toBe(22);
+    const b0 = rb.part(0); // holds no part: written though the budget is full
+    await b.finish();
+    expect(text(await b0)).toBe('0');
+    ra.passed(0);
+    ra.prefetch(2); // no room: not written ahead
+    await sleep(0);
+    expect(a.log).toEqual(['next 0', 'next 1', 'release 0']);
+    const a2 = ra.part(2); // A still holds part 1: waits for room
+    await sleep(0);
+    expect(a.log).not.toContain('next 2');
+    ra.passed(1); // A holds nothing now: part 2 goes
+    await a.finish();
+    expect(text(await a2)).toBe('2');
+    rb.leave();
+    ra.leave();
+    await sleep(0);
+    expect(new Set(b.log)).toEqual(new Set(['next 0', 'release 0', 'close'])); // a release follows asynchronously
+    expect(a.log).toContain('close');
+    expect(budget.held).toBe(0);
   });
 
   it('when the last reader leaves, what was written goes back (a part being written once it is done), and nothing more is written', async () => {
@@ -241,6 +280,35 @@ describe('the native Prometheus stream', () => {
     for (let i = 0; i < 50; i++) expect(text).toMatch(new RegExp(`^retire_once_total\\{id="once-${i}"[^}]*\\} ${i + 1}$`, 'm'));
     expect(text).not.toContain('anew-');
     held.close(); // the last pin: the retired sets are freed now
+    expect(native().stats().retiredLabelSets).toBe(0);
+  });
+
+  it('overlapping streams (a new one opened before the older one closes) keep only the sets reclaimed while the oldest is open', async () => {
+    const exporter = new PrometheusExporter({ preventServerStart: true });
+    const provider = new MeterProvider({ readers: [exporter], reclaimIdleMillis: 1 }); // expiry on
+    cleanups.push(() => provider.shutdown());
+    const counter = provider.getMeter('retire').createCounter('retire.overlap');
+    const producer = (exporter as unknown as { producer: { streamPrometheus: (o: object, partBytes?: number) => Promise<PrometheusStream> } }).producer;
+    const options = { openMetrics: false, withoutScopeInfo: false, withoutTargetInfo: false, summaryQuantiles: [0.5] };
+    let older = await producer.streamPrometheus(options, 4096);
+    const seen: number[] = [];
+    for (let round = 0; round < 5; round++) {
+      // 50 series that live and go while `older` is open: retired, not freed.
+      for (let i = 0; i < 50; i++) counter.add(1, { id: `r${round}-${i}` });
+      const target = native().stats().retiredLabelSets + 50;
+      for (let k = 0; k < 10 && native().stats().retiredLabelSets < target; k++) {
+        await new Promise((r) => setTimeout(r, 5)); // idle longer than reclaimIdleMillis
+        await exporter.render();
+      }
+      expect(native().stats().retiredLabelSets).toBe(50);
+      // A stalled scrape's successor opens before it closes (scrapes always overlap).
+      const newer = await producer.streamPrometheus(options, 4096);
+      older.close(); // no pin taken before those 50 were retired is held any more
+      seen.push(native().stats().retiredLabelSets);
+      older = newer;
+    }
+    older.close();
+    expect(seen).toEqual([0, 0, 0, 0, 0]);
     expect(native().stats().retiredLabelSets).toBe(0);
   });
 });

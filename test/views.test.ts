@@ -1,7 +1,7 @@
 // Views and the cardinality limit: selection (name wildcards, kind, meter), stream
 // changes (name, description, aggregation, attribute allow/deny), and overflow.
 import { afterEach, describe, expect, it } from 'vitest';
-import { AggregationKind, InstrumentKind, MeterProvider } from '../src';
+import { AggregationKind, BoundCounter, BoundHistogram, InstrumentKind, MeterProvider } from '../src';
 import { findRecord, histOf, installLogger, maybeRecord, recordsOf, sumOf, uninstallLogger } from './helpers';
 
 afterEach(() => uninstallLogger());
@@ -73,12 +73,102 @@ describe('views', () => {
     expect(a.bucketCounts).toEqual([0, 1, 1]);
   });
 
-  it('several matching views: the first wins, with a diagnostic', async () => {
-    const log = installLogger();
+  it('several matching views: one stream each (OpenTelemetry), each with its own name', async () => {
     const p = new MeterProvider({ views: [{ instrumentName: 'x', name: 'first' }, { instrumentType: InstrumentKind.COUNTER, name: undefined }] });
     p.getMeter('v').createCounter('x').add(1);
-    expect(sumOf(findRecord(await p.collect(), 'first'))).toBe(1);
-    expect(log.warned('several views match')).toBe(true);
+    const cs = await p.collect();
+    expect(sumOf(findRecord(cs, 'first'))).toBe(1);
+    expect(sumOf(findRecord(cs, 'x'))).toBe(1);
+  });
+
+  it('several streams: bind, recordBatch, remove and observables reach every stream', async () => {
+    const p = new MeterProvider({
+      views: [
+        { instrumentName: 'c', name: 'c.all' },
+        { instrumentName: 'c', name: 'c.route', attributeKeys: ['route'] },
+        { instrumentName: 'h', name: 'h.fine', explicitBucketBoundaries: [1, 2] },
+        { instrumentName: 'h', name: 'h.coarse', explicitBucketBoundaries: [10] },
+        { instrumentName: 'o', name: 'o.a' },
+        { instrumentName: 'o', name: 'o.b', attributeKeys: [] },
+      ],
+    });
+    const m = p.getMeter('v');
+    const c = m.createCounter('c');
+    const h = m.createHistogram('h');
+    const b = c.bind({ route: '/a', user: 'u' });
+    expect(b).toBeInstanceOf(BoundCounter);
+    expect(h.bind({})).toBeInstanceOf(BoundHistogram);
+    b.add(2);
+    b.add(3);
+    m.recordBatch({ route: '/a', user: 'v' }, [[c, 10], [h, 1.5]]);
+    h.bind({ route: '/a', user: 'v' }).record(20);
+    m.createObservableGauge('o').addCallback((r) => r.observe(7, { k: 'x' }));
+    let cs = await p.collect();
+    expect(sumOf(findRecord(cs, 'c.all', { route: '/a', user: 'u' }))).toBe(5);
+    expect(sumOf(findRecord(cs, 'c.all', { route: '/a', user: 'v' }))).toBe(10);
+    expect(sumOf(findRecord(cs, 'c.route', { route: '/a' }))).toBe(15);
+    expect(histOf(findRecord(cs, 'h.fine', { route: '/a', user: 'v' })).bucketCounts).toEqual([0, 1, 1]);
+    expect(histOf(findRecord(cs, 'h.coarse', { route: '/a', user: 'v' })).bucketCounts).toEqual([1, 1]);
+    expect(findRecord(cs, 'o.a', { k: 'x' }).aggregation).toMatchObject({ value: 7 });
+    expect(findRecord(cs, 'o.b', {}).aggregation).toMatchObject({ value: 7 });
+    b.unbind();
+    c.remove({ route: '/a', user: 'v' });
+    cs = await p.collect();
+    expect(maybeRecord(cs, 'c.all', { route: '/a', user: 'v' })).toBeUndefined();
+    await p.shutdown();
+  });
+
+  it('attributesProcessors run when a label set is resolved, not per measurement', async () => {
+    let calls = 0;
+    const processor = {
+      process(a: Record<string, unknown>) {
+        calls++;
+        return { route: String(a.route).toUpperCase() };
+      },
+    };
+    const p = new MeterProvider({ views: [{ instrumentName: 'c', attributesProcessors: [processor] }] });
+    const c = p.getMeter('v').createCounter('c');
+    for (let i = 0; i < 1000; i++) c.add(1, { route: '/a', user: 'u' });
+    const b = c.bind({ route: '/b' });
+    for (let i = 0; i < 1000; i++) b.add(1);
+    const cs = await p.collect();
+    expect(sumOf(findRecord(cs, 'c', { route: '/A' }))).toBe(1000);
+    expect(sumOf(findRecord(cs, 'c', { route: '/B' }))).toBe(1000);
+    // The first uses of a label set resolve it (the third enters the cache), bind once.
+    expect(calls).toBeLessThanOrEqual(4);
+    await p.shutdown();
+  });
+
+  it('an attributes processor that throws drops the measurement with a diagnostic', async () => {
+    const log = installLogger();
+    const p = new MeterProvider({ views: [{ instrumentName: 'c', attributesProcessors: [{ process: () => { throw new Error('boom'); } }] }] });
+    p.getMeter('v').createCounter('c').add(1, { a: 1 });
+    expect(recordsOf(await p.collect(), 'c')).toHaveLength(0);
+    expect(log.warned('attributes processor threw', 'boom')).toBe(true);
+    await p.shutdown();
+  });
+
+  it('sdk-metrics Aggregation instances (the 1.x public classes) are taken for the option they stand for', async () => {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const agg = require('@opentelemetry/sdk-metrics/build/src/view/Aggregation');
+    const p = new MeterProvider({
+      views: [
+        { instrumentName: 'h', aggregation: new agg.ExplicitBucketHistogramAggregation([1, 5]) },
+        { instrumentName: 'e', aggregation: new agg.ExponentialHistogramAggregation(20) },
+        { instrumentName: 'd', aggregation: new agg.DropAggregation() },
+      ],
+    });
+    const m = p.getMeter('v');
+    for (const v of [0.5, 3, 9]) m.createHistogram('h').record(v);
+    m.createHistogram('e').record(3);
+    m.createCounter('d').add(1);
+    const cs = await p.collect();
+    expect(histOf(findRecord(cs, 'h')).boundaries).toEqual([1, 5]);
+    expect(histOf(findRecord(cs, 'h')).bucketCounts).toEqual([1, 1, 1]);
+    expect(findRecord(cs, 'e').aggregation.kind).toBe('exponentialHistogram');
+    expect(recordsOf(cs, 'd')).toHaveLength(0);
+    expect(() => new MeterProvider({ views: [{ instrumentName: 'x', aggregation: { createAggregator() {} } as never }] })).toThrow(/aggregation class/);
+    await p.shutdown();
   });
 
   it('rejects views that select nothing, rename through a wildcard, or set a bad limit', () => {

@@ -212,6 +212,9 @@ void ReadOptions(Napi::Env env, const Napi::Value& v, prometheus::Options* o, pr
   bool om = false;
   flag("openMetrics", &om);
   o->format = om ? prometheus::Format::OpenMetrics100 : prometheus::Format::Text004;
+  bool protobuf = false;
+  flag("protobuf", &protobuf);
+  if (protobuf) o->format = prometheus::Format::Protobuf;
   flag("scopeLabels", &o->scopeLabels);
   Napi::Value q = obj.Get("quantiles");
   if (!q.IsUndefined()) {
@@ -230,6 +233,33 @@ void ReadOptions(Napi::Env env, const Napi::Value& v, prometheus::Options* o, pr
     if (!p.IsString()) ThrowType(env, "prefix must be a string");
     o->prefix = p.As<Napi::String>().Utf8Value();
     if (o->prefix.size() > kMaxPrefixBytes) ThrowType(env, "prefix is too long");
+  }
+  auto text = [&](const char* key, std::string* out) {
+    Napi::Value x = obj.Get(key);
+    if (x.IsUndefined()) return;
+    if (!x.IsString()) ThrowType(env, std::string(key) + " must be a string");
+    *out = x.As<Napi::String>().Utf8Value();
+    if (out->size() > kMaxPrefixBytes) ThrowType(env, std::string(key) + " is too long");
+  };
+  text("namePrefix", &o->namePrefix);
+  text("constantLabels", &o->constantLabels);
+  text("sampleSuffix", &o->sampleSuffix);
+  flag("withoutUnits", &o->withoutUnits);
+  flag("withoutCounterSuffixes", &o->withoutCounterSuffixes);
+  // targetInfo: [name, value, ...] (protobuf's target_info labels).
+  Napi::Value ti = obj.Get("targetInfo");
+  if (!ti.IsUndefined()) {
+    if (!ti.IsArray()) ThrowType(env, "targetInfo must be an array of strings");
+    Napi::Array a = ti.As<Napi::Array>();
+    if (a.Length() % 2 != 0) ThrowType(env, "targetInfo must hold name, value pairs");
+    size_t bytes = 0;
+    for (uint32_t i = 0; i + 1 < a.Length(); i += 2) {
+      Napi::Value k = a.Get(i), v = a.Get(i + 1);
+      if (!k.IsString() || !v.IsString()) ThrowType(env, "targetInfo must be an array of strings");
+      o->targetInfo.emplace_back(k.As<Napi::String>().Utf8Value(), v.As<Napi::String>().Utf8Value());
+      bytes += o->targetInfo.back().first.size() + o->targetInfo.back().second.size();
+      if (bytes > kMaxPrefixBytes) ThrowType(env, "targetInfo is too long");
+    }
   }
   Napi::Value rn = obj.Get("reservedNames");
   if (!rn.IsUndefined()) {
@@ -276,7 +306,7 @@ void ReadOptions(Napi::Env env, const Napi::Value& v, prometheus::Options* o, pr
 // The arguments serializePrometheus and openPrometheusStream share:
 //   (domain, reclaim: boolean, reclaimBefore: epoch | undefined,
 //    include: Uint32Array (instrument ids, any order) | null (all),
-//    options?: { openMetrics?, scopeLabels?, quantiles?: Float64Array,
+//    options?: { openMetrics?, protobuf?, targetInfo?: string[], scopeLabels?, quantiles?: Float64Array,
 //                instrumentQuantiles?: Float64Array ([id, n, q..]*), prefix?: string,
 //                reservedNames?: string[], chunkBytes?, exact?: Float64Array ([recordId, n, v..]*),
 //                threads?, readerEpoch? })
@@ -407,7 +437,7 @@ class StreamPartWorker : public Napi::AsyncWorker {
 
 // openPrometheusStream(...ScrapeArgs with options.partBytes?: number in [4096, 2^30])
 //   -> { stream, parts, epoch, records, stale: Float64Array, reclaimed: Float64Array,
-//        dropped: Uint32Array, merged: Uint32Array, snapshotMs }
+//        dropped: Uint32Array, merged: Uint32Array, snapshotMs, snapshotBytes }
 // The collection pass and snapshot of serializePrometheus, taken now on this thread, and
 // the plan that cuts its text into `parts` parts of about partBytes (default 4 MiB) each,
 // written one at a time by readPrometheusStream. Close it when done.
@@ -440,6 +470,7 @@ Napi::Value OpenPrometheusStream(const Napi::CallbackInfo& info) {
   r.Set("parts", static_cast<double>(stream->parts()));
   SetPass(env, r, pass.epoch, pass.records, pass.stale, pass.reclaimed, pass.dropped, pass.collisions,
           pass.snapshotMs);
+  r.Set("snapshotBytes", static_cast<double>(pass.snapshotBytes));
   return r;
 }
 

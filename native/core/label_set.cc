@@ -2,6 +2,7 @@
 
 #include "record.h"
 
+#include <cstddef>
 #include <cstdlib>
 #include <cstring>
 #include <new>
@@ -118,19 +119,20 @@ LabelSet* LabelSetTable::Acquire(std::string_view key) {
   return s;
 }
 
-void LabelSetTable::Release(LabelSet* s, bool keep) {
+void LabelSetTable::Release(LabelSet* s, bool keep, uint64_t stamp) {
   if (--s->refs_ > 0) return;
   table_.Erase(s);
   if (keep) {
-    retired_.push_back(s);
+    retired_.emplace_back(s, stamp);
   } else {
     Free(s);
   }
 }
 
-void LabelSetTable::FreeRetired() {
-  for (LabelSet* s : retired_) Free(s);
-  retired_.clear();
+void LabelSetTable::FreeRetired(uint64_t below) {
+  size_t n = 0;
+  while (n < retired_.size() && retired_[n].second < below) Free(retired_[n++].first);
+  retired_.erase(retired_.begin(), retired_.begin() + static_cast<std::ptrdiff_t>(n));
 }
 
 void LabelSetTable::Free(LabelSet* s) {

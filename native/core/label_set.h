@@ -8,6 +8,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "block_pool.h"
@@ -65,11 +66,11 @@ class LabelSetTable {
   // Takes a reference to the set with these bytes, interning it if new.
   LabelSet* Acquire(std::string_view key);
   // Drops a reference. With the last one the set leaves the table (Find no longer sees
-  // it) and is freed, or with `keep` retired: its memory stays, unchanged, until
-  // FreeRetired.
-  void Release(LabelSet* set, bool keep = false);
-  // Frees the sets Release retired.
-  void FreeRetired();
+  // it) and is freed, or with `keep` retired under `stamp`: its memory stays, unchanged,
+  // until FreeRetired frees it. Stamps never decrease from one call to the next.
+  void Release(LabelSet* set, bool keep = false, uint64_t stamp = 0);
+  // Frees the sets Release retired under a stamp below `below` (all by default).
+  void FreeRetired(uint64_t below = UINT64_MAX);
 
   size_t size() const { return table_.size(); }
   size_t Retired() const { return retired_.size(); }
@@ -82,7 +83,9 @@ class LabelSetTable {
   BlockPool blocks_;  // the sets' memory (declared first: destroyed after table_)
   ProbeTable<LabelSet, Traits> table_;
   size_t bytes_ = 0;  // of the sets themselves (retired ones included)
-  std::vector<LabelSet*> retired_;
+  // Retired sets with their stamps, in the order retired (stamps non-decreasing); freed
+  // from the front.
+  std::vector<std::pair<LabelSet*, uint64_t>> retired_;
   void Free(LabelSet* set);
 };
 

@@ -25,6 +25,12 @@ const char* TypeName(FamilyType t);
 // The scope labels of an instrument's samples ("" when none or scope labels are off).
 std::string ScopeText(const Descriptor& d, const Options& opts);
 
+// A histogram state (explicit or exponential) as cumulative counts at its finite bounds,
+// ascending (prometheus_writer.cc).
+void CumulativeBuckets(const Descriptor& d, const double* st, size_t n, std::vector<std::pair<double, double>>* out);
+// Count and sum of a histogram or summary state (prometheus_writer.cc).
+void CountAndSum(const Descriptor& d, const double* st, size_t n, double* count, double* sum);
+
 // A record's label text (`k="v",...` without braces): sanitized names, collisions merged,
 // reserved names renamed, then the scope labels. One per thread: the plan's identity pass
 // and each writer have their own.
@@ -92,8 +98,9 @@ struct LabelText {
   // are not redone.
   std::vector<std::string_view> entryRawNames;
 
-  // Fills `labels` for a record: its attributes, then the scope labels.
-  void Build(std::string_view key, std::string_view scopeText) {
+  // Fills `entries` for a record's attributes (what Build renders; the protobuf writer
+  // reads them as they are).
+  void Parse(std::string_view key) {
     parsed.clear();
     size_t i = 0;
     std::string_view part, tagged;
@@ -108,6 +115,11 @@ struct LabelText {
     } else {
       BuildEntries();
     }
+  }
+
+  // Fills `labels` for a record: its attributes, then the scope labels.
+  void Build(std::string_view key, std::string_view scopeText) {
+    Parse(key);
     labels.clear();
     for (const Entry& e : entries) {
       if (!e.head) continue;

@@ -263,14 +263,16 @@ FamilyType TypeOf(const Descriptor& d) {
   return FamilyType::Skip;
 }
 
-FamilyName NameFor(const Descriptor& d, Format format) {
+FamilyName NameFor(const Descriptor& d, Format format, const Options& opts) {
+  if (format == Format::Protobuf) format = Format::Text004;  // protobuf names are the text format's
   FamilyType type = TypeOf(d);
-  std::string base = SanitizeMetricName(d.name);
+  std::string base = SanitizeMetricName(opts.namePrefix.empty() ? d.name : opts.namePrefix + d.name);
   FamilyName f;
-  f.unit = UnitWord(d.unit, type == FamilyType::Gauge);
-  if (type == FamilyType::Counter && base.size() > 6 && EndsWith(base, "_total")) base.resize(base.size() - 6);
+  if (!opts.withoutUnits) f.unit = UnitWord(d.unit, type == FamilyType::Gauge);
+  const bool suffix = !(opts.withoutCounterSuffixes && format == Format::Text004);
+  if (type == FamilyType::Counter && suffix && base.size() > 6 && EndsWith(base, "_total")) base.resize(base.size() - 6);
   if (!f.unit.empty() && base != f.unit && !EndsWith(base, "_" + f.unit)) base += "_" + f.unit;
-  if (type == FamilyType::Counter) {
+  if (type == FamilyType::Counter && suffix) {
     f.sample = base + "_total";
     f.family = format == Format::OpenMetrics100 ? base : f.sample;
   } else {

@@ -90,9 +90,9 @@ MergeKind MergeKindOf(FamilyType type, const MergedFamily::Ref* refs, uint32_t c
 
 // The names a family of this type uses: its TYPE names in both formats and its samples'
 // (`_created` of OpenMetrics included).
-std::vector<std::string> ClaimedNames(const Descriptor& d, FamilyType type) {
-  FamilyName text = NameFor(d, Format::Text004);
-  FamilyName om = NameFor(d, Format::OpenMetrics100);
+std::vector<std::string> ClaimedNames(const Descriptor& d, FamilyType type, const Options& opts) {
+  FamilyName text = NameFor(d, Format::Text004, opts);
+  FamilyName om = NameFor(d, Format::OpenMetrics100, opts);
   std::vector<std::string> v = {text.family};
   if (om.family != text.family) v.push_back(om.family);
   switch (type) {
@@ -125,7 +125,7 @@ SerializationPlan::SerializationPlan(const Snapshot& snap, const Options& opts, 
     const Descriptor& d = si.descriptor;
     const FamilyType type = TypeOf(d);
     if (type == FamilyType::Skip) continue;
-    const std::vector<std::string> names = ClaimedNames(d, type);
+    const std::vector<std::string> names = ClaimedNames(d, type, opts);
     const std::string& textKey = names[0];
     size_t joined = SIZE_MAX;
     bool clash = false;
@@ -149,7 +149,7 @@ SerializationPlan::SerializationPlan(const Snapshot& snap, const Options& opts, 
     }
     if (joined == SIZE_MAX) {
       PlanFamily f;
-      FamilyName fn = NameFor(d, opts.format);
+      FamilyName fn = NameFor(d, opts.format, opts);
       f.name = fn.family;
       f.textKey = textKey;
       f.type = type;

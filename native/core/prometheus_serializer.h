@@ -49,6 +49,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "descriptor.h"
@@ -56,7 +57,10 @@
 
 namespace hotmeter::prometheus {
 
-enum class Format : uint8_t { Text004 = 0, OpenMetrics100 = 1 };
+// Protobuf: the Prometheus protobuf exposition (io.prometheus.client.MetricFamily messages,
+// each prefixed by its varint length; prometheus_protobuf.cc). Names and labels as Text004;
+// exponential histograms as native histograms.
+enum class Format : uint8_t { Text004 = 0, OpenMetrics100 = 1, Protobuf = 2 };
 enum class FamilyType : uint8_t { Counter, Gauge, Histogram, Summary, Skip };
 
 struct Options {
@@ -69,9 +73,26 @@ struct Options {
   std::unordered_map<uint32_t, std::vector<double>> instrumentQuantiles;
   // Written verbatim before the families (the caller's target_info family).
   std::string prefix;
+  // Protobuf: the target_info family's labels (names already sanitized; written first when
+  // not empty). The text formats take target_info in `prefix`, which Protobuf ignores.
+  std::vector<std::pair<std::string, std::string>> targetInfo;
   // Names the prefix uses (e.g. "target_info", "target"): instruments mapping to them
   // are dropped.
   std::vector<std::string> reservedNames;
+  // Prepended to every metric name before it is sanitized (exporter-prometheus' `prefix`,
+  // with its '_').
+  std::string namePrefix;
+  // Names without the unit word (the OpenTelemetry Go exporter's WithoutUnits; the names
+  // @opentelemetry/exporter-prometheus writes). No UNIT metadata either.
+  bool withoutUnits = false;
+  // Counters without the `_total` suffix in the text format (the OpenTelemetry Go
+  // exporter's WithoutCounterSuffixes); OpenMetrics requires it and keeps it.
+  bool withoutCounterSuffixes = false;
+  // `name="value"` pairs written after the scope labels on every sample (resource
+  // attributes as constant labels), rendered by the caller; "" for none.
+  std::string constantLabels;
+  // Written after every sample's value (" <ms>": a timestamp), "" for none.
+  std::string sampleSuffix;
   // Output is cut into chunks of about this many bytes, at line ends.
   size_t chunkBytes = (size_t{2} << 20) - (size_t{64} << 10);
   // Serialization threads: 0 picks min(hardware threads, 4); the output is the same
@@ -340,6 +361,8 @@ class SerializationPlan {
     bool header() const { return member == nullptr && merged == nullptr; }
   };
   void WriteRange(size_t lo, size_t hi, bool first, bool last, ChunkedOutput* out) const;
+  // WriteRange for Format::Protobuf (prometheus_protobuf.cc).
+  void WriteRangeProtobuf(size_t lo, size_t hi, bool first, ChunkedOutput* out) const;
   // The family's series when some of its records share one, else null.
   std::unique_ptr<MergedFamily> MergeFamily(const PlanFamily& f);
 
@@ -386,6 +409,43 @@ struct FamilyName {
   std::string sample;  // the base of sample names (counters: with `_total`)
   std::string unit;    // UNIT word ("" when none)
 };
-FamilyName NameFor(const Descriptor& d, Format format);
+FamilyName NameFor(const Descriptor& d, Format format, const Options& opts = Options{});
+
+// ---- Protobuf pieces, exposed for tests (prometheus_protobuf.cc) -----------------------
+
+namespace pb {
+// Appends v as a base-128 varint (1 to 10 bytes).
+void AppendVarint(std::string* out, uint64_t v);
+// sint32 / sint64 encoding: 0, -1, 1, -2 .. -> 0, 1, 2, 3 ..
+inline uint64_t ZigZag(int64_t v) { return (static_cast<uint64_t>(v) << 1) ^ static_cast<uint64_t>(v >> 63); }
+
+struct Span {
+  int32_t offset = 0;  // the first span: its first bucket's index; later: empty buckets since the previous span
+  uint32_t length = 0;
+  bool operator==(const Span& o) const { return offset == o.offset && length == o.length; }
+};
+// A native histogram: Prometheus bucket index i of schema s holds (b^(i-1), b^i] for
+// positive values (and the mirror for negative ones), b = 2^(2^-s); `deltas` are each
+// bucket's count less the previous bucket's (the first: less 0), spans' buckets in order.
+struct NativeHistogram {
+  int32_t schema = 0;
+  double zeroThreshold = 0;
+  uint64_t zeroCount = 0;
+  uint64_t count = 0;
+  double sum = 0;
+  std::vector<Span> positiveSpans, negativeSpans;
+  std::vector<int64_t> positiveDeltas, negativeDeltas;
+};
+// The zero threshold written for every native histogram: hotmeter's zero bucket holds exact
+// zeros only, but a threshold of 0 with no buckets reads as a classic histogram to
+// Prometheus; the smallest positive double keeps every scrape's threshold the same.
+constexpr double kZeroThreshold = 4.9406564584124654e-324;
+// An exponential histogram state (cell of `n` doubles) as a native histogram: its scale
+// clamped to Prometheus' 8 by merging buckets (index >> (scale - 8)), OpenTelemetry's
+// index i (holding (b^i, b^(i+1)]) as Prometheus' i + 1; runs of at most 2 empty buckets
+// inside a span, longer gaps start a new span (as client_golang). False when the scale is
+// below -4 (Prometheus has no such schema): the caller writes classic buckets instead.
+bool ToNativeHistogram(const double* st, size_t n, NativeHistogram* out);
+}  // namespace pb
 
 }  // namespace hotmeter::prometheus

@@ -29,7 +29,9 @@ void TakeSnapshot(RecordMap& map, const CollectOptions& opts, const std::vector<
   out->records.reserve(out->records.size() + records);
   out->states.reserve(out->states.size() + doubles);
   CollectOptions pinned = opts;
+  uint64_t pinId = 0;
   pinned.pinLabels = true;
+  pinned.pinId = &pinId;
   const Instrument* last = nullptr;
   bool included = false;
   bool observable = false;
@@ -70,7 +72,7 @@ void TakeSnapshot(RecordMap& map, const CollectOptions& opts, const std::vector<
         out->instruments.back().recordCount++;
       },
       &out->reclaimed);
-  out->pin = RecordMap::LabelPin(&map);  // the pass took it
+  out->pin = RecordMap::LabelPin(&map, pinId);  // the pass took it
 }
 
 namespace {

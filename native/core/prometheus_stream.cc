@@ -28,6 +28,7 @@ std::shared_ptr<PrometheusStream> PrometheusStream::Open(RecordMap& map, const C
   s->bounds_ = s->plan_->Parts(partBytes);
   pass->epoch = s->snap_.epoch;
   pass->records = s->snap_.records.size();
+  pass->snapshotBytes = s->snap_.records.capacity() * sizeof(SnapshotRecord) + s->snap_.states.capacity() * sizeof(double);
   pass->stale = s->snap_.stale;
   pass->reclaimed = s->snap_.reclaimed;
   pass->collisions = s->plan_->collisions();

@@ -42,6 +42,7 @@ struct StreamPass {
   std::vector<uint32_t> dropped;
   std::vector<Collision> collisions;
   double snapshotMs = 0;
+  size_t snapshotBytes = 0;  // what the snapshot holds while the stream is open (records, states)
 };
 
 class PrometheusStream {

@@ -33,12 +33,13 @@ std::string ScopeText(const Descriptor& d, const Options& opts) {
       scopeText += '"';
     }
   }
+  if (!opts.constantLabels.empty()) {
+    if (!scopeText.empty()) scopeText += ',';
+    scopeText += opts.constantLabels;
+  }
   return scopeText;
 }
 
-namespace {
-
-// A histogram state as cumulative counts at its finite bounds, ascending.
 void CumulativeBuckets(const Descriptor& d, const double* st, size_t n, std::vector<std::pair<double, double>>* out) {
   out->clear();
   if (d.aggregation == AggregationKind::Histogram) {
@@ -64,7 +65,6 @@ void CumulativeBuckets(const Descriptor& d, const double* st, size_t n, std::vec
   }
 }
 
-// Count and sum of a histogram or summary state.
 void CountAndSum(const Descriptor& d, const double* st, size_t n, double* count, double* sum) {
   switch (d.aggregation) {
     case AggregationKind::Histogram: {
@@ -93,6 +93,8 @@ void CountAndSum(const Descriptor& d, const double* st, size_t n, double* count,
       return;
   }
 }
+
+namespace {
 
 // Writes records and merged series.
 struct Writer {
@@ -139,7 +141,7 @@ struct Writer {
     if (cur == &si) return;
     cur = &si;
     const Descriptor& d = si.descriptor;
-    const FamilyName fn = NameFor(d, opts.format);
+    const FamilyName fn = NameFor(d, opts.format, opts);
     const FamilyType type = TypeOf(d);
     sample = fn.sample;
     created = opts.format == Format::OpenMetrics100 &&
@@ -166,7 +168,8 @@ struct Writer {
   void Sample(std::string_view name, std::string_view suffix, std::string_view extra, double v) {
     const bool braces = !labels.empty() || !extra.empty();
     const bool comma = !labels.empty() && !extra.empty();
-    char* p = o.Extend(name.size() + suffix.size() + labels.size() + extra.size() + 4 + 32);
+    const std::string& ts = opts.sampleSuffix;
+    char* p = o.Extend(name.size() + suffix.size() + labels.size() + extra.size() + ts.size() + 4 + 32);
     char* const start = p;
     auto put = [&p](std::string_view s) {
       std::memcpy(p, s.data(), s.size());
@@ -183,6 +186,7 @@ struct Writer {
     }
     *p++ = ' ';
     p += FormatNumber(p, v);
+    put(ts);
     *p++ = '\n';
     o.Shrink(static_cast<size_t>(p - start));
   }
@@ -193,13 +197,16 @@ struct Writer {
 
   // bucketPrefix, then `tail` (`le="..."} `), the value and a newline.
   void BucketLine(std::string_view tail, double v) {
-    char* p = o.Extend(bucketPrefix.size() + tail.size() + 1 + 32);
+    const std::string& ts = opts.sampleSuffix;
+    char* p = o.Extend(bucketPrefix.size() + tail.size() + ts.size() + 1 + 32);
     char* const start = p;
     std::memcpy(p, bucketPrefix.data(), bucketPrefix.size());
     p += bucketPrefix.size();
     std::memcpy(p, tail.data(), tail.size());
     p += tail.size();
     p += FormatNumber(p, v);
+    std::memcpy(p, ts.data(), ts.size());
+    p += ts.size();
     *p++ = '\n';
     o.Shrink(static_cast<size_t>(p - start));
   }
@@ -427,6 +434,10 @@ void SerializationPlan::Write(size_t lo, size_t hi, bool first, bool last, Chunk
 // Records [lo, hi) and the headers of the families whose first record falls in that range
 // (and, for the last range, of the families after the last record: empty ones).
 void SerializationPlan::WriteRange(size_t lo, size_t hi, bool first, bool last, ChunkedOutput* out) const {
+  if (opts_.format == Format::Protobuf) {
+    WriteRangeProtobuf(lo, hi, first, out);
+    return;
+  }
   const bool om = opts_.format == Format::OpenMetrics100;
   Writer w(opts_, exact_, snap_, out);
   Chunk& o = out->cur();

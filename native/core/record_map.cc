@@ -558,7 +558,7 @@ void RecordMap::FreeRecordLocked(uint32_t slot) {
     const RecordCell& c = r->Cell(i);
     if (SlabArena* arena = ArenaLocked(c.arena)) arena->Free(c.ref, n);
   }
-  labelSets_.Release(r->labels, labelPins_ > 0);
+  labelSets_.Release(r->labels, !labelPins_.empty(), lastPinId_);
   pool_.Free(slot);
 }
 
@@ -695,13 +695,18 @@ uint64_t RecordMap::CollectPass(const CollectOptions& opts, const CheckpointVisi
     reclaimed->push_back(pool_.IdOf(slot));
     ReclaimLocked(slot);
   }
-  if (opts.pinLabels) labelPins_++;
+  if (opts.pinLabels) {
+    labelPins_.insert(++lastPinId_);
+    *opts.pinId = lastPinId_;
+  }
   return epoch;
 }
 
-void RecordMap::UnpinLabels() {
+void RecordMap::UnpinLabels(uint64_t id) {
   std::lock_guard<std::mutex> lock(mu_);
-  if (--labelPins_ == 0) labelSets_.FreeRetired();
+  labelPins_.erase(id);
+  // Sets retired under a stamp below the oldest pin held: no pin held can point at them.
+  labelSets_.FreeRetired(labelPins_.empty() ? UINT64_MAX : *labelPins_.begin());
 }
 
 void RecordMap::PassSize(uint32_t domain, const std::vector<uint32_t>* include, size_t* records,

@@ -11,6 +11,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -85,8 +86,10 @@ struct CollectOptions {
   bool reclaim = false;
   uint64_t reclaimBefore = UINT64_MAX;
   // The pass ends by taking a label pin (RecordMap::LabelPin): every LabelSet its visit
-  // saw stays in memory, bytes unchanged, until the pin goes, whatever is reclaimed.
+  // saw stays in memory, bytes unchanged, until the pin goes, whatever is reclaimed. The
+  // pin's id is written to *pinId (required with pinLabels).
   bool pinLabels = false;
+  uint64_t* pinId = nullptr;
   // The epoch of the previous pass of the reader this pass is for (0: it has none):
   // CheckpointView::fresh tells whether the record's last update was first seen by a pass
   // after it. Every reader then sees each update once, whichever reader's pass (or
@@ -111,20 +114,23 @@ using CheckpointVisitor = std::function<void(const CheckpointView&)>;
 
 class RecordMap {
  public:
-  // Holds a pass's label pin (CollectOptions::pinLabels): while any pin of the map is
-  // held, label sets whose last record is reclaimed are retired, not freed; the last pin
-  // to go frees them (so a pin held long, a slow client's streamed scrape, keeps every set
-  // reclaimed meanwhile: stats().retiredLabelSets). Move-only; the owner must not hold the
-  // map's lock when it goes.
+  // Holds a pass's label pin (CollectOptions::pinLabels): a label set whose last record is
+  // reclaimed while pins are held is retired, not freed, stamped with the newest pin's id;
+  // it is freed once no pin with an id up to its stamp is held (a pin taken after a set
+  // was retired cannot point at it). So a pin held long (a slow client's streamed scrape)
+  // keeps only the sets reclaimed while it is held, and overlapping pins do not keep them
+  // after the older ones go (stats().retiredLabelSets). Move-only; the owner must not hold
+  // the map's lock when it goes.
   class LabelPin {
    public:
     LabelPin() = default;
-    explicit LabelPin(RecordMap* map) : map_(map) {}
-    LabelPin(LabelPin&& o) noexcept : map_(o.map_) { o.map_ = nullptr; }
+    LabelPin(RecordMap* map, uint64_t id) : map_(map), id_(id) {}
+    LabelPin(LabelPin&& o) noexcept : map_(o.map_), id_(o.id_) { o.map_ = nullptr; }
     LabelPin& operator=(LabelPin&& o) noexcept {
       if (this != &o) {
         reset();
         map_ = o.map_;
+        id_ = o.id_;
         o.map_ = nullptr;
       }
       return *this;
@@ -133,13 +139,14 @@ class RecordMap {
     LabelPin& operator=(const LabelPin&) = delete;
     ~LabelPin() { reset(); }
     void reset() {
-      if (map_ != nullptr) map_->UnpinLabels();
+      if (map_ != nullptr) map_->UnpinLabels(id_);
       map_ = nullptr;
     }
     bool held() const { return map_ != nullptr; }
 
    private:
     RecordMap* map_ = nullptr;
+    uint64_t id_ = 0;
   };
 
   RecordMap() = default;
@@ -263,7 +270,7 @@ class RecordMap {
   void RemoveLocked(Instrument* inst, uint32_t slot);
   // Frees the domain's instruments and records (ReleaseDomain's precondition holds).
   void FreeDomainLocked(uint32_t domain);
-  void UnpinLabels();
+  void UnpinLabels(uint64_t id);
   // Makes a local record (no cell) for every series of the shared domain that another
   // process made, of an instrument registered here.
   void SyncSharedLocked(uint32_t domain);
@@ -282,7 +289,9 @@ class RecordMap {
   };
   std::unordered_map<uint32_t, SharedDomain> shared_;
   std::unordered_map<std::string, std::unique_ptr<SharedSegment>> segments_;
-  uint32_t labelPins_ = 0;  // LabelPins held
+  // Ids of the LabelPins held (ascending), and the last id given (ids start at 1).
+  std::set<uint64_t> labelPins_;
+  uint64_t lastPinId_ = 0;
   uint64_t epoch_ = 0;
   uint32_t nextDomain_ = 1;
   std::unordered_map<std::string, uint32_t> domains_;

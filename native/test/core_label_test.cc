@@ -158,6 +158,30 @@ TEST(label_sets_are_interned_and_freed_with_their_last_record) {
   CHECK_EQ(m.RecordCount(), 0u);
 }
 
+TEST(label_set_table_retired_sets_freed_by_stamp) {
+  // A set retired under stamp S is freed by FreeRetired(below) once S < below: the sets a
+  // newer pin cannot point at go while that pin is still held.
+  LabelSetTable t;
+  LabelSet* a = t.Acquire(EncodeLabelKey({"k", "a"}));
+  LabelSet* b = t.Acquire(EncodeLabelKey({"k", "b"}));
+  LabelSet* c = t.Acquire(EncodeLabelKey({"k", "c"}));
+  t.Release(a, true, 1);
+  t.Release(b, true, 2);
+  t.Release(c, true, 2);
+  CHECK_EQ(t.Retired(), 3u);
+  CHECK(t.Find(EncodeLabelKey({"k", "a"})) == nullptr);  // out of the table, memory kept
+  t.FreeRetired(2);  // the oldest pin held is 2: a (stamp 1) goes
+  CHECK_EQ(t.Retired(), 2u);
+  t.FreeRetired(2);
+  CHECK_EQ(t.Retired(), 2u);
+  t.FreeRetired(3);
+  CHECK_EQ(t.Retired(), 0u);
+  LabelSet* d = t.Acquire(EncodeLabelKey({"k", "d"}));
+  t.Release(d, true, 5);
+  t.FreeRetired();  // no pin held: everything
+  CHECK_EQ(t.Retired(), 0u);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) { return RunTests(argc, argv); }

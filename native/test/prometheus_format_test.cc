@@ -129,6 +129,18 @@ TEST(names_and_units) {
   Descriptor u = Desc("cpu.utilization", AggregationKind::LastValue, InstrumentKind::Gauge, false);
   u.unit = "1";
   CHECK_STR(prom::NameFor(u, prom::Format::Text004).family, "cpu_utilization_ratio");
+  // exporter-prometheus' names: a prefix, no unit word (its counters keep _total).
+  prom::Options plain;
+  plain.withoutUnits = true;
+  plain.namePrefix = "app_";
+  CHECK_STR(prom::NameFor(c, prom::Format::Text004, plain).family, "app_http_server_request_duration_total");
+  CHECK_STR(prom::NameFor(c, prom::Format::OpenMetrics100, plain).unit, "");
+  CHECK_STR(prom::NameFor(u, prom::Format::Text004, plain).family, "app_cpu_utilization");
+  // The Go exporter's WithoutCounterSuffixes: no _total in the text format; OpenMetrics keeps it.
+  plain.withoutCounterSuffixes = true;
+  CHECK_STR(prom::NameFor(c, prom::Format::Text004, plain).sample, "app_http_server_request_duration");
+  CHECK_STR(prom::NameFor(t, prom::Format::Text004, plain).family, "app_requests_total");
+  CHECK_STR(prom::NameFor(c, prom::Format::OpenMetrics100, plain).sample, "app_http_server_request_duration_total");
 }
 
 }  // namespace

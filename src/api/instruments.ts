@@ -19,7 +19,17 @@ import type {
 import type { LabelTrie } from '../sdk/label-trie';
 import type { RecordStore } from '../sdk/record-store';
 import type { BoundCounter, BoundGauge, BoundHandle, BoundHistogram, BoundUpDownCounter } from './handles';
-import { COUNTER_REJECT_RULE, FINITE_REJECT_RULE, HISTOGRAM_REJECT_RULE } from './handles';
+import {
+  BoundCounter as BoundCounterClass,
+  BoundGauge as BoundGaugeClass,
+  BoundHistogram as BoundHistogramClass,
+  BoundUpDownCounter as BoundUpDownCounterClass,
+  COUNTER_REJECT_RULE,
+  FINITE_REJECT_RULE,
+  HISTOGRAM_REJECT_RULE,
+  OFF_DROPPED,
+  OFF_UNBOUND,
+} from './handles';
 
 /**
  * What the synchronous instruments share. Each keeps its own copy of the direct call's
@@ -165,12 +175,169 @@ export class Gauge extends SyncInstrument<BoundGauge> implements ApiGauge {
   override record(): void {}
 }
 
+// Instruments of several streams (several views match, or readers with their own
+// aggregation): each measurement goes to every stream's own instrument, so a stream
+// resolves attributes through its own cache and filters. An instrument of one stream is
+// a plain Counter, Histogram, ...: it pays nothing for this.
+
+// A handle of several streams holds one handle per stream (each its own reference) and
+// writes none of its own cells: its inherited fields are the first part's, its `off` only
+// says unbound.
+
+/** @internal A bound counter of several streams. */
+export class FanoutBoundCounter extends BoundCounterClass {
+  /** @internal */ constructor(readonly parts: BoundCounter[]) {
+    super(parts[0].owner, parts[0].f64, OFF_DROPPED, 0);
+  }
+  override add(value: number): void {
+    const p = this.parts;
+    for (let i = 0; i < p.length; i++) p[i].add(value);
+  }
+  override unbind(): void {
+    for (const h of this.parts) h.unbind();
+    this.off = OFF_UNBOUND;
+  }
+}
+
+/** @internal A bound up-down counter of several streams. */
+export class FanoutBoundUpDownCounter extends BoundUpDownCounterClass {
+  /** @internal */ constructor(readonly parts: BoundUpDownCounter[]) {
+    super(parts[0].owner, parts[0].f64, OFF_DROPPED, 0);
+  }
+  override add(value: number): void {
+    const p = this.parts;
+    for (let i = 0; i < p.length; i++) p[i].add(value);
+  }
+  override unbind(): void {
+    for (const h of this.parts) h.unbind();
+    this.off = OFF_UNBOUND;
+  }
+}
+
+/** @internal A bound histogram of several streams. */
+export class FanoutBoundHistogram extends BoundHistogramClass {
+  /** @internal */ constructor(readonly parts: BoundHistogram[]) {
+    super(parts[0].owner, parts[0].f64, OFF_DROPPED, 0, NO_BOUNDS);
+  }
+  override record(value: number): void {
+    const p = this.parts;
+    for (let i = 0; i < p.length; i++) p[i].record(value);
+  }
+  override unbind(): void {
+    for (const h of this.parts) h.unbind();
+    this.off = OFF_UNBOUND;
+  }
+}
+
+/** @internal A bound gauge of several streams. */
+export class FanoutBoundGauge extends BoundGaugeClass {
+  /** @internal */ constructor(readonly parts: BoundGauge[]) {
+    super(parts[0].owner, parts[0].f64, OFF_DROPPED, 0);
+  }
+  override record(value: number): void {
+    const p = this.parts;
+    for (let i = 0; i < p.length; i++) p[i].record(value);
+  }
+  override unbind(): void {
+    for (const h of this.parts) h.unbind();
+    this.off = OFF_UNBOUND;
+  }
+}
+
+const NO_BOUNDS = new Float64Array(0);
+
+/** @internal A counter of several streams. */
+export class MultiCounter extends Counter {
+  /** @internal */ constructor(readonly parts: Counter[]) {
+    super(parts[0].store);
+  }
+  override add(value: number, attributes?: Attributes): void {
+    const p = this.parts;
+    for (let i = 0; i < p.length; i++) p[i].add(value, attributes);
+  }
+  override bind(attributes?: Attributes): BoundCounter {
+    return new FanoutBoundCounter(this.parts.map((c) => c.bind(attributes)));
+  }
+  override remove(attributes?: Attributes): void {
+    for (const c of this.parts) c.remove(attributes);
+  }
+  override clear(): void {
+    for (const c of this.parts) c.clear();
+  }
+}
+
+/** @internal An up-down counter of several streams. */
+export class MultiUpDownCounter extends UpDownCounter {
+  /** @internal */ constructor(readonly parts: UpDownCounter[]) {
+    super(parts[0].store);
+  }
+  override add(value: number, attributes?: Attributes): void {
+    const p = this.parts;
+    for (let i = 0; i < p.length; i++) p[i].add(value, attributes);
+  }
+  override bind(attributes?: Attributes): BoundUpDownCounter {
+    return new FanoutBoundUpDownCounter(this.parts.map((c) => c.bind(attributes)));
+  }
+  override remove(attributes?: Attributes): void {
+    for (const c of this.parts) c.remove(attributes);
+  }
+  override clear(): void {
+    for (const c of this.parts) c.clear();
+  }
+}
+
+/** @internal A histogram of several streams. */
+export class MultiHistogram extends Histogram {
+  /** @internal */ constructor(readonly parts: Histogram[]) {
+    super(parts[0].store);
+  }
+  override record(value: number, attributes?: Attributes): void {
+    const p = this.parts;
+    for (let i = 0; i < p.length; i++) p[i].record(value, attributes);
+  }
+  override bind(attributes?: Attributes): BoundHistogram {
+    return new FanoutBoundHistogram(this.parts.map((c) => c.bind(attributes)));
+  }
+  override remove(attributes?: Attributes): void {
+    for (const c of this.parts) c.remove(attributes);
+  }
+  override clear(): void {
+    for (const c of this.parts) c.clear();
+  }
+}
+
+/** @internal A gauge of several streams. */
+export class MultiGauge extends Gauge {
+  /** @internal */ constructor(readonly parts: Gauge[]) {
+    super(parts[0].store);
+  }
+  override record(value: number, attributes?: Attributes): void {
+    const p = this.parts;
+    for (let i = 0; i < p.length; i++) p[i].record(value, attributes);
+  }
+  override bind(attributes?: Attributes): BoundGauge {
+    return new FanoutBoundGauge(this.parts.map((c) => c.bind(attributes)));
+  }
+  override remove(attributes?: Attributes): void {
+    for (const c of this.parts) c.remove(attributes);
+  }
+  override clear(): void {
+    for (const c of this.parts) c.clear();
+  }
+}
+
 /** Base of the observable instruments: callbacks run at each collection. */
 export class ObservableInstrument implements Observable {
   /** @internal */ readonly callbacks: ObservableCallback[] = [];
+  /** @internal Every stream's store (the first is `store`). */ readonly stores: RecordStore<BoundGauge>[];
 
   /** @internal */
-  constructor(readonly store: RecordStore<BoundGauge>) {}
+  constructor(
+    readonly store: RecordStore<BoundGauge>,
+    stores?: RecordStore<BoundGauge>[],
+  ) {
+    this.stores = stores ?? [store];
+  }
 
   addCallback(callback: ObservableCallback): void {
     if (typeof callback !== 'function') return;
@@ -187,8 +354,10 @@ export class ObservableInstrument implements Observable {
    * value that is not finite is dropped before its attributes are resolved: no series.
    */
   observe(value: number, attributes?: Attributes): void {
-    if (typeof value === 'number' && value - value === 0) this.store.lookup(attributes).record(value);
-    else this.store.rejectValue(value, FINITE_REJECT_RULE);
+    if (typeof value === 'number' && value - value === 0) {
+      const ss = this.stores;
+      for (let i = 0; i < ss.length; i++) ss[i].lookup(attributes).record(value);
+    } else this.store.rejectValue(value, FINITE_REJECT_RULE);
   }
 }
 

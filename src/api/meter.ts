@@ -20,6 +20,10 @@ import {
   DisabledUpDownCounter,
   Gauge,
   Histogram,
+  MultiCounter,
+  MultiGauge,
+  MultiHistogram,
+  MultiUpDownCounter,
   ObservableCounter,
   ObservableGauge,
   ObservableInstrument,
@@ -30,6 +34,8 @@ import {
 /** What a Meter needs from its provider. */
 export interface MeterHost {
   storeFor(scope: InstrumentationScope, kind: InstrumentKind, name: string, options?: MetricOptions): RecordStore<BoundHandle>;
+  /** Every stream's store of the instrument (at least one). */
+  streamsFor?(scope: InstrumentationScope, kind: InstrumentKind, name: string, options?: MetricOptions): RecordStore<BoundHandle>[];
   registerObservable(o: ObservableInstrument): void;
   registerBatch(reg: BatchRegistration): void;
   unregisterBatch(callback: BatchObservableCallback, observables: Observable[]): void;
@@ -53,52 +59,64 @@ export class Meter implements ApiMeter {
    * The instrument's store. Options that throw when read (a Proxy, a throwing getter)
    * are ignored with a diagnostic: creating an instrument never throws.
    */
-  private storeOf(kind: InstrumentKind, name: string, options?: MetricOptions): RecordStore<BoundHandle> {
+  private storesOf(kind: InstrumentKind, name: string, options?: MetricOptions): RecordStore<BoundHandle>[] {
+    const h = this.host;
+    const get = (o: MetricOptions | undefined): RecordStore<BoundHandle>[] =>
+      h.streamsFor !== undefined ? h.streamsFor(this.scope, kind, name, o) : [h.storeFor(this.scope, kind, name, o)];
     try {
-      return this.host.storeFor(this.scope, kind, name, options);
+      return get(options);
     } catch (e) {
       const label = describeValue(name).slice(0, 300);
       warnLimited(`options:${label}`, `reading the options of instrument ${label} threw (${describeValue(e)}); defaults used`);
-      return this.host.storeFor(this.scope, kind, name, {});
+      return get({});
     }
   }
 
   createCounter(name: string, options?: MetricOptions): Counter {
-    const s = this.storeOf(InstrumentKind.COUNTER, name, options) as never;
+    const ss = this.storesOf(InstrumentKind.COUNTER, name, options) as never[];
+    if (ss.length > 1) return new MultiCounter(ss.map((s) => new Counter(s)));
+    const s = ss[0];
     return (s as RecordStore<BoundHandle>).disabled ? new DisabledCounter(s) : new Counter(s);
   }
 
   createUpDownCounter(name: string, options?: MetricOptions): UpDownCounter {
-    const s = this.storeOf(InstrumentKind.UP_DOWN_COUNTER, name, options) as never;
+    const ss = this.storesOf(InstrumentKind.UP_DOWN_COUNTER, name, options) as never[];
+    if (ss.length > 1) return new MultiUpDownCounter(ss.map((s) => new UpDownCounter(s)));
+    const s = ss[0];
     return (s as RecordStore<BoundHandle>).disabled ? new DisabledUpDownCounter(s) : new UpDownCounter(s);
   }
 
   createHistogram(name: string, options?: MetricOptions): Histogram {
-    const s = this.storeOf(InstrumentKind.HISTOGRAM, name, options) as never;
+    const ss = this.storesOf(InstrumentKind.HISTOGRAM, name, options) as never[];
+    if (ss.length > 1) return new MultiHistogram(ss.map((s) => new Histogram(s)));
+    const s = ss[0];
     return (s as RecordStore<BoundHandle>).disabled ? new DisabledHistogram(s) : new Histogram(s);
   }
 
   createGauge(name: string, options?: MetricOptions): Gauge {
-    const s = this.storeOf(InstrumentKind.GAUGE, name, options) as never;
+    const ss = this.storesOf(InstrumentKind.GAUGE, name, options) as never[];
+    if (ss.length > 1) return new MultiGauge(ss.map((s) => new Gauge(s)));
+    const s = ss[0];
     return (s as RecordStore<BoundHandle>).disabled ? new DisabledGauge(s) : new Gauge(s);
   }
 
   createObservableCounter(name: string, options?: MetricOptions): ObservableCounter {
-    const o = new ObservableCounter(this.storeOf(InstrumentKind.OBSERVABLE_COUNTER, name, options) as never);
+    const ss = this.storesOf(InstrumentKind.OBSERVABLE_COUNTER, name, options) as never[];
+    const o = new ObservableCounter(ss[0], ss);
     this.host.registerObservable(o);
     return o;
   }
 
   createObservableUpDownCounter(name: string, options?: MetricOptions): ObservableUpDownCounter {
-    const o = new ObservableUpDownCounter(
-      this.storeOf(InstrumentKind.OBSERVABLE_UP_DOWN_COUNTER, name, options) as never,
-    );
+    const ss = this.storesOf(InstrumentKind.OBSERVABLE_UP_DOWN_COUNTER, name, options) as never[];
+    const o = new ObservableUpDownCounter(ss[0], ss);
     this.host.registerObservable(o);
     return o;
   }
 
   createObservableGauge(name: string, options?: MetricOptions): ObservableGauge {
-    const o = new ObservableGauge(this.storeOf(InstrumentKind.OBSERVABLE_GAUGE, name, options) as never);
+    const ss = this.storesOf(InstrumentKind.OBSERVABLE_GAUGE, name, options) as never[];
+    const o = new ObservableGauge(ss[0], ss);
     this.host.registerObservable(o);
     return o;
   }

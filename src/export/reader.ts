@@ -9,12 +9,32 @@ export interface PrometheusCollectOptions {
   readonly withoutScopeInfo: boolean;
   readonly withoutTargetInfo: boolean;
   readonly summaryQuantiles: readonly number[];
+  /** Prepended to every metric name (with its '_'). */
+  readonly namePrefix?: string;
+  /** Names without the unit word. */
+  readonly withoutUnits?: boolean;
+  /** Counters without `_total` in the text format. */
+  readonly withoutCounterSuffixes?: boolean;
+  /** Every sample with the collection's time, ms. */
+  readonly appendTimestamp?: boolean;
+  /** Resource attributes whose names match: labels of every sample. */
+  readonly withResourceConstantLabels?: RegExp;
+  /** Those labels as `k="v",...` (what a native pass writes after the scope labels). */
+  readonly constantLabels?: string;
   /**
    * Text written before the families (the Prometheus exporter's `target_info`), and the
    * family names it takes (no metric may be written under them). Default none.
    */
   readonly prefix?: string;
   readonly reservedNames?: readonly string[];
+  /**
+   * The Prometheus protobuf format (delimited MetricFamily messages) instead of text; the
+   * prefix is then ignored and `targetInfo` ([name, value] label pairs) is written as the
+   * target_info family. Default false.
+   */
+  readonly protobuf?: boolean;
+  /** Protobuf's target_info labels: [name, value] pairs, names sanitized and merged as the text's. */
+  readonly targetInfo?: readonly (readonly [string, string])[];
 }
 
 /**
@@ -62,6 +82,8 @@ export interface PrometheusStream {
   readonly notes?: PrometheusPassNotes;
   /** The collection's epoch (for {@link MetricProducer.delivered}), when the producer has one. */
   readonly epoch?: number;
+  /** Memory the open stream holds besides its parts (its snapshot) until closed, bytes. */
+  readonly heldBytes?: number;
   /** Writes the next part (off the JS thread); undefined after the last. One read at a time. */
   next(): Promise<PrometheusPart | undefined>;
   /**

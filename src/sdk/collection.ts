@@ -109,6 +109,8 @@ export function decodeCollection(
   since: number,
   storeOf: (instrumentId: number) => RecordStore<BoundHandle> | undefined,
   attributesOf: Map<number, Attributes>,
+  /** Whether this reader is given the records of a store (its streams); default all. */
+  visible?: (store: RecordStore<BoundHandle>) => boolean,
 ): DecodedCollection {
   const stale = new Set<number>();
   const epoch = data[0];
@@ -137,6 +139,7 @@ export function decodeCollection(
     const st = data.subarray(i, i + size);
     i += size;
     if (lastUpdate !== passEpoch) stale.add(recordId); // idle in this pass (reclamation)
+    if (visible !== undefined && !visible(store)) continue; // another reader's stream
     if (isObservable(store.descriptor.kind) && !updated) continue; // not observed since this reader's last pass
     const attributes = attributesOf.get(recordId);
     if (attributes === undefined) undecoded.push(records.length);

@@ -26,6 +26,8 @@ export interface Descriptor {
   readonly adviceAttributes?: readonly string[];
   /** `advice.quantiles` (a hotmeter extension): the quantiles a Prometheus summary of this instrument shows. */
   readonly adviceQuantiles?: readonly number[];
+  /** false: a view asked for histogram points without min and max (sdk-metrics' recordMinMax). */
+  readonly recordMinMax?: boolean;
 }
 
 /** The instrumentation scope that created an instrument (the Meter's identity). */

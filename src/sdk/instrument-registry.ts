@@ -19,7 +19,7 @@ import { LabelTrie } from './label-trie';
 import { native } from './native';
 import { RecordStore } from './record-store';
 import { untrackStore } from './worker-evict';
-import { View } from './view';
+import { StreamSettings, View } from './view';
 
 /** The longest string registerInstrument takes, in UTF-8 bytes (kMaxStringBytes natively). */
 const MAX_IDENTITY_BYTES = 64 * 1024;
@@ -32,7 +32,31 @@ export interface RegistryOptions {
   readonly selector: AggregationSelector;
   readonly views: readonly View[];
   readonly cardinalityLimit: number;
+  /** Readers that choose their own aggregation or series limit (sdk-metrics readers). */
+  readonly readerPreferences?: readonly ReaderPreference[];
+  /** The other readers: they read the provider's default streams. */
+  readonly defaultReaders?: readonly object[];
 }
+
+/**
+ * A reader's own stream settings (sdk-metrics' MetricReader selectAggregation and
+ * selectCardinalityLimit) for instruments no view matches; undefined: the provider's.
+ */
+export interface ReaderPreference {
+  readonly reader: object;
+  settingsFor(kind: InstrumentKind): StreamSettings | undefined;
+}
+
+/** One stream to register: its settings, and the readers it is exported to (undefined: all). */
+interface StreamSpec {
+  readonly settings: StreamSettings;
+  readonly readers?: ReadonlySet<object>;
+  /** The settings' key, for a reader's own stream. */
+  readonly key?: string;
+}
+
+/** The provider's default stream: its aggregationSelector and cardinality limit. */
+const DEFAULT_STREAM: StreamSettings = Object.freeze({ recordMinMax: true });
 
 export class InstrumentRegistry {
   /** By identity (scope, lower-cased name, kind, unit, value type, description). */
@@ -45,6 +69,12 @@ export class InstrumentRegistry {
   private readonly selector: AggregationSelector;
   private readonly views: readonly View[];
   private readonly cardinalityLimit: number;
+  private readonly readerPreferences: readonly ReaderPreference[];
+  private readonly defaultReaders: readonly object[];
+  /** By the instrument's own identity: its streams' stores. */
+  private readonly streamsByInstrument = new Map<string, RecordStore<BoundHandle>[]>();
+  /** Set by registerStream when a stream drops by design (streamsFor caches the disabled instrument). */
+  private everyStreamDrops = false;
   private closed = false;
 
   /**
@@ -61,10 +91,22 @@ export class InstrumentRegistry {
     this.selector = options.selector;
     this.views = options.views;
     this.cardinalityLimit = options.cardinalityLimit;
+    this.readerPreferences = options.readerPreferences ?? [];
+    this.defaultReaders = options.defaultReaders ?? [];
   }
 
-  /** The store of an instrument (registered natively the first time its identity is seen). */
+  /** The first stream's store of an instrument (see streamsFor). */
   storeFor(scope: InstrumentationScope, kind: InstrumentKind, name: string, options: MetricOptions = {}): RecordStore<BoundHandle> {
+    return this.streamsFor(scope, kind, name, options)[0];
+  }
+
+  /**
+   * The stores of an instrument's streams (registered natively the first time each stream
+   * identity is seen): one per matching view, else the provider's default stream (one per
+   * distinct reader preference, see ReaderPreference). At least one: a disabled store when
+   * every stream drops.
+   */
+  streamsFor(scope: InstrumentationScope, kind: InstrumentKind, name: string, options: MetricOptions = {}): RecordStore<BoundHandle>[] {
     const nameText = typeof name === 'string' ? name : describeValue(name);
     const opts = options !== null && typeof options === 'object' ? options : {};
     const valueType = opts.valueType === ValueType.INT ? ValueType.INT : ValueType.DOUBLE;
@@ -95,33 +137,119 @@ export class InstrumentRegistry {
       adviceAttributes,
       adviceQuantiles,
     });
-    const view = this.views.find((v) => v.matches(instrument, scope));
-    if (view !== undefined && this.views.filter((v) => v.matches(instrument, scope)).length > 1) {
-      warnLimited(`views:${nameText}`, `several views match ${nameText}; the first one is used`);
-    }
-    const vo = view?.options;
-    const descriptor: Descriptor =
-      vo === undefined || (vo.name === undefined && vo.description === undefined)
-        ? instrument
-        : Object.freeze({ ...instrument, name: vo.name ?? instrument.name, description: vo.description ?? instrument.description });
-
     const scopeKey = `${scope.name}\0${scope.version ?? ''}\0${scope.schemaUrl ?? ''}`;
-    const valid = isValidInstrumentName(name);
-    const identity = `${scopeKey}\0${descriptor.name.toLowerCase()}\0${kind}\0${unit}\0${valueType}\0${descriptor.description}`;
     if (this.closed) {
       // The domain is released: nothing is registered any more. Its measurements are
       // dropped with the after-shutdown diagnostic.
-      const dead = new RecordStore<BoundHandle>(descriptor, scope, 0, AggregationKind.DROP, EMPTY_BOUNDS, this.limits, this.attributesOf, undefined, undefined, this.trie);
+      const dead = this.disabledStore(instrument, scope);
       dead.shutdown();
-      return dead;
+      return [dead];
     }
+    const instrumentKey = `${scopeKey}\0${nameText.toLowerCase()}\0${kind}\0${unit}\0${valueType}\0${description}`;
+    const known = this.streamsByInstrument.get(instrumentKey);
+    if (known !== undefined) return known;
+    if (!isValidInstrumentName(name)) {
+      warnLimited(`name:${nameText.slice(0, 300)}`, `invalid instrument name "${nameText.slice(0, 300)}": a letter then up to 254 of [A-Za-z0-9_.-/]; the instrument records nothing`);
+      return [this.disabledStore(instrument, scope)];
+    }
+    const out: RecordStore<BoundHandle>[] = [];
+    const identities = new Set<string>();
+    for (const spec of this.streamSpecs(instrument, scope)) {
+      const s = this.registerStream(instrument, scope, scopeKey, spec, identities);
+      if (s !== undefined && !s.disabled) out.push(s);
+    }
+    const streams = out.length > 0 ? out : [this.disabledStore(instrument, scope)];
+    // Registration failures (diagnosed) are not cached: the next creation tries again.
+    if (out.length > 0 || this.everyStreamDrops) this.streamsByInstrument.set(instrumentKey, streams);
+    this.everyStreamDrops = false;
+    return streams;
+  }
+
+  /** A store that records nothing (disabled stream, invalid instrument). */
+  private disabledStore(d: Descriptor, scope: InstrumentationScope): RecordStore<BoundHandle> {
+    return new RecordStore<BoundHandle>(d, scope, 0, AggregationKind.DROP, EMPTY_BOUNDS, this.limits, this.attributesOf, undefined, undefined, this.trie);
+  }
+
+  /** The streams an instrument gets: the matching views', else the default (per reader preference). */
+  private streamSpecs(instrument: Descriptor, scope: InstrumentationScope): StreamSpec[] {
+    const views = this.views.filter((v) => v.matches(instrument, scope));
+    if (views.length > 0) return views.map((v) => ({ settings: v.stream }));
+    if (this.readerPreferences.length === 0) return [{ settings: DEFAULT_STREAM }];
+    // OpenTelemetry: an instrument no view matches gets each reader's aggregation and
+    // series limit. Readers that agree share one stream.
+    const groups = new Map<string, { settings: StreamSettings; readers: object[] }>();
+    const keyOf = (st: StreamSettings): string => {
+      let agg = st.aggregation;
+      if (agg === undefined) {
+        try {
+          agg = this.selector.aggregatorFor(instrument) ?? AggregationKind.DROP;
+        } catch {
+          agg = defaultAggregation(instrument.kind);
+        }
+      }
+      return JSON.stringify([agg, st.boundaries ?? null, st.params ?? null, st.recordMinMax, st.cardinalityLimit ?? this.cardinalityLimit]);
+    };
+    if (this.defaultReaders.length > 0) groups.set(keyOf(DEFAULT_STREAM), { settings: DEFAULT_STREAM, readers: [...this.defaultReaders] });
+    for (const p of this.readerPreferences) {
+      let st: StreamSettings | undefined;
+      try {
+        st = p.settingsFor(instrument.kind);
+      } catch (e) {
+        warnLimited(`reader-pref:${instrument.name}`, `a reader's aggregation or cardinality selector threw for ${instrument.name} (${describeValue(e)}); the provider's defaults used`);
+      }
+      const settings = st ?? DEFAULT_STREAM;
+      const k = keyOf(settings);
+      const g = groups.get(k);
+      if (g !== undefined) g.readers.push(p.reader);
+      else groups.set(k, { settings, readers: [p.reader] });
+    }
+    if (groups.size === 1) return [{ settings: [...groups.values()][0].settings }];
+    return [...groups.entries()].map(([k, g]) => ({ settings: g.settings, readers: new Set(g.readers), key: k }));
+  }
+
+  /**
+   * Registers one stream of an instrument (or finds it: several instruments may feed one
+   * stream); undefined when it cannot be registered or repeats one of the instrument's
+   * earlier streams (`identities`), diagnosed.
+   */
+  private registerStream(
+    instrument: Descriptor,
+    scope: InstrumentationScope,
+    scopeKey: string,
+    spec: StreamSpec,
+    identities: Set<string>,
+  ): RecordStore<BoundHandle> | undefined {
+    const vo = spec.settings;
+    const kind = instrument.kind;
+    const unit = instrument.unit;
+    const valueType = instrument.valueType;
+    const nameText = instrument.name;
+    if (vo.aggregation === AggregationKind.DROP) {
+      this.everyStreamDrops = true;
+      return undefined;
+    }
+    const renamed = vo.name !== undefined || vo.description !== undefined || !vo.recordMinMax;
+    const descriptor: Descriptor = !renamed
+      ? instrument
+      : Object.freeze({
+          ...instrument,
+          name: vo.name ?? instrument.name,
+          description: vo.description ?? instrument.description,
+          ...(vo.recordMinMax ? {} : { recordMinMax: false }),
+        });
+    const base = `${scopeKey}\0${descriptor.name.toLowerCase()}\0${kind}\0${unit}\0${valueType}\0${descriptor.description}`;
+    // A reader's own stream is another native instrument than the default stream of its
+    // name. Two views making streams of one identity make one stream, the first's (as
+    // sdk-metrics reuses a compatible storage).
+    const identity = spec.key !== undefined && spec.readers !== undefined ? `${base}\0reader ${spec.key}` : base;
+    if (identities.has(identity)) {
+      warnLimited(`same-stream:${identity}`, `two views make the same stream ${descriptor.name} of ${nameText}; the first one's settings are used`);
+      return undefined;
+    }
+    identities.add(identity);
     const existing = this.stores.get(identity);
     if (existing !== undefined) return existing;
 
-    if (!valid) {
-      warnLimited(`name:${nameText.slice(0, 300)}`, `invalid instrument name "${nameText.slice(0, 300)}": a letter then up to 254 of [A-Za-z0-9_.-/]; the instrument records nothing`);
-      return new RecordStore(descriptor, scope, 0, AggregationKind.DROP, EMPTY_BOUNDS, this.limits, this.attributesOf, undefined, undefined, this.trie);
-    }
     // The native registry takes at most MAX_IDENTITY_BYTES of UTF-8 per string, the
     // identity included (it holds every other piece): longer ones make a no-op instrument.
     if (Buffer.byteLength(identity, 'utf8') > MAX_IDENTITY_BYTES) {
@@ -129,22 +257,22 @@ export class InstrumentRegistry {
         `identity:${nameText}`,
         `instrument ${nameText}: its meter name, version and schema URL, description and unit together exceed ${MAX_IDENTITY_BYTES} bytes; the instrument records nothing`,
       );
-      return new RecordStore(descriptor, scope, 0, AggregationKind.DROP, EMPTY_BOUNDS, this.limits, this.attributesOf, undefined, undefined, this.trie);
+      return undefined;
     }
     const nameKey = `${scopeKey}\0${descriptor.name.toLowerCase()}`;
     const prior = this.nameKinds.get(nameKey);
-    if (prior !== undefined && prior !== identity) {
+    if (prior !== undefined && prior !== base) {
       warnLimited(
         `dup:${nameKey}`,
         `duplicate instrument registration for "${descriptor.name}" with a different kind, unit, description or value type; both are exported ` +
           '(in Prometheus as one family where their types agree, with the first description and their series of the same labels merged; else the later one is left out)',
       );
     }
-    this.nameKinds.set(nameKey, identity);
+    this.nameKinds.set(nameKey, base);
 
     let aggregation: AggregationKind;
     try {
-      aggregation = vo?.aggregation ?? this.selector.aggregatorFor(descriptor) ?? AggregationKind.DROP;
+      aggregation = vo.aggregation ?? this.selector.aggregatorFor(descriptor) ?? AggregationKind.DROP;
     } catch (e) {
       warnLimited(`selector:${descriptor.name}`, `aggregationSelector threw for ${descriptor.name}: ${describeValue(e)}; default used`);
       aggregation = defaultAggregation(kind);
@@ -153,15 +281,15 @@ export class InstrumentRegistry {
       warnLimited(`selector-fit:${descriptor.name}`, `aggregation ${String(AggregationKind[aggregation])} does not fit ${InstrumentKind[kind]} ${descriptor.name}; default used`);
       aggregation = defaultAggregation(kind);
     }
+    if (aggregation === AggregationKind.DROP) {
+      this.everyStreamDrops = true;
+      return undefined;
+    }
     const bounds =
       aggregation === AggregationKind.HISTOGRAM
-        ? new Float64Array(
-            (vo?.explicitBucketBoundaries !== undefined && validBoundaries(vo.explicitBucketBoundaries) ? vo.explicitBucketBoundaries : undefined) ??
-              adviceBoundaries ??
-              DEFAULT_HISTOGRAM_BOUNDARIES,
-          )
+        ? new Float64Array(vo.boundaries ?? instrument.adviceBoundaries ?? DEFAULT_HISTOGRAM_BOUNDARIES)
         : EMPTY_BOUNDS;
-    const params = aggregatorParams(this.selector, descriptor, aggregation);
+    const params = vo.params !== undefined ? resolveAggregatorParams(aggregation, vo.params).params : aggregatorParams(this.selector, descriptor, aggregation);
     let id: number;
     let existed: boolean;
     try {
@@ -177,7 +305,7 @@ export class InstrumentRegistry {
     } catch (e) {
       // Every argument is checked above; this is the last guard of "creation never throws".
       warnLimited(`register:${nameText}`, `instrument ${nameText} could not be registered (${describeValue(e)}); it records nothing`);
-      return new RecordStore(descriptor, scope, 0, AggregationKind.DROP, EMPTY_BOUNDS, this.limits, this.attributesOf, undefined, undefined, this.trie);
+      return undefined;
     }
     // In a domain shared by name, another provider (or thread) may have registered this
     // identity first with other advice or another selector: the cells in native memory
@@ -188,7 +316,7 @@ export class InstrumentRegistry {
       reg !== null ? (reg.aggregation as AggregationKind) : aggregation,
       reg !== null ? reg.bounds : bounds,
       this.limits, this.attributesOf,
-      { cardinalityLimit: vo?.cardinalityLimit ?? this.cardinalityLimit, keep: view?.keep },
+      { cardinalityLimit: vo.cardinalityLimit ?? this.cardinalityLimit, keep: vo.keep, process: vo.process, readers: spec.readers },
       reg !== null ? registeredParams(reg) : params,
       this.trie,
     );
@@ -225,6 +353,7 @@ export class InstrumentRegistry {
     this.closed = true;
     for (const s of this.stores.values()) untrackStore(s);
     this.stores.clear();
+    this.streamsByInstrument.clear();
     this.storeByInstrument.clear();
     this.nameKinds.clear();
   }

@@ -18,6 +18,7 @@ import { AggregationSelector, defaultSelector } from '../export/aggregation-sele
 import { CheckpointSet } from '../export/checkpoint-set';
 import type {
   ForeignMetricReader,
+  MetricProducer,
   MetricReader,
   PrometheusCollectOptions,
   PrometheusPassNotes,
@@ -29,14 +30,14 @@ import { AggregationKind } from './aggregation';
 import { decodeCollection, ReaderEpochs } from './collection';
 import { InstrumentationScope, InstrumentKind } from './descriptor';
 import { describeValue, warnLimited } from './diag';
-import { InstrumentRegistry } from './instrument-registry';
+import { InstrumentRegistry, ReaderPreference } from './instrument-registry';
 import { DEFAULT_LABEL_LIMITS, LabelLimits } from './labels';
 import { LabelTrie } from './label-trie';
 import type { NativePrometheusOptions, NativePrometheusPass } from './native';
 import { native } from './native';
 import { ObservableCallbacks } from './observable-callbacks';
 import { DEFAULT_CARDINALITY_LIMIT, RecordStore } from './record-store';
-import { View, ViewOptions } from './view';
+import { StreamSettings, View, ViewOptions } from './view';
 
 /** Options of {@link MeterProvider}. */
 export interface MeterProviderOptions {
@@ -67,7 +68,11 @@ export interface MeterProviderOptions {
   /**
    * Readers (pull endpoints, push controllers) that collect from this provider. OpenTelemetry
    * JS readers (e.g. sdk-metrics' PeriodicExportingMetricReader with an OTLP exporter) work
-   * too: each is fed through a HotmeterMetricProducer (src/exporters/otlp).
+   * too: each is fed through a HotmeterMetricProducer (src/exporters/otlp). Such a reader's
+   * `aggregationSelector` and `cardinalitySelector` apply to its own export, for instruments
+   * no view matches (as in sdk-metrics): where they differ from the provider's, the
+   * instrument gets a stream for that reader (each measurement is written to both), and
+   * Prometheus readers of the provider are then served from CheckpointSets.
    */
   readers?: (MetricReader | ForeignMetricReader)[];
   /** Chooses each instrument's aggregator; `null` disables an instrument. */
@@ -96,6 +101,11 @@ export interface MeterProviderOptions {
    * provider (as prom-client and @opentelemetry/sdk-metrics do).
    */
   reclaimIdleMillis?: number;
+  /**
+   * sdk-metrics' option: only `false` (the default) is accepted; hotmeter does not export
+   * sdk-metrics' self-observability metrics.
+   */
+  sdkMetricsEnabled?: boolean;
 }
 
 function registerDomainOf(options: MeterProviderOptions): number {
@@ -108,6 +118,31 @@ function registerDomainOf(options: MeterProviderOptions): number {
   }
   return native().registerDomain(shared, true);
 }
+
+const PROVIDER_KEYS: readonly string[] = [
+  'resource', 'domain', 'processShared', 'labelLimits', 'callbackTimeoutMillis', 'readers', 'aggregationSelector', 'views',
+  'cardinalityLimit', 'reclamation', 'reclaimIdleMillis', 'sdkMetricsEnabled',
+];
+
+/** A reader's own stream settings, when it has a `streamSettings(kind)` (HotmeterMetricProducer) and they say something. */
+function readerPreference(r: MetricReader): ReaderPreference | undefined {
+  const f = (r as { streamSettings?: (kind: InstrumentKind) => StreamSettings | undefined }).streamSettings;
+  if (typeof f !== 'function') return undefined;
+  const table = new Map<InstrumentKind, StreamSettings | undefined>();
+  for (const kind of ALL_KINDS) table.set(kind, f.call(r, kind));
+  if ([...table.values()].every((x) => x === undefined)) return undefined;
+  return { reader: r, settingsFor: (kind) => table.get(kind) };
+}
+
+const ALL_KINDS: readonly InstrumentKind[] = [
+  InstrumentKind.COUNTER,
+  InstrumentKind.UP_DOWN_COUNTER,
+  InstrumentKind.HISTOGRAM,
+  InstrumentKind.GAUGE,
+  InstrumentKind.OBSERVABLE_COUNTER,
+  InstrumentKind.OBSERVABLE_UP_DOWN_COUNTER,
+  InstrumentKind.OBSERVABLE_GAUGE,
+];
 
 /**
  * The key under which direct `provider.collect()` calls are tracked as a reader, only
@@ -140,38 +175,69 @@ export class MeterProvider implements ApiMeterProvider {
   private readonly epochs: ReaderEpochs;
   private shutdownDone = false;
   private domainReleased = false;
+  /** Some reader has streams of its own (its aggregation or series limit): collections are filtered per reader. */
+  private readonly readerStreams: boolean;
 
   constructor(options: MeterProviderOptions = {}) {
-    this.resource = options.resource ?? { attributes: {} };
+    if (options === null || typeof options !== 'object') throw new TypeError('hotmeter: MeterProvider options must be an object');
+    for (const k of Object.keys(options)) {
+      if (!PROVIDER_KEYS.includes(k)) throw new TypeError(`hotmeter: unknown MeterProvider option ${k} (known: ${PROVIDER_KEYS.join(', ')})`);
+    }
+    if (options.sdkMetricsEnabled !== undefined && options.sdkMetricsEnabled !== false) {
+      throw new TypeError('hotmeter: MeterProvider option sdkMetricsEnabled is not supported (hotmeter does not export sdk-metrics\' self-observability metrics)');
+    }
+    const res = options.resource;
+    if (res !== undefined && (res === null || typeof res !== 'object' || res.attributes === null || typeof res.attributes !== 'object')) {
+      throw new TypeError('hotmeter: MeterProvider option resource must be a Resource (an object with attributes)');
+    }
+    this.resource = res ?? { attributes: {} };
     const limits = { ...DEFAULT_LABEL_LIMITS, ...(options.labelLimits ?? {}) };
     this.callbackTimeoutMillis = options.callbackTimeoutMillis ?? 30_000;
-    this.domain = registerDomainOf(options);
     const selector = options.aggregationSelector ?? defaultSelector;
+    if (options.views !== undefined && !Array.isArray(options.views)) throw new TypeError('hotmeter: MeterProvider option views must be an array');
     const views = (options.views ?? []).map((v) => new View(v));
     const limit = options.cardinalityLimit ?? DEFAULT_CARDINALITY_LIMIT;
     if (!(Number.isInteger(limit) && limit > 0)) throw new TypeError('hotmeter: cardinalityLimit must be a positive integer');
-    this.registry = new InstrumentRegistry(
-      this.domain,
-      { limits, selector, views, cardinalityLimit: limit },
-      this.attributesOf,
-      new LabelTrie<BoundHandle>(),
-    );
     this.reclamation = options.reclamation !== false;
     const idle = options.reclaimIdleMillis ?? 0;
     if (!(typeof idle === 'number' && idle >= 0 && idle <= 2 ** 31)) {
       throw new TypeError('hotmeter: reclaimIdleMillis must be a number of milliseconds >= 0');
     }
+    if (options.readers !== undefined && !Array.isArray(options.readers)) throw new TypeError('hotmeter: MeterProvider option readers must be an array');
     this.readers = Array.isArray(options.readers) ? options.readers.map(adaptReader) : [];
+    // Readers with their own aggregation or series limit (sdk-metrics readers' selectors),
+    // read once per instrument kind here: a selector that asks for what hotmeter cannot do
+    // is a TypeError now, not a surprise later.
+    const preferences: ReaderPreference[] = [];
+    const defaultReaders: object[] = [];
+    for (const r of this.readers) {
+      const pref = readerPreference(r);
+      if (pref !== undefined) preferences.push(pref);
+      else defaultReaders.push(r);
+    }
+    this.readerStreams = preferences.length > 0;
+    this.domain = registerDomainOf(options);
+    this.registry = new InstrumentRegistry(
+      this.domain,
+      { limits, selector, views, cardinalityLimit: limit, readerPreferences: preferences, defaultReaders },
+      this.attributesOf,
+      new LabelTrie<BoundHandle>(),
+    );
     this.epochs = new ReaderEpochs(this.reclamation, idle, this.readers.length === 0 ? [DIRECT] : this.readers);
     for (const r of this.readers) {
       const resource = this.resource;
-      r.setMetricProducer({
+      const producer: MetricProducer = {
         resource,
         collect: () => this.collectFor(r),
-        collectPrometheus: (o) => this.collectPrometheusFor(r, o),
-        streamPrometheus: (o, partBytes) => this.streamPrometheusFor(r, o, partBytes),
         delivered: (epoch) => this.epochs.delivered(r, epoch),
-      });
+      };
+      // The native Prometheus pass writes every stream of the domain: with streams of
+      // readers' own, a Prometheus reader is given CheckpointSets of its streams only.
+      if (!this.readerStreams) {
+        producer.collectPrometheus = (o) => this.collectPrometheusFor(r, o);
+        producer.streamPrometheus = (o, partBytes) => this.streamPrometheusFor(r, o, partBytes);
+      }
+      r.setMetricProducer(producer);
     }
   }
 
@@ -214,6 +280,11 @@ export class MeterProvider implements ApiMeterProvider {
   /** @internal */
   storeFor(scope: InstrumentationScope, kind: InstrumentKind, name: string, options: MetricOptions = {}): RecordStore<BoundHandle> {
     return this.registry.storeFor(scope, kind, name, options);
+  }
+
+  /** @internal */
+  streamsFor(scope: InstrumentationScope, kind: InstrumentKind, name: string, options: MetricOptions = {}): RecordStore<BoundHandle>[] {
+    return this.registry.streamsFor(scope, kind, name, options);
   }
 
   /** @internal */
@@ -347,6 +418,7 @@ export class MeterProvider implements ApiMeterProvider {
       parts: r.parts,
       notes,
       epoch: r.epoch,
+      heldBytes: r.snapshotBytes,
       next: async () => {
         const p = await native().readPrometheusStream(handle);
         return p === null ? undefined : { chunks: p.chunks, byteLength: p.bytes };
@@ -384,12 +456,19 @@ export class MeterProvider implements ApiMeterProvider {
     }
     return {
       openMetrics: o.openMetrics,
+      protobuf: o.protobuf === true,
+      targetInfo: (o.targetInfo ?? []).flat(),
       scopeLabels: !o.withoutScopeInfo,
       quantiles: Float64Array.from(o.summaryQuantiles),
       instrumentQuantiles: Float64Array.from(perInstrument),
       exact: Float64Array.from(exact),
       prefix: o.prefix ?? '',
       reservedNames: [...(o.reservedNames ?? [])],
+      namePrefix: o.namePrefix ?? '',
+      withoutUnits: o.withoutUnits === true,
+      withoutCounterSuffixes: o.withoutCounterSuffixes === true,
+      constantLabels: o.constantLabels ?? '',
+      sampleSuffix: o.appendTimestamp === true ? ` ${Date.now()}` : '',
     };
   }
 
@@ -411,7 +490,12 @@ export class MeterProvider implements ApiMeterProvider {
   private checkpoint(reader: object, since: number): CheckpointSet {
     const before = this.epochs.reclaimBefore();
     const data = before !== undefined ? native().collect(this.domain, true, before) : native().collect(this.domain, false);
-    const r = decodeCollection(data, since, (id) => this.registry.storeOf(id), this.attributesOf);
+    // With streams of readers' own, each reader gets its streams (a direct collection, every stream).
+    const visible =
+      this.readerStreams && reader !== DIRECT
+        ? (s: RecordStore<BoundHandle>) => s.policy.readers === undefined || s.policy.readers.has(reader)
+        : undefined;
+    const r = decodeCollection(data, since, (id) => this.registry.storeOf(id), this.attributesOf, visible);
     this.finishPass(reader, r.set.epoch, r.stale, r.reclaimed);
     return r.set;
   }

@@ -41,6 +41,10 @@ export interface NativeAggregatorOptions {
 /** serializePrometheus options (validated natively). */
 export interface NativePrometheusOptions {
   openMetrics?: boolean;
+  /** The Prometheus protobuf format (delimited MetricFamily messages). */
+  protobuf?: boolean;
+  /** Protobuf's target_info labels: [name, value, ...]. */
+  targetInfo?: string[];
   scopeLabels?: boolean;
   /** Default summary quantiles. */
   quantiles?: Float64Array;
@@ -50,6 +54,16 @@ export interface NativePrometheusOptions {
   prefix?: string;
   /** Names the prefix takes: instruments mapping to them are dropped. */
   reservedNames?: string[];
+  /** Prepended to every metric name before sanitizing. */
+  namePrefix?: string;
+  /** Names without the unit word. */
+  withoutUnits?: boolean;
+  /** Counters without `_total` in the text format. */
+  withoutCounterSuffixes?: boolean;
+  /** `k="v",...` written after the scope labels on every sample. */
+  constantLabels?: string;
+  /** Written after every sample's value (" <ms>"). */
+  sampleSuffix?: string;
   chunkBytes?: number;
   /** Exact summaries: [recordId, n, v_1 .. v_n] groups (one value per quantile). */
   exact?: Float64Array;
@@ -90,6 +104,8 @@ export interface NativePrometheusStreamInfo extends NativePrometheusPass {
   /** The handle readPrometheusStream and closePrometheusStream take. */
   stream: object;
   parts: number;
+  /** What the stream's snapshot holds until it is closed, bytes. */
+  snapshotBytes: number;
 }
 
 export interface NativePrometheusPart {

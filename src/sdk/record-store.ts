@@ -67,6 +67,13 @@ export interface StorePolicy {
   readonly cardinalityLimit: number;
   /** Attribute keys kept (view allow/deny lists); undefined keeps all. */
   readonly keep?: (key: string) => boolean;
+  /**
+   * The view's attribute processors, composed. Run only where a label set is resolved
+   * (a cache miss: its first uses, bind, remove), never on a cached label set.
+   */
+  readonly process?: (attrs: Attributes) => Attributes;
+  /** The readers this stream is exported to; undefined: every reader. */
+  readonly readers?: ReadonlySet<object>;
 }
 
 /** Series per instrument unless the provider or a view says otherwise (the OpenTelemetry default). */
@@ -193,7 +200,7 @@ export class RecordStore<H extends BoundHandle = BoundHandle> implements HandleO
     if (this.disabled) return this.dropped;
     let parts: string[] | undefined;
     try {
-      parts = encodeLabels(attrs ?? {}, this.limits, this.name, this.policy.keep);
+      parts = encodeLabels(this.processed(attrs ?? {}), this.limits, this.name, this.policy.keep);
     } catch {
       parts = undefined;
     }
@@ -266,6 +273,12 @@ export class RecordStore<H extends BoundHandle = BoundHandle> implements HandleO
     this.overflow = undefined;
   }
 
+  /** `attrs` through the view's attribute processors, if any (they may throw). */
+  private processed(attrs: Attributes): unknown {
+    const p = this.policy.process;
+    return p === undefined ? attrs : p({ ...attrs });
+  }
+
   private resolve(attrs: Attributes, cacheInTrie: boolean): H {
     if (this.dead) {
       warnLimited(`shutdown:${this.name}`, `${this.name}: measurement after shutdown dropped`);
@@ -275,7 +288,21 @@ export class RecordStore<H extends BoundHandle = BoundHandle> implements HandleO
     // Read every attribute once: a getter may return a new value on each read, and the
     // trie must cache exactly the values that were encoded.
     const snap = snapshot(attrs);
-    const parts = snap === undefined ? undefined : encodeLabels(snap, this.limits, this.name, this.policy.keep);
+    let parts: string[] | undefined;
+    if (snap !== undefined) {
+      const p = this.policy.process;
+      let input: unknown = snap;
+      if (p !== undefined) {
+        try {
+          // A copy: the trie caches `snap` itself.
+          input = p({ ...snap } as Attributes);
+        } catch (e) {
+          warnLimited(`process:${this.name}`, `${this.name}: an attributes processor threw (${describeValue(e)}); measurement dropped`);
+          return this.dropped;
+        }
+      }
+      parts = encodeLabels(input, this.limits, this.name, this.policy.keep);
+    }
     if (parts === undefined) {
       warnLimited(`attrs:${this.name}`, `${this.name}: attributes must be a plain object; measurement dropped`);
       return this.dropped;
@@ -377,7 +404,7 @@ export class RecordStore<H extends BoundHandle = BoundHandle> implements HandleO
     let parts: string[] | undefined;
     try {
       const snap = attrs === undefined ? {} : typeof attrs === 'object' && attrs !== null ? snapshot(attrs) : undefined;
-      parts = snap === undefined ? undefined : encodeLabels(snap, this.limits, this.name, this.policy.keep);
+      parts = snap === undefined ? undefined : encodeLabels(this.processed(snap as Attributes), this.limits, this.name, this.policy.keep);
     } catch {
       parts = undefined;
     }

@@ -229,6 +229,8 @@ export function toOtelResourceMetrics(records: Iterable<OtelPointSource>, option
     const endTime = hr(r.endTime);
     const a = r.aggregation;
     const m = b.metric;
+    // A view's recordMinMax: false (sdk-metrics): histogram points carry no min and max.
+    const noMinMax = r.descriptor.recordMinMax === false;
     switch (m.dataPointType) {
       case OtelDataPointType.SUM:
       case OtelDataPointType.GAUGE: {
@@ -237,11 +239,11 @@ export function toOtelResourceMetrics(records: Iterable<OtelPointSource>, option
         break;
       }
       case OtelDataPointType.HISTOGRAM:
-        m.dataPoints.push({ startTime, endTime, attributes: r.attributes, value: histogramValue(a as Aggregation) });
+        m.dataPoints.push({ startTime, endTime, attributes: r.attributes, value: withoutMinMax(histogramValue(a as Aggregation), noMinMax) });
         break;
       case OtelDataPointType.EXPONENTIAL_HISTOGRAM: {
         const d = a.kind === 'exponentialHistogramDelta' ? a : a.kind === 'exponentialHistogram' ? cumulativeExponential(a) : undefined;
-        if (d !== undefined) m.dataPoints.push({ startTime, endTime, attributes: r.attributes, value: exponentialValue(d) });
+        if (d !== undefined) m.dataPoints.push({ startTime, endTime, attributes: r.attributes, value: withoutMinMax(exponentialValue(d), noMinMax) });
         break;
       }
     }
@@ -254,6 +256,14 @@ export function toOtelResourceMetrics(records: Iterable<OtelPointSource>, option
     scopeMetrics.push(s.scope);
   }
   return { resource, scopeMetrics };
+}
+
+function withoutMinMax<T extends { min?: number; max?: number }>(v: T, drop: boolean): T {
+  if (drop) {
+    v.min = undefined;
+    v.max = undefined;
+  }
+  return v;
 }
 
 function cumulativeExponential(a: Extract<Aggregation, { kind: 'exponentialHistogram' }>): ExponentialDelta {

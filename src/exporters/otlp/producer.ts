@@ -6,9 +6,10 @@
 //
 // works because the provider wraps every OpenTelemetry JS reader it is given in a
 // HotmeterMetricProducer (see isOtelMetricReader): the producer asks the reader for its
-// temporality per instrument type, collects, batches (an UngroupedBatcher of its own for
-// sums, gauges and histograms; ExponentialDeltaState for exponential histograms) and
-// converts. The provider's forceFlush() and shutdown() reach the reader through it, and a
+// temporality per instrument type (its aggregation and series limit per instrument type
+// become streams of its own at the provider: streamSettings), collects, batches (an
+// UngroupedBatcher of its own for sums, gauges and histograms; ExponentialDeltaState for
+// exponential histograms) and converts. The provider's forceFlush() and shutdown() reach the reader through it, and a
 // reader's shutdown (which collects and exports one last time) runs before the provider
 // stops recording.
 //
@@ -24,8 +25,10 @@ import { Aggregation, CheckpointRecord, CheckpointSet, ExponentialHistogramAggre
 import type { MetricProducer, MetricReader } from '../../export/reader';
 import { registerReaderAdapter } from '../../export/reader-adapters';
 import { AggregationTemporality, TemporalityPreference, temporalitySelector } from '../../export/temporality';
+import { compatible } from '../../export/aggregation-selector';
+import { AggregationKind } from '../../sdk/aggregation';
 import { InstrumentKind } from '../../sdk/descriptor';
-import { describeValue, warnLimited } from '../../sdk/diag';
+import { fromSdkAggregation, SdkAggregationOption, StreamSettings } from '../../sdk/view';
 import { otelInstrumentType, OtelPointSource, toOtelResource, toOtelResourceMetrics } from './convert';
 import { ExponentialDeltaState } from './exponential-delta';
 import type {
@@ -56,16 +59,6 @@ export interface HotmeterMetricProducerOptions {
   maxIdleCollections?: number;
 }
 
-const ALL_KINDS: readonly InstrumentKind[] = [
-  InstrumentKind.COUNTER,
-  InstrumentKind.UP_DOWN_COUNTER,
-  InstrumentKind.HISTOGRAM,
-  InstrumentKind.GAUGE,
-  InstrumentKind.OBSERVABLE_COUNTER,
-  InstrumentKind.OBSERVABLE_UP_DOWN_COUNTER,
-  InstrumentKind.OBSERVABLE_GAUGE,
-];
-
 /**
  * Whether `reader` is an OpenTelemetry JS metric reader (sdk-metrics' `IMetricReader`:
  * `setMetricProducer`, `collect`, `selectAggregationTemporality`, `selectAggregation`,
@@ -91,7 +84,8 @@ export function isOtelMetricReader(reader: unknown): reader is OtelMetricReader 
   }
 }
 
-const DEFAULT_AGGREGATION = 0; // sdk-metrics' AggregationType.DEFAULT
+/** sdk-metrics' default series limit per stream (MetricReader.selectCardinalityLimit without a selector). */
+const SDK_DEFAULT_CARDINALITY_LIMIT = 2000;
 
 /**
  * A hotmeter reader that is an OpenTelemetry JS `MetricProducer`: `collect()` resolves
@@ -164,10 +158,37 @@ export class HotmeterMetricProducer implements MetricReader, OtelMetricProducer 
     this.source = source;
     this.resource = toOtelResource(source.resource);
     if (this.reader !== undefined) {
-      warnOnAggregationPreference(this.reader);
       this.tracksDelivery = this.wrapExporter(this.reader);
       this.reader.setMetricProducer(this);
     }
+  }
+
+  /**
+   * @internal The reader's own stream settings for instruments of `kind` that no view
+   * matches, from sdk-metrics' `selectAggregation` and `selectCardinalityLimit` (as
+   * sdk-metrics applies them); undefined: the provider's. A limit of 2000 (sdk-metrics'
+   * default, which every PeriodicExportingMetricReader reports) is no preference: the
+   * provider's cardinalityLimit applies. Throws a TypeError when the reader asks for what
+   * hotmeter cannot do (the provider's constructor calls this).
+   */
+  streamSettings(kind: InstrumentKind): StreamSettings | undefined {
+    const r = this.reader;
+    if (r === undefined) return undefined;
+    const type = otelInstrumentType(kind);
+    const wanted = r.selectAggregation(type) as unknown;
+    const agg = wanted === undefined || wanted === null ? { recordMinMax: true } : fromSdkAggregation(wanted as SdkAggregationOption, `reader.selectAggregation(${type})`);
+    if (agg.aggregation !== undefined && !compatible(kind, agg.aggregation)) {
+      throw new TypeError(`hotmeter: reader.selectAggregation(${type}) asks for ${AggregationKind[agg.aggregation]}, which cannot aggregate ${type} instruments`);
+    }
+    let cardinalityLimit: number | undefined;
+    const sel = (r as { selectCardinalityLimit?: (t: OtelInstrumentType) => unknown }).selectCardinalityLimit;
+    if (typeof sel === 'function') {
+      const l = sel.call(r, type);
+      if (!(Number.isInteger(l) && (l as number) > 0)) throw new TypeError(`hotmeter: reader.selectCardinalityLimit(${type}) must return a positive integer`);
+      if (l !== SDK_DEFAULT_CARDINALITY_LIMIT) cardinalityLimit = l as number;
+    }
+    if (agg.aggregation === undefined && agg.boundaries === undefined && agg.params === undefined && agg.recordMinMax && cardinalityLimit === undefined) return undefined;
+    return { ...agg, cardinalityLimit };
   }
 
   /**
@@ -308,32 +329,6 @@ export class HotmeterMetricProducer implements MetricReader, OtelMetricProducer 
     }
     this.exponential.end();
     return out;
-  }
-}
-
-/**
- * hotmeter picks aggregations per provider (aggregationSelector, views), not per reader:
- * says so once when an OpenTelemetry reader asks for something other than the default.
- */
-function warnOnAggregationPreference(reader: OtelMetricReader): void {
-  for (const kind of ALL_KINDS) {
-    const type: OtelInstrumentType = otelInstrumentType(kind);
-    let wanted: unknown;
-    try {
-      wanted = reader.selectAggregation(type);
-    } catch (e) {
-      warnLimited('otlp:select-aggregation', `OpenTelemetry reader's selectAggregation(${type}) threw: ${describeValue(e)}`);
-      continue;
-    }
-    const t = wanted !== null && typeof wanted === 'object' ? (wanted as { type?: unknown }).type : undefined;
-    if (t !== undefined && t !== DEFAULT_AGGREGATION) {
-      warnLimited(
-        'otlp:select-aggregation',
-        `an OpenTelemetry reader asks for aggregation ${describeValue(t)} for ${type} instruments; hotmeter chooses aggregations for the provider ` +
-          `(its aggregationSelector and views, e.g. exponentialHistogramSelector), so the reader's choice is not applied`,
-      );
-      return;
-    }
   }
 }
 

@@ -76,17 +76,29 @@ export interface FamilyName {
   readonly unit: string;
 }
 
+/** Name options (the exporter's `prefix` and `withoutUnits`). */
+export interface NamingOptions {
+  /** Prepended to every name before it is sanitized (with its '_'). */
+  readonly namePrefix?: string;
+  /** No unit word (and no UNIT metadata): the names @opentelemetry/exporter-prometheus writes. */
+  readonly withoutUnits?: boolean;
+  /** Counters without `_total` in the text format (OpenMetrics requires and keeps it). */
+  readonly withoutCounterSuffixes?: boolean;
+}
+
 /**
  * The names of an instrument's family: the sanitized name, the unit word appended unless
  * the name already ends with it, and for counters `_total` on the samples (in the text
- * format on the family name too; OpenMetrics names the family without it).
+ * format on the family name too; OpenMetrics names the family without it). `naming`: a
+ * prefix, no unit word.
  */
-export function familyName(name: string, unit: string, type: FamilyType, openMetrics: boolean): FamilyName {
-  let base = sanitizeMetricName(name);
-  const u = unitSuffix(unit, type === 'gauge');
-  if (type === 'counter' && base.length > 6 && base.endsWith('_total')) base = base.slice(0, -6);
+export function familyName(name: string, unit: string, type: FamilyType, openMetrics: boolean, naming: NamingOptions = {}): FamilyName {
+  let base = sanitizeMetricName(naming.namePrefix ? naming.namePrefix + name : name);
+  const u = naming.withoutUnits ? '' : unitSuffix(unit, type === 'gauge');
+  const suffix = !(naming.withoutCounterSuffixes && !openMetrics);
+  if (type === 'counter' && suffix && base.length > 6 && base.endsWith('_total')) base = base.slice(0, -6);
   if (u !== '' && base !== u && !base.endsWith('_' + u)) base = `${base}_${u}`;
-  if (type === 'counter') {
+  if (type === 'counter' && suffix) {
     const sample = `${base}_total`;
     return { family: openMetrics ? base : sample, sample, unit: u };
   }

@@ -1,16 +1,27 @@
 // Content negotiation for Prometheus scrapes: the Accept header picks the text format
-// 0.0.4 or OpenMetrics 1.0.0 (as Prometheus' client_golang does).
+// 0.0.4, OpenMetrics 1.0.0 or the protobuf format (as Prometheus' client_golang does).
 
 /** The Content-Type of the Prometheus text format 0.0.4. */
 export const PROMETHEUS_TEXT_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
 /** The Content-Type of OpenMetrics 1.0.0 text. */
 export const OPENMETRICS_CONTENT_TYPE = 'application/openmetrics-text; version=1.0.0; charset=utf-8';
 
+/**
+ * The Content-Type of the Prometheus protobuf format: io.prometheus.client.MetricFamily
+ * messages, each prefixed by its length as a varint (Prometheus asks for it first when
+ * started with `--enable-feature=native-histograms`).
+ */
+export const PROMETHEUS_PROTOBUF_CONTENT_TYPE = 'application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited';
+
 /** The format a scrape gets. */
 export interface NegotiatedFormat {
   readonly openMetrics: boolean;
+  /** The protobuf format (openMetrics is then false). */
+  readonly protobuf?: boolean;
   readonly contentType: string;
 }
+
+const PROTOBUF: NegotiatedFormat = Object.freeze({ openMetrics: false, protobuf: true, contentType: PROMETHEUS_PROTOBUF_CONTENT_TYPE });
 
 const TEXT: NegotiatedFormat = Object.freeze({ openMetrics: false, contentType: PROMETHEUS_TEXT_CONTENT_TYPE });
 
@@ -53,14 +64,22 @@ function parseAccept(accept: string): MediaRange[] {
  * 1.0.0 text either way, which 0.0.1 parsers read) and `allowOpenMetrics` is true; the
  * text format 0.0.4 otherwise, including when the header is absent or names nothing this
  * exporter writes (a scraper that sent a header at all can read the text format, and an
- * answer beats a 406).
+ * answer beats a 406). The protobuf format when `allowProtobuf` is true and the most
+ * preferred acceptable range is `application/vnd.google.protobuf` with
+ * `proto=io.prometheus.client.MetricFamily` and `encoding=delimited`.
  */
-export function negotiateFormat(accept: string | string[] | undefined, allowOpenMetrics = true): NegotiatedFormat {
+export function negotiateFormat(accept: string | string[] | undefined, allowOpenMetrics = true, allowProtobuf = false): NegotiatedFormat {
   if (accept === undefined) return TEXT;
   const ranges = parseAccept(Array.isArray(accept) ? accept.join(',') : accept)
     .filter((r) => r.q > 0)
     .sort((a, b) => b.q - a.q || a.order - b.order);
   for (const r of ranges) {
+    if (r.type === 'application/vnd.google.protobuf') {
+      if (allowProtobuf && r.params.get('proto') === 'io.prometheus.client.MetricFamily' && r.params.get('encoding') === 'delimited') {
+        return PROTOBUF;
+      }
+      continue;
+    }
     if (r.type === 'application/openmetrics-text') {
       const v = r.params.get('version');
       if (allowOpenMetrics && (v === undefined || v === '1.0.0' || v === '0.0.1')) {

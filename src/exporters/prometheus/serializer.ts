@@ -34,7 +34,7 @@ import type { CheckpointRecord, CheckpointSet } from '../../export/checkpoint-se
 import type { Descriptor, InstrumentationScope } from '../../sdk/descriptor';
 import { lowerBoundary } from '../../sdk/exponential-histogram';
 import { warnLimited } from '../../sdk/diag';
-import { escapeHelp, escapeLabelValue, familyName, FamilyType, formatValue, sanitizeLabelName } from './naming';
+import { escapeHelp, escapeLabelValue, familyName, FamilyType, formatValue, NamingOptions, sanitizeLabelName } from './naming';
 
 /**
  * How records of one series identity (family and label text) were written as one series
@@ -83,6 +83,27 @@ export interface PrometheusFormatOptions {
    * `advice: { quantiles }` shows its own.
    */
   summaryQuantiles?: readonly number[];
+  /** Prepended to every metric name (with its '_'). */
+  namePrefix?: string;
+  /** Names without the unit word (the names @opentelemetry/exporter-prometheus writes). */
+  withoutUnits?: boolean;
+  /** Counters without `_total` in the text format (OpenMetrics keeps it). */
+  withoutCounterSuffixes?: boolean;
+  /** Resource attributes whose names match: labels of every sample. */
+  withResourceConstantLabels?: RegExp;
+  /** Every sample with the collection's time, ms. */
+  appendTimestamp?: boolean;
+}
+
+/** `k="v",...` of the resource attributes whose names match `re` ('' for none). */
+export function constantLabelText(resource: Attributes | undefined, re: RegExp | undefined): string {
+  if (resource === undefined || re === undefined) return '';
+  const picked: Attributes = {};
+  for (const k of Object.keys(resource)) {
+    re.lastIndex = 0;
+    if (re.test(k)) picked[k] = resource[k];
+  }
+  return labelText(picked, undefined);
 }
 
 /** The text of an attribute value as a label value. */
@@ -101,6 +122,14 @@ const RESERVED_WITH_SCOPE: Reserved = new Set(['le', 'quantile', 'otel_scope_nam
  * joined with ';' in key order, names in `reserved` renamed `exported_<name>`.
  */
 function labelText(attrs: Attributes, reserved: Reserved): string {
+  const merged = mergedLabels(attrs, reserved, escapeLabelValue);
+  let out = '';
+  for (const [k, v] of merged) out += `${out === '' ? '' : ','}${k}="${v}"`;
+  return out;
+}
+
+/** Label name -> value for a label set (as labelText merges them), values passed through `value`. */
+function mergedLabels(attrs: Attributes, reserved: Reserved, value: (s: string) => string): Map<string, string> {
   const merged = new Map<string, string>();
   const keys = Object.keys(attrs).sort();
   for (const k of keys) {
@@ -108,13 +137,11 @@ function labelText(attrs: Attributes, reserved: Reserved): string {
     if (v === undefined || v === null) continue;
     let name = sanitizeLabelName(k);
     if (reserved !== undefined && reserved.has(name)) name = `exported_${name}`;
-    const text = escapeLabelValue(attributeText(v));
+    const text = value(attributeText(v));
     const prev = merged.get(name);
     merged.set(name, prev === undefined ? text : `${prev};${text}`);
   }
-  let out = '';
-  for (const [k, v] of merged) out += `${out === '' ? '' : ','}${k}="${v}"`;
-  return out;
+  return merged;
 }
 
 /** `{k="v",...}` for a label set plus optional extra labels; '' when empty. */
@@ -132,6 +159,11 @@ export function targetInfoText(resource: Attributes | undefined, openMetrics: bo
   return openMetrics
     ? `# HELP target Target metadata\n# TYPE target info\ntarget_info{${labels}} 1\n`
     : `# HELP target_info Target metadata\n# TYPE target_info gauge\ntarget_info{${labels}} 1\n`;
+}
+
+/** The target_info labels for a resource as [name, value] pairs (unescaped; none for an empty one). */
+export function targetInfoLabels(resource: Attributes | undefined): [string, string][] {
+  return resource === undefined ? [] : [...mergedLabels(resource, undefined, (s) => s)];
 }
 
 /** Names target_info takes (instruments mapping to them are left out). */
@@ -154,9 +186,9 @@ export function familyTypeOf(r: CheckpointRecord): FamilyType {
 }
 
 /** Every name a family claims: its TYPE names in both formats and its samples'. */
-function claimedNames(d: Descriptor, type: FamilyType): string[] {
-  const text = familyName(d.name, d.unit, type, false);
-  const om = familyName(d.name, d.unit, type, true);
+function claimedNames(d: Descriptor, type: FamilyType, naming: NamingOptions): string[] {
+  const text = familyName(d.name, d.unit, type, false, naming);
+  const om = familyName(d.name, d.unit, type, true, naming);
   const names = [text.family];
   if (om.family !== text.family) names.push(om.family);
   if (type === 'histogram') names.push(`${text.sample}_bucket`);
@@ -203,6 +235,9 @@ export function serializeText(set: CheckpointSet, resource?: Attributes, options
   const withScope = options.withoutScopeInfo === false;
   const quantiles = options.summaryQuantiles ?? DEFAULT_SUMMARY_QUANTILES;
   const target = options.withoutTargetInfo ? '' : targetInfoText(resource, om);
+  const naming: NamingOptions = { namePrefix: options.namePrefix, withoutUnits: options.withoutUnits, withoutCounterSuffixes: options.withoutCounterSuffixes };
+  const constant = constantLabelText(resource, options.withResourceConstantLabels);
+  const ts = options.appendTimestamp ? ` ${Math.floor(set.time)}` : '';
 
   // Instruments in order of first appearance (the set's order: registration order).
   const members: Member[] = [];
@@ -224,7 +259,7 @@ export function serializeText(set: CheckpointSet, resource?: Attributes, options
   if (target !== '') for (const n of TARGET_INFO_NAMES) claimed.set(n, null);
   for (const m of members) {
     const type = familyTypeOf(m.records[0]);
-    const names = claimedNames(m.descriptor, type);
+    const names = claimedNames(m.descriptor, type, naming);
     let joined: Family | undefined;
     let clash = false;
     for (const n of names) {
@@ -238,7 +273,7 @@ export function serializeText(set: CheckpointSet, resource?: Attributes, options
     }
     if (clash) continue;
     if (joined === undefined) {
-      const fn = familyName(m.descriptor.name, m.descriptor.unit, type, om);
+      const fn = familyName(m.descriptor.name, m.descriptor.unit, type, om, naming);
       joined = {
         name: fn.family,
         textKey: names[0],
@@ -263,7 +298,8 @@ export function serializeText(set: CheckpointSet, resource?: Attributes, options
     // Records by label text, in order of their first record: each text is one series.
     const series = new Map<string, { member: Member; record: CheckpointRecord }[]>();
     for (const m of f.members) {
-      const scope = withScope ? scopeText(m.scope) : '';
+      let scope = withScope ? scopeText(m.scope) : '';
+      if (constant !== '') scope += (scope === '' ? '' : ',') + constant;
       for (const r of m.records) {
         let labels = labelText(r.attributes, reserved);
         if (scope !== '') labels += (labels === '' ? '' : ',') + scope;
@@ -275,10 +311,10 @@ export function serializeText(set: CheckpointSet, resource?: Attributes, options
     const created = om && f.type !== 'gauge' ? `${f.name}_created` : '';
     for (const [labels, list] of series) {
       const first = list[0];
-      const name = familyName(first.member.descriptor.name, first.member.descriptor.unit, f.type, om).sample;
+      const name = familyName(first.member.descriptor.name, first.member.descriptor.unit, f.type, om, naming).sample;
       const line = (suffix: string, extra: string, v: number): string => {
         const l = labels !== '' && extra !== '' ? `${labels},${extra}` : labels + extra;
-        return `${name}${suffix}${l === '' ? '' : `{${l}}`} ${formatValue(v)}\n`;
+        return `${name}${suffix}${l === '' ? '' : `{${l}}`} ${formatValue(v)}${ts}\n`;
       };
       const quantileLines = (r: CheckpointRecord, m: Member): string => {
         const a = r.aggregation;
@@ -308,7 +344,7 @@ export function serializeText(set: CheckpointSet, resource?: Attributes, options
         let start = Infinity;
         for (const e of list) start = Math.min(start, e.record.startTime);
         const l = labels === '' ? '' : `{${labels}}`;
-        s += `${created}${l} ${formatValue(Math.floor(start) / 1000)}\n`;
+        s += `${created}${l} ${formatValue(Math.floor(start) / 1000)}${ts}\n`;
       }
       out.push(s);
     }

@@ -4,7 +4,17 @@
 // a reader passes a part once the socket no longer holds its bytes (all its writes called
 // back) or the reader left (its response closed). Joining ends with the first part: a
 // later reader would need parts already given back, so it starts a new collection.
+// With a budget (OutputBudget), a part is written only once the budget has room for about
+// partBytes, and its bytes are given back with it.
 import type { PrometheusPart, PrometheusStream } from '../../export/reader';
+
+/** What SharedStream needs of an OutputBudget. */
+export interface PartBudget {
+  tryTake(bytes: number): boolean;
+  take(bytes: number, cancelled: () => boolean, anyway?: () => boolean): Promise<boolean>;
+  force(bytes: number): void;
+  give(bytes: number): void;
+}
 
 /** One scrape's view of a SharedStream. */
 export interface StreamReader {
@@ -14,6 +24,8 @@ export interface StreamReader {
   readonly epoch: number | undefined;
   /** Part `i` (written when first asked for); undefined past the last. */
   part(i: number): Promise<PrometheusPart | undefined>;
+  /** Starts writing part `i` ahead of need if it is the next one and the budget has room now. */
+  prefetch(i: number): void;
   /** This reader no longer needs parts up to `i`. */
   passed(i: number): void;
   /** This reader needs nothing more. Later calls do nothing. */
@@ -29,8 +41,43 @@ export class SharedStream {
   private releasedBelow = 0;
   private joinable = true;
   private closed = false;
+  /** Parts whose budget is taken (reserved, being written, or written) and not given back. */
+  private holding = 0;
+  /** Gives back the stream's heldBytes (once closed). */
+  private onClose: (() => void) | undefined;
+  /** Budget bytes each written part holds, by part (0 once given back). */
+  private readonly charged: number[] = [];
 
-  constructor(private readonly opened: Promise<PrometheusStream>) {
+  /**
+   * @param budget where parts take their bytes (none: unbounded); the stream's heldBytes
+   *   (its snapshot) are taken from it too while it is open
+   * @param estimate the bytes a part is expected to take before it is written (partBytes)
+   * @param firstTaken the estimate for part 0 was taken from the budget before the stream
+   *   was opened (a collection waits for room before it takes its snapshot)
+   */
+  constructor(
+    private readonly opened: Promise<PrometheusStream>,
+    private readonly budget?: PartBudget,
+    private readonly estimate = 0,
+    private firstTaken = false,
+  ) {
+    if (firstTaken) this.holding = 1;
+    opened.then(
+      (stream) => {
+        const held = stream.heldBytes ?? 0;
+        if (held > 0 && budget !== undefined) {
+          budget.force(held);
+          this.onClose = () => budget.give(held);
+        }
+      },
+      () => {
+        if (this.firstTaken) {
+          this.holding--;
+          budget?.give(estimate);
+        }
+        this.firstTaken = false;
+      },
+    );
     // A failed open reaches the readers that joined through join(); none is left
     // unhandled, and later scrapes start a new collection.
     opened.catch(() => {
@@ -53,6 +100,7 @@ export class SharedStream {
         parts: stream.parts,
         epoch: stream.epoch,
         part: (i: number) => this.part(stream, i),
+        prefetch: (i: number) => this.prefetch(stream, i),
         passed: (i: number) => this.move(stream, key, i + 1),
         leave: () => this.move(stream, key, Infinity),
       }),
@@ -67,22 +115,71 @@ export class SharedStream {
     if (i >= stream.parts) return Promise.resolve(undefined);
     if (i < this.releasedBelow) return Promise.reject(new Error(`hotmeter: part ${i} of this scrape was given back`));
     for (let k = this.written.length; k <= i; k++) {
-      const prev = k === 0 ? Promise.resolve(undefined) : (this.written[k - 1] ?? Promise.resolve(undefined));
-      // Parts are read in order, one at a time (the stream's rule).
-      const p = prev.then(
-        () => this.read(stream, k),
-        () => this.read(stream, k),
-      );
-      p.catch(() => undefined); // awaited by the reader that asked; a prefetch may not be
-      this.written.push(p);
+      this.chain(stream, k, k === 0 && this.firstTaken);
     }
     return this.written[i] as Promise<PrometheusPart | undefined>;
   }
 
-  private async read(stream: PrometheusStream, k: number): Promise<PrometheusPart | undefined> {
-    if (this.closed) return undefined;
-    const part = await stream.next();
+  private prefetch(stream: PrometheusStream, i: number): void {
+    if (i !== this.written.length || i >= stream.parts || this.closed) return;
+    if (this.budget !== undefined) {
+      if (!this.budget.tryTake(this.estimate)) return;
+      this.holding++;
+    }
+    this.chain(stream, i, this.budget !== undefined);
+  }
+
+  /** Queues part k's write after part k - 1's; `reserved`: its budget is already taken. */
+  private chain(stream: PrometheusStream, k: number, reserved: boolean): void {
+    const prev = k === 0 ? Promise.resolve(undefined) : (this.written[k - 1] ?? Promise.resolve(undefined));
+    // Parts are read in order, one at a time (the stream's rule).
+    const p = prev.then(
+      () => this.read(stream, k, reserved),
+      () => this.read(stream, k, reserved),
+    );
+    p.catch(() => undefined); // awaited by the reader that asked; a prefetch may not be
+    this.written.push(p);
+  }
+
+  private async read(stream: PrometheusStream, k: number, reserved: boolean): Promise<PrometheusPart | undefined> {
+    const budget = this.budget;
+    let taken = reserved ? this.estimate : 0; // counted in `holding` already
+    if (budget !== undefined && !reserved && !this.closed) {
+      // A stream that holds no part may always write one (past the budget): open streams
+      // never wait on each other's snapshots, so every one of them makes progress.
+      if (this.holding === 0) budget.force(this.estimate);
+      else if (!(await budget.take(this.estimate, () => this.closed, () => this.holding === 0))) return undefined; // closed meanwhile
+      taken = this.estimate;
+      this.holding++;
+    }
+    const drop = (): void => {
+      if (taken === 0) return;
+      this.holding--;
+      budget?.give(taken);
+    };
+    if (this.closed) {
+      drop();
+      return undefined;
+    }
+    let part: PrometheusPart | undefined;
+    try {
+      part = await stream.next();
+    } catch (err) {
+      drop();
+      throw err;
+    }
     if (k === 0) this.joinable = false;
+    if (part === undefined) {
+      drop();
+      return undefined;
+    }
+    // The estimate becomes the part's own size (given back with it in releaseUpTo).
+    const size = part.byteLength;
+    if (budget !== undefined) {
+      if (size > taken) budget.force(size - taken);
+      else if (taken > size) budget.give(taken - size);
+    }
+    this.charged[k] = size;
     return part;
   }
 
@@ -104,13 +201,32 @@ export class SharedStream {
     for (let k = this.releasedBelow; k < end; k++) {
       const p = this.written[k];
       this.written[k] = null;
-      p?.then((part) => part !== undefined && stream.release(part), () => undefined);
+      p?.then(
+        (part) => {
+          if (part === undefined) return;
+          stream.release(part);
+          const bytes = this.charged[k] ?? 0;
+          this.charged[k] = 0;
+          if (this.budget === undefined) return;
+          this.holding--; // first: a write of this stream waiting for room may go now
+          this.budget.give(bytes);
+        },
+        () => undefined,
+      );
     }
     this.releasedBelow = Math.max(this.releasedBelow, end);
     if (below === Infinity && !this.closed) {
       this.closed = true;
       this.joinable = false;
       stream.close();
+      this.onClose?.();
+      this.onClose = undefined;
+      if (this.written.length === 0 && this.firstTaken) {
+        this.holding--;
+        this.budget?.give(this.estimate); // part 0 never asked for
+      }
+      this.firstTaken = false;
+      this.budget?.give(0); // a write waiting for room is not needed any more
     }
   }
 }
