@@ -34,7 +34,7 @@ jobs="${JOBS:-2}"
 command -v cmake >/dev/null || { echo "native-test: cmake not found" >&2; exit 1; }
 
 # The core's tests (get the args) and the others (always all of their tests), in run order.
-core_tests=(core_aggregator_test core_label_test core_memory_test core_record_map_test core_stress_test)
+core_tests=(core_aggregator_test core_label_test core_memory_test core_record_map_test core_stress_test core_shared_test)
 other_tests=(sketch_test prometheus_format_test prometheus_series_test prometheus_output_test prometheus_stress_test prometheus_stream_test prometheus_protobuf_test)
 
 now() { date +%s.%N; }

@@ -175,3 +175,16 @@ export class ManualReader implements MetricReader {
     return this.producer.collect();
   }
 }
+
+/**
+ * The shared memory file of a processShared name for this user (as
+ * native/core/shared_segment.cc's PathFor: FNV-1a 64 of the name's UTF-8).
+ */
+export function processSharedSegmentPath(name: string): string {
+  let h = 0xcbf29ce484222325n;
+  for (const b of Buffer.from(name, 'utf8')) {
+    h ^= BigInt(b);
+    h = (h * 0x100000001b3n) & 0xffffffffffffffffn;
+  }
+  return `/dev/shm/hotmeter-${process.getuid?.() ?? 0}-${h.toString(16).padStart(16, '0')}`;
+}

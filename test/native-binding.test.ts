@@ -106,6 +106,29 @@ describe('releaseDomain', () => {
   });
 });
 
+describe('processShared functions', () => {
+  it('registerDomain(name, processShared): a non-boolean flag or an empty shared name is a TypeError', () => {
+    for (const v of ['1', 1, null, {}]) expectTypeError(() => (b.registerDomain as AnyFn)('x', v));
+    expectTypeError(() => b.registerDomain('', true));
+  });
+  it('sharedStats rejects bad domains and is null for a domain that is not shared', () => {
+    expectTypeError(() => (b.sharedStats as AnyFn)());
+    for (const v of ['1', null, undefined, {}, -1, 1.5, NaN, 2 ** 32, 0]) expectTypeError(() => (b.sharedStats as AnyFn)(v));
+    expect(b.sharedStats(domain)).toBeNull();
+  });
+  it('cleanupProcessShared rejects a non-string name and is 0 for a name with no segment', () => {
+    expectTypeError(() => (b.cleanupProcessShared as AnyFn)());
+    for (const v of [1, null, undefined, {}]) expectTypeError(() => (b.cleanupProcessShared as AnyFn)(v));
+    expect(b.cleanupProcessShared(`native-no-such-segment-${process.pid}`)).toBe(0);
+    const name = `native-in-use-${process.pid}`;
+    const d = b.registerDomain(name, true);
+    expect(b.cleanupProcessShared(name)).toBe(-1); // this process uses it
+    expect(b.sharedStats(d)).toEqual([1, 0, 0]);
+    expect(b.releaseDomain(d)).toBe(true);
+    expect(b.cleanupProcessShared(name)).toBe(1);
+  });
+});
+
 describe('registerInstrument', () => {
   const good = (): unknown[] => [domain, 'ri\0id', 'name', 'desc', 'unit', 0, 1, 1, true, new Float64Array(0)];
   const call = (args: unknown[]) => (b.registerInstrument as AnyFn)(...args);

@@ -96,12 +96,44 @@ void ReadAggregatorOptions(Napi::Env env, const Napi::Value& v, hotmeter::Descri
 
 }  // namespace
 
-// registerDomain(name: string) -> id ('' makes a new domain). Counts one use of the
-// domain by this thread, ended by releaseDomain() or by the thread's exit.
+// registerDomain(name: string[, processShared: boolean]) -> id ('' makes a new domain).
+// Counts one use of the domain by this thread, ended by releaseDomain() or by the
+// thread's exit. processShared: the domain of every process of this user that registers
+// `name` so (RecordMap::RegisterSharedDomain); throws a TypeError if it cannot be joined.
 Napi::Value RegisterDomain(const Napi::CallbackInfo& info) {
   CheckArity(info, 1, "registerDomain");
   std::string name = ArgString(info, 0, "name");
+  if (info.Length() > 1 && ArgBool(info, 1, "processShared")) {
+    if (name.empty()) ThrowType(info.Env(), "processShared needs a non-empty name");
+    std::string error;
+    const uint32_t id = RecordMap::Global().RegisterSharedDomain(name, ArenaIdOrZero(info.Env()), &error);
+    if (id == 0) ThrowType(info.Env(), "processShared \"" + name + "\": " + error);
+    return Napi::Number::New(info.Env(), id);
+  }
   return Napi::Number::New(info.Env(), RecordMap::Global().RegisterDomain(name, ArenaIdOrZero(info.Env())));
+}
+
+// sharedStats(domain) -> [liveProcesses, slabsInUse, series] | null (not a shared domain).
+Napi::Value SharedStats(const Napi::CallbackInfo& info) {
+  CheckArity(info, 1, "sharedStats");
+  uint32_t domain = ArgDomain(info, 0);
+  uint32_t procs = 0, slabs = 0, series = 0;
+  if (!RecordMap::Global().SharedStats(domain, &procs, &slabs, &series)) return info.Env().Null();
+  Napi::Array out = Napi::Array::New(info.Env(), 3);
+  out.Set(0u, procs);
+  out.Set(1u, slabs);
+  out.Set(2u, series);
+  return out;
+}
+
+// cleanupProcessShared(name) -> 1 removed, 0 absent, -1 in use by a live process or not
+// removable (SharedSegment::Cleanup). A runtime condition, not a bad argument: the
+// TypeScript side turns -1 into an Error.
+Napi::Value CleanupProcessShared(const Napi::CallbackInfo& info) {
+  CheckArity(info, 1, "cleanupProcessShared");
+  std::string name = ArgString(info, 0, "name");
+  std::string error;
+  return Napi::Number::New(info.Env(), SharedSegment::Cleanup(name, &error));
 }
 
 // releaseDomain(domain) -> boolean: ends one use of the domain by this thread; the last

@@ -33,7 +33,7 @@ void Record::EraseCell(size_t i) {
   } else {
     extra->cells.erase(extra->cells.begin() + static_cast<std::ptrdiff_t>(i - 1));
   }
-  if (extra && extra->cells.empty() && !extra->retired) extra.reset();
+  if (extra && extra->cells.empty() && !extra->retired && extra->series == 0) extra.reset();
 }
 
 uint32_t Record::Refcount() const {

@@ -35,6 +35,9 @@ struct RecordExtra {
   // Merged state of cells whose thread has exited (cellSize doubles); null (the
   // identity) until one does.
   std::unique_ptr<double[]> retired;
+  // The record's series in its instrument's process-shared segment (1-based; 0: none).
+  // Its state is then the segment's sum for that series (every process's cells).
+  uint32_t series = 0;
 };
 
 struct Record {

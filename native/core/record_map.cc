@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <optional>
 
 // A read prefetch hint (GCC, Clang; nothing elsewhere).
 #if defined(__GNUC__) || defined(__clang__)
@@ -40,6 +41,9 @@ void RecordMap::RetireArena(uint32_t arenaId) {
   SlabArena* arena = ArenaLocked(arenaId);
   if (arena == nullptr) return;
   std::vector<double> tmp;
+  // Shared segments whose cells of this thread could not all be folded (no room for an
+  // accumulator): their slabs stay with the process until it exits.
+  std::unordered_set<SharedSegment*> keep;
   for (auto& inst : instruments_) {
     if (!inst) continue;
     const size_t n = inst->cellSize;
@@ -48,6 +52,17 @@ void RecordMap::RetireArena(uint32_t arenaId) {
       Record* r = &pool_.At(slot);
       for (size_t i = 0; i < r->CellCount(); i++) {
         if (r->Cell(i).arena != arenaId) continue;
+        if (inst->shared != nullptr) {
+          // Into the series' dead accumulator in the segment, where every process sees it.
+          uint32_t segSlab = 0;
+          SharedSegment* seg = arena->SegmentOf(r->Cell(i).ref.slab, &segSlab);
+          if (seg != nullptr && r->extra && r->extra->series != 0) {
+            SharedSegment::Guard g(seg);
+            if (!seg->RetireCellLocked(r->extra->series, segSlab, r->Cell(i).ref.offset)) keep.insert(seg);
+          }
+          r->EraseCell(i);
+          break;
+        }
         // The thread is gone, and with it every handle and cache entry it held.
         LoadCell(tmp.data(), arena->Data(r->Cell(i).ref), n);
         if (!r->extra) r->extra = std::make_unique<RecordExtra>();
@@ -78,6 +93,14 @@ void RecordMap::RetireArena(uint32_t arenaId) {
       FreeRecordLocked(slot);
     }
   }
+  for (auto& [id, sd] : shared_) {
+    SharedSegment::Guard g(sd.seg);
+    if (keep.count(sd.seg) > 0) {
+      arena->ForgetShared(sd.seg);
+    } else {
+      arena->ReleaseShared(sd.seg);
+    }
+  }
   arenas_[arenaId - 1].reset();
   staleQueues_.erase(arenaId);
   // The thread is gone, and with it every provider it had: their uses of domains end.
@@ -102,6 +125,49 @@ uint32_t RecordMap::RegisterDomain(const std::string& name, uint32_t arenaId) {
   }
   domainStates_[id].uses[arenaId]++;
   return id;
+}
+
+uint32_t RecordMap::RegisterSharedDomain(const std::string& name, uint32_t arenaId, std::string* error) {
+  std::lock_guard<std::mutex> lock(mu_);
+  // Its own namespace: a `domain` name never meets a processShared name.
+  const std::string key = std::string("\x01shared\x01", 8) + name;
+  auto it = domains_.find(key);
+  if (it != domains_.end()) {
+    domainStates_[it->second].uses[arenaId]++;
+    return it->second;
+  }
+  std::unique_ptr<SharedSegment>& seg = segments_[name];
+  if (!seg) {
+    seg = SharedSegment::Open(name, error);
+    if (!seg) {
+      segments_.erase(name);
+      return 0;
+    }
+  }
+  if (!seg->Attach()) {
+    *error = "the shared segment's process table is full";
+    return 0;
+  }
+  const uint32_t id = nextDomain_++;
+  domains_.emplace(key, id);
+  domainStates_[id].name = key;
+  domainStates_[id].uses[arenaId]++;
+  SharedDomain& sd = shared_[id];
+  sd.seg = seg.get();
+  sd.name = name;
+  return id;
+}
+
+bool RecordMap::SharedStats(uint32_t domain, uint32_t* processes, uint32_t* slabs, uint32_t* series) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = shared_.find(domain);
+  if (it == shared_.end()) return false;
+  SharedSegment::Guard g(it->second.seg);
+  it->second.seg->ReapLocked();
+  *processes = it->second.seg->LiveProcessesLocked();
+  *slabs = it->second.seg->SlabsInUseLocked();
+  *series = it->second.seg->SeriesTotalLocked();
+  return true;
 }
 
 bool RecordMap::ReleaseDomain(uint32_t domain, uint32_t arenaId) {
@@ -135,7 +201,14 @@ void RecordMap::FreeDomainLocked(uint32_t domain) {
       ReclaimLocked(slot);
     }
   }
-  if (!any) return;
+  if (!any) {
+    auto sd = shared_.find(domain);
+    if (sd != shared_.end()) {
+      sd->second.seg->Detach();
+      shared_.erase(sd);
+    }
+    return;
+  }
   // Removed records of the domain that a thread still referenced: in no list, but their
   // instrument is about to go, so they go now too (no handle writes them any more).
   for (auto it = removed_.begin(); it != removed_.end();) {
@@ -160,6 +233,16 @@ void RecordMap::FreeDomainLocked(uint32_t domain) {
   for (auto& inst : instruments_) {
     if (inst && inst->domain == domain) inst.reset();
   }
+  auto sd = shared_.find(domain);
+  if (sd != shared_.end()) {
+    // No handle writes the domain's cells any more: the process leaves the segment, and
+    // the next collection of any process folds its cells (nothing it wrote is lost).
+    for (auto& a : arenas_) {
+      if (a) a->ForgetShared(sd->second.seg);
+    }
+    sd->second.seg->Detach();
+    shared_.erase(sd);
+  }
 }
 
 uint32_t RecordMap::RegisterInstrument(const std::string& identity, Descriptor d, bool* existed,
@@ -177,6 +260,18 @@ uint32_t RecordMap::RegisterInstrument(const std::string& identity, Descriptor d
   inst->id = static_cast<uint32_t>(instruments_.size() + 1);
   inst->domain = domain;
   inst->cellSize = CellSize(d);
+  auto sd = shared_.find(domain);
+  if (sd != shared_.end() && d.aggregation != AggregationKind::Drop) {
+    // Shared by identity. 0 (table full, or another process registered the identity
+    // with another cell layout): the instrument records for this process only.
+    SharedSegment::Guard g(sd->second.seg);
+    inst->sharedInst = sd->second.seg->InstrumentLocked(identity, static_cast<uint32_t>(inst->cellSize), d.aggregation);
+    if (inst->sharedInst != 0) {
+      inst->shared = sd->second.seg;
+      sd->second.local[inst->sharedInst] = inst->id;
+      sd->second.synced = 0;  // series other processes made of it: next sync
+    }
+  }
   inst->descriptor = std::move(d);
   uint32_t id = inst->id;
   instruments_.push_back(std::move(inst));
@@ -200,31 +295,50 @@ bool RecordMap::Acquire(uint32_t arenaId, uint32_t instrumentId, const std::stri
   if (instrumentId == 0 || instrumentId > instruments_.size()) return false;
   Instrument* inst = instruments_[instrumentId - 1].get();
   if (inst == nullptr || inst->descriptor.aggregation == AggregationKind::Drop) return false;
+  SharedSegment* seg = inst->shared;
+  std::optional<SharedSegment::Guard> guard;
+  if (seg != nullptr) guard.emplace(seg);
 
   out->overflow = false;
   std::string_view key = labelKeyIn;
   constexpr uint32_t kNone = UINT32_MAX;
   LabelSet* labels = labelSets_.Find(key);
   uint32_t slot = labels == nullptr ? kNone : FindSlotLocked(inst, labels);
-  if (slot == kNone && cardinalityLimit > 0 && key != OverflowLabelKey()) {
-    const LabelSet* overflowLabels = labelSets_.Find(OverflowLabelKey());
-    const size_t hasOverflow = overflowLabels != nullptr && FindSlotLocked(inst, overflowLabels) != kNone ? 1 : 0;
-    if (inst->records.size() - hasOverflow + 1 >= cardinalityLimit) {
+  // A shared instrument's limit counts the series of every process.
+  uint32_t series = seg != nullptr && slot == kNone ? seg->FindSeriesLocked(inst->sharedInst, key) : 0;
+  if (slot == kNone && series == 0 && cardinalityLimit > 0 && key != OverflowLabelKey()) {
+    size_t count, hasOverflow;
+    if (seg != nullptr) {
+      count = seg->SeriesCountOfLocked(inst->sharedInst);
+      hasOverflow = seg->FindSeriesLocked(inst->sharedInst, OverflowLabelKey()) != 0 ? 1 : 0;
+    } else {
+      const LabelSet* overflowLabels = labelSets_.Find(OverflowLabelKey());
+      count = inst->records.size();
+      hasOverflow = overflowLabels != nullptr && FindSlotLocked(inst, overflowLabels) != kNone ? 1 : 0;
+    }
+    if (count - hasOverflow + 1 >= cardinalityLimit) {
       key = OverflowLabelKey();
       out->overflow = true;
       labels = labelSets_.Find(key);
       slot = labels == nullptr ? kNone : FindSlotLocked(inst, labels);
+      if (seg != nullptr && slot == kNone) series = seg->FindSeriesLocked(inst->sharedInst, key);
     }
   }
   if (slot == kNone) {
-    slot = pool_.Allocate();
-    Record& rec = pool_.At(slot);
-    rec.instrument = inst->id;
-    rec.startTimeMs = nowMs;
-    rec.labels = labelSets_.Acquire(key);
-    inst->records.Insert(slot);
-    rec.listIndex = static_cast<uint32_t>(inst->list.size());
-    inst->list.push_back(slot);
+    double start = nowMs;
+    if (seg != nullptr) {
+      if (series == 0) series = seg->AddSeriesLocked(inst->sharedInst, key, nowMs);
+      if (series == 0) return false;  // the segment is full
+      uint32_t si = 0;
+      std::string_view k;
+      seg->SeriesInfoLocked(series, &si, &k, &start);  // the series' first start, fleet-wide
+    }
+    slot = NewRecordLocked(inst, key, start);
+    if (seg != nullptr) {
+      Record& rec = pool_.At(slot);
+      rec.extra = std::make_unique<RecordExtra>();
+      rec.extra->series = series;
+    }
   }
   Record* r = &pool_.At(slot);
 
@@ -233,8 +347,18 @@ bool RecordMap::Acquire(uint32_t arenaId, uint32_t instrumentId, const std::stri
   if (cell == nullptr) {
     RecordCell c;
     c.arena = arenaId;
-    c.ref = arena->Allocate(inst->cellSize);
-    InitState(inst->descriptor.aggregation, arena->Data(c.ref), inst->cellSize);
+    if (seg != nullptr) {
+      // In this thread's slab of the segment, linked into the series so that every
+      // process's collection sums it.
+      if (!r->extra || r->extra->series == 0 || !arena->AllocateShared(seg, inst->cellSize, &c.ref)) return false;
+      InitState(inst->descriptor.aggregation, arena->Data(c.ref), inst->cellSize);
+      uint32_t segSlab = 0;
+      arena->SegmentOf(c.ref.slab, &segSlab);
+      if (!seg->LinkCellLocked(r->extra->series, segSlab, c.ref.offset)) return false;
+    } else {
+      c.ref = arena->Allocate(inst->cellSize);
+      InitState(inst->descriptor.aggregation, arena->Data(c.ref), inst->cellSize);
+    }
     cell = &r->PushCell(c);
     out->newCell = true;
   }
@@ -245,6 +369,42 @@ bool RecordMap::Acquire(uint32_t arenaId, uint32_t instrumentId, const std::stri
   out->slab = cell->ref.slab;
   out->offset = cell->ref.offset;
   return true;
+}
+
+uint32_t RecordMap::NewRecordLocked(Instrument* inst, std::string_view key, double startMs) {
+  const uint32_t slot = pool_.Allocate();
+  Record& rec = pool_.At(slot);
+  rec.instrument = inst->id;
+  rec.startTimeMs = startMs;
+  rec.labels = labelSets_.Acquire(key);
+  inst->records.Insert(slot);
+  rec.listIndex = static_cast<uint32_t>(inst->list.size());
+  inst->list.push_back(slot);
+  return slot;
+}
+
+void RecordMap::SyncSharedLocked(uint32_t domain) {
+  auto it = shared_.find(domain);
+  if (it == shared_.end()) return;
+  SharedDomain& sd = it->second;
+  const uint32_t total = sd.seg->SeriesTotalLocked();
+  for (uint32_t s = sd.synced + 1; s <= total; s++) {
+    uint32_t si = 0;
+    std::string_view key;
+    double start = 0;
+    sd.seg->SeriesInfoLocked(s, &si, &key, &start);
+    auto local = sd.local.find(si);
+    if (local == sd.local.end()) continue;  // an instrument this process has not made
+    Instrument* inst = instruments_[local->second - 1].get();
+    if (inst == nullptr) continue;
+    const LabelSet* labels = labelSets_.Find(key);
+    if (labels != nullptr && FindSlotLocked(inst, labels) != UINT32_MAX) continue;
+    const uint32_t slot = NewRecordLocked(inst, key, start);
+    Record& rec = pool_.At(slot);
+    rec.extra = std::make_unique<RecordExtra>();
+    rec.extra->series = s;
+  }
+  sd.synced = total;
 }
 
 uint32_t RecordMap::FindSlotLocked(const Instrument* inst, const LabelSet* labels) const {
@@ -274,6 +434,8 @@ uint64_t RecordMap::Remove(uint32_t instrumentId, const std::string& labelKey) {
   std::lock_guard<std::mutex> lock(mu_);
   if (instrumentId == 0 || instrumentId > instruments_.size()) return 0;
   Instrument* inst = instruments_[instrumentId - 1].get();
+  // A process-shared series belongs to the fleet: one process does not remove it.
+  if (inst == nullptr || inst->shared != nullptr) return 0;
   const LabelSet* labels = labelSets_.Find(labelKey);
   if (labels == nullptr) return 0;
   const uint32_t slot = FindSlotLocked(inst, labels);
@@ -287,6 +449,7 @@ void RecordMap::RemoveAll(uint32_t instrumentId, std::vector<uint64_t>* out) {
   std::lock_guard<std::mutex> lock(mu_);
   if (instrumentId == 0 || instrumentId > instruments_.size()) return;
   Instrument* inst = instruments_[instrumentId - 1].get();
+  if (inst == nullptr || inst->shared != nullptr) return;
   while (!inst->list.empty()) {
     const uint32_t slot = inst->list.back();
     out->push_back(pool_.IdOf(slot));
@@ -437,6 +600,27 @@ void RecordMap::Collect(const CollectOptions& opts, std::vector<double>* out) {
 uint64_t RecordMap::CollectPass(const CollectOptions& opts, const CheckpointVisitor& visit,
                                 std::vector<uint64_t>* reclaimed) {
   std::lock_guard<std::mutex> lock(mu_);
+  // Shared domains of the pass: locked for all of it (in name order, the same in every
+  // process), their dead processes folded, other processes' new series made local.
+  std::vector<std::pair<std::string, uint32_t>> sharedDomains;
+  for (auto& [id, sd] : shared_) {
+    if (opts.domain == 0 || opts.domain == id) sharedDomains.emplace_back(sd.name, id);
+  }
+  std::sort(sharedDomains.begin(), sharedDomains.end());
+  std::vector<SharedSegment*> locked;
+  for (auto& [name, id] : sharedDomains) {
+    SharedSegment* seg = shared_[id].seg;
+    seg->Lock();
+    locked.push_back(seg);
+    seg->ReapLocked();
+    SyncSharedLocked(id);
+  }
+  struct Unlocker {
+    std::vector<SharedSegment*>* segs;
+    ~Unlocker() {
+      for (auto it = segs->rbegin(); it != segs->rend(); ++it) (*it)->Unlock();
+    }
+  } unlocker{&locked};
   const uint64_t epoch = ++epoch_;
   const uint32_t recordEpoch = static_cast<uint32_t>(std::min<uint64_t>(epoch, Record::kMaxEpoch));
   std::vector<uint32_t> reclaim;
@@ -447,7 +631,10 @@ uint64_t RecordMap::CollectPass(const CollectOptions& opts, const CheckpointVisi
     // A non-monotonic sum's value is a level: it never expires (a new record would
     // restart it from 0).
     const InstrumentKind ik = inst->descriptor.kind;
-    const bool expirable = ik != InstrumentKind::UpDownCounter && ik != InstrumentKind::ObservableUpDownCounter;
+    // A shared record is the fleet's: no one process expires it.
+    const bool expirable = ik != InstrumentKind::UpDownCounter && ik != InstrumentKind::ObservableUpDownCounter &&
+                           inst->shared == nullptr;
+    SharedSegment* const seg = inst->shared;
     const size_t n = inst->cellSize;
     tmp.resize(n);
     state.resize(n);
@@ -466,12 +653,17 @@ uint64_t RecordMap::CollectPass(const CollectOptions& opts, const CheckpointVisi
       }
       // Checkpoint: retired cells (the identity until a thread retires) plus every live
       // thread's cell.
-      const double* base = r->Retired() != nullptr ? r->Retired() : identity.data();
-      std::copy(base, base + n, state.begin());
       const size_t cells = r->CellCount();
-      for (size_t c = 0; c < cells; c++) {
-        LoadCell(tmp.data(), CellData(r->Cell(c)), n);
-        MergeState(kind, state.data(), tmp.data(), n);
+      if (seg != nullptr && r->extra && r->extra->series != 0) {
+        // Every process's cells (this one's included) and the folded dead ones.
+        seg->SumLocked(r->extra->series, state.data(), tmp.data());
+      } else {
+        const double* base = r->Retired() != nullptr ? r->Retired() : identity.data();
+        std::copy(base, base + n, state.begin());
+        for (size_t c = 0; c < cells; c++) {
+          LoadCell(tmp.data(), CellData(r->Cell(c)), n);
+          MergeState(kind, state.data(), tmp.data(), n);
+        }
       }
       // Updated: any bit of the state changed since the previous pass (which may have
       // read another thread's cell in the middle of an update: the rest of that update
@@ -531,6 +723,11 @@ void RecordMap::UnpinLabels(uint64_t id) {
 void RecordMap::PassSize(uint32_t domain, const std::vector<uint32_t>* include, size_t* records,
                          size_t* doubles) {
   std::lock_guard<std::mutex> lock(mu_);
+  for (auto& [id, sd] : shared_) {
+    if (domain != 0 && domain != id) continue;
+    SharedSegment::Guard g(sd.seg);
+    SyncSharedLocked(id);
+  }
   *records = 0;
   *doubles = 0;
   for (auto& inst : instruments_) {

@@ -23,6 +23,7 @@
 #include "label_set.h"
 #include "probe_table.h"
 #include "record.h"
+#include "shared_segment.h"
 #include "slab_arena.h"
 
 namespace hotmeter {
@@ -41,6 +42,11 @@ struct Instrument {
   uint32_t domain = 0;  // the MeterProvider (or shared name) that owns it
   Descriptor descriptor;
   size_t cellSize = 0;
+  // Process-shared instruments (RegisterSharedDomain): the segment and the instrument's
+  // index there (1-based). Their cells live in the segment; their records are never
+  // reclaimed or removed, and each shows the sum of every process's cells.
+  SharedSegment* shared = nullptr;
+  uint32_t sharedInst = 0;
   // By label set (pointer identity: label sets are interned). An entry is erased before
   // its record is freed.
   SlotTable<SlotByLabels> records;
@@ -166,6 +172,13 @@ class RecordMap {
   // lives). Each call counts one user of the domain (a MeterProvider) for `arenaId`, the
   // thread registering it (0: a user no thread's exit ends).
   uint32_t RegisterDomain(const std::string& name, uint32_t arenaId = 0);
+  // RegisterDomain for a process-shared domain: every process of this user on the host
+  // that registers `name` records into the same records (SharedSegment). Returns 0 with
+  // *error if the segment cannot be opened or joined (e.g. not Linux).
+  uint32_t RegisterSharedDomain(const std::string& name, uint32_t arenaId, std::string* error);
+  // Stats of a shared domain's segment: live processes and slabs in use (after reaping
+  // the dead). False if the domain is not shared.
+  bool SharedStats(uint32_t domain, uint32_t* processes, uint32_t* slabs, uint32_t* series);
   // Ends one use of the domain by a user of `arenaId`. When the domain has no user left
   // (each one released it or its thread exited: RetireArena ends the uses of its arena),
   // the domain is freed: its instruments, their records and cells, the label sets only
@@ -265,8 +278,24 @@ class RecordMap {
   // Frees the domain's instruments and records (ReleaseDomain's precondition holds).
   void FreeDomainLocked(uint32_t domain);
   void UnpinLabels(uint64_t id);
+  // Makes a local record (no cell) for every series of the shared domain that another
+  // process made, of an instrument registered here.
+  void SyncSharedLocked(uint32_t domain);
+  // A new record in `inst` for `labels` (acquired reference): slot.
+  uint32_t NewRecordLocked(Instrument* inst, std::string_view key, double startMs);
 
   std::mutex mu_;
+  // Shared domains: their segment, series synced so far, and local instrument ids by
+  // shared instrument index. Segments stay mapped for the life of the process (JS views
+  // of their slabs may outlive a domain), by name.
+  struct SharedDomain {
+    SharedSegment* seg = nullptr;
+    std::string name;
+    uint32_t synced = 0;
+    std::unordered_map<uint32_t, uint32_t> local;
+  };
+  std::unordered_map<uint32_t, SharedDomain> shared_;
+  std::unordered_map<std::string, std::unique_ptr<SharedSegment>> segments_;
   // Ids of the LabelPins held (ascending), and the last id given (ids start at 1).
   std::set<uint64_t> labelPins_;
   uint64_t lastPinId_ = 0;

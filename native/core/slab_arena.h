@@ -15,6 +15,8 @@
 
 namespace hotmeter {
 
+class SharedSegment;
+
 struct CellRef {
   uint32_t slab = 0;
   uint32_t offset = 0;  // in doubles
@@ -37,8 +39,23 @@ class SlabArena {
   // can still write to it.
   void Free(CellRef ref, size_t size);
 
-  double* Data(CellRef ref) { return slabs_[ref.slab].data.get() + ref.offset; }
-  double* SlabData(uint32_t slab) { return slabs_[slab].data.get(); }
+  // A cell in a slab of this thread in the process-shared segment (caller holds the
+  // segment's lock). False if the segment has no slab left. Shared cells are never
+  // reused within the arena: they go with their slab (ReleaseShared, ForgetShared).
+  bool AllocateShared(SharedSegment* seg, size_t size, CellRef* out);
+  // The segment and segment slab index of a shared slab (null: a private slab).
+  SharedSegment* SegmentOf(uint32_t slab, uint32_t* segSlab) const {
+    *segSlab = slabs_[slab].segSlab;
+    return slabs_[slab].segment;
+  }
+  // Gives this arena's slabs of `seg` back to the segment (caller holds its lock; every
+  // cell in them was retired) and never allocates from them again.
+  void ReleaseShared(SharedSegment* seg);
+  // Never allocates from slabs of `seg` again (the process detached from it).
+  void ForgetShared(SharedSegment* seg);
+
+  double* Data(CellRef ref) { return SlabData(ref.slab) + ref.offset; }
+  double* SlabData(uint32_t slab) { return slabs_[slab].shared != nullptr ? slabs_[slab].shared : slabs_[slab].data.get(); }
   size_t SlabDoubles(uint32_t slab) const { return slabs_[slab].size; }
   size_t SlabCount() const { return slabs_.size(); }
   size_t BytesReserved() const;
@@ -48,7 +65,16 @@ class SlabArena {
     std::unique_ptr<double[]> data;
     size_t size = 0;
     size_t used = 0;
+    // A slab of a process-shared segment: its memory (mapped for the process's life)
+    // and index there. `data` is null.
+    double* shared = nullptr;
+    SharedSegment* segment = nullptr;
+    uint32_t segSlab = 0;
   };
+  // The private slab this arena bump-allocates from (UINT32_MAX: none yet).
+  uint32_t current_ = UINT32_MAX;
+  // The slab of `seg` this arena bump-allocates from, by segment.
+  std::map<SharedSegment*, uint32_t> sharedCurrent_;
   uint32_t id_;
   std::vector<Slab> slabs_;
   std::map<size_t, std::vector<CellRef>> free_;  // by cell size

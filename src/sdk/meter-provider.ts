@@ -49,6 +49,19 @@ export interface MeterProviderOptions {
    * same domain name. By default each provider has a domain of its own.
    */
   domain?: string;
+  /**
+   * Process-shared records (Linux): every process of this user on the host whose provider
+   * has the same `processShared` name records into one set of records in shared memory
+   * (/dev/shm/hotmeter-<uid>-<hash>, mode 0600), and a collection in any of them exports
+   * the whole fleet's series (node:cluster, PM2). Measurements stay writes into this
+   * process's own cells; a process that dies, even killed, keeps what it wrote. Series of
+   * a shared name never expire and cannot be removed by one process; observable callbacks
+   * run in the collecting process (each series sums every process's latest observation).
+   * Worker threads of such a process create a provider with the same name (no readers).
+   * Throws a TypeError on other platforms or if the segment cannot be joined.
+   * Not with `domain`. See docs/design.md, "Processes".
+   */
+  processShared?: string;
   /** Limits applied to attribute sets. */
   labelLimits?: Partial<LabelLimits>;
   /** How long observable callbacks may run in one collection, ms. Default 30 000. */
@@ -96,8 +109,19 @@ export interface MeterProviderOptions {
   sdkMetricsEnabled?: boolean;
 }
 
+function registerDomainOf(options: MeterProviderOptions): number {
+  const shared = options.processShared;
+  if (shared === undefined) return native().registerDomain(typeof options.domain === 'string' ? options.domain : '');
+  if (typeof shared !== 'string' || shared === '') throw new TypeError('hotmeter: processShared must be a non-empty name');
+  if (options.domain !== undefined) throw new TypeError('hotmeter: processShared and domain are exclusive');
+  if (process.platform !== 'linux') {
+    throw new TypeError(`hotmeter: processShared needs Linux (POSIX shared memory); this is ${process.platform}`);
+  }
+  return native().registerDomain(shared, true);
+}
+
 const PROVIDER_KEYS: readonly string[] = [
-  'resource', 'domain', 'labelLimits', 'callbackTimeoutMillis', 'readers', 'aggregationSelector', 'views',
+  'resource', 'domain', 'processShared', 'labelLimits', 'callbackTimeoutMillis', 'readers', 'aggregationSelector', 'views',
   'cardinalityLimit', 'reclamation', 'reclaimIdleMillis', 'sdkMetricsEnabled',
 ];
 
@@ -195,7 +219,7 @@ export class MeterProvider implements ApiMeterProvider {
       else defaultReaders.push(r);
     }
     this.readerStreams = preferences.length > 0;
-    this.domain = native().registerDomain(typeof options.domain === 'string' ? options.domain : '');
+    this.domain = registerDomainOf(options);
     this.registry = new InstrumentRegistry(
       this.domain,
       { limits, selector, views, cardinalityLimit: limit, readerPreferences: preferences, defaultReaders },
@@ -220,6 +244,30 @@ export class MeterProvider implements ApiMeterProvider {
       }
       r.setMetricProducer(producer);
     }
+  }
+
+  /**
+   * Removes the shared memory file of a `processShared` name left by a fleet that is gone
+   * (a segment whose processes are all dead is otherwise reused as it is by the next
+   * provider of the name: its series continue). Returns true if a file was removed, false
+   * if there was none; throws if a live process still uses it.
+   */
+  static cleanupProcessShared(name: string): boolean {
+    if (typeof name !== 'string' || name === '') throw new TypeError('hotmeter: cleanupProcessShared needs a processShared name');
+    const r = native().cleanupProcessShared(name);
+    if (r < 0) throw new Error(`hotmeter: processShared "${name}" is in use by a live process (or its file cannot be removed)`);
+    return r === 1;
+  }
+
+  /**
+   * For a `processShared` provider: live processes attached to its segment, 64 KiB slabs
+   * of cells in use, and series (after folding the processes found dead). Undefined
+   * otherwise.
+   */
+  processSharedStats(): { processes: number; slabs: number; series: number } | undefined {
+    if (this.domainReleased) return undefined;
+    const r = native().sharedStats(this.domain);
+    return r === null ? undefined : { processes: r[0], slabs: r[1], series: r[2] };
   }
 
   /** A Meter for an instrumentation scope; the same scope returns the same Meter. */

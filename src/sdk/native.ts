@@ -121,7 +121,11 @@ export interface NativeBinding {
    * '' makes a new domain; a name returns the same id in every thread while the domain
    * lives. Counts one use of the domain by this thread (a provider).
    */
-  registerDomain(name: string): number;
+  registerDomain(name: string, processShared?: boolean): number;
+  /** A process-shared domain's segment: [live processes, slabs in use, series]; null if not shared. */
+  sharedStats(domain: number): [number, number, number] | null;
+  /** Removes the segment file of a processShared name if no live process uses it: 1 removed, 0 absent, -1 in use (or not removable). */
+  cleanupProcessShared(name: string): number;
   /**
    * Ends one use of the domain by this thread. The last use of any thread (or its exit)
    * frees the domain: its instruments, records and cells. The caller's handles must

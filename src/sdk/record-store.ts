@@ -478,7 +478,12 @@ export class RecordStore<H extends BoundHandle = BoundHandle> implements HandleO
       warnLimited(`native:${this.name}`, `${this.name}: label set rejected (${(e as Error).message}); measurement dropped`);
       return undefined;
     }
-    if (!ok) return undefined;
+    if (!ok) {
+      // The native side had no room (a processShared segment at capacity) or no such
+      // instrument any more.
+      warnLimited(`acquire:${this.name}`, `${this.name}: no record could be made (shared segment full?); measurement dropped`);
+      return undefined;
+    }
     if (acquireOut[5] === 1) markStalePending();
     const recordId = acquireOut[0];
     // Attributes are decoded from the native record when a collection first needs them

@@ -27,7 +27,7 @@ import { setEvictInterval } from './worker-evict';
 
 /** Options of {@link attachMeterProvider}: a provider's options without readers. */
 export interface AttachOptions
-  extends Omit<MeterProviderOptions, 'domain' | 'readers' | 'reclamation' | 'reclaimIdleMillis' | 'resource'> {
+  extends Omit<MeterProviderOptions, 'domain' | 'processShared' | 'readers' | 'reclamation' | 'reclaimIdleMillis' | 'resource'> {
   /**
    * How often this thread checks whether records it caches went idle (the exporting
    * thread's collections decide), when it does not record; ms, default 1000. The timer

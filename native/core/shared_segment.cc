@@ -1,0 +1,628 @@
+#include "shared_segment.h"
+
+#include <atomic>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <vector>
+
+#if defined(__linux__)
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#define HOTMETER_SHARED_SUPPORTED 1
+#endif
+
+namespace hotmeter {
+
+namespace {
+
+constexpr uint64_t kMagic = 0x31524853544f48ull;  // "HOTSHR1"
+constexpr uint32_t kVersion = 1;
+constexpr uint32_t kNone = 0;  // null node / series / bucket entry (indices are 1-based)
+
+uint64_t Fnv1a(std::string_view s, uint64_t h = 0xcbf29ce484222325ull) {
+  for (unsigned char c : s) {
+    h ^= c;
+    h *= 0x100000001b3ull;
+  }
+  return h;
+}
+
+constexpr size_t Align(size_t n) { return (n + 63) & ~size_t{63}; }
+
+}  // namespace
+
+struct SharedSegment::Header {
+  uint64_t magic;
+  uint32_t version;
+  uint32_t uid;
+  uint64_t size;
+  pthread_mutex_t mu;
+  uint32_t instCount;
+  uint32_t seriesCount;
+  uint32_t nodeFree;      // free list head (1-based, kNone: empty)
+  uint32_t nodeUsed;      // nodes ever handed out
+  uint32_t slabFree;      // free list head of slabs (kNoSlab: empty)
+  uint32_t slabUsed;      // slabs ever handed out
+  uint32_t permSlab;      // current slab of dead accumulators (kNoSlab: none)
+  uint32_t permUsed;      // doubles used in it
+  uint64_t stringUsed;
+  uint64_t reaped;        // processes reaped, ever
+};
+
+struct SharedSegment::Proc {
+  int32_t pid;
+  uint32_t state;  // 0 free, 1 live, 2 gone (awaiting reap)
+  uint64_t startTime;
+  uint32_t generation;
+  uint32_t pad;
+};
+
+struct SharedSegment::Inst {
+  uint64_t identOff;
+  uint32_t identLen;
+  uint32_t cellSize;
+  uint32_t kind;
+  uint32_t seriesCount;
+};
+
+struct SharedSegment::Series {
+  uint32_t hashNext;  // next series in its bucket
+  uint32_t inst;      // 1-based
+  uint64_t keyOff;
+  uint32_t keyLen;
+  uint32_t head;      // first node
+  uint32_t deadSlab;  // kNoSlab: no dead accumulator yet
+  uint32_t deadOff;
+  double startMs;
+};
+
+struct SharedSegment::Node {
+  uint32_t next;
+  uint32_t slab;
+  uint32_t offset;
+  uint32_t pad;
+};
+
+struct SharedSegment::SlabInfo {
+  uint32_t owner;  // process slot, kPermanent, or kNoSlab when free
+  uint32_t nextFree;
+};
+
+namespace {
+
+struct Layout {
+  size_t procs, insts, series, buckets, nodes, slabInfo, strings, slabs, total;
+};
+
+template <typename H, typename P, typename I, typename S, typename N, typename B>
+Layout MakeLayout() {
+  Layout l{};
+  size_t at = Align(sizeof(H));
+  l.procs = at;
+  at = Align(at + sizeof(P) * SharedSegment::kMaxProcs);
+  l.insts = at;
+  at = Align(at + sizeof(I) * SharedSegment::kMaxInstruments);
+  l.series = at;
+  at = Align(at + sizeof(S) * SharedSegment::kMaxSeries);
+  l.buckets = at;
+  at = Align(at + sizeof(uint32_t) * SharedSegment::kBuckets);
+  l.nodes = at;
+  at = Align(at + sizeof(N) * SharedSegment::kMaxNodes);
+  l.slabInfo = at;
+  at = Align(at + sizeof(B) * SharedSegment::kMaxSlabs);
+  l.strings = at;
+  at = Align(at + SharedSegment::kStringBytes);
+  at = (at + 4095) & ~size_t{4095};
+  l.slabs = at;
+  at += size_t{SharedSegment::kMaxSlabs} * SharedSegment::kSlabDoubles * sizeof(double);
+  l.total = at;
+  return l;
+}
+
+}  // namespace
+
+#define HOTMETER_LAYOUT MakeLayout<Header, Proc, Inst, Series, Node, SlabInfo>()
+
+SharedSegment::Header* SharedSegment::header() const { return reinterpret_cast<Header*>(base_); }
+SharedSegment::Proc* SharedSegment::procs() const { return reinterpret_cast<Proc*>(base_ + HOTMETER_LAYOUT.procs); }
+SharedSegment::Inst* SharedSegment::insts() const { return reinterpret_cast<Inst*>(base_ + HOTMETER_LAYOUT.insts); }
+SharedSegment::Series* SharedSegment::series() const { return reinterpret_cast<Series*>(base_ + HOTMETER_LAYOUT.series); }
+uint32_t* SharedSegment::buckets() const { return reinterpret_cast<uint32_t*>(base_ + HOTMETER_LAYOUT.buckets); }
+SharedSegment::Node* SharedSegment::nodes() const { return reinterpret_cast<Node*>(base_ + HOTMETER_LAYOUT.nodes); }
+SharedSegment::SlabInfo* SharedSegment::slabInfo() const { return reinterpret_cast<SlabInfo*>(base_ + HOTMETER_LAYOUT.slabInfo); }
+char* SharedSegment::strings() const { return base_ + HOTMETER_LAYOUT.strings; }
+double* SharedSegment::SlabData(uint32_t slab) const {
+  return reinterpret_cast<double*>(base_ + HOTMETER_LAYOUT.slabs) + size_t{slab} * kSlabDoubles;
+}
+
+uint64_t ProcessStartTime(int pid, char* state) {
+#ifdef HOTMETER_SHARED_SUPPORTED
+  char path[64];
+  std::snprintf(path, sizeof path, "/proc/%d/stat", pid);
+  FILE* f = std::fopen(path, "re");
+  if (f == nullptr) return 0;
+  char buf[1024];
+  size_t n = std::fread(buf, 1, sizeof buf - 1, f);
+  std::fclose(f);
+  buf[n] = 0;
+  // Fields after the command name (which may hold spaces and parentheses): from the
+  // last ')'; field 3 (state) is the first after it, the start time is field 22.
+  char* p = std::strrchr(buf, ')');
+  if (p == nullptr) return 0;
+  p++;
+  while (*p == ' ') p++;
+  if (state != nullptr) *state = *p;  // field 3
+  for (int field = 3; field < 22 && *p; field++) {  // skip fields 3..21
+    while (*p == ' ') p++;
+    while (*p && *p != ' ') p++;
+  }
+  return std::strtoull(p, nullptr, 10);
+#else
+  (void)pid;
+  (void)state;
+  return 0;
+#endif
+}
+
+namespace {
+
+// Alive: the pid exists and started when it was registered (a reused pid has another
+// start time).
+bool ProcessAlive(int pid, uint64_t startTime) {
+#ifdef HOTMETER_SHARED_SUPPORTED
+  if (pid <= 0) return false;
+  if (kill(pid, 0) != 0 && errno == ESRCH) return false;
+  // Unreadable (0): alive; only a start time seen to differ means the pid was reused.
+  // (Declaring a live process dead would hand its slabs to another while it writes.)
+  // A zombie (Z, X) has exited: it writes nothing any more.
+  char state = 0;
+  const uint64_t now = ProcessStartTime(pid, &state);
+  if (state == 'Z' || state == 'X') return false;
+  return now == 0 || now == startTime;
+#else
+  (void)pid;
+  (void)startTime;
+  return false;
+#endif
+}
+
+}  // namespace
+
+std::string SharedSegment::PathFor(const std::string& name) {
+#ifdef HOTMETER_SHARED_SUPPORTED
+  char buf[96];
+  std::snprintf(buf, sizeof buf, "/dev/shm/hotmeter-%u-%016llx", static_cast<unsigned>(geteuid()),
+                static_cast<unsigned long long>(Fnv1a(name)));
+  return buf;
+#else
+  (void)name;
+  return std::string();
+#endif
+}
+
+SharedSegment::~SharedSegment() {
+#ifdef HOTMETER_SHARED_SUPPORTED
+  if (base_ != nullptr) munmap(base_, size_);
+#endif
+}
+
+std::unique_ptr<SharedSegment> SharedSegment::Open(const std::string& name, std::string* error) {
+#ifndef HOTMETER_SHARED_SUPPORTED
+  (void)name;
+  *error = "processShared needs Linux (POSIX shared memory in /dev/shm)";
+  return nullptr;
+#else
+  const Layout l = HOTMETER_LAYOUT;
+  const std::string path = PathFor(name);
+  auto fail = [&](const std::string& what) -> std::unique_ptr<SharedSegment> {
+    *error = what + " (" + path + "): " + std::strerror(errno);
+    return nullptr;
+  };
+  int fd = -1;
+  for (int attempt = 0; attempt < 3 && fd < 0; attempt++) {
+    fd = open(path.c_str(), O_RDWR | O_NOFOLLOW | O_CLOEXEC);
+    if (fd >= 0 || errno != ENOENT) break;
+    // Create it fully initialised under a private name, then link it into place: no
+    // process ever maps a half-made segment. Losing the race: open the winner's.
+    char tmp[160];
+    std::snprintf(tmp, sizeof tmp, "%s.%d.tmp", path.c_str(), static_cast<int>(getpid()));
+    int t = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (t < 0) return fail("cannot create shared memory file");
+    if (fchmod(t, 0600) != 0 || ftruncate(t, static_cast<off_t>(l.total)) != 0) {
+      close(t);
+      unlink(tmp);
+      return fail("cannot size shared memory file");
+    }
+    void* m = mmap(nullptr, l.total, PROT_READ | PROT_WRITE, MAP_SHARED, t, 0);
+    if (m == MAP_FAILED) {
+      close(t);
+      unlink(tmp);
+      return fail("cannot map shared memory file");
+    }
+    auto* h = static_cast<Header*>(m);
+    h->version = kVersion;
+    h->uid = static_cast<uint32_t>(geteuid());
+    h->size = l.total;
+    h->nodeFree = kNone;
+    h->slabFree = kNoSlab;
+    h->permSlab = kNoSlab;
+    pthread_mutexattr_t attr;
+    pthread_mutexattr_init(&attr);
+    pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED);
+    pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST);
+    pthread_mutex_init(&h->mu, &attr);
+    pthread_mutexattr_destroy(&attr);
+    std::atomic_ref<uint64_t>(h->magic).store(kMagic, std::memory_order_release);
+    munmap(m, l.total);
+    const int linked = link(tmp, path.c_str());
+    const int linkErr = errno;
+    unlink(tmp);
+    if (linked == 0) {
+      fd = t;
+    } else {
+      close(t);
+      if (linkErr != EEXIST) {
+        errno = linkErr;
+        return fail("cannot publish shared memory file");
+      }
+    }
+  }
+  if (fd < 0) return fail("cannot open shared memory file");
+  struct stat st;
+  if (fstat(fd, &st) != 0) {
+    close(fd);
+    return fail("cannot stat shared memory file");
+  }
+  if (!S_ISREG(st.st_mode) || st.st_uid != geteuid() || (st.st_mode & 077) != 0) {
+    close(fd);
+    errno = EPERM;
+    return fail("shared memory file is not a private (0600) file of this user");
+  }
+  if (static_cast<size_t>(st.st_size) != l.total) {
+    close(fd);
+    errno = EINVAL;
+    return fail("shared memory file has another layout (another hotmeter version?); remove it with MeterProvider.cleanupProcessShared");
+  }
+  void* m = mmap(nullptr, l.total, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  close(fd);
+  if (m == MAP_FAILED) return fail("cannot map shared memory file");
+  auto* h = static_cast<Header*>(m);
+  if (std::atomic_ref<uint64_t>(h->magic).load(std::memory_order_acquire) != kMagic || h->version != kVersion ||
+      h->size != l.total) {
+    munmap(m, l.total);
+    errno = EINVAL;
+    return fail("shared memory file has another layout (another hotmeter version?); remove it with MeterProvider.cleanupProcessShared");
+  }
+  std::unique_ptr<SharedSegment> s(new SharedSegment());
+  s->base_ = static_cast<char*>(m);
+  s->size_ = l.total;
+  return s;
+#endif
+}
+
+int SharedSegment::Cleanup(const std::string& name, std::string* error) {
+#ifndef HOTMETER_SHARED_SUPPORTED
+  (void)name;
+  *error = "processShared needs Linux";
+  return -1;
+#else
+  const std::string path = PathFor(name);
+  struct stat st;
+  if (lstat(path.c_str(), &st) != 0) return 0;
+  std::unique_ptr<SharedSegment> s = Open(name, error);
+  if (!s) {
+    // Not ours to judge (another layout): remove it only if it is this user's file.
+    if (S_ISREG(st.st_mode) && st.st_uid == geteuid() && unlink(path.c_str()) == 0) return 1;
+    return -1;
+  }
+  Guard g(s.get());
+  s->ReapLocked();
+  if (s->LiveProcessesLocked() > 0) {
+    *error = "in use by a live process";
+    return -1;
+  }
+  return unlink(path.c_str()) == 0 ? 1 : 0;
+#endif
+}
+
+void SharedSegment::Lock() {
+  const int rc = pthread_mutex_lock(&header()->mu);
+  // Its holder died holding it: make the mutex usable again. Structures are updated so
+  // that a half-done change leaves at most an unreachable node, slab or string, a series
+  // no lookup finds, or (killed between folding a cell and unlinking it) one cell counted
+  // twice.
+  if (rc == EOWNERDEAD) pthread_mutex_consistent(&header()->mu);
+}
+
+void SharedSegment::Unlock() { pthread_mutex_unlock(&header()->mu); }
+
+bool SharedSegment::Attach() {
+#ifndef HOTMETER_SHARED_SUPPORTED
+  return false;
+#else
+  Guard g(this);
+  ReapLocked();
+  const int pid = static_cast<int>(getpid());
+  const uint64_t start = ProcessStartTime(pid);
+  for (uint32_t i = 0; i < kMaxProcs; i++) {
+    Proc& p = procs()[i];
+    if (p.state != 0) continue;
+    p.pid = pid;
+    p.startTime = start;
+    p.generation++;
+    p.state = 1;
+    slot_ = i;
+    generation_ = p.generation;
+    return true;
+  }
+  return false;
+#endif
+}
+
+void SharedSegment::Detach() {
+  if (slot_ == UINT32_MAX) return;
+  Guard g(this);
+  Proc& p = procs()[slot_];
+  if (p.generation == generation_ && p.state == 1) p.state = 2;
+  slot_ = UINT32_MAX;
+}
+
+std::string_view SharedSegment::StringAt(uint64_t off, uint32_t len) const { return {strings() + off, len}; }
+
+uint64_t SharedSegment::AddStringLocked(std::string_view s) {
+  Header* h = header();
+  if (h->stringUsed + s.size() > kStringBytes) return UINT64_MAX;
+  const uint64_t off = h->stringUsed;
+  if (!s.empty()) std::memcpy(strings() + off, s.data(), s.size());
+  h->stringUsed += s.size();
+  return off;
+}
+
+uint32_t SharedSegment::InstrumentLocked(std::string_view identity, uint32_t cellSize, AggregationKind kind) {
+  Header* h = header();
+  for (uint32_t i = 0; i < h->instCount; i++) {
+    const Inst& in = insts()[i];
+    if (StringAt(in.identOff, in.identLen) != identity) continue;
+    if (in.cellSize != cellSize || in.kind != static_cast<uint32_t>(kind)) return 0;
+    return i + 1;
+  }
+  if (h->instCount >= kMaxInstruments || cellSize > kSlabDoubles) return 0;
+  const uint64_t off = AddStringLocked(identity);
+  if (off == UINT64_MAX) return 0;
+  Inst& in = insts()[h->instCount];
+  in.identOff = off;
+  in.identLen = static_cast<uint32_t>(identity.size());
+  in.cellSize = cellSize;
+  in.kind = static_cast<uint32_t>(kind);
+  in.seriesCount = 0;
+  return ++h->instCount;
+}
+
+uint32_t SharedSegment::FindSeriesLocked(uint32_t inst, std::string_view key) const {
+  const uint64_t hash = Fnv1a(key, 0xcbf29ce484222325ull ^ inst);
+  for (uint32_t s = buckets()[hash & (kBuckets - 1)]; s != kNone; s = series()[s - 1].hashNext) {
+    const Series& se = series()[s - 1];
+    if (se.inst == inst && StringAt(se.keyOff, se.keyLen) == key) return s;
+  }
+  return kNone;
+}
+
+uint32_t SharedSegment::AddSeriesLocked(uint32_t inst, std::string_view key, double startMs) {
+  Header* h = header();
+  if (h->seriesCount >= kMaxSeries || inst == 0 || inst > h->instCount) return kNone;
+  const uint64_t off = AddStringLocked(key);
+  if (off == UINT64_MAX) return kNone;
+  const uint32_t id = h->seriesCount + 1;
+  Series& se = series()[id - 1];
+  se.inst = inst;
+  se.keyOff = off;
+  se.keyLen = static_cast<uint32_t>(key.size());
+  se.head = kNone;
+  se.deadSlab = kNoSlab;
+  se.deadOff = 0;
+  se.startMs = startMs;
+  // Counted before it is linked: a holder killed in between leaves a series no lookup
+  // finds (at worst a duplicate later), never an id reused while linked (a cycle).
+  h->seriesCount = id;
+  insts()[inst - 1].seriesCount++;
+  const uint64_t hash = Fnv1a(key, 0xcbf29ce484222325ull ^ inst);
+  uint32_t& bucket = buckets()[hash & (kBuckets - 1)];
+  se.hashNext = bucket;
+  bucket = id;
+  return id;
+}
+
+uint32_t SharedSegment::SeriesCountOfLocked(uint32_t inst) const {
+  return inst == 0 || inst > header()->instCount ? 0 : insts()[inst - 1].seriesCount;
+}
+
+uint32_t SharedSegment::SeriesTotalLocked() const { return header()->seriesCount; }
+
+void SharedSegment::SeriesInfoLocked(uint32_t s, uint32_t* inst, std::string_view* key, double* startMs) const {
+  const Series& se = series()[s - 1];
+  *inst = se.inst;
+  *key = StringAt(se.keyOff, se.keyLen);
+  *startMs = se.startMs;
+}
+
+uint32_t SharedSegment::AcquireSlabLocked() {
+  if (slot_ == UINT32_MAX) return kNoSlab;
+  Header* h = header();
+  uint32_t slab = kNoSlab;
+  if (h->slabFree != kNoSlab) {
+    slab = h->slabFree;
+    h->slabFree = slabInfo()[slab].nextFree;
+  } else if (h->slabUsed < kMaxSlabs) {
+    slab = h->slabUsed++;
+  } else {
+    return kNoSlab;
+  }
+  slabInfo()[slab].owner = slot_;
+  slabInfo()[slab].nextFree = kNoSlab;
+  return slab;
+}
+
+void SharedSegment::ReleaseSlabLocked(uint32_t slab) {
+  slabInfo()[slab].owner = kNoSlab;
+  slabInfo()[slab].nextFree = header()->slabFree;
+  header()->slabFree = slab;
+}
+
+uint32_t SharedSegment::AllocNodeLocked() {
+  Header* h = header();
+  if (h->nodeFree != kNone) {
+    const uint32_t n = h->nodeFree;
+    h->nodeFree = nodes()[n - 1].next;
+    return n;
+  }
+  if (h->nodeUsed >= kMaxNodes) return kNone;
+  return ++h->nodeUsed;
+}
+
+void SharedSegment::FreeNodeLocked(uint32_t node) {
+  nodes()[node - 1].next = header()->nodeFree;
+  header()->nodeFree = node;
+}
+
+bool SharedSegment::LinkCellLocked(uint32_t s, uint32_t slab, uint32_t offset) {
+  const uint32_t n = AllocNodeLocked();
+  if (n == kNone) return false;
+  Node& node = nodes()[n - 1];
+  node.slab = slab;
+  node.offset = offset;
+  node.next = series()[s - 1].head;
+  series()[s - 1].head = n;
+  return true;
+}
+
+double* SharedSegment::DeadLocked(uint32_t s) {
+  Series& se = series()[s - 1];
+  const Inst& in = insts()[se.inst - 1];
+  if (se.deadSlab != kNoSlab) return SlabData(se.deadSlab) + se.deadOff;
+  Header* h = header();
+  if (h->permSlab == kNoSlab || kSlabDoubles - h->permUsed < in.cellSize) {
+    const uint32_t saved = slot_;
+    slot_ = kPermanent;  // AcquireSlabLocked's owner
+    const uint32_t slab = AcquireSlabLocked();
+    slot_ = saved;
+    if (slab == kNoSlab) return nullptr;
+    h->permSlab = slab;
+    h->permUsed = 0;
+  }
+  double* d = SlabData(h->permSlab) + h->permUsed;
+  InitState(static_cast<AggregationKind>(in.kind), d, in.cellSize);
+  se.deadOff = h->permUsed;
+  h->permUsed += in.cellSize;
+  se.deadSlab = h->permSlab;  // last: published once initialised
+  return d;
+}
+
+bool SharedSegment::FoldNodeLocked(uint32_t s, uint32_t n) {
+  const Series& se = series()[s - 1];
+  const Inst& in = insts()[se.inst - 1];
+  double* dead = DeadLocked(s);
+  if (dead == nullptr) return false;
+  std::vector<double> tmp(in.cellSize);
+  const Node& node = nodes()[n - 1];
+  LoadCell(tmp.data(), SlabData(node.slab) + node.offset, in.cellSize);
+  MergeState(static_cast<AggregationKind>(in.kind), dead, tmp.data(), in.cellSize);
+  return true;
+}
+
+bool SharedSegment::RetireCellLocked(uint32_t s, uint32_t slab, uint32_t offset) {
+  uint32_t* link = &series()[s - 1].head;
+  while (*link != kNone) {
+    const uint32_t n = *link;
+    Node& node = nodes()[n - 1];
+    if (node.slab == slab && node.offset == offset) {
+      if (!FoldNodeLocked(s, n)) return false;
+      *link = node.next;
+      FreeNodeLocked(n);
+      return true;
+    }
+    link = &node.next;
+  }
+  return true;
+}
+
+uint32_t SharedSegment::ReapLocked() {
+  std::vector<uint8_t> gone(kMaxProcs, 0);
+  bool any = false;
+  for (uint32_t i = 0; i < kMaxProcs; i++) {
+    Proc& p = procs()[i];
+    if (p.state == 1 && i != slot_ && !ProcessAlive(p.pid, p.startTime)) p.state = 2;
+    if (p.state == 2) {
+      gone[i] = 1;
+      any = true;
+    }
+  }
+  if (!any) return 0;
+  // Fold every cell that lives in a slab of a gone process, then free what it held.
+  std::vector<uint8_t> failed(kMaxProcs, 0);
+  const uint32_t total = header()->seriesCount;
+  for (uint32_t s = 1; s <= total; s++) {
+    uint32_t* link = &series()[s - 1].head;
+    while (*link != kNone) {
+      const uint32_t n = *link;
+      Node& node = nodes()[n - 1];
+      const uint32_t owner = slabInfo()[node.slab].owner;
+      if (owner < kMaxProcs && gone[owner]) {
+        if (FoldNodeLocked(s, n)) {
+          *link = node.next;
+          FreeNodeLocked(n);
+          continue;
+        }
+        failed[owner] = 1;
+      }
+      link = &node.next;
+    }
+  }
+  const uint32_t used = header()->slabUsed;
+  for (uint32_t b = 0; b < used; b++) {
+    const uint32_t owner = slabInfo()[b].owner;
+    if (owner < kMaxProcs && gone[owner] && !failed[owner]) ReleaseSlabLocked(b);
+  }
+  uint32_t reaped = 0;
+  for (uint32_t i = 0; i < kMaxProcs; i++) {
+    if (!gone[i] || failed[i]) continue;
+    procs()[i].state = 0;
+    procs()[i].pid = 0;
+    reaped++;
+  }
+  header()->reaped += reaped;
+  return reaped;
+}
+
+void SharedSegment::SumLocked(uint32_t s, double* out, double* tmp) const {
+  const Series& se = series()[s - 1];
+  const Inst& in = insts()[se.inst - 1];
+  const auto kind = static_cast<AggregationKind>(in.kind);
+  if (se.deadSlab != kNoSlab) {
+    std::memcpy(out, SlabData(se.deadSlab) + se.deadOff, in.cellSize * sizeof(double));
+  } else {
+    InitState(kind, out, in.cellSize);
+  }
+  for (uint32_t n = se.head; n != kNone; n = nodes()[n - 1].next) {
+    const Node& node = nodes()[n - 1];
+    LoadCell(tmp, SlabData(node.slab) + node.offset, in.cellSize);
+    MergeState(kind, out, tmp, in.cellSize);
+  }
+}
+
+uint32_t SharedSegment::LiveProcessesLocked() const {
+  uint32_t n = 0;
+  for (uint32_t i = 0; i < kMaxProcs; i++) n += procs()[i].state == 1 ? 1 : 0;
+  return n;
+}
+
+uint32_t SharedSegment::SlabsInUseLocked() const {
+  uint32_t n = 0;
+  for (uint32_t b = 0; b < header()->slabUsed; b++) n += slabInfo()[b].owner != kNoSlab ? 1 : 0;
+  return n;
+}
+
+}  // namespace hotmeter

@@ -1,0 +1,152 @@
+// SharedSegment: records shared by the processes of one host and user
+// (MeterProviderOptions.processShared). One POSIX shared memory file per (uid, name):
+// /dev/shm/hotmeter-<uid>-<hash of name>, mode 0600, opened with O_NOFOLLOW and checked to
+// belong to this user. Everything in it is addressed by index or offset, never by pointer.
+//
+// Contents (fixed layout, sized once; tmpfs allocates only the pages that are touched):
+//   header       magic, layout version, sizes, the robust process-shared mutex
+//   processes    one slot per attached process: pid, start time (liveness), state
+//   instruments  by identity string (each process maps them to its own instrument ids)
+//   series       one per (instrument, encoded label set), never freed; a hash index;
+//                each holds a chain of cell nodes and a "dead" accumulator
+//   nodes        (slab, offset) of one process's (one thread's) cell of a series
+//   slabs        64 KiB blocks of cells; each owned by one process slot (or permanent,
+//                for dead accumulators)
+//
+// Writers: a cell is written only by the thread that owns it (plain stores from JS, the
+// hot path: no lock, no syscall). Everything else is read and written under the mutex.
+// A collector in any process sums, per series, the dead accumulator and every linked
+// cell. A process found dead (pid gone, or its start time changed) has its cells folded
+// into their series' dead accumulators and unlinked, then its slabs and slot are reused:
+// counters never go back, and memory stays bounded however often processes restart.
+#pragma once
+#include <pthread.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "aggregator.h"
+
+namespace hotmeter {
+
+class SharedSegment {
+ public:
+  static constexpr uint32_t kMaxProcs = 1024;
+  static constexpr uint32_t kMaxInstruments = 4096;
+  static constexpr uint32_t kMaxSeries = 1u << 19;
+  static constexpr uint32_t kBuckets = 1u << 20;
+  static constexpr uint32_t kMaxNodes = 1u << 21;
+  static constexpr uint32_t kMaxSlabs = 8192;
+  static constexpr uint32_t kSlabDoubles = 8192;  // as SlabArena::kSlabDoubles
+  static constexpr uint64_t kStringBytes = 32ull << 20;
+  static constexpr uint32_t kPermanent = UINT32_MAX - 1;  // slab owner of dead accumulators
+  static constexpr uint32_t kNoSlab = UINT32_MAX;
+
+  ~SharedSegment();
+  SharedSegment(const SharedSegment&) = delete;
+  SharedSegment& operator=(const SharedSegment&) = delete;
+
+  // The file backing `name` for this user.
+  static std::string PathFor(const std::string& name);
+  // Maps (creating if absent) the segment of `name`. Null with *error on failure
+  // (unsupported platform, wrong owner or mode, another layout version, mmap failure).
+  static std::unique_ptr<SharedSegment> Open(const std::string& name, std::string* error);
+  // Removes the segment file of `name` if no live process is attached to it. Returns 1 if
+  // removed, 0 if absent, -1 if in use (or unreadable: *error).
+  static int Cleanup(const std::string& name, std::string* error);
+
+  // Takes a process slot for this process (pid, start time). False if the table is full.
+  bool Attach();
+  // Marks this process's slot exited: the next Reap (by any process) folds its cells.
+  // Precondition: no thread of this process writes a cell of the segment any more.
+  void Detach();
+  bool attached() const { return slot_ != UINT32_MAX; }
+
+  // The mutex (robust: a holder killed mid-way leaves it to the next locker).
+  void Lock();
+  void Unlock();
+  class Guard {
+   public:
+    explicit Guard(SharedSegment* s) : s_(s) { s_->Lock(); }
+    ~Guard() { s_->Unlock(); }
+    Guard(const Guard&) = delete;
+    Guard& operator=(const Guard&) = delete;
+
+   private:
+    SharedSegment* s_;
+  };
+
+  // Everything below: the caller holds the lock.
+
+  // The shared instrument of this identity (index + 1), registering it; 0 if the table
+  // is full or the identity is registered with another cell size or aggregation.
+  uint32_t InstrumentLocked(std::string_view identity, uint32_t cellSize, AggregationKind kind);
+  // Series (index + 1) of (instrument, key); 0 if none.
+  uint32_t FindSeriesLocked(uint32_t inst, std::string_view key) const;
+  // Adds the series (precondition: FindSeriesLocked gave 0); 0 if full.
+  uint32_t AddSeriesLocked(uint32_t inst, std::string_view key, double startMs);
+  uint32_t SeriesCountOfLocked(uint32_t inst) const;
+  uint32_t SeriesTotalLocked() const;
+  void SeriesInfoLocked(uint32_t series, uint32_t* inst, std::string_view* key, double* startMs) const;
+
+  // A free slab for this process (kNoSlab if none is left).
+  uint32_t AcquireSlabLocked();
+  // Gives back a slab of this process whose cells were all retired.
+  void ReleaseSlabLocked(uint32_t slab);
+  double* SlabData(uint32_t slab) const;
+  // Links the cell at (slab, offset) into the series' chain. False if out of nodes.
+  bool LinkCellLocked(uint32_t series, uint32_t slab, uint32_t offset);
+  // Folds the cell into the series' dead accumulator and unlinks it (its thread exited).
+  // False (cell left linked) if no room for the accumulator.
+  bool RetireCellLocked(uint32_t series, uint32_t slab, uint32_t offset);
+  // Finds processes that died (or detached) and folds their cells; frees their slabs
+  // and slots. Returns how many processes it reaped.
+  uint32_t ReapLocked();
+  // The series' state: dead accumulator merged with every linked cell. `out` and `tmp`
+  // hold the series' cell size.
+  void SumLocked(uint32_t series, double* out, double* tmp) const;
+
+  // Live processes attached (after ReapLocked: exact as of now).
+  uint32_t LiveProcessesLocked() const;
+  uint32_t SlabsInUseLocked() const;
+
+ private:
+  struct Header;
+  struct Proc;
+  struct Inst;
+  struct Series;
+  struct Node;
+  struct SlabInfo;
+
+  SharedSegment() = default;
+  Header* header() const;
+  Proc* procs() const;
+  Inst* insts() const;
+  Series* series() const;
+  uint32_t* buckets() const;
+  Node* nodes() const;
+  SlabInfo* slabInfo() const;
+  char* strings() const;
+  std::string_view StringAt(uint64_t off, uint32_t len) const;
+  uint64_t AddStringLocked(std::string_view s);  // UINT64_MAX if full
+  uint32_t AllocNodeLocked();
+  void FreeNodeLocked(uint32_t node);
+  // The series' dead accumulator, allocated (initialised to the identity) on first use;
+  // null if no room.
+  double* DeadLocked(uint32_t series);
+  bool FoldNodeLocked(uint32_t series, uint32_t node);
+
+  char* base_ = nullptr;
+  size_t size_ = 0;
+  uint32_t slot_ = UINT32_MAX;  // this process's slot
+  uint32_t generation_ = 0;     // of the slot when taken
+};
+
+// The start time of a process (/proc/<pid>/stat field 22), 0 if it does not exist;
+// *state (if given) its state letter (field 3: Z a zombie).
+uint64_t ProcessStartTime(int pid, char* state = nullptr);
+
+}  // namespace hotmeter

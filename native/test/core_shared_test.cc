@@ -1,0 +1,314 @@
+// Tests of process-shared records (native/core/shared_segment.h, RecordMap's shared
+// domains). Each RecordMap here stands for one process: it maps the segment on its own
+// and takes its own process slot (same pid, so "death" is simulated by ReleaseDomain,
+// which detaches), except shared_forked_process_killed, which forks a real process that
+// exits without detaching.
+//
+// Usage: core_shared_test [--scale=F] [--list] [name-substring ...] (check.h); scripts/native-test.sh runs it.
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "../core/shared_segment.h"
+#include "core_helpers.h"
+
+namespace {
+
+std::string UniqueName(const char* tag) {
+  static int n = 0;
+  return std::string("native-test-") + tag + "-" + std::to_string(getpid()) + "-" + std::to_string(n++);
+}
+
+// A process: its own map, arena and registration of the shared domain.
+struct Proc {
+  RecordMap map;
+  uint32_t arena = 0;
+  uint32_t domain = 0;
+  explicit Proc(const std::string& name) {
+    arena = map.RegisterArena();
+    std::string error;
+    domain = map.RegisterSharedDomain(name, arena, &error);
+    if (domain == 0) Fail(__FILE__, __LINE__, "RegisterSharedDomain: " + error);
+  }
+  uint32_t Instrument(const std::string& name, AggregationKind kind, std::vector<double> bounds = {}) {
+    return map.RegisterInstrument("meter/" + name, MakeDesc(name, kind, std::move(bounds)), nullptr, domain);
+  }
+  // The calling "thread"'s cell of (instrument, key), as JS reaches it.
+  double* Cell(uint32_t inst, const std::string& key, uint32_t limit = 0, uint32_t arenaId = 0, Acquired* out = nullptr) {
+    Acquired a;
+    const uint32_t ar = arenaId != 0 ? arenaId : arena;
+    if (!map.Acquire(ar, inst, key, 0, &a, limit)) return nullptr;
+    if (out) *out = a;
+    Descriptor d;
+    map.GetDescriptor(inst, &d);
+    return CellPtr(map, ar, a, CellSize(d));
+  }
+  // "instrument name|label key" -> state, from one collection pass.
+  std::map<std::string, std::vector<double>> Collect() {
+    CollectOptions o;
+    o.domain = domain;
+    o.reclaim = true;  // shared records must never be reclaimed, whatever the pass asks
+    o.reclaimBefore = UINT64_MAX;
+    std::vector<uint64_t> reclaimed;
+    std::map<std::string, std::vector<double>> out;
+    map.CollectPass(
+        o,
+        [&](const CheckpointView& v) {
+          out[v.instrument->descriptor.name + "|" + std::string(v.record->labels->view())].assign(
+              v.state, v.state + v.instrument->cellSize);
+        },
+        &reclaimed);
+    if (!reclaimed.empty()) Fail(__FILE__, __LINE__, "a shared record was reclaimed");
+    return out;
+  }
+  // The first double of a series' state (a sum's value), by value: CHECK_EQ binds its
+  // arguments by reference, which must not reach into a temporary map.
+  double First(const std::string& key) {
+    auto s = Collect();
+    auto it = s.find(key);
+    return it == s.end() || it->second.empty() ? -1 : it->second[0];
+  }
+  void Release() { map.ReleaseDomain(domain, arena); }
+};
+
+void Cleanup(const std::string& name) {
+  std::string error;
+  if (SharedSegment::Cleanup(name, &error) != 1) Fail(__FILE__, __LINE__, "Cleanup: " + error);
+}
+
+TEST(shared_two_processes_sum_and_see_each_others_series) {
+  const std::string name = UniqueName("sum");
+  {
+    Proc a(name), b(name);
+    const std::vector<double> bounds{1, 10};
+    uint32_t ca = a.Instrument("c", AggregationKind::Sum), cb = b.Instrument("c", AggregationKind::Sum);
+    uint32_t ha = a.Instrument("h", AggregationKind::Histogram, bounds);
+    uint32_t hb = b.Instrument("h", AggregationKind::Histogram, bounds);
+    double* a1 = a.Cell(ca, Key("k", "1"));
+    double* b1 = b.Cell(cb, Key("k", "1"));
+    double* b2 = b.Cell(cb, Key("k", "2"));
+    REQUIRE(a1 && b1 && b2);
+    CHECK(a1 != b1);  // each process writes its own cell
+    for (int i = 0; i < 3; i++) Update(AggregationKind::Sum, a1, {}, 1);
+    for (int i = 0; i < 4; i++) Update(AggregationKind::Sum, b1, {}, 1);
+    Update(AggregationKind::Sum, b2, {}, 5);
+    double* ah = a.Cell(ha, Key("k", "1"));
+    double* bh = b.Cell(hb, Key("k", "1"));
+    REQUIRE(ah && bh);
+    Update(AggregationKind::Histogram, ah, bounds, 0.5);
+    Update(AggregationKind::Histogram, bh, bounds, 5);
+    Update(AggregationKind::Histogram, bh, bounds, 50);
+    std::vector<double> hist = Identity(AggregationKind::Histogram, 6);
+    for (double v : {0.5, 5.0, 50.0}) Update(AggregationKind::Histogram, hist.data(), bounds, v);
+    for (Proc* p : {&a, &b}) {
+      auto s = p->Collect();
+      CHECK_EQ(s.size(), 3u);
+      const double k1 = s["c|" + Key("k", "1")][0], k2 = s["c|" + Key("k", "2")][0];
+      CHECK_EQ(k1, 7.0);
+      CHECK_EQ(k2, 5.0);  // made by b, a exports it too
+      CHECK(s["h|" + Key("k", "1")] == hist);
+    }
+    a.Release();
+    b.Release();
+  }
+  Cleanup(name);
+}
+
+TEST(shared_detached_process_is_folded_and_its_slabs_reused) {
+  const std::string name = UniqueName("fold");
+  {
+    Proc a(name);
+    a.Instrument("c", AggregationKind::Sum);
+    a.Instrument("g", AggregationKind::LastValue);
+    uint32_t procs = 0, slabs = 0, series = 0;
+    for (int round = 1; round <= 20; round++) {
+      Proc b(name);
+      uint32_t cb = b.Instrument("c", AggregationKind::Sum);
+      uint32_t gb = b.Instrument("g", AggregationKind::LastValue);
+      double* c = b.Cell(cb, Key("k", "1"));
+      double* g = b.Cell(gb, Key("k", "1"));
+      REQUIRE(c && g);
+      Update(AggregationKind::Sum, c, {}, 10);
+      Update(AggregationKind::LastValue, g, {}, round);
+      CHECK(a.map.SharedStats(a.domain, &procs, &slabs, &series));
+      CHECK_EQ(procs, 2u);
+      b.Release();  // as if the process died: the next collection folds it
+      auto s = a.Collect();
+      const double sum = s["c|" + Key("k", "1")][0], last = s["g|" + Key("k", "1")][0];
+      CHECK_EQ(sum, 10.0 * round);                  // never goes back
+      CHECK_EQ(last, static_cast<double>(round));  // the latest write
+    }
+    CHECK(a.map.SharedStats(a.domain, &procs, &slabs, &series));
+    CHECK_EQ(procs, 1u);
+    CHECK_EQ(slabs, 1u);  // the dead accumulators' slab; no slab of the 20 gone processes
+    CHECK_EQ(series, 2u);
+    a.Release();
+  }
+  Cleanup(name);
+}
+
+TEST(shared_thread_exit_folds_its_cells) {
+  const std::string name = UniqueName("thread");
+  {
+    Proc a(name);
+    uint32_t c = a.Instrument("c", AggregationKind::Sum);
+    uint32_t t2 = a.map.RegisterArena();
+    double* mine = a.Cell(c, Key("k", "1"));
+    double* theirs = a.Cell(c, Key("k", "1"), 0, t2);
+    REQUIRE(mine && theirs);
+    Update(AggregationKind::Sum, mine, {}, 1);
+    Update(AggregationKind::Sum, theirs, {}, 2);
+    CHECK_EQ(a.First("c|" + Key("k", "1")), 3.0);
+    a.map.RetireArena(t2);
+    CHECK_EQ(a.First("c|" + Key("k", "1")), 3.0);
+    Update(AggregationKind::Sum, mine, {}, 1);
+    CHECK_EQ(a.First("c|" + Key("k", "1")), 4.0);
+    uint32_t procs = 0, slabs = 0, series = 0;
+    CHECK(a.map.SharedStats(a.domain, &procs, &slabs, &series));
+    CHECK_EQ(slabs, 2u);  // a's thread's slab and the accumulators'; t2's went back
+    a.Release();
+  }
+  Cleanup(name);
+}
+
+TEST(shared_cardinality_limit_counts_every_process) {
+  const std::string name = UniqueName("limit");
+  {
+    Proc a(name), b(name);
+    uint32_t ca = a.Instrument("c", AggregationKind::Sum), cb = b.Instrument("c", AggregationKind::Sum);
+    Acquired got;
+    REQUIRE(a.Cell(ca, Key("k", "1"), 3, 0, &got));
+    CHECK(!got.overflow);
+    REQUIRE(b.Cell(cb, Key("k", "2"), 3, 0, &got));
+    CHECK(!got.overflow);
+    // Limit 3: two label sets and the overflow series, fleet-wide.
+    REQUIRE(a.Cell(ca, Key("k", "3"), 3, 0, &got));
+    CHECK(got.overflow);
+    REQUIRE(b.Cell(cb, Key("k", "1"), 3, 0, &got));
+    CHECK(!got.overflow);  // an existing series made by another process
+    a.Release();
+    b.Release();
+  }
+  Cleanup(name);
+}
+
+TEST(shared_identity_with_another_layout_stays_local) {
+  const std::string name = UniqueName("layout");
+  {
+    Proc a(name), b(name);
+    uint32_t ca = a.Instrument("c", AggregationKind::Sum);
+    uint32_t cb = b.Instrument("c", AggregationKind::Histogram, {1});
+    double* x = a.Cell(ca, Key("k", "1"));
+    double* y = b.Cell(cb, Key("k", "1"));
+    REQUIRE(x && y);
+    Update(AggregationKind::Sum, x, {}, 2);
+    Update(AggregationKind::Histogram, y, {1}, 3);
+    CHECK_EQ(a.First("c|" + Key("k", "1")), 2.0);
+    const size_t bSize = b.Collect()["c|" + Key("k", "1")].size();
+    CHECK_EQ(bSize, 5u);  // b's own histogram, unshared
+    a.Release();
+    b.Release();
+  }
+  Cleanup(name);
+}
+
+TEST(shared_forked_process_killed) {
+  // A real process that writes and then dies without detaching (as SIGKILL leaves it):
+  // what it wrote is kept, its slot and slab are reclaimed.
+  const std::string name = UniqueName("fork");
+  {
+    Proc a(name);
+    uint32_t c = a.Instrument("c", AggregationKind::Sum);
+    double* mine = a.Cell(c, Key("k", "1"));
+    REQUIRE(mine);
+    Update(AggregationKind::Sum, mine, {}, 1);
+    for (int child = 0; child < 3; child++) {
+      const pid_t pid = fork();
+      if (pid == 0) {
+        auto* p = new Proc(name);  // never destroyed: the process just ends
+        double* cell = p->Cell(p->Instrument("c", AggregationKind::Sum), Key("k", "1"));
+        if (cell == nullptr) _exit(2);
+        for (int i = 0; i < 1000; i++) cell[0] += 1;
+        _exit(0);
+      }
+      REQUIRE(pid > 0);
+      int status = 0;
+      REQUIRE(waitpid(pid, &status, 0) == pid);
+      CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+      CHECK_EQ(a.First("c|" + Key("k", "1")), 1.0 + 1000.0 * (child + 1));
+    }
+    uint32_t procs = 0, slabs = 0, series = 0;
+    CHECK(a.map.SharedStats(a.domain, &procs, &slabs, &series));
+    CHECK_EQ(procs, 1u);
+    CHECK_EQ(slabs, 2u);
+    a.Release();
+  }
+  Cleanup(name);
+}
+
+TEST(shared_stress_processes_write_and_collect_concurrently) {
+  // P "processes", each with W writer threads (own arenas) and a collector thread that
+  // checks no series goes back; one more process joins and leaves repeatedly. Totals exact.
+  const std::string name = UniqueName("stress");
+  const int P = 3, W = 2, L = 16;
+  const int N = static_cast<int>(20000 * g_scale);
+  {
+    std::vector<std::unique_ptr<Proc>> ps;
+    for (int p = 0; p < P; p++) ps.push_back(std::make_unique<Proc>(name));
+    std::vector<uint32_t> inst;
+    for (auto& p : ps) inst.push_back(p->Instrument("c", AggregationKind::Sum));
+    std::atomic<bool> done{false};
+    std::atomic<long> wentBack{0};
+    std::vector<std::thread> collectors;
+    for (int p = 0; p < P; p++) {
+      collectors.emplace_back([&, p] {
+        std::map<std::string, double> last;
+        while (!done.load()) {
+          for (auto& [k, v] : ps[p]->Collect()) {
+            if (v[0] < last[k]) wentBack++;
+            last[k] = v[0];
+          }
+        }
+      });
+    }
+    std::vector<std::thread> writers;
+    std::vector<uint32_t> arenas;
+    for (int p = 0; p < P; p++) {
+      for (int w = 0; w < W; w++) {
+        const uint32_t ar = ps[p]->map.RegisterArena();
+        writers.emplace_back([&, p, ar] {
+          std::vector<double*> cells;
+          for (int l = 0; l < L; l++) cells.push_back(ps[p]->Cell(inst[p], Key("k", std::to_string(l)), 0, ar));
+          for (int i = 0; i < N; i++) AddRelaxed(*cells[i % L], 1);
+          ps[p]->map.RetireArena(ar);  // the thread exits
+        });
+      }
+    }
+    std::thread churn([&] {
+      for (int r = 0; r < 10; r++) {
+        Proc q(name);
+        double* cell = q.Cell(q.Instrument("c", AggregationKind::Sum), Key("k", "0"));
+        if (cell != nullptr) AddRelaxed(*cell, 1);
+        q.Release();
+      }
+    });
+    for (auto& t : writers) t.join();
+    churn.join();
+    done = true;
+    for (auto& t : collectors) t.join();
+    CHECK_EQ(wentBack.load(), 0L);
+    for (int p = 0; p < P; p++) {
+      auto s = ps[p]->Collect();
+      for (int l = 0; l < L; l++) {
+        const double expect = static_cast<double>(P * W) * (N / L + (l < N % L ? 1 : 0)) + (l == 0 ? 10 : 0);
+        const double got = s["c|" + Key("k", std::to_string(l))][0];
+        CHECK_EQ(got, expect);
+      }
+    }
+    for (auto& p : ps) p->Release();
+  }
+  Cleanup(name);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) { return RunTests(argc, argv); }

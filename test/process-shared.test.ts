@@ -1,0 +1,309 @@
+// MeterProvider({ processShared }): records shared by the processes of one host.
+// The fixtures (test/fixtures/cluster-app.js, shared-recorder.js) load the compiled
+// package (dist/cjs: `npm run build:ts`); this file loads src/ and joins the same
+// segments through the same native addon.
+import { ChildProcess, spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import * as readline from 'node:readline';
+import { Worker } from 'node:worker_threads';
+import { afterAll, describe, expect, it } from 'vitest';
+import { MeterProvider } from '../src';
+import { processSharedSegmentPath } from './helpers';
+import { freePort, request } from './prometheus-helpers';
+
+const fixtures = path.join(__dirname, 'fixtures');
+const names: string[] = [];
+function uniqueName(tag: string): string {
+  const n = `test-${tag}-${process.pid}-${Date.now()}-${names.length}`;
+  names.push(n);
+  return n;
+}
+
+const segmentPath = processSharedSegmentPath;
+
+afterAll(() => {
+  for (const n of names) {
+    try {
+      MeterProvider.cleanupProcessShared(n);
+    } catch {
+      // still in use by a process of a failed test: left for the next run's cleanup
+    }
+  }
+});
+
+/** Runs a shared-recorder process to its end; resolves its JSON line. */
+function runRecorder(name: string, iterations: number, labelSets: number, collectEvery: number): Promise<{ pid: number; collections: number; errors: string[] }> {
+  return new Promise((resolve, reject) => {
+    const p = spawn(process.execPath, [path.join(fixtures, 'shared-recorder.js'), name, String(iterations), String(labelSets), String(collectEvery)], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    let err = '';
+    p.stdout.on('data', (c: Buffer) => (out += c.toString()));
+    p.stderr.on('data', (c: Buffer) => (err += c.toString()));
+    p.on('error', reject);
+    p.on('close', (code) => {
+      if (code !== 0) return reject(new Error(`recorder exited ${code}: ${out}${err}`));
+      resolve(JSON.parse(out.trim().split('\n').pop() ?? '{}'));
+    });
+  });
+}
+
+type Totals = Map<string, number>;
+async function totals(provider: MeterProvider): Promise<Totals> {
+  const cs = await provider.collect();
+  const m: Totals = new Map();
+  for (const r of cs.records) {
+    const a = r.aggregation as { kind: string; sum?: number; count?: number };
+    m.set(`${r.descriptor.name}${JSON.stringify(r.attributes)}`, a.kind === 'sum' ? (a.sum as number) : (a.count as number));
+  }
+  return m;
+}
+
+describe('processShared: argument checks', () => {
+  it('rejects an empty name and a name with a domain, with a TypeError', () => {
+    expect(() => new MeterProvider({ processShared: '' })).toThrow(TypeError);
+    expect(() => new MeterProvider({ processShared: 'x', domain: 'y' })).toThrow(TypeError);
+  });
+
+  it('creates its segment 0600 and refuses a symlink planted at its path', async () => {
+    const name = uniqueName('perm');
+    const p = new MeterProvider({ processShared: name });
+    const st = fs.lstatSync(segmentPath(name));
+    expect(st.isFile()).toBe(true);
+    expect(st.mode & 0o777).toBe(0o600);
+    expect(st.uid).toBe(os.userInfo().uid);
+    await p.shutdown();
+
+    const evil = uniqueName('symlink');
+    const target = path.join(os.tmpdir(), `shm-target-${process.pid}`);
+    fs.writeFileSync(target, 'not a segment');
+    fs.symlinkSync(target, segmentPath(evil));
+    try {
+      // O_NOFOLLOW: the link itself is refused, whatever it points at.
+      expect(() => new MeterProvider({ processShared: evil })).toThrow(TypeError);
+      expect(() => new MeterProvider({ processShared: evil })).toThrow(/symbolic links/);
+      expect(fs.readFileSync(target, 'utf8')).toBe('not a segment');
+    } finally {
+      fs.unlinkSync(segmentPath(evil));
+      fs.unlinkSync(target);
+    }
+  });
+
+  it('cleanupProcessShared removes a segment no live process uses, and refuses one in use', async () => {
+    const name = uniqueName('cleanup');
+    const p = new MeterProvider({ processShared: name });
+    p.getMeter('m').createCounter('c').add(1);
+    expect(() => MeterProvider.cleanupProcessShared(name)).toThrow(/in use/);
+    await p.shutdown();
+    expect(MeterProvider.cleanupProcessShared(name)).toBe(true);
+    expect(fs.existsSync(segmentPath(name))).toBe(false);
+    expect(MeterProvider.cleanupProcessShared(name)).toBe(false);
+  });
+});
+
+describe('processShared: independently started processes', () => {
+  it('sum every process, live or exited, in any process that collects', async () => {
+    const name = uniqueName('spawned');
+    const collector = new MeterProvider({ processShared: name });
+    const meter = collector.getMeter('shared');
+    meter.createCounter('shared_ops').add(5, { k: 'v0' });
+    meter.createCounter('shared_bound');
+    meter.createHistogram('shared_lat');
+    const results = await Promise.all([runRecorder(name, 1000, 10, 250), runRecorder(name, 1000, 10, 250), runRecorder(name, 1000, 10, 0)]);
+    for (const r of results) expect(r.errors).toEqual([]);
+    const t = await totals(collector);
+    expect(t.get('shared_ops{"k":"v0"}')).toBe(3 * 100 + 5);
+    for (let i = 1; i < 10; i++) expect(t.get(`shared_ops{"k":"v${i}"}`)).toBe(300);
+    expect(t.get('shared_bound{"pid":"any"}')).toBe(3 * 1000 * 2);
+    for (let i = 0; i < 10; i++) expect(t.get(`shared_lat{"k":"v${i}"}`)).toBe(300);
+    // The recorders exited: folded, their slots and slabs free again.
+    expect(collector.processSharedStats()).toMatchObject({ processes: 1, series: 21 });
+    await collector.shutdown();
+  });
+
+  it('stress: many processes writing and collecting at once give exact totals, never going back', async () => {
+    const name = uniqueName('stress');
+    const collector = new MeterProvider({ processShared: name });
+    const meter = collector.getMeter('shared');
+    meter.createCounter('shared_ops');
+    meter.createCounter('shared_bound');
+    meter.createHistogram('shared_lat');
+    const procs = 6;
+    const iterations = 19_200; // 300 rounds per label set
+    const labelSets = 64;
+    let running = true;
+    const seen = new Map<string, number>();
+    const wentBack: string[] = [];
+    const watcher = (async () => {
+      while (running) {
+        for (const [k, v] of await totals(collector)) {
+          if (v < (seen.get(k) ?? 0)) wentBack.push(`${k}: ${seen.get(k)} -> ${v}`);
+          seen.set(k, v);
+        }
+        await new Promise((r) => setTimeout(r, 5));
+      }
+    })();
+    const runs = [];
+    for (let i = 0; i < procs; i++) runs.push(runRecorder(name, iterations, labelSets, 1000));
+    const results = await Promise.all(runs);
+    running = false;
+    await watcher;
+    for (const r of results) expect(r.errors).toEqual([]);
+    expect(wentBack).toEqual([]);
+    const t = await totals(collector);
+    for (let i = 0; i < labelSets; i++) {
+      expect(t.get(`shared_ops{"k":"v${i}"}`)).toBe((procs * iterations) / labelSets);
+      expect(t.get(`shared_lat{"k":"v${i}"}`)).toBe((procs * iterations) / labelSets);
+    }
+    expect(t.get('shared_bound{"pid":"any"}')).toBe(procs * iterations * 2);
+    await collector.shutdown();
+  }, 120_000);
+
+  it('a fleet restarting processes all day stays bounded: slabs and slots of exited processes are reused', async () => {
+    const name = uniqueName('restarts');
+    const collector = new MeterProvider({ processShared: name });
+    collector.getMeter('shared').createCounter('shared_ops');
+    const slabs: number[] = [];
+    for (let i = 0; i < 12; i++) {
+      await runRecorder(name, 200, 5, 0);
+      const t = await totals(collector);
+      expect(t.get('shared_ops{"k":"v0"}')).toBe((i + 1) * 40);
+      slabs.push(collector.processSharedStats()!.slabs);
+    }
+    // One slab of dead-process accumulators; none of the 12 exited processes' slabs.
+    expect(Math.max(...slabs)).toBe(1);
+    expect(collector.processSharedStats()).toMatchObject({ processes: 1, slabs: 1, series: 11 });
+    await collector.shutdown();
+  }, 120_000);
+});
+
+describe('processShared: worker threads', () => {
+  it('a worker thread records into the shared records; its counts stay after it exits', async () => {
+    const name = uniqueName('worker');
+    const main = new MeterProvider({ processShared: name });
+    const ops = main.getMeter('shared').createCounter('shared_ops');
+    ops.add(1, { k: 'main' });
+    const code = `
+      const { workerData } = require('node:worker_threads');
+      const { MeterProvider } = require(${JSON.stringify(path.join(__dirname, '..', 'dist', 'cjs'))});
+      const p = new MeterProvider({ processShared: workerData.name });
+      const ops = p.getMeter('shared').createCounter('shared_ops');
+      for (let i = 0; i < 1000; i++) ops.add(1, { k: i % 2 ? 'main' : 'worker' });
+    `;
+    const w = new Worker(code, { eval: true, workerData: { name } });
+    await new Promise((resolve, reject) => {
+      w.on('exit', resolve);
+      w.on('error', reject);
+    });
+    const t = await totals(main);
+    expect(t.get('shared_ops{"k":"main"}')).toBe(501);
+    expect(t.get('shared_ops{"k":"worker"}')).toBe(500);
+    // Another process sees the thread's counts too.
+    await runRecorder(name, 0, 1, 0);
+    expect((await totals(main)).get('shared_ops{"k":"worker"}')).toBe(500);
+    await main.shutdown();
+  });
+});
+
+// The cluster application's primary: events by JSON line.
+class ClusterApp {
+  readonly proc: ChildProcess;
+  private readonly lines: unknown[] = [];
+  private waiters: (() => void)[] = [];
+  constructor(name: string, appPort: number, metricsPort: number) {
+    this.proc = spawn(process.execPath, [path.join(fixtures, 'cluster-app.js'), name, String(appPort), String(metricsPort), '3'], {
+      stdio: ['pipe', 'pipe', 'inherit'],
+    });
+    readline.createInterface({ input: this.proc.stdout! }).on('line', (l) => {
+      this.lines.push(JSON.parse(l));
+      for (const w of this.waiters.splice(0)) w();
+    });
+  }
+  async next<T>(key: string): Promise<T> {
+    for (;;) {
+      const i = this.lines.findIndex((l) => typeof l === 'object' && l !== null && key in l);
+      if (i >= 0) return this.lines.splice(i, 1)[0] as T;
+      await new Promise<void>((r) => this.waiters.push(r));
+    }
+  }
+  send(line: string): void {
+    this.proc.stdin!.write(`${line}\n`);
+  }
+  async exit(): Promise<void> {
+    const closed = new Promise((r) => this.proc.on('close', r));
+    this.send('exit');
+    await closed;
+  }
+}
+
+function sample(body: string, metric: RegExp): number {
+  const m = body.match(metric);
+  if (m === null) throw new Error(`no ${metric} in scrape:\n${body.slice(0, 2000)}`);
+  return Number(m[1]);
+}
+
+describe('processShared: node:cluster behind one app port and one metrics port', () => {
+  it('every scrape, whichever worker serves it, shows exactly the requests made; a SIGKILLed worker loses nothing', async () => {
+    const name = uniqueName('cluster');
+    const appPort = await freePort();
+    const metricsPort = await freePort();
+    const app = new ClusterApp(name, appPort, metricsPort);
+    try {
+      const { ready } = await app.next<{ ready: number[] }>('ready');
+      expect(ready).toHaveLength(3);
+      const answeredBy = new Map<number, number>();
+      const hit = async (): Promise<void> => {
+        const r = await request(`http://127.0.0.1:${appPort}/hit`);
+        expect(r.status).toBe(200);
+        const pid = Number(r.body);
+        answeredBy.set(pid, (answeredBy.get(pid) ?? 0) + 1);
+      };
+      let requests = 0;
+      let previous = 0;
+      const scrapers = new Set<number>();
+      const scrapeAll = async (times: number): Promise<void> => {
+        for (let i = 0; i < times; i++) {
+          const r = await request(`http://127.0.0.1:${metricsPort}/metrics`);
+          expect(r.status).toBe(200);
+          const hits = sample(r.body, /^app_hits_total\{[^}]*route="\/hit"[^}]*\} (\S+)/m);
+          const count = sample(r.body, /^app_latency\w*_count\{[^}]*route="\/hit"[^}]*\} (\S+)/m);
+          expect(hits).toBe(requests);
+          expect(count).toBe(requests);
+          expect(hits).toBeGreaterThanOrEqual(previous);
+          previous = hits;
+          scrapers.add(sample(r.body, /^scrape_pid\{[^}]*\} (\S+)/m));
+        }
+      };
+      for (; requests < 60; requests++) await hit();
+      // Round-robin: every worker answered requests.
+      expect([...answeredBy.keys()].sort()).toEqual([...ready].sort());
+      await scrapeAll(6);
+      // Scrapes too reached more than one worker, each showing the fleet's counts.
+      expect(scrapers.size).toBeGreaterThan(1);
+      for (const pid of scrapers) expect(ready).toContain(pid);
+
+      // SIGKILL a worker that counted requests; a replacement joins.
+      const victim = ready[0];
+      expect(answeredBy.get(victim)).toBeGreaterThan(0);
+      app.send(`kill ${victim}`);
+      const { by } = await app.next<{ replaced: number; by: number }>('replaced');
+      expect(by).not.toBe(victim);
+      await scrapeAll(3);
+      for (; requests < 100; requests++) await hit();
+      expect(answeredBy.get(by)).toBeGreaterThan(0);
+      await scrapeAll(6);
+    } finally {
+      await app.exit();
+    }
+    // The whole fleet is gone: a new process of the name sees its totals and reclaims it.
+    const after = new MeterProvider({ processShared: name });
+    after.getMeter('cluster-app').createCounter('app_hits');
+    const t = await totals(after);
+    expect(t.get('app_hits{"route":"/hit"}')).toBe(100);
+    expect(after.processSharedStats()).toMatchObject({ processes: 1 });
+    await after.shutdown();
+  }, 60_000);
+});
