@@ -35,6 +35,13 @@ struct RecordExtra {
   // Merged state of cells whose thread has exited (cellSize doubles); null (the
   // identity) until one does.
   std::unique_ptr<double[]> retired;
+  // Exemplar cells (see exemplar.h), one per thread that offered an exemplar for this
+  // record: allocated in that thread's arena by RecordMap::ExemplarCell, written by that
+  // thread only (JS, plain stores, on the slow path of a measurement in a sampled span),
+  // read by collection passes; freed with the record or folded into retiredExemplars
+  // when the thread exits.
+  std::vector<RecordCell> exemplarCells;
+  std::unique_ptr<double[]> retiredExemplars;  // null until a thread with exemplars exits
 };
 
 struct Record {
