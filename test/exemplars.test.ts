@@ -169,7 +169,8 @@ describe('exemplars in the OpenMetrics text', () => {
     ]);
   });
 
-  it('an unknown exemplarFilter is a TypeError', () => {
+  it('exemplarFilter takes the three filters; anything else is a TypeError', async () => {
+    for (const exemplarFilter of ['trace_based', 'always_on', 'always_off'] as const) await new MeterProvider({ exemplarFilter }).shutdown();
     expect(() => new MeterProvider({ exemplarFilter: 'sometimes' as never })).toThrow(TypeError);
   });
 });
