@@ -11,8 +11,8 @@
 // slabs: offerExemplar writes a slot through the slab's view (single writer: this thread),
 // collection passes read every thread's cells and keep the latest per slot. The cell is
 // made by one native call per handle, on the handle's first exemplar.
-import { context, isSpanContextValid, trace, TraceFlags } from '@opentelemetry/api';
-import type { SpanContext } from '@opentelemetry/api';
+import { isSpanContextValid, ROOT_CONTEXT, trace, TraceFlags } from '@opentelemetry/api';
+import type { ContextManager, SpanContext } from '@opentelemetry/api';
 import { warnLimited } from './diag';
 import { native } from './native';
 import { slabView } from './slabs';
@@ -83,8 +83,13 @@ export function offerExemplar(h: ExemplarTarget, value: number, slot: number): v
   if (filter === ExemplarFilterCode.OFF || h.exOff === EX_NONE) return;
   let sc: SpanContext | undefined;
   try {
-    const span = trace.getSpan(context.active());
-    if (span !== undefined) sc = span.spanContext();
+    // The registered manager itself (what context.active() calls, without the API's
+    // global lookup and version check on every measurement).
+    const ctx = manager !== undefined ? manager.active() : ROOT_CONTEXT;
+    if (ctx !== ROOT_CONTEXT) {
+      const span = trace.getSpan(ctx);
+      if (span !== undefined) sc = span.spanContext();
+    }
   } catch {
     sc = undefined; // a broken context manager: no exemplar
   }
@@ -129,19 +134,24 @@ let alwaysOn = 0;
 let timer: ReturnType<typeof setInterval> | undefined;
 const API_KEY = Symbol.for('opentelemetry.js.api.1');
 
-/** Whether a context manager is registered with @opentelemetry/api (1.x) in this thread. */
-function contextManagerRegistered(): boolean {
-  const g = (globalThis as Record<symbol, { context?: unknown } | undefined>)[API_KEY];
-  return g !== undefined && g.context !== undefined;
+// The context manager registered with @opentelemetry/api (1.x) in this thread, as of the
+// last refresh.
+let manager: ContextManager | undefined;
+
+function registeredContextManager(): ContextManager | undefined {
+  const g = (globalThis as Record<symbol, { context?: ContextManager } | undefined>)[API_KEY];
+  const m = g?.context;
+  return m !== undefined && typeof m.active === 'function' ? m : undefined;
 }
 
 /**
- * Recomputes exemplarState.live: at each provider's creation, shutdown and collection,
- * and every second while a provider keeps exemplars (a context manager registered later
- * is seen within a second).
+ * Recomputes exemplarState.live and the context manager offerExemplar asks: at each
+ * provider's creation and shutdown, and every second while a provider keeps exemplars (a
+ * context manager registered, or replaced, later is seen within a second).
  */
 export function refreshExemplars(): void {
-  exemplarState.live = providers > 0 && (alwaysOn > 0 || contextManagerRegistered());
+  manager = registeredContextManager();
+  exemplarState.live = providers > 0 && (alwaysOn > 0 || manager !== undefined);
 }
 
 /** A provider with this filter was created. */
