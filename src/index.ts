@@ -4,6 +4,7 @@
  */
 export { MeterProvider } from './sdk/meter-provider';
 export type { MeterProviderOptions } from './sdk/meter-provider';
+export type { ExemplarFilter } from './sdk/exemplars';
 export { Meter } from './api/meter';
 export { getMeter, isHotmeterMeter } from './api/global';
 export {

@@ -255,6 +255,27 @@ Napi::Value DrainStale(const Napi::CallbackInfo& info) {
   return IdsArray(env, ids);
 }
 
+// exemplarCell(recordId, out: Float64Array(>=3)) -> boolean; out <- [slab, offset, slots]:
+// this thread's exemplar cell of the record (RecordMap::ExemplarCell); false if the
+// record is unknown or its instrument keeps no exemplars.
+Napi::Value ExemplarCell(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  CheckArity(info, 2, "exemplarCell");
+  EnvState* st = State(env);
+  uint64_t id = ArgId(info, 0, "recordId");
+  if (!IsTypedArrayOf(info[1], napi_float64_array) || info[1].As<Napi::Float64Array>().ElementLength() < 3) {
+    ThrowType(env, "out must be a Float64Array of length >= 3");
+  }
+  Napi::Float64Array out = info[1].As<Napi::Float64Array>();
+  if (out.Data() == nullptr) ThrowType(env, "out was detached");
+  uint32_t slab = 0, offset = 0, slots = 0;
+  if (!RecordMap::Global().ExemplarCell(st->arenaId, id, &slab, &offset, &slots)) return Napi::Boolean::New(env, false);
+  out[0] = slab;
+  out[1] = offset;
+  out[2] = slots;
+  return Napi::Boolean::New(env, true);
+}
+
 // removeSeries(instrumentId, labelParts) -> id of the removed record, 0 if none
 // (RecordMap::Remove).
 Napi::Value RemoveSeries(const Napi::CallbackInfo& info) {

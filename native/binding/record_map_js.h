@@ -14,6 +14,7 @@ Napi::Value Descriptor(const Napi::CallbackInfo& info);
 Napi::Value Acquire(const Napi::CallbackInfo& info);
 Napi::Value Release(const Napi::CallbackInfo& info);
 Napi::Value DrainStale(const Napi::CallbackInfo& info);
+Napi::Value ExemplarCell(const Napi::CallbackInfo& info);
 Napi::Value RemoveSeries(const Napi::CallbackInfo& info);
 Napi::Value ClearSeries(const Napi::CallbackInfo& info);
 Napi::Value Slab(const Napi::CallbackInfo& info);

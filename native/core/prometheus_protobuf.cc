@@ -8,9 +8,10 @@
 //   MetricFamily  name[1] help[2] type[3] metric[4]*
 //   Metric        label[1]* gauge[2] counter[3] summary[4] histogram[7]
 //   LabelPair     name[1] value[2]
-//   Counter/Gauge value[1] (double)
+//   Counter/Gauge value[1] (double); Counter exemplar[2]
+//   Exemplar      label[1]* value[2] timestamp[3] {seconds[1] nanos[2]} (google.protobuf.Timestamp)
 //   Summary       sample_count[1] sample_sum[2] quantile[3]* {quantile[1] value[2]}
-//   Histogram     sample_count[1] sample_sum[2] bucket[3]* {cumulative_count[1] upper_bound[2]}
+//   Histogram     sample_count[1] sample_sum[2] bucket[3]* {cumulative_count[1] upper_bound[2] exemplar[3]}
 //                 schema[5] (sint32) zero_threshold[6] zero_count[7]
 //                 negative_span[9]* negative_delta[10]* positive_span[12]* positive_delta[13]*
 //                 BucketSpan {offset[1] (sint32) length[2]}; deltas sint64, unpacked (as
@@ -32,6 +33,7 @@
 #include <vector>
 
 #include "aggregator.h"
+#include "exemplar.h"
 #include "exponential_histogram.h"
 #include "prometheus_internal.h"
 #include "prometheus_serializer.h"
@@ -275,10 +277,41 @@ struct ProtoWriter {
     Bytes(&metric, 2, v);
   }
 
+  // The current record's exemplar slots (exemplar.h; null: none).
+  const double* ex = nullptr;
+  std::string exm, exl;
+
+  // *o += the Exemplar message of a slot at `field`, if the slot holds one.
+  void Exemplar(std::string* o, uint32_t field, const double* slot) {
+    if (slot == nullptr || slot[exemplar::kTime] == 0) return;
+    exm.clear();
+    if (exemplar::HasSpan(slot)) {
+      const std::pair<const char*, std::pair<size_t, size_t>> ids[2] = {{"trace_id", {exemplar::kTrace, 4}},
+                                                                         {"span_id", {exemplar::kSpan, 2}}};
+      for (const auto& [name, at] : ids) {
+        exl.clear();
+        Bytes(&exl, 1, name);
+        std::string hex;
+        exemplar::AppendHexWords(&hex, slot + at.first, at.second);
+        Bytes(&exl, 2, hex);
+        Bytes(&exm, 1, exl);
+      }
+    }
+    Double(&exm, 2, slot[exemplar::kValue]);
+    const double ms = slot[exemplar::kTime];
+    const double secs = std::floor(ms / 1000);
+    exl.clear();
+    Varint(&exl, 1, static_cast<uint64_t>(secs));
+    Varint(&exl, 2, static_cast<uint64_t>(std::llround((ms - secs * 1000) * 1e6)) % 1000000000u);
+    Bytes(&exm, 3, exl);
+    Bytes(o, field, exm);
+  }
+
   // A counter's or gauge's value.
   void Scalar(double v) {
     value.clear();
     Double(&value, 1, v);
+    if (type == FamilyType::Counter) Exemplar(&value, 2, ex);  // a counter's one slot
     Bytes(&metric, type == FamilyType::Counter ? 3 : 2, value);
   }
 
@@ -297,15 +330,27 @@ struct ProtoWriter {
     Bytes(&metric, 4, value);
   }
 
-  // A classic histogram: count, sum and cumulative counts at finite bounds.
-  void Classic(double count, double sum, const std::vector<std::pair<double, double>>& cum) {
+  // A classic histogram: count, sum and cumulative counts at finite bounds. `slots`: the
+  // exemplar slots of an explicit-bucket state (one per bound in order, then +Inf), or null.
+  void Classic(double count, double sum, const std::vector<std::pair<double, double>>& cum, const double* slots = nullptr) {
     value.clear();
     Varint(&value, 1, pb::Count(count));
     Double(&value, 2, sum);
-    for (const auto& [le, c] : cum) {
+    for (size_t i = 0; i < cum.size(); i++) {
+      const auto& [le, c] = cum[i];
       sub.clear();
       Varint(&sub, 1, pb::Count(c));
       Double(&sub, 2, le);
+      if (slots != nullptr) Exemplar(&sub, 3, slots + i * exemplar::kDoubles);
+      Bytes(&value, 3, sub);
+    }
+    // The +Inf bucket's exemplar: in an explicit +Inf bucket (as client_golang writes it).
+    const double* inf = slots != nullptr ? slots + cum.size() * exemplar::kDoubles : nullptr;
+    if (inf != nullptr && inf[exemplar::kTime] != 0) {
+      sub.clear();
+      Varint(&sub, 1, pb::Count(count));
+      Double(&sub, 2, std::numeric_limits<double>::infinity());
+      Exemplar(&sub, 3, inf);
       Bytes(&value, 3, sub);
     }
     Bytes(&metric, 7, value);
@@ -383,7 +428,7 @@ struct ProtoWriter {
         double count = 0, sum = 0;
         CountAndSum(d, st, n, &count, &sum);
         CumulativeBuckets(d, st, n, &buckets);
-        Classic(count, sum, buckets);
+        Classic(count, sum, buckets, buckets.size() == d.bounds.size() ? ex : nullptr);
         break;
       }
       case AggregationKind::ExponentialHistogram:
@@ -415,7 +460,9 @@ struct ProtoWriter {
     for (size_t r = begin; r < end; r++) {
       const SnapshotRecord& rec = snap.records[r];
       Labels(rec.labelKey());
+      ex = rec.exemplarOffset != SnapshotRecord::kNoExemplars ? snap.exemplars.data() + rec.exemplarOffset : nullptr;
       Value(rec.id, snap.states.data() + rec.stateOffset);
+      ex = nullptr;
       EndMetric();
     }
   }

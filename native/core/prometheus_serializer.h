@@ -140,6 +140,10 @@ struct SnapshotRecord {
   uint32_t lastUpdateEpoch = 0;      // Record::lastUpdateEpoch: later epochs were updated later
   double startTimeMs = 0;            // Record::startTimeMs: the series' start (`_created`)
   uint32_t shape = 0;                // labels->shape()
+  // Into Snapshot::exemplars (exemplar.h slots, as many as the instrument keeps), or
+  // kNoExemplars.
+  static constexpr size_t kNoExemplars = SIZE_MAX;
+  size_t exemplarOffset = kNoExemplars;
   std::string_view labelKey() const { return labels->view(); }
 };
 
@@ -148,6 +152,7 @@ struct Snapshot {
   std::vector<SnapshotInstrument> instruments;  // instrument registration order
   std::vector<SnapshotRecord, LargeAllocator<SnapshotRecord>> records;
   std::vector<double, LargeAllocator<double>> states;
+  std::vector<double> exemplars;  // the records' exemplar slots (SnapshotRecord::exemplarOffset)
   // Keeps the records' label sets (interned in the RecordMap) from being freed, so the
   // snapshot points at them instead of copying their bytes; held from TakeSnapshot until
   // the Snapshot goes or is stashed.

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "aggregator.h"
+#include "exemplar.h"
 
 namespace hotmeter::prometheus {
 
@@ -68,6 +69,10 @@ void TakeSnapshot(RecordMap& map, const CollectOptions& opts, const std::vector<
         sr.startTimeMs = v.record->startTimeMs;
         sr.stateOffset = out->states.size();
         out->states.insert(out->states.end(), v.state, v.state + v.instrument->cellSize);
+        if (v.exemplars != nullptr) {
+          sr.exemplarOffset = out->exemplars.size();
+          out->exemplars.insert(out->exemplars.end(), v.exemplars, v.exemplars + v.exemplarSlots * exemplar::kDoubles);
+        }
         out->records.push_back(sr);
         out->instruments.back().recordCount++;
       },
@@ -99,6 +104,7 @@ void StashSnapshot(Snapshot&& s) {
   s.pin.reset();
   s.records.clear();
   s.states.clear();
+  s.exemplars.clear();
   s.stale.clear();
   s.reclaimed.clear();
   auto* kept = new Snapshot(std::move(s));

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "aggregator.h"
+#include "exemplar.h"
 #include "exponential_histogram.h"
 #include "prometheus_internal.h"
 #include "sketch.h"
@@ -164,12 +165,40 @@ struct Writer {
     n = si.cellSize;
   }
 
-  // name suffix{labels,extra} value\n, with one capacity check.
-  void Sample(std::string_view name, std::string_view suffix, std::string_view extra, double v) {
+  // The current record's exemplar slots (OpenMetrics only; null: none).
+  const double* ex = nullptr;
+
+  // ` # {trace_id="...",span_id="..."} value timestamp` of an exemplar slot (OpenMetrics;
+  // at most kExemplarBytes). The label set is 64 characters, within the 128 allowed.
+  static constexpr size_t kExemplarBytes = 48 + 32 + 16 + 2 + 32 + 32;
+  static char* PutExemplar(char* p, const double* slot) {
+    std::string t = " # {";
+    if (exemplar::HasSpan(slot)) {
+      t += "trace_id=\"";
+      exemplar::AppendHexWords(&t, slot + exemplar::kTrace, 4);
+      t += "\",span_id=\"";
+      exemplar::AppendHexWords(&t, slot + exemplar::kSpan, 2);
+      t += '"';
+    }
+    t += "} ";
+    std::memcpy(p, t.data(), t.size());
+    p += t.size();
+    p += FormatNumber(p, slot[exemplar::kValue]);
+    *p++ = ' ';
+    p += FormatNumber(p, slot[exemplar::kTime] / 1000);
+    return p;
+  }
+
+  // name suffix{labels,extra} value\n, with one capacity check; then the exemplar of
+  // `slot` when it holds one.
+  void Sample(std::string_view name, std::string_view suffix, std::string_view extra, double v,
+              const double* slot = nullptr) {
     const bool braces = !labels.empty() || !extra.empty();
     const bool comma = !labels.empty() && !extra.empty();
     const std::string& ts = opts.sampleSuffix;
-    char* p = o.Extend(name.size() + suffix.size() + labels.size() + extra.size() + ts.size() + 4 + 32);
+    if (slot != nullptr && slot[exemplar::kTime] == 0) slot = nullptr;
+    char* p = o.Extend(name.size() + suffix.size() + labels.size() + extra.size() + ts.size() + 4 + 32 +
+                       (slot != nullptr ? kExemplarBytes : 0));
     char* const start = p;
     auto put = [&p](std::string_view s) {
       std::memcpy(p, s.data(), s.size());
@@ -187,6 +216,7 @@ struct Writer {
     *p++ = ' ';
     p += FormatNumber(p, v);
     put(ts);
+    if (slot != nullptr) p = PutExemplar(p, slot);
     *p++ = '\n';
     o.Shrink(static_cast<size_t>(p - start));
   }
@@ -196,9 +226,10 @@ struct Writer {
   std::string bucketPrefix;
 
   // bucketPrefix, then `tail` (`le="..."} `), the value and a newline.
-  void BucketLine(std::string_view tail, double v) {
+  void BucketLine(std::string_view tail, double v, const double* slot) {
     const std::string& ts = opts.sampleSuffix;
-    char* p = o.Extend(bucketPrefix.size() + tail.size() + ts.size() + 1 + 32);
+    if (slot != nullptr && slot[exemplar::kTime] == 0) slot = nullptr;
+    char* p = o.Extend(bucketPrefix.size() + tail.size() + ts.size() + 1 + 32 + (slot != nullptr ? kExemplarBytes : 0));
     char* const start = p;
     std::memcpy(p, bucketPrefix.data(), bucketPrefix.size());
     p += bucketPrefix.size();
@@ -207,6 +238,7 @@ struct Writer {
     p += FormatNumber(p, v);
     std::memcpy(p, ts.data(), ts.size());
     p += ts.size();
+    if (slot != nullptr) p = PutExemplar(p, slot);
     *p++ = '\n';
     o.Shrink(static_cast<size_t>(p - start));
   }
@@ -248,6 +280,8 @@ struct Writer {
     const Descriptor& d = cur->descriptor;
     switch (d.aggregation) {
       case AggregationKind::Sum:
+        Sample(sample, "", "", st[0], ex);  // ex: a counter's one slot
+        break;
       case AggregationKind::PrecomputedSum:
       case AggregationKind::LastValue:
         Sample(sample, "", "", st[0]);
@@ -260,7 +294,7 @@ struct Writer {
         double cum = 0;
         for (size_t i = 3; i < n; i++) {
           cum += st[i];
-          BucketLine(leTail[i - 3], cum);
+          BucketLine(leTail[i - 3], cum, ex != nullptr ? ex + (i - 3) * exemplar::kDoubles : nullptr);
         }
         Sample(sample, "_sum", "", st[0]);
         Sample(sample, "_count", "", cum);
@@ -311,7 +345,11 @@ struct Writer {
     for (size_t r = begin; r < end; r++) {
       const SnapshotRecord& rec = snap.records[r];
       lt.Build(rec.labelKey(), scopeText);
+      ex = opts.format == Format::OpenMetrics100 && rec.exemplarOffset != SnapshotRecord::kNoExemplars
+               ? snap.exemplars.data() + rec.exemplarOffset
+               : nullptr;
       Samples(rec.id, snap.states.data() + rec.stateOffset);
+      ex = nullptr;
       Created(rec.startTimeMs);
       out->MaybeCut();
     }

@@ -38,6 +38,13 @@ struct RecordExtra {
   // The record's series in its instrument's process-shared segment (1-based; 0: none).
   // Its state is then the segment's sum for that series (every process's cells).
   uint32_t series = 0;
+  // Exemplar cells (see exemplar.h), one per thread that offered an exemplar for this
+  // record: allocated in that thread's arena by RecordMap::ExemplarCell, written by that
+  // thread only (JS, plain stores, on the slow path of a measurement in a sampled span),
+  // read by collection passes; freed with the record or folded into retiredExemplars
+  // when the thread exits.
+  std::vector<RecordCell> exemplarCells;
+  std::unique_ptr<double[]> retiredExemplars;  // null until a thread with exemplars exits
 };
 
 struct Record {

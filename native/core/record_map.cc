@@ -3,6 +3,8 @@
 // when all of it is in one place.
 #include "record_map.h"
 
+#include "exemplar.h"
+
 #include <algorithm>
 #include <cstring>
 #include <optional>
@@ -50,6 +52,7 @@ void RecordMap::RetireArena(uint32_t arenaId) {
     tmp.resize(n);
     for (uint32_t slot : inst->list) {
       Record* r = &pool_.At(slot);
+      RetireExemplarsLocked(r, inst->descriptor, arena, true);
       for (size_t i = 0; i < r->CellCount(); i++) {
         if (r->Cell(i).arena != arenaId) continue;
         if (inst->shared != nullptr) {
@@ -82,6 +85,7 @@ void RecordMap::RetireArena(uint32_t arenaId) {
   for (uint32_t slot : removed) {
     Record* r = &pool_.At(slot);
     const size_t n = instruments_[r->instrument - 1]->cellSize;
+    RetireExemplarsLocked(r, instruments_[r->instrument - 1]->descriptor, arena, false);
     for (size_t i = 0; i < r->CellCount(); i++) {
       if (r->Cell(i).arena != arenaId) continue;
       arena->Free(r->Cell(i).ref, n);
@@ -558,8 +562,67 @@ void RecordMap::FreeRecordLocked(uint32_t slot) {
     const RecordCell& c = r->Cell(i);
     if (SlabArena* arena = ArenaLocked(c.arena)) arena->Free(c.ref, n);
   }
+  if (r->extra) {
+    const size_t en = exemplar::Slots(instruments_[r->instrument - 1]->descriptor) * exemplar::kDoubles;
+    for (const RecordCell& c : r->extra->exemplarCells) {
+      if (SlabArena* arena = ArenaLocked(c.arena)) arena->Free(c.ref, en);
+    }
+  }
   labelSets_.Release(r->labels, !labelPins_.empty(), lastPinId_);
   pool_.Free(slot);
+}
+
+void RecordMap::RetireExemplarsLocked(Record* r, const Descriptor& d, SlabArena* arena, bool keep) {
+  if (!r->extra) return;
+  std::vector<RecordCell>& cells = r->extra->exemplarCells;
+  const size_t slots = exemplar::Slots(d);
+  const size_t en = slots * exemplar::kDoubles;
+  for (size_t i = 0; i < cells.size(); i++) {
+    if (cells[i].arena != arena->id()) continue;
+    if (keep) {
+      std::vector<double> tmp(en);
+      LoadCell(tmp.data(), arena->Data(cells[i].ref), en);
+      if (!r->extra->retiredExemplars) {
+        r->extra->retiredExemplars = std::make_unique<double[]>(en);
+        std::fill(r->extra->retiredExemplars.get(), r->extra->retiredExemplars.get() + en, 0.0);
+      }
+      exemplar::Merge(r->extra->retiredExemplars.get(), tmp.data(), slots);
+    }
+    arena->Free(cells[i].ref, en);
+    cells.erase(cells.begin() + static_cast<std::ptrdiff_t>(i));
+    return;
+  }
+}
+
+bool RecordMap::ExemplarCell(uint32_t arenaId, uint64_t recordId, uint32_t* slab, uint32_t* offset,
+                             uint32_t* slots) {
+  std::lock_guard<std::mutex> lock(mu_);
+  SlabArena* arena = ArenaLocked(arenaId);
+  Record* r = FindRecordLocked(recordId);
+  if (arena == nullptr || r == nullptr || r->labels == nullptr) return false;
+  const Instrument* inst = instruments_[r->instrument - 1].get();
+  if (inst == nullptr) return false;
+  const size_t n = exemplar::Slots(inst->descriptor);
+  if (n == 0) return false;
+  if (!r->extra) r->extra = std::make_unique<RecordExtra>();
+  for (const RecordCell& c : r->extra->exemplarCells) {
+    if (c.arena == arenaId) {
+      *slab = c.ref.slab;
+      *offset = c.ref.offset;
+      *slots = static_cast<uint32_t>(n);
+      return true;
+    }
+  }
+  RecordCell c;
+  c.arena = arenaId;
+  c.ref = arena->Allocate(n * exemplar::kDoubles);
+  double* data = arena->Data(c.ref);
+  std::fill(data, data + n * exemplar::kDoubles, 0.0);
+  r->extra->exemplarCells.push_back(c);
+  *slab = c.ref.slab;
+  *offset = c.ref.offset;
+  *slots = static_cast<uint32_t>(n);
+  return true;
 }
 
 void RecordMap::Collect(const CollectOptions& opts, std::vector<double>* out) {
@@ -624,7 +687,7 @@ uint64_t RecordMap::CollectPass(const CollectOptions& opts, const CheckpointVisi
   const uint64_t epoch = ++epoch_;
   const uint32_t recordEpoch = static_cast<uint32_t>(std::min<uint64_t>(epoch, Record::kMaxEpoch));
   std::vector<uint32_t> reclaim;
-  std::vector<double> tmp, state, identity;
+  std::vector<double> tmp, state, identity, exemplars;
   for (auto& inst : instruments_) {
     if (!inst || (opts.domain != 0 && inst->domain != opts.domain)) continue;
     const AggregationKind kind = inst->descriptor.aggregation;
@@ -690,6 +753,19 @@ uint64_t RecordMap::CollectPass(const CollectOptions& opts, const CheckpointVisi
         }
       }
       CheckpointView v;
+      if (r->extra && (r->extra->retiredExemplars || !r->extra->exemplarCells.empty())) {
+        // The latest exemplar of each slot over the exited threads' and every live cell.
+        const size_t slots = exemplar::Slots(inst->descriptor), en = slots * exemplar::kDoubles;
+        exemplars.assign(en, 0.0);
+        if (r->extra->retiredExemplars) exemplar::Merge(exemplars.data(), r->extra->retiredExemplars.get(), slots);
+        tmp.resize(std::max(n, en));
+        for (const RecordCell& c : r->extra->exemplarCells) {
+          LoadCell(tmp.data(), CellData(c), en);
+          exemplar::Merge(exemplars.data(), tmp.data(), slots);
+        }
+        v.exemplars = exemplars.data();
+        v.exemplarSlots = slots;
+      }
       v.instrument = inst.get();
       v.id = id;
       v.record = r;

@@ -113,6 +113,10 @@ struct CheckpointView {
   // The epoch of the pass that first saw the record's last update (this pass's if
   // `updated`; saturates at Record::kMaxEpoch).
   uint32_t lastUpdateEpoch = 0;
+  // The record's exemplars (exemplar.h: exemplarSlots slots, the latest of every thread
+  // per slot), or null when no thread offered one.
+  const double* exemplars = nullptr;
+  size_t exemplarSlots = 0;
 };
 using CheckpointVisitor = std::function<void(const CheckpointView&)>;
 
@@ -221,6 +225,11 @@ class RecordMap {
   // releases the cached references among them; its bound handles keep theirs.
   void DrainStale(uint32_t arenaId, std::vector<uint64_t>* out);
 
+  // The calling arena's exemplar cell of the record (exemplar.h), made (zeroed) on first
+  // use: *slab and *offset locate it in the arena's slabs, *slots is its slot count.
+  // False if the record or arena is unknown or the instrument keeps no exemplars.
+  bool ExemplarCell(uint32_t arenaId, uint64_t recordId, uint32_t* slab, uint32_t* offset, uint32_t* slots);
+
   // The slab's memory for an arena: JS wraps it in an external ArrayBuffer.
   bool SlabMemory(uint32_t arenaId, uint32_t slab, double** data, size_t* doubles);
 
@@ -272,6 +281,9 @@ class RecordMap {
   void ReclaimLocked(uint32_t slot);
   // Frees a record's cells, label set reference and slot (no list or table touched).
   void FreeRecordLocked(uint32_t slot);
+  // Frees the record's exemplar cell in `arena` (its thread is gone), first folding it
+  // into the record's retired exemplars when `keep`.
+  void RetireExemplarsLocked(Record* r, const Descriptor& d, SlabArena* arena, bool keep);
   // Unlinks the record from its instrument, queues its referencing threads' stale
   // entries, and frees it or keeps it in removed_ until its last reference goes.
   void RemoveLocked(Instrument* inst, uint32_t slot);

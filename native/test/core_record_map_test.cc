@@ -2,6 +2,7 @@
 //
 // Usage: core_record_map_test [--scale=F] [--list] [name-substring ...] (check.h); scripts/native-test.sh runs it.
 #include "core_helpers.h"
+#include "../core/exemplar.h"
 
 namespace {
 
@@ -1221,6 +1222,74 @@ TEST(record_map_retire_arena) {
   REQUIRE(rc.ok);
   CHECK_EQ(rc.reclaimed.size(), 4u);
   CHECK_EQ(m.RecordCount(), 0u);
+}
+
+// Exemplar cells (exemplar.h): one per record and thread, zeroed when made, the same on a
+// second call; a pass shows each slot's latest exemplar over every thread's cell; a
+// retired thread's exemplars are folded into the record and stay; instruments that keep
+// none get no cell.
+TEST(record_map_exemplar_cells) {
+  RecordMap m;
+  uint32_t t1 = m.RegisterArena(), t2 = m.RegisterArena();
+  const std::vector<double> bounds = {1, 10};
+  uint32_t hist = m.RegisterInstrument("h", MakeDesc("h", AggregationKind::Histogram, bounds), nullptr);
+  Descriptor gd = MakeDesc("g", AggregationKind::LastValue);
+  gd.kind = InstrumentKind::Gauge;
+  uint32_t gauge = m.RegisterInstrument("g", gd, nullptr);
+  const std::string k = Key("k", "v");
+  Acquired h1, h2, g1;
+  REQUIRE(m.Acquire(t1, hist, k, 0, &h1));
+  REQUIRE(m.Acquire(t2, hist, k, 0, &h2));
+  REQUIRE(m.Acquire(t1, gauge, k, 0, &g1));
+  uint32_t slab = 0, offset = 0, slots = 0;
+  CHECK(!m.ExemplarCell(t1, g1.recordId, &slab, &offset, &slots));
+  CHECK(!m.ExemplarCell(t1, 12345, &slab, &offset, &slots));
+  auto cell = [&](uint32_t arena, uint64_t id) -> double* {
+    uint32_t sl = 0, off = 0, n = 0;
+    if (!m.ExemplarCell(arena, id, &sl, &off, &n) || n != 3) return nullptr;
+    double* data = nullptr;
+    size_t doubles = 0;
+    if (!m.SlabMemory(arena, sl, &data, &doubles)) return nullptr;
+    return data + off;
+  };
+  double* e1 = cell(t1, h1.recordId);
+  double* e2 = cell(t2, h2.recordId);
+  REQUIRE(e1 != nullptr && e2 != nullptr && e1 != e2);
+  CHECK(cell(t1, h1.recordId) == e1);
+  for (size_t i = 0; i < 3 * exemplar::kDoubles; i++) CHECK_EQ(e1[i], 0.0);
+  auto put = [](double* e, size_t slot, double time, double value, double word) {
+    double* s = e + slot * exemplar::kDoubles;
+    s[exemplar::kValue] = value;
+    for (size_t w = 0; w < 6; w++) s[exemplar::kTrace + w] = word;
+    s[exemplar::kTime] = time;
+  };
+  put(e1, 0, 100, 0.5, 1);
+  put(e1, 1, 300, 5, 1);
+  put(e2, 1, 200, 6, 2);  // older than t1's: t1's wins
+  put(e2, 2, 400, 50, 2);
+  auto exemplars = [&]() {
+    std::vector<double> out;
+    std::vector<uint64_t> reclaimed;
+    m.CollectPass(CollectOptions{}, [&](const CheckpointView& v) {
+      if (v.id == h1.recordId && v.exemplars != nullptr) out.assign(v.exemplars, v.exemplars + v.exemplarSlots * exemplar::kDoubles);
+    }, &reclaimed);
+    return out;
+  };
+  std::vector<double> got = exemplars();
+  REQUIRE(got.size() == 3 * exemplar::kDoubles);
+  CHECK_EQ(got[0 * exemplar::kDoubles + exemplar::kValue], 0.5);
+  CHECK_EQ(got[1 * exemplar::kDoubles + exemplar::kValue], 5.0);
+  CHECK_EQ(got[1 * exemplar::kDoubles + exemplar::kTrace], 1.0);
+  CHECK_EQ(got[2 * exemplar::kDoubles + exemplar::kValue], 50.0);
+  CHECK_EQ(got[2 * exemplar::kDoubles + exemplar::kSpan + 1], 2.0);
+  // t1 exits: its exemplars stay in the record, merged with t2's live cell.
+  m.RetireArena(t1);
+  put(e2, 0, 50, 0.25, 2);  // older than the retired one: the retired one wins
+  got = exemplars();
+  REQUIRE(got.size() == 3 * exemplar::kDoubles);
+  CHECK_EQ(got[0 * exemplar::kDoubles + exemplar::kValue], 0.5);
+  CHECK_EQ(got[1 * exemplar::kDoubles + exemplar::kValue], 5.0);
+  CHECK_EQ(got[2 * exemplar::kDoubles + exemplar::kValue], 50.0);
 }
 
 TEST(record_map_last_value_is_last_in_time_across_threads) {

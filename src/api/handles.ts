@@ -10,6 +10,13 @@
 // value pays for no extra test.
 import { performance } from 'node:perf_hooks';
 import { warnLimited } from '../sdk/diag';
+import type { ExemplarFilterCode } from '../sdk/exemplars';
+import { EX_UNKNOWN, exemplarState, offerExemplar } from '../sdk/exemplars';
+
+// Whether measurements are offered as exemplars (src/sdk/exemplars.ts): one load after
+// the cell write, false unless a provider keeps exemplars and a context manager is
+// registered (or a provider's filter is always_on).
+const EX = exemplarState;
 
 export const OFF_UNBOUND = -1;
 export const OFF_SHUTDOWN = -2;
@@ -44,6 +51,8 @@ export interface HandleOwner {
   readonly name: string;
   /** Truncate values (ValueType.INT). */
   readonly int: boolean;
+  /** Which measurements are offered as exemplars (the provider's exemplarFilter). */
+  readonly exemplarFilter: ExemplarFilterCode;
   release(handle: BoundHandle): void;
 }
 
@@ -54,6 +63,12 @@ export abstract class BoundHandle {
   /** @internal */ recordId: number;
   /** @internal */ readonly owner: HandleOwner;
   /** @internal Copied from the owner: one load less on the hot path. */ readonly int: boolean;
+  /**
+   * @internal This thread's exemplar cell of the record: its slab view and offset, once
+   * the first exemplar is offered (exOff EX_UNKNOWN before, EX_NONE if the record keeps
+   * none). Written and read only by offerExemplar.
+   */ exF64: Float64Array | undefined = undefined;
+  /** @internal */ exOff: number = EX_UNKNOWN;
 
   /** @internal */
   constructor(owner: HandleOwner, f64: Float64Array, off: number, recordId: number) {
@@ -97,6 +112,7 @@ export class BoundCounter extends BoundHandle {
     if (typeof value === 'number' && value >= 0 && value < Infinity && off >= 0) {
       if (this.int && value % 1 !== 0) value = this.truncate(value);
       this.f64[off] += value;
+      if (EX.live) offerExemplar(this, value, 0);
     } else {
       this.reject(value, COUNTER_REJECT_RULE);
     }
@@ -162,6 +178,7 @@ export class BoundHistogram extends BoundHandle {
       f[off] += value;
       if (value < f[off + 1]) f[off + 1] = value;
       if (value > f[off + 2]) f[off + 2] = value;
+      if (EX.live) offerExemplar(this, value, i);
     } else {
       this.reject(value, HISTOGRAM_REJECT_RULE);
     }

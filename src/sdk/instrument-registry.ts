@@ -5,6 +5,7 @@
 // provider's domain by native id (instruments other providers sharing the domain registered
 // get a passive store). Creation never throws: anything invalid makes a store that records
 // nothing, with a diagnostic.
+import { ExemplarFilterCode } from './exemplars';
 import { MetricOptions, ValueType } from '@opentelemetry/api';
 import type { Attributes } from '@opentelemetry/api';
 import { BoundHandle } from '../api/handles';
@@ -36,6 +37,8 @@ export interface RegistryOptions {
   readonly readerPreferences?: readonly ReaderPreference[];
   /** The other readers: they read the provider's default streams. */
   readonly defaultReaders?: readonly object[];
+  /** The provider's exemplar filter (default trace based). */
+  readonly exemplarFilter?: ExemplarFilterCode;
 }
 
 /**
@@ -71,6 +74,7 @@ export class InstrumentRegistry {
   private readonly cardinalityLimit: number;
   private readonly readerPreferences: readonly ReaderPreference[];
   private readonly defaultReaders: readonly object[];
+  private readonly exemplarFilter: ExemplarFilterCode;
   /** By the instrument's own identity: its streams' stores. */
   private readonly streamsByInstrument = new Map<string, RecordStore<BoundHandle>[]>();
   /** Set by registerStream when a stream drops by design (streamsFor caches the disabled instrument). */
@@ -93,6 +97,7 @@ export class InstrumentRegistry {
     this.cardinalityLimit = options.cardinalityLimit;
     this.readerPreferences = options.readerPreferences ?? [];
     this.defaultReaders = options.defaultReaders ?? [];
+    this.exemplarFilter = options.exemplarFilter ?? ExemplarFilterCode.TRACE_BASED;
   }
 
   /** The first stream's store of an instrument (see streamsFor). */
@@ -316,7 +321,7 @@ export class InstrumentRegistry {
       reg !== null ? (reg.aggregation as AggregationKind) : aggregation,
       reg !== null ? reg.bounds : bounds,
       this.limits, this.attributesOf,
-      { cardinalityLimit: vo.cardinalityLimit ?? this.cardinalityLimit, keep: vo.keep, process: vo.process, readers: spec.readers },
+      { cardinalityLimit: vo.cardinalityLimit ?? this.cardinalityLimit, keep: vo.keep, process: vo.process, readers: spec.readers, exemplarFilter: this.exemplarFilter },
       reg !== null ? registeredParams(reg) : params,
       this.trie,
     );

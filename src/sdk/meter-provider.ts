@@ -1,6 +1,7 @@
 // MeterProvider: the drop-in @opentelemetry/api MeterProvider. It owns a domain in the
 // native record map (its instruments and records), the per-thread record stores, the
 // observable callbacks, and collection into a CheckpointSet.
+import { ExemplarFilter, ExemplarFilterCode, exemplarFilterCode, exemplarProviderAdded, exemplarProviderRemoved } from './exemplars';
 import {
   Attributes,
   BatchObservableCallback,
@@ -107,6 +108,14 @@ export interface MeterProviderOptions {
    * sdk-metrics' self-observability metrics.
    */
   sdkMetricsEnabled?: boolean;
+  /**
+   * Which measurements are offered as exemplars (OpenTelemetry's exemplar filter):
+   * `'trace_based'` (default) those made inside a sampled span (the active context of
+   * @opentelemetry/api, so a context manager must be registered), `'always_on'` every one,
+   * `'always_off'` none. Explicit-bucket histograms keep the last exemplar of each bucket,
+   * counters the last one; they are exported in OpenMetrics and protobuf scrapes.
+   */
+  exemplarFilter?: ExemplarFilter;
 }
 
 function registerDomainOf(options: MeterProviderOptions): number {
@@ -122,7 +131,7 @@ function registerDomainOf(options: MeterProviderOptions): number {
 
 const PROVIDER_KEYS: readonly string[] = [
   'resource', 'domain', 'processShared', 'labelLimits', 'callbackTimeoutMillis', 'readers', 'aggregationSelector', 'views',
-  'cardinalityLimit', 'reclamation', 'reclaimIdleMillis', 'sdkMetricsEnabled',
+  'cardinalityLimit', 'reclamation', 'reclaimIdleMillis', 'sdkMetricsEnabled', 'exemplarFilter',
 ];
 
 /** A reader's own stream settings, when it has a `streamSettings(kind)` (HotmeterMetricProducer) and they say something. */
@@ -177,6 +186,7 @@ export class MeterProvider implements ApiMeterProvider {
   /** Delivered epochs per registered reader (or DIRECT when there is none): expiry waits for the oldest. */
   private readonly epochs: ReaderEpochs;
   private shutdownDone = false;
+  private readonly exemplarFilter: ExemplarFilterCode;
   private domainReleased = false;
   /** Some reader has streams of its own (its aggregation or series limit): collections are filtered per reader. */
   private readonly readerStreams: boolean;
@@ -219,10 +229,11 @@ export class MeterProvider implements ApiMeterProvider {
       else defaultReaders.push(r);
     }
     this.readerStreams = preferences.length > 0;
+    this.exemplarFilter = exemplarFilterCode(options.exemplarFilter);
     this.domain = registerDomainOf(options);
     this.registry = new InstrumentRegistry(
       this.domain,
-      { limits, selector, views, cardinalityLimit: limit, readerPreferences: preferences, defaultReaders },
+      { limits, selector, views, cardinalityLimit: limit, readerPreferences: preferences, defaultReaders, exemplarFilter: this.exemplarFilter },
       this.attributesOf,
       new LabelTrie<BoundHandle>(),
     );
@@ -244,6 +255,7 @@ export class MeterProvider implements ApiMeterProvider {
       }
       r.setMetricProducer(producer);
     }
+    exemplarProviderAdded(this.exemplarFilter);
   }
 
   /**
@@ -363,6 +375,7 @@ export class MeterProvider implements ApiMeterProvider {
   private releaseAll(): void {
     if (this.domainReleased) return;
     this.domainReleased = true;
+    exemplarProviderRemoved(this.exemplarFilter);
     this.registry.close();
     this.attributesOf.clear();
     this.callbacks.close();

@@ -161,6 +161,11 @@ export interface NativeBinding {
    */
   drainStale(): Float64Array;
   /**
+   * This thread's exemplar cell of a record (native/core/exemplar.h): out <- [slab,
+   * offset, slots]; false if the record is unknown or its instrument keeps no exemplars.
+   */
+  exemplarCell(recordId: number, out: Float64Array): boolean;
+  /**
    * Removes the instrument's series of this label set from every later collection (the
    * next acquire of it creates a new record); returns the removed record's id, 0 if none.
    */

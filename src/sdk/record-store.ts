@@ -24,6 +24,7 @@ import { encodeLabels, LabelLimits } from './labels';
 import { LabelTrie } from './label-trie';
 import { native } from './native';
 import { slabView } from './slabs';
+import { ExemplarFilterCode } from './exemplars';
 import { drainStale, markStalePending, stalePending, trackStore } from './worker-evict';
 
 const EMPTY_F64 = new Float64Array(1);
@@ -74,6 +75,8 @@ export interface StorePolicy {
   readonly process?: (attrs: Attributes) => Attributes;
   /** The readers this stream is exported to; undefined: every reader. */
   readonly readers?: ReadonlySet<object>;
+  /** The provider's exemplar filter; default trace based. */
+  readonly exemplarFilter?: ExemplarFilterCode;
 }
 
 /** Series per instrument unless the provider or a view says otherwise (the OpenTelemetry default). */
@@ -98,6 +101,7 @@ function snapshot(attrs: object): Record<string, unknown> | undefined {
 export class RecordStore<H extends BoundHandle = BoundHandle> implements HandleOwner {
   readonly name: string;
   readonly int: boolean;
+  readonly exemplarFilter: ExemplarFilterCode;
   /**
    * Direct-call cache: (attribute object shape, this store) -> handle. Shared by the
    * provider's stores on this thread; any of them may clear it (it is only an index).
@@ -141,6 +145,7 @@ export class RecordStore<H extends BoundHandle = BoundHandle> implements HandleO
     this.trie = trie as LabelTrie<H>;
     this.name = descriptor.name;
     this.int = descriptor.valueType === 0; /* ValueType.INT */
+    this.exemplarFilter = policy.exemplarFilter ?? ExemplarFilterCode.TRACE_BASED;
     this.dropped = this.makeHandle(EMPTY_F64, OFF_DROPPED, 0);
     // Another thread's reclaiming collection may ask this thread to let go (worker-evict.ts).
     if (instrumentId !== 0) trackStore(this);

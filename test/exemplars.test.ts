@@ -1,0 +1,294 @@
+// Exemplars (OpenTelemetry's exemplar model): measurements made inside a sampled span are
+// offered, with the span's trace and span ids, to a reservoir per record: one exemplar per
+// bucket of an explicit-bucket histogram, one per counter series. They are exported on
+// OpenMetrics `_bucket` and `_total` lines (read back with the Python OpenMetrics parser)
+// and in the protobuf exposition (Bucket.exemplar, Counter.exemplar, decoded with
+// protobufjs); text 0.0.4 has none. The filter (trace_based by default, always_on,
+// always_off) is a MeterProvider option. A worker thread's exemplars reach the main
+// thread's scrape. The context manager is a minimal AsyncLocalStorage one (no tracer SDK).
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { spawnSync } from 'node:child_process';
+import { AsyncLocalStorage } from 'node:async_hooks';
+import * as path from 'node:path';
+import { Worker } from 'node:worker_threads';
+import protobuf from 'protobufjs';
+import { context, ROOT_CONTEXT, trace } from '@opentelemetry/api';
+import type { Context, ContextManager } from '@opentelemetry/api';
+import { MeterProvider, PrometheusExporter } from '../src';
+import type { MeterProviderOptions } from '../src';
+import { native } from '../src/sdk/native';
+import { OM } from './prometheus-helpers';
+import { requireCompiledPackage } from './fixtures/worker-helpers';
+
+class AlsContextManager implements ContextManager {
+  private readonly als = new AsyncLocalStorage<Context>();
+  active(): Context {
+    return this.als.getStore() ?? ROOT_CONTEXT;
+  }
+  with<A extends unknown[], F extends (...args: A) => ReturnType<F>>(ctx: Context, fn: F, thisArg?: ThisParameterType<F>, ...args: A): ReturnType<F> {
+    return this.als.run(ctx, () => fn.apply(thisArg, args));
+  }
+  bind<T>(_ctx: Context, target: T): T {
+    return target;
+  }
+  enable(): this {
+    return this;
+  }
+  disable(): this {
+    return this;
+  }
+}
+
+const TRACE = '0af7651916cd43dd8448eb211c80319c';
+const SPAN = 'b7ad6b7169203331';
+const PROTOBUF_ACCEPT = 'application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited';
+
+/** Runs fn inside a span context with these ids and flags (1: sampled). */
+function inSpan(fn: () => void, traceFlags = 1, traceId = TRACE, spanId = SPAN): void {
+  context.with(trace.setSpanContext(context.active(), { traceId, spanId, traceFlags, isRemote: false }), fn);
+}
+
+const cleanups: (() => Promise<unknown> | unknown)[] = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+beforeAll(() => {
+  context.setGlobalContextManager(new AlsContextManager());
+});
+
+function setup(options: MeterProviderOptions = {}) {
+  const exporter = new PrometheusExporter({ preventServerStart: true });
+  const provider = new MeterProvider({ ...options, readers: [exporter] });
+  cleanups.push(() => provider.shutdown());
+  const m = provider.getMeter('ex');
+  const histogram = m.createHistogram('ex.latency', { advice: { explicitBucketBoundaries: [1, 10] } });
+  const counter = m.createCounter('ex.requests');
+  return { exporter, provider, histogram, counter };
+}
+
+interface PySample {
+  name: string;
+  labels: Record<string, string>;
+  value: number;
+  exemplar: { labels: Record<string, string>; value: number; timestamp: number } | null;
+}
+
+/** Every sample of an OpenMetrics text, with its exemplar, as the Python parser reads it. */
+function pythonSamples(text: string): PySample[] {
+  const script = [
+    'import sys, json',
+    'from prometheus_client.openmetrics.parser import text_string_to_metric_families',
+    "text = sys.stdin.buffer.read().decode('utf-8')",
+    'out = []',
+    'for f in text_string_to_metric_families(text):',
+    '    for s in f.samples:',
+    '        e = s.exemplar',
+    "        out.append({'name': s.name, 'labels': s.labels, 'value': float(s.value), 'exemplar': None if e is None else",
+    "                    {'labels': e.labels, 'value': float(e.value), 'timestamp': float(e.timestamp.sec) + e.timestamp.nsec / 1e9}})",
+    'sys.stdout.write(json.dumps(out))',
+  ].join('\n');
+  const r = spawnSync('/usr/bin/python3', ['-c', script], { input: text, encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`python OpenMetrics parser: ${r.stderr || r.error}`);
+  return JSON.parse(r.stdout) as PySample[];
+}
+
+function withExemplars(samples: PySample[]): PySample[] {
+  return samples.filter((s) => s.exemplar !== null);
+}
+
+describe('exemplars in the OpenMetrics text', () => {
+  it('a histogram bucket and a counter carry the exemplar of a measurement in a sampled span; the Python parser reads them', async () => {
+    const { exporter, histogram, counter } = setup();
+    const before = Date.now();
+    histogram.record(0.5, { route: '/a' }); // no span
+    inSpan(() => {
+      histogram.record(5, { route: '/a' });
+      counter.add(3, { route: '/a' });
+    });
+    inSpan(() => histogram.record(7, { route: '/a' }), 0); // a span that is not sampled
+    counter.add(1, { route: '/a' }); // no span: the counter's exemplar stays the sampled one
+    const text = await exporter.render(OM);
+    const after = Date.now();
+    const ex = withExemplars(pythonSamples(text));
+    expect(ex.map((s) => [s.name, s.labels.le ?? '', s.value])).toEqual([
+      ['ex_latency_bucket', '10', 3],
+      ['ex_requests_total', '', 4],
+    ]);
+    for (const s of ex) {
+      expect(s.exemplar!.labels).toEqual({ trace_id: TRACE, span_id: SPAN });
+      expect(s.exemplar!.timestamp).toBeGreaterThanOrEqual(Math.floor(before / 1000));
+      expect(s.exemplar!.timestamp).toBeLessThanOrEqual(after / 1000 + 1);
+    }
+    expect(ex.map((s) => s.exemplar!.value)).toEqual([5, 3]);
+    // The exemplar's label set is within OpenMetrics' 128 characters.
+    const line = text.split('\n').find((l) => l.startsWith('ex_latency_bucket') && l.includes(' # '))!;
+    expect(line).toMatch(/^ex_latency_bucket\{route="\/a",otel_scope_name="ex",le="10"\} 3 # \{trace_id="[0-9a-f]{32}",span_id="[0-9a-f]{16}"\} 5 \d+(\.\d+)?$/);
+    expect(line.slice(line.indexOf('# {') + 2, line.lastIndexOf('}') + 1).length).toBeLessThanOrEqual(130);
+  });
+
+  it('the last sampled measurement of a bucket wins; each bucket keeps its own; text 0.0.4 has none', async () => {
+    const { exporter, histogram } = setup();
+    inSpan(() => histogram.record(0.5), 1, TRACE, '1111111111111111');
+    inSpan(() => histogram.record(2), 1, TRACE, '2222222222222222');
+    inSpan(() => histogram.record(3), 1, 'ffffffffffffffffffffffffffffff01', '3333333333333333');
+    inSpan(() => histogram.record(100), 1, TRACE, '4444444444444444');
+    const ex = withExemplars(pythonSamples(await exporter.render(OM)));
+    expect(ex.map((s) => [s.labels.le, s.exemplar!.value, s.exemplar!.labels.trace_id, s.exemplar!.labels.span_id])).toEqual([
+      ['1', 0.5, TRACE, '1111111111111111'],
+      ['10', 3, 'ffffffffffffffffffffffffffffff01', '3333333333333333'],
+      ['+Inf', 100, TRACE, '4444444444444444'],
+    ]);
+    const text = await exporter.render('text/plain;version=0.0.4');
+    expect(text).toContain('ex_latency_bucket');
+    expect(text).not.toContain('#  {');
+    expect(text).not.toContain('trace_id');
+  });
+
+  it('always_off keeps none, even in a sampled span', async () => {
+    const { exporter, histogram, counter } = setup({ exemplarFilter: 'always_off' });
+    inSpan(() => {
+      histogram.record(5);
+      counter.add(1);
+    });
+    const samples = pythonSamples(await exporter.render(OM));
+    expect(samples.some((s) => s.name === 'ex_latency_bucket' && s.value === 1)).toBe(true);
+    expect(withExemplars(samples)).toEqual([]);
+  });
+
+  it('always_on keeps measurements outside any span too (without trace ids)', async () => {
+    const { exporter, histogram, counter } = setup({ exemplarFilter: 'always_on' });
+    histogram.record(5);
+    counter.add(2);
+    inSpan(() => histogram.record(0.5), 0); // not sampled: offered all the same, with its ids
+    const ex = withExemplars(pythonSamples(await exporter.render(OM)));
+    expect(ex.map((s) => [s.name, s.exemplar!.value, s.exemplar!.labels])).toEqual([
+      ['ex_latency_bucket', 0.5, { trace_id: TRACE, span_id: SPAN }],
+      ['ex_latency_bucket', 5, {}],
+      ['ex_requests_total', 2, {}],
+    ]);
+  });
+
+  it('exemplarFilter takes the three filters; anything else is a TypeError', async () => {
+    for (const exemplarFilter of ['trace_based', 'always_on', 'always_off'] as const) await new MeterProvider({ exemplarFilter }).shutdown();
+    expect(() => new MeterProvider({ exemplarFilter: 'sometimes' as never })).toThrow(TypeError);
+  });
+});
+
+describe('exemplars in the protobuf exposition', () => {
+  it('Bucket.exemplar and Counter.exemplar carry the trace and span ids, value and timestamp', async () => {
+    const { exporter, histogram, counter } = setup();
+    const before = Date.now();
+    inSpan(() => {
+      histogram.record(5, { route: '/a' });
+      histogram.record(50, { route: '/a' });
+      counter.add(3, { route: '/a' });
+    });
+    histogram.record(0.5, { route: '/a' });
+    const after = Date.now();
+    const root = protobuf.loadSync(path.join(__dirname, 'fixtures', 'prometheus-proto', 'metrics.proto'));
+    const MetricFamily = root.lookupType('io.prometheus.client.MetricFamily');
+    const s = await exporter.scrape(PROTOBUF_ACCEPT);
+    let body: Buffer;
+    try {
+      body = Buffer.concat(s.chunks as Buffer[]);
+    } finally {
+      s.release();
+    }
+    const r = protobuf.Reader.create(body);
+    type Ex = { label: { name: string; value: string }[]; value: number; timestamp: { seconds: number; nanos?: number } };
+    const fams: { name: string; metric: { counter?: { value: number; exemplar?: Ex }; histogram?: { bucket: { upperBound: number; cumulativeCount: number; exemplar?: Ex }[] } }[] }[] = [];
+    while (r.pos < r.len) fams.push(MetricFamily.toObject(MetricFamily.decodeDelimited(r), { longs: Number, arrays: true }) as never);
+    const ids = [
+      { name: 'trace_id', value: TRACE },
+      { name: 'span_id', value: SPAN },
+    ];
+    const stamp = (e: Ex) => e.timestamp.seconds * 1000 + (e.timestamp.nanos ?? 0) / 1e6;
+    expect(fams.map((f) => f.name)).toEqual(['ex_latency', 'ex_requests_total']);
+    const c = fams.find((f) => f.name === 'ex_requests_total')!.metric[0].counter!;
+    expect(c.value).toBe(3);
+    expect(c.exemplar).toMatchObject({ label: ids, value: 3 });
+    expect(stamp(c.exemplar!)).toBeGreaterThanOrEqual(before);
+    expect(stamp(c.exemplar!)).toBeLessThanOrEqual(after);
+    const buckets = fams.find((f) => f.name === 'ex_latency')!.metric[0].histogram!.bucket;
+    expect(buckets.map((b) => [b.upperBound, b.cumulativeCount, b.exemplar?.value])).toEqual([
+      [1, 1, undefined],
+      [10, 2, 5],
+      [Infinity, 3, 50], // the +Inf bucket, written for its exemplar (as client_golang does)
+    ]);
+    expect(buckets[1].exemplar!.label).toEqual(ids);
+  });
+});
+
+describe('the hot path with exemplars', () => {
+  it('outside a span no native call is made; in a sampled span one per handle (its exemplar cell)', async () => {
+    const { exporter, histogram, counter } = setup();
+    const addon = native() as unknown as Record<string, (...a: unknown[]) => unknown>;
+    const calls: string[] = [];
+    const wrapped = Object.keys(addon).filter((k) => typeof addon[k] === 'function');
+    const originals = new Map(wrapped.map((k) => [k, addon[k]]));
+    for (const k of wrapped) {
+      const fn = originals.get(k)!;
+      addon[k] = function (this: unknown, ...args: unknown[]) {
+        calls.push(k);
+        return fn.apply(this, args);
+      };
+    }
+    cleanups.push(() => {
+      for (const [k, fn] of originals) addon[k] = fn;
+    });
+    const bound = histogram.bind({ route: '/b' });
+    for (let i = 0; i < 3; i++) counter.add(1, { route: '/b' }); // cached by the third use
+    calls.length = 0;
+    for (let i = 0; i < 100; i++) {
+      bound.record(i);
+      counter.add(1, { route: '/b' });
+    }
+    expect(calls).toEqual([]);
+    inSpan(() => {
+      for (let i = 0; i < 100; i++) {
+        bound.record(i);
+        counter.add(1, { route: '/b' });
+      }
+    });
+    expect(calls).toEqual(['exemplarCell', 'exemplarCell']);
+    const ex = withExemplars(pythonSamples(await exporter.render(OM)));
+    expect(ex.map((s) => [s.name, s.exemplar!.value])).toEqual([
+      ['ex_latency_bucket', 1], // the last value of each bucket: (-inf, 1], (1, 10], (10, +Inf)
+      ['ex_latency_bucket', 10],
+      ['ex_latency_bucket', 99],
+      ['ex_requests_total', 1],
+    ]);
+  });
+});
+
+describe('a worker thread\'s exemplars', () => {
+  beforeAll(() => requireCompiledPackage());
+
+  for (const exitAfter of [false, true]) {
+    it(`reach the main thread's scrape (worker ${exitAfter ? 'exited' : 'alive'} at the scrape)`, async () => {
+      const domain = `ex-worker-${exitAfter}`;
+      const exporter = new PrometheusExporter({ preventServerStart: true });
+      const provider = new MeterProvider({ domain, readers: [exporter] });
+      cleanups.push(() => provider.shutdown());
+      const traceId = exitAfter ? '11112222333344445555666677778888' : 'abcdef0123456789abcdef0123456789';
+      const spanId = exitAfter ? '9999aaaabbbbcccc' : '0123456789abcdef';
+      const w = new Worker(path.join(__dirname, 'fixtures', 'worker-exemplars.js'), { workerData: { domain, traceId, spanId, exitAfter } });
+      const exited = new Promise<number>((resolve) => w.once('exit', resolve));
+      await new Promise<void>((resolve, reject) => {
+        w.once('message', () => resolve());
+        w.once('error', reject);
+      });
+      if (exitAfter) expect(await exited).toBe(0);
+      const ex = withExemplars(pythonSamples(await exporter.render(OM)));
+      if (!exitAfter) {
+        w.postMessage('exit');
+        expect(await exited).toBe(0);
+      }
+      expect(ex.map((s) => [s.name, s.labels.thread, s.labels.le ?? '', s.exemplar!.value, s.exemplar!.labels])).toEqual([
+        ['ex_latency_bucket', 'worker', '10', 5, { trace_id: traceId, span_id: spanId }],
+        ['ex_requests_total', 'worker', '', 2, { trace_id: traceId, span_id: spanId }],
+      ]);
+    });
+  }
+});
