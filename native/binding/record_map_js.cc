@@ -358,7 +358,9 @@ Napi::Value RecordInfo(const Napi::CallbackInfo& info) {
 }
 
 // recordLabels(recordIds: Float64Array) -> string: JSON of an array holding each record's
-// label parts (as recordInfo gives them; null for an unknown record), under one lock.
+// label parts (as recordInfo gives them; null for an unknown record), or, for a record
+// whose label set an earlier record of the call has (another instrument's record of the
+// same attributes), that record's index: one decoded object serves both. Under one lock.
 // One JSON string is much cheaper to hand over than an array of arrays of strings.
 Napi::Value RecordLabels(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -373,12 +375,17 @@ Napi::Value RecordLabels(const Napi::CallbackInfo& info) {
   }
   std::vector<std::string> keys;
   std::vector<bool> found;
-  RecordMap::Global().RecordKeys(ids, &keys, &found);
+  std::vector<int64_t> same;
+  RecordMap::Global().RecordKeys(ids, &keys, &found, &same);
   std::string json = "[";
   for (size_t i = 0; i < ids.size(); i++) {
     if (i > 0) json.push_back(',');
     if (!found[i]) {
       json.append("null");
+      continue;
+    }
+    if (same[i] >= 0) {
+      json.append(std::to_string(same[i]));
       continue;
     }
     json.push_back('[');

@@ -163,10 +163,14 @@ export function decodeCollection(
 function decodeAttributes(records: { seriesId: number; attributes: Attributes }[], at: readonly number[], attributesOf: Map<number, Attributes>): void {
   const ids = new Float64Array(at.length);
   for (let k = 0; k < at.length; k++) ids[k] = records[at[k]].seriesId;
-  const parts = JSON.parse(native().recordLabels(ids)) as (string[] | null)[];
+  // A number: the index of an earlier record of the call with the same label set (another
+  // instrument's record of the same attributes), whose frozen object it shares.
+  const parts = JSON.parse(native().recordLabels(ids)) as (string[] | number | null)[];
+  const decoded: Attributes[] = new Array<Attributes>(at.length);
   for (let k = 0; k < at.length; k++) {
     const p = parts[k];
-    const attrs = p === null ? NO_ATTRIBUTES : freezeAttributes(decodeLabels(p));
+    const attrs = p === null ? NO_ATTRIBUTES : typeof p === 'number' ? decoded[p] : freezeAttributes(decodeLabels(p));
+    decoded[k] = attrs;
     attributesOf.set(ids[k], attrs);
     records[at[k]].attributes = attrs;
   }

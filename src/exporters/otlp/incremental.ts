@@ -168,8 +168,10 @@ export class IncrementalConverter {
     // In slices between which the event loop turns.
     while (!pass.run(performance.now() + SLICE_MS)) await new Promise<void>((resolve) => setImmediate(resolve));
     this.held += pass.created;
-    // Attributes of the new records, in batches between which the event loop turns.
-    const fresh = pass.fresh;
+    // Attributes of the new records, in batches between which the event loop turns, in
+    // slot order: records created together (other instruments written with the same
+    // attributes) fall in one batch, where they share one decoded object.
+    const fresh = bySlot(pass.fresh, entries);
     for (let k = 0; k < fresh.length; k += ATTRIBUTE_BATCH) {
       if (k > 0) await new Promise<void>((resolve) => setImmediate(resolve));
       const batch = fresh.slice(k, k + ATTRIBUTE_BATCH);
@@ -196,6 +198,16 @@ export class IncrementalConverter {
   get state(): { entries: (Entry | undefined)[]; temporalityOf: (kind: InstrumentKind) => AggregationTemporality; maxIdleCollections: number } {
     return { entries: this.entries, temporalityOf: this.temporalityOf, maxIdleCollections: this.maxIdleCollections };
   }
+}
+
+/** `fresh` (entries of one collection: one per slot) ordered by slot. */
+function bySlot(fresh: readonly Entry[], entries: readonly (Entry | undefined)[]): Entry[] {
+  const slots = new Uint32Array(fresh.length);
+  for (let k = 0; k < fresh.length; k++) slots[k] = fresh[k].id >>> 0;
+  slots.sort();
+  const out: Entry[] = new Array<Entry>(fresh.length);
+  for (let k = 0; k < slots.length; k++) out[k] = entries[slots[k]]!;
+  return out;
 }
 
 interface Point {
