@@ -3,6 +3,7 @@
 // (decodeCollection).
 import type { Attributes } from '@opentelemetry/api';
 import type { BoundHandle } from '../api/handles';
+import type { AttributeTable } from './attribute-table';
 import { takeExactValues } from '../api/handles-sketch';
 import { Aggregation, CheckpointRecord, CheckpointSet } from '../export/checkpoint-set';
 import type { MetricReader } from '../export/reader';
@@ -108,7 +109,7 @@ export function decodeCollection(
   data: Float64Array,
   since: number,
   storeOf: (instrumentId: number) => RecordStore<BoundHandle> | undefined,
-  attributesOf: Map<number, Attributes>,
+  attributesOf: AttributeTable,
 ): DecodedCollection {
   const stale = new Set<number>();
   const epoch = data[0];
@@ -160,7 +161,7 @@ export function decodeCollection(
  * call), and keeps them while the records live: the record stores do not keep attribute
  * objects (a Prometheus scrape never needs them).
  */
-function decodeAttributes(records: { seriesId: number; attributes: Attributes }[], at: readonly number[], attributesOf: Map<number, Attributes>): void {
+function decodeAttributes(records: { seriesId: number; attributes: Attributes }[], at: readonly number[], attributesOf: AttributeTable): void {
   const ids = new Float64Array(at.length);
   for (let k = 0; k < at.length; k++) ids[k] = records[at[k]].seriesId;
   // A number: the index of an earlier record of the call with the same label set (another
@@ -212,7 +213,7 @@ export interface ChangedCollection {
 }
 
 /** The attributes of `recordIds`, decoding the unknown ones at once (kept in attributesOf). */
-export function recordAttributes(recordIds: readonly number[], attributesOf: Map<number, Attributes>): Attributes[] {
+export function recordAttributes(recordIds: readonly number[], attributesOf: AttributeTable): Attributes[] {
   const out: Attributes[] = new Array<Attributes>(recordIds.length);
   const records: { seriesId: number; attributes: Attributes }[] = [];
   const at: number[] = [];
