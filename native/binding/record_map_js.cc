@@ -300,10 +300,19 @@ class CollectWorker : public Napi::AsyncWorker {
   void OnOK() override {
     Napi::Env env = Env();
     Napi::HandleScope scope(env);
-    Napi::Float64Array arr = Napi::Float64Array::New(env, out_.size());
-    if (!out_.empty()) std::memcpy(arr.Data(), out_.data(), out_.size() * sizeof(double));
-    std::vector<double>().swap(out_);
-    deferred_.Resolve(arr);
+    if (out_.empty()) {
+      deferred_.Resolve(Napi::Float64Array::New(env, 0));
+      return;
+    }
+    // The output is handed over, not copied (a first collection of many records is tens
+    // of MB: a copy, and the zeroing of a new buffer, held the event loop). The vector
+    // moves to the heap; the ArrayBuffer's finalizer frees it, on this thread, once JS
+    // no longer references the array.
+    auto* owned = new std::vector<double>(std::move(out_));
+    const size_t length = owned->size();
+    Napi::ArrayBuffer buf = Napi::ArrayBuffer::New(env, owned->data(), length * sizeof(double),
+                                                   [](Napi::Env, void*, std::vector<double>* v) { delete v; }, owned);
+    deferred_.Resolve(Napi::Float64Array::New(env, length, buf, 0));
   }
 
   void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
