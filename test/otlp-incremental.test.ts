@@ -206,6 +206,53 @@ describe('incremental OTLP collections', () => {
       await provider.shutdown();
     }
   });
+
+  const SHARED = 2100;
+  it('records of different instruments written with the same attributes share one decoded, frozen attributes object (OTLP export and provider.collect())', async () => {
+    const exporter = new InMemoryMetricExporter(SdkTemporality.CUMULATIVE);
+    const reader = new PeriodicExportingMetricReader({ exporter, exportIntervalMillis: 3_600_000 });
+    const otlp = new MeterProvider({ readers: [reader], cardinalityLimit: 5000 });
+    const direct = new MeterProvider({ cardinalityLimit: 5000 });
+    try {
+      for (const provider of [otlp, direct]) {
+        const meter = provider.getMeter('shared');
+        const c = meter.createCounter('c');
+        const h = meter.createHistogram('h');
+        const u = meter.createUpDownCounter('u');
+        // More label sets than the producer decodes per batch (2,000).
+        for (let i = 0; i < SHARED; i++) {
+          c.add(1, { route: `/r/${i}`, n: i });
+          h.record(i, { route: `/r/${i}`, n: i });
+          if (i % 2 === 0) u.add(1, { n: i, route: `/r/${i}` }); // another key order: the same label set
+        }
+        u.add(1, { route: '/other' });
+      }
+      await reader.forceFlush();
+      const rm = exporter.getMetrics().at(-1)!;
+      const set = await direct.collect();
+      const byName = new Map<string, Map<string, Attributes>>();
+      for (const m of ['c', 'h', 'u']) {
+        const e = new Map<string, Attributes>();
+        for (const p of metric(rm, m)!.dataPoints) e.set(`otlp${attrKey(p.attributes)}`, p.attributes);
+        for (const r of set) if (r.descriptor.name === m) e.set(`direct${attrKey(r.attributes)}`, r.attributes);
+        byName.set(m, e);
+      }
+      for (const src of ['otlp', 'direct']) {
+        for (let i = 0; i < SHARED; i++) {
+          const k = `${src}${attrKey({ route: `/r/${i}`, n: i })}`;
+          const a = byName.get('c')!.get(k)!;
+          expect(a).toEqual({ route: `/r/${i}`, n: i });
+          expect(Object.isFrozen(a)).toBe(true);
+          expect(byName.get('h')!.get(k)).toBe(a);
+          if (i % 2 === 0) expect(byName.get('u')!.get(k)).toBe(a);
+        }
+        expect(byName.get('u')!.get(`${src}${attrKey({ route: '/other' })}`)).toEqual({ route: '/other' });
+      }
+    } finally {
+      await otlp.shutdown();
+      await direct.shutdown();
+    }
+  });
 });
 
 describe('incremental OTLP collections with worker threads writing', () => {

@@ -353,10 +353,19 @@ class CollectWorker : public Napi::AsyncWorker {
   void OnOK() override {
     Napi::Env env = Env();
     Napi::HandleScope scope(env);
-    Napi::Float64Array arr = Napi::Float64Array::New(env, out_.size());
-    if (!out_.empty()) std::memcpy(arr.Data(), out_.data(), out_.size() * sizeof(double));
-    std::vector<double>().swap(out_);
-    deferred_.Resolve(arr);
+    if (out_.empty()) {
+      deferred_.Resolve(Napi::Float64Array::New(env, 0));
+      return;
+    }
+    // The output is handed over, not copied (a first collection of many records is tens
+    // of MB: a copy, and the zeroing of a new buffer, held the event loop). The vector
+    // moves to the heap; the ArrayBuffer's finalizer frees it, on this thread, once JS
+    // no longer references the array.
+    auto* owned = new std::vector<double>(std::move(out_));
+    const size_t length = owned->size();
+    Napi::ArrayBuffer buf = Napi::ArrayBuffer::New(env, owned->data(), length * sizeof(double),
+                                                   [](Napi::Env, void*, std::vector<double>* v) { delete v; }, owned);
+    deferred_.Resolve(Napi::Float64Array::New(env, length, buf, 0));
   }
 
   void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
@@ -411,7 +420,9 @@ Napi::Value RecordInfo(const Napi::CallbackInfo& info) {
 }
 
 // recordLabels(recordIds: Float64Array) -> string: JSON of an array holding each record's
-// label parts (as recordInfo gives them; null for an unknown record), under one lock.
+// label parts (as recordInfo gives them; null for an unknown record), or, for a record
+// whose label set an earlier record of the call has (another instrument's record of the
+// same attributes), that record's index: one decoded object serves both. Under one lock.
 // One JSON string is much cheaper to hand over than an array of arrays of strings.
 Napi::Value RecordLabels(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -426,12 +437,17 @@ Napi::Value RecordLabels(const Napi::CallbackInfo& info) {
   }
   std::vector<std::string> keys;
   std::vector<bool> found;
-  RecordMap::Global().RecordKeys(ids, &keys, &found);
+  std::vector<int64_t> same;
+  RecordMap::Global().RecordKeys(ids, &keys, &found, &same);
   std::string json = "[";
   for (size_t i = 0; i < ids.size(); i++) {
     if (i > 0) json.push_back(',');
     if (!found[i]) {
       json.append("null");
+      continue;
+    }
+    if (same[i] >= 0) {
+      json.append(std::to_string(same[i]));
       continue;
     }
     json.push_back('[');

@@ -521,15 +521,26 @@ bool RecordMap::SlabMemory(uint32_t arenaId, uint32_t slab, double** data, size_
 }
 
 void RecordMap::RecordKeys(const std::vector<uint64_t>& ids, std::vector<std::string>* keys,
-                           std::vector<bool>* found) {
+                           std::vector<bool>* found, std::vector<int64_t>* same) {
   std::lock_guard<std::mutex> lock(mu_);
   keys->assign(ids.size(), std::string());
   found->assign(ids.size(), false);
+  if (same != nullptr) same->assign(ids.size(), -1);
+  // Label set -> first index with it. Pointers compare label sets: under the lock none
+  // is freed, so equal pointers are the same set.
+  std::unordered_map<const LabelSet*, int64_t> first;
   for (size_t i = 0; i < ids.size(); i++) {
     Record* r = FindRecordLocked(ids[i]);
     if (r == nullptr) continue;
-    (*keys)[i] = std::string(r->labels->view());
     (*found)[i] = true;
+    if (same != nullptr) {
+      auto [it, added] = first.emplace(r->labels, static_cast<int64_t>(i));
+      if (!added) {
+        (*same)[i] = it->second;
+        continue;
+      }
+    }
+    (*keys)[i] = std::string(r->labels->view());
   }
 }
 

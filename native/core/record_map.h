@@ -235,8 +235,11 @@ class RecordMap {
 
   bool RecordInfo(uint64_t recordId, uint32_t* instrumentId, std::string* labelKey);
   // The label keys of many records under one lock: keys[i] is that of ids[i], or empty
-  // with found[i] false for an unknown record.
-  void RecordKeys(const std::vector<uint64_t>& ids, std::vector<std::string>* keys, std::vector<bool>* found);
+  // with found[i] false for an unknown record. With `same`: same[i] is the index j < i of
+  // the first record of `ids` with the same label set (records of different instruments
+  // written with the same attributes share it), keys[i] then left empty; -1 otherwise.
+  void RecordKeys(const std::vector<uint64_t>& ids, std::vector<std::string>* keys, std::vector<bool>* found,
+                  std::vector<int64_t>* same = nullptr);
 
   // One pass over every record: checkpoint (merge all cells into a cumulative state),
   // mark updated ones, optionally reclaim. Appends to `out`:

@@ -507,6 +507,36 @@ TEST(record_map_acquire_identity) {
   CHECK_EQ(r1->startTimeMs, 100.0);
 }
 
+TEST(record_map_record_keys_share_label_sets) {
+  RecordMap m;
+  uint32_t arena = m.RegisterArena();
+  uint32_t s1 = m.RegisterInstrument("s1", MakeDesc("s1", AggregationKind::Sum), nullptr);
+  uint32_t s2 = m.RegisterInstrument("s2", MakeDesc("s2", AggregationKind::Sum), nullptr);
+  const std::string k1 = Key("route", "/a"), k2 = Key("route", "/b");
+  Acquired a, b, c;
+  REQUIRE(m.Acquire(arena, s1, k1, 100, &a));
+  REQUIRE(m.Acquire(arena, s1, k2, 100, &b));
+  REQUIRE(m.Acquire(arena, s2, k1, 100, &c));  // k1 again, on another instrument
+  std::vector<std::string> keys;
+  std::vector<bool> found;
+  std::vector<int64_t> same;
+  m.RecordKeys({a.recordId, b.recordId, 9999, c.recordId, b.recordId}, &keys, &found, &same);
+  REQUIRE(keys.size() == 5 && found.size() == 5 && same.size() == 5);
+  CHECK(found[0] && found[1] && !found[2] && found[3] && found[4]);
+  CHECK_EQ(keys[0], k1);
+  CHECK_EQ(same[0], int64_t{-1});
+  CHECK_EQ(keys[1], k2);
+  CHECK_EQ(same[1], int64_t{-1});
+  CHECK_EQ(same[2], int64_t{-1});
+  CHECK_EQ(same[3], int64_t{0});  // c shares a's label set
+  CHECK(keys[3].empty());
+  CHECK_EQ(same[4], int64_t{1});
+  // Without `same`, every key is written.
+  m.RecordKeys({a.recordId, c.recordId}, &keys, &found);
+  CHECK_EQ(keys[0], k1);
+  CHECK_EQ(keys[1], k1);
+}
+
 TEST(record_map_refcounts) {
   RecordMap m;
   uint32_t arena = m.RegisterArena(), arena2 = m.RegisterArena();

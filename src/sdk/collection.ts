@@ -3,6 +3,7 @@
 // (decodeCollection).
 import type { Attributes } from '@opentelemetry/api';
 import type { BoundHandle } from '../api/handles';
+import type { AttributeTable } from './attribute-table';
 import { takeExactValues } from '../api/handles-sketch';
 import { Aggregation, CheckpointRecord, CheckpointSet } from '../export/checkpoint-set';
 import type { MetricReader } from '../export/reader';
@@ -108,7 +109,7 @@ export function decodeCollection(
   data: Float64Array,
   since: number,
   storeOf: (instrumentId: number) => RecordStore<BoundHandle> | undefined,
-  attributesOf: Map<number, Attributes>,
+  attributesOf: AttributeTable,
   /** Whether this reader is given the records of a store (its streams); default all. */
   visible?: (store: RecordStore<BoundHandle>) => boolean,
 ): DecodedCollection {
@@ -163,13 +164,17 @@ export function decodeCollection(
  * call), and keeps them while the records live: the record stores do not keep attribute
  * objects (a Prometheus scrape never needs them).
  */
-function decodeAttributes(records: { seriesId: number; attributes: Attributes }[], at: readonly number[], attributesOf: Map<number, Attributes>): void {
+function decodeAttributes(records: { seriesId: number; attributes: Attributes }[], at: readonly number[], attributesOf: AttributeTable): void {
   const ids = new Float64Array(at.length);
   for (let k = 0; k < at.length; k++) ids[k] = records[at[k]].seriesId;
-  const parts = JSON.parse(native().recordLabels(ids)) as (string[] | null)[];
+  // A number: the index of an earlier record of the call with the same label set (another
+  // instrument's record of the same attributes), whose frozen object it shares.
+  const parts = JSON.parse(native().recordLabels(ids)) as (string[] | number | null)[];
+  const decoded: Attributes[] = new Array<Attributes>(at.length);
   for (let k = 0; k < at.length; k++) {
     const p = parts[k];
-    const attrs = p === null ? NO_ATTRIBUTES : freezeAttributes(decodeLabels(p));
+    const attrs = p === null ? NO_ATTRIBUTES : typeof p === 'number' ? decoded[p] : freezeAttributes(decodeLabels(p));
+    decoded[k] = attrs;
     attributesOf.set(ids[k], attrs);
     records[at[k]].attributes = attrs;
   }
@@ -211,7 +216,7 @@ export interface ChangedCollection {
 }
 
 /** The attributes of `recordIds`, decoding the unknown ones at once (kept in attributesOf). */
-export function recordAttributes(recordIds: readonly number[], attributesOf: Map<number, Attributes>): Attributes[] {
+export function recordAttributes(recordIds: readonly number[], attributesOf: AttributeTable): Attributes[] {
   const out: Attributes[] = new Array<Attributes>(recordIds.length);
   const records: { seriesId: number; attributes: Attributes }[] = [];
   const at: number[] = [];

@@ -7,7 +7,7 @@
 // nothing, with a diagnostic.
 import { ExemplarFilterCode } from './exemplars';
 import { MetricOptions, ValueType } from '@opentelemetry/api';
-import type { Attributes } from '@opentelemetry/api';
+import type { AttributeTable } from './attribute-table';
 import { BoundHandle } from '../api/handles';
 import { AggregationSelector, compatible } from '../export/aggregation-selector';
 import { AggregationKind, DEFAULT_HISTOGRAM_BOUNDARIES, defaultAggregation, validBoundaries } from './aggregation';
@@ -88,7 +88,7 @@ export class InstrumentRegistry {
   constructor(
     private readonly domain: number,
     options: RegistryOptions,
-    private readonly attributesOf: Map<number, Attributes>,
+    private readonly attributesOf: AttributeTable,
     private readonly trie: LabelTrie<BoundHandle>,
   ) {
     this.limits = options.limits;

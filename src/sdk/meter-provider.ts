@@ -28,6 +28,7 @@ import type {
 } from '../export/reader';
 import { adaptReader } from '../export/reader-adapters';
 import { AggregationKind } from './aggregation';
+import { AttributeTable } from './attribute-table';
 import { ChangedCollection, decodeCollection, ReaderEpochs, recordAttributes } from './collection';
 import { InstrumentationScope, InstrumentKind } from './descriptor';
 import { describeValue, warnLimited } from './diag';
@@ -178,7 +179,7 @@ export class MeterProvider implements ApiMeterProvider {
   private readonly callbackTimeoutMillis: number;
   private readonly meters = new Map<string, Meter>();
   /** Decoded attributes by record id, kept while the record lives (collect() and OTLP). */
-  private readonly attributesOf = new Map<number, Attributes>();
+  private readonly attributesOf = new AttributeTable();
   private readonly registry: InstrumentRegistry;
   private readonly callbacks = new ObservableCallbacks();
   private readonly readers: MetricReader[];

@@ -4,6 +4,7 @@
 // then the canonical encoding (no C++ call), then native acquire (a new record or a new
 // cell for this thread). Handles cached here hold one native reference each.
 import type { Attributes } from '@opentelemetry/api';
+import type { AttributeTable } from './attribute-table';
 import {
   BoundCounter,
   BoundGauge,
@@ -136,7 +137,7 @@ export class RecordStore<H extends BoundHandle = BoundHandle> implements HandleO
     readonly bounds: Float64Array,
     private readonly limits: LabelLimits,
     /** recordId -> attributes, shared by the provider for collection. */
-    private readonly attributesOf: Map<number, Attributes>,
+    private readonly attributesOf: AttributeTable,
     readonly policy: StorePolicy = DEFAULT_POLICY,
     /** Sketch / exponential histogram parameters (as registered natively). */
     readonly params: AggregatorParams = DEFAULT_AGGREGATOR_PARAMS,

@@ -168,8 +168,10 @@ export class IncrementalConverter {
     // In slices between which the event loop turns.
     while (!pass.run(performance.now() + SLICE_MS)) await new Promise<void>((resolve) => setImmediate(resolve));
     this.held += pass.created;
-    // Attributes of the new records, in batches between which the event loop turns.
-    const fresh = pass.fresh;
+    // Attributes of the new records, in batches between which the event loop turns, in
+    // slot order: records created together (other instruments written with the same
+    // attributes) fall in one batch, where they share one decoded object.
+    const fresh = bySlot(pass.fresh, entries, n);
     for (let k = 0; k < fresh.length; k += ATTRIBUTE_BATCH) {
       if (k > 0) await new Promise<void>((resolve) => setImmediate(resolve));
       const batch = fresh.slice(k, k + ATTRIBUTE_BATCH);
@@ -196,6 +198,22 @@ export class IncrementalConverter {
   get state(): { entries: (Entry | undefined)[]; temporalityOf: (kind: InstrumentKind) => AggregationTemporality; maxIdleCollections: number } {
     return { entries: this.entries, temporalityOf: this.temporalityOf, maxIdleCollections: this.maxIdleCollections };
   }
+}
+
+/**
+ * The entries created by collection `n` (`fresh`), in slot order when they take more than
+ * one batch: a walk over the slots (entries created by a pass are the ones it changed
+ * that have no attributes yet; one with none from an earlier pass is decoded again, to no
+ * harm), not a sort, which held the event loop ~20 ms at 200,000 records.
+ */
+function bySlot(fresh: Entry[], entries: readonly (Entry | undefined)[], n: number): Entry[] {
+  if (fresh.length <= ATTRIBUTE_BATCH) return fresh;
+  const out: Entry[] = [];
+  for (let s = 0; s < entries.length; s++) {
+    const e = entries[s];
+    if (e !== undefined && e.changedAt === n && e.attributes === NO_ATTRIBUTES) out.push(e);
+  }
+  return out;
 }
 
 interface Point {
