@@ -31,6 +31,23 @@ void CumulativeBuckets(const Descriptor& d, const double* st, size_t n, std::vec
 // Count and sum of a histogram or summary state (prometheus_writer.cc).
 void CountAndSum(const Descriptor& d, const double* st, size_t n, double* count, double* sum);
 
+// Merging the `count` records `refs` of one series of a merged family (MergeKind), shared
+// by the text and protobuf writers, which write the result each its own way
+// (prometheus_writer.cc). Read only the snapshot; the vectors are the caller's scratch.
+// Added, a Sum or PrecomputedSum: the total of the records' values.
+double MergedSum(const Snapshot& snap, const MergedFamily::Ref* refs, uint32_t count);
+// Added, any other aggregation: the records' states (`n` doubles each) merged into `merged`.
+void MergedStates(const Snapshot& snap, const MergedFamily::Ref* refs, uint32_t count, size_t n, std::vector<double>* merged);
+// KeptLatest: the index into refs of the record updated last (the first of equals).
+uint32_t LatestRef(const Snapshot& snap, const MergedFamily::Ref* refs, uint32_t count);
+// KeptQuantiles: the index into refs of the record of the largest count (the first of
+// equals), whose quantiles are written; `total`/`sum` are all the records' count and sum.
+uint32_t MostCountedRef(const Snapshot& snap, const MergedFamily::Ref* refs, uint32_t count, double* total, double* sum);
+// CommonBuckets: `buckets` = the cumulative counts at the bounds every record has, summed;
+// `total`/`sum` are all the records' count and sum. `other` is scratch.
+void CommonBuckets(const Snapshot& snap, const MergedFamily::Ref* refs, uint32_t count, double* total, double* sum,
+                   std::vector<std::pair<double, double>>* buckets, std::vector<std::pair<double, double>>* other);
+
 // A record's label text (`k="v",...` without braces): sanitized names, collisions merged,
 // reserved names renamed, then the scope labels. One per thread: the plan's identity pass
 // and each writer have their own.
