@@ -1,6 +1,7 @@
 // Internal to the Prometheus serializer (native/core/prometheus_*.cc): what its files share.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <string>
 #include <string_view>
@@ -156,5 +157,32 @@ struct LabelText {
     }
   }
 };
+
+template <typename Header, typename Records>
+void SerializationPlan::WalkRange(size_t lo, size_t hi, bool toEnd, Header&& header, Records&& records) const {
+  size_t seen = 0;  // records before the current unit
+  for (const Unit& u : units_) {
+    const size_t n = u.end - u.begin;
+    if (u.header()) {
+      header(u, seen);
+      continue;
+    }
+    const size_t a = std::max(seen, lo), b = std::min(seen + n, hi);
+    if (a < b) records(u, u.begin + (a - seen), u.begin + (b - seen));
+    seen += n;
+    if (seen >= hi && !toEnd) break;
+  }
+}
+
+// A unit's records [from, to) through writer `w`: its series when the family has merged
+// ones, else the member's records.
+template <typename W, typename U>
+void WriteUnitRecords(W& w, const U& u, size_t from, size_t to) {
+  if (u.merged != nullptr) {
+    for (size_t k = from; k < to; k++) w.Series(*u.merged, k);
+  } else {
+    w.Member(*u.member, from, to);
+  }
+}
 
 }  // namespace hotmeter::prometheus

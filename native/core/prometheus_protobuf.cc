@@ -536,23 +536,13 @@ struct ProtoWriter {
 void SerializationPlan::WriteRangeProtobuf(size_t lo, size_t hi, bool first, ChunkedOutput* out) const {
   ProtoWriter w(opts_, exact_, snap_, out);
   if (first) w.TargetInfo();
-  size_t seen = 0;  // records before the current unit
-  for (const Unit& u : units_) {
-    if (u.header()) continue;
-    const size_t n = u.end - u.begin;
-    const size_t a = std::max(seen, lo), b = std::min(seen + n, hi);
-    if (a < b) {
-      const PlanFamily& f = *u.family;
-      if (w.family != &f) w.Family(&f, f.name, f.help, f.type);
-      if (u.merged != nullptr) {
-        for (size_t k = u.begin + (a - seen); k < u.begin + (b - seen); k++) w.Series(*u.merged, k);
-      } else {
-        w.Member(*u.member, u.begin + (a - seen), u.begin + (b - seen));
-      }
-    }
-    seen += n;
-    if (seen >= hi) break;
-  }
+  WalkRange(
+      lo, hi, false, [](const auto&, size_t) {},
+      [&](const auto& u, size_t from, size_t to) {
+        const PlanFamily& f = *u.family;
+        if (w.family != &f) w.Family(&f, f.name, f.help, f.type);
+        WriteUnitRecords(w, u, from, to);
+      });
   w.Close();
 }
 

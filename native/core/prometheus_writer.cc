@@ -513,12 +513,12 @@ void SerializationPlan::WriteRange(size_t lo, size_t hi, bool first, bool last, 
   Writer w(opts_, exact_, snap_, out);
   Chunk& o = out->cur();
   if (first) o.append(opts_.prefix);
-  size_t seen = 0;  // records before the current unit
-  for (const Unit& u : units_) {
-    const size_t n = u.end - u.begin;
-    if (u.header()) {
-      const bool mine = (seen >= lo && seen < hi) || (last && seen == total_);
-      if (mine) {
+  WalkRange(
+      lo, hi, last,
+      [&](const auto& u, size_t seen) {
+        // This range writes the headers of the families whose first record is in it, and the
+        // last range those of the families after the last record (empty ones).
+        if (!((seen >= lo && seen < hi) || (last && seen == total_))) return;
         const PlanFamily& f = *u.family;
         o.append("# HELP ");
         o.append(f.name);
@@ -536,18 +536,8 @@ void SerializationPlan::WriteRange(size_t lo, size_t hi, bool first, bool last, 
           o.append(f.unit);
           o.push_back('\n');
         }
-      }
-      continue;
-    }
-    const size_t a = std::max(seen, lo), b = std::min(seen + n, hi);
-    if (a < b && u.merged != nullptr) {
-      for (size_t k = u.begin + (a - seen); k < u.begin + (b - seen); k++) w.Series(*u.merged, k);
-    } else if (a < b) {
-      w.Member(*u.member, u.begin + (a - seen), u.begin + (b - seen));
-    }
-    seen += n;
-    if (seen >= hi && !last) break;
-  }
+      },
+      [&](const auto& u, size_t from, size_t to) { WriteUnitRecords(w, u, from, to); });
   if (om && last) o.append("# EOF\n");
 }
 
