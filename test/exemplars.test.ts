@@ -8,36 +8,16 @@
 // thread's scrape. The context manager is a minimal AsyncLocalStorage one (no tracer SDK).
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { spawnSync } from 'node:child_process';
-import { AsyncLocalStorage } from 'node:async_hooks';
 import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import protobuf from 'protobufjs';
-import { context, ROOT_CONTEXT, trace } from '@opentelemetry/api';
-import type { Context, ContextManager } from '@opentelemetry/api';
+import { context, trace } from '@opentelemetry/api';
 import { MeterProvider, PrometheusExporter } from '../src';
 import type { MeterProviderOptions } from '../src';
 import { native } from '../src/sdk/native';
+import { AlsContextManager } from './helpers';
 import { OM } from './prometheus-helpers';
 import { requireCompiledPackage } from './fixtures/worker-helpers';
-
-class AlsContextManager implements ContextManager {
-  private readonly als = new AsyncLocalStorage<Context>();
-  active(): Context {
-    return this.als.getStore() ?? ROOT_CONTEXT;
-  }
-  with<A extends unknown[], F extends (...args: A) => ReturnType<F>>(ctx: Context, fn: F, thisArg?: ThisParameterType<F>, ...args: A): ReturnType<F> {
-    return this.als.run(ctx, () => fn.apply(thisArg, args));
-  }
-  bind<T>(_ctx: Context, target: T): T {
-    return target;
-  }
-  enable(): this {
-    return this;
-  }
-  disable(): this {
-    return this;
-  }
-}
 
 const TRACE = '0af7651916cd43dd8448eb211c80319c';
 const SPAN = 'b7ad6b7169203331';

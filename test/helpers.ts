@@ -1,6 +1,7 @@
-// Shared test helpers: a seeded PRNG, a capturing DiagLogger, and lookups into a
-// CheckpointSet. Not a test file (no .test.ts suffix).
-import { diag, DiagLogLevel, type Attributes, type DiagLogger } from '@opentelemetry/api';
+// Shared test helpers: a seeded PRNG, a capturing DiagLogger, lookups into a
+// CheckpointSet, and a minimal context manager. Not a test file (no .test.ts suffix).
+import { AsyncLocalStorage } from 'node:async_hooks';
+import { diag, DiagLogLevel, ROOT_CONTEXT, type Attributes, type Context, type ContextManager, type DiagLogger } from '@opentelemetry/api';
 import type {
   CheckpointRecord,
   CheckpointSet,
@@ -187,4 +188,24 @@ export function processSharedSegmentPath(name: string): string {
     h = (h * 0x100000001b3n) & 0xffffffffffffffffn;
   }
   return `/dev/shm/hotmeter-${process.getuid?.() ?? 0}-${h.toString(16).padStart(16, '0')}`;
+}
+
+/** A minimal AsyncLocalStorage context manager (no tracer SDK): enough for spans set with `context.with`. */
+export class AlsContextManager implements ContextManager {
+  private readonly als = new AsyncLocalStorage<Context>();
+  active(): Context {
+    return this.als.getStore() ?? ROOT_CONTEXT;
+  }
+  with<A extends unknown[], F extends (...args: A) => ReturnType<F>>(ctx: Context, fn: F, thisArg?: ThisParameterType<F>, ...args: A): ReturnType<F> {
+    return this.als.run(ctx, () => fn.apply(thisArg, args));
+  }
+  bind<T>(_ctx: Context, target: T): T {
+    return target;
+  }
+  enable(): this {
+    return this;
+  }
+  disable(): this {
+    return this;
+  }
 }

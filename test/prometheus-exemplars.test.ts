@@ -3,36 +3,24 @@
 // `native-histograms` too, the protobuf format) and returns the exemplars of measurements
 // made in a sampled span from /api/v1/query_exemplars, with the span's trace id.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { AsyncLocalStorage } from 'node:async_hooks';
-import { ChildProcess, spawnSync } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as http from 'node:http';
 import * as net from 'node:net';
-import * as os from 'node:os';
-import * as path from 'node:path';
 import { context, ROOT_CONTEXT, trace } from '@opentelemetry/api';
-import type { Context, ContextManager } from '@opentelemetry/api';
 import { MeterProvider, PrometheusExporter } from '../src';
-import { freePort, getJson, spawnPrometheus } from './prometheus-helpers';
-
-class AlsContextManager implements ContextManager {
-  private readonly als = new AsyncLocalStorage<Context>();
-  active(): Context {
-    return this.als.getStore() ?? ROOT_CONTEXT;
-  }
-  with<A extends unknown[], F extends (...args: A) => ReturnType<F>>(ctx: Context, fn: F, thisArg?: ThisParameterType<F>, ...args: A): ReturnType<F> {
-    return this.als.run(ctx, () => fn.apply(thisArg, args));
-  }
-  bind<T>(_ctx: Context, target: T): T {
-    return target;
-  }
-  enable(): this {
-    return this;
-  }
-  disable(): this {
-    return this;
-  }
-}
+import { AlsContextManager } from './helpers';
+import {
+  freePort,
+  getJson,
+  orFalse,
+  prometheusConfigDir,
+  requirePrometheus,
+  spawnPrometheus,
+  stopPrometheus,
+  untilPrometheus,
+  watchWriteHead,
+} from './prometheus-helpers';
 
 interface ExemplarResult {
   seriesLabels: Record<string, string>;
@@ -44,10 +32,7 @@ const SPAN = '00f067aa0ba902b7';
 const UNSAMPLED_TRACE = '11111111111111111111111111111111';
 
 beforeAll(() => {
-  const version = spawnSync('prometheus', ['--version'], { encoding: 'utf8' });
-  if (version.error !== undefined) {
-    throw new Error(`the prometheus server is required by this test (${version.error.message}): apt-get install prometheus, as .ci/run does`);
-  }
+  requirePrometheus();
   context.setGlobalContextManager(new AlsContextManager());
 });
 
@@ -86,44 +71,22 @@ for (const features of [['exemplar-storage'], ['exemplar-storage', 'native-histo
         requests.add(7, { route: '/a' });
       });
       server = http.createServer((req, res) => {
-        const writeHead = res.writeHead.bind(res) as (...a: unknown[]) => http.ServerResponse;
-        (res as unknown as { writeHead: (...a: unknown[]) => http.ServerResponse }).writeHead = (...a: unknown[]) => {
-          const h = a[1] as Record<string, string> | undefined;
+        watchWriteHead(res, (_status, h) => {
           if (h?.['content-type']) typesServed.push(h['content-type']);
-          return writeHead(...a);
-        };
+        });
         exporter.requestHandler(req, res);
       });
       await new Promise<void>((r) => server?.listen(0, '127.0.0.1', r));
       const target = `127.0.0.1:${(server.address() as net.AddressInfo).port}`;
-      dir = fs.mkdtempSync(path.join(os.tmpdir(), 'hotmeter-prom-exemplars-'));
-      fs.writeFileSync(
-        path.join(dir, 'prometheus.yml'),
-        ['global:', '  scrape_interval: 1s', '  scrape_timeout: 1s', 'scrape_configs:', '  - job_name: ex', `    static_configs: [{ targets: ['${target}'] }]`, ''].join('\n'),
-      );
+      dir = prometheusConfigDir('hotmeter-prom-exemplars-', '1s', { ex: target });
       const port = await freePort();
       apiBase = `http://127.0.0.1:${port}`;
       prometheus = spawnPrometheus(dir, port, (text) => (promLog += text), [`--enable-feature=${features.join(',')}`]);
-      const deadline = Date.now() + 60_000;
-      for (;;) {
-        try {
-          const found = await exemplars('ex_requests_total');
-          if (found.length > 0) break;
-        } catch {
-          // not listening yet
-        }
-        if (Date.now() > deadline || prometheus.exitCode !== null) throw new Error(`Prometheus stored no exemplar:\n${promLog}`);
-        await new Promise((r) => setTimeout(r, 250));
-      }
+      await untilPrometheus(prometheus, orFalse(async () => (await exemplars('ex_requests_total')).length > 0), 'Prometheus to store an exemplar', () => promLog);
     }, 90_000);
 
     afterAll(async () => {
-      if (prometheus !== undefined && prometheus.exitCode === null) {
-        const exited = new Promise((r) => prometheus?.once('exit', r));
-        prometheus.kill('SIGTERM');
-        await Promise.race([exited, new Promise((r) => setTimeout(r, 10_000))]);
-        if (prometheus.exitCode === null) prometheus.kill('SIGKILL');
-      }
+      await stopPrometheus(prometheus);
       await new Promise((r) => (server === undefined ? r(undefined) : server.close(r)));
       await provider?.shutdown();
       if (dir !== '') fs.rmSync(dir, { recursive: true, force: true });

@@ -1,9 +1,12 @@
 // Shared by the Prometheus tests (not a test file): data that exercises every instrument
 // kind and aggregation, hostile label values, a parser of the exposition, and runners for
 // the real peers (promtool, the Debian python3-prometheus-client).
+import { expect } from 'vitest';
 import { ChildProcess, spawn, spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
 import * as http from 'node:http';
 import * as net from 'node:net';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { AggregationKind, MeterProvider } from '../src';
 import { prng } from './helpers';
@@ -302,4 +305,79 @@ export function spawnPrometheus(dir: string, port: number, onLog: (text: string)
   p.stdout?.on('data', (d: Buffer) => onLog(d.toString()));
   p.stderr?.on('data', (d: Buffer) => onLog(d.toString()));
   return p;
+}
+
+/** Throws, saying how to install it, unless the `prometheus` server binary is on PATH. */
+export function requirePrometheus(): void {
+  const version = spawnSync('prometheus', ['--version'], { encoding: 'utf8' });
+  if (version.error !== undefined) {
+    throw new Error(`the prometheus server is required by this test (${version.error.message}): apt-get install prometheus, as .ci/run does`);
+  }
+}
+
+/**
+ * A new temporary directory (name starting `prefix`) holding a prometheus.yml that scrapes
+ * each job's `host:port` target every `interval` (also the scrape timeout), e.g. '1s'.
+ */
+export function prometheusConfigDir(prefix: string, interval: string, jobs: Record<string, string>): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  const lines = ['global:', `  scrape_interval: ${interval}`, `  scrape_timeout: ${interval}`, 'scrape_configs:'];
+  for (const [job, target] of Object.entries(jobs)) lines.push(`  - job_name: ${job}`, `    static_configs: [{ targets: ['${target}'] }]`);
+  fs.writeFileSync(path.join(dir, 'prometheus.yml'), [...lines, ''].join('\n'));
+  return dir;
+}
+
+/** An instant-vector query `q` against the Prometheus HTTP API at `apiBase`; the query must succeed. */
+export async function promQuery(apiBase: string, q: string): Promise<VectorSample[]> {
+  const r = (await getJson(`${apiBase}/api/v1/query?query=${encodeURIComponent(q)}`)) as { status: string; data: { result: VectorSample[] } };
+  expect(r.status).toBe('success');
+  return r.data.result;
+}
+
+/**
+ * Polls `cond` every `intervalMs` until it holds; throws (with Prometheus' log) when `ms` pass
+ * or the Prometheus process `p` exits first. A throwing `cond` throws here too (see orFalse).
+ */
+export async function untilPrometheus(
+  p: ChildProcess | undefined,
+  cond: () => Promise<boolean>,
+  what: string,
+  log: () => string,
+  ms = 60_000,
+  intervalMs = 250,
+): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!(await cond())) {
+    if (Date.now() > deadline || p?.exitCode !== null) throw new Error(`timed out waiting for ${what} (or Prometheus exited)\n${log()}`);
+    await new Promise((r) => setTimeout(r, intervalMs));
+  }
+}
+
+/** `cond` with a throw (e.g. Prometheus not listening yet) counted as false. */
+export function orFalse(cond: () => Promise<boolean>): () => Promise<boolean> {
+  return async () => {
+    try {
+      return await cond();
+    } catch {
+      return false;
+    }
+  };
+}
+
+/** SIGTERM Prometheus `p` and wait for it to exit; SIGKILL if it is still running after 10 s. */
+export async function stopPrometheus(p: ChildProcess | undefined): Promise<void> {
+  if (p === undefined || p.exitCode !== null) return;
+  const exited = new Promise((r) => p.once('exit', r));
+  p.kill('SIGTERM');
+  await Promise.race([exited, new Promise((r) => setTimeout(r, 10_000))]);
+  if (p.exitCode === null) p.kill('SIGKILL');
+}
+
+/** Calls `onHead(status, headers)` at each writeHead of `res` (to see what the exporter served). */
+export function watchWriteHead(res: http.ServerResponse, onHead: (status: unknown, headers: Record<string, string> | undefined) => void): void {
+  const writeHead = res.writeHead.bind(res) as (...a: unknown[]) => http.ServerResponse;
+  (res as unknown as { writeHead: (...a: unknown[]) => http.ServerResponse }).writeHead = (...a: unknown[]) => {
+    onHead(a[0], a[1] as Record<string, string> | undefined);
+    return writeHead(...a);
+  };
 }

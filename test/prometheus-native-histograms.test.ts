@@ -4,14 +4,23 @@
 // histogram_quantile over the exponential histograms (native series), while the classic
 // histogram, counters and gauges of the same scrapes read as they do over text.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ChildProcess, spawnSync } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as http from 'node:http';
 import * as net from 'node:net';
-import * as os from 'node:os';
-import * as path from 'node:path';
 import { AggregationKind, MeterProvider, PrometheusExporter } from '../src';
-import { freePort, getJson, spawnPrometheus, type VectorSample } from './prometheus-helpers';
+import {
+  freePort,
+  orFalse,
+  prometheusConfigDir,
+  promQuery,
+  requirePrometheus,
+  spawnPrometheus,
+  stopPrometheus,
+  untilPrometheus,
+  watchWriteHead,
+  type VectorSample,
+} from './prometheus-helpers';
 
 let prometheus: ChildProcess | undefined;
 let promLog = '';
@@ -23,10 +32,8 @@ const acceptSeen: string[] = [];
 const typesServed: string[] = [];
 const BULK = 300;
 
-async function query(q: string): Promise<VectorSample[]> {
-  const r = (await getJson(`${apiBase}/api/v1/query?query=${encodeURIComponent(q)}`)) as { status: string; data: { result: VectorSample[] } };
-  expect(r.status).toBe('success');
-  return r.data.result;
+function query(q: string): Promise<VectorSample[]> {
+  return promQuery(apiBase, q);
 }
 
 async function one(q: string): Promise<number> {
@@ -47,10 +54,7 @@ function nativeBucket(v: number, schema: number): [number, number] {
 }
 
 beforeAll(async () => {
-  const version = spawnSync('prometheus', ['--version'], { encoding: 'utf8' });
-  if (version.error !== undefined) {
-    throw new Error(`the prometheus server is required by this test (${version.error.message}): apt-get install prometheus, as .ci/run does`);
-  }
+  requirePrometheus();
   // Parts of 4 KiB: the bulk counter's family is written as several messages.
   const exporter = new PrometheusExporter({ preventServerStart: true, partBytes: 4096 });
   provider = new MeterProvider({
@@ -87,45 +91,27 @@ beforeAll(async () => {
 
   server = http.createServer((req, res) => {
     acceptSeen.push(String(req.headers.accept));
-    const writeHead = res.writeHead.bind(res) as (...a: unknown[]) => http.ServerResponse;
-    (res as unknown as { writeHead: (...a: unknown[]) => http.ServerResponse }).writeHead = (...a: unknown[]) => {
-      const h = a[1] as Record<string, string> | undefined;
+    watchWriteHead(res, (_status, h) => {
       if (h?.['content-type']) typesServed.push(h['content-type']);
-      return writeHead(...a);
-    };
+    });
     exporter.requestHandler(req, res);
   });
   await new Promise<void>((r) => server?.listen(0, '127.0.0.1', r));
   const target = `127.0.0.1:${(server.address() as net.AddressInfo).port}`;
-  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'hotmeter-prom-native-'));
-  fs.writeFileSync(
-    path.join(dir, 'prometheus.yml'),
-    ['global:', '  scrape_interval: 1s', '  scrape_timeout: 1s', 'scrape_configs:', '  - job_name: native', `    static_configs: [{ targets: ['${target}'] }]`, ''].join('\n'),
-  );
+  dir = prometheusConfigDir('hotmeter-prom-native-', '1s', { native: target });
   const port = await freePort();
   apiBase = `http://127.0.0.1:${port}`;
   prometheus = spawnPrometheus(dir, port, (text) => (promLog += text), ['--enable-feature=native-histograms']);
-  const deadline = Date.now() + 60_000;
-  for (;;) {
-    try {
-      const up = await query('up == 1 and scrape_samples_scraped > 0');
-      const native = await query('histogram_count(native_latency_seconds)');
-      if (up.length === 1 && native.length === 1) break;
-    } catch {
-      // not listening yet
-    }
-    if (Date.now() > deadline || prometheus.exitCode !== null) throw new Error(`Prometheus did not scrape the target:\n${promLog}`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
+  await untilPrometheus(
+    prometheus,
+    orFalse(async () => (await query('up == 1 and scrape_samples_scraped > 0')).length === 1 && (await query('histogram_count(native_latency_seconds)')).length === 1),
+    'Prometheus to scrape the target',
+    () => promLog,
+  );
 }, 90_000);
 
 afterAll(async () => {
-  if (prometheus !== undefined && prometheus.exitCode === null) {
-    const exited = new Promise((r) => prometheus?.once('exit', r));
-    prometheus.kill('SIGTERM');
-    await Promise.race([exited, new Promise((r) => setTimeout(r, 10_000))]);
-    if (prometheus.exitCode === null) prometheus.kill('SIGKILL');
-  }
+  await stopPrometheus(prometheus);
   await new Promise((r) => (server === undefined ? r(undefined) : server.close(r)));
   await provider?.shutdown();
   if (dir !== '') fs.rmSync(dir, { recursive: true, force: true });

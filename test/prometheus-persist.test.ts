@@ -3,14 +3,22 @@
 // what Prometheus stores of a rarely incremented counter is the events sent (no reset, no
 // gap) and an up-down counter's level is right after idle scrapes.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ChildProcess, spawnSync } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as http from 'node:http';
 import * as net from 'node:net';
-import * as os from 'node:os';
-import * as path from 'node:path';
 import { MeterProvider, PrometheusExporter } from '../src';
-import { freePort, getJson, spawnPrometheus, type VectorSample } from './prometheus-helpers';
+import {
+  freePort,
+  orFalse,
+  prometheusConfigDir,
+  promQuery,
+  requirePrometheus,
+  spawnPrometheus,
+  stopPrometheus,
+  untilPrometheus,
+  type VectorSample,
+} from './prometheus-helpers';
 
 let prometheus: ChildProcess | undefined;
 let promLog = '';
@@ -20,10 +28,8 @@ let server: http.Server | undefined;
 let provider: MeterProvider | undefined;
 let scrapes = 0;
 
-async function query(q: string): Promise<VectorSample[]> {
-  const r = (await getJson(`${apiBase}/api/v1/query?query=${encodeURIComponent(q)}`)) as { status: string; data: { result: VectorSample[] } };
-  if (r.status !== 'success') throw new Error(`query ${q} failed`);
-  return r.data.result;
+function query(q: string): Promise<VectorSample[]> {
+  return promQuery(apiBase, q);
 }
 
 async function scalar(q: string): Promise<number | undefined> {
@@ -31,19 +37,12 @@ async function scalar(q: string): Promise<number | undefined> {
   return r.length === 1 ? Number(r[0].value[1]) : undefined;
 }
 
-async function until(cond: () => Promise<boolean>, ms: number, what: string): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await cond())) {
-    if (Date.now() > deadline || prometheus?.exitCode !== null) throw new Error(`timed out waiting for ${what}\n${promLog}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
+function until(cond: () => Promise<boolean>, ms: number, what: string): Promise<void> {
+  return untilPrometheus(prometheus, cond, what, () => promLog, ms, 100);
 }
 
 beforeAll(async () => {
-  const version = spawnSync('prometheus', ['--version'], { encoding: 'utf8' });
-  if (version.error !== undefined) {
-    throw new Error(`the prometheus server is required by this test (${version.error.message}): apt-get install prometheus, as .ci/run does`);
-  }
+  requirePrometheus();
   const exporter = new PrometheusExporter({ preventServerStart: true });
   provider = new MeterProvider({ readers: [exporter] }); // defaults: no expiry
   server = http.createServer((req, res) => {
@@ -52,30 +51,15 @@ beforeAll(async () => {
   });
   await new Promise<void>((r) => server!.listen(0, '127.0.0.1', r));
   const target = `127.0.0.1:${(server.address() as net.AddressInfo).port}`;
-  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'hotmeter-persist-'));
-  fs.writeFileSync(
-    path.join(dir, 'prometheus.yml'),
-    ['global:', '  scrape_interval: 200ms', '  scrape_timeout: 200ms', 'scrape_configs:', '  - job_name: persist', `    static_configs: [{ targets: ['${target}'] }]`, ''].join('\n'),
-  );
+  dir = prometheusConfigDir('hotmeter-persist-', '200ms', { persist: target });
   const port = await freePort();
   apiBase = `http://127.0.0.1:${port}`;
   prometheus = spawnPrometheus(dir, port, (text) => (promLog += text));
-  await until(async () => {
-    try {
-      return (await query('up == 1')).length === 1;
-    } catch {
-      return false; // not listening yet
-    }
-  }, 60_000, 'Prometheus to scrape the target');
+  await until(orFalse(async () => (await query('up == 1')).length === 1), 60_000, 'Prometheus to scrape the target');
 }, 90_000);
 
 afterAll(async () => {
-  if (prometheus !== undefined && prometheus.exitCode === null) {
-    const exited = new Promise((r) => prometheus?.once('exit', r));
-    prometheus.kill('SIGTERM');
-    await Promise.race([exited, new Promise((r) => setTimeout(r, 10_000))]);
-    if (prometheus.exitCode === null) prometheus.kill('SIGKILL');
-  }
+  await stopPrometheus(prometheus);
   if (server !== undefined) await new Promise((r) => server!.close(r));
   await provider?.shutdown();
   if (dir !== '') fs.rmSync(dir, { recursive: true, force: true });

@@ -3,14 +3,25 @@
 // for) and one held to the text format; the test reads the values back through
 // Prometheus' HTTP API, hostile label values included.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ChildProcess, spawnSync } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as http from 'node:http';
 import * as net from 'node:net';
-import * as os from 'node:os';
-import * as path from 'node:path';
 import { AggregationKind, MeterProvider, PrometheusExporter } from '../src';
-import { freePort, getJson, spawnPrometheus, HOSTILE, type VectorSample } from './prometheus-helpers';
+import {
+  freePort,
+  getJson,
+  HOSTILE,
+  orFalse,
+  prometheusConfigDir,
+  promQuery,
+  requirePrometheus,
+  spawnPrometheus,
+  stopPrometheus,
+  untilPrometheus,
+  watchWriteHead,
+  type VectorSample,
+} from './prometheus-helpers';
 
 let prometheus: ChildProcess | undefined;
 let promLog = '';
@@ -21,10 +32,8 @@ const servers: http.Server[] = [];
 const acceptSeen: string[] = [];
 const typesServed: string[] = [];
 
-async function query(q: string): Promise<VectorSample[]> {
-  const r = (await getJson(`${apiBase}/api/v1/query?query=${encodeURIComponent(q)}`)) as { status: string; data: { result: VectorSample[] } };
-  expect(r.status).toBe('success');
-  return r.data.result;
+function query(q: string): Promise<VectorSample[]> {
+  return promQuery(apiBase, q);
 }
 
 function record(p: MeterProvider): void {
@@ -74,15 +83,12 @@ async function exporterServer(openMetrics: boolean): Promise<string> {
   const server = http.createServer((req, res) => {
     if (openMetrics) acceptSeen.push(String(req.headers.accept));
     if (openMetrics) acceptEncodingSeen.push(String(req.headers['accept-encoding']));
-    const writeHead = res.writeHead.bind(res) as (...a: unknown[]) => http.ServerResponse;
-    (res as unknown as { writeHead: (...a: unknown[]) => http.ServerResponse }).writeHead = (...a: unknown[]) => {
-      const h = a[1] as Record<string, string> | undefined;
+    watchWriteHead(res, (status, h) => {
       if (h?.['content-type']) typesServed.push(`${openMetrics ? 'om' : 'text'} ${h['content-type']}`);
       const job = openMetrics ? 'om' : 'text';
-      if (a[0] === 200) chunkedServed.set(job, [...(chunkedServed.get(job) ?? []), h?.['content-length'] === undefined]);
-      if (a[0] === 200) encodingServed.set(job, [...(encodingServed.get(job) ?? []), h?.['content-encoding'] ?? '']);
-      return writeHead(...a);
-    };
+      if (status === 200) chunkedServed.set(job, [...(chunkedServed.get(job) ?? []), h?.['content-length'] === undefined]);
+      if (status === 200) encodingServed.set(job, [...(encodingServed.get(job) ?? []), h?.['content-encoding'] ?? '']);
+    });
     exporter.requestHandler(req, res);
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
@@ -91,51 +97,19 @@ async function exporterServer(openMetrics: boolean): Promise<string> {
 }
 
 beforeAll(async () => {
-  const version = spawnSync('prometheus', ['--version'], { encoding: 'utf8' });
-  if (version.error !== undefined) {
-    throw new Error(`the prometheus server is required by this test (${version.error.message}): apt-get install prometheus, as .ci/run does`);
-  }
+  requirePrometheus();
   const om = await exporterServer(true);
   const text = await exporterServer(false);
-  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'hotmeter-prom-'));
-  fs.writeFileSync(
-    path.join(dir, 'prometheus.yml'),
-    [
-      'global:',
-      '  scrape_interval: 1s',
-      '  scrape_timeout: 1s',
-      'scrape_configs:',
-      '  - job_name: om',
-      `    static_configs: [{ targets: ['${om}'] }]`,
-      '  - job_name: text',
-      `    static_configs: [{ targets: ['${text}'] }]`,
-      '',
-    ].join('\n'),
-  );
+  dir = prometheusConfigDir('hotmeter-prom-', '1s', { om, text });
   const port = await freePort();
   apiBase = `http://127.0.0.1:${port}`;
   prometheus = spawnPrometheus(dir, port, (text) => (promLog += text));
   // Both targets up, and a scrape of each that ingested samples.
-  const deadline = Date.now() + 60_000;
-  for (;;) {
-    try {
-      const up = await query('up == 1 and scrape_samples_scraped > 0');
-      if (up.length === 2) break;
-    } catch {
-      // not listening yet
-    }
-    if (Date.now() > deadline || prometheus.exitCode !== null) throw new Error(`Prometheus did not scrape both targets:\n${promLog}`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
+  await untilPrometheus(prometheus, orFalse(async () => (await query('up == 1 and scrape_samples_scraped > 0')).length === 2), 'Prometheus to scrape both targets', () => promLog);
 }, 90_000);
 
 afterAll(async () => {
-  if (prometheus !== undefined && prometheus.exitCode === null) {
-    const exited = new Promise((r) => prometheus?.once('exit', r));
-    prometheus.kill('SIGTERM');
-    await Promise.race([exited, new Promise((r) => setTimeout(r, 10_000))]);
-    if (prometheus.exitCode === null) prometheus.kill('SIGKILL');
-  }
+  await stopPrometheus(prometheus);
   await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
   await Promise.all(providers.map((p) => p.shutdown()));
   if (dir !== '') fs.rmSync(dir, { recursive: true, force: true });

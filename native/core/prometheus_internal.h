@@ -1,6 +1,7 @@
 // Internal to the Prometheus serializer (native/core/prometheus_*.cc): what its files share.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <string>
 #include <string_view>
@@ -30,6 +31,23 @@ std::string ScopeText(const Descriptor& d, const Options& opts);
 void CumulativeBuckets(const Descriptor& d, const double* st, size_t n, std::vector<std::pair<double, double>>* out);
 // Count and sum of a histogram or summary state (prometheus_writer.cc).
 void CountAndSum(const Descriptor& d, const double* st, size_t n, double* count, double* sum);
+
+// Merging the `count` records `refs` of one series of a merged family (MergeKind), shared
+// by the text and protobuf writers, which write the result each its own way
+// (prometheus_writer.cc). Read only the snapshot; the vectors are the caller's scratch.
+// Added, a Sum or PrecomputedSum: the total of the records' values.
+double MergedSum(const Snapshot& snap, const MergedFamily::Ref* refs, uint32_t count);
+// Added, any other aggregation: the records' states (`n` doubles each) merged into `merged`.
+void MergedStates(const Snapshot& snap, const MergedFamily::Ref* refs, uint32_t count, size_t n, std::vector<double>* merged);
+// KeptLatest: the index into refs of the record updated last (the first of equals).
+uint32_t LatestRef(const Snapshot& snap, const MergedFamily::Ref* refs, uint32_t count);
+// KeptQuantiles: the index into refs of the record of the largest count (the first of
+// equals), whose quantiles are written; `total`/`sum` are all the records' count and sum.
+uint32_t MostCountedRef(const Snapshot& snap, const MergedFamily::Ref* refs, uint32_t count, double* total, double* sum);
+// CommonBuckets: `buckets` = the cumulative counts at the bounds every record has, summed;
+// `total`/`sum` are all the records' count and sum. `other` is scratch.
+void CommonBuckets(const Snapshot& snap, const MergedFamily::Ref* refs, uint32_t count, double* total, double* sum,
+                   std::vector<std::pair<double, double>>* buckets, std::vector<std::pair<double, double>>* other);
 
 // A record's label text (`k="v",...` without braces): sanitized names, collisions merged,
 // reserved names renamed, then the scope labels. One per thread: the plan's identity pass
@@ -139,5 +157,32 @@ struct LabelText {
     }
   }
 };
+
+template <typename Header, typename Records>
+void SerializationPlan::WalkRange(size_t lo, size_t hi, bool toEnd, Header&& header, Records&& records) const {
+  size_t seen = 0;  // records before the current unit
+  for (const Unit& u : units_) {
+    const size_t n = u.end - u.begin;
+    if (u.header()) {
+      header(u, seen);
+      continue;
+    }
+    const size_t a = std::max(seen, lo), b = std::min(seen + n, hi);
+    if (a < b) records(u, u.begin + (a - seen), u.begin + (b - seen));
+    seen += n;
+    if (seen >= hi && !toEnd) break;
+  }
+}
+
+// A unit's records [from, to) through writer `w`: its series when the family has merged
+// ones, else the member's records.
+template <typename W, typename U>
+void WriteUnitRecords(W& w, const U& u, size_t from, size_t to) {
+  if (u.merged != nullptr) {
+    for (size_t k = from; k < to; k++) w.Series(*u.merged, k);
+  } else {
+    w.Member(*u.member, from, to);
+  }
+}
 
 }  // namespace hotmeter::prometheus

@@ -483,40 +483,22 @@ struct ProtoWriter {
       case MergeKind::Added: {
         const AggregationKind agg = refs[0].instrument->descriptor.aggregation;
         if (agg == AggregationKind::Sum || agg == AggregationKind::PrecomputedSum) {
-          double v = 0;
-          for (uint32_t k = 0; k < se.count; k++) v += StateOf(refs[k].record)[0];
-          Scalar(v);
+          Scalar(MergedSum(snap, refs, se.count));
         } else {
-          const double* st0 = StateOf(refs[0].record);
-          merged.assign(st0, st0 + n);
-          for (uint32_t k = 1; k < se.count; k++) MergeState(agg, merged.data(), StateOf(refs[k].record), n);
+          MergedStates(snap, refs, se.count, n, &merged);
           Value(rec0.id, merged.data());
         }
         break;
       }
       case MergeKind::KeptLatest: {
-        uint32_t best = 0;
-        for (uint32_t k = 1; k < se.count; k++) {
-          if (snap.records[refs[k].record].lastUpdateEpoch > snap.records[refs[best].record].lastUpdateEpoch) best = k;
-        }
+        const uint32_t best = LatestRef(snap, refs, se.count);
         Setup(*refs[best].instrument);
         Value(snap.records[refs[best].record].id, StateOf(refs[best].record));
         break;
       }
       case MergeKind::KeptQuantiles: {
-        uint32_t best = 0;
-        double bestCount = -1, count = 0, sum = 0;
-        for (uint32_t k = 0; k < se.count; k++) {
-          const SnapshotInstrument& si = *refs[k].instrument;
-          double c = 0, t = 0;
-          CountAndSum(si.descriptor, StateOf(refs[k].record), si.cellSize, &c, &t);
-          count += c;
-          sum += t;
-          if (c > bestCount) {
-            bestCount = c;
-            best = k;
-          }
-        }
+        double count = 0, sum = 0;
+        const uint32_t best = MostCountedRef(snap, refs, se.count, &count, &sum);
         Setup(*refs[best].instrument);
         const std::vector<double>* qs = Quantiles(cur->descriptor.aggregation, snap.records[refs[best].record].id, StateOf(refs[best].record));
         Summary(count, sum, qs, qvalues.data());
@@ -524,25 +506,7 @@ struct ProtoWriter {
       }
       case MergeKind::CommonBuckets: {
         double count = 0, sum = 0;
-        for (uint32_t k = 0; k < se.count; k++) {
-          const SnapshotInstrument& si = *refs[k].instrument;
-          const double* st = StateOf(refs[k].record);
-          double c = 0, t = 0;
-          CountAndSum(si.descriptor, st, si.cellSize, &c, &t);
-          count += c;
-          sum += t;
-          if (k == 0) {
-            CumulativeBuckets(si.descriptor, st, si.cellSize, &buckets);
-            continue;
-          }
-          CumulativeBuckets(si.descriptor, st, si.cellSize, &otherBuckets);
-          size_t keep = 0, j = 0;
-          for (const auto& [le, cum] : buckets) {
-            while (j < otherBuckets.size() && otherBuckets[j].first < le) j++;
-            if (j < otherBuckets.size() && otherBuckets[j].first == le) buckets[keep++] = {le, cum + otherBuckets[j].second};
-          }
-          buckets.resize(keep);
-        }
+        CommonBuckets(snap, refs, se.count, &count, &sum, &buckets, &otherBuckets);
         Classic(count, sum, buckets);
         break;
       }
@@ -572,23 +536,13 @@ struct ProtoWriter {
 void SerializationPlan::WriteRangeProtobuf(size_t lo, size_t hi, bool first, ChunkedOutput* out) const {
   ProtoWriter w(opts_, exact_, snap_, out);
   if (first) w.TargetInfo();
-  size_t seen = 0;  // records before the current unit
-  for (const Unit& u : units_) {
-    if (u.header()) continue;
-    const size_t n = u.end - u.begin;
-    const size_t a = std::max(seen, lo), b = std::min(seen + n, hi);
-    if (a < b) {
-      const PlanFamily& f = *u.family;
-      if (w.family != &f) w.Family(&f, f.name, f.help, f.type);
-      if (u.merged != nullptr) {
-        for (size_t k = u.begin + (a - seen); k < u.begin + (b - seen); k++) w.Series(*u.merged, k);
-      } else {
-        w.Member(*u.member, u.begin + (a - seen), u.begin + (b - seen));
-      }
-    }
-    seen += n;
-    if (seen >= hi) break;
-  }
+  WalkRange(
+      lo, hi, false, [](const auto&, size_t) {},
+      [&](const auto& u, size_t from, size_t to) {
+        const PlanFamily& f = *u.family;
+        if (w.family != &f) w.Family(&f, f.name, f.help, f.type);
+        WriteUnitRecords(w, u, from, to);
+      });
   w.Close();
 }
 

@@ -368,6 +368,12 @@ class SerializationPlan {
   void WriteRange(size_t lo, size_t hi, bool first, bool last, ChunkedOutput* out) const;
   // WriteRange for Format::Protobuf (prometheus_protobuf.cc).
   void WriteRangeProtobuf(size_t lo, size_t hi, bool first, ChunkedOutput* out) const;
+  // The walk of units_ both writers make for the records [lo, hi): header(unit, seen) at
+  // each family header (seen: the records before it), records(unit, from, to) for a unit's
+  // records [from, to) in the range. Stops once past hi unless `toEnd`. Defined in
+  // prometheus_internal.h.
+  template <typename Header, typename Records>
+  void WalkRange(size_t lo, size_t hi, bool toEnd, Header&& header, Records&& records) const;
   // The family's series when some of its records share one, else null.
   std::unique_ptr<MergedFamily> MergeFamily(const PlanFamily& f);
 

@@ -96,6 +96,75 @@ void CountAndSum(const Descriptor& d, const double* st, size_t n, double* count,
 }
 
 namespace {
+const double* RecordState(const Snapshot& snap, size_t record) { return snap.states.data() + snap.records[record].stateOffset; }
+}  // namespace
+
+double MergedSum(const Snapshot& snap, const MergedFamily::Ref* refs, uint32_t count) {
+  double v = 0;
+  for (uint32_t k = 0; k < count; k++) v += RecordState(snap, refs[k].record)[0];
+  return v;
+}
+
+void MergedStates(const Snapshot& snap, const MergedFamily::Ref* refs, uint32_t count, size_t n, std::vector<double>* merged) {
+  const AggregationKind agg = refs[0].instrument->descriptor.aggregation;
+  const double* st0 = RecordState(snap, refs[0].record);
+  merged->assign(st0, st0 + n);
+  for (uint32_t k = 1; k < count; k++) MergeState(agg, merged->data(), RecordState(snap, refs[k].record), n);
+}
+
+uint32_t LatestRef(const Snapshot& snap, const MergedFamily::Ref* refs, uint32_t count) {
+  uint32_t best = 0;
+  for (uint32_t k = 1; k < count; k++) {
+    if (snap.records[refs[k].record].lastUpdateEpoch > snap.records[refs[best].record].lastUpdateEpoch) best = k;
+  }
+  return best;
+}
+
+uint32_t MostCountedRef(const Snapshot& snap, const MergedFamily::Ref* refs, uint32_t count, double* total, double* sum) {
+  uint32_t best = 0;
+  double bestCount = -1;
+  *total = 0;
+  *sum = 0;
+  for (uint32_t k = 0; k < count; k++) {
+    const SnapshotInstrument& si = *refs[k].instrument;
+    double c = 0, t = 0;
+    CountAndSum(si.descriptor, RecordState(snap, refs[k].record), si.cellSize, &c, &t);
+    *total += c;
+    *sum += t;
+    if (c > bestCount) {
+      bestCount = c;
+      best = k;
+    }
+  }
+  return best;
+}
+
+void CommonBuckets(const Snapshot& snap, const MergedFamily::Ref* refs, uint32_t count, double* total, double* sum,
+                   std::vector<std::pair<double, double>>* buckets, std::vector<std::pair<double, double>>* other) {
+  *total = 0;
+  *sum = 0;
+  for (uint32_t k = 0; k < count; k++) {
+    const SnapshotInstrument& si = *refs[k].instrument;
+    const double* st = RecordState(snap, refs[k].record);
+    double c = 0, t = 0;
+    CountAndSum(si.descriptor, st, si.cellSize, &c, &t);
+    *total += c;
+    *sum += t;
+    if (k == 0) {
+      CumulativeBuckets(si.descriptor, st, si.cellSize, buckets);
+      continue;
+    }
+    CumulativeBuckets(si.descriptor, st, si.cellSize, other);
+    size_t keep = 0, j = 0;
+    for (const auto& [le, cum] : *buckets) {
+      while (j < other->size() && (*other)[j].first < le) j++;
+      if (j < other->size() && (*other)[j].first == le) (*buckets)[keep++] = {le, cum + (*other)[j].second};
+    }
+    buckets->resize(keep);
+  }
+}
+
+namespace {
 
 // Writes records and merged series.
 struct Writer {
@@ -371,40 +440,22 @@ struct Writer {
         case MergeKind::Added: {
           const AggregationKind agg = refs[0].instrument->descriptor.aggregation;
           if (agg == AggregationKind::Sum || agg == AggregationKind::PrecomputedSum) {
-            double v = 0;
-            for (uint32_t k = 0; k < se.count; k++) v += StateOf(refs[k].record)[0];
-            Sample(sample, "", "", v);
+            Sample(sample, "", "", MergedSum(snap, refs, se.count));
           } else {
-            const double* st0 = StateOf(refs[0].record);
-            merged.assign(st0, st0 + n);
-            for (uint32_t k = 1; k < se.count; k++) MergeState(agg, merged.data(), StateOf(refs[k].record), n);
+            MergedStates(snap, refs, se.count, n, &merged);
             Samples(rec0.id, merged.data());
           }
           break;
         }
         case MergeKind::KeptLatest: {
-          uint32_t best = 0;
-          for (uint32_t k = 1; k < se.count; k++) {
-            if (snap.records[refs[k].record].lastUpdateEpoch > snap.records[refs[best].record].lastUpdateEpoch) best = k;
-          }
+          const uint32_t best = LatestRef(snap, refs, se.count);
           Setup(*refs[best].instrument);
           Samples(snap.records[refs[best].record].id, StateOf(refs[best].record));
           break;
         }
         case MergeKind::KeptQuantiles: {
-          uint32_t best = 0;
-          double bestCount = -1, count = 0, sum = 0;
-          for (uint32_t k = 0; k < se.count; k++) {
-            const SnapshotInstrument& si = *refs[k].instrument;
-            double c = 0, t = 0;
-            CountAndSum(si.descriptor, StateOf(refs[k].record), si.cellSize, &c, &t);
-            count += c;
-            sum += t;
-            if (c > bestCount) {
-              bestCount = c;
-              best = k;
-            }
-          }
+          double count = 0, sum = 0;
+          const uint32_t best = MostCountedRef(snap, refs, se.count, &count, &sum);
           Setup(*refs[best].instrument);
           Quantiles(cur->descriptor.aggregation, snap.records[refs[best].record].id, StateOf(refs[best].record));
           Sample(sample, "_sum", "", sum);
@@ -413,25 +464,7 @@ struct Writer {
         }
         case MergeKind::CommonBuckets: {
           double count = 0, sum = 0;
-          for (uint32_t k = 0; k < se.count; k++) {
-            const SnapshotInstrument& si = *refs[k].instrument;
-            const double* st = StateOf(refs[k].record);
-            double c = 0, t = 0;
-            CountAndSum(si.descriptor, st, si.cellSize, &c, &t);
-            count += c;
-            sum += t;
-            if (k == 0) {
-              CumulativeBuckets(si.descriptor, st, si.cellSize, &buckets);
-              continue;
-            }
-            CumulativeBuckets(si.descriptor, st, si.cellSize, &otherBuckets);
-            size_t keep = 0, j = 0;
-            for (const auto& [le, cum] : buckets) {
-              while (j < otherBuckets.size() && otherBuckets[j].first < le) j++;
-              if (j < otherBuckets.size() && otherBuckets[j].first == le) buckets[keep++] = {le, cum + otherBuckets[j].second};
-            }
-            buckets.resize(keep);
-          }
+          CommonBuckets(snap, refs, se.count, &count, &sum, &buckets, &otherBuckets);
           for (const auto& [le, cum] : buckets) {
             scratch = "le=\"";
             AppendNumber(&scratch, le);
@@ -480,12 +513,12 @@ void SerializationPlan::WriteRange(size_t lo, size_t hi, bool first, bool last, 
   Writer w(opts_, exact_, snap_, out);
   Chunk& o = out->cur();
   if (first) o.append(opts_.prefix);
-  size_t seen = 0;  // records before the current unit
-  for (const Unit& u : units_) {
-    const size_t n = u.end - u.begin;
-    if (u.header()) {
-      const bool mine = (seen >= lo && seen < hi) || (last && seen == total_);
-      if (mine) {
+  WalkRange(
+      lo, hi, last,
+      [&](const auto& u, size_t seen) {
+        // This range writes the headers of the families whose first record is in it, and the
+        // last range those of the families after the last record (empty ones).
+        if (!((seen >= lo && seen < hi) || (last && seen == total_))) return;
         const PlanFamily& f = *u.family;
         o.append("# HELP ");
         o.append(f.name);
@@ -503,18 +536,8 @@ void SerializationPlan::WriteRange(size_t lo, size_t hi, bool first, bool last, 
           o.append(f.unit);
           o.push_back('\n');
         }
-      }
-      continue;
-    }
-    const size_t a = std::max(seen, lo), b = std::min(seen + n, hi);
-    if (a < b && u.merged != nullptr) {
-      for (size_t k = u.begin + (a - seen); k < u.begin + (b - seen); k++) w.Series(*u.merged, k);
-    } else if (a < b) {
-      w.Member(*u.member, u.begin + (a - seen), u.begin + (b - seen));
-    }
-    seen += n;
-    if (seen >= hi && !last) break;
-  }
+      },
+      [&](const auto& u, size_t from, size_t to) { WriteUnitRecords(w, u, from, to); });
   if (om && last) o.append("# EOF\n");
 }
 
