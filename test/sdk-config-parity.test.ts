@@ -18,6 +18,7 @@ import {
 } from '@opentelemetry/sdk-metrics';
 import { describe, expect, it } from 'vitest';
 import { MeterProvider } from '../src';
+import { installLogger, uninstallLogger } from './helpers';
 
 /** A user-written processor: route values lower-cased, everything else kept. */
 const lowerRoute = {
@@ -150,6 +151,22 @@ describe('an sdk-metrics configuration, unchanged', () => {
       return { readers: [delta.reader, cumulative.reader], exporters: [delta.exporter, cumulative.exporter] };
     });
     expect(hot).toEqual(sdk);
+  });
+
+  it("a reader's own streams come with a diagnostic that worker threads' providers do not write them", async () => {
+    const logger = installLogger();
+    try {
+      const own = periodic(AggregationTemporality.CUMULATIVE, {}, exponentialHistograms);
+      const provider = new MeterProvider({ resource, readers: [own.reader] });
+      expect(logger.warned('streams of its own', 'worker threads')).toBe(true);
+      await provider.shutdown();
+      const fresh = installLogger(); // and a fresh rate-limit window
+      const plain = new MeterProvider({ resource, readers: [periodic(AggregationTemporality.CUMULATIVE).reader] });
+      expect(fresh.warned('worker threads')).toBe(false);
+      await plain.shutdown();
+    } finally {
+      uninstallLogger();
+    }
   });
 
   it('per reader, for instruments no view matches', async () => {

@@ -230,6 +230,15 @@ export class MeterProvider implements ApiMeterProvider {
       else defaultReaders.push(r);
     }
     this.readerStreams = preferences.length > 0;
+    if (this.readerStreams) {
+      // Streams of a reader's own exist in this provider only: say so once, since a
+      // worker thread's provider (attachMeterProvider) records into the domain's views'
+      // streams and such a reader's export then misses what workers record.
+      warnLimited(
+        'reader-streams-workers',
+        'a reader asks for an aggregation or series limit of its own: it gets streams of its own, which providers attached in worker threads (attachMeterProvider) do not write; give the provider that aggregation as a view to include workers',
+      );
+    }
     this.exemplarFilter = exemplarFilterCode(options.exemplarFilter);
     this.domain = registerDomainOf(options);
     this.registry = new InstrumentRegistry(
