@@ -75,32 +75,14 @@ void RecordPool::Free(uint32_t slot) {
 }
 
 uint64_t StateFingerprint(const double* state, size_t size) {
-  // Four independent lanes (doubles i, i+4, ...), mixed together at the end: the
-  // multiply chains overlap, so a histogram's state hashes ~3x faster than with one lane
-  // (this runs for every record of every collection pass).
-  constexpr uint64_t kMul = 0xff51afd7ed558ccdULL;
-  uint64_t h[4] = {0x9e3779b97f4a7c15ULL ^ size, 0xc2b2ae3d27d4eb4fULL, 0x165667b19e3779f9ULL, 0x27d4eb2f165667c5ULL};
-  size_t i = 0;
-  for (; i + 4 <= size; i += 4) {
-    for (size_t l = 0; l < 4; l++) {
-      uint64_t bits;
-      std::memcpy(&bits, state + i + l, sizeof bits);
-      h[l] = (h[l] ^ bits) * kMul;
-      h[l] ^= h[l] >> 29;
-    }
-  }
-  for (size_t l = 0; i < size; i++, l++) {
+  uint64_t h = 0x9e3779b97f4a7c15ULL ^ size;
+  for (size_t i = 0; i < size; i++) {
     uint64_t bits;
     std::memcpy(&bits, state + i, sizeof bits);
-    h[l] = (h[l] ^ bits) * kMul;
-    h[l] ^= h[l] >> 29;
+    h = (h ^ bits) * 0xff51afd7ed558ccdULL;
+    h ^= h >> 29;
   }
-  uint64_t out = h[0];
-  for (size_t l = 1; l < 4; l++) {
-    out = (out ^ h[l]) * kMul;
-    out ^= out >> 29;
-  }
-  return out;
+  return h;
 }
 
 std::string EncodeLabelKey(const std::vector<std::string>& parts) {
