@@ -935,6 +935,45 @@ TEST(record_map_updated_flag) {
   for (const Row& r : c5.rows) CHECK(!r.updated);
 }
 
+TEST(state_fingerprint_sees_structured_changes) {
+  // Update detection trusts StateFingerprint: a changed state that keeps its fingerprint
+  // is exported as unchanged (a delta lost, a stale cumulative value) and may be reclaimed
+  // as idle. States change in structured ways (small integers; count and sum moving
+  // together), where a weak hash collides far more often than 2^-64: a four-lane variant
+  // (lanes XORed together at the end) gave (2,4,1,2) -> (3,6,1,2) the same fingerprint,
+  // because count and sum flipped the same bit. Every measurement of a min/max/sum/count
+  // state on this grid must change the fingerprint.
+  long collisions = 0, transitions = 0;
+  for (int c = 1; c <= 120; c++) {
+    for (int s = c; s <= 5 * c; s++) {
+      for (int lo = 1; lo <= 5; lo++) {
+        for (int hi = lo; hi <= 5; hi++) {
+          const double a[4] = {double(c), double(s), double(lo), double(hi)};
+          const uint64_t before = StateFingerprint(a, 4);
+          for (int v = 1; v <= 5; v++) {
+            const double b[4] = {double(c + 1), double(s + v), double(std::min(lo, v)), double(std::max(hi, v))};
+            transitions++;
+            if (StateFingerprint(b, 4) == before) collisions++;
+          }
+        }
+      }
+    }
+  }
+  CHECK(transitions > 2000000);
+  CHECK_EQ(collisions, 0L);
+  // A histogram cell (count, sum, buckets): a measurement moves count, sum and one bucket.
+  collisions = 0;
+  double h[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  for (int i = 0; i < 200000; i++) {
+    const uint64_t before = StateFingerprint(h, 8);
+    h[0] += 1;
+    h[1] += 1 + i % 7;
+    h[2 + (i * 7919) % 6] += 1;
+    if (StateFingerprint(h, 8) == before) collisions++;
+  }
+  CHECK_EQ(collisions, 0L);
+}
+
 TEST(record_map_stale_drain_between_lookups) {
   // A worker thread caches one label set's sum while another thread's bound handle keeps
   // that sum updated: the label set's min/max goes stale alone and is released, then the
