@@ -15,7 +15,9 @@
 //                 schema[5] (sint32) zero_threshold[6] zero_count[7]
 //                 negative_span[9]* negative_delta[10]* positive_span[12]* positive_delta[13]*
 //                 BucketSpan {offset[1] (sint32) length[2]}; deltas sint64, unpacked (as
-//                 client_golang writes them; parsers read packed or not).
+//                 client_golang writes them; parsers read packed or not); exemplars[16]*
+//                 (a native histogram's exemplars: client_model 0.5; older readers, such as
+//                 Prometheus 2.42, skip the field).
 //
 // Framing: a range of the plan (a streamed part, or a thread's share of one) writes whole
 // messages. A family whose records span ranges or chunks is written as several messages of
@@ -199,6 +201,7 @@ struct ProtoWriter {
   std::unique_ptr<sketch::Mapping> mapping;
   size_t n = 0;
   std::vector<double> merged;
+  std::vector<double> mergedExemplars;  // a merged series' exemplar slots
   std::vector<std::pair<double, double>> buckets, otherBuckets;
   pb::NativeHistogram native;
 
@@ -332,20 +335,28 @@ struct ProtoWriter {
 
   // A classic histogram: count, sum and cumulative counts at finite bounds. `slots`: the
   // exemplar slots of an explicit-bucket state (one per bound in order, then +Inf), or null.
-  void Classic(double count, double sum, const std::vector<std::pair<double, double>>& cum, const double* slots = nullptr) {
+  // `one`: a single exemplar slot (an exponential histogram's), put on the first bucket
+  // whose bound holds its value, or null.
+  void Classic(double count, double sum, const std::vector<std::pair<double, double>>& cum, const double* slots = nullptr,
+               const double* one = nullptr) {
     value.clear();
     Varint(&value, 1, pb::Count(count));
     Double(&value, 2, sum);
+    if (one != nullptr && one[exemplar::kTime] == 0) one = nullptr;
     for (size_t i = 0; i < cum.size(); i++) {
       const auto& [le, c] = cum[i];
       sub.clear();
       Varint(&sub, 1, pb::Count(c));
       Double(&sub, 2, le);
       if (slots != nullptr) Exemplar(&sub, 3, slots + i * exemplar::kDoubles);
+      if (one != nullptr && one[exemplar::kValue] <= le) {
+        Exemplar(&sub, 3, one);
+        one = nullptr;
+      }
       Bytes(&value, 3, sub);
     }
     // The +Inf bucket's exemplar: in an explicit +Inf bucket (as client_golang writes it).
-    const double* inf = slots != nullptr ? slots + cum.size() * exemplar::kDoubles : nullptr;
+    const double* inf = slots != nullptr ? slots + cum.size() * exemplar::kDoubles : one;
     if (inf != nullptr && inf[exemplar::kTime] != 0) {
       sub.clear();
       Varint(&sub, 1, pb::Count(count));
@@ -377,6 +388,7 @@ struct ProtoWriter {
     for (int64_t d : h.negativeDeltas) Varint(&value, 10, pb::ZigZag(d));
     Spans(12, h.positiveSpans);
     for (int64_t d : h.positiveDeltas) Varint(&value, 13, pb::ZigZag(d));
+    Exemplar(&value, 16, ex);  // the exponential histogram's one slot
     Bytes(&metric, 7, value);
   }
 
@@ -436,7 +448,7 @@ struct ProtoWriter {
           Native(native);
         } else {
           CumulativeBuckets(d, st, n, &buckets);
-          Classic(exphist::Total(st, n), st[exphist::kSum], buckets);
+          Classic(exphist::Total(st, n), st[exphist::kSum], buckets, nullptr, ex);
         }
         break;
       case AggregationKind::Sketch:
@@ -460,7 +472,7 @@ struct ProtoWriter {
     for (size_t r = begin; r < end; r++) {
       const SnapshotRecord& rec = snap.records[r];
       Labels(rec.labelKey());
-      ex = rec.exemplarOffset != SnapshotRecord::kNoExemplars ? snap.exemplars.data() + rec.exemplarOffset : nullptr;
+      ex = RecordExemplars(snap, rec);
       Value(rec.id, snap.states.data() + rec.stateOffset);
       ex = nullptr;
       EndMetric();
@@ -474,14 +486,18 @@ struct ProtoWriter {
     const SnapshotRecord& rec0 = snap.records[refs[0].record];
     Setup(*refs[0].instrument);
     Labels(rec0.labelKey());  // every record of the series renders these labels
+    // Exemplars as the text writer's (prometheus_writer.cc, Series).
     if (se.count == 1) {
+      ex = RecordExemplars(snap, rec0);
       Value(rec0.id, StateOf(refs[0].record));
+      ex = nullptr;
       EndMetric();
       return;
     }
     switch (se.how) {
       case MergeKind::Added: {
         const AggregationKind agg = refs[0].instrument->descriptor.aggregation;
+        ex = MergedExemplars(snap, refs, se.count, &mergedExemplars);
         if (agg == AggregationKind::Sum || agg == AggregationKind::PrecomputedSum) {
           Scalar(MergedSum(snap, refs, se.count));
         } else {
@@ -511,6 +527,7 @@ struct ProtoWriter {
         break;
       }
     }
+    ex = nullptr;
     EndMetric();
   }
 

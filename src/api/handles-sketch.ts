@@ -8,8 +8,12 @@
 import { AggregatorParams, DEFAULT_EXPONENTIAL_MAX_SIZE, DEFAULT_SKETCH_MAX_SIZE } from '../sdk/aggregation';
 import { warnLimited } from '../sdk/diag';
 import { expInsertSlow, mapToIndex } from '../sdk/exponential-histogram';
+import { exemplarState, offerExemplar } from '../sdk/exemplars';
 import { sketchInsertSlow, sketchMapping } from '../sdk/sketch';
 import { addToSummary, BoundHandle, HandleOwner, HISTOGRAM_REJECT_RULE as REJECT_RULE } from './handles';
+
+// Whether measurements are offered as exemplars (src/api/handles.ts).
+const EX = exemplarState;
 
 /**
  * A histogram aggregated by a DDSketch quantile sketch. Cell: [count, sum, min, max,
@@ -78,11 +82,14 @@ export class BoundExponentialHistogram extends BoundHandle {
       // scale 5, posBase 6, positive buckets 8.
       if (value === 0) {
         f[off + 4] += 1;
-        return;
+      } else {
+        const p = mapToIndex(value, f[off + 5]) - f[off + 6];
+        if (p >= 0 && p < this.m) f[off + 8 + p] += 1;
+        else expInsertSlow(f, off, this.m, this.maxScale, value, true);
       }
-      const p = mapToIndex(value, f[off + 5]) - f[off + 6];
-      if (p >= 0 && p < this.m) f[off + 8 + p] += 1;
-      else expInsertSlow(f, off, this.m, this.maxScale, value, true);
+      // One exemplar slot (native/core/exemplar.h); the writers put it on the bucket
+      // that holds its value.
+      if (EX.live) offerExemplar(this, value, 0);
     } else {
       this.reject(value, REJECT_RULE);
     }
