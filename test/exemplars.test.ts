@@ -1,9 +1,10 @@
 // Exemplars (OpenTelemetry's exemplar model): measurements made inside a sampled span are
 // offered, with the span's trace and span ids, to a reservoir per record: one exemplar per
-// bucket of an explicit-bucket histogram, one per counter series. They are exported on
-// OpenMetrics `_bucket` and `_total` lines (read back with the Python OpenMetrics parser)
-// and in the protobuf exposition (Bucket.exemplar, Counter.exemplar, decoded with
-// protobufjs); text 0.0.4 has none. The filter (trace_based by default, always_on,
+// bucket of an explicit-bucket histogram, one per counter and exponential histogram
+// series, none for up-down counters and gauges. They are exported on OpenMetrics `_bucket`
+// and `_total` lines (read back with the Python OpenMetrics parser) and in the protobuf
+// exposition (Bucket.exemplar, Counter.exemplar, a native histogram's exemplars, decoded
+// with protobufjs); text 0.0.4 has none. Series merged at export show each slot's latest. The filter (trace_based by default, always_on,
 // always_off) is a MeterProvider option. A worker thread's exemplars reach the main
 // thread's scrape. The context manager is a minimal AsyncLocalStorage one (no tracer SDK).
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -367,6 +368,22 @@ describe('exemplars of series merged at export (records that render alike)', () 
     ]);
     const buckets = fams.find((f) => f.name === 'ex_latency')!.metric[0].histogram!.bucket;
     expect(buckets.map((b) => b.exemplar?.value)).toEqual([0.5, 5]);
+  });
+});
+
+describe('exemplars of a series a view reduced (attributeKeys)', () => {
+  it('measurements whose dropped attributes differ share the series and its latest exemplar', async () => {
+    const exporter = new PrometheusExporter({ preventServerStart: true });
+    const provider = new MeterProvider({ readers: [exporter], views: [{ instrumentName: 'ex.requests', attributeKeys: ['route'] }] });
+    cleanups.push(() => provider.shutdown());
+    const counter = provider.getMeter('ex').createCounter('ex.requests');
+    inSpan(() => counter.add(1, { route: '/a', user: 'u1' }), 1, TRACE, '1111111111111111');
+    await sleep(5);
+    inSpan(() => counter.add(2, { route: '/a', user: 'u2' }), 1, TRACE, '2222222222222222');
+    const ex = withExemplars(pythonSamples(await exporter.render(OM)));
+    expect(ex.map((s) => [s.labels, s.value, s.exemplar!.value, s.exemplar!.labels])).toEqual([
+      [{ route: '/a', otel_scope_name: 'ex' }, 3, 2, idsOf(TRACE, '2222222222222222')],
+    ]);
   });
 });
 
