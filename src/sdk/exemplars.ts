@@ -170,9 +170,9 @@ function registeredContextManager(): ContextManager | undefined {
 
 /**
  * Recomputes exemplarState.live (swapping the handles' methods when it changes) and the
- * context manager offerExemplar asks: at each
- * provider's creation and shutdown, and every second while a provider keeps exemplars (a
- * context manager registered, or replaced, later is seen within a second).
+ * context manager offerExemplar asks: at each provider's creation and shutdown, and every
+ * second while a provider keeps exemplars (a context manager registered, or replaced,
+ * later is seen within a second).
  */
 export function refreshExemplars(): void {
   manager = registeredContextManager();
