@@ -1,9 +1,10 @@
 // Exemplars (OpenTelemetry's exemplar model): measurements made inside a sampled span are
 // offered, with the span's trace and span ids, to a reservoir per record: one exemplar per
-// bucket of an explicit-bucket histogram, one per counter series. They are exported on
-// OpenMetrics `_bucket` and `_total` lines (read back with the Python OpenMetrics parser)
-// and in the protobuf exposition (Bucket.exemplar, Counter.exemplar, decoded with
-// protobufjs); text 0.0.4 has none. The filter (trace_based by default, always_on,
+// bucket of an explicit-bucket histogram, one per counter and exponential histogram
+// series, none for up-down counters and gauges. They are exported on OpenMetrics `_bucket`
+// and `_total` lines (read back with the Python OpenMetrics parser) and in the protobuf
+// exposition (Bucket.exemplar, Counter.exemplar, a native histogram's exemplars, decoded
+// with protobufjs); text 0.0.4 has none. Series merged at export show each slot's latest. The filter (trace_based by default, always_on,
 // always_off) is a MeterProvider option. A worker thread's exemplars reach the main
 // thread's scrape. The context manager is a minimal AsyncLocalStorage one (no tracer SDK).
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -12,7 +13,7 @@ import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import protobuf from 'protobufjs';
 import { context, trace } from '@opentelemetry/api';
-import { MeterProvider, PrometheusExporter } from '../src';
+import { AggregationKind, MeterProvider, PrometheusExporter } from '../src';
 import type { MeterProviderOptions } from '../src';
 import { native } from '../src/sdk/native';
 import { AlsContextManager } from './helpers';
@@ -271,4 +272,145 @@ describe('a worker thread\'s exemplars', () => {
       ]);
     });
   }
+});
+
+/** The MetricFamily messages of a protobuf scrape, decoded with protobufjs. */
+async function protobufFamilies(exporter: PrometheusExporter) {
+  const root = protobuf.loadSync(path.join(__dirname, 'fixtures', 'prometheus-proto', 'metrics.proto'));
+  const MetricFamily = root.lookupType('io.prometheus.client.MetricFamily');
+  const s = await exporter.scrape(PROTOBUF_ACCEPT);
+  let body: Buffer;
+  try {
+    body = Buffer.concat(s.chunks as Buffer[]);
+  } finally {
+    s.release();
+  }
+  const r = protobuf.Reader.create(body);
+  type Ex = { label: { name: string; value: string }[]; value: number };
+  type Metric = {
+    label: { name: string; value: string }[];
+    counter?: { value: number; exemplar?: Ex };
+    histogram?: { schema?: number; bucket: { upperBound: number; exemplar?: Ex }[]; exemplars: Ex[] };
+  };
+  const fams: { name: string; metric: Metric[] }[] = [];
+  while (r.pos < r.len) fams.push(MetricFamily.toObject(MetricFamily.decodeDelimited(r), { longs: Number, arrays: true }) as never);
+  return fams;
+}
+
+const idsOf = (traceId: string, spanId: string) => ({ trace_id: traceId, span_id: spanId });
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+describe('exemplars of an exponential histogram (a reservoir of one: the last sampled measurement)', () => {
+  function expSetup() {
+    const exporter = new PrometheusExporter({ preventServerStart: true });
+    const provider = new MeterProvider({ readers: [exporter], views: [{ instrumentName: 'ex.exp', aggregation: AggregationKind.EXPONENTIAL_HISTOGRAM }] });
+    cleanups.push(() => provider.shutdown());
+    return { exporter, histogram: provider.getMeter('ex').createHistogram('ex.exp') };
+  }
+
+  it('OpenMetrics: on the bucket line that holds its value (le="0" for a zero); the Python parser reads it', async () => {
+    const { exporter, histogram } = expSetup();
+    for (let v = 1; v <= 10; v++) histogram.record(v);
+    inSpan(() => histogram.record(5));
+    let samples = pythonSamples(await exporter.render(OM));
+    let ex = withExemplars(samples);
+    expect(ex.map((s) => [s.name, s.exemplar!.value, s.exemplar!.labels])).toEqual([['ex_exp_bucket', 5, idsOf(TRACE, SPAN)]]);
+    const buckets = samples.filter((s) => s.name === 'ex_exp_bucket');
+    const at = buckets.indexOf(ex[0]);
+    expect(Number(buckets[at].labels.le)).toBeGreaterThanOrEqual(5);
+    expect(Number(buckets[at - 1].labels.le)).toBeLessThan(5);
+    expect(buckets[at].value).toBe(6); // 1..5 and the 5 in the span
+    inSpan(() => histogram.record(0), 1, TRACE, '2222222222222222');
+    samples = pythonSamples(await exporter.render(OM));
+    ex = withExemplars(samples);
+    expect(ex.map((s) => [s.labels.le, s.exemplar!.value, s.exemplar!.labels])).toEqual([['0', 0, idsOf(TRACE, '2222222222222222')]]);
+  });
+
+  it('protobuf: in the native histogram\'s exemplars (Histogram.exemplars)', async () => {
+    const { exporter, histogram } = expSetup();
+    histogram.record(1);
+    inSpan(() => histogram.record(3));
+    const h = (await protobufFamilies(exporter)).find((f) => f.name === 'ex_exp')!.metric[0].histogram!;
+    expect(h.schema).toBeDefined(); // a native histogram
+    expect(h.exemplars.map((e) => [e.value, e.label])).toEqual([[3, [{ name: 'trace_id', value: TRACE }, { name: 'span_id', value: SPAN }]]]);
+  });
+});
+
+describe('exemplars of series merged at export (records that render alike)', () => {
+  it('records added into one series show, per slot, the latest exemplar of any of them; a lone series of the family keeps its own', async () => {
+    const { exporter, histogram, counter } = setup();
+    inSpan(() => counter.add(1, { code: 200 }), 1, TRACE, '1111111111111111');
+    inSpan(() => histogram.record(0.5, { code: 200 }), 1, TRACE, '1111111111111111');
+    await sleep(5);
+    inSpan(() => counter.add(2, { code: '200' }), 1, TRACE, '2222222222222222');
+    inSpan(() => histogram.record(5, { code: '200' }), 1, TRACE, '2222222222222222');
+    inSpan(() => counter.add(4, { code: 404 }), 1, TRACE, '4444444444444444');
+    let ex = withExemplars(pythonSamples(await exporter.render(OM)));
+    expect(ex.map((s) => [s.name, s.labels.code, s.labels.le ?? '', s.value, s.exemplar!.value, s.exemplar!.labels.span_id])).toEqual([
+      ['ex_latency_bucket', '200', '1', 1, 0.5, '1111111111111111'],
+      ['ex_latency_bucket', '200', '10', 2, 5, '2222222222222222'],
+      ['ex_requests_total', '200', '', 3, 2, '2222222222222222'],
+      ['ex_requests_total', '404', '', 4, 4, '4444444444444444'],
+    ]);
+    await sleep(5);
+    inSpan(() => counter.add(8, { code: 200 }), 1, TRACE, '3333333333333333');
+    ex = withExemplars(pythonSamples(await exporter.render(OM)));
+    expect(ex.filter((s) => s.name === 'ex_requests_total').map((s) => [s.labels.code, s.value, s.exemplar!.value, s.exemplar!.labels.span_id])).toEqual([
+      ['200', 11, 8, '3333333333333333'],
+      ['404', 4, 4, '4444444444444444'],
+    ]);
+    // The protobuf exposition shows the same.
+    const fams = await protobufFamilies(exporter);
+    const counters = fams.find((f) => f.name === 'ex_requests_total')!.metric;
+    expect(counters.map((m) => [m.label.find((l) => l.name === 'code')!.value, m.counter!.value, m.counter!.exemplar!.value])).toEqual([
+      ['200', 11, 8],
+      ['404', 4, 4],
+    ]);
+    const buckets = fams.find((f) => f.name === 'ex_latency')!.metric[0].histogram!.bucket;
+    expect(buckets.map((b) => b.exemplar?.value)).toEqual([0.5, 5]);
+  });
+});
+
+describe('exemplars of a series a view reduced (attributeKeys)', () => {
+  it('measurements whose dropped attributes differ share the series and its latest exemplar', async () => {
+    const exporter = new PrometheusExporter({ preventServerStart: true });
+    const provider = new MeterProvider({ readers: [exporter], views: [{ instrumentName: 'ex.requests', attributeKeys: ['route'] }] });
+    cleanups.push(() => provider.shutdown());
+    const counter = provider.getMeter('ex').createCounter('ex.requests');
+    inSpan(() => counter.add(1, { route: '/a', user: 'u1' }), 1, TRACE, '1111111111111111');
+    await sleep(5);
+    inSpan(() => counter.add(2, { route: '/a', user: 'u2' }), 1, TRACE, '2222222222222222');
+    const ex = withExemplars(pythonSamples(await exporter.render(OM)));
+    expect(ex.map((s) => [s.labels, s.value, s.exemplar!.value, s.exemplar!.labels])).toEqual([
+      [{ route: '/a', otel_scope_name: 'ex' }, 3, 2, idsOf(TRACE, '2222222222222222')],
+    ]);
+  });
+});
+
+describe('up-down counters and gauges keep no exemplars (no format written carries them)', () => {
+  it('a measurement in a sampled span asks for no exemplar cell', async () => {
+    const { provider } = setup();
+    const m = provider.getMeter('ex');
+    const upDown = m.createUpDownCounter('ex.inflight');
+    const gauge = m.createGauge('ex.temperature');
+    const addon = native() as unknown as Record<string, (...a: unknown[]) => unknown>;
+    const original = addon.exemplarCell;
+    let cells = 0;
+    addon.exemplarCell = function (this: unknown, ...args: unknown[]) {
+      cells++;
+      return original.apply(this, args);
+    };
+    cleanups.push(() => {
+      addon.exemplarCell = original;
+    });
+    upDown.add(1, { k: 'v' });
+    gauge.record(1, { k: 'v' });
+    inSpan(() => {
+      for (let i = 0; i < 10; i++) {
+        upDown.add(1, { k: 'v' });
+        gauge.record(i, { k: 'v' });
+      }
+    });
+    expect(cells).toBe(0);
+  });
 });

@@ -498,3 +498,49 @@ describe('native histograms', () => {
     ]);
   });
 });
+
+describe('created timestamps and units (client_model 0.4 and 0.6 fields)', () => {
+  it('counters, histograms and summaries carry the created timestamp OpenMetrics writes as _created; families their UNIT; gauges neither', async () => {
+    const { exporter, provider } = setup({
+      views: [
+        { instrumentName: 'ct.exp', aggregation: AggregationKind.EXPONENTIAL_HISTOGRAM },
+        { instrumentName: 'ct.summary', aggregation: AggregationKind.MIN_MAX_SUM_COUNT },
+      ],
+    });
+    const m = provider.getMeter('ct');
+    m.createCounter('ct.requests').add(1);
+    m.createHistogram('ct.latency', { unit: 's' }).record(0.5);
+    m.createHistogram('ct.exp', { unit: 'By' }).record(3);
+    m.createHistogram('ct.summary').record(2);
+    m.createUpDownCounter('ct.inflight').add(1);
+    const text = await exporter.render(OPENMETRICS_CONTENT_TYPE);
+    const families = decode((await scrapeBytes(exporter, PROM_NATIVE_ACCEPT)).body) as (Family & { unit?: string })[];
+    const createdOf = (family: string): number => Number(/^(\S+)_created(\{[^}]*\})? (\S+)$/m.exec(text.split('\n').filter((l) => l.startsWith(`${family}_created`)).join('\n'))![3]);
+    const unitOf = (family: string): string | undefined => new RegExp(`^# UNIT ${family} (\\S+)$`, 'm').exec(text)?.[1];
+    type Ts = { seconds: number; nanos?: number };
+    const ms = (t: Ts | undefined) => (t === undefined ? undefined : t.seconds * 1000 + (t.nanos ?? 0) / 1e6);
+    const metricOf = (name: string) => families.find((f) => f.name === name)!.metric[0] as Metric & {
+      counter?: { createdTimestamp?: Ts };
+      histogram?: { createdTimestamp?: Ts };
+      summary?: { createdTimestamp?: Ts };
+      gauge?: object;
+    };
+    const expected: [string, string, (m: ReturnType<typeof metricOf>) => Ts | undefined][] = [
+      ['ct_requests_total', 'ct_requests', (x) => x.counter?.createdTimestamp],
+      ['ct_latency_seconds', 'ct_latency_seconds', (x) => x.histogram?.createdTimestamp],
+      ['ct_exp_bytes', 'ct_exp_bytes', (x) => x.histogram?.createdTimestamp],
+      ['ct_summary', 'ct_summary', (x) => x.summary?.createdTimestamp],
+    ];
+    for (const [name, omFamily, created] of expected) {
+      const c = ms(created(metricOf(name)));
+      expect(c, name).toBeGreaterThan(0);
+      expect(c, name).toBe(Math.round(createdOf(omFamily) * 1000));
+    }
+    expect(metricOf('ct_exp_bytes').histogram?.schema).toBeTypeOf('number'); // a native histogram
+    expect(metricOf('ct_inflight').gauge).toBeDefined();
+    expect(text).not.toContain('ct_inflight_created');
+    for (const f of families) expect(f.unit || undefined, f.name).toBe(unitOf(f.name));
+    expect(families.find((f) => f.name === 'ct_latency_seconds')!.unit).toBe('seconds');
+    expect(families.find((f) => f.name === 'ct_exp_bytes')!.unit).toBe('bytes');
+  });
+});

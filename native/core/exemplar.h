@@ -5,8 +5,12 @@
 // and read by collection passes and the Prometheus serializer.
 //
 // Slots: an explicit-bucket histogram has one per bucket (AlignedHistogramBucket
-// reservoir: the last measurement in the bucket wins), a monotonic sum has one (a
-// fixed-size reservoir of one: the last wins); other aggregations have none.
+// reservoir: the last measurement in the bucket wins); a counter's sum and a histogram's
+// exponential histogram have one (a fixed-size reservoir of one: the last wins). Other
+// aggregations keep none: no format written carries them (OpenMetrics allows exemplars
+// on counters and histogram buckets only, the Prometheus protobuf Gauge and Summary have
+// no exemplar field, and @opentelemetry/otlp-transformer writes no exemplars), so up-down
+// counters, gauges and summary-like histogram aggregations pay nothing for them.
 // A slot is kDoubles doubles: [timeMs, value, trace0..trace3, span0, span1], the ids as
 // big-endian 32-bit words (exact in a double); timeMs 0: empty. All-zero span words: an
 // exemplar with no span (the always_on filter outside a span).
@@ -26,6 +30,7 @@ constexpr size_t kTime = 0, kValue = 1, kTrace = 2, kSpan = 6;
 inline size_t Slots(const Descriptor& d) {
   if (d.aggregation == AggregationKind::Histogram) return d.bounds.size() + 1;
   if (d.aggregation == AggregationKind::Sum && d.kind == InstrumentKind::Counter) return 1;
+  if (d.aggregation == AggregationKind::ExponentialHistogram && d.kind == InstrumentKind::Histogram) return 1;
   return 0;
 }
 

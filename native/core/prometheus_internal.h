@@ -39,6 +39,12 @@ void CountAndSum(const Descriptor& d, const double* st, size_t n, double* count,
 double MergedSum(const Snapshot& snap, const MergedFamily::Ref* refs, uint32_t count);
 // Added, any other aggregation: the records' states (`n` doubles each) merged into `merged`.
 void MergedStates(const Snapshot& snap, const MergedFamily::Ref* refs, uint32_t count, size_t n, std::vector<double>* merged);
+// A record's exemplar slots in the snapshot (exemplar.h), or null when it has none.
+const double* RecordExemplars(const Snapshot& snap, const SnapshotRecord& rec);
+// Added: the series' exemplar slots, each the latest of that slot over the records with
+// exemplars that keep as many slots as the first of them (equal bounds: aligned buckets),
+// in `scratch`; null when no record has any.
+const double* MergedExemplars(const Snapshot& snap, const MergedFamily::Ref* refs, uint32_t count, std::vector<double>* scratch);
 // KeptLatest: the index into refs of the record updated last (the first of equals).
 uint32_t LatestRef(const Snapshot& snap, const MergedFamily::Ref* refs, uint32_t count);
 // KeptQuantiles: the index into refs of the record of the largest count (the first of

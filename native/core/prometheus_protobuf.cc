@@ -5,17 +5,21 @@
 // (the plan decides them); exponential histograms become native histograms.
 //
 // Message layout (client_model metrics.proto, proto2; field numbers in brackets):
-//   MetricFamily  name[1] help[2] type[3] metric[4]*
+//   MetricFamily  name[1] help[2] type[3] metric[4]* unit[5] (client_model 0.6)
 //   Metric        label[1]* gauge[2] counter[3] summary[4] histogram[7]
 //   LabelPair     name[1] value[2]
-//   Counter/Gauge value[1] (double); Counter exemplar[2]
+//   Counter/Gauge value[1] (double); Counter exemplar[2] created_timestamp[3] (client_model 0.4)
 //   Exemplar      label[1]* value[2] timestamp[3] {seconds[1] nanos[2]} (google.protobuf.Timestamp)
-//   Summary       sample_count[1] sample_sum[2] quantile[3]* {quantile[1] value[2]}
+//   Summary       sample_count[1] sample_sum[2] quantile[3]* {quantile[1] value[2]} created_timestamp[4]
 //   Histogram     sample_count[1] sample_sum[2] bucket[3]* {cumulative_count[1] upper_bound[2] exemplar[3]}
 //                 schema[5] (sint32) zero_threshold[6] zero_count[7]
 //                 negative_span[9]* negative_delta[10]* positive_span[12]* positive_delta[13]*
 //                 BucketSpan {offset[1] (sint32) length[2]}; deltas sint64, unpacked (as
-//                 client_golang writes them; parsers read packed or not).
+//                 client_golang writes them; parsers read packed or not); exemplars[16]*
+//                 (a native histogram's exemplars: client_model 0.5) created_timestamp[15].
+//   unit, created_timestamp and exemplars[16] are newer than the client_model of
+//   Prometheus 2.42, which skips them (unknown fields); later servers read them. A created
+//   timestamp is the record's start time, whole milliseconds, as OpenMetrics' `_created`.
 //
 // Framing: a range of the plan (a streamed part, or a thread's share of one) writes whole
 // messages. A family whose records span ranges or chunks is written as several messages of
@@ -199,6 +203,7 @@ struct ProtoWriter {
   std::unique_ptr<sketch::Mapping> mapping;
   size_t n = 0;
   std::vector<double> merged;
+  std::vector<double> mergedExemplars;  // a merged series' exemplar slots
   std::vector<std::pair<double, double>> buckets, otherBuckets;
   pb::NativeHistogram native;
 
@@ -206,13 +211,14 @@ struct ProtoWriter {
       : opts(op), exact(ex), snap(sn), out(co), chunkBytes(op.chunkBytes), lt(op) {}
 
   // Starts the messages of a family (closing the open one).
-  void Family(const void* id, std::string_view name, std::string_view help, FamilyType t) {
+  void Family(const void* id, std::string_view name, std::string_view help, FamilyType t, std::string_view unit = {}) {
     Close();
     family = id;
     header.clear();
     Bytes(&header, 1, name);
     Bytes(&header, 2, help);
     Varint(&header, 3, TypeCode(t));
+    if (!unit.empty()) Bytes(&header, 5, unit);
   }
 
   // Ends the open message (if it has metrics) into the output; cuts the chunk when full.
@@ -307,11 +313,30 @@ struct ProtoWriter {
     Bytes(o, field, exm);
   }
 
+  // The current series' start time (epoch ms; 0: none), written as its created timestamp.
+  double createdMs = 0;
+  std::string ts;
+
+  // *o += the created timestamp at `field` (google.protobuf.Timestamp), whole milliseconds.
+  void Created(std::string* o, uint32_t field) {
+    if (!(createdMs > 0)) return;
+    const double ms = std::floor(createdMs);
+    const double secs = std::floor(ms / 1000);
+    ts.clear();
+    Varint(&ts, 1, static_cast<uint64_t>(secs));
+    const auto nanos = static_cast<uint64_t>(std::llround((ms - secs * 1000) * 1e6));
+    if (nanos != 0) Varint(&ts, 2, nanos);
+    Bytes(o, field, ts);
+  }
+
   // A counter's or gauge's value.
   void Scalar(double v) {
     value.clear();
     Double(&value, 1, v);
-    if (type == FamilyType::Counter) Exemplar(&value, 2, ex);  // a counter's one slot
+    if (type == FamilyType::Counter) {
+      Exemplar(&value, 2, ex);  // a counter's one slot
+      Created(&value, 3);
+    }
     Bytes(&metric, type == FamilyType::Counter ? 3 : 2, value);
   }
 
@@ -327,25 +352,34 @@ struct ProtoWriter {
         Bytes(&value, 3, sub);
       }
     }
+    Created(&value, 4);
     Bytes(&metric, 4, value);
   }
 
   // A classic histogram: count, sum and cumulative counts at finite bounds. `slots`: the
   // exemplar slots of an explicit-bucket state (one per bound in order, then +Inf), or null.
-  void Classic(double count, double sum, const std::vector<std::pair<double, double>>& cum, const double* slots = nullptr) {
+  // `one`: a single exemplar slot (an exponential histogram's), put on the first bucket
+  // whose bound holds its value, or null.
+  void Classic(double count, double sum, const std::vector<std::pair<double, double>>& cum, const double* slots = nullptr,
+               const double* one = nullptr) {
     value.clear();
     Varint(&value, 1, pb::Count(count));
     Double(&value, 2, sum);
+    if (one != nullptr && one[exemplar::kTime] == 0) one = nullptr;
     for (size_t i = 0; i < cum.size(); i++) {
       const auto& [le, c] = cum[i];
       sub.clear();
       Varint(&sub, 1, pb::Count(c));
       Double(&sub, 2, le);
       if (slots != nullptr) Exemplar(&sub, 3, slots + i * exemplar::kDoubles);
+      if (one != nullptr && one[exemplar::kValue] <= le) {
+        Exemplar(&sub, 3, one);
+        one = nullptr;
+      }
       Bytes(&value, 3, sub);
     }
     // The +Inf bucket's exemplar: in an explicit +Inf bucket (as client_golang writes it).
-    const double* inf = slots != nullptr ? slots + cum.size() * exemplar::kDoubles : nullptr;
+    const double* inf = slots != nullptr ? slots + cum.size() * exemplar::kDoubles : one;
     if (inf != nullptr && inf[exemplar::kTime] != 0) {
       sub.clear();
       Varint(&sub, 1, pb::Count(count));
@@ -353,6 +387,7 @@ struct ProtoWriter {
       Exemplar(&sub, 3, inf);
       Bytes(&value, 3, sub);
     }
+    Created(&value, 15);
     Bytes(&metric, 7, value);
   }
 
@@ -377,6 +412,8 @@ struct ProtoWriter {
     for (int64_t d : h.negativeDeltas) Varint(&value, 10, pb::ZigZag(d));
     Spans(12, h.positiveSpans);
     for (int64_t d : h.positiveDeltas) Varint(&value, 13, pb::ZigZag(d));
+    Created(&value, 15);
+    Exemplar(&value, 16, ex);  // the exponential histogram's one slot
     Bytes(&metric, 7, value);
   }
 
@@ -436,7 +473,7 @@ struct ProtoWriter {
           Native(native);
         } else {
           CumulativeBuckets(d, st, n, &buckets);
-          Classic(exphist::Total(st, n), st[exphist::kSum], buckets);
+          Classic(exphist::Total(st, n), st[exphist::kSum], buckets, nullptr, ex);
         }
         break;
       case AggregationKind::Sketch:
@@ -460,7 +497,8 @@ struct ProtoWriter {
     for (size_t r = begin; r < end; r++) {
       const SnapshotRecord& rec = snap.records[r];
       Labels(rec.labelKey());
-      ex = rec.exemplarOffset != SnapshotRecord::kNoExemplars ? snap.exemplars.data() + rec.exemplarOffset : nullptr;
+      ex = RecordExemplars(snap, rec);
+      createdMs = rec.startTimeMs;
       Value(rec.id, snap.states.data() + rec.stateOffset);
       ex = nullptr;
       EndMetric();
@@ -474,14 +512,20 @@ struct ProtoWriter {
     const SnapshotRecord& rec0 = snap.records[refs[0].record];
     Setup(*refs[0].instrument);
     Labels(rec0.labelKey());  // every record of the series renders these labels
+    createdMs = rec0.startTimeMs;  // the earliest of the records, as OpenMetrics' `_created`
+    for (uint32_t k = 1; k < se.count; k++) createdMs = std::min(createdMs, snap.records[refs[k].record].startTimeMs);
+    // Exemplars as the text writer's (prometheus_writer.cc, Series).
     if (se.count == 1) {
+      ex = RecordExemplars(snap, rec0);
       Value(rec0.id, StateOf(refs[0].record));
+      ex = nullptr;
       EndMetric();
       return;
     }
     switch (se.how) {
       case MergeKind::Added: {
         const AggregationKind agg = refs[0].instrument->descriptor.aggregation;
+        ex = MergedExemplars(snap, refs, se.count, &mergedExemplars);
         if (agg == AggregationKind::Sum || agg == AggregationKind::PrecomputedSum) {
           Scalar(MergedSum(snap, refs, se.count));
         } else {
@@ -511,6 +555,7 @@ struct ProtoWriter {
         break;
       }
     }
+    ex = nullptr;
     EndMetric();
   }
 
@@ -540,7 +585,7 @@ void SerializationPlan::WriteRangeProtobuf(size_t lo, size_t hi, bool first, Chu
       lo, hi, false, [](const auto&, size_t) {},
       [&](const auto& u, size_t from, size_t to) {
         const PlanFamily& f = *u.family;
-        if (w.family != &f) w.Family(&f, f.name, f.help, f.type);
+        if (w.family != &f) w.Family(&f, f.name, f.help, f.type, f.unit);
         WriteUnitRecords(w, u, from, to);
       });
   w.Close();

@@ -112,6 +112,23 @@ void MergedStates(const Snapshot& snap, const MergedFamily::Ref* refs, uint32_t 
   for (uint32_t k = 1; k < count; k++) MergeState(agg, merged->data(), RecordState(snap, refs[k].record), n);
 }
 
+const double* RecordExemplars(const Snapshot& snap, const SnapshotRecord& rec) {
+  return rec.exemplarOffset != SnapshotRecord::kNoExemplars ? snap.exemplars.data() + rec.exemplarOffset : nullptr;
+}
+
+const double* MergedExemplars(const Snapshot& snap, const MergedFamily::Ref* refs, uint32_t count, std::vector<double>* scratch) {
+  size_t slots = 0;  // of the first record with exemplars
+  for (uint32_t k = 0; k < count; k++) {
+    const double* ex = RecordExemplars(snap, snap.records[refs[k].record]);
+    const size_t ks = exemplar::Slots(refs[k].instrument->descriptor);
+    if (ex == nullptr || ks == 0 || (slots != 0 && ks != slots)) continue;
+    if (slots == 0) scratch->assign(ks * exemplar::kDoubles, 0.0);
+    slots = ks;
+    exemplar::Merge(scratch->data(), ex, slots);
+  }
+  return slots != 0 ? scratch->data() : nullptr;
+}
+
 uint32_t LatestRef(const Snapshot& snap, const MergedFamily::Ref* refs, uint32_t count) {
   uint32_t best = 0;
   for (uint32_t k = 1; k < count; k++) {
@@ -189,6 +206,7 @@ struct Writer {
   size_t n = 0;
   std::string scratch;
   std::vector<double> merged;                                  // a merged state
+  std::vector<double> mergedExemplars;                         // a merged series' exemplar slots
   std::vector<std::pair<double, double>> buckets, otherBuckets;  // CommonBuckets
 
   Writer(const Options& op, const ExactQuantiles& ex, const Snapshot& sn, ChunkedOutput* co)
@@ -376,18 +394,26 @@ struct Writer {
         if (exphist::UsedRange(st, n, false, &lo, &hi)) {
           for (int64_t i = lo; i <= hi; i++) cum += exphist::BucketCount(st, n, false, i);
         }
-        Sample(sample, "_bucket", "le=\"0\"", cum);
+        // The one exemplar slot goes on the first line whose bound holds its value.
+        const double* slot = ex;
+        auto exemplarAt = [&slot](double le) {
+          const double* s = slot != nullptr && slot[exemplar::kValue] <= le ? slot : nullptr;
+          if (s != nullptr) slot = nullptr;
+          return s;
+        };
+        Sample(sample, "_bucket", "le=\"0\"", cum, exemplarAt(0));
         if (exphist::UsedRange(st, n, true, &lo, &hi)) {
           const auto scale = static_cast<int32_t>(st[exphist::kScale]);
           for (int64_t i = lo; i <= hi; i++) {
             cum += exphist::BucketCount(st, n, true, i);
+            const double le = exphist::LowerBoundary(i + 1, scale);
             scratch = "le=\"";
-            AppendNumber(&scratch, exphist::LowerBoundary(i + 1, scale));
+            AppendNumber(&scratch, le);
             scratch += '"';
-            Sample(sample, "_bucket", scratch, cum);
+            Sample(sample, "_bucket", scratch, cum, exemplarAt(le));
           }
         }
-        Sample(sample, "_bucket", "le=\"+Inf\"", count);
+        Sample(sample, "_bucket", "le=\"+Inf\"", count, slot);
         Sample(sample, "_sum", "", st[exphist::kSum]);
         Sample(sample, "_count", "", count);
         break;
@@ -414,9 +440,7 @@ struct Writer {
     for (size_t r = begin; r < end; r++) {
       const SnapshotRecord& rec = snap.records[r];
       lt.Build(rec.labelKey(), scopeText);
-      ex = opts.format == Format::OpenMetrics100 && rec.exemplarOffset != SnapshotRecord::kNoExemplars
-               ? snap.exemplars.data() + rec.exemplarOffset
-               : nullptr;
+      ex = opts.format == Format::OpenMetrics100 ? RecordExemplars(snap, rec) : nullptr;
       Samples(rec.id, snap.states.data() + rec.stateOffset);
       ex = nullptr;
       Created(rec.startTimeMs);
@@ -433,14 +457,20 @@ struct Writer {
     lt.Build(rec0.labelKey(), scopeText);  // every record of the series has this text
     double start = rec0.startTimeMs;
     for (uint32_t k = 1; k < se.count; k++) start = std::min(start, snap.records[refs[k].record].startTimeMs);
+    // Exemplars (OpenMetrics): a lone record's own; of records added up, each slot's
+    // latest over them; none where one record's state stands for the others (gauges and
+    // summaries carry none) or buckets were cut to the common bounds.
+    const bool om = opts.format == Format::OpenMetrics100;
     if (se.count == 1) {
+      ex = om ? RecordExemplars(snap, rec0) : nullptr;
       Samples(rec0.id, StateOf(refs[0].record));
     } else {
       switch (se.how) {
         case MergeKind::Added: {
           const AggregationKind agg = refs[0].instrument->descriptor.aggregation;
+          ex = om ? MergedExemplars(snap, refs, se.count, &mergedExemplars) : nullptr;
           if (agg == AggregationKind::Sum || agg == AggregationKind::PrecomputedSum) {
-            Sample(sample, "", "", MergedSum(snap, refs, se.count));
+            Sample(sample, "", "", MergedSum(snap, refs, se.count), ex);
           } else {
             MergedStates(snap, refs, se.count, n, &merged);
             Samples(rec0.id, merged.data());
@@ -478,6 +508,7 @@ struct Writer {
         }
       }
     }
+    ex = nullptr;
     Created(start);
     out->MaybeCut();
   }

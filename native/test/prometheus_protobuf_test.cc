@@ -257,7 +257,10 @@ TEST(families_as_delimited_messages) {
   CHECK_STR(std::string(label[1].bytes), "/a\"b\\c\nd");  // label values are not escaped
   CHECK_EQ(metric[1].number, 3u);
   REQUIRE(Fields(metric[1].bytes, &counter));
-  CHECK(counter.size() == 1 && counter[0].wire == 1 && counter[0].fixed == 5.0);
+  // The value, then the created timestamp (field 3: the record's start time, a Timestamp).
+  REQUIRE(counter.size() == 2);
+  CHECK(counter[0].number == 1 && counter[0].wire == 1 && counter[0].fixed == 5.0);
+  CHECK(counter[1].number == 3 && counter[1].wire == 2 && !counter[1].bytes.empty());
   REQUIRE(Fields(msgs[2], &fs));
   CHECK_STR(std::string(fs[0].bytes), "temp");
   CHECK(fs[2].varint == 1);  // GAUGE

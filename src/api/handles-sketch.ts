@@ -8,6 +8,7 @@
 import { AggregatorParams, DEFAULT_EXPONENTIAL_MAX_SIZE, DEFAULT_SKETCH_MAX_SIZE } from '../sdk/aggregation';
 import { warnLimited } from '../sdk/diag';
 import { expInsertSlow, mapToIndex } from '../sdk/exponential-histogram';
+import { offerExemplar, offeringMethod } from '../sdk/exemplars';
 import { sketchInsertSlow, sketchMapping } from '../sdk/sketch';
 import { addToSummary, BoundHandle, HandleOwner, HISTOGRAM_REJECT_RULE as REJECT_RULE } from './handles';
 
@@ -88,6 +89,27 @@ export class BoundExponentialHistogram extends BoundHandle {
     }
   }
 }
+// While exemplars are live (src/api/handles.ts): the same writes, then the offer to the
+// record's one exemplar slot (native/core/exemplar.h; the writers put it on the bucket
+// that holds its value).
+offeringMethod(BoundExponentialHistogram.prototype, 'record', function record(this: BoundExponentialHistogram, value: number): void {
+  const off = this.off;
+  if (typeof value === 'number' && value >= 0 && value < Infinity && off >= 0) {
+    if (this.owner.int && value % 1 !== 0) value = this.truncate(value);
+    const f = this.f64;
+    addToSummary(f, off, value);
+    if (value === 0) {
+      f[off + 4] += 1;
+    } else {
+      const p = mapToIndex(value, f[off + 5]) - f[off + 6];
+      if (p >= 0 && p < this.m) f[off + 8 + p] += 1;
+      else expInsertSlow(f, off, this.m, this.maxScale, value, true);
+    }
+    offerExemplar(this, value, 0);
+  } else {
+    this.reject(value, REJECT_RULE);
+  }
+});
 
 // ---------------------------------------------------------------------------------------
 // Exact.

@@ -11,12 +11,13 @@
 import { performance } from 'node:perf_hooks';
 import { warnLimited } from '../sdk/diag';
 import type { ExemplarFilterCode } from '../sdk/exemplars';
-import { EX_UNKNOWN, exemplarState, offerExemplar } from '../sdk/exemplars';
+import { EX_UNKNOWN, offerExemplar, offeringMethod } from '../sdk/exemplars';
 
-// Whether measurements are offered as exemplars (src/sdk/exemplars.ts): one load after
-// the cell write, false unless a provider keeps exemplars and a context manager is
-// registered (or a provider's filter is always_on).
-const EX = exemplarState;
+// Exemplars (src/sdk/exemplars.ts): the handles that keep them have a second version of
+// their recording method, which offers the measurement after the same writes; it replaces
+// the plain one on the prototype only while exemplars are live (a provider keeps them and
+// a context manager is registered, or a filter is always_on). The plain methods have no
+// exemplar code. Keep each pair's writes the same.
 
 export const OFF_UNBOUND = -1;
 export const OFF_SHUTDOWN = -2;
@@ -112,12 +113,21 @@ export class BoundCounter extends BoundHandle {
     if (typeof value === 'number' && value >= 0 && value < Infinity && off >= 0) {
       if (this.int && value % 1 !== 0) value = this.truncate(value);
       this.f64[off] += value;
-      if (EX.live) offerExemplar(this, value, 0);
     } else {
       this.reject(value, COUNTER_REJECT_RULE);
     }
   }
 }
+offeringMethod(BoundCounter.prototype, 'add', function add(this: BoundCounter, value: number): void {
+  const off = this.off;
+  if (typeof value === 'number' && value >= 0 && value < Infinity && off >= 0) {
+    if (this.int && value % 1 !== 0) value = this.truncate(value);
+    this.f64[off] += value;
+    offerExemplar(this, value, 0);
+  } else {
+    this.reject(value, COUNTER_REJECT_RULE);
+  }
+});
 
 /** An up-down counter bound to one attribute set. Values must be finite. */
 export class BoundUpDownCounter extends BoundHandle {
@@ -178,12 +188,28 @@ export class BoundHistogram extends BoundHandle {
       f[off] += value;
       if (value < f[off + 1]) f[off + 1] = value;
       if (value > f[off + 2]) f[off + 2] = value;
-      if (EX.live) offerExemplar(this, value, i);
     } else {
       this.reject(value, HISTOGRAM_REJECT_RULE);
     }
   }
 }
+offeringMethod(BoundHistogram.prototype, 'record', function record(this: BoundHistogram, value: number): void {
+  const off = this.off;
+  if (typeof value === 'number' && value >= 0 && value < Infinity && off >= 0) {
+    if (this.int && value % 1 !== 0) value = this.truncate(value);
+    const f = this.f64;
+    const t = this.table;
+    let i = 0;
+    for (let step = this.half; step > 0; step >>= 1) i += value > t[i + step - 1] ? step : 0;
+    f[off + 3 + i] += 1;
+    f[off] += value;
+    if (value < f[off + 1]) f[off + 1] = value;
+    if (value > f[off + 2]) f[off + 2] = value;
+    offerExemplar(this, value, i);
+  } else {
+    this.reject(value, HISTOGRAM_REJECT_RULE);
+  }
+});
 
 /** A histogram aggregated as min/max/sum/count. Cell: [count, sum, min, max]. */
 export class BoundMinMaxSumCount extends BoundHandle {

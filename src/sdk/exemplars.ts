@@ -1,11 +1,15 @@
 // Exemplars (OpenTelemetry's exemplar model): a measurement made inside a sampled span is
 // offered to its record's reservoir, with the span's trace and span ids.
 //
-// Cost: the handles' hot path reads one flag (`exemplarState.live`) after its cell write.
-// The flag is true only while some provider of this thread keeps exemplars AND either a
-// context manager is registered with @opentelemetry/api (without one no span can be
-// active) or a provider's filter is always_on. Only then does a measurement look at the
-// active context (offerExemplar, the slow path).
+// Cost: nothing while exemplars are not live. `exemplarState.live` is true only while
+// some provider of this thread keeps exemplars AND either a context manager is registered
+// with @opentelemetry/api (without one no span can be active) or a provider's filter is
+// always_on. The handles that keep exemplars register two versions of their recording
+// method (offeringMethod): the prototype holds the plain one, without any exemplar code,
+// while `live` is false, and the offering one (the same writes, then offerExemplar: the
+// slow path that looks at the active context) while it is true. Swapping deoptimizes the
+// callers once; it happens only when `live` changes (provider creation and shutdown, a
+// context manager registered later).
 //
 // Storage: native memory per record and thread (native/core/exemplar.h), in this thread's
 // slabs: offerExemplar writes a slot through the slab's view (single writer: this thread),
@@ -39,8 +43,28 @@ export function exemplarFilterCode(f: unknown): ExemplarFilterCode {
   throw new TypeError(`hotmeter: exemplarFilter must be 'trace_based', 'always_on' or 'always_off'`);
 }
 
-/** Read by the handles after every write: whether to call offerExemplar. */
+/** Whether the handles' prototypes hold the offering methods (see offeringMethod). */
 export const exemplarState = { live: false };
+
+// The recording methods with and without the exemplar offer, by prototype.
+const methods: { proto: Record<string, unknown>; name: string; plain: unknown; offering: unknown }[] = [];
+
+/**
+ * Registers `offering`, a version of `proto[name]` that does the same writes and then
+ * offers the measurement (offerExemplar), to stand in for it while exemplars are live.
+ * Called once per method when the handle classes are defined.
+ */
+export function offeringMethod(proto: object, name: string, offering: unknown): void {
+  const p = proto as Record<string, unknown>;
+  methods.push({ proto: p, name, plain: p[name], offering });
+  if (exemplarState.live) p[name] = offering;
+}
+
+function setLive(live: boolean): void {
+  if (live === exemplarState.live) return;
+  exemplarState.live = live;
+  for (const m of methods) m.proto[m.name] = live ? m.offering : m.plain;
+}
 
 // Slot layout (native/core/exemplar.h): [timeMs, value, trace0..3, span0, span1].
 const SLOT_DOUBLES = 8;
@@ -145,13 +169,14 @@ function registeredContextManager(): ContextManager | undefined {
 }
 
 /**
- * Recomputes exemplarState.live and the context manager offerExemplar asks: at each
- * provider's creation and shutdown, and every second while a provider keeps exemplars (a
- * context manager registered, or replaced, later is seen within a second).
+ * Recomputes exemplarState.live (swapping the handles' methods when it changes) and the
+ * context manager offerExemplar asks: at each provider's creation and shutdown, and every
+ * second while a provider keeps exemplars (a context manager registered, or replaced,
+ * later is seen within a second).
  */
 export function refreshExemplars(): void {
   manager = registeredContextManager();
-  exemplarState.live = providers > 0 && (alwaysOn > 0 || manager !== undefined);
+  setLive(providers > 0 && (alwaysOn > 0 || manager !== undefined));
 }
 
 /** A provider with this filter was created. */
