@@ -9,7 +9,16 @@ import * as path from 'node:path';
 import * as readline from 'node:readline';
 import { Worker } from 'node:worker_threads';
 import { afterAll, describe, expect, it } from 'vitest';
-import { MeterProvider } from '../src';
+import { MeterProvider, PrometheusExporter } from '../src';
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const { renderings } = require('./fixtures/shared-render.js') as { renderings: (p: MeterProvider, e: PrometheusExporter) => Promise<Renderings> };
+interface Renderings {
+  text: string;
+  openMetrics: string;
+  protobuf: string;
+  protobufType: string;
+  records: string[];
+}
 import { processSharedSegmentPath } from './helpers';
 import { freePort, request } from './prometheus-helpers';
 
@@ -180,6 +189,36 @@ describe('processShared: independently started processes', () => {
   }, 120_000);
 });
 
+describe('processShared: instruments only another process created', () => {
+  it('a process that never created them exports them as their creator does, in every format, before and after the creator exits', async () => {
+    const name = uniqueName('foreign');
+    const creator = spawn(process.execPath, [path.join(fixtures, 'shared-creator.js'), name], { stdio: ['pipe', 'pipe', 'inherit'] });
+    const line = await new Promise<string>((resolve, reject) => {
+      readline.createInterface({ input: creator.stdout! }).once('line', resolve);
+      creator.on('error', reject);
+    });
+    const theirs = JSON.parse(line) as Renderings & { error?: string };
+    expect(theirs.error).toBeUndefined();
+    expect(theirs.records.length).toBeGreaterThan(10);
+    expect(theirs.text).toMatch(/^lazy_latency_milliseconds_bucket\{.*le="10".*\} /m);
+    expect(theirs.text).toMatch(/^lazy_quantiles\{.*quantile="0.75".*\} /m);
+    // This process has the provider and exporter, and creates no instrument.
+    const exporter = new PrometheusExporter({ preventServerStart: true, withoutTargetInfo: true });
+    const mine = new MeterProvider({ processShared: name, readers: [exporter] });
+    try {
+      expect(await renderings(mine, exporter)).toEqual(theirs);
+      const exited = new Promise((r) => creator.on('close', r));
+      creator.stdin!.end();
+      await exited;
+      // Folded into the records: the same export.
+      expect(await renderings(mine, exporter)).toEqual(theirs);
+    } finally {
+      creator.kill();
+      await mine.shutdown();
+    }
+  }, 60_000);
+});
+
 describe('processShared: worker threads', () => {
   it('a worker thread records into the shared records; its counts stay after it exits', async () => {
     const name = uniqueName('worker');
@@ -275,14 +314,24 @@ describe('processShared: node:cluster behind one app port and one metrics port',
           expect(hits).toBeGreaterThanOrEqual(previous);
           previous = hits;
           scrapers.add(sample(r.body, /^scrape_pid\{[^}]*\} (\S+)/m));
+          // Made by one worker only: every worker's scrape shows it as that worker would.
+          expect(r.body).toContain('# HELP app_lazy_size_bytes made lazily\n# TYPE app_lazy_size_bytes histogram\n');
+          expect(sample(r.body, /^app_lazy_size_bytes_bucket\{[^}]*route="\/lazy"[^}]*le="10"\} (\S+)/m)).toBe(0);
+          expect(sample(r.body, /^app_lazy_size_bytes_bucket\{[^}]*route="\/lazy"[^}]*le="100"\} (\S+)/m)).toBe(1);
+          expect(sample(r.body, /^app_lazy_size_bytes_sum\{[^}]*route="\/lazy"[^}]*\} (\S+)/m)).toBe(50);
         }
       };
+      const lazy = await request(`http://127.0.0.1:${appPort}/lazy`);
+      const lazyPid = Number(lazy.body);
+      expect(ready).toContain(lazyPid);
       for (; requests < 60; requests++) await hit();
       // Round-robin: every worker answered requests.
       expect([...answeredBy.keys()].sort()).toEqual([...ready].sort());
       await scrapeAll(6);
       // Scrapes too reached more than one worker, each showing the fleet's counts.
       expect(scrapers.size).toBeGreaterThan(1);
+      // So at least one scrape came from a worker that never created app_lazy_size.
+      expect([...scrapers].some((pid) => pid !== lazyPid)).toBe(true);
       for (const pid of scrapers) expect(ready).toContain(pid);
 
       // SIGKILL a worker that counted requests; a replacement joins.

@@ -249,12 +249,41 @@ void RecordMap::FreeDomainLocked(uint32_t domain) {
   }
 }
 
-uint32_t RecordMap::RegisterInstrument(const std::string& identity, Descriptor d, bool* existed,
-                                       uint32_t domain) {
-  std::lock_guard<std::mutex> lock(mu_);
+std::string RecordMap::InstrumentKey(uint32_t domain, std::string_view identity) {
   std::string key = std::to_string(domain);
   key.push_back('\0');
   key.append(identity);
+  return key;
+}
+
+namespace {
+
+std::string Lower(std::string s) {
+  for (char& c : s) c = (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
+  return s;
+}
+
+// Two instruments one Prometheus or OTLP export cannot both show under one name as one
+// would in every process: same scope and name, another kind, unit or value type.
+bool Conflicts(const Descriptor& a, const Descriptor& b) {
+  return a.scopeName == b.scopeName && a.scopeVersion == b.scopeVersion && a.scopeSchemaUrl == b.scopeSchemaUrl &&
+         Lower(a.name) == Lower(b.name) && (a.kind != b.kind || a.unit != b.unit || a.valueType != b.valueType);
+}
+
+}  // namespace
+
+uint32_t RecordMap::RegisterInstrument(const std::string& identity, Descriptor d, bool* existed,
+                                       uint32_t domain) {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::string key = InstrumentKey(domain, identity);
+  auto sd = shared_.find(domain);
+  std::optional<SharedSegment::Guard> guard;
+  if (sd != shared_.end()) {
+    // Every instrument of the segment first: one another process registered is this
+    // process's too, with the descriptor it was registered with.
+    guard.emplace(sd->second.seg);
+    SyncSharedInstrumentsLocked(domain);
+  }
   auto it = instrumentIds_.find(key);
   if (it != instrumentIds_.end()) {
     if (existed) *existed = true;
@@ -263,25 +292,66 @@ uint32_t RecordMap::RegisterInstrument(const std::string& identity, Descriptor d
   auto inst = std::make_unique<Instrument>(&pool_);
   inst->id = static_cast<uint32_t>(instruments_.size() + 1);
   inst->domain = domain;
-  inst->cellSize = CellSize(d);
-  auto sd = shared_.find(domain);
+  if (existed) *existed = false;
   if (sd != shared_.end() && d.aggregation != AggregationKind::Drop) {
-    // Shared by identity. 0 (table full, or another process registered the identity
-    // with another cell layout): the instrument records for this process only.
-    SharedSegment::Guard g(sd->second.seg);
-    inst->sharedInst = sd->second.seg->InstrumentLocked(identity, static_cast<uint32_t>(inst->cellSize), d.aggregation);
-    if (inst->sharedInst != 0) {
-      inst->shared = sd->second.seg;
-      sd->second.local[inst->sharedInst] = inst->id;
-      sd->second.synced = 0;  // series other processes made of it: next sync
+    SharedSegment* seg = sd->second.seg;
+    for (auto& other : instruments_) {
+      if (other && other->domain == domain && other->shared != nullptr && Conflicts(other->descriptor, d)) {
+        // The name is taken fleet-wide by another kind, unit or value type: this one
+        // records nothing (the caller sees the Drop descriptor and says why).
+        d.aggregation = AggregationKind::Drop;
+        if (existed) *existed = true;
+        break;
+      }
     }
+    inst->cellSize = CellSize(d);
+    // Shared by identity (the segment has no instrument of it: synced above). 0 (table
+    // or string space full): the instrument records for this process only.
+    if (d.aggregation != AggregationKind::Drop) {
+      inst->sharedInst = seg->AddInstrumentLocked(identity, d, static_cast<uint32_t>(inst->cellSize));
+      if (inst->sharedInst != 0) {
+        inst->shared = seg;
+        sd->second.local[inst->sharedInst] = inst->id;
+        sd->second.instSynced = std::max(sd->second.instSynced, inst->sharedInst);
+      }
+    }
+  } else {
+    inst->cellSize = CellSize(d);
   }
   inst->descriptor = std::move(d);
   uint32_t id = inst->id;
   instruments_.push_back(std::move(inst));
   instrumentIds_.emplace(std::move(key), id);
-  if (existed) *existed = false;
   return id;
+}
+
+void RecordMap::SyncSharedInstrumentsLocked(uint32_t domain) {
+  auto it = shared_.find(domain);
+  if (it == shared_.end()) return;
+  SharedDomain& sd = it->second;
+  const uint32_t total = sd.seg->InstrumentCountLocked();
+  for (uint32_t si = sd.instSynced + 1; si <= total; si++) {
+    if (sd.local.count(si) > 0) continue;
+    std::string identity;
+    Descriptor d;
+    uint32_t cellSize = 0;
+    if (!sd.seg->InstrumentInfoLocked(si, &identity, &d, &cellSize)) continue;
+    std::string key = InstrumentKey(domain, identity);
+    // Registered here before the segment had it (its table was full): stays local.
+    if (instrumentIds_.count(key) > 0) continue;
+    auto inst = std::make_unique<Instrument>(&pool_);
+    inst->id = static_cast<uint32_t>(instruments_.size() + 1);
+    inst->domain = domain;
+    inst->cellSize = cellSize;
+    inst->shared = sd.seg;
+    inst->sharedInst = si;
+    inst->descriptor = std::move(d);
+    sd.local[si] = inst->id;
+    instrumentIds_.emplace(std::move(key), inst->id);
+    instruments_.push_back(std::move(inst));
+    sd.synced = 0;  // its series: next series sync
+  }
+  sd.instSynced = std::max(sd.instSynced, total);
 }
 
 bool RecordMap::GetDescriptor(uint32_t id, Descriptor* out) {
@@ -687,6 +757,7 @@ uint64_t RecordMap::CollectPass(const CollectOptions& opts, const CheckpointVisi
     seg->Lock();
     locked.push_back(seg);
     seg->ReapLocked();
+    SyncSharedInstrumentsLocked(id);
     SyncSharedLocked(id);
   }
   struct Unlocker {
@@ -813,6 +884,7 @@ void RecordMap::PassSize(uint32_t domain, const std::vector<uint32_t>* include, 
   for (auto& [id, sd] : shared_) {
     if (domain != 0 && domain != id) continue;
     SharedSegment::Guard g(sd.seg);
+    SyncSharedInstrumentsLocked(id);
     SyncSharedLocked(id);
   }
   *records = 0;

@@ -20,7 +20,7 @@ namespace hotmeter {
 namespace {
 
 constexpr uint64_t kMagic = 0x31524853544f48ull;  // "HOTSHR1"
-constexpr uint32_t kVersion = 1;
+constexpr uint32_t kVersion = 2;  // 2: descriptors in the instrument table
 constexpr uint32_t kNone = 0;  // null node / series / bucket entry (indices are 1-based)
 
 uint64_t Fnv1a(std::string_view s, uint64_t h = 0xcbf29ce484222325ull) {
@@ -67,6 +67,9 @@ struct SharedSegment::Inst {
   uint32_t cellSize;
   uint32_t kind;
   uint32_t seriesCount;
+  uint64_t descOff;  // EncodeDescriptor of the first registration
+  uint32_t descLen;
+  uint32_t pad;
 };
 
 struct SharedSegment::Series {
@@ -382,24 +385,147 @@ uint64_t SharedSegment::AddStringLocked(std::string_view s) {
   return off;
 }
 
-uint32_t SharedSegment::InstrumentLocked(std::string_view identity, uint32_t cellSize, AggregationKind kind) {
-  Header* h = header();
+uint32_t SharedSegment::FindInstrumentLocked(std::string_view identity) const {
+  const Header* h = header();
   for (uint32_t i = 0; i < h->instCount; i++) {
     const Inst& in = insts()[i];
-    if (StringAt(in.identOff, in.identLen) != identity) continue;
-    if (in.cellSize != cellSize || in.kind != static_cast<uint32_t>(kind)) return 0;
-    return i + 1;
+    if (StringAt(in.identOff, in.identLen) == identity) return i + 1;
   }
+  return 0;
+}
+
+uint32_t SharedSegment::AddInstrumentLocked(std::string_view identity, const Descriptor& d, uint32_t cellSize) {
+  Header* h = header();
   if (h->instCount >= kMaxInstruments || cellSize > kSlabDoubles) return 0;
+  const std::string desc = EncodeDescriptor(d);
+  if (h->stringUsed + identity.size() + desc.size() > kStringBytes) return 0;
   const uint64_t off = AddStringLocked(identity);
-  if (off == UINT64_MAX) return 0;
+  const uint64_t descOff = AddStringLocked(desc);
   Inst& in = insts()[h->instCount];
   in.identOff = off;
   in.identLen = static_cast<uint32_t>(identity.size());
   in.cellSize = cellSize;
-  in.kind = static_cast<uint32_t>(kind);
+  in.kind = static_cast<uint32_t>(d.aggregation);
   in.seriesCount = 0;
-  return ++h->instCount;
+  in.descOff = descOff;
+  in.descLen = static_cast<uint32_t>(desc.size());
+  return ++h->instCount;  // last: published once complete
+}
+
+uint32_t SharedSegment::InstrumentCountLocked() const { return header()->instCount; }
+
+bool SharedSegment::InstrumentInfoLocked(uint32_t inst, std::string* identity, Descriptor* d, uint32_t* cellSize) const {
+  if (inst == 0 || inst > header()->instCount) return false;
+  const Inst& in = insts()[inst - 1];
+  if (!DecodeDescriptor(StringAt(in.descOff, in.descLen), d)) return false;
+  if (static_cast<uint32_t>(d->aggregation) != in.kind || CellSize(*d) != in.cellSize) return false;
+  identity->assign(StringAt(in.identOff, in.identLen));
+  *cellSize = in.cellSize;
+  return true;
+}
+
+namespace {
+
+// EncodeDescriptor's format: a tag, then fields in a fixed order; strings and vectors as
+// a uint32 length and their bytes; numbers in this machine's representation (the
+// segment is only ever read on this host).
+constexpr uint32_t kDescriptorTag = 0x44534831;  // "DSH1"
+
+template <typename T>
+void Put(std::string* out, T v) {
+  out->append(reinterpret_cast<const char*>(&v), sizeof v);
+}
+void PutString(std::string* out, const std::string& s) {
+  Put(out, static_cast<uint32_t>(s.size()));
+  out->append(s);
+}
+void PutDoubles(std::string* out, const std::vector<double>& v) {
+  Put(out, static_cast<uint32_t>(v.size()));
+  for (double x : v) Put(out, x);
+}
+
+struct Reader {
+  std::string_view in;
+  bool ok = true;
+  template <typename T>
+  T Get() {
+    T v{};
+    if (in.size() < sizeof v) {
+      ok = false;
+      return v;
+    }
+    std::memcpy(&v, in.data(), sizeof v);
+    in.remove_prefix(sizeof v);
+    return v;
+  }
+  std::string String() {
+    const auto n = Get<uint32_t>();
+    if (!ok || in.size() < n) {
+      ok = false;
+      return {};
+    }
+    std::string s(in.substr(0, n));
+    in.remove_prefix(n);
+    return s;
+  }
+  std::vector<double> Doubles() {
+    const auto n = Get<uint32_t>();
+    if (!ok || in.size() / sizeof(double) < n) {
+      ok = false;
+      return {};
+    }
+    std::vector<double> v(n);
+    for (auto& x : v) x = Get<double>();
+    return v;
+  }
+};
+
+}  // namespace
+
+std::string EncodeDescriptor(const Descriptor& d) {
+  std::string out;
+  Put(&out, kDescriptorTag);
+  PutString(&out, d.name);
+  PutString(&out, d.description);
+  PutString(&out, d.unit);
+  PutString(&out, d.scopeName);
+  PutString(&out, d.scopeVersion);
+  PutString(&out, d.scopeSchemaUrl);
+  Put(&out, static_cast<uint8_t>(d.kind));
+  Put(&out, static_cast<uint8_t>(d.valueType));
+  Put(&out, static_cast<uint8_t>(d.aggregation));
+  Put(&out, static_cast<uint8_t>(d.monotonic ? 1 : 0));
+  Put(&out, static_cast<uint8_t>(d.recordMinMax ? 1 : 0));
+  PutDoubles(&out, d.bounds);
+  Put(&out, d.relativeAccuracy);
+  Put(&out, d.maxSize);
+  Put(&out, d.maxScale);
+  PutDoubles(&out, d.quantiles);
+  return out;
+}
+
+bool DecodeDescriptor(std::string_view bytes, Descriptor* d) {
+  Reader r{bytes};
+  if (r.Get<uint32_t>() != kDescriptorTag) return false;
+  d->name = r.String();
+  d->description = r.String();
+  d->unit = r.String();
+  d->scopeName = r.String();
+  d->scopeVersion = r.String();
+  d->scopeSchemaUrl = r.String();
+  const auto kind = r.Get<uint8_t>(), vt = r.Get<uint8_t>(), agg = r.Get<uint8_t>();
+  d->monotonic = r.Get<uint8_t>() != 0;
+  d->recordMinMax = r.Get<uint8_t>() != 0;
+  d->bounds = r.Doubles();
+  d->relativeAccuracy = r.Get<double>();
+  d->maxSize = r.Get<uint32_t>();
+  d->maxScale = r.Get<int32_t>();
+  d->quantiles = r.Doubles();
+  if (!r.ok || !r.in.empty() || kind >= kInstrumentKindCount || vt > 1 || agg >= kAggregationKindCount) return false;
+  d->kind = static_cast<InstrumentKind>(kind);
+  d->valueType = static_cast<ValueType>(vt);
+  d->aggregation = static_cast<AggregationKind>(agg);
+  return true;
 }
 
 uint32_t SharedSegment::FindSeriesLocked(uint32_t inst, std::string_view key) const {

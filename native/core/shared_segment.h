@@ -6,7 +6,8 @@
 // Contents (fixed layout, sized once; tmpfs allocates only the pages that are touched):
 //   header       magic, layout version, sizes, the robust process-shared mutex
 //   processes    one slot per attached process: pid, start time (liveness), state
-//   instruments  by identity string (each process maps them to its own instrument ids)
+//   instruments  by identity string, with the descriptor of the first registration (each
+//                process maps them to its own instrument ids, also those it never created)
 //   series       one per (instrument, encoded label set), never freed; a hash index;
 //                each holds a chain of cell nodes and a "dead" accumulator
 //   nodes        (slab, offset) of one process's (one thread's) cell of a series
@@ -29,6 +30,7 @@
 #include <string_view>
 
 #include "aggregator.h"
+#include "descriptor.h"
 
 namespace hotmeter {
 
@@ -81,9 +83,16 @@ class SharedSegment {
 
   // Everything below: the caller holds the lock.
 
-  // The shared instrument of this identity (index + 1), registering it; 0 if the table
-  // is full or the identity is registered with another cell size or aggregation.
-  uint32_t InstrumentLocked(std::string_view identity, uint32_t cellSize, AggregationKind kind);
+  // The shared instrument of this identity (index + 1); 0 if none.
+  uint32_t FindInstrumentLocked(std::string_view identity) const;
+  // Registers the identity with its descriptor (precondition: FindInstrumentLocked gave
+  // 0): index + 1; 0 if the table or string space is full. The first registration
+  // decides the descriptor (and cell layout) for every process.
+  uint32_t AddInstrumentLocked(std::string_view identity, const Descriptor& d, uint32_t cellSize);
+  uint32_t InstrumentCountLocked() const;
+  // The instrument's identity and descriptor as registered; false if it cannot be
+  // decoded (a damaged entry: the caller skips it).
+  bool InstrumentInfoLocked(uint32_t inst, std::string* identity, Descriptor* d, uint32_t* cellSize) const;
   // Series (index + 1) of (instrument, key); 0 if none.
   uint32_t FindSeriesLocked(uint32_t inst, std::string_view key) const;
   // Adds the series (precondition: FindSeriesLocked gave 0); 0 if full.
@@ -144,6 +153,11 @@ class SharedSegment {
   uint32_t slot_ = UINT32_MAX;  // this process's slot
   uint32_t generation_ = 0;     // of the slot when taken
 };
+
+// A descriptor as bytes (for the segment's instrument table) and back; Decode is false
+// for bytes Encode did not make.
+std::string EncodeDescriptor(const Descriptor& d);
+bool DecodeDescriptor(std::string_view bytes, Descriptor* d);
 
 // The start time of a process (/proc/<pid>/stat field 22), 0 if it does not exist;
 // *state (if given) its state letter (field 3: Z a zombie).

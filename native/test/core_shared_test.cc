@@ -191,24 +191,128 @@ TEST(shared_cardinality_limit_counts_every_process) {
   Cleanup(name);
 }
 
-TEST(shared_identity_with_another_layout_stays_local) {
+TEST(shared_identity_registered_first_decides_the_layout) {
+  // b asks for a histogram of an identity a registered as a sum: b gets a's instrument
+  // (its descriptor and cells), so both export one series with every process's counts.
   const std::string name = UniqueName("layout");
   {
     Proc a(name), b(name);
     uint32_t ca = a.Instrument("c", AggregationKind::Sum);
-    uint32_t cb = b.Instrument("c", AggregationKind::Histogram, {1});
+    bool existed = false;
+    uint32_t cb = b.map.RegisterInstrument("meter/c", MakeDesc("c", AggregationKind::Histogram, {1}), &existed, b.domain);
+    CHECK(existed);
+    Descriptor d;
+    REQUIRE(b.map.GetDescriptor(cb, &d));
+    CHECK(d.aggregation == AggregationKind::Sum);
     double* x = a.Cell(ca, Key("k", "1"));
     double* y = b.Cell(cb, Key("k", "1"));
     REQUIRE(x && y);
     Update(AggregationKind::Sum, x, {}, 2);
-    Update(AggregationKind::Histogram, y, {1}, 3);
-    CHECK_EQ(a.First("c|" + Key("k", "1")), 2.0);
-    const size_t bSize = b.Collect()["c|" + Key("k", "1")].size();
-    CHECK_EQ(bSize, 5u);  // b's own histogram, unshared
+    Update(AggregationKind::Sum, y, {}, 3);
+    CHECK_EQ(a.First("c|" + Key("k", "1")), 5.0);
+    CHECK_EQ(b.First("c|" + Key("k", "1")), 5.0);
     a.Release();
     b.Release();
   }
   Cleanup(name);
+}
+
+TEST(shared_name_with_another_kind_records_nothing) {
+  // Same scope and name, another kind: the segment's first one is every process's; the
+  // later one is registered as Drop (records nothing, exported by no process).
+  const std::string name = UniqueName("conflict");
+  {
+    Proc a(name), b(name);
+    uint32_t ca = a.Instrument("c", AggregationKind::Sum);
+    Descriptor h = MakeDesc("C", AggregationKind::Histogram, {1});  // names are case-insensitive
+    bool existed = false;
+    uint32_t hb = b.map.RegisterInstrument("meter/C/histogram", h, &existed, b.domain);
+    CHECK(existed);
+    Descriptor d;
+    REQUIRE(b.map.GetDescriptor(hb, &d));
+    CHECK(d.aggregation == AggregationKind::Drop);
+    CHECK(b.Cell(hb, Key("k", "1")) == nullptr);
+    double* x = a.Cell(ca, Key("k", "1"));
+    REQUIRE(x);
+    Update(AggregationKind::Sum, x, {}, 2);
+    for (Proc* p : {&a, &b}) {
+      auto s = p->Collect();
+      CHECK_EQ(s.size(), 1u);
+      CHECK_EQ(s["c|" + Key("k", "1")][0], 2.0);
+    }
+    a.Release();
+    b.Release();
+  }
+  Cleanup(name);
+}
+
+TEST(shared_instrument_only_another_process_made_is_exported) {
+  // b never registers a's instruments: its collection shows them, with a's descriptor.
+  const std::string name = UniqueName("foreign");
+  {
+    Proc a(name), b(name);
+    const std::vector<double> bounds{1, 10};
+    Descriptor hd = MakeDesc("h", AggregationKind::Histogram, bounds);
+    hd.unit = "s";
+    hd.quantiles = {0.5, 0.9};
+    hd.recordMinMax = false;
+    hd.scopeName = "scope";
+    uint32_t ha = a.map.RegisterInstrument("meter/h", hd, nullptr, a.domain);
+    uint32_t ca = a.Instrument("c", AggregationKind::Sum);
+    double* h = a.Cell(ha, Key("k", "1"));
+    double* c = a.Cell(ca, Key("k", "2"));
+    REQUIRE(h && c);
+    Update(AggregationKind::Histogram, h, bounds, 5);
+    Update(AggregationKind::Sum, c, {}, 7);
+    auto s = b.Collect();
+    CHECK_EQ(s.size(), 2u);
+    CHECK_EQ(s["c|" + Key("k", "2")][0], 7.0);
+    std::vector<double> hist = Identity(AggregationKind::Histogram, 6);
+    Update(AggregationKind::Histogram, hist.data(), bounds, 5);
+    CHECK(s["h|" + Key("k", "1")] == hist);
+    // The descriptor b exports it with is a's.
+    CollectOptions o;
+    o.domain = b.domain;
+    std::vector<uint64_t> reclaimed;
+    Descriptor seen;
+    b.map.CollectPass(o, [&](const CheckpointView& v) { if (v.instrument->descriptor.name == "h") seen = v.instrument->descriptor; }, &reclaimed);
+    CHECK(seen.unit == "s" && seen.scopeName == "scope" && seen.bounds == bounds);
+    CHECK(seen.quantiles == hd.quantiles && !seen.recordMinMax && seen.kind == InstrumentKind::Histogram);
+    CHECK(seen.description == hd.description);
+    // Registering it later gives b the same instrument.
+    bool existed = false;
+    uint32_t hb = b.map.RegisterInstrument("meter/h", hd, &existed, b.domain);
+    CHECK(existed);
+    double* hb1 = b.Cell(hb, Key("k", "1"));
+    REQUIRE(hb1);
+    Update(AggregationKind::Histogram, hb1, bounds, 50);
+    Update(AggregationKind::Histogram, hist.data(), bounds, 50);
+    CHECK(a.Collect()["h|" + Key("k", "1")] == hist);
+    a.Release();
+    b.Release();
+  }
+  Cleanup(name);
+}
+
+TEST(shared_descriptor_encoding_round_trips) {
+  Descriptor d = MakeDesc("x", AggregationKind::ExponentialHistogram);
+  d.scopeVersion = "1.2";
+  d.scopeSchemaUrl = "https://example.com/s";
+  d.valueType = ValueType::Int;
+  d.monotonic = true;
+  d.maxSize = 80;
+  d.maxScale = 5;
+  d.relativeAccuracy = 0.02;
+  d.quantiles = {0.99};
+  const std::string bytes = EncodeDescriptor(d);
+  Descriptor back;
+  REQUIRE(DecodeDescriptor(bytes, &back));
+  CHECK(back.name == d.name && back.description == d.description && back.unit == d.unit);
+  CHECK(back.scopeVersion == d.scopeVersion && back.scopeSchemaUrl == d.scopeSchemaUrl);
+  CHECK(back.valueType == d.valueType && back.monotonic && back.maxSize == 80u && back.maxScale == 5);
+  CHECK(back.relativeAccuracy == 0.02 && back.quantiles == d.quantiles && back.aggregation == d.aggregation);
+  CHECK(!DecodeDescriptor(bytes.substr(0, bytes.size() - 1), &back));
+  CHECK(!DecodeDescriptor(bytes + "x", &back));
 }
 
 TEST(shared_forked_process_killed) {
