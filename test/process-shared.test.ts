@@ -19,7 +19,7 @@ interface Renderings {
   protobufType: string;
   records: string[];
 }
-import { processSharedSegmentPath } from './helpers';
+import { installLogger, processSharedSegmentPath, uninstallLogger } from './helpers';
 import { freePort, request } from './prometheus-helpers';
 
 const fixtures = path.join(__dirname, 'fixtures');
@@ -190,8 +190,8 @@ describe('processShared: independently started processes', () => {
 });
 
 describe('processShared: instruments only another process created', () => {
-  it('a process that never created them exports them as their creator does, in every format, before and after the creator exits', async () => {
-    const name = uniqueName('foreign');
+  /** Starts test/fixtures/shared-creator.js; resolves once it has recorded (it lives until its stdin ends). */
+  async function startCreator(name: string): Promise<{ creator: ChildProcess; theirs: Renderings }> {
     const creator = spawn(process.execPath, [path.join(fixtures, 'shared-creator.js'), name], { stdio: ['pipe', 'pipe', 'inherit'] });
     const line = await new Promise<string>((resolve, reject) => {
       readline.createInterface({ input: creator.stdout! }).once('line', resolve);
@@ -199,6 +199,12 @@ describe('processShared: instruments only another process created', () => {
     });
     const theirs = JSON.parse(line) as Renderings & { error?: string };
     expect(theirs.error).toBeUndefined();
+    return { creator, theirs };
+  }
+
+  it('a process that never created them exports them as their creator does, in every format, before and after the creator exits', async () => {
+    const name = uniqueName('foreign');
+    const { creator, theirs } = await startCreator(name);
     expect(theirs.records.length).toBeGreaterThan(10);
     expect(theirs.text).toMatch(/^lazy_latency_milliseconds_bucket\{.*le="10".*\} /m);
     expect(theirs.text).toMatch(/^lazy_quantiles\{.*quantile="0.75".*\} /m);
@@ -213,6 +219,40 @@ describe('processShared: instruments only another process created', () => {
       // Folded into the records: the same export.
       expect(await renderings(mine, exporter)).toEqual(theirs);
     } finally {
+      creator.kill();
+      await mine.shutdown();
+    }
+  }, 60_000);
+
+  it('an identity registered with other buckets takes the first registration\'s, and a name of another kind records nothing: each with a diagnostic', async () => {
+    const name = uniqueName('mismatch');
+    const { creator, theirs } = await startCreator(name);
+    const log = installLogger();
+    const exporter = new PrometheusExporter({ preventServerStart: true, withoutTargetInfo: true });
+    const mine = new MeterProvider({ processShared: name, readers: [exporter] });
+    try {
+      const meter = mine.getMeter('lazy-meter', '1.2.3');
+      // The creator's lazy.latency has buckets [1, 10, 100].
+      const h = meter.createHistogram('lazy.latency', { unit: 'ms', description: 'latency', advice: { explicitBucketBoundaries: [5] } });
+      expect(log.warned('lazy.latency', 'registered first', 'the first registration')).toBe(true);
+      h.record(7, { route: '/r0' });
+      // The creator's lazy.requests is a counter.
+      const u = meter.createUpDownCounter('LAZY.requests', { unit: '{request}', description: 'requests only this process served' });
+      expect(log.warned('LAZY.requests', 'another kind, unit or value type', 'records nothing')).toBe(true);
+      u.add(5, { route: '/r0' });
+      const text = await exporter.render('text/plain');
+      const bucket = (body: string, le: string): number =>
+        sample(body, new RegExp(`^lazy_latency_milliseconds_bucket\\{route="/r0"[^}]*le="${le}"\\} (\\S+)`, 'm'));
+      expect(bucket(text, '1')).toBe(bucket(theirs.text, '1'));
+      expect(bucket(text, '10')).toBe(bucket(theirs.text, '10') + 1);
+      expect(bucket(text, '100')).toBe(bucket(theirs.text, '100') + 1);
+      expect(text).not.toMatch(/le="5"/);
+      // lazy.requests: the creator's counter only, unchanged.
+      const linesOf = (body: string): string[] => body.split('\n').filter((l) => /lazy_requests/i.test(l));
+      expect(linesOf(text)).toEqual(linesOf(theirs.text));
+      expect(linesOf(text).length).toBeGreaterThan(3);
+    } finally {
+      uninstallLogger();
       creator.kill();
       await mine.shutdown();
     }
