@@ -20,7 +20,7 @@ namespace hotmeter {
 namespace {
 
 constexpr uint64_t kMagic = 0x31524853544f48ull;  // "HOTSHR1"
-constexpr uint32_t kVersion = 2;  // 2: descriptors in the instrument table
+constexpr uint32_t kVersion = 3;  // 2: descriptors in the instrument table; 3: the fold journal
 constexpr uint32_t kNone = 0;  // null node / series / bucket entry (indices are 1-based)
 
 uint64_t Fnv1a(std::string_view s, uint64_t h = 0xcbf29ce484222325ull) {
@@ -90,6 +90,15 @@ struct SharedSegment::Node {
   uint32_t pad;
 };
 
+// Written only under the mutex, by FoldUnlinkLocked; read by RecoverLocked.
+struct SharedSegment::Journal {
+  uint32_t stage;  // 0 none, 1 folding (undo holds the accumulator before), 2 merged
+  uint32_t series;
+  uint32_t node;
+  uint32_t cellSize;
+  double undo[SharedSegment::kSlabDoubles];
+};
+
 struct SharedSegment::SlabInfo {
   uint32_t owner;  // process slot, kPermanent, or kNoSlab when free
   uint32_t nextFree;
@@ -98,13 +107,15 @@ struct SharedSegment::SlabInfo {
 namespace {
 
 struct Layout {
-  size_t procs, insts, series, buckets, nodes, slabInfo, strings, slabs, total;
+  size_t journal, procs, insts, series, buckets, nodes, slabInfo, strings, slabs, total;
 };
 
-template <typename H, typename P, typename I, typename S, typename N, typename B>
+template <typename H, typename P, typename I, typename S, typename N, typename B, typename J>
 Layout MakeLayout() {
   Layout l{};
   size_t at = Align(sizeof(H));
+  l.journal = at;
+  at = Align(at + sizeof(J));
   l.procs = at;
   at = Align(at + sizeof(P) * SharedSegment::kMaxProcs);
   l.insts = at;
@@ -128,7 +139,7 @@ Layout MakeLayout() {
 
 }  // namespace
 
-#define HOTMETER_LAYOUT MakeLayout<Header, Proc, Inst, Series, Node, SlabInfo>()
+#define HOTMETER_LAYOUT MakeLayout<Header, Proc, Inst, Series, Node, SlabInfo, Journal>()
 
 SharedSegment::Header* SharedSegment::header() const { return reinterpret_cast<Header*>(base_); }
 SharedSegment::Proc* SharedSegment::procs() const { return reinterpret_cast<Proc*>(base_ + HOTMETER_LAYOUT.procs); }
@@ -138,6 +149,7 @@ uint32_t* SharedSegment::buckets() const { return reinterpret_cast<uint32_t*>(ba
 SharedSegment::Node* SharedSegment::nodes() const { return reinterpret_cast<Node*>(base_ + HOTMETER_LAYOUT.nodes); }
 SharedSegment::SlabInfo* SharedSegment::slabInfo() const { return reinterpret_cast<SlabInfo*>(base_ + HOTMETER_LAYOUT.slabInfo); }
 char* SharedSegment::strings() const { return base_ + HOTMETER_LAYOUT.strings; }
+SharedSegment::Journal* SharedSegment::journal() const { return reinterpret_cast<Journal*>(base_ + HOTMETER_LAYOUT.journal); }
 double* SharedSegment::SlabData(uint32_t slab) const {
   return reinterpret_cast<double*>(base_ + HOTMETER_LAYOUT.slabs) + size_t{slab} * kSlabDoubles;
 }
@@ -335,10 +347,10 @@ int SharedSegment::Cleanup(const std::string& name, std::string* error) {
 void SharedSegment::Lock() {
   const int rc = pthread_mutex_lock(&header()->mu);
   // Its holder died holding it: make the mutex usable again. Structures are updated so
-  // that a half-done change leaves at most an unreachable node, slab or string, a series
-  // no lookup finds, or (killed between folding a cell and unlinking it) one cell counted
-  // twice.
+  // that a half-done change leaves at most an unreachable node, slab or string, or a
+  // series no lookup finds; a half-done fold is undone or finished from the journal.
   if (rc == EOWNERDEAD) pthread_mutex_consistent(&header()->mu);
+  RecoverLocked();
 }
 
 void SharedSegment::Unlock() { pthread_mutex_unlock(&header()->mu); }
@@ -647,16 +659,70 @@ double* SharedSegment::DeadLocked(uint32_t s) {
   return d;
 }
 
-bool SharedSegment::FoldNodeLocked(uint32_t s, uint32_t n) {
+void (*SharedSegment::foldStepHook)(int) = nullptr;
+
+namespace {
+
+// Keeps the compiler from moving the segment's stores across it: a process killed
+// between two steps has made exactly the stores before it (the stores it executed reach
+// the shared pages; only their order in the program matters).
+inline void Step(int step) {
+  std::atomic_signal_fence(std::memory_order_seq_cst);
+  if (SharedSegment::foldStepHook != nullptr) SharedSegment::foldStepHook(step);
+}
+
+}  // namespace
+
+bool SharedSegment::FoldUnlinkLocked(uint32_t s, uint32_t* link, uint32_t n) {
   const Series& se = series()[s - 1];
   const Inst& in = insts()[se.inst - 1];
   double* dead = DeadLocked(s);
   if (dead == nullptr) return false;
+  Journal* j = journal();
+  std::memcpy(j->undo, dead, in.cellSize * sizeof(double));
+  j->series = s;
+  j->node = n;
+  j->cellSize = in.cellSize;
+  std::atomic_signal_fence(std::memory_order_seq_cst);
+  j->stage = 1;
+  Step(1);
   std::vector<double> tmp(in.cellSize);
-  const Node& node = nodes()[n - 1];
+  Node& node = nodes()[n - 1];
   LoadCell(tmp.data(), SlabData(node.slab) + node.offset, in.cellSize);
   MergeState(static_cast<AggregationKind>(in.kind), dead, tmp.data(), in.cellSize);
+  Step(2);
+  j->stage = 2;
+  Step(3);
+  *link = node.next;
+  Step(4);
+  FreeNodeLocked(n);
+  Step(5);
+  j->stage = 0;
   return true;
+}
+
+void SharedSegment::RecoverLocked() {
+  Journal* j = journal();
+  if (j->stage == 0) return;
+  if (j->series == 0 || j->series > header()->seriesCount || j->node == 0 || j->node > kMaxNodes) {
+    j->stage = 0;  // never written whole (cannot happen: stage is written last)
+    return;
+  }
+  Series& se = series()[j->series - 1];
+  uint32_t* link = &se.head;
+  while (*link != kNone && *link != j->node) link = &nodes()[*link - 1].next;
+  if (j->stage == 1) {
+    // The merge may have begun, the cell is still linked (unlinking comes after stage 2):
+    // the accumulator goes back to what it was.
+    if (se.deadSlab != kNoSlab) std::memcpy(SlabData(se.deadSlab) + se.deadOff, j->undo, j->cellSize * sizeof(double));
+  } else if (*link == j->node) {
+    // Merged, still linked: unlink and free it. (Unlinked already: done; if it was not
+    // yet on the free list, it stays unreachable.)
+    *link = nodes()[j->node - 1].next;
+    FreeNodeLocked(j->node);
+  }
+  std::atomic_signal_fence(std::memory_order_seq_cst);
+  j->stage = 0;
 }
 
 bool SharedSegment::RetireCellLocked(uint32_t s, uint32_t slab, uint32_t offset) {
@@ -664,12 +730,7 @@ bool SharedSegment::RetireCellLocked(uint32_t s, uint32_t slab, uint32_t offset)
   while (*link != kNone) {
     const uint32_t n = *link;
     Node& node = nodes()[n - 1];
-    if (node.slab == slab && node.offset == offset) {
-      if (!FoldNodeLocked(s, n)) return false;
-      *link = node.next;
-      FreeNodeLocked(n);
-      return true;
-    }
+    if (node.slab == slab && node.offset == offset) return FoldUnlinkLocked(s, link, n);
     link = &node.next;
   }
   return true;
@@ -697,11 +758,7 @@ uint32_t SharedSegment::ReapLocked() {
       Node& node = nodes()[n - 1];
       const uint32_t owner = slabInfo()[node.slab].owner;
       if (owner < kMaxProcs && gone[owner]) {
-        if (FoldNodeLocked(s, n)) {
-          *link = node.next;
-          FreeNodeLocked(n);
-          continue;
-        }
+        if (FoldUnlinkLocked(s, link, n)) continue;
         failed[owner] = 1;
       }
       link = &node.next;

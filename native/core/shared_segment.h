@@ -13,6 +13,8 @@
 //   nodes        (slab, offset) of one process's (one thread's) cell of a series
 //   slabs        64 KiB blocks of cells; each owned by one process slot (or permanent,
 //                for dead accumulators)
+//   journal      the fold in progress (a saved copy of the accumulator it changes), so
+//                that the next locker after a holder killed mid-fold undoes or finishes it
 //
 // Writers: a cell is written only by the thread that owns it (plain stores from JS, the
 // hot path: no lock, no syscall). Everything else is read and written under the mutex.
@@ -67,7 +69,8 @@ class SharedSegment {
   void Detach();
   bool attached() const { return slot_ != UINT32_MAX; }
 
-  // The mutex (robust: a holder killed mid-way leaves it to the next locker).
+  // The mutex (robust: a holder killed mid-way leaves it to the next locker, which first
+  // undoes or finishes a fold the holder left half done: see the journal).
   void Lock();
   void Unlock();
   class Guard {
@@ -118,6 +121,10 @@ class SharedSegment {
   // hold the series' cell size.
   void SumLocked(uint32_t series, double* out, double* tmp) const;
 
+  // Tests only: called at each step of a fold (1: journal written, 2: cell merged,
+  // 3: journal says merged, 4: node unlinked, 5: node freed), to kill the process there.
+  static void (*foldStepHook)(int step);
+
   // Live processes attached (after ReapLocked: exact as of now).
   uint32_t LiveProcessesLocked() const;
   uint32_t SlabsInUseLocked() const;
@@ -129,6 +136,7 @@ class SharedSegment {
   struct Series;
   struct Node;
   struct SlabInfo;
+  struct Journal;
 
   SharedSegment() = default;
   Header* header() const;
@@ -139,6 +147,10 @@ class SharedSegment {
   Node* nodes() const;
   SlabInfo* slabInfo() const;
   char* strings() const;
+  Journal* journal() const;
+  // Undoes (cell not yet merged in full) or finishes (merged, not yet unlinked) the fold
+  // the journal shows in progress: its cell ends up counted exactly once.
+  void RecoverLocked();
   std::string_view StringAt(uint64_t off, uint32_t len) const;
   uint64_t AddStringLocked(std::string_view s);  // UINT64_MAX if full
   uint32_t AllocNodeLocked();
@@ -146,7 +158,9 @@ class SharedSegment {
   // The series' dead accumulator, allocated (initialised to the identity) on first use;
   // null if no room.
   double* DeadLocked(uint32_t series);
-  bool FoldNodeLocked(uint32_t series, uint32_t node);
+  // Folds node `n` of the series (*link == n) into its dead accumulator, unlinks and frees
+  // it, journaled. False (nothing changed) if no room for the accumulator.
+  bool FoldUnlinkLocked(uint32_t series, uint32_t* link, uint32_t n);
 
   char* base_ = nullptr;
   size_t size_ = 0;

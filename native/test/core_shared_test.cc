@@ -5,6 +5,7 @@
 // exits without detaching.
 //
 // Usage: core_shared_test [--scale=F] [--list] [name-substring ...] (check.h); scripts/native-test.sh runs it.
+#include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -347,6 +348,52 @@ TEST(shared_forked_process_killed) {
     a.Release();
   }
   Cleanup(name);
+}
+
+int g_killAt = 0;
+void KillAtStep(int step) {
+  if (step == g_killAt) raise(SIGKILL);
+}
+
+TEST(shared_holder_killed_mid_fold_counts_the_cell_once) {
+  // A real process folds its exiting thread's cell and is SIGKILLed at each step of the
+  // fold in turn, holding the lock: the next locker undoes or finishes the fold, so the
+  // cell is counted exactly once and the series chain stays sound.
+  for (int step = 1; step <= 5; step++) {
+    const std::string name = UniqueName("journal");
+    {
+      Proc a(name);
+      uint32_t c = a.Instrument("c", AggregationKind::Sum);
+      double* mine = a.Cell(c, Key("k", "1"));
+      REQUIRE(mine);
+      Update(AggregationKind::Sum, mine, {}, 5);
+      const pid_t pid = fork();
+      if (pid == 0) {
+        auto* p = new Proc(name);  // never destroyed: the process is killed
+        const uint32_t t2 = p->map.RegisterArena();
+        double* cell = p->Cell(p->Instrument("c", AggregationKind::Sum), Key("k", "1"), 0, t2);
+        if (cell == nullptr) _exit(2);
+        cell[0] += 7;
+        g_killAt = step;
+        SharedSegment::foldStepHook = KillAtStep;
+        p->map.RetireArena(t2);  // folds t2's cell: killed at `step`
+        _exit(3);
+      }
+      REQUIRE(pid > 0);
+      int status = 0;
+      REQUIRE(waitpid(pid, &status, 0) == pid);
+      CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+      CHECK_EQ(a.First("c|" + Key("k", "1")), 12.0);
+      Update(AggregationKind::Sum, mine, {}, 1);
+      CHECK_EQ(a.First("c|" + Key("k", "1")), 13.0);
+      uint32_t procs = 0, slabs = 0, series = 0;
+      CHECK(a.map.SharedStats(a.domain, &procs, &slabs, &series));
+      CHECK_EQ(procs, 1u);
+      CHECK_EQ(slabs, 2u);  // a's and the accumulators'; the killed process's went back
+      a.Release();
+    }
+    Cleanup(name);
+  }
 }
 
 TEST(shared_stress_processes_write_and_collect_concurrently) {
