@@ -762,10 +762,32 @@ uint64_t RecordMap::CollectPass(const CollectOptions& opts, const CheckpointVisi
   }
   struct Unlocker {
     std::vector<SharedSegment*>* segs;
-    ~Unlocker() {
+    void Release() {
       for (auto it = segs->rbegin(); it != segs->rend(); ++it) (*it)->Unlock();
+      segs->clear();
     }
+    ~Unlocker() { Release(); }
   } unlocker{&locked};
+  // The shared records' states (dead accumulator + every process's cells), in list order
+  // per instrument, summed now and nothing else under the segment locks: other processes'
+  // record creation and folds wait for this loop only, not for the pass and its visitor.
+  // (Local records, and so the lists, change only under mu_, held throughout.)
+  std::unordered_map<const Instrument*, std::vector<double>> sharedStates;
+  if (!locked.empty()) {
+    std::vector<double> scratch;
+    for (auto& inst : instruments_) {
+      if (!inst || inst->shared == nullptr || (opts.domain != 0 && inst->domain != opts.domain)) continue;
+      const size_t n = inst->cellSize;
+      scratch.resize(n);
+      std::vector<double>& states = sharedStates[inst.get()];
+      states.resize(inst->list.size() * n);
+      for (size_t i = 0; i < inst->list.size(); i++) {
+        const Record& r = pool_.At(inst->list[i]);
+        if (r.extra && r.extra->series != 0) inst->shared->SumLocked(r.extra->series, states.data() + i * n, scratch.data());
+      }
+    }
+    unlocker.Release();
+  }
   const uint64_t epoch = ++epoch_;
   const uint32_t recordEpoch = static_cast<uint32_t>(std::min<uint64_t>(epoch, Record::kMaxEpoch));
   std::vector<uint32_t> reclaim;
@@ -780,6 +802,7 @@ uint64_t RecordMap::CollectPass(const CollectOptions& opts, const CheckpointVisi
     const bool expirable = ik != InstrumentKind::UpDownCounter && ik != InstrumentKind::ObservableUpDownCounter &&
                            inst->shared == nullptr;
     SharedSegment* const seg = inst->shared;
+    const double* const shared = seg != nullptr ? sharedStates[inst.get()].data() : nullptr;
     const size_t n = inst->cellSize;
     tmp.resize(n);
     state.resize(n);
@@ -800,8 +823,8 @@ uint64_t RecordMap::CollectPass(const CollectOptions& opts, const CheckpointVisi
       // thread's cell.
       const size_t cells = r->CellCount();
       if (seg != nullptr && r->extra && r->extra->series != 0) {
-        // Every process's cells (this one's included) and the folded dead ones.
-        seg->SumLocked(r->extra->series, state.data(), tmp.data());
+        // Every process's cells (this one's included) and the folded dead ones, summed above.
+        std::copy(shared + i * n, shared + (i + 1) * n, state.begin());
       } else {
         const double* base = r->Retired() != nullptr ? r->Retired() : identity.data();
         std::copy(base, base + n, state.begin());

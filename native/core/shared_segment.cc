@@ -355,6 +355,14 @@ void SharedSegment::Lock() {
 
 void SharedSegment::Unlock() { pthread_mutex_unlock(&header()->mu); }
 
+bool SharedSegment::TryLock() {
+  const int rc = pthread_mutex_trylock(&header()->mu);
+  if (rc != 0 && rc != EOWNERDEAD) return false;
+  if (rc == EOWNERDEAD) pthread_mutex_consistent(&header()->mu);
+  RecoverLocked();
+  return true;
+}
+
 bool SharedSegment::Attach() {
 #ifndef HOTMETER_SHARED_SUPPORTED
   return false;

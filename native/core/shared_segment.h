@@ -73,6 +73,8 @@ class SharedSegment {
   // undoes or finishes a fold the holder left half done: see the journal).
   void Lock();
   void Unlock();
+  // Lock() if the mutex is free now; false (not locked) if another holder has it.
+  bool TryLock();
   class Guard {
    public:
     explicit Guard(SharedSegment* s) : s_(s) { s_->Lock(); }

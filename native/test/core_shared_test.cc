@@ -350,6 +350,42 @@ TEST(shared_forked_process_killed) {
   Cleanup(name);
 }
 
+TEST(shared_segment_lock_is_free_while_a_pass_visits) {
+  // A collection holds the segment's mutex only while it sums the shared series, not
+  // while its visitor runs (a scrape's copy and serialization): other processes' record
+  // creation does not wait for it.
+  const std::string name = UniqueName("lockscope");
+  {
+    Proc a(name);
+    uint32_t c = a.Instrument("c", AggregationKind::Sum);
+    for (int k = 0; k < 3; k++) Update(AggregationKind::Sum, a.Cell(c, Key("k", std::to_string(k))), {}, k + 1);
+    std::string error;
+    std::unique_ptr<SharedSegment> other = SharedSegment::Open(name, &error);
+    REQUIRE(other != nullptr);
+    CollectOptions o;
+    o.domain = a.domain;
+    std::vector<uint64_t> reclaimed;
+    int visited = 0, free = 0;
+    double total = 0;
+    a.map.CollectPass(
+        o,
+        [&](const CheckpointView& v) {
+          visited++;
+          total += v.state[0];
+          if (other->TryLock()) {
+            free++;
+            other->Unlock();
+          }
+        },
+        &reclaimed);
+    CHECK_EQ(visited, 3);
+    CHECK_EQ(free, 3);
+    CHECK_EQ(total, 6.0);
+    a.Release();
+  }
+  Cleanup(name);
+}
+
 int g_killAt = 0;
 void KillAtStep(int step) {
   if (step == g_killAt) raise(SIGKILL);
