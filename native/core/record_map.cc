@@ -304,17 +304,21 @@ uint32_t RecordMap::RegisterInstrument(const std::string& identity, Descriptor d
         break;
       }
     }
-    inst->cellSize = CellSize(d);
-    // Shared by identity (the segment has no instrument of it: synced above). 0 (table
-    // or string space full): the instrument records for this process only.
+    // Shared by identity (the segment has no instrument of it: synced above).
     if (d.aggregation != AggregationKind::Drop) {
-      inst->sharedInst = seg->AddInstrumentLocked(identity, d, static_cast<uint32_t>(inst->cellSize));
+      inst->sharedInst = seg->AddInstrumentLocked(identity, d, static_cast<uint32_t>(CellSize(d)));
       if (inst->sharedInst != 0) {
         inst->shared = seg;
         sd->second.local[inst->sharedInst] = inst->id;
         sd->second.instSynced = std::max(sd->second.instSynced, inst->sharedInst);
+      } else {
+        // The segment's instrument table or string space is full: records nothing (an
+        // instrument only this process exported would differ from process to process).
+        d.aggregation = AggregationKind::Drop;
+        if (existed) *existed = true;
       }
     }
+    inst->cellSize = CellSize(d);
   } else {
     inst->cellSize = CellSize(d);
   }
@@ -337,7 +341,7 @@ void RecordMap::SyncSharedInstrumentsLocked(uint32_t domain) {
     uint32_t cellSize = 0;
     if (!sd.seg->InstrumentInfoLocked(si, &identity, &d, &cellSize)) continue;
     std::string key = InstrumentKey(domain, identity);
-    // Registered here before the segment had it (its table was full): stays local.
+    // Registered here as Drop (a conflict, or no room then): stays so.
     if (instrumentIds_.count(key) > 0) continue;
     auto inst = std::make_unique<Instrument>(&pool_);
     inst->id = static_cast<uint32_t>(instruments_.size() + 1);

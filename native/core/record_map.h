@@ -199,7 +199,8 @@ class RecordMap {
   // holds, not `d` (GetDescriptor). In a process-shared domain, an identity whose scope and
   // name (case-insensitive) another process registered with another kind, unit or value
   // type is registered with AggregationKind::Drop (records nothing; existed is true), so
-  // that every process exports the same one.
+  // that every process exports the same one; so is an identity the segment has no room
+  // for (its instrument table or string space is full).
   uint32_t RegisterInstrument(const std::string& identity, Descriptor d, bool* existed,
                               uint32_t domain = 0);
   // Copies the descriptor; false if no such instrument.

@@ -247,6 +247,37 @@ TEST(shared_name_with_another_kind_records_nothing) {
   Cleanup(name);
 }
 
+TEST(shared_instrument_table_full_records_nothing) {
+  // Past the segment's instrument capacity a new identity is registered as Drop in every
+  // process (none exports an instrument of its own); the ones registered keep working.
+  const std::string name = UniqueName("full");
+  {
+    Proc a(name), b(name);
+    for (uint32_t i = 0; i < SharedSegment::kMaxInstruments; i++) {
+      REQUIRE(a.map.RegisterInstrument("meter/i" + std::to_string(i), MakeDesc("i" + std::to_string(i), AggregationKind::Sum), nullptr, a.domain));
+    }
+    for (Proc* p : {&a, &b}) {
+      bool existed = false;
+      uint32_t extra = p->map.RegisterInstrument("meter/extra", MakeDesc("extra", AggregationKind::Sum), &existed, p->domain);
+      CHECK(existed);
+      Descriptor d;
+      REQUIRE(p->map.GetDescriptor(extra, &d));
+      CHECK(d.aggregation == AggregationKind::Drop);
+      CHECK(p->Cell(extra, Key("k", "1")) == nullptr);
+    }
+    uint32_t last = b.Instrument("i4095", AggregationKind::Sum);
+    double* c = b.Cell(last, Key("k", "1"));
+    REQUIRE(c);
+    Update(AggregationKind::Sum, c, {}, 3);
+    auto s = a.Collect();
+    CHECK_EQ(s.size(), 1u);
+    CHECK_EQ(s["i4095|" + Key("k", "1")][0], 3.0);
+    a.Release();
+    b.Release();
+  }
+  Cleanup(name);
+}
+
 TEST(shared_instrument_only_another_process_made_is_exported) {
   // b never registers a's instruments: its collection shows them, with a's descriptor.
   const std::string name = UniqueName("foreign");

@@ -319,10 +319,12 @@ export class InstrumentRegistry {
     // have its layout, so this store must use it.
     const reg = existed ? native().descriptor(id) : null;
     if (reg !== null && reg.aggregation === AggregationKind.DROP) {
-      // processShared: another process has this name with another kind, unit or value type.
+      // processShared: the fleet has this name with another kind, unit or value type, or
+      // the shared segment has no room for another instrument.
       warnLimited(
         `shared-conflict:${identity}`,
-        `instrument ${descriptor.name}: another process of this processShared name registered ${descriptor.name} with another kind, unit or value type first; this one records nothing`,
+        `instrument ${descriptor.name}: a process of this processShared name registered ${descriptor.name} with another kind, unit or value type first ` +
+          '(or the shared segment\'s instrument table is full); this one records nothing',
       );
       return undefined;
     }
