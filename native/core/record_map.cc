@@ -826,7 +826,7 @@ uint64_t RecordMap::CollectPass(const CollectOptions& opts, const CheckpointVisi
       // Checkpoint: retired cells (the identity until a thread retires) plus every live
       // thread's cell.
       const size_t cells = r->CellCount();
-      if (seg != nullptr && r->extra && r->extra->series != 0) {
+      if (shared != nullptr && r->extra && r->extra->series != 0) {
         // Every process's cells (this one's included) and the folded dead ones, summed above.
         std::copy(shared + i * n, shared + (i + 1) * n, state.begin());
       } else {
