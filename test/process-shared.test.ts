@@ -9,8 +9,17 @@ import * as path from 'node:path';
 import * as readline from 'node:readline';
 import { Worker } from 'node:worker_threads';
 import { afterAll, describe, expect, it } from 'vitest';
-import { MeterProvider } from '../src';
-import { processSharedSegmentPath } from './helpers';
+import { MeterProvider, PrometheusExporter } from '../src';
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const { renderings } = require('./fixtures/shared-render.js') as { renderings: (p: MeterProvider, e: PrometheusExporter) => Promise<Renderings> };
+interface Renderings {
+  text: string;
+  openMetrics: string;
+  protobuf: string;
+  protobufType: string;
+  records: string[];
+}
+import { installLogger, processSharedSegmentPath, uninstallLogger } from './helpers';
 import { freePort, request } from './prometheus-helpers';
 
 const fixtures = path.join(__dirname, 'fixtures');
@@ -180,6 +189,76 @@ describe('processShared: independently started processes', () => {
   }, 120_000);
 });
 
+describe('processShared: instruments only another process created', () => {
+  /** Starts test/fixtures/shared-creator.js; resolves once it has recorded (it lives until its stdin ends). */
+  async function startCreator(name: string): Promise<{ creator: ChildProcess; theirs: Renderings }> {
+    const creator = spawn(process.execPath, [path.join(fixtures, 'shared-creator.js'), name], { stdio: ['pipe', 'pipe', 'inherit'] });
+    const line = await new Promise<string>((resolve, reject) => {
+      readline.createInterface({ input: creator.stdout! }).once('line', resolve);
+      creator.on('error', reject);
+    });
+    const theirs = JSON.parse(line) as Renderings & { error?: string };
+    expect(theirs.error).toBeUndefined();
+    return { creator, theirs };
+  }
+
+  it('a process that never created them exports them as their creator does, in every format, before and after the creator exits', async () => {
+    const name = uniqueName('foreign');
+    const { creator, theirs } = await startCreator(name);
+    expect(theirs.records.length).toBeGreaterThan(10);
+    expect(theirs.text).toMatch(/^lazy_latency_milliseconds_bucket\{.*le="10".*\} /m);
+    expect(theirs.text).toMatch(/^lazy_quantiles\{.*quantile="0.75".*\} /m);
+    // This process has the provider and exporter, and creates no instrument.
+    const exporter = new PrometheusExporter({ preventServerStart: true, withoutTargetInfo: true });
+    const mine = new MeterProvider({ processShared: name, readers: [exporter] });
+    try {
+      expect(await renderings(mine, exporter)).toEqual(theirs);
+      const exited = new Promise((r) => creator.on('close', r));
+      creator.stdin!.end();
+      await exited;
+      // Folded into the records: the same export.
+      expect(await renderings(mine, exporter)).toEqual(theirs);
+    } finally {
+      creator.kill();
+      await mine.shutdown();
+    }
+  }, 60_000);
+
+  it('an identity registered with other buckets takes the first registration\'s, and a name of another kind records nothing: each with a diagnostic', async () => {
+    const name = uniqueName('mismatch');
+    const { creator, theirs } = await startCreator(name);
+    const log = installLogger();
+    const exporter = new PrometheusExporter({ preventServerStart: true, withoutTargetInfo: true });
+    const mine = new MeterProvider({ processShared: name, readers: [exporter] });
+    try {
+      const meter = mine.getMeter('lazy-meter', '1.2.3');
+      // The creator's lazy.latency has buckets [1, 10, 100].
+      const h = meter.createHistogram('lazy.latency', { unit: 'ms', description: 'latency', advice: { explicitBucketBoundaries: [5] } });
+      expect(log.warned('lazy.latency', 'registered first', 'the first registration')).toBe(true);
+      h.record(7, { route: '/r0' });
+      // The creator's lazy.requests is a counter.
+      const u = meter.createUpDownCounter('LAZY.requests', { unit: '{request}', description: 'requests only this process served' });
+      expect(log.warned('LAZY.requests', 'another kind, unit or value type', 'records nothing')).toBe(true);
+      u.add(5, { route: '/r0' });
+      const text = await exporter.render('text/plain');
+      const bucket = (body: string, le: string): number =>
+        sample(body, new RegExp(`^lazy_latency_milliseconds_bucket\\{route="/r0"[^}]*le="${le}"\\} (\\S+)`, 'm'));
+      expect(bucket(text, '1')).toBe(bucket(theirs.text, '1'));
+      expect(bucket(text, '10')).toBe(bucket(theirs.text, '10') + 1);
+      expect(bucket(text, '100')).toBe(bucket(theirs.text, '100') + 1);
+      expect(text).not.toMatch(/le="5"/);
+      // lazy.requests: the creator's counter only, unchanged.
+      const linesOf = (body: string): string[] => body.split('\n').filter((l) => /lazy_requests/i.test(l));
+      expect(linesOf(text)).toEqual(linesOf(theirs.text));
+      expect(linesOf(text).length).toBeGreaterThan(3);
+    } finally {
+      uninstallLogger();
+      creator.kill();
+      await mine.shutdown();
+    }
+  }, 60_000);
+});
+
 describe('processShared: worker threads', () => {
   it('a worker thread records into the shared records; its counts stay after it exits', async () => {
     const name = uniqueName('worker');
@@ -275,14 +354,24 @@ describe('processShared: node:cluster behind one app port and one metrics port',
           expect(hits).toBeGreaterThanOrEqual(previous);
           previous = hits;
           scrapers.add(sample(r.body, /^scrape_pid\{[^}]*\} (\S+)/m));
+          // Made by one worker only: every worker's scrape shows it as that worker would.
+          expect(r.body).toContain('# HELP app_lazy_size_bytes made lazily\n# TYPE app_lazy_size_bytes histogram\n');
+          expect(sample(r.body, /^app_lazy_size_bytes_bucket\{[^}]*route="\/lazy"[^}]*le="10"\} (\S+)/m)).toBe(0);
+          expect(sample(r.body, /^app_lazy_size_bytes_bucket\{[^}]*route="\/lazy"[^}]*le="100"\} (\S+)/m)).toBe(1);
+          expect(sample(r.body, /^app_lazy_size_bytes_sum\{[^}]*route="\/lazy"[^}]*\} (\S+)/m)).toBe(50);
         }
       };
+      const lazy = await request(`http://127.0.0.1:${appPort}/lazy`);
+      const lazyPid = Number(lazy.body);
+      expect(ready).toContain(lazyPid);
       for (; requests < 60; requests++) await hit();
       // Round-robin: every worker answered requests.
       expect([...answeredBy.keys()].sort()).toEqual([...ready].sort());
       await scrapeAll(6);
       // Scrapes too reached more than one worker, each showing the fleet's counts.
       expect(scrapers.size).toBeGreaterThan(1);
+      // So at least one scrape came from a worker that never created app_lazy_size.
+      expect([...scrapers].some((pid) => pid !== lazyPid)).toBe(true);
       for (const pid of scrapers) expect(ready).toContain(pid);
 
       // SIGKILL a worker that counted requests; a replacement joins.

@@ -49,12 +49,17 @@ Napi::Object DescriptorObject(Napi::Env env, uint32_t id, const hotmeter::Descri
   o.Set("scopeName", d.scopeName);
   o.Set("scopeVersion", d.scopeVersion);
   o.Set("scopeSchemaUrl", d.scopeSchemaUrl);
+  Napi::Float64Array q = Napi::Float64Array::New(env, d.quantiles.size());
+  for (size_t i = 0; i < d.quantiles.size(); i++) q[i] = d.quantiles[i];
+  o.Set("quantiles", q);
+  o.Set("recordMinMax", d.recordMinMax);
   return o;
 }
 
 // The optional options of registerInstrument:
 // { relativeAccuracy?: number in [1e-6, 1), maxSize?: integer in [2, 4096],
-//   maxScale?: integer in [-10, 20], scopeName?, scopeVersion?, scopeSchemaUrl?: string };
+//   maxScale?: integer in [-10, 20], scopeName?, scopeVersion?, scopeSchemaUrl?: string,
+//   quantiles?: Float64Array (at most 64, in [0, 1]), recordMinMax?: boolean };
 // absent fields keep the defaults.
 void ReadAggregatorOptions(Napi::Env env, const Napi::Value& v, hotmeter::Descriptor* d) {
   if (v.IsUndefined()) return;
@@ -77,6 +82,21 @@ void ReadAggregatorOptions(Napi::Env env, const Napi::Value& v, hotmeter::Descri
   text("scopeName", &d->scopeName);
   text("scopeVersion", &d->scopeVersion);
   text("scopeSchemaUrl", &d->scopeSchemaUrl);
+  Napi::Value q = o.Get("quantiles");
+  if (!q.IsUndefined()) {
+    if (!IsTypedArrayOf(q, napi_float64_array)) ThrowType(env, "quantiles must be a Float64Array");
+    Napi::Float64Array qa = q.As<Napi::Float64Array>();
+    if (qa.ElementLength() > 64) ThrowType(env, "too many quantiles");
+    for (size_t i = 0; i < qa.ElementLength(); i++) {
+      if (!(qa[i] >= 0 && qa[i] <= 1)) ThrowType(env, "quantiles must be in [0, 1]");
+      d->quantiles.push_back(qa[i]);
+    }
+  }
+  Napi::Value mm = o.Get("recordMinMax");
+  if (!mm.IsUndefined()) {
+    if (!mm.IsBoolean()) ThrowType(env, "recordMinMax must be a boolean");
+    d->recordMinMax = mm.As<Napi::Boolean>().Value();
+  }
   double x = 0;
   if (number("relativeAccuracy", &x)) {
     if (!(x >= 1e-6 && x < 1)) ThrowType(env, "relativeAccuracy must be in [1e-6, 1)");

@@ -65,6 +65,12 @@ struct Descriptor {
   uint32_t maxSize = 0;
   // ExponentialHistogram: the highest (starting) scale, -10 .. 20.
   int32_t maxScale = 20;
+  // How exporters render it (kept here so that a process that did not create the
+  // instrument, e.g. of a processShared segment, renders it as its creator does):
+  // summary quantiles of the instrument's own (empty: the exporter's), and whether
+  // histogram points carry min and max (a view's recordMinMax).
+  std::vector<double> quantiles;
+  bool recordMinMax = true;
 };
 
 }  // namespace hotmeter

@@ -251,7 +251,9 @@ struct ProtoWriter {
     cur = &si;
     type = TypeOf(si.descriptor);
     auto it = opts.instrumentQuantiles.find(si.id);
-    quantiles = it == opts.instrumentQuantiles.end() ? &opts.quantiles : &it->second;
+    quantiles = it != opts.instrumentQuantiles.end() ? &it->second
+                : !si.descriptor.quantiles.empty()    ? &si.descriptor.quantiles
+                                                      : &opts.quantiles;
     mapping.reset();
     if (si.descriptor.aggregation == AggregationKind::Sketch) mapping = std::make_unique<sketch::Mapping>(si.descriptor.relativeAccuracy);
     n = si.cellSize;

@@ -212,9 +212,12 @@ struct Writer {
   Writer(const Options& op, const ExactQuantiles& ex, const Snapshot& sn, ChunkedOutput* co)
       : opts(op), exact(ex), snap(sn), o(co->cur()), out(co), lt(op), labels(lt.labels) {}
 
-  const std::vector<double>& QuantilesOf(uint32_t instrument) {
-    auto it = opts.instrumentQuantiles.find(instrument);
-    const std::vector<double>& qs = it == opts.instrumentQuantiles.end() ? opts.quantiles : it->second;
+  // The pass's quantiles of the instrument, else its descriptor's own, else the exporter's.
+  const std::vector<double>& QuantilesOf(const SnapshotInstrument& si) {
+    auto it = opts.instrumentQuantiles.find(si.id);
+    const std::vector<double>& qs = it != opts.instrumentQuantiles.end() ? it->second
+                                    : !si.descriptor.quantiles.empty()    ? si.descriptor.quantiles
+                                                                          : opts.quantiles;
     quantileLabels.clear();
     for (double q : qs) {
       std::string s = "quantile=\"";
@@ -246,7 +249,7 @@ struct Writer {
       }
       leTail.push_back("le=\"+Inf\"} ");
     }
-    quantiles = &QuantilesOf(si.id);
+    quantiles = &QuantilesOf(si);
     mapping.reset();
     if (d.aggregation == AggregationKind::Sketch) mapping = std::make_unique<sketch::Mapping>(d.relativeAccuracy);
     n = si.cellSize;

@@ -249,12 +249,41 @@ void RecordMap::FreeDomainLocked(uint32_t domain) {
   }
 }
 
-uint32_t RecordMap::RegisterInstrument(const std::string& identity, Descriptor d, bool* existed,
-                                       uint32_t domain) {
-  std::lock_guard<std::mutex> lock(mu_);
+std::string RecordMap::InstrumentKey(uint32_t domain, std::string_view identity) {
   std::string key = std::to_string(domain);
   key.push_back('\0');
   key.append(identity);
+  return key;
+}
+
+namespace {
+
+std::string Lower(std::string s) {
+  for (char& c : s) c = (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
+  return s;
+}
+
+// Two instruments one Prometheus or OTLP export cannot both show under one name as one
+// would in every process: same scope and name, another kind, unit or value type.
+bool Conflicts(const Descriptor& a, const Descriptor& b) {
+  return a.scopeName == b.scopeName && a.scopeVersion == b.scopeVersion && a.scopeSchemaUrl == b.scopeSchemaUrl &&
+         Lower(a.name) == Lower(b.name) && (a.kind != b.kind || a.unit != b.unit || a.valueType != b.valueType);
+}
+
+}  // namespace
+
+uint32_t RecordMap::RegisterInstrument(const std::string& identity, Descriptor d, bool* existed,
+                                       uint32_t domain) {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::string key = InstrumentKey(domain, identity);
+  auto sd = shared_.find(domain);
+  std::optional<SharedSegment::Guard> guard;
+  if (sd != shared_.end()) {
+    // Every instrument of the segment first: one another process registered is this
+    // process's too, with the descriptor it was registered with.
+    guard.emplace(sd->second.seg);
+    SyncSharedInstrumentsLocked(domain);
+  }
   auto it = instrumentIds_.find(key);
   if (it != instrumentIds_.end()) {
     if (existed) *existed = true;
@@ -263,25 +292,70 @@ uint32_t RecordMap::RegisterInstrument(const std::string& identity, Descriptor d
   auto inst = std::make_unique<Instrument>(&pool_);
   inst->id = static_cast<uint32_t>(instruments_.size() + 1);
   inst->domain = domain;
-  inst->cellSize = CellSize(d);
-  auto sd = shared_.find(domain);
+  if (existed) *existed = false;
   if (sd != shared_.end() && d.aggregation != AggregationKind::Drop) {
-    // Shared by identity. 0 (table full, or another process registered the identity
-    // with another cell layout): the instrument records for this process only.
-    SharedSegment::Guard g(sd->second.seg);
-    inst->sharedInst = sd->second.seg->InstrumentLocked(identity, static_cast<uint32_t>(inst->cellSize), d.aggregation);
-    if (inst->sharedInst != 0) {
-      inst->shared = sd->second.seg;
-      sd->second.local[inst->sharedInst] = inst->id;
-      sd->second.synced = 0;  // series other processes made of it: next sync
+    SharedSegment* seg = sd->second.seg;
+    for (auto& other : instruments_) {
+      if (other && other->domain == domain && other->shared != nullptr && Conflicts(other->descriptor, d)) {
+        // The name is taken fleet-wide by another kind, unit or value type: this one
+        // records nothing (the caller sees the Drop descriptor and says why).
+        d.aggregation = AggregationKind::Drop;
+        if (existed) *existed = true;
+        break;
+      }
     }
+    // Shared by identity (the segment has no instrument of it: synced above).
+    if (d.aggregation != AggregationKind::Drop) {
+      inst->sharedInst = seg->AddInstrumentLocked(identity, d, static_cast<uint32_t>(CellSize(d)));
+      if (inst->sharedInst != 0) {
+        inst->shared = seg;
+        sd->second.local[inst->sharedInst] = inst->id;
+        sd->second.instSynced = std::max(sd->second.instSynced, inst->sharedInst);
+      } else {
+        // The segment's instrument table or string space is full: records nothing (an
+        // instrument only this process exported would differ from process to process).
+        d.aggregation = AggregationKind::Drop;
+        if (existed) *existed = true;
+      }
+    }
+    inst->cellSize = CellSize(d);
+  } else {
+    inst->cellSize = CellSize(d);
   }
   inst->descriptor = std::move(d);
   uint32_t id = inst->id;
   instruments_.push_back(std::move(inst));
   instrumentIds_.emplace(std::move(key), id);
-  if (existed) *existed = false;
   return id;
+}
+
+void RecordMap::SyncSharedInstrumentsLocked(uint32_t domain) {
+  auto it = shared_.find(domain);
+  if (it == shared_.end()) return;
+  SharedDomain& sd = it->second;
+  const uint32_t total = sd.seg->InstrumentCountLocked();
+  for (uint32_t si = sd.instSynced + 1; si <= total; si++) {
+    if (sd.local.count(si) > 0) continue;
+    std::string identity;
+    Descriptor d;
+    uint32_t cellSize = 0;
+    if (!sd.seg->InstrumentInfoLocked(si, &identity, &d, &cellSize)) continue;
+    std::string key = InstrumentKey(domain, identity);
+    // Registered here as Drop (a conflict, or no room then): stays so.
+    if (instrumentIds_.count(key) > 0) continue;
+    auto inst = std::make_unique<Instrument>(&pool_);
+    inst->id = static_cast<uint32_t>(instruments_.size() + 1);
+    inst->domain = domain;
+    inst->cellSize = cellSize;
+    inst->shared = sd.seg;
+    inst->sharedInst = si;
+    inst->descriptor = std::move(d);
+    sd.local[si] = inst->id;
+    instrumentIds_.emplace(std::move(key), inst->id);
+    instruments_.push_back(std::move(inst));
+    sd.synced = 0;  // its series: next series sync
+  }
+  sd.instSynced = std::max(sd.instSynced, total);
 }
 
 bool RecordMap::GetDescriptor(uint32_t id, Descriptor* out) {
@@ -687,14 +761,37 @@ uint64_t RecordMap::CollectPass(const CollectOptions& opts, const CheckpointVisi
     seg->Lock();
     locked.push_back(seg);
     seg->ReapLocked();
+    SyncSharedInstrumentsLocked(id);
     SyncSharedLocked(id);
   }
   struct Unlocker {
     std::vector<SharedSegment*>* segs;
-    ~Unlocker() {
+    void Release() {
       for (auto it = segs->rbegin(); it != segs->rend(); ++it) (*it)->Unlock();
+      segs->clear();
     }
+    ~Unlocker() { Release(); }
   } unlocker{&locked};
+  // The shared records' states (dead accumulator + every process's cells), in list order
+  // per instrument, summed now and nothing else under the segment locks: other processes'
+  // record creation and folds wait for this loop only, not for the pass and its visitor.
+  // (Local records, and so the lists, change only under mu_, held throughout.)
+  std::unordered_map<const Instrument*, std::vector<double>> sharedStates;
+  if (!locked.empty()) {
+    std::vector<double> scratch;
+    for (auto& inst : instruments_) {
+      if (!inst || inst->shared == nullptr || (opts.domain != 0 && inst->domain != opts.domain)) continue;
+      const size_t n = inst->cellSize;
+      scratch.resize(n);
+      std::vector<double>& states = sharedStates[inst.get()];
+      states.resize(inst->list.size() * n);
+      for (size_t i = 0; i < inst->list.size(); i++) {
+        const Record& r = pool_.At(inst->list[i]);
+        if (r.extra && r.extra->series != 0) inst->shared->SumLocked(r.extra->series, states.data() + i * n, scratch.data());
+      }
+    }
+    unlocker.Release();
+  }
   const uint64_t epoch = ++epoch_;
   const uint32_t recordEpoch = static_cast<uint32_t>(std::min<uint64_t>(epoch, Record::kMaxEpoch));
   std::vector<uint32_t> reclaim;
@@ -709,6 +806,7 @@ uint64_t RecordMap::CollectPass(const CollectOptions& opts, const CheckpointVisi
     const bool expirable = ik != InstrumentKind::UpDownCounter && ik != InstrumentKind::ObservableUpDownCounter &&
                            inst->shared == nullptr;
     SharedSegment* const seg = inst->shared;
+    const double* const shared = seg != nullptr ? sharedStates[inst.get()].data() : nullptr;
     const size_t n = inst->cellSize;
     tmp.resize(n);
     state.resize(n);
@@ -728,9 +826,9 @@ uint64_t RecordMap::CollectPass(const CollectOptions& opts, const CheckpointVisi
       // Checkpoint: retired cells (the identity until a thread retires) plus every live
       // thread's cell.
       const size_t cells = r->CellCount();
-      if (seg != nullptr && r->extra && r->extra->series != 0) {
-        // Every process's cells (this one's included) and the folded dead ones.
-        seg->SumLocked(r->extra->series, state.data(), tmp.data());
+      if (shared != nullptr && r->extra && r->extra->series != 0) {
+        // Every process's cells (this one's included) and the folded dead ones, summed above.
+        std::copy(shared + i * n, shared + (i + 1) * n, state.begin());
       } else {
         const double* base = r->Retired() != nullptr ? r->Retired() : identity.data();
         std::copy(base, base + n, state.begin());
@@ -813,6 +911,7 @@ void RecordMap::PassSize(uint32_t domain, const std::vector<uint32_t>* include, 
   for (auto& [id, sd] : shared_) {
     if (domain != 0 && domain != id) continue;
     SharedSegment::Guard g(sd.seg);
+    SyncSharedInstrumentsLocked(id);
     SyncSharedLocked(id);
   }
   *records = 0;

@@ -194,7 +194,13 @@ class RecordMap {
   bool ReleaseDomain(uint32_t domain, uint32_t arenaId = 0);
 
   // Returns the id of the instrument with this identity in this domain, registering it
-  // if new. `existed` tells whether it was already registered (possibly by another thread).
+  // if new. `existed` tells whether it was already registered (possibly by another thread,
+  // or, in a process-shared domain, by another process): then its registered descriptor
+  // holds, not `d` (GetDescriptor). In a process-shared domain, an identity whose scope and
+  // name (case-insensitive) another process registered with another kind, unit or value
+  // type is registered with AggregationKind::Drop (records nothing; existed is true), so
+  // that every process exports the same one; so is an identity the segment has no room
+  // for (its instrument table or string space is full).
   uint32_t RegisterInstrument(const std::string& identity, Descriptor d, bool* existed,
                               uint32_t domain = 0);
   // Copies the descriptor; false if no such instrument.
@@ -296,6 +302,12 @@ class RecordMap {
   // Makes a local record (no cell) for every series of the shared domain that another
   // process made, of an instrument registered here.
   void SyncSharedLocked(uint32_t domain);
+  // Makes a local instrument (with the descriptor stored there) for every instrument
+  // of the shared domain's segment that this process has not registered: a collection
+  // exports every process's instruments. Caller holds both locks.
+  void SyncSharedInstrumentsLocked(uint32_t domain);
+  // The instrument map's key of (domain, identity).
+  static std::string InstrumentKey(uint32_t domain, std::string_view identity);
   // A new record in `inst` for `labels` (acquired reference): slot.
   uint32_t NewRecordLocked(Instrument* inst, std::string_view key, double startMs);
 
@@ -307,6 +319,7 @@ class RecordMap {
     SharedSegment* seg = nullptr;
     std::string name;
     uint32_t synced = 0;
+    uint32_t instSynced = 0;  // segment instruments looked at so far
     std::unordered_map<uint32_t, uint32_t> local;
   };
   std::unordered_map<uint32_t, SharedDomain> shared_;

@@ -20,7 +20,7 @@ namespace hotmeter {
 namespace {
 
 constexpr uint64_t kMagic = 0x31524853544f48ull;  // "HOTSHR1"
-constexpr uint32_t kVersion = 1;
+constexpr uint32_t kVersion = 3;  // 2: descriptors in the instrument table; 3: the fold journal
 constexpr uint32_t kNone = 0;  // null node / series / bucket entry (indices are 1-based)
 
 uint64_t Fnv1a(std::string_view s, uint64_t h = 0xcbf29ce484222325ull) {
@@ -67,6 +67,9 @@ struct SharedSegment::Inst {
   uint32_t cellSize;
   uint32_t kind;
   uint32_t seriesCount;
+  uint64_t descOff;  // EncodeDescriptor of the first registration
+  uint32_t descLen;
+  uint32_t pad;
 };
 
 struct SharedSegment::Series {
@@ -87,6 +90,15 @@ struct SharedSegment::Node {
   uint32_t pad;
 };
 
+// Written only under the mutex, by FoldUnlinkLocked; read by RecoverLocked.
+struct SharedSegment::Journal {
+  uint32_t stage;  // 0 none, 1 folding (undo holds the accumulator before), 2 merged
+  uint32_t series;
+  uint32_t node;
+  uint32_t cellSize;
+  double undo[SharedSegment::kSlabDoubles];
+};
+
 struct SharedSegment::SlabInfo {
   uint32_t owner;  // process slot, kPermanent, or kNoSlab when free
   uint32_t nextFree;
@@ -95,13 +107,15 @@ struct SharedSegment::SlabInfo {
 namespace {
 
 struct Layout {
-  size_t procs, insts, series, buckets, nodes, slabInfo, strings, slabs, total;
+  size_t journal, procs, insts, series, buckets, nodes, slabInfo, strings, slabs, total;
 };
 
-template <typename H, typename P, typename I, typename S, typename N, typename B>
+template <typename H, typename P, typename I, typename S, typename N, typename B, typename J>
 Layout MakeLayout() {
   Layout l{};
   size_t at = Align(sizeof(H));
+  l.journal = at;
+  at = Align(at + sizeof(J));
   l.procs = at;
   at = Align(at + sizeof(P) * SharedSegment::kMaxProcs);
   l.insts = at;
@@ -125,7 +139,7 @@ Layout MakeLayout() {
 
 }  // namespace
 
-#define HOTMETER_LAYOUT MakeLayout<Header, Proc, Inst, Series, Node, SlabInfo>()
+#define HOTMETER_LAYOUT MakeLayout<Header, Proc, Inst, Series, Node, SlabInfo, Journal>()
 
 SharedSegment::Header* SharedSegment::header() const { return reinterpret_cast<Header*>(base_); }
 SharedSegment::Proc* SharedSegment::procs() const { return reinterpret_cast<Proc*>(base_ + HOTMETER_LAYOUT.procs); }
@@ -135,6 +149,7 @@ uint32_t* SharedSegment::buckets() const { return reinterpret_cast<uint32_t*>(ba
 SharedSegment::Node* SharedSegment::nodes() const { return reinterpret_cast<Node*>(base_ + HOTMETER_LAYOUT.nodes); }
 SharedSegment::SlabInfo* SharedSegment::slabInfo() const { return reinterpret_cast<SlabInfo*>(base_ + HOTMETER_LAYOUT.slabInfo); }
 char* SharedSegment::strings() const { return base_ + HOTMETER_LAYOUT.strings; }
+SharedSegment::Journal* SharedSegment::journal() const { return reinterpret_cast<Journal*>(base_ + HOTMETER_LAYOUT.journal); }
 double* SharedSegment::SlabData(uint32_t slab) const {
   return reinterpret_cast<double*>(base_ + HOTMETER_LAYOUT.slabs) + size_t{slab} * kSlabDoubles;
 }
@@ -332,13 +347,21 @@ int SharedSegment::Cleanup(const std::string& name, std::string* error) {
 void SharedSegment::Lock() {
   const int rc = pthread_mutex_lock(&header()->mu);
   // Its holder died holding it: make the mutex usable again. Structures are updated so
-  // that a half-done change leaves at most an unreachable node, slab or string, a series
-  // no lookup finds, or (killed between folding a cell and unlinking it) one cell counted
-  // twice.
+  // that a half-done change leaves at most an unreachable node, slab or string, or a
+  // series no lookup finds; a half-done fold is undone or finished from the journal.
   if (rc == EOWNERDEAD) pthread_mutex_consistent(&header()->mu);
+  RecoverLocked();
 }
 
 void SharedSegment::Unlock() { pthread_mutex_unlock(&header()->mu); }
+
+bool SharedSegment::TryLock() {
+  const int rc = pthread_mutex_trylock(&header()->mu);
+  if (rc != 0 && rc != EOWNERDEAD) return false;
+  if (rc == EOWNERDEAD) pthread_mutex_consistent(&header()->mu);
+  RecoverLocked();
+  return true;
+}
 
 bool SharedSegment::Attach() {
 #ifndef HOTMETER_SHARED_SUPPORTED
@@ -382,24 +405,147 @@ uint64_t SharedSegment::AddStringLocked(std::string_view s) {
   return off;
 }
 
-uint32_t SharedSegment::InstrumentLocked(std::string_view identity, uint32_t cellSize, AggregationKind kind) {
-  Header* h = header();
+uint32_t SharedSegment::FindInstrumentLocked(std::string_view identity) const {
+  const Header* h = header();
   for (uint32_t i = 0; i < h->instCount; i++) {
     const Inst& in = insts()[i];
-    if (StringAt(in.identOff, in.identLen) != identity) continue;
-    if (in.cellSize != cellSize || in.kind != static_cast<uint32_t>(kind)) return 0;
-    return i + 1;
+    if (StringAt(in.identOff, in.identLen) == identity) return i + 1;
   }
+  return 0;
+}
+
+uint32_t SharedSegment::AddInstrumentLocked(std::string_view identity, const Descriptor& d, uint32_t cellSize) {
+  Header* h = header();
   if (h->instCount >= kMaxInstruments || cellSize > kSlabDoubles) return 0;
+  const std::string desc = EncodeDescriptor(d);
+  if (h->stringUsed + identity.size() + desc.size() > kStringBytes) return 0;
   const uint64_t off = AddStringLocked(identity);
-  if (off == UINT64_MAX) return 0;
+  const uint64_t descOff = AddStringLocked(desc);
   Inst& in = insts()[h->instCount];
   in.identOff = off;
   in.identLen = static_cast<uint32_t>(identity.size());
   in.cellSize = cellSize;
-  in.kind = static_cast<uint32_t>(kind);
+  in.kind = static_cast<uint32_t>(d.aggregation);
   in.seriesCount = 0;
-  return ++h->instCount;
+  in.descOff = descOff;
+  in.descLen = static_cast<uint32_t>(desc.size());
+  return ++h->instCount;  // last: published once complete
+}
+
+uint32_t SharedSegment::InstrumentCountLocked() const { return header()->instCount; }
+
+bool SharedSegment::InstrumentInfoLocked(uint32_t inst, std::string* identity, Descriptor* d, uint32_t* cellSize) const {
+  if (inst == 0 || inst > header()->instCount) return false;
+  const Inst& in = insts()[inst - 1];
+  if (!DecodeDescriptor(StringAt(in.descOff, in.descLen), d)) return false;
+  if (static_cast<uint32_t>(d->aggregation) != in.kind || CellSize(*d) != in.cellSize) return false;
+  identity->assign(StringAt(in.identOff, in.identLen));
+  *cellSize = in.cellSize;
+  return true;
+}
+
+namespace {
+
+// EncodeDescriptor's format: a tag, then fields in a fixed order; strings and vectors as
+// a uint32 length and their bytes; numbers in this machine's representation (the
+// segment is only ever read on this host).
+constexpr uint32_t kDescriptorTag = 0x44534831;  // "DSH1"
+
+template <typename T>
+void Put(std::string* out, T v) {
+  out->append(reinterpret_cast<const char*>(&v), sizeof v);
+}
+void PutString(std::string* out, const std::string& s) {
+  Put(out, static_cast<uint32_t>(s.size()));
+  out->append(s);
+}
+void PutDoubles(std::string* out, const std::vector<double>& v) {
+  Put(out, static_cast<uint32_t>(v.size()));
+  for (double x : v) Put(out, x);
+}
+
+struct Reader {
+  std::string_view in;
+  bool ok = true;
+  template <typename T>
+  T Get() {
+    T v{};
+    if (in.size() < sizeof v) {
+      ok = false;
+      return v;
+    }
+    std::memcpy(&v, in.data(), sizeof v);
+    in.remove_prefix(sizeof v);
+    return v;
+  }
+  std::string String() {
+    const auto n = Get<uint32_t>();
+    if (!ok || in.size() < n) {
+      ok = false;
+      return {};
+    }
+    std::string s(in.substr(0, n));
+    in.remove_prefix(n);
+    return s;
+  }
+  std::vector<double> Doubles() {
+    const auto n = Get<uint32_t>();
+    if (!ok || in.size() / sizeof(double) < n) {
+      ok = false;
+      return {};
+    }
+    std::vector<double> v(n);
+    for (auto& x : v) x = Get<double>();
+    return v;
+  }
+};
+
+}  // namespace
+
+std::string EncodeDescriptor(const Descriptor& d) {
+  std::string out;
+  Put(&out, kDescriptorTag);
+  PutString(&out, d.name);
+  PutString(&out, d.description);
+  PutString(&out, d.unit);
+  PutString(&out, d.scopeName);
+  PutString(&out, d.scopeVersion);
+  PutString(&out, d.scopeSchemaUrl);
+  Put(&out, static_cast<uint8_t>(d.kind));
+  Put(&out, static_cast<uint8_t>(d.valueType));
+  Put(&out, static_cast<uint8_t>(d.aggregation));
+  Put(&out, static_cast<uint8_t>(d.monotonic ? 1 : 0));
+  Put(&out, static_cast<uint8_t>(d.recordMinMax ? 1 : 0));
+  PutDoubles(&out, d.bounds);
+  Put(&out, d.relativeAccuracy);
+  Put(&out, d.maxSize);
+  Put(&out, d.maxScale);
+  PutDoubles(&out, d.quantiles);
+  return out;
+}
+
+bool DecodeDescriptor(std::string_view bytes, Descriptor* d) {
+  Reader r{bytes};
+  if (r.Get<uint32_t>() != kDescriptorTag) return false;
+  d->name = r.String();
+  d->description = r.String();
+  d->unit = r.String();
+  d->scopeName = r.String();
+  d->scopeVersion = r.String();
+  d->scopeSchemaUrl = r.String();
+  const auto kind = r.Get<uint8_t>(), vt = r.Get<uint8_t>(), agg = r.Get<uint8_t>();
+  d->monotonic = r.Get<uint8_t>() != 0;
+  d->recordMinMax = r.Get<uint8_t>() != 0;
+  d->bounds = r.Doubles();
+  d->relativeAccuracy = r.Get<double>();
+  d->maxSize = r.Get<uint32_t>();
+  d->maxScale = r.Get<int32_t>();
+  d->quantiles = r.Doubles();
+  if (!r.ok || !r.in.empty() || kind >= kInstrumentKindCount || vt > 1 || agg >= kAggregationKindCount) return false;
+  d->kind = static_cast<InstrumentKind>(kind);
+  d->valueType = static_cast<ValueType>(vt);
+  d->aggregation = static_cast<AggregationKind>(agg);
+  return true;
 }
 
 uint32_t SharedSegment::FindSeriesLocked(uint32_t inst, std::string_view key) const {
@@ -521,16 +667,70 @@ double* SharedSegment::DeadLocked(uint32_t s) {
   return d;
 }
 
-bool SharedSegment::FoldNodeLocked(uint32_t s, uint32_t n) {
+void (*SharedSegment::foldStepHook)(int) = nullptr;
+
+namespace {
+
+// Keeps the compiler from moving the segment's stores across it: a process killed
+// between two steps has made exactly the stores before it (the stores it executed reach
+// the shared pages; only their order in the program matters).
+inline void Step(int step) {
+  std::atomic_signal_fence(std::memory_order_seq_cst);
+  if (SharedSegment::foldStepHook != nullptr) SharedSegment::foldStepHook(step);
+}
+
+}  // namespace
+
+bool SharedSegment::FoldUnlinkLocked(uint32_t s, uint32_t* link, uint32_t n) {
   const Series& se = series()[s - 1];
   const Inst& in = insts()[se.inst - 1];
   double* dead = DeadLocked(s);
   if (dead == nullptr) return false;
+  Journal* j = journal();
+  std::memcpy(j->undo, dead, in.cellSize * sizeof(double));
+  j->series = s;
+  j->node = n;
+  j->cellSize = in.cellSize;
+  std::atomic_signal_fence(std::memory_order_seq_cst);
+  j->stage = 1;
+  Step(1);
   std::vector<double> tmp(in.cellSize);
-  const Node& node = nodes()[n - 1];
+  Node& node = nodes()[n - 1];
   LoadCell(tmp.data(), SlabData(node.slab) + node.offset, in.cellSize);
   MergeState(static_cast<AggregationKind>(in.kind), dead, tmp.data(), in.cellSize);
+  Step(2);
+  j->stage = 2;
+  Step(3);
+  *link = node.next;
+  Step(4);
+  FreeNodeLocked(n);
+  Step(5);
+  j->stage = 0;
   return true;
+}
+
+void SharedSegment::RecoverLocked() {
+  Journal* j = journal();
+  if (j->stage == 0) return;
+  if (j->series == 0 || j->series > header()->seriesCount || j->node == 0 || j->node > kMaxNodes) {
+    j->stage = 0;  // never written whole (cannot happen: stage is written last)
+    return;
+  }
+  Series& se = series()[j->series - 1];
+  uint32_t* link = &se.head;
+  while (*link != kNone && *link != j->node) link = &nodes()[*link - 1].next;
+  if (j->stage == 1) {
+    // The merge may have begun, the cell is still linked (unlinking comes after stage 2):
+    // the accumulator goes back to what it was.
+    if (se.deadSlab != kNoSlab) std::memcpy(SlabData(se.deadSlab) + se.deadOff, j->undo, j->cellSize * sizeof(double));
+  } else if (*link == j->node) {
+    // Merged, still linked: unlink and free it. (Unlinked already: done; if it was not
+    // yet on the free list, it stays unreachable.)
+    *link = nodes()[j->node - 1].next;
+    FreeNodeLocked(j->node);
+  }
+  std::atomic_signal_fence(std::memory_order_seq_cst);
+  j->stage = 0;
 }
 
 bool SharedSegment::RetireCellLocked(uint32_t s, uint32_t slab, uint32_t offset) {
@@ -538,12 +738,7 @@ bool SharedSegment::RetireCellLocked(uint32_t s, uint32_t slab, uint32_t offset)
   while (*link != kNone) {
     const uint32_t n = *link;
     Node& node = nodes()[n - 1];
-    if (node.slab == slab && node.offset == offset) {
-      if (!FoldNodeLocked(s, n)) return false;
-      *link = node.next;
-      FreeNodeLocked(n);
-      return true;
-    }
+    if (node.slab == slab && node.offset == offset) return FoldUnlinkLocked(s, link, n);
     link = &node.next;
   }
   return true;
@@ -571,11 +766,7 @@ uint32_t SharedSegment::ReapLocked() {
       Node& node = nodes()[n - 1];
       const uint32_t owner = slabInfo()[node.slab].owner;
       if (owner < kMaxProcs && gone[owner]) {
-        if (FoldNodeLocked(s, n)) {
-          *link = node.next;
-          FreeNodeLocked(n);
-          continue;
-        }
+        if (FoldUnlinkLocked(s, link, n)) continue;
         failed[owner] = 1;
       }
       link = &node.next;

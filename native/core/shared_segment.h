@@ -6,12 +6,15 @@
 // Contents (fixed layout, sized once; tmpfs allocates only the pages that are touched):
 //   header       magic, layout version, sizes, the robust process-shared mutex
 //   processes    one slot per attached process: pid, start time (liveness), state
-//   instruments  by identity string (each process maps them to its own instrument ids)
+//   instruments  by identity string, with the descriptor of the first registration (each
+//                process maps them to its own instrument ids, also those it never created)
 //   series       one per (instrument, encoded label set), never freed; a hash index;
 //                each holds a chain of cell nodes and a "dead" accumulator
 //   nodes        (slab, offset) of one process's (one thread's) cell of a series
 //   slabs        64 KiB blocks of cells; each owned by one process slot (or permanent,
 //                for dead accumulators)
+//   journal      the fold in progress (a saved copy of the accumulator it changes), so
+//                that the next locker after a holder killed mid-fold undoes or finishes it
 //
 // Writers: a cell is written only by the thread that owns it (plain stores from JS, the
 // hot path: no lock, no syscall). Everything else is read and written under the mutex.
@@ -29,6 +32,7 @@
 #include <string_view>
 
 #include "aggregator.h"
+#include "descriptor.h"
 
 namespace hotmeter {
 
@@ -65,9 +69,12 @@ class SharedSegment {
   void Detach();
   bool attached() const { return slot_ != UINT32_MAX; }
 
-  // The mutex (robust: a holder killed mid-way leaves it to the next locker).
+  // The mutex (robust: a holder killed mid-way leaves it to the next locker, which first
+  // undoes or finishes a fold the holder left half done: see the journal).
   void Lock();
   void Unlock();
+  // Lock() if the mutex is free now; false (not locked) if another holder has it.
+  bool TryLock();
   class Guard {
    public:
     explicit Guard(SharedSegment* s) : s_(s) { s_->Lock(); }
@@ -81,9 +88,16 @@ class SharedSegment {
 
   // Everything below: the caller holds the lock.
 
-  // The shared instrument of this identity (index + 1), registering it; 0 if the table
-  // is full or the identity is registered with another cell size or aggregation.
-  uint32_t InstrumentLocked(std::string_view identity, uint32_t cellSize, AggregationKind kind);
+  // The shared instrument of this identity (index + 1); 0 if none.
+  uint32_t FindInstrumentLocked(std::string_view identity) const;
+  // Registers the identity with its descriptor (precondition: FindInstrumentLocked gave
+  // 0): index + 1; 0 if the table or string space is full. The first registration
+  // decides the descriptor (and cell layout) for every process.
+  uint32_t AddInstrumentLocked(std::string_view identity, const Descriptor& d, uint32_t cellSize);
+  uint32_t InstrumentCountLocked() const;
+  // The instrument's identity and descriptor as registered; false if it cannot be
+  // decoded (a damaged entry: the caller skips it).
+  bool InstrumentInfoLocked(uint32_t inst, std::string* identity, Descriptor* d, uint32_t* cellSize) const;
   // Series (index + 1) of (instrument, key); 0 if none.
   uint32_t FindSeriesLocked(uint32_t inst, std::string_view key) const;
   // Adds the series (precondition: FindSeriesLocked gave 0); 0 if full.
@@ -109,6 +123,10 @@ class SharedSegment {
   // hold the series' cell size.
   void SumLocked(uint32_t series, double* out, double* tmp) const;
 
+  // Tests only: called at each step of a fold (1: journal written, 2: cell merged,
+  // 3: journal says merged, 4: node unlinked, 5: node freed), to kill the process there.
+  static void (*foldStepHook)(int step);
+
   // Live processes attached (after ReapLocked: exact as of now).
   uint32_t LiveProcessesLocked() const;
   uint32_t SlabsInUseLocked() const;
@@ -120,6 +138,7 @@ class SharedSegment {
   struct Series;
   struct Node;
   struct SlabInfo;
+  struct Journal;
 
   SharedSegment() = default;
   Header* header() const;
@@ -130,6 +149,10 @@ class SharedSegment {
   Node* nodes() const;
   SlabInfo* slabInfo() const;
   char* strings() const;
+  Journal* journal() const;
+  // Undoes (cell not yet merged in full) or finishes (merged, not yet unlinked) the fold
+  // the journal shows in progress: its cell ends up counted exactly once.
+  void RecoverLocked();
   std::string_view StringAt(uint64_t off, uint32_t len) const;
   uint64_t AddStringLocked(std::string_view s);  // UINT64_MAX if full
   uint32_t AllocNodeLocked();
@@ -137,13 +160,20 @@ class SharedSegment {
   // The series' dead accumulator, allocated (initialised to the identity) on first use;
   // null if no room.
   double* DeadLocked(uint32_t series);
-  bool FoldNodeLocked(uint32_t series, uint32_t node);
+  // Folds node `n` of the series (*link == n) into its dead accumulator, unlinks and frees
+  // it, journaled. False (nothing changed) if no room for the accumulator.
+  bool FoldUnlinkLocked(uint32_t series, uint32_t* link, uint32_t n);
 
   char* base_ = nullptr;
   size_t size_ = 0;
   uint32_t slot_ = UINT32_MAX;  // this process's slot
   uint32_t generation_ = 0;     // of the slot when taken
 };
+
+// A descriptor as bytes (for the segment's instrument table) and back; Decode is false
+// for bytes Encode did not make.
+std::string EncodeDescriptor(const Descriptor& d);
+bool DecodeDescriptor(std::string_view bytes, Descriptor* d);
 
 // The start time of a process (/proc/<pid>/stat field 22), 0 if it does not exist;
 // *state (if given) its state letter (field 3: Z a zombie).

@@ -5,6 +5,7 @@
 // exits without detaching.
 //
 // Usage: core_shared_test [--scale=F] [--list] [name-substring ...] (check.h); scripts/native-test.sh runs it.
+#include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -191,24 +192,159 @@ TEST(shared_cardinality_limit_counts_every_process) {
   Cleanup(name);
 }
 
-TEST(shared_identity_with_another_layout_stays_local) {
+TEST(shared_identity_registered_first_decides_the_layout) {
+  // b asks for a histogram of an identity a registered as a sum: b gets a's instrument
+  // (its descriptor and cells), so both export one series with every process's counts.
   const std::string name = UniqueName("layout");
   {
     Proc a(name), b(name);
     uint32_t ca = a.Instrument("c", AggregationKind::Sum);
-    uint32_t cb = b.Instrument("c", AggregationKind::Histogram, {1});
+    bool existed = false;
+    uint32_t cb = b.map.RegisterInstrument("meter/c", MakeDesc("c", AggregationKind::Histogram, {1}), &existed, b.domain);
+    CHECK(existed);
+    Descriptor d;
+    REQUIRE(b.map.GetDescriptor(cb, &d));
+    CHECK(d.aggregation == AggregationKind::Sum);
     double* x = a.Cell(ca, Key("k", "1"));
     double* y = b.Cell(cb, Key("k", "1"));
     REQUIRE(x && y);
     Update(AggregationKind::Sum, x, {}, 2);
-    Update(AggregationKind::Histogram, y, {1}, 3);
-    CHECK_EQ(a.First("c|" + Key("k", "1")), 2.0);
-    const size_t bSize = b.Collect()["c|" + Key("k", "1")].size();
-    CHECK_EQ(bSize, 5u);  // b's own histogram, unshared
+    Update(AggregationKind::Sum, y, {}, 3);
+    CHECK_EQ(a.First("c|" + Key("k", "1")), 5.0);
+    CHECK_EQ(b.First("c|" + Key("k", "1")), 5.0);
     a.Release();
     b.Release();
   }
   Cleanup(name);
+}
+
+TEST(shared_name_with_another_kind_records_nothing) {
+  // Same scope and name, another kind: the segment's first one is every process's; the
+  // later one is registered as Drop (records nothing, exported by no process).
+  const std::string name = UniqueName("conflict");
+  {
+    Proc a(name), b(name);
+    uint32_t ca = a.Instrument("c", AggregationKind::Sum);
+    Descriptor h = MakeDesc("C", AggregationKind::Histogram, {1});  // names are case-insensitive
+    bool existed = false;
+    uint32_t hb = b.map.RegisterInstrument("meter/C/histogram", h, &existed, b.domain);
+    CHECK(existed);
+    Descriptor d;
+    REQUIRE(b.map.GetDescriptor(hb, &d));
+    CHECK(d.aggregation == AggregationKind::Drop);
+    CHECK(b.Cell(hb, Key("k", "1")) == nullptr);
+    double* x = a.Cell(ca, Key("k", "1"));
+    REQUIRE(x);
+    Update(AggregationKind::Sum, x, {}, 2);
+    for (Proc* p : {&a, &b}) {
+      auto s = p->Collect();
+      CHECK_EQ(s.size(), 1u);
+      CHECK_EQ(s["c|" + Key("k", "1")][0], 2.0);
+    }
+    a.Release();
+    b.Release();
+  }
+  Cleanup(name);
+}
+
+TEST(shared_instrument_table_full_records_nothing) {
+  // Past the segment's instrument capacity a new identity is registered as Drop in every
+  // process (none exports an instrument of its own); the ones registered keep working.
+  const std::string name = UniqueName("full");
+  {
+    Proc a(name), b(name);
+    for (uint32_t i = 0; i < SharedSegment::kMaxInstruments; i++) {
+      REQUIRE(a.map.RegisterInstrument("meter/i" + std::to_string(i), MakeDesc("i" + std::to_string(i), AggregationKind::Sum), nullptr, a.domain));
+    }
+    for (Proc* p : {&a, &b}) {
+      bool existed = false;
+      uint32_t extra = p->map.RegisterInstrument("meter/extra", MakeDesc("extra", AggregationKind::Sum), &existed, p->domain);
+      CHECK(existed);
+      Descriptor d;
+      REQUIRE(p->map.GetDescriptor(extra, &d));
+      CHECK(d.aggregation == AggregationKind::Drop);
+      CHECK(p->Cell(extra, Key("k", "1")) == nullptr);
+    }
+    uint32_t last = b.Instrument("i4095", AggregationKind::Sum);
+    double* c = b.Cell(last, Key("k", "1"));
+    REQUIRE(c);
+    Update(AggregationKind::Sum, c, {}, 3);
+    auto s = a.Collect();
+    CHECK_EQ(s.size(), 1u);
+    CHECK_EQ(s["i4095|" + Key("k", "1")][0], 3.0);
+    a.Release();
+    b.Release();
+  }
+  Cleanup(name);
+}
+
+TEST(shared_instrument_only_another_process_made_is_exported) {
+  // b never registers a's instruments: its collection shows them, with a's descriptor.
+  const std::string name = UniqueName("foreign");
+  {
+    Proc a(name), b(name);
+    const std::vector<double> bounds{1, 10};
+    Descriptor hd = MakeDesc("h", AggregationKind::Histogram, bounds);
+    hd.unit = "s";
+    hd.quantiles = {0.5, 0.9};
+    hd.recordMinMax = false;
+    hd.scopeName = "scope";
+    uint32_t ha = a.map.RegisterInstrument("meter/h", hd, nullptr, a.domain);
+    uint32_t ca = a.Instrument("c", AggregationKind::Sum);
+    double* h = a.Cell(ha, Key("k", "1"));
+    double* c = a.Cell(ca, Key("k", "2"));
+    REQUIRE(h && c);
+    Update(AggregationKind::Histogram, h, bounds, 5);
+    Update(AggregationKind::Sum, c, {}, 7);
+    auto s = b.Collect();
+    CHECK_EQ(s.size(), 2u);
+    CHECK_EQ(s["c|" + Key("k", "2")][0], 7.0);
+    std::vector<double> hist = Identity(AggregationKind::Histogram, 6);
+    Update(AggregationKind::Histogram, hist.data(), bounds, 5);
+    CHECK(s["h|" + Key("k", "1")] == hist);
+    // The descriptor b exports it with is a's.
+    CollectOptions o;
+    o.domain = b.domain;
+    std::vector<uint64_t> reclaimed;
+    Descriptor seen;
+    b.map.CollectPass(o, [&](const CheckpointView& v) { if (v.instrument->descriptor.name == "h") seen = v.instrument->descriptor; }, &reclaimed);
+    CHECK(seen.unit == "s" && seen.scopeName == "scope" && seen.bounds == bounds);
+    CHECK(seen.quantiles == hd.quantiles && !seen.recordMinMax && seen.kind == InstrumentKind::Histogram);
+    CHECK(seen.description == hd.description);
+    // Registering it later gives b the same instrument.
+    bool existed = false;
+    uint32_t hb = b.map.RegisterInstrument("meter/h", hd, &existed, b.domain);
+    CHECK(existed);
+    double* hb1 = b.Cell(hb, Key("k", "1"));
+    REQUIRE(hb1);
+    Update(AggregationKind::Histogram, hb1, bounds, 50);
+    Update(AggregationKind::Histogram, hist.data(), bounds, 50);
+    CHECK(a.Collect()["h|" + Key("k", "1")] == hist);
+    a.Release();
+    b.Release();
+  }
+  Cleanup(name);
+}
+
+TEST(shared_descriptor_encoding_round_trips) {
+  Descriptor d = MakeDesc("x", AggregationKind::ExponentialHistogram);
+  d.scopeVersion = "1.2";
+  d.scopeSchemaUrl = "https://example.com/s";
+  d.valueType = ValueType::Int;
+  d.monotonic = true;
+  d.maxSize = 80;
+  d.maxScale = 5;
+  d.relativeAccuracy = 0.02;
+  d.quantiles = {0.99};
+  const std::string bytes = EncodeDescriptor(d);
+  Descriptor back;
+  REQUIRE(DecodeDescriptor(bytes, &back));
+  CHECK(back.name == d.name && back.description == d.description && back.unit == d.unit);
+  CHECK(back.scopeVersion == d.scopeVersion && back.scopeSchemaUrl == d.scopeSchemaUrl);
+  CHECK(back.valueType == d.valueType && back.monotonic && back.maxSize == 80u && back.maxScale == 5);
+  CHECK(back.relativeAccuracy == 0.02 && back.quantiles == d.quantiles && back.aggregation == d.aggregation);
+  CHECK(!DecodeDescriptor(bytes.substr(0, bytes.size() - 1), &back));
+  CHECK(!DecodeDescriptor(bytes + "x", &back));
 }
 
 TEST(shared_forked_process_killed) {
@@ -243,6 +379,88 @@ TEST(shared_forked_process_killed) {
     a.Release();
   }
   Cleanup(name);
+}
+
+TEST(shared_segment_lock_is_free_while_a_pass_visits) {
+  // A collection holds the segment's mutex only while it sums the shared series, not
+  // while its visitor runs (a scrape's copy and serialization): other processes' record
+  // creation does not wait for it.
+  const std::string name = UniqueName("lockscope");
+  {
+    Proc a(name);
+    uint32_t c = a.Instrument("c", AggregationKind::Sum);
+    for (int k = 0; k < 3; k++) Update(AggregationKind::Sum, a.Cell(c, Key("k", std::to_string(k))), {}, k + 1);
+    std::string error;
+    std::unique_ptr<SharedSegment> other = SharedSegment::Open(name, &error);
+    REQUIRE(other != nullptr);
+    CollectOptions o;
+    o.domain = a.domain;
+    std::vector<uint64_t> reclaimed;
+    int visited = 0, free = 0;
+    double total = 0;
+    a.map.CollectPass(
+        o,
+        [&](const CheckpointView& v) {
+          visited++;
+          total += v.state[0];
+          if (other->TryLock()) {
+            free++;
+            other->Unlock();
+          }
+        },
+        &reclaimed);
+    CHECK_EQ(visited, 3);
+    CHECK_EQ(free, 3);
+    CHECK_EQ(total, 6.0);
+    a.Release();
+  }
+  Cleanup(name);
+}
+
+int g_killAt = 0;
+void KillAtStep(int step) {
+  if (step == g_killAt) raise(SIGKILL);
+}
+
+TEST(shared_holder_killed_mid_fold_counts_the_cell_once) {
+  // A real process folds its exiting thread's cell and is SIGKILLed at each step of the
+  // fold in turn, holding the lock: the next locker undoes or finishes the fold, so the
+  // cell is counted exactly once and the series chain stays sound.
+  for (int step = 1; step <= 5; step++) {
+    const std::string name = UniqueName("journal");
+    {
+      Proc a(name);
+      uint32_t c = a.Instrument("c", AggregationKind::Sum);
+      double* mine = a.Cell(c, Key("k", "1"));
+      REQUIRE(mine);
+      Update(AggregationKind::Sum, mine, {}, 5);
+      const pid_t pid = fork();
+      if (pid == 0) {
+        auto* p = new Proc(name);  // never destroyed: the process is killed
+        const uint32_t t2 = p->map.RegisterArena();
+        double* cell = p->Cell(p->Instrument("c", AggregationKind::Sum), Key("k", "1"), 0, t2);
+        if (cell == nullptr) _exit(2);
+        cell[0] += 7;
+        g_killAt = step;
+        SharedSegment::foldStepHook = KillAtStep;
+        p->map.RetireArena(t2);  // folds t2's cell: killed at `step`
+        _exit(3);
+      }
+      REQUIRE(pid > 0);
+      int status = 0;
+      REQUIRE(waitpid(pid, &status, 0) == pid);
+      CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+      CHECK_EQ(a.First("c|" + Key("k", "1")), 12.0);
+      Update(AggregationKind::Sum, mine, {}, 1);
+      CHECK_EQ(a.First("c|" + Key("k", "1")), 13.0);
+      uint32_t procs = 0, slabs = 0, series = 0;
+      CHECK(a.map.SharedStats(a.domain, &procs, &slabs, &series));
+      CHECK_EQ(procs, 1u);
+      CHECK_EQ(slabs, 2u);  // a's and the accumulators'; the killed process's went back
+      a.Release();
+    }
+    Cleanup(name);
+  }
 }
 
 TEST(shared_stress_processes_write_and_collect_concurrently) {

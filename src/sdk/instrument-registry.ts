@@ -305,6 +305,8 @@ export class InstrumentRegistry {
           scopeName: scope.name,
           scopeVersion: scope.version ?? '',
           scopeSchemaUrl: scope.schemaUrl ?? '',
+          ...(descriptor.adviceQuantiles !== undefined ? { quantiles: Float64Array.from(descriptor.adviceQuantiles) } : {}),
+          ...(descriptor.recordMinMax === false ? { recordMinMax: false } : {}),
         },
       );
     } catch (e) {
@@ -316,6 +318,22 @@ export class InstrumentRegistry {
     // identity first with other advice or another selector: the cells in native memory
     // have its layout, so this store must use it.
     const reg = existed ? native().descriptor(id) : null;
+    if (reg !== null && reg.aggregation === AggregationKind.DROP) {
+      // processShared: the fleet has this name with another kind, unit or value type, or
+      // the shared segment has no room for another instrument.
+      warnLimited(
+        `shared-conflict:${identity}`,
+        `instrument ${descriptor.name}: a process of this processShared name registered ${descriptor.name} with another kind, unit or value type first ` +
+          '(or the shared segment\'s instrument table is full); this one records nothing',
+      );
+      return undefined;
+    }
+    if (reg !== null && !sameLayout(reg, aggregation, bounds, params)) {
+      warnLimited(
+        `layout:${identity}`,
+        `instrument ${descriptor.name} was registered first (by another provider of this domain or another process of this processShared name) with another aggregation, buckets or aggregator options; the first registration's are used`,
+      );
+    }
     const store = new RecordStore<BoundHandle>(
       descriptor, scope, id,
       reg !== null ? (reg.aggregation as AggregationKind) : aggregation,
@@ -378,6 +396,8 @@ export class InstrumentRegistry {
       kind: d.kind as InstrumentKind,
       valueType: d.valueType === ValueType.INT ? ValueType.INT : ValueType.DOUBLE,
       monotonic: d.monotonic,
+      ...(d.quantiles.length > 0 ? { adviceQuantiles: Object.freeze(Array.from(d.quantiles)) } : {}),
+      ...(d.recordMinMax ? {} : { recordMinMax: false }),
     });
     const scope: InstrumentationScope = Object.freeze({
       name: d.scopeName,
@@ -419,6 +439,16 @@ function aggregatorParams(selector: AggregationSelector, d: Descriptor, aggregat
 }
 
 /** The parameters an instrument was registered with (possibly by another provider). */
+/** Whether a registered instrument has the aggregation, buckets and options asked for. */
+function sameLayout(reg: NativeDescriptor, aggregation: AggregationKind, bounds: Float64Array, params: AggregatorParams): boolean {
+  if (reg.aggregation !== aggregation || reg.bounds.length !== bounds.length) return false;
+  for (let i = 0; i < bounds.length; i++) if (reg.bounds[i] !== bounds[i]) return false;
+  if (aggregation === AggregationKind.SKETCH && reg.relativeAccuracy !== params.relativeAccuracy) return false;
+  if ((aggregation === AggregationKind.SKETCH || aggregation === AggregationKind.EXPONENTIAL_HISTOGRAM) && params.maxSize > 0 && reg.maxSize !== params.maxSize) return false;
+  if (aggregation === AggregationKind.EXPONENTIAL_HISTOGRAM && reg.maxScale !== params.maxScale) return false;
+  return true;
+}
+
 function registeredParams(reg: NativeDescriptor): AggregatorParams {
   return { relativeAccuracy: reg.relativeAccuracy, maxSize: reg.maxSize, maxScale: reg.maxScale };
 }

@@ -55,7 +55,10 @@ export interface MeterProviderOptions {
    * Process-shared records (Linux): every process of this user on the host whose provider
    * has the same `processShared` name records into one set of records in shared memory
    * (/dev/shm/hotmeter-<uid>-<hash>, mode 0600), and a collection in any of them exports
-   * the whole fleet's series (node:cluster, PM2). Measurements stay writes into this
+   * the whole fleet's series, of every instrument any of them created (node:cluster, PM2).
+   * An instrument's first registration decides its aggregation and buckets for all (a
+   * process asking for others gets them, with a diagnostic; one registering the name with
+   * another kind, unit or value type records nothing). Measurements stay writes into this
    * process's own cells; a process that dies, even killed, keeps what it wrote. Series of
    * a shared name never expire and cannot be removed by one process; observable callbacks
    * run in the collecting process (each series sums every process's latest observation).

@@ -26,6 +26,10 @@ export interface NativeDescriptor {
   scopeName: string;
   scopeVersion: string;
   scopeSchemaUrl: string;
+  /** Summary quantiles of the instrument's own (advice); empty: the exporter's. */
+  quantiles: Float64Array;
+  /** false: histogram points carry no min and max (a view's recordMinMax). */
+  recordMinMax: boolean;
 }
 
 /** registerInstrument's optional aggregator options (validated natively). */
@@ -36,6 +40,9 @@ export interface NativeAggregatorOptions {
   scopeName?: string;
   scopeVersion?: string;
   scopeSchemaUrl?: string;
+  /** Summary quantiles of the instrument's own (rendered so by every process of a processShared name). */
+  quantiles?: Float64Array;
+  recordMinMax?: boolean;
 }
 
 /** serializePrometheus options (validated natively). */
