@@ -160,11 +160,35 @@ export function decodeCollection(
 }
 
 /**
- * Decodes the attributes of records[k] for each k of `at` from their native records (one
- * call), and keeps them while the records live: the record stores do not keep attribute
- * objects (a Prometheus scrape never needs them).
+ * Decodes the attributes of records[k] for each k of `at` and keeps them while the
+ * records live: the record stores do not keep attribute objects (a Prometheus scrape
+ * never needs them). Records whose parts the table kept from their creation are decoded
+ * from those; the others from their native records (one call). Records of one label set
+ * (other instruments' records of the same attributes) share one frozen object.
  */
 function decodeAttributes(records: { seriesId: number; attributes: Attributes }[], at: readonly number[], attributesOf: AttributeTable): void {
+  let rest: number[] | undefined;
+  let byKey: Map<string, Attributes> | undefined;
+  for (let k = 0; k < at.length; k++) {
+    const r = records[at[k]];
+    const id = r.seriesId;
+    const parts = attributesOf.encoded(id);
+    if (parts === undefined) {
+      (rest ??= []).push(at[k]);
+      continue;
+    }
+    const key = attributesOf.encodedKey(id) ?? JSON.stringify(parts);
+    byKey ??= new Map();
+    let attrs = byKey.get(key);
+    if (attrs === undefined) byKey.set(key, (attrs = freezeAttributes(decodeLabels(parts))));
+    attributesOf.set(id, attrs);
+    r.attributes = attrs;
+  }
+  if (rest !== undefined) decodeNative(records, rest, attributesOf);
+}
+
+/** As decodeAttributes, from the native records (one call). */
+function decodeNative(records: { seriesId: number; attributes: Attributes }[], at: readonly number[], attributesOf: AttributeTable): void {
   const ids = new Float64Array(at.length);
   for (let k = 0; k < at.length; k++) ids[k] = records[at[k]].seriesId;
   // A number: the index of an earlier record of the call with the same label set (another

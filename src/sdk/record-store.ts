@@ -214,7 +214,7 @@ export class RecordStore<H extends BoundHandle = BoundHandle> implements HandleO
       warnLimited(`attrs:${this.name}`, `${this.name}: attributes must be a plain object; bind() returned a handle that drops`);
       return this.dropped;
     }
-    const h = this.acquire(parts);
+    const h = this.acquire(parts, undefined);
     if (h === undefined) return this.dropped;
     const w = new WeakRef(h);
     this.bound.add(w);
@@ -316,7 +316,7 @@ export class RecordStore<H extends BoundHandle = BoundHandle> implements HandleO
     const key = JSON.stringify(parts);
     let h = this.byKey.get(key);
     if (h === undefined) {
-      h = this.acquire(parts);
+      h = this.acquire(parts, key);
       if (h === undefined) return this.dropped;
       if (acquireOut[4] === 1) return this.overflowHandle(h);
       if (acquireOut[3] === 1) {
@@ -468,7 +468,8 @@ export class RecordStore<H extends BoundHandle = BoundHandle> implements HandleO
     }
   }
 
-  private acquire(parts: string[]): H | undefined {
+  /** @param key JSON.stringify(parts), when the caller has it */
+  private acquire(parts: string[], key: string | undefined): H | undefined {
     if (stalePending()) drainStale();
     let ok: boolean;
     const release = pendingRelease;
@@ -492,10 +493,13 @@ export class RecordStore<H extends BoundHandle = BoundHandle> implements HandleO
     }
     if (acquireOut[5] === 1) markStalePending();
     const recordId = acquireOut[0];
-    // Attributes are decoded from the native record when a collection first needs them
-    // (MeterProvider.checkpoint): a Prometheus scrape never does, so a label set costs no
-    // attribute object here. The overflow series' are known.
-    if (acquireOut[4] === 1 && !this.attributesOf.has(recordId)) this.attributesOf.set(recordId, OVERFLOW_ATTRIBUTES);
+    // Attributes are decoded when a collection first needs them (MeterProvider.checkpoint):
+    // a Prometheus scrape never does, so a label set costs no attribute object here; a
+    // provider whose collections do keeps the parts (no copy) to decode them from. The
+    // overflow series' are known.
+    if (acquireOut[4] === 1) {
+      if (!this.attributesOf.has(recordId)) this.attributesOf.set(recordId, OVERFLOW_ATTRIBUTES);
+    } else this.attributesOf.setEncoded(recordId, parts, key);
     return this.makeHandle(slabView(acquireOut[1]), acquireOut[2], recordId);
   }
 
