@@ -7,12 +7,15 @@
 //
 // A provider whose collections build attribute objects (keepEncoded) also keeps, from a
 // record's creation in this thread until a collection decodes it, the canonical parts it
-// was acquired with (and their JSON key): decoding them is cheaper than asking the native
-// record for its labels. Records made by other threads have none (decoded natively).
+// was acquired with: decoding them is cheaper than asking the native record for its
+// labels. Records made by other threads have none (decoded natively). Records of one label
+// set acquired one after the other (a call site writing several instruments) keep the same
+// parts array, so a collection decodes them into one object without comparing strings.
 //
 // Invariants: ids.length === attrs.length (both packed arrays: no holes); ids[s] is the id
 // whose attributes attrs[s] holds (or, attrs[s] undefined, whose parts parts[s] holds), or
-// -1 (none). parts and keys are no longer than ids, entries past their end are undefined.
+// -1 (none). parts is no longer than ids, entries past its end are undefined. Kept parts
+// arrays are never changed.
 import type { Attributes } from '@opentelemetry/api';
 
 /** A record id -> attributes table (the subset of Map the provider uses). */
@@ -22,7 +25,9 @@ export class AttributeTable {
   private ids: number[] = [];
   private attrs: (Attributes | undefined)[] = [];
   private parts: (readonly string[] | undefined)[] = [];
-  private keys: (string | undefined)[] = [];
+  /** The last parts kept with their JSON (see the file comment). */
+  private lastKey: string | undefined = undefined;
+  private lastParts: readonly string[] | undefined = undefined;
 
   get(id: number): Attributes | undefined {
     const s = id >>> 0; // ToUint32: the low 32 bits
@@ -36,10 +41,7 @@ export class AttributeTable {
   set(id: number, attributes: Attributes): this {
     const s = this.slot(id);
     this.attrs[s] = attributes;
-    if (s < this.parts.length) {
-      this.parts[s] = undefined;
-      this.keys[s] = undefined;
-    }
+    if (s < this.parts.length) this.parts[s] = undefined;
     return this;
   }
 
@@ -52,14 +54,17 @@ export class AttributeTable {
     if (!this.keepEncoded) return;
     const s = id >>> 0;
     if (this.ids[s] === id && (this.attrs[s] !== undefined || this.parts[s] !== undefined)) return;
+    if (key !== undefined) {
+      if (key === this.lastKey) parts = this.lastParts!;
+      else {
+        this.lastKey = key;
+        this.lastParts = parts;
+      }
+    }
     this.slot(id);
     this.attrs[s] = undefined;
-    while (this.parts.length <= s) {
-      this.parts.push(undefined);
-      this.keys.push(undefined);
-    }
+    while (this.parts.length <= s) this.parts.push(undefined);
     this.parts[s] = parts;
-    this.keys[s] = key;
   }
 
   /** The kept parts of a record not decoded yet, or undefined. */
@@ -68,21 +73,12 @@ export class AttributeTable {
     return this.ids[s] === id ? this.parts[s] : undefined;
   }
 
-  /** The JSON of encoded(id), when it was known at acquisition. */
-  encodedKey(id: number): string | undefined {
-    const s = id >>> 0;
-    return this.ids[s] === id ? this.keys[s] : undefined;
-  }
-
   delete(id: number): boolean {
     const s = id >>> 0;
     if (this.ids[s] !== id) return false;
     this.ids[s] = -1;
     this.attrs[s] = undefined;
-    if (s < this.parts.length) {
-      this.parts[s] = undefined;
-      this.keys[s] = undefined;
-    }
+    if (s < this.parts.length) this.parts[s] = undefined;
     return true;
   }
 
@@ -90,7 +86,8 @@ export class AttributeTable {
     this.ids = [];
     this.attrs = [];
     this.parts = [];
-    this.keys = [];
+    this.lastKey = undefined;
+    this.lastParts = undefined;
   }
 
   /** The slot of `id`, claimed for it (the arrays grown to reach it). */

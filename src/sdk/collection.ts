@@ -164,11 +164,17 @@ export function decodeCollection(
  * records live: the record stores do not keep attribute objects (a Prometheus scrape
  * never needs them). Records whose parts the table kept from their creation are decoded
  * from those; the others from their native records (one call). Records of one label set
- * (other instruments' records of the same attributes) share one frozen object.
+ * (other instruments' records of the same attributes) share one frozen object: those
+ * decoded natively when in one call, those from kept parts when acquired one after the
+ * other.
  */
 function decodeAttributes(records: { seriesId: number; attributes: Attributes }[], at: readonly number[], attributesOf: AttributeTable): void {
   let rest: number[] | undefined;
-  let byKey: Map<string, Attributes> | undefined;
+  // By parts array: records of one label set acquired one after the other share theirs
+  // (AttributeTable.setEncoded).
+  let byParts: Map<readonly string[], Attributes> | undefined;
+  let lastParts: readonly string[] | undefined;
+  let last: Attributes = NO_ATTRIBUTES;
   for (let k = 0; k < at.length; k++) {
     const r = records[at[k]];
     const id = r.seriesId;
@@ -177,10 +183,15 @@ function decodeAttributes(records: { seriesId: number; attributes: Attributes }[
       (rest ??= []).push(at[k]);
       continue;
     }
-    const key = attributesOf.encodedKey(id) ?? JSON.stringify(parts);
-    byKey ??= new Map();
-    let attrs = byKey.get(key);
-    if (attrs === undefined) byKey.set(key, (attrs = freezeAttributes(decodeLabels(parts))));
+    let attrs: Attributes | undefined;
+    if (parts === lastParts) attrs = last;
+    else {
+      byParts ??= new Map();
+      attrs = byParts.get(parts);
+      if (attrs === undefined) byParts.set(parts, (attrs = freezeAttributes(decodeLabels(parts))));
+      lastParts = parts;
+      last = attrs;
+    }
     attributesOf.set(id, attrs);
     r.attributes = attrs;
   }
