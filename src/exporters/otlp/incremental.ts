@@ -408,7 +408,7 @@ class Pass {
     e.changedAt = this.n;
     e.seenAt = this.n;
     if (!b.delta) {
-      e.startHr ??= toHrTime(Math.min(e.startTime, this.end));
+      e.startHr ??= this.hr(Math.min(e.startTime, this.end)); // shared by the series started in one ms
       e.point = freezeValue(
         withoutMinMax(store, this.fast ? cellValue(store, data, off, undefined, 0) : pointValue(b.metric.dataPointType, exportable(toAggregation(store, data.subarray(off, off + this.size), id)))),
       );
