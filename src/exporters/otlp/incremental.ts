@@ -49,36 +49,28 @@ const NO_ATTRIBUTES: Attributes = Object.freeze({});
 
 type Store = RecordStore<BoundHandle>;
 
-/** What the converter keeps per record (made by newEntry). */
-interface Entry {
+class Entry {
   /** Cumulative: the converted value of the last change, or undefined before one. */
-  point: unknown;
-  startHr: HrTime | undefined;
+  point: unknown = undefined;
+  startHr: HrTime | undefined = undefined;
   /** Delta: the cumulative state at the last change this reader saw (FAST_KINDS: its cell). */
-  prev: Aggregation | undefined;
+  prev: Aggregation | undefined = undefined;
   /** Delta (FAST_KINDS): offset of that cell in the converter's PrevCells, or -1. */
-  prevCell: number;
+  prevCell = -1;
   /** Delta (observables): end time of the collection that last had its change. */
-  prevEnd: number;
+  prevEnd = 0;
   /** The collection that last had its change (observables: observed). */
-  changedAt: number;
+  changedAt = 0;
   /** The collection that last listed it (changed or not). */
-  seenAt: number;
-  /** The record's id (its slot's generation tells a reused slot apart). */
-  readonly id: number;
-  readonly store: Store;
-  /** NO_ATTRIBUTES until decoded (the end of the collection that created the entry). */
-  attributes: Attributes;
-  readonly startTime: number;
-}
-
-/**
- * A new Entry. An object literal, not a class: V8 tracks where literals are made and,
- * seeing them all survive, makes the later ones of a first collection straight in the old
- * generation (pretenuring) instead of copying 200,000 of them out of the young one.
- */
-function newEntry(id: number, store: Store, attributes: Attributes, startTime: number): Entry {
-  return { point: undefined, startHr: undefined, prev: undefined, prevCell: -1, prevEnd: 0, changedAt: 0, seenAt: 0, id, store, attributes, startTime };
+  seenAt = 0;
+  constructor(
+    /** The record's id (its slot's generation tells a reused slot apart). */
+    readonly id: number,
+    readonly store: Store,
+    /** NO_ATTRIBUTES until decoded (the end of the collection that created the entry). */
+    public attributes: Attributes,
+    readonly startTime: number,
+  ) {}
 }
 
 /**
@@ -392,7 +384,7 @@ class Pass {
       if (e === undefined) this.created++;
       else this.prevCells.release(e); // a reclaimed record's, its slot reused
       while (entries.length < slot) entries.push(undefined); // stays a packed array
-      entries[slot] = e = newEntry(id, this.store, NO_ATTRIBUTES, Math.floor(this.data[off - 1]));
+      entries[slot] = e = new Entry(id, this.store, NO_ATTRIBUTES, Math.floor(this.data[off - 1]));
       this.fresh.push(e);
     }
     return e;
