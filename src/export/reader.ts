@@ -135,6 +135,12 @@ export interface MetricReader {
    * delivered. Otherwise each collection counts as delivered when it is taken.
    */
   readonly reportsDelivery?: boolean;
+  /**
+   * True: the reader's collections build attribute objects for every series (as OTLP
+   * does): the provider keeps each new series' encoded attributes from its creation to
+   * decode them from. A reader that writes labels natively (Prometheus) leaves it unset.
+   */
+  readonly decodesAttributes?: boolean;
   /** Called once by the provider the reader is given to. */
   setMetricProducer(producer: MetricProducer): void;
   forceFlush?(): Promise<void>;

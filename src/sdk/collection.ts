@@ -160,11 +160,56 @@ export function decodeCollection(
 }
 
 /**
- * Decodes the attributes of records[k] for each k of `at` from their native records (one
- * call), and keeps them while the records live: the record stores do not keep attribute
- * objects (a Prometheus scrape never needs them).
+ * Decodes the attributes of records[k] for each k of `at` and keeps them while the
+ * records live: the record stores do not keep attribute objects (a Prometheus scrape
+ * never needs them). Records whose parts the table kept from their creation are decoded
+ * from those; the others from their native records (one call). Records of one label set
+ * (other instruments' records of the same attributes) share one frozen object: those
+ * decoded natively when in one call, those from kept parts when acquired one after the
+ * other.
  */
 function decodeAttributes(records: { seriesId: number; attributes: Attributes }[], at: readonly number[], attributesOf: AttributeTable): void {
+  let rest: number[] | undefined;
+  const parts = new PartsDecoder();
+  for (let k = 0; k < at.length; k++) {
+    const r = records[at[k]];
+    const attrs = parts.decode(r.seriesId, attributesOf);
+    if (attrs === undefined) (rest ??= []).push(at[k]);
+    else r.attributes = attrs;
+  }
+  if (rest !== undefined) decodeNative(records, rest, attributesOf);
+}
+
+/**
+ * Decodes records' attributes from the parts the table kept (decodeAttributes), one
+ * object per parts array: records of one label set acquired one after the other share
+ * theirs (AttributeTable.setEncoded).
+ */
+class PartsDecoder {
+  private byParts: Map<readonly string[], Attributes> | undefined = undefined;
+  private lastParts: readonly string[] | undefined = undefined;
+  private last: Attributes = NO_ATTRIBUTES;
+
+  /** The record's attributes, now kept by the table; undefined if it has no parts kept. */
+  decode(id: number, attributesOf: AttributeTable): Attributes | undefined {
+    const parts = attributesOf.encoded(id);
+    if (parts === undefined) return undefined;
+    let attrs: Attributes | undefined;
+    if (parts === this.lastParts) attrs = this.last;
+    else {
+      const byParts = (this.byParts ??= new Map());
+      attrs = byParts.get(parts);
+      if (attrs === undefined) byParts.set(parts, (attrs = freezeAttributes(decodeLabels(parts))));
+      this.lastParts = parts;
+      this.last = attrs;
+    }
+    attributesOf.set(id, attrs);
+    return attrs;
+  }
+}
+
+/** As decodeAttributes, from the native records (one call). */
+function decodeNative(records: { seriesId: number; attributes: Attributes }[], at: readonly number[], attributesOf: AttributeTable): void {
   const ids = new Float64Array(at.length);
   for (let k = 0; k < at.length; k++) ids[k] = records[at[k]].seriesId;
   // A number: the index of an earlier record of the call with the same label set (another
@@ -218,17 +263,21 @@ export interface ChangedCollection {
 /** The attributes of `recordIds`, decoding the unknown ones at once (kept in attributesOf). */
 export function recordAttributes(recordIds: readonly number[], attributesOf: AttributeTable): Attributes[] {
   const out: Attributes[] = new Array<Attributes>(recordIds.length);
-  const records: { seriesId: number; attributes: Attributes }[] = [];
-  const at: number[] = [];
+  let records: { seriesId: number; attributes: Attributes }[] | undefined;
+  let at: number[] | undefined;
+  const parts = new PartsDecoder();
   for (let k = 0; k < recordIds.length; k++) {
-    const a = attributesOf.get(recordIds[k]);
+    const id = recordIds[k];
+    const a = attributesOf.get(id) ?? parts.decode(id, attributesOf);
     if (a !== undefined) out[k] = a;
     else {
-      at.push(records.length);
-      records.push({ seriesId: recordIds[k], attributes: NO_ATTRIBUTES });
+      records ??= [];
+      (at ??= []).push(records.length);
+      records.push({ seriesId: id, attributes: NO_ATTRIBUTES });
     }
   }
-  if (at.length > 0) decodeAttributes(records, at, attributesOf);
+  if (records === undefined || at === undefined) return out;
+  decodeNative(records, at, attributesOf);
   let j = 0;
   for (let k = 0; k < recordIds.length; k++) if (out[k] === undefined) out[k] = records[j++].attributes;
   return out;

@@ -251,6 +251,10 @@ export class MeterProvider implements ApiMeterProvider {
       new LabelTrie<BoundHandle>(),
     );
     this.epochs = new ReaderEpochs(this.reclamation, idle, this.readers.length === 0 ? [DIRECT] : this.readers);
+    // A reader whose collections build attribute objects for every series (OTLP) has new
+    // records' attributes decoded from the parts kept since their creation. Not without
+    // one: a provider with no readers may never collect (one attached in a worker).
+    this.attributesOf.keepEncoded = this.readers.some((r) => r.decodesAttributes === true);
     for (const r of this.readers) {
       const resource = this.resource;
       const producer: MetricProducer = {

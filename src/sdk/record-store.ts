@@ -126,6 +126,10 @@ export class RecordStore<H extends BoundHandle = BoundHandle> implements HandleO
   empty: H | undefined;
   /** Returned when a measurement is dropped by design. */
   readonly dropped: H;
+  /** The byKey walk of an eviction stopped at its deadline (evict() resumes it). */
+  private evicting: Iterator<[string, H]> | undefined = undefined;
+  /** Entries that walk has still to visit at most. */
+  private evictLeft = 0;
   private dead = false;
 
   constructor(
@@ -214,7 +218,7 @@ export class RecordStore<H extends BoundHandle = BoundHandle> implements HandleO
       warnLimited(`attrs:${this.name}`, `${this.name}: attributes must be a plain object; bind() returned a handle that drops`);
       return this.dropped;
     }
-    const h = this.acquire(parts);
+    const h = this.acquire(parts, undefined);
     if (h === undefined) return this.dropped;
     const w = new WeakRef(h);
     this.bound.add(w);
@@ -316,7 +320,7 @@ export class RecordStore<H extends BoundHandle = BoundHandle> implements HandleO
     const key = JSON.stringify(parts);
     let h = this.byKey.get(key);
     if (h === undefined) {
-      h = this.acquire(parts);
+      h = this.acquire(parts, key);
       if (h === undefined) return this.dropped;
       if (acquireOut[4] === 1) return this.overflowHandle(h);
       if (acquireOut[3] === 1) {
@@ -373,24 +377,42 @@ export class RecordStore<H extends BoundHandle = BoundHandle> implements HandleO
   /**
    * Drops the cached handles of records that were not updated in the last collection,
    * giving back their references so the record map can reclaim them. The shared trie
-   * is cleared (it is only an index; live label sets of every store re-enter it from
-   * their byKey entries on use), so no evicted handle stays reachable. Bound handles
-   * keep their own references and are untouched.
+   * is cleared before returning whenever a handle was dropped (it is only an index; live
+   * label sets of every store re-enter it from their byKey entries on use), so no evicted
+   * handle stays reachable. Bound handles keep their own references and are untouched.
+   * Stops at `deadline` (performance.now()) and resumes the same walk at the next call
+   * (evictionPending until it is done): a large cache is not walked in one turn.
    */
-  evict(stale: ReadonlySet<number>): number {
+  evict(stale: ReadonlySet<number>, deadline = Infinity): number {
     let n = 0;
-    for (const [key, h] of this.byKey) {
-      if (!stale.has(h.recordId)) continue;
-      this.byKey.delete(key);
-      h.off = OFF_DROPPED; // unreachable now; never writes again
-      this.releaseRecord(h.recordId);
-      n++;
+    let it = this.evicting;
+    if (it === undefined) {
+      it = this.evicting = this.byKey.entries();
+      this.evictLeft = this.byKey.size;
+      if (this.empty !== undefined && stale.has(this.empty.recordId)) this.empty = undefined; // released below
+      if (this.overflow !== undefined && stale.has(this.overflow.recordId)) {
+        this.overflow.off = OFF_DROPPED;
+        this.releaseRecord(this.overflow.recordId);
+        this.overflow = undefined;
+        n++;
+      }
     }
-    if (this.empty !== undefined && stale.has(this.empty.recordId)) this.empty = undefined; // released above
-    if (this.overflow !== undefined && stale.has(this.overflow.recordId)) {
-      this.overflow.off = OFF_DROPPED;
-      this.releaseRecord(this.overflow.recordId);
-      this.overflow = undefined;
+    let k = 0;
+    for (;;) {
+      if ((++k & 255) === 0 && performance.now() > deadline) break;
+      // Entries added during the walk come after those it started with: not walked (a
+      // label set written again between slices is not idle, and the walk ends).
+      const r = this.evictLeft-- > 0 ? it.next() : undefined;
+      if (r === undefined || r.done === true) {
+        this.evicting = undefined;
+        break;
+      }
+      const h = r.value[1];
+      if (!stale.has(h.recordId)) continue;
+      this.byKey.delete(r.value[0]);
+      if (this.empty === h) this.empty = undefined;
+      h.off = OFF_DROPPED; // unreachable now (the trie is cleared below); never writes again
+      this.releaseRecord(h.recordId);
       n++;
     }
     if (n > 0) {
@@ -398,6 +420,11 @@ export class RecordStore<H extends BoundHandle = BoundHandle> implements HandleO
       this.paths.clear();
     }
     return n;
+  }
+
+  /** An evict() walk stopped at its deadline and not finished. */
+  get evictionPending(): boolean {
+    return this.evicting !== undefined;
   }
 
   /**
@@ -468,7 +495,8 @@ export class RecordStore<H extends BoundHandle = BoundHandle> implements HandleO
     }
   }
 
-  private acquire(parts: string[]): H | undefined {
+  /** @param key JSON.stringify(parts), when the caller has it */
+  private acquire(parts: string[], key: string | undefined): H | undefined {
     if (stalePending()) drainStale();
     let ok: boolean;
     const release = pendingRelease;
@@ -492,10 +520,13 @@ export class RecordStore<H extends BoundHandle = BoundHandle> implements HandleO
     }
     if (acquireOut[5] === 1) markStalePending();
     const recordId = acquireOut[0];
-    // Attributes are decoded from the native record when a collection first needs them
-    // (MeterProvider.checkpoint): a Prometheus scrape never does, so a label set costs no
-    // attribute object here. The overflow series' are known.
-    if (acquireOut[4] === 1 && !this.attributesOf.has(recordId)) this.attributesOf.set(recordId, OVERFLOW_ATTRIBUTES);
+    // Attributes are decoded when a collection first needs them (MeterProvider.checkpoint):
+    // a Prometheus scrape never does, so a label set costs no attribute object here; a
+    // provider whose collections do keeps the parts (no copy) to decode them from. The
+    // overflow series' are known.
+    if (acquireOut[4] === 1) {
+      if (!this.attributesOf.has(recordId)) this.attributesOf.set(recordId, OVERFLOW_ATTRIBUTES);
+    } else this.attributesOf.setEncoded(recordId, parts, key);
     return this.makeHandle(slabView(acquireOut[1]), acquireOut[2], recordId);
   }
 

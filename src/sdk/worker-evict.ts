@@ -24,8 +24,17 @@ import { native } from './native';
 
 /** What a store offers the thread's eviction (RecordStore.evict). */
 export interface Evictable {
-  evict(stale: ReadonlySet<number>): number;
+  /** Evicts until `deadline` (performance.now()); evictionPending if it stopped early. */
+  evict(stale: ReadonlySet<number>, deadline?: number): number;
+  readonly evictionPending?: boolean;
 }
+
+/**
+ * A drain works this long, ms, before it lets the event loop turn (and goes on in the
+ * next turns): dropping the cached handles of tens of thousands of records held it tens
+ * of milliseconds.
+ */
+const DRAIN_SLICE_MS = 4;
 
 /** How often a thread drains its stale queue when it does not record, ms. */
 export const DEFAULT_EVICT_INTERVAL_MS = 1000;
@@ -71,13 +80,15 @@ export function stalePending(): boolean {
 }
 
 /**
- * Drains this thread's stale queue now: every store of the thread drops its cached
- * handles of the records listed and releases their references. Returns how many cached
- * handles were dropped. Never throws.
+ * Drains this thread's stale queue: every store of the thread drops its cached handles of
+ * the records listed and releases their references, in slices of DRAIN_SLICE_MS (the
+ * first one now, the rest in the next turns of the event loop; a drain asked for while
+ * one is under way is left to the next one). Returns how many cached handles were dropped
+ * now. Never throws.
  */
 export function drainStale(): number {
+  if (draining) return 0; // pending stays as it is: drained after this drain
   pending = false;
-  if (draining) return 0;
   let ids: Float64Array;
   try {
     ids = native().drainStale();
@@ -87,27 +98,40 @@ export function drainStale(): number {
   counters.drains++;
   if (ids.length === 0) return 0;
   counters.staleIds += ids.length;
-  const stale = new Set<number>(ids);
-  let n = 0;
+  const live: Evictable[] = [];
+  for (const w of stores) {
+    const s = w.deref();
+    if (s === undefined) stores.delete(w);
+    else live.push(s);
+  }
   draining = true;
+  return drainSlice(new Set<number>(ids), live, 0);
+}
+
+/** One slice of a drain: stores from live[i] on, until DRAIN_SLICE_MS passed. */
+function drainSlice(stale: ReadonlySet<number>, live: Evictable[], i: number): number {
+  const deadline = performance.now() + DRAIN_SLICE_MS;
+  let n = 0;
   try {
-    for (const w of stores) {
-      const s = w.deref();
-      if (s === undefined) {
-        stores.delete(w);
-        continue;
-      }
+    for (; i < live.length; i++) {
+      const s = live[i];
       try {
-        n += s.evict(stale);
+        n += s.evict(stale, deadline);
       } catch {
-        // a store that cannot evict keeps its references; the others still let go
+        continue; // a store that cannot evict keeps its references; the others still let go
+      }
+      if (s.evictionPending === true) {
+        const at = i;
+        setImmediate(() => drainSlice(stale, live, at));
+        return n;
       }
     }
-  } finally {
     draining = false;
+    if (pending) setImmediate(drainStale);
+    return n;
+  } finally {
+    counters.evicted += n;
   }
-  counters.evicted += n;
-  return n;
 }
 
 /**

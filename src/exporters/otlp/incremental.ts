@@ -55,7 +55,8 @@ class Entry {
   startHr: HrTime | undefined = undefined;
   /** Delta: the cumulative state at the last change this reader saw (FAST_KINDS: its cell). */
   prev: Aggregation | undefined = undefined;
-  prevCell: Float64Array | undefined = undefined;
+  /** Delta (FAST_KINDS): offset of that cell in the converter's PrevCells, or -1. */
+  prevCell = -1;
   /** Delta (observables): end time of the collection that last had its change. */
   prevEnd = 0;
   /** The collection that last had its change (observables: observed). */
@@ -70,6 +71,38 @@ class Entry {
     public attributes: Attributes,
     readonly startTime: number,
   ) {}
+}
+
+/**
+ * The previous cells of delta entries, in one growing Float64Array (an array per entry
+ * was an ArrayBuffer per record: slow to make, and a load on every GC). A cell is taken
+ * when its entry first keeps one and given back when the entry goes; freed cells are
+ * reused by cells of the same size.
+ */
+class PrevCells {
+  data = new Float64Array(1024);
+  private top = 0;
+  private readonly free: number[][] = [];
+
+  alloc(size: number): number {
+    const f = this.free[size];
+    if (f !== undefined && f.length > 0) return f.pop()!;
+    if (this.top + size > this.data.length) {
+      const grown = new Float64Array(Math.max(this.data.length * 2, this.top + size));
+      grown.set(this.data);
+      this.data = grown;
+    }
+    const off = this.top;
+    this.top += size;
+    return off;
+  }
+
+  release(e: Entry): void {
+    if (e.prevCell < 0) return;
+    const size = cellSize(e.store.aggregation, e.store.bounds.length, e.store.params.maxSize);
+    (this.free[size] ??= []).push(e.prevCell);
+    e.prevCell = -1;
+  }
 }
 
 interface Building {
@@ -124,6 +157,8 @@ export class IncrementalConverter {
    * not small integers for V8); an entry whose id differs is a reclaimed record's.
    */
   private entries: (Entry | undefined)[] = [];
+  /** @internal (Pass) */
+  readonly prevCells = new PrevCells();
   private held = 0;
   private collections = 0;
   /** End time of the previous collection (delta start of a synchronous series). */
@@ -159,7 +194,9 @@ export class IncrementalConverter {
     for (let k = 0; k < c.reclaimed.length; k++) {
       const id = c.reclaimed[k];
       const slot = id >>> 0; // ToUint32: the low 32 bits
-      if (entries[slot]?.id === id) {
+      const e = entries[slot];
+      if (e !== undefined && e.id === id) {
+        this.prevCells.release(e);
         entries[slot] = undefined;
         this.held--;
       }
@@ -185,6 +222,7 @@ export class IncrementalConverter {
       for (let slot = 0; slot < entries.length; slot++) {
         const e = entries[slot];
         if (e !== undefined && e.seenAt !== n) {
+          this.prevCells.release(e);
           entries[slot] = undefined;
           this.held--;
         }
@@ -195,8 +233,8 @@ export class IncrementalConverter {
   }
 
   /** @internal (Pass) */
-  get state(): { entries: (Entry | undefined)[]; temporalityOf: (kind: InstrumentKind) => AggregationTemporality; maxIdleCollections: number } {
-    return { entries: this.entries, temporalityOf: this.temporalityOf, maxIdleCollections: this.maxIdleCollections };
+  get state(): { entries: (Entry | undefined)[]; prevCells: PrevCells; temporalityOf: (kind: InstrumentKind) => AggregationTemporality; maxIdleCollections: number } {
+    return { entries: this.entries, prevCells: this.prevCells, temporalityOf: this.temporalityOf, maxIdleCollections: this.maxIdleCollections };
   }
 }
 
@@ -235,6 +273,7 @@ class Pass {
   /** Slots newly filled. */
   created = 0;
   private readonly entries: (Entry | undefined)[];
+  private readonly prevCells: PrevCells;
   private readonly temporalityOf: (kind: InstrumentKind) => AggregationTemporality;
   private readonly maxIdle: number;
   private readonly data: Float64Array;
@@ -266,6 +305,7 @@ class Pass {
   ) {
     const st = owner.state;
     this.entries = st.entries;
+    this.prevCells = st.prevCells;
     this.temporalityOf = st.temporalityOf;
     this.maxIdle = st.maxIdleCollections;
     this.data = c.data;
@@ -342,6 +382,7 @@ class Pass {
     let e = entries[slot];
     if (e === undefined || e.id !== id) {
       if (e === undefined) this.created++;
+      else this.prevCells.release(e); // a reclaimed record's, its slot reused
       while (entries.length < slot) entries.push(undefined); // stays a packed array
       entries[slot] = e = new Entry(id, this.store, NO_ATTRIBUTES, Math.floor(this.data[off - 1]));
       this.fresh.push(e);
@@ -367,9 +408,9 @@ class Pass {
     e.changedAt = this.n;
     e.seenAt = this.n;
     if (!b.delta) {
-      e.startHr ??= toHrTime(Math.min(e.startTime, this.end));
+      e.startHr ??= this.hr(Math.min(e.startTime, this.end)); // shared by the series started in one ms
       e.point = freezeValue(
-        withoutMinMax(store, this.fast ? cellValue(store, data, off, undefined) : pointValue(b.metric.dataPointType, exportable(toAggregation(store, data.subarray(off, off + this.size), id)))),
+        withoutMinMax(store, this.fast ? cellValue(store, data, off, undefined, 0) : pointValue(b.metric.dataPointType, exportable(toAggregation(store, data.subarray(off, off + this.size), id)))),
       );
       this.push(e, { startTime: e.startHr, endTime: this.endHr, attributes: e.attributes, value: e.point });
       return;
@@ -388,20 +429,22 @@ class Pass {
     let value: unknown;
     let start: number;
     if (this.fast) {
-      const prev = forget ? undefined : e.prevCell;
-      if (prev === undefined || cellReset(store, data, off, prev)) {
-        value = cellValue(store, data, off, undefined);
+      const cells = this.prevCells;
+      const p = forget ? -1 : e.prevCell;
+      if (p < 0 || cellReset(store, data, off, cells.data, p)) {
+        value = cellValue(store, data, off, undefined, 0);
         start = e.startTime;
       } else {
         // Changed since this reader's previous pass: exported even when the delta is 0
         // (the batcher's `updated`), as before.
-        value = cellValue(store, data, off, prev);
+        value = cellValue(store, data, off, cells.data, p);
         start = prevEnd;
       }
       const size = this.size;
-      const keep = prev ?? e.prevCell ?? new Float64Array(size);
-      for (let j = 0; j < size; j++) keep[j] = data[off + j];
-      e.prevCell = keep;
+      if (e.prevCell < 0) e.prevCell = cells.alloc(size);
+      const keep = cells.data; // after alloc (which may grow it)
+      const k = e.prevCell;
+      for (let j = 0; j < size; j++) keep[k + j] = data[off + j];
     } else {
       const a = exportable(toAggregation(store, data.subarray(off, off + this.size), id));
       const prev = forget ? undefined : e.prev;
@@ -487,16 +530,16 @@ function finite(v: number): number | undefined {
  * Whether the cell at data[off] cannot follow `prev` in one cumulative series (merge.ts
  * isReset): a monotonic sum or a count or bucket that went down.
  */
-function cellReset(store: Store, data: Float64Array, off: number, prev: Float64Array): boolean {
+function cellReset(store: Store, data: Float64Array, off: number, prev: Float64Array, p: number): boolean {
   switch (store.aggregation) {
     case AggregationKind.SUM:
     case AggregationKind.PRECOMPUTED_SUM:
-      return store.descriptor.monotonic && data[off] < prev[0];
+      return store.descriptor.monotonic && data[off] < prev[p];
     case AggregationKind.MIN_MAX_SUM_COUNT:
-      return data[off] < prev[0];
+      return data[off] < prev[p];
     case AggregationKind.HISTOGRAM: {
       const nb = store.bounds.length + 1;
-      for (let j = 3; j < 3 + nb; j++) if (data[off + j] < prev[j]) return true;
+      for (let j = 3; j < 3 + nb; j++) if (data[off + j] < prev[p + j]) return true;
       return false;
     }
     default:
@@ -516,22 +559,22 @@ function withoutMinMax(store: Store, value: unknown): unknown {
 
 /**
  * The point value of the cell at data[off] of a FAST_KINDS store: cumulative, or (prev)
- * the delta from prev, as histogramValue(deltaOf(prev, cur)) gives it: min and max only
+ * the delta from the cell at prev[p], as histogramValue(deltaOf(prev, cur)) gives it: min and max only
  * when the interval recorded something and moved both cumulative extremes.
  */
-function cellValue(store: Store, data: Float64Array, off: number, prev: Float64Array | undefined): unknown {
+function cellValue(store: Store, data: Float64Array, off: number, prev: Float64Array | undefined, p: number): unknown {
   switch (store.aggregation) {
     case AggregationKind.SUM:
     case AggregationKind.PRECOMPUTED_SUM:
-      return prev === undefined ? data[off] : data[off] - prev[0];
+      return prev === undefined ? data[off] : data[off] - prev[p];
     case AggregationKind.LAST_VALUE:
       return data[off];
     case AggregationKind.MIN_MAX_SUM_COUNT: {
       const min = data[off + 2];
       const max = data[off + 3];
-      const count = prev === undefined ? data[off] : data[off] - prev[0];
-      const sum = prev === undefined ? data[off + 1] : data[off + 1] - prev[1];
-      const known = count > 0 && (prev === undefined || (min < prev[2] && max > prev[3]));
+      const count = prev === undefined ? data[off] : data[off] - prev[p];
+      const sum = prev === undefined ? data[off + 1] : data[off + 1] - prev[p + 1];
+      const known = count > 0 && (prev === undefined || (min < prev[p + 2] && max > prev[p + 3]));
       return { buckets: { boundaries: EMPTY_BOUNDARIES, counts: [count] }, count, sum, min: known ? finite(min) : undefined, max: known ? finite(max) : undefined };
     }
     default: {
@@ -540,14 +583,14 @@ function cellValue(store: Store, data: Float64Array, off: number, prev: Float64A
       const counts = new Array<number>(nb);
       let count = 0;
       for (let j = 0; j < nb; j++) {
-        const c = prev === undefined ? data[off + 3 + j] : data[off + 3 + j] - prev[3 + j];
+        const c = prev === undefined ? data[off + 3 + j] : data[off + 3 + j] - prev[p + 3 + j];
         counts[j] = c;
         count += c;
       }
       const min = data[off + 1];
       const max = data[off + 2];
-      const sum = prev === undefined ? data[off] : data[off] - prev[0];
-      const known = count > 0 && (prev === undefined || (min < prev[1] && max > prev[2]));
+      const sum = prev === undefined ? data[off] : data[off] - prev[p];
+      const known = count > 0 && (prev === undefined || (min < prev[p + 1] && max > prev[p + 2]));
       return { buckets: { boundaries: boundaries(store), counts }, count, sum, min: known ? finite(min) : undefined, max: known ? finite(max) : undefined };
     }
   }

@@ -135,6 +135,9 @@ export class HotmeterMetricProducer implements MetricReader, OtelMetricProducer 
   /** The collection epoch of each ScopeMetrics object handed out (a batch split builds new ones: not recognised). */
   private readonly epochOf = new WeakMap<object, number>();
 
+  /** Every collection builds attribute objects (MetricReader.decodesAttributes). */
+  readonly decodesAttributes = true;
+
   /** True once the reader's exporter reports export results (MetricReader.reportsDelivery). */
   get reportsDelivery(): boolean {
     return this.tracksDelivery;
