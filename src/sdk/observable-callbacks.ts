@@ -2,7 +2,7 @@
 // MeterProvider, run at the start of each collection. A callback that throws or rejects is
 // reported and skipped; one that does not settle within the timeout is left behind.
 import { Attributes, BatchObservableCallback, Observable } from '@opentelemetry/api';
-import { BatchRegistration, InstrumentObservableResult, ObservableInstrument } from '../api/instruments';
+import { BatchRegistration, InstrumentObservableResult, nextObservationRound, ObservableInstrument } from '../api/instruments';
 import { describeValue, warnLimited } from './diag';
 
 export class ObservableCallbacks {
@@ -41,6 +41,7 @@ export class ObservableCallbacks {
    * `timeoutMillis` (collecting without the late ones, with a diagnostic).
    */
   async run(timeoutMillis: number): Promise<void> {
+    nextObservationRound();
     const pending: Promise<unknown>[] = [];
     const guard = (what: string, fn: () => unknown): void => {
       try {
