@@ -443,7 +443,7 @@ async function runSeed(seed: number, ops: number): Promise<{ collections: number
       try {
         families = decode(pbBody);
       } catch (e) {
-        throw new Error(`protobuf exposition does not decode (${String(e)}): ${pbBody.toString('hex')}\ntext:\n${text}\n${where()}`);
+        throw new Error(`protobuf exposition does not decode (${String(e)}): ${pbBody.toString('hex')}\ntext:\n${text}\n${where()}`, { cause: e });
       }
     }
     const tx = parseExposition(text);
