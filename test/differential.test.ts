@@ -71,6 +71,9 @@ const pick = <T>(rand: Rand, xs: readonly T[]): T => xs[Math.floor(rand() * xs.l
 type Kind = 'counter' | 'updown' | 'histogram' | 'gauge' | 'ocounter' | 'oupdown' | 'ogauge';
 const KINDS: readonly Kind[] = ['counter', 'updown', 'histogram', 'gauge', 'ocounter', 'oupdown', 'ogauge'];
 
+/** Units and the suffix they give a Prometheus name (annotations in braces give none). */
+const UNIT_SUFFIX: Record<string, string> = { '': '', s: '_seconds', By: '_bytes', '{request}': '' };
+
 /** Attribute sets: repeated, of several value types; {b: 1} and {b: '1'} are one Prometheus series. */
 const ATTRS: readonly Attributes[] = [
   {},
@@ -136,6 +139,8 @@ interface Spec {
   name: string;
   kind: Kind;
   int: boolean;
+  /** '' or a unit with its Prometheus name suffix (OpenTelemetry's Prometheus compatibility rules). */
+  unit: string;
   boundaries?: number[];
 }
 
@@ -266,7 +271,7 @@ async function runSeed(seed: number, ops: number): Promise<{ collections: number
     specs.set(spec.name, spec);
     for (const side of sides) {
       const meter: ApiMeter = side.provider.getMeter(spec.meter);
-      const opts = { valueType: spec.int ? ValueType.INT : ValueType.DOUBLE, description: `${spec.kind} ${spec.name}`, ...(spec.boundaries ? { advice: { explicitBucketBoundaries: spec.boundaries } } : {}) };
+      const opts = { valueType: spec.int ? ValueType.INT : ValueType.DOUBLE, unit: spec.unit, description: `${spec.kind} ${spec.name}`, ...(spec.boundaries ? { advice: { explicitBucketBoundaries: spec.boundaries } } : {}) };
       if (spec.kind === 'counter') {
         const c = meter.createCounter(spec.name, opts);
         side.instruments.set(spec.name, [...(side.instruments.get(spec.name) ?? []), { add: (v, a) => c.add(v, a) }]);
@@ -505,9 +510,10 @@ async function runSeed(seed: number, ops: number): Promise<{ collections: number
     previous = now;
     // The model: plain synchronous counters, up-down counters and histograms (series merged
     // at export add up); gauges only where one attribute set makes the series.
-    for (const [name, series] of model) {
-      const spec = specs.get(name)!;
-      if (!plain(name) || reclaim) continue;
+    for (const [instrument, series] of model) {
+      const spec = specs.get(instrument)!;
+      if (!plain(instrument) || reclaim) continue;
+      const name = instrument + UNIT_SUFFIX[spec.unit];
       const expected = new Map<string, { name: string; labels: Record<string, string>; value: number; n: number }[]>();
       for (const [k, s] of series) {
         const attrs = ATTRS.find((a) => attrKey(a) === k)!;
@@ -558,7 +564,7 @@ async function runSeed(seed: number, ops: number): Promise<{ collections: number
         if (free.length === 0) continue;
         const [meter, name] = pick(rand, free);
         const kind = pick(rand, KINDS);
-        const spec: Spec = { meter, name, kind, int: rand() < 0.25 };
+        const spec: Spec = { meter, name, kind, int: rand() < 0.25, unit: pick(rand2, Object.keys(UNIT_SUFFIX)) };
         if (kind === 'histogram' && rand() < 0.6) spec.boundaries = [0, 1, 2, 5, 10, 50].filter(() => rand() < 0.5);
         trace.push(`create ${JSON.stringify(spec)}`);
         create(spec);
