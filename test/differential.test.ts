@@ -252,6 +252,7 @@ async function runSeed(seed: number, ops: number): Promise<{ collections: number
   const observed = new Map<string, Map<number, number>>();
   const model = new Map<string, Map<string, ModelSeries>>();
   const lastGauge = temporalities.map(() => new Map<string, number>());
+  const invalidObservations: [string, unknown, Attributes][] = [];
   let previous: Map<string, Sample> | undefined;
   let collections = 0;
   let renders = 0;
@@ -290,6 +291,8 @@ async function runSeed(seed: number, ops: number): Promise<{ collections: number
             : meter.createObservableGauge(spec.name, opts);
         o.addCallback((r) => {
           for (const [i, v] of observed.get(spec.name) ?? []) r.observe(v, ATTRS[i]);
+          // Values no observation may hold, to hotmeter only (sdk-metrics takes NaN).
+          if (side === hm) for (const [n, v, a] of invalidObservations) if (n === spec.name) r.observe(v as number, a);
         });
       }
     }
@@ -554,6 +557,25 @@ async function runSeed(seed: number, ops: number): Promise<{ collections: number
       const created = [...specs.values()];
       const sync = created.filter((s) => !s.kind.startsWith('o'));
       const obs = created.filter((s) => s.kind.startsWith('o'));
+      if (rand2() < 0.06 && created.length > 0) {
+        // A measurement every API drops: it must leave no trace (no series, no change).
+        // sdk-metrics takes NaN and infinities as numbers: those go to hotmeter only.
+        const spec = pick(rand2, created);
+        const bad = pick(rand2, [NaN, Infinity, -Infinity, '5', null, undefined] as unknown[]);
+        const attrs = ATTRS[randInt(rand2, 0, ATTRS.length - 1)];
+        const both = typeof bad !== 'number';
+        trace.push(`invalid ${spec.name} ${String(bad)} ${JSON.stringify(attrs)}${both ? '' : ' (hotmeter only)'}`);
+        if (spec.kind.startsWith('o')) {
+          // Observed by hotmeter's callback at every later collection.
+          invalidObservations.push([spec.name, bad, attrs]);
+        } else {
+          for (const side of both ? sides : [hm]) {
+            const inst = side.instruments.get(spec.name)![0];
+            if (inst.add) inst.add(bad as number, attrs);
+            else inst.record!(bad as number, attrs);
+          }
+        }
+      }
       if (r < 0.02 && sync.length > 0) {
         // The same instrument created again: one instrument, both objects write it.
         const spec = pick(rand, sync);
