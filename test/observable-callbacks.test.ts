@@ -123,6 +123,26 @@ describe('observations of several attribute sets that land in one series', () =>
     await p.shutdown();
   });
 
+  it('another provider collecting while an asynchronous callback waits does not restart the sum', async () => {
+    const p = new MeterProvider({ views: [{ instrumentName: 'c', cardinalityLimit: 2 }] });
+    const other = new MeterProvider();
+    other.getMeter('m').createObservableGauge('g').addCallback((r) => r.observe(1));
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    p.getMeter('m').createObservableCounter('c').addCallback(async (r) => {
+      r.observe(1, { k: 1 });
+      r.observe(2, { k: 2 }); // overflow
+      await gate;
+      r.observe(3, { k: 3 }); // overflow
+    });
+    const collecting = p.collect();
+    await other.collect();
+    release();
+    expect(sumOf(findRecord(await collecting, 'c', OVERFLOW))).toBe(5);
+    await p.shutdown();
+    await other.shutdown();
+  });
+
   it('the same attribute set observed twice keeps the later value; gauges keep the last observation', async () => {
     const p = new MeterProvider({ views: [{ instrumentName: '*', attributeKeys: ['pool'] }] });
     const m = p.getMeter('m');

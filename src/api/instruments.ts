@@ -353,11 +353,16 @@ export class ObservableInstrument implements Observable {
   /**
    * @internal Observations of this collection's callbacks that share a series with another
    * attribute set (the overflow series; a view that drops attributes), for sums only:
-   * store -> recordId -> observed attribute set -> value. Reset when a collection's
-   * callbacks start (observationRound).
+   * store -> recordId -> the observed attribute sets' values and their total. Written and
+   * read on this thread by observe(); cleared by beginObservations() when this provider's
+   * collection starts its callbacks.
    */
-  private merged: Map<RecordStore<BoundGauge>, Map<number, Map<string, number>>> | undefined;
-  private round = -1;
+  private merged: Map<RecordStore<BoundGauge>, Map<number, { total: number; bySet: Map<string, number> }>> | undefined;
+
+  /** @internal A collection's callbacks start: observations merged into a series add up anew. */
+  beginObservations(): void {
+    this.merged = undefined;
+  }
 
   /**
    * @internal Writes one observation: the observed value replaces the series value. A
@@ -388,26 +393,17 @@ export class ObservableInstrument implements Observable {
     } catch {
       return value; // attributes that cannot be read twice: as before, the value replaces
     }
-    if (this.round !== observationRound || this.merged === undefined) {
-      this.round = observationRound;
-      this.merged = new Map();
-    }
+    this.merged ??= new Map();
     let byRecord = this.merged.get(s);
     if (byRecord === undefined) this.merged.set(s, (byRecord = new Map()));
-    let bySet = byRecord.get(recordId);
-    if (bySet === undefined) byRecord.set(recordId, (bySet = new Map()));
-    bySet.set(key, value);
-    let sum = 0;
-    for (const v of bySet.values()) sum += v;
-    return sum;
+    let m = byRecord.get(recordId);
+    if (m === undefined) byRecord.set(recordId, (m = { total: 0, bySet: new Map() }));
+    const prev = m.bySet.get(key);
+    m.bySet.set(key, value);
+    // The same set again (a duplicate observation) replaces its earlier value.
+    m.total = prev === undefined ? m.total + value : m.total - prev + value;
+    return m.total;
   }
-}
-
-/** Counts collections' callback runs: observations merged into one series add up within a run. */
-let observationRound = 0;
-/** @internal Called when a collection's callbacks start. */
-export function nextObservationRound(): void {
-  observationRound++;
 }
 
 /** An asynchronous monotonic sum: its callbacks report the current total at each collection. */

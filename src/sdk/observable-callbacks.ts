@@ -2,7 +2,7 @@
 // MeterProvider, run at the start of each collection. A callback that throws or rejects is
 // reported and skipped; one that does not settle within the timeout is left behind.
 import { Attributes, BatchObservableCallback, Observable } from '@opentelemetry/api';
-import { BatchRegistration, InstrumentObservableResult, nextObservationRound, ObservableInstrument } from '../api/instruments';
+import { BatchRegistration, InstrumentObservableResult, ObservableInstrument } from '../api/instruments';
 import { describeValue, warnLimited } from './diag';
 
 export class ObservableCallbacks {
@@ -41,7 +41,16 @@ export class ObservableCallbacks {
    * `timeoutMillis` (collecting without the late ones, with a diagnostic).
    */
   async run(timeoutMillis: number): Promise<void> {
-    nextObservationRound();
+    for (const o of this.observables) o.beginObservations();
+    for (const b of this.batches) {
+      for (const o of b.observables) {
+        try {
+          if (o instanceof ObservableInstrument) o.beginObservations();
+        } catch {
+          // a Proxy whose getPrototypeOf trap throws (or a revoked one): not ours
+        }
+      }
+    }
     const pending: Promise<unknown>[] = [];
     const guard = (what: string, fn: () => unknown): void => {
       try {
