@@ -458,9 +458,12 @@ async function runSeed(seed: number, ops: number): Promise<{ collections: number
     const omSamples = parseExposition(om.split('\n').map((l) => l.replace(/ # \{.*$/, '')).join('\n')).filter((x) => !x.name.endsWith('_created'));
     // Native histograms: the protobuf has coarser buckets than the text; compare the rest.
     const nativeNames = new Set(families.filter((f) => f.metric.some((m) => m.histogram?.schema !== undefined)).map((f) => `${f.name}_bucket`));
-    // Without the protobuf: the exponential histogram streams of the views.
+    // Without the protobuf: the exponential histogram streams of the views (with the unit
+    // suffix the instrument's unit gives).
     for (const v of views) {
-      if ((v.aggregation as { type?: AggregationType } | undefined)?.type === AggregationType.EXPONENTIAL_HISTOGRAM) nativeNames.add(`${v.name ?? v.instrumentName}_bucket`);
+      if ((v.aggregation as { type?: AggregationType } | undefined)?.type !== AggregationType.EXPONENTIAL_HISTOGRAM) continue;
+      const spec = specs.get(v.instrumentName!);
+      if (spec !== undefined) nativeNames.add(`${(v.name ?? v.instrumentName)!.replace(/\./g, '_')}${UNIT_SUFFIX[spec.unit]}_bucket`);
     }
     const coarse = (x: Sample): boolean => !(nativeNames.has(x.name) && x.labels.le !== '+Inf');
     const third = (isProtobuf ? samplesOf(families) : parseExposition(pbBody.toString('utf8'))).filter(coarse);
