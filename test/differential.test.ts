@@ -15,7 +15,9 @@
 // values of an independent model of the recorded operations.
 //
 // HOTMETER_DIFF_SEED runs one seed; HOTMETER_DIFF_SEEDS=N runs seeds 1..N instead of the
-// fixed list; HOTMETER_DIFF_OPS sets the operations per seed.
+// fixed list; HOTMETER_DIFF_OPS sets the operations per seed; HOTMETER_DIFF_TRACE=1 prints
+// a failing seed's whole operation list (else its last 40 operations). A hunt:
+//   HOTMETER_DIFF_SEEDS=300 HOTMETER_DIFF_OPS=150 npx vitest run test/differential.test.ts
 import { ValueType, type Attributes, type Meter as ApiMeter, type MeterProvider as ApiMeterProvider } from '@opentelemetry/api';
 import { resourceFromAttributes } from '@opentelemetry/resources';
 import {
