@@ -2,6 +2,8 @@
 // CheckpointSet, and a minimal context manager. Not a test file (no .test.ts suffix).
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { diag, DiagLogLevel, ROOT_CONTEXT, type Attributes, type Context, type ContextManager, type DiagLogger } from '@opentelemetry/api';
+import { DataPointType, type ExponentialHistogram, type Histogram, type MetricData, type ResourceMetrics } from '@opentelemetry/sdk-metrics';
+import { expect } from 'vitest';
 import type {
   CheckpointRecord,
   CheckpointSet,
@@ -207,5 +209,186 @@ export class AlsContextManager implements ContextManager {
   }
   disable(): this {
     return this;
+  }
+}
+
+// ---- OTLP comparison with @opentelemetry/sdk-metrics (otlp-sdk-parity, differential) ----
+// The documented differences these normalise are described in otlp-sdk-parity.test.ts.
+
+export type Norm = Record<string, unknown>;
+
+/** A comparable form of sdk-metrics ResourceMetrics: no times, order-free. */
+export function normalize(rm: ResourceMetrics, opts: Drop = {}): Norm {
+  return {
+    scopes: rm.scopeMetrics
+      .map((sm) => ({
+        scope: { name: sm.scope.name, version: sm.scope.version || undefined, schemaUrl: sm.scope.schemaUrl || undefined },
+        metrics: sm.metrics
+          .map((m) => normalizeMetric(m, opts))
+          .sort((a, b) => String(a.name).localeCompare(String(b.name))),
+      }))
+      .sort((a, b) => a.scope.name.localeCompare(b.scope.name)),
+  };
+}
+
+export interface Drop {
+  min?: Set<string>;
+  max?: Set<string>;
+}
+
+export function normalizeMetric(m: MetricData, opts: Drop): Norm {
+  const d = m.descriptor;
+  const points = (m.dataPoints as { attributes: Attributes; value: unknown }[])
+    .map((p) => ({ key: attrKey(p.attributes), attributes: p.attributes, value: normalizeValue(m.dataPointType, p.value, opts, `${d.name}${attrKey(p.attributes)}`) }))
+    .sort((a, b) => a.key.localeCompare(b.key));
+  return {
+    name: d.name,
+    description: d.description,
+    unit: d.unit,
+    valueType: d.valueType,
+    dataPointType: m.dataPointType,
+    temporality: m.dataPointType === DataPointType.GAUGE ? undefined : m.aggregationTemporality,
+    isMonotonic: m.dataPointType === DataPointType.SUM ? m.isMonotonic : undefined,
+    points,
+  };
+}
+
+export function normalizeValue(type: DataPointType, v: unknown, drop: Drop, key: string): unknown {
+  switch (type) {
+    case DataPointType.HISTOGRAM:
+    case DataPointType.EXPONENTIAL_HISTOGRAM: {
+      const h = v as Histogram | ExponentialHistogram;
+      // Sums are compared apart (compareSums): a delta sum from cumulative cells is a
+      // difference of two large sums, exact only to their rounding.
+      return { ...h, min: drop.min?.has(key) ? undefined : h.min, max: drop.max?.has(key) ? undefined : h.max, sum: undefined };
+    }
+    default:
+      return round(v as number);
+  }
+}
+
+/** Rounds away floating-point noise (sums added in different orders). */
+export function round(v: number | undefined): number | undefined {
+  return v === undefined ? undefined : Number(v.toPrecision(12));
+}
+
+/** Exponential buckets lowered from scale `from` to `to` and trimmed. */
+export function lower(b: { offset: number; bucketCounts: number[] }, from: number, to: number): { offset: number; bucketCounts: number[] } {
+  const f = 2 ** (from - to);
+  const acc = new Map<number, number>();
+  b.bucketCounts.forEach((c, k) => {
+    if (c === 0) return;
+    const i = Math.floor((b.offset + k) / f);
+    acc.set(i, (acc.get(i) ?? 0) + c);
+  });
+  if (acc.size === 0) return { offset: 0, bucketCounts: [] };
+  const lo = Math.min(...acc.keys());
+  const hi = Math.max(...acc.keys());
+  const counts = new Array<number>(hi - lo + 1).fill(0);
+  for (const [i, c] of acc) counts[i - lo] = c;
+  return { offset: lo, bucketCounts: counts };
+}
+
+/**
+ * Brings the exponential histogram points of `a` and `b` (same metric, same attributes)
+ * to a common scale, in place, so that they can be compared.
+ */
+export function alignExponential(a: ResourceMetrics, b: ResourceMetrics): void {
+  const points = (rm: ResourceMetrics) => {
+    const out = new Map<string, { value: ExponentialHistogram }>();
+    for (const sm of rm.scopeMetrics) {
+      for (const m of sm.metrics) {
+        if (m.dataPointType !== DataPointType.EXPONENTIAL_HISTOGRAM) continue;
+        for (const p of m.dataPoints) out.set(`${sm.scope.name}/${m.descriptor.name}${attrKey(p.attributes)}`, p as { value: ExponentialHistogram });
+      }
+    }
+    return out;
+  };
+  const pb = points(b);
+  for (const [k, p] of points(a)) {
+    const q = pb.get(k);
+    if (q === undefined) continue;
+    const s = Math.min(p.value.scale, q.value.scale);
+    for (const x of [p, q]) {
+      const v = x.value;
+      (x as { value: ExponentialHistogram }).value = {
+        ...v,
+        positive: lower(v.positive, v.scale, s),
+        negative: lower(v.negative, v.scale, s),
+        scale: s,
+      };
+    }
+  }
+}
+
+/**
+ * The (metric, attributes) keys whose histogram points hotmeter exported without min or
+ * max. Explicit-bucket histograms know both or neither (the batchers' hasMinMax);
+ * exponential ones each separately.
+ */
+export function withoutMinMax(rm: ResourceMetrics): Required<Drop> {
+  const out = { min: new Set<string>(), max: new Set<string>() };
+  for (const sm of rm.scopeMetrics) {
+    for (const m of sm.metrics) {
+      if (m.dataPointType !== DataPointType.HISTOGRAM && m.dataPointType !== DataPointType.EXPONENTIAL_HISTOGRAM) continue;
+      for (const p of m.dataPoints) {
+        const v = p.value as Histogram;
+        const key = `${m.descriptor.name}${attrKey(p.attributes)}`;
+        if (m.dataPointType === DataPointType.HISTOGRAM) expect(v.min === undefined, key).toBe(v.max === undefined);
+        if (v.min === undefined) out.min.add(key);
+        if (v.max === undefined) out.max.add(key);
+      }
+    }
+  }
+  return out;
+}
+
+/** min/max hotmeter did export equal sdk-metrics'. */
+export function checkKnownMinMax(hm: ResourceMetrics, sdk: ResourceMetrics): void {
+  const index = new Map<string, Histogram>();
+  for (const sm of sdk.scopeMetrics) for (const m of sm.metrics) for (const p of m.dataPoints) index.set(`${m.descriptor.name}${attrKey(p.attributes)}`, p.value as Histogram);
+  for (const sm of hm.scopeMetrics) {
+    for (const m of sm.metrics) {
+      if (m.dataPointType !== DataPointType.HISTOGRAM && m.dataPointType !== DataPointType.EXPONENTIAL_HISTOGRAM) continue;
+      for (const p of m.dataPoints) {
+        const v = p.value as Histogram;
+        const s = index.get(`${m.descriptor.name}${attrKey(p.attributes)}`)!;
+        if (v.min !== undefined) expect(v.min).toBe(s.min);
+        if (v.max !== undefined) expect(v.max).toBe(s.max);
+      }
+    }
+  }
+}
+
+/** Histogram sums agree to within the rounding of the cumulative sums they come from. */
+export function compareSums(hm: ResourceMetrics, sdk: ResourceMetrics): void {
+  const sums = (rm: ResourceMetrics) => {
+    const out = new Map<string, number>();
+    for (const sm of rm.scopeMetrics) {
+      for (const m of sm.metrics) {
+        if (m.dataPointType !== DataPointType.HISTOGRAM && m.dataPointType !== DataPointType.EXPONENTIAL_HISTOGRAM) continue;
+        for (const p of m.dataPoints) out.set(`${m.descriptor.name}${attrKey(p.attributes)}`, (p.value as Histogram).sum!);
+      }
+    }
+    return out;
+  };
+  const a = sums(hm);
+  const b = sums(sdk);
+  expect([...a.keys()].sort()).toEqual([...b.keys()].sort());
+  for (const [k, v] of a) expect(Math.abs(v - b.get(k)!), `${k}: ${v} vs ${b.get(k)}`).toBeLessThanOrEqual(1e-6 + 1e-12 * Math.abs(v));
+}
+
+/** Times: start <= end, and hotmeter's end within a second of sdk-metrics'. */
+export function checkTimes(hm: ResourceMetrics, sdk: ResourceMetrics): void {
+  const sdkEnd = sdk.scopeMetrics[0].metrics[0].dataPoints[0].endTime;
+  const ms = (t: [number, number]) => t[0] * 1000 + t[1] / 1e6;
+  for (const sm of hm.scopeMetrics) {
+    for (const m of sm.metrics) {
+      for (const p of m.dataPoints) {
+        expect(ms(p.startTime) <= ms(p.endTime)).toBe(true);
+        expect(Math.abs(ms(p.endTime) - ms(sdkEnd))).toBeLessThan(1000);
+        expect(Number.isInteger(p.endTime[0]) && Number.isInteger(p.endTime[1]) && p.endTime[1] < 1e9).toBe(true);
+      }
+    }
   }
 }

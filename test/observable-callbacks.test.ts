@@ -3,7 +3,7 @@
 import type { ObservableCallback } from '@opentelemetry/api';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { AggregationTemporality, MeterProvider, PullController } from '../src';
-import { installLogger, maybeRecord, lastValueOf, uninstallLogger } from './helpers';
+import { findRecord, installLogger, maybeRecord, lastValueOf, sumOf, uninstallLogger } from './helpers';
 
 beforeEach(() => installLogger());
 afterEach(() => uninstallLogger());
@@ -83,6 +83,80 @@ describe('a collection nested in a callback', () => {
     const set = await pull.collect();
     expect(maybeRecord(set, 'g')).toBeDefined();
     expect(maybeRecord(set, 'c')).toBeDefined();
+    await p.shutdown();
+  });
+});
+
+describe('observations of several attribute sets that land in one series', () => {
+  const OVERFLOW = { 'otel.metric.overflow': true };
+
+  it('an observable counter past its cardinality limit: the overflow series holds the sum of the sets it takes', async () => {
+    const p = new MeterProvider({ views: [{ instrumentName: 'c', cardinalityLimit: 3 }] });
+    const values = new Map<number, number>([[1, 1], [2, 2], [3, 10], [4, 0]]);
+    p.getMeter('m').createObservableCounter('c').addCallback((r) => {
+      for (const [k, v] of values) r.observe(v, { k });
+    });
+    let cs = await p.collect();
+    expect(sumOf(findRecord(cs, 'c', { k: 1 }))).toBe(1);
+    expect(sumOf(findRecord(cs, 'c', { k: 2 }))).toBe(2);
+    // {k: 3} and {k: 4} overflow: 10 + 0, not the last observation (0).
+    expect(sumOf(findRecord(cs, 'c', OVERFLOW))).toBe(10);
+    values.set(4, 5);
+    cs = await p.collect();
+    expect(sumOf(findRecord(cs, 'c', OVERFLOW))).toBe(15); // a counter: never down
+    await p.shutdown();
+  });
+
+  it('an observable up-down counter whose view keeps one attribute: the series is the sum of the sets', async () => {
+    const p = new MeterProvider({ views: [{ instrumentName: 'u', attributeKeys: ['pool'] }] });
+    const g = p.getMeter('m').createObservableUpDownCounter('u');
+    g.addCallback((r) => {
+      r.observe(3, { pool: 'a', pid: 1 });
+      r.observe(-1, { pool: 'a', pid: 2 });
+      r.observe(4, { pool: 'b', pid: 1 });
+    });
+    for (let i = 0; i < 2; i++) {
+      const cs = await p.collect();
+      expect(sumOf(findRecord(cs, 'u', { pool: 'a' }))).toBe(2);
+      expect(sumOf(findRecord(cs, 'u', { pool: 'b' }))).toBe(4);
+    }
+    await p.shutdown();
+  });
+
+  it('another provider collecting while an asynchronous callback waits does not restart the sum', async () => {
+    const p = new MeterProvider({ views: [{ instrumentName: 'c', cardinalityLimit: 2 }] });
+    const other = new MeterProvider();
+    other.getMeter('m').createObservableGauge('g').addCallback((r) => r.observe(1));
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    p.getMeter('m').createObservableCounter('c').addCallback(async (r) => {
+      r.observe(1, { k: 1 });
+      r.observe(2, { k: 2 }); // overflow
+      await gate;
+      r.observe(3, { k: 3 }); // overflow
+    });
+    const collecting = p.collect();
+    await other.collect();
+    release();
+    expect(sumOf(findRecord(await collecting, 'c', OVERFLOW))).toBe(5);
+    await p.shutdown();
+    await other.shutdown();
+  });
+
+  it('the same attribute set observed twice keeps the later value; gauges keep the last observation', async () => {
+    const p = new MeterProvider({ views: [{ instrumentName: '*', attributeKeys: ['pool'] }] });
+    const m = p.getMeter('m');
+    m.createObservableCounter('c').addCallback((r) => {
+      r.observe(3, { pool: 'a', pid: 1 });
+      r.observe(5, { pool: 'a', pid: 1 });
+    });
+    m.createObservableGauge('g').addCallback((r) => {
+      r.observe(3, { pool: 'a', pid: 1 });
+      r.observe(7, { pool: 'a', pid: 2 });
+    });
+    const cs = await p.collect();
+    expect(sumOf(findRecord(cs, 'c', { pool: 'a' }))).toBe(5);
+    expect(lastValueOf(findRecord(cs, 'g', { pool: 'a' }))).toBe(7);
     await p.shutdown();
   });
 });

@@ -2,6 +2,7 @@
 // both formats, the native serializer agreeing with the TypeScript one, the exporter's
 // HTTP surface (own server, mounted handler, HEAD, errors, shared scrapes), reclamation
 // through scrapes, and a large scrape that leaves the event loop free.
+import { AggregationTemporality, AggregationType, InMemoryMetricExporter, InstrumentType, PeriodicExportingMetricReader, type AggregationOption } from '@opentelemetry/sdk-metrics';
 import { afterEach, describe, expect, it } from 'vitest';
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -347,6 +348,37 @@ describe('one series per name and labels', () => {
     expect(await value()).toEqual([7]);
     g.record(9, { k: 1 });
     expect(await value()).toEqual([9]);
+  });
+
+  it('a gauge written twice keeps the value updated last in the JavaScript writer too (a reader with its own aggregation), scrape after scrape', async () => {
+    installLogger();
+    // A reader with an aggregation of its own: the exporter renders CheckpointSets in JavaScript.
+    class ExponentialExporter extends InMemoryMetricExporter {
+      selectAggregation(type: InstrumentType): AggregationOption {
+        return type === InstrumentType.HISTOGRAM ? { type: AggregationType.EXPONENTIAL_HISTOGRAM } : { type: AggregationType.DEFAULT };
+      }
+    }
+    const exporter = new PrometheusExporter({ preventServerStart: true });
+    const other = new PeriodicExportingMetricReader({ exporter: new ExponentialExporter(AggregationTemporality.CUMULATIVE), exportIntervalMillis: 3_600_000 });
+    const provider = new MeterProvider({ readers: [exporter, other] });
+    cleanups.push(() => provider.shutdown());
+    expect(exporter.negotiate(undefined).protobuf).not.toBe(true);
+    const g = provider.getMeter('g').createGauge('level');
+    const value = async (accept?: string): Promise<number[]> =>
+      parseExposition(await exporter.render(accept))
+        .filter((x) => x.name === 'level')
+        .map((x) => x.value);
+    g.record(7, { k: '1' });
+    expect(await value()).toEqual([7]);
+    g.record(0, { k: 1 });
+    expect(await value()).toEqual([0]);
+    // No write since: the same value, in either format (before: the first record's 7).
+    expect(await value(OM)).toEqual([0]);
+    expect(await value()).toEqual([0]);
+    g.record(5, { k: '1' });
+    await other.forceFlush(); // another reader's pass sees the update first
+    expect(await value()).toEqual([5]);
+    expect(await value()).toEqual([5]);
   });
 
   it('merges in the streamed path too, a part at a time', async () => {

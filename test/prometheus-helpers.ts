@@ -8,7 +8,9 @@ import * as http from 'node:http';
 import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import protobuf from 'protobufjs';
 import { AggregationKind, MeterProvider } from '../src';
+import { formatValue } from '../src/exporters/prometheus/naming';
 import { prng } from './helpers';
 
 export interface Response {
@@ -380,4 +382,143 @@ export function watchWriteHead(res: http.ServerResponse, onHead: (status: unknow
     onHead(a[0], a[1] as Record<string, string> | undefined);
     return writeHead(...a);
   };
+}
+
+// ---- The protobuf exposition decoded, as the text format's samples ----
+
+export const root = protobuf.loadSync(path.join(__dirname, 'fixtures', 'prometheus-proto', 'metrics.proto'));
+export const MetricFamily = root.lookupType('io.prometheus.client.MetricFamily');
+
+export interface Span {
+  offset?: number;
+  length?: number;
+}
+export interface Histogram {
+  sampleCount?: number;
+  sampleSum?: number;
+  bucket?: { cumulativeCount?: number; upperBound?: number }[];
+  schema?: number;
+  zeroThreshold?: number;
+  zeroCount?: number;
+  negativeSpan?: Span[];
+  negativeDelta?: number[];
+  positiveSpan?: Span[];
+  positiveDelta?: number[];
+}
+export interface Metric {
+  label?: { name: string; value: string }[];
+  gauge?: { value?: number };
+  counter?: { value?: number };
+  summary?: { sampleCount?: number; sampleSum?: number; quantile?: { quantile?: number; value?: number }[] };
+  untyped?: { value?: number };
+  histogram?: Histogram;
+  timestampMs?: number;
+}
+export interface Family {
+  name: string;
+  help: string;
+  type: string;
+  metric: Metric[];
+}
+
+/** Every delimited MetricFamily message of a body. */
+export function decode(body: Buffer): Family[] {
+  const r = protobuf.Reader.create(body);
+  const out: Family[] = [];
+  while (r.pos < r.len) {
+    const msg = MetricFamily.decodeDelimited(r);
+    out.push(MetricFamily.toObject(msg, { longs: Number, enums: String, arrays: true }) as Family);
+  }
+  return out;
+}
+
+
+/** A native histogram's buckets by Prometheus index: [positive, negative]. */
+export function nativeBuckets(h: Histogram): [Map<number, number>, Map<number, number>] {
+  const expand = (spans: Span[] = [], deltas: number[] = []): Map<number, number> => {
+    const m = new Map<number, number>();
+    let index = 0;
+    let count = 0;
+    let k = 0;
+    spans.forEach((s) => {
+      index += s.offset ?? 0; // the first span's: its start; later: the gap since the previous one
+      for (let j = 0; j < (s.length ?? 0); j++) {
+        count += deltas[k++];
+        expect(count).toBeGreaterThanOrEqual(0);
+        if (count > 0) m.set(index, count);
+        index++;
+      }
+    });
+    expect(k).toBe(deltas.length);
+    return m;
+  };
+  return [expand(h.positiveSpan, h.positiveDelta), expand(h.negativeSpan, h.negativeDelta)];
+}
+
+/** A histogram as the text format's samples: classic buckets, or a native one's as the text writes them. */
+export function histogramSamples(name: string, labels: Record<string, string>, h: Histogram): Sample[] {
+  const out: Sample[] = [];
+  const count = h.sampleCount ?? 0;
+  if (h.schema !== undefined) {
+    const [pos, neg] = nativeBuckets(h);
+    let cum = (h.zeroCount ?? 0) + [...neg.values()].reduce((a, b) => a + b, 0);
+    out.push({ name: `${name}_bucket`, labels: { ...labels, le: '0' }, value: cum });
+    if (pos.size > 0) {
+      const lo = Math.min(...pos.keys());
+      const hi = Math.max(...pos.keys());
+      // The text writes every bucket from the lowest used to the highest, at its upper bound.
+      for (let i = lo; i <= hi; i++) {
+        cum += pos.get(i) ?? 0;
+        out.push({ name: `${name}_bucket`, labels: { ...labels, le: formatValue(2 ** (i / 2 ** h.schema)) }, value: cum });
+      }
+    }
+  } else {
+    for (const b of h.bucket ?? []) out.push({ name: `${name}_bucket`, labels: { ...labels, le: formatValue(b.upperBound ?? NaN) }, value: b.cumulativeCount ?? 0 });
+  }
+  out.push({ name: `${name}_bucket`, labels: { ...labels, le: '+Inf' }, value: count });
+  out.push({ name: `${name}_sum`, labels, value: h.sampleSum ?? 0 });
+  out.push({ name: `${name}_count`, labels, value: count });
+  return out;
+}
+
+/** The decoded families as the text format's samples. */
+export function samplesOf(families: Family[]): Sample[] {
+  const out: Sample[] = [];
+  for (const f of families) {
+    for (const m of f.metric) {
+      expect(m.timestampMs).toBeUndefined();
+      const labels: Record<string, string> = {};
+      for (const l of m.label ?? []) {
+        expect(labels[l.name], `label ${l.name} twice`).toBeUndefined();
+        labels[l.name] = l.value;
+      }
+      switch (f.type) {
+        case 'COUNTER':
+          out.push({ name: f.name, labels, value: m.counter?.value ?? NaN });
+          break;
+        case 'GAUGE':
+          out.push({ name: f.name, labels, value: m.gauge?.value ?? NaN });
+          break;
+        case 'SUMMARY':
+          for (const q of m.summary?.quantile ?? []) out.push({ name: f.name, labels: { ...labels, quantile: formatValue(q.quantile ?? NaN) }, value: q.value ?? NaN });
+          out.push({ name: `${f.name}_sum`, labels, value: m.summary?.sampleSum ?? 0 });
+          out.push({ name: `${f.name}_count`, labels, value: m.summary?.sampleCount ?? 0 });
+          break;
+        case 'HISTOGRAM':
+          out.push(...histogramSamples(f.name, labels, m.histogram ?? {}));
+          break;
+        default:
+          throw new Error(`unexpected type ${f.type} of ${f.name}`);
+      }
+    }
+  }
+  return out;
+}
+
+/** Bucket bounds compared as numbers to 12 digits (the text prints them from the state's scale). */
+export function canonical(samples: Sample[]): string[] {
+  return samples
+    .map((s) => (s.labels.le !== undefined && s.labels.le !== '+Inf' ? { ...s, labels: { ...s.labels, le: Number(s.labels.le).toPrecision(12) } } : s))
+    .map(sampleKey)
+    .sort();
 }

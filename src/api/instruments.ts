@@ -16,6 +16,7 @@ import type {
   ObservableUpDownCounter as ApiObservableUpDownCounter,
   UpDownCounter as ApiUpDownCounter,
 } from '@opentelemetry/api';
+import { InstrumentKind } from '../sdk/descriptor';
 import type { LabelTrie } from '../sdk/label-trie';
 import type { RecordStore } from '../sdk/record-store';
 import type { BoundCounter, BoundGauge, BoundHandle, BoundHistogram, BoundUpDownCounter } from './handles';
@@ -350,14 +351,58 @@ export class ObservableInstrument implements Observable {
   }
 
   /**
-   * @internal Writes one observation (the observed value replaces the series value). A
+   * @internal Observations of this collection's callbacks that share a series with another
+   * attribute set (the overflow series; a view that drops attributes), for sums only:
+   * store -> recordId -> the observed attribute sets' values and their total. Written and
+   * read on this thread by observe(); cleared by beginObservations() when this provider's
+   * collection starts its callbacks.
+   */
+  private merged: Map<RecordStore<BoundGauge>, Map<number, { total: number; bySet: Map<string, number> }>> | undefined;
+
+  /** @internal A collection's callbacks start: observations merged into a series add up anew. */
+  beginObservations(): void {
+    this.merged = undefined;
+  }
+
+  /**
+   * @internal Writes one observation: the observed value replaces the series value. A
    * value that is not finite is dropped before its attributes are resolved: no series.
+   * Where several observed attribute sets of a counter or up-down counter land in one
+   * series (the overflow series, a view's attribute filter), the series holds their sum
+   * (the same attribute set observed twice: the later value), as the OpenTelemetry spec
+   * aggregates them; before, the last of them replaced the others and the series went
+   * down and up with the order of observations.
    */
   observe(value: number, attributes?: Attributes): void {
     if (typeof value === 'number' && value - value === 0) {
       const ss = this.stores;
-      for (let i = 0; i < ss.length; i++) ss[i].lookup(attributes).record(value);
+      for (let i = 0; i < ss.length; i++) {
+        const s = ss[i];
+        const h = s.lookup(attributes);
+        h.record(s.descriptor.kind !== InstrumentKind.OBSERVABLE_GAUGE && s.sharesSeries(h) ? this.mergedValue(s, h.recordId, value, attributes) : value);
+      }
     } else this.store.rejectValue(value, FINITE_REJECT_RULE);
+  }
+
+  /** The sum of this collection's observations of the series `recordId` of `s`, `value` included. */
+  private mergedValue(s: RecordStore<BoundGauge>, recordId: number, value: number, attributes: Attributes | undefined): number {
+    let key: string;
+    try {
+      const a = (attributes ?? {}) as Record<string, unknown>;
+      key = JSON.stringify(Object.keys(a).sort().map((k) => [k, typeof a[k], a[k]]));
+    } catch {
+      return value; // attributes that cannot be read twice: as before, the value replaces
+    }
+    this.merged ??= new Map();
+    let byRecord = this.merged.get(s);
+    if (byRecord === undefined) this.merged.set(s, (byRecord = new Map()));
+    let m = byRecord.get(recordId);
+    if (m === undefined) byRecord.set(recordId, (m = { total: 0, bySet: new Map() }));
+    const prev = m.bySet.get(key);
+    m.bySet.set(key, value);
+    // The same set again (a duplicate observation) replaces its earlier value.
+    m.total = prev === undefined ? m.total + value : m.total - prev + value;
+    return m.total;
   }
 }
 

@@ -123,6 +123,12 @@ export interface CheckpointRecord {
   readonly endTime: number;
   /** Whether the record changed since the previous collection. */
   readonly updated: boolean;
+  /**
+   * The collection epoch (process-wide, increasing) of the pass that first saw the record's
+   * last update: of two records, the one with the larger epoch was updated later. Set by
+   * hotmeter's MeterProvider; undefined from other producers.
+   */
+  readonly lastUpdateEpoch?: number;
 }
 
 /** The records of one collection, in instrument registration order. */

@@ -153,6 +153,7 @@ export function decodeCollection(
       startTime,
       endTime: now,
       updated,
+      lastUpdateEpoch: lastUpdate,
     });
   }
   if (undecoded.length > 0) decodeAttributes(records, undecoded, attributesOf);

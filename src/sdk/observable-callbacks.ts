@@ -41,6 +41,16 @@ export class ObservableCallbacks {
    * `timeoutMillis` (collecting without the late ones, with a diagnostic).
    */
   async run(timeoutMillis: number): Promise<void> {
+    for (const o of this.observables) o.beginObservations();
+    for (const b of this.batches) {
+      for (const o of b.observables) {
+        try {
+          if (o instanceof ObservableInstrument) o.beginObservations();
+        } catch {
+          // a Proxy whose getPrototypeOf trap throws (or a revoked one): not ours
+        }
+      }
+    }
     const pending: Promise<unknown>[] = [];
     const guard = (what: string, fn: () => unknown): void => {
       try {

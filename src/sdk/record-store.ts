@@ -360,6 +360,14 @@ export class RecordStore<H extends BoundHandle = BoundHandle> implements HandleO
     }
   }
 
+  /**
+   * True if other label sets may write the series of `h`: it is the overflow series, or a
+   * view's attribute filter or processors map several label sets to one.
+   */
+  sharesSeries(h: H): boolean {
+    return h === this.overflow || this.policy.keep !== undefined || this.policy.process !== undefined;
+  }
+
   /** Keeps one reference for the overflow series; extra ones go back at once. */
   private overflowHandle(h: H): H {
     warnLimited(

@@ -475,8 +475,16 @@ function mergedLines(
       }
       return line('', '', sum);
     case MergeHow.KEPT_LATEST: {
-      // A CheckpointSet has no update epochs: a record updated in this collection, else the first.
-      const kept = records.find((r) => r.updated) ?? records[0];
+      // The record updated last (the largest lastUpdateEpoch; the first of equals), as the
+      // native writer keeps it. Records without epochs (other producers): one updated in
+      // this collection, else the first. Not just `updated`: that is relative to this
+      // reader's previous pass, so a scrape after an idle interval kept the first record,
+      // and the value went back to an older one with no write in between.
+      let kept = records.find((r) => r.updated) ?? records[0];
+      if (records.every((r) => r.lastUpdateEpoch !== undefined)) {
+        kept = records[0];
+        for (const r of records) if (r.lastUpdateEpoch! > kept.lastUpdateEpoch!) kept = r;
+      }
       return line('', '', countAndSum(kept)[1]);
     }
     case MergeHow.KEPT_QUANTILES: {

@@ -1,0 +1,675 @@
+// A seeded randomized differential test. Random operation sequences (create instruments of
+// every kind, record with attribute sets drawn from a small pool so series repeat, change
+// what observable callbacks report, collect, scrape) are applied identically, through
+// @opentelemetry/api calls, to @opentelemetry/sdk-metrics' MeterProvider and to hotmeter's,
+// both configured with the same random views (attribute filters, aggregation overrides,
+// renames, several streams per instrument, cardinality limits) and the same readers
+// (PeriodicExportingMetricReader + InMemoryMetricExporter, cumulative and delta, several at
+// once). After each collection the exported points must agree, with the documented
+// differences normalised as in otlp-sdk-parity.test.ts (shared code in helpers.ts).
+//
+// hotmeter also has a PrometheusExporter; after each step its exposition in text,
+// OpenMetrics and protobuf must hold the same series with the same values, no
+// (name, labels) twice, counters that never go down, no series that vanishes while its
+// instrument lives, levels (up-down counters, gauges) kept across idle renders, and the
+// values of an independent model of the recorded operations.
+//
+// HOTMETER_DIFF_SEED runs one seed; HOTMETER_DIFF_SEEDS=N runs seeds 1..N instead of the
+// fixed list; HOTMETER_DIFF_OPS sets the operations per seed; HOTMETER_DIFF_TRACE=1 prints
+// a failing seed's whole operation list (else its last 40 operations). A hunt:
+//   HOTMETER_DIFF_SEEDS=300 HOTMETER_DIFF_OPS=150 npx vitest run test/differential.test.ts
+import { ValueType, type Attributes, type Meter as ApiMeter, type MeterProvider as ApiMeterProvider } from '@opentelemetry/api';
+import { resourceFromAttributes } from '@opentelemetry/resources';
+import {
+  AggregationTemporality,
+  AggregationType,
+  createAllowListAttributesProcessor,
+  DataPointType,
+  InMemoryMetricExporter,
+  InstrumentType,
+  MeterProvider as SdkMeterProvider,
+  PeriodicExportingMetricReader,
+  type AggregationOption,
+  type ResourceMetrics,
+  type ViewOptions,
+} from '@opentelemetry/sdk-metrics';
+import { describe, expect, it } from 'vitest';
+import { MeterProvider, OPENMETRICS_CONTENT_TYPE, PROMETHEUS_PROTOBUF_CONTENT_TYPE, PROMETHEUS_TEXT_CONTENT_TYPE, PrometheusExporter } from '../src';
+
+const PROTOBUF_ACCEPT = 'application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited';
+import {
+  alignExponential,
+  attrKey,
+  checkKnownMinMax,
+  compareSums,
+  envInt,
+  normalize,
+  prng,
+  randInt,
+  RefHistogram,
+  round,
+  withoutMinMax,
+} from './helpers';
+import { canonical, decode, parseExposition, type Sample, sampleKey, samplesOf } from './prometheus-helpers';
+
+/**
+ * Seeds run by default; a seed that once found a bug stays in this list: 7, 9 and 19 (an
+ * observable counter's overflow series kept only the last observation), 5 and 19 (a gauge
+ * series merged from two records went back to an older value in the JavaScript writer).
+ * 30: delta readers with expiry.
+ */
+const FIXED_SEEDS = [1, 2, 5, 7, 9, 12, 19, 30, 39];
+const ONE_SEED = process.env.HOTMETER_DIFF_SEED;
+const SEEDS = ONE_SEED !== undefined && ONE_SEED !== ''
+  ? [envInt('HOTMETER_DIFF_SEED', 0)]
+  : envInt('HOTMETER_DIFF_SEEDS', 0) > 0
+    ? Array.from({ length: envInt('HOTMETER_DIFF_SEEDS', 0) }, (_, i) => i + 1)
+    : FIXED_SEEDS;
+const OPS = envInt('HOTMETER_DIFF_OPS', 150);
+
+type Rand = () => number;
+const pick = <T>(rand: Rand, xs: readonly T[]): T => xs[Math.floor(rand() * xs.length)];
+
+type Kind = 'counter' | 'updown' | 'histogram' | 'gauge' | 'ocounter' | 'oupdown' | 'ogauge';
+const KINDS: readonly Kind[] = ['counter', 'updown', 'histogram', 'gauge', 'ocounter', 'oupdown', 'ogauge'];
+
+/** Units and the suffix they give a Prometheus name (annotations in braces give none). */
+const UNIT_SUFFIX: Record<string, string> = { '': '', s: '_seconds', By: '_bytes', '{request}': '' };
+
+/** Attribute sets: repeated, of several value types; {b: 1} and {b: '1'} are one Prometheus series. */
+const ATTRS: readonly Attributes[] = [
+  {},
+  { a: 'x' },
+  { a: 'y' },
+  { a: 'x', b: 1 },
+  { b: 1 },
+  { b: '1' },
+  { a: 'y', b: true },
+  { s: 200 },
+  { s: '200' },
+  { a: 'x', b: 1.5 },
+  { d: [1, 2] },
+  { a: 'y', d: ['x', 'y'] },
+];
+
+/** Instrument names: meter 'a' gets a0..a5, meter 'b' b0..b1. */
+const NAMES: readonly [string, string][] = [
+  ['a', 'a0'], ['a', 'a1'], ['a', 'a2'], ['a', 'a3'], ['a', 'a4'], ['a', 'a5'], ['b', 'b0'], ['b', 'b1'],
+];
+
+/**
+ * The view catalogue; a seed takes a random subset (no two entries name the same stream).
+ * Aggregation overrides select their instrument kind: hotmeter applies an aggregation only
+ * to the kind it fits (the kind's default, DROP, or a histogram aggregation on a histogram)
+ * and warns and keeps the default otherwise, while sdk-metrics applies any (a histogram of
+ * an observable gauge, the last value of a counter). The OpenTelemetry spec asks for the
+ * warning and the view not applied where the result has no meaning (its example: an
+ * asynchronous instrument with an explicit bucket histogram), so that is not compared.
+ */
+const VIEW_CATALOGUE: readonly ViewOptions[][] = [
+  [{ instrumentName: 'a0', attributesProcessors: [createAllowListAttributesProcessor(['a'])] }],
+  [{ instrumentName: 'a1', name: 'a1.renamed', description: 'renamed by a view' }],
+  [{ instrumentName: 'a2', instrumentType: InstrumentType.HISTOGRAM, aggregation: { type: AggregationType.EXPLICIT_BUCKET_HISTOGRAM, options: { boundaries: [0, 2, 4] } } }],
+  [{ instrumentName: 'a3', instrumentType: InstrumentType.HISTOGRAM, aggregation: { type: AggregationType.EXPONENTIAL_HISTOGRAM, options: { maxSize: 20 } } }],
+  [{ instrumentName: 'a4', aggregationCardinalityLimit: 3 }],
+  [
+    { instrumentName: 'a5', name: 'a5.x', attributesProcessors: [createAllowListAttributesProcessor(['b'])] },
+    { instrumentName: 'a5', name: 'a5.y' },
+  ],
+  [{ instrumentName: 'b0', instrumentType: InstrumentType.OBSERVABLE_GAUGE, aggregation: { type: AggregationType.LAST_VALUE } }],
+  [{ instrumentName: 'b1', instrumentType: InstrumentType.UP_DOWN_COUNTER, aggregation: { type: AggregationType.SUM } }],
+  [{ instrumentName: 'a2', instrumentType: InstrumentType.COUNTER, aggregation: { type: AggregationType.DROP } }],
+];
+
+/**
+ * Streams of the catalogue where several observed attribute sets may share a series (a view
+ * that keeps some attributes; the overflow series past a cardinality limit). For observable
+ * counters and up-down counters such a series holds the sum of the observations, as the
+ * OpenTelemetry spec aggregates them; sdk-metrics 2.x keeps only the last observation
+ * there (its batchCumulate replaces the accumulation), so those points are checked against
+ * the observations here instead of against sdk-metrics.
+ */
+const MERGING: readonly { stream: string; instrument: string; keys?: string[]; limit?: number }[] = [
+  { stream: 'a0', instrument: 'a0', keys: ['a'] },
+  { stream: 'a4', instrument: 'a4', limit: 3 },
+  { stream: 'a5.x', instrument: 'a5', keys: ['b'] },
+];
+const OVERFLOW_KEY = attrKey({ 'otel.metric.overflow': true });
+
+interface Spec {
+  meter: string;
+  name: string;
+  kind: Kind;
+  int: boolean;
+  /** '' or a unit with its Prometheus name suffix (OpenTelemetry's Prometheus compatibility rules). */
+  unit: string;
+  boundaries?: number[];
+}
+
+/** What the test believes one series holds (cumulative). */
+interface ModelSeries {
+  sum: number;
+  hist?: RefHistogram;
+  last?: number;
+}
+
+interface Side {
+  provider: ApiMeterProvider & { shutdown(): Promise<void>; forceFlush(): Promise<void> };
+  readers: PeriodicExportingMetricReader[];
+  exporters: InMemoryMetricExporter[];
+  /** Per instrument name, every API object created for it (created again: the same instrument). */
+  instruments: Map<string, { add?: (v: number, a: Attributes) => void; record?: (v: number, a: Attributes) => void }[]>;
+}
+
+const resource = resourceFromAttributes({ 'service.name': 'differential' });
+
+/** An exporter whose reader aggregates histograms as exponential histograms. */
+class ExponentialExporter extends InMemoryMetricExporter {
+  selectAggregation(type: InstrumentType): AggregationOption {
+    return type === InstrumentType.HISTOGRAM ? { type: AggregationType.EXPONENTIAL_HISTOGRAM, options: { maxSize: 40 } } : { type: AggregationType.DEFAULT };
+  }
+}
+
+/** Removes what only differs by a documented rule before comparing two exports. */
+function dropEmpty(rm: ResourceMetrics): void {
+  for (const sm of rm.scopeMetrics) sm.metrics = sm.metrics.filter((m) => m.dataPoints.length > 0);
+  rm.scopeMetrics = rm.scopeMetrics.filter((sm) => sm.metrics.length > 0);
+}
+
+/**
+ * Delta: hotmeter tells an interval's updates by a changed value (otlp-sdk-parity.test.ts),
+ * so a series written without change in an interval (add(0), updates that cancel out, an
+ * observation equal to the last) sends no point where sdk-metrics sends a zero delta or the
+ * same last value. Drop those sdk-metrics points that hotmeter does not have, when they are
+ * zero deltas (sums) or equal the value sent before (gauges).
+ */
+function dropUnchanged(sdk: ResourceMetrics, hm: ResourceMetrics, lastGauge: Map<string, number>): void {
+  const have = new Set<string>();
+  for (const sm of hm.scopeMetrics) for (const m of sm.metrics) for (const p of m.dataPoints) have.add(`${sm.scope.name}/${m.descriptor.name}${attrKey(p.attributes)}`);
+  for (const sm of sdk.scopeMetrics) {
+    for (const m of sm.metrics) {
+      (m as { dataPoints: unknown[] }).dataPoints = (m.dataPoints as { attributes: Attributes; value: unknown }[]).filter((p) => {
+        const k = `${sm.scope.name}/${m.descriptor.name}${attrKey(p.attributes)}`;
+        if (have.has(k)) return true;
+        if (m.dataPointType === DataPointType.SUM) return p.value !== 0;
+        if (m.dataPointType === DataPointType.GAUGE) return lastGauge.get(k) !== p.value;
+        return true;
+      });
+    }
+  }
+  for (const sm of sdk.scopeMetrics) {
+    for (const m of sm.metrics) {
+      if (m.dataPointType !== DataPointType.GAUGE) continue;
+      for (const p of m.dataPoints) lastGauge.set(`${sm.scope.name}/${m.descriptor.name}${attrKey(p.attributes)}`, p.value as number);
+    }
+  }
+  dropEmpty(sdk);
+}
+
+/** The Prometheus label value of an attribute value (as the exporters print them). */
+function labelValue(v: unknown): string {
+  if (Array.isArray(v)) return JSON.stringify(v);
+  return String(v);
+}
+
+function promLabels(scope: string, attrs: Attributes): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(attrs)) out[k] = labelValue(v);
+  out.otel_scope_name = scope;
+  return out;
+}
+
+const seriesKey = (s: Sample): string => sampleKey({ ...s, value: 0 });
+
+async function runSeed(seed: number, ops: number): Promise<{ collections: number; renders: number }> {
+  const rand = prng(seed);
+  const views = VIEW_CATALOGUE.filter(() => rand() < 0.3).flat();
+  const temporalities = pick(rand, [
+    [AggregationTemporality.CUMULATIVE],
+    [AggregationTemporality.DELTA],
+    [AggregationTemporality.CUMULATIVE, AggregationTemporality.DELTA],
+    [AggregationTemporality.DELTA, AggregationTemporality.CUMULATIVE, AggregationTemporality.DELTA],
+  ]);
+  const prometheus = new PrometheusExporter({ preventServerStart: true });
+  // Choices added later draw from a second stream, so the seeds above keep their sequences.
+  const rand2 = prng(seed ^ 0x5bd1e995);
+  // Some readers want exponential histograms (a reader's own aggregation).
+  const exponentialReader = temporalities.map(() => rand2() < 0.25);
+  // Delta readers only: sometimes with expiry (reclaimIdleMillis). A reclaimed series must
+  // have delivered its last delta: the deltas still add up to sdk-metrics'.
+  const reclaim = temporalities.every((t) => t === AggregationTemporality.DELTA) && rand2() < 0.5;
+  const make = (hotmeter: boolean): Side => {
+    const exporters = temporalities.map((t, i) => (exponentialReader[i] ? new ExponentialExporter(t) : new InMemoryMetricExporter(t)));
+    const readers = exporters.map((exporter) => new PeriodicExportingMetricReader({ exporter, exportIntervalMillis: 3_600_000 }));
+    const provider = hotmeter
+      ? new MeterProvider({ resource, views, readers: [...readers, prometheus], ...(reclaim ? { reclaimIdleMillis: 1 } : {}) })
+      : new SdkMeterProvider({ resource, views, readers });
+    return { provider: provider as Side['provider'], readers, exporters, instruments: new Map() };
+  };
+  const sdk = make(false);
+  const hm = make(true);
+  const sides = [sdk, hm];
+  const specs = new Map<string, Spec>();
+  /** What the observable callbacks report now: instrument -> attribute index -> value. */
+  const observed = new Map<string, Map<number, number>>();
+  const model = new Map<string, Map<string, ModelSeries>>();
+  const lastGauge = temporalities.map(() => new Map<string, number>());
+  const invalidObservations: [string, unknown, Attributes][] = [];
+  let previous: Map<string, Sample> | undefined;
+  let collections = 0;
+  let renders = 0;
+  const trace: string[] = [];
+  const where = () => `seed ${seed}, views ${JSON.stringify(views.map((v) => v.instrumentName + (v.name ? `->${v.name}` : '')))}, temporalities ${JSON.stringify(temporalities)}, exponential readers ${JSON.stringify(exponentialReader)}, reclaim ${reclaim}\n${trace.slice(process.env.HOTMETER_DIFF_TRACE ? 0 : -40).join('\n')}`;
+
+  const modelSeries = (name: string, attrs: Attributes): ModelSeries => {
+    let m = model.get(name);
+    if (m === undefined) model.set(name, (m = new Map()));
+    const k = attrKey(attrs);
+    let s = m.get(k);
+    if (s === undefined) m.set(k, (s = { sum: 0 }));
+    return s;
+  };
+
+  const create = (spec: Spec): void => {
+    specs.set(spec.name, spec);
+    for (const side of sides) {
+      const meter: ApiMeter = side.provider.getMeter(spec.meter);
+      const opts = { valueType: spec.int ? ValueType.INT : ValueType.DOUBLE, unit: spec.unit, description: `${spec.kind} ${spec.name}`, ...(spec.boundaries ? { advice: { explicitBucketBoundaries: spec.boundaries } } : {}) };
+      if (spec.kind === 'counter') {
+        const c = meter.createCounter(spec.name, opts);
+        side.instruments.set(spec.name, [...(side.instruments.get(spec.name) ?? []), { add: (v, a) => c.add(v, a) }]);
+      } else if (spec.kind === 'updown') {
+        const c = meter.createUpDownCounter(spec.name, opts);
+        side.instruments.set(spec.name, [...(side.instruments.get(spec.name) ?? []), { add: (v, a) => c.add(v, a) }]);
+      } else if (spec.kind === 'histogram') {
+        const h = meter.createHistogram(spec.name, opts);
+        side.instruments.set(spec.name, [...(side.instruments.get(spec.name) ?? []), { record: (v, a) => h.record(v, a) }]);
+      } else if (spec.kind === 'gauge') {
+        const g = meter.createGauge(spec.name, opts);
+        side.instruments.set(spec.name, [...(side.instruments.get(spec.name) ?? []), { record: (v, a) => g.record(v, a) }]);
+      } else {
+        const o = spec.kind === 'ocounter' ? meter.createObservableCounter(spec.name, opts)
+          : spec.kind === 'oupdown' ? meter.createObservableUpDownCounter(spec.name, opts)
+            : meter.createObservableGauge(spec.name, opts);
+        o.addCallback((r) => {
+          for (const [i, v] of observed.get(spec.name) ?? []) r.observe(v, ATTRS[i]);
+          // Values no observation may hold, to hotmeter only (sdk-metrics takes NaN).
+          if (side === hm) for (const [n, v, a] of invalidObservations) if (n === spec.name) r.observe(v as number, a);
+        });
+      }
+    }
+  };
+
+  /** See MERGING: takes those points out of both exports, checking hotmeter's (cumulative) against the observations. */
+  const checkMergedObservations = (sdkRm: ResourceMetrics, hmRm: ResourceMetrics, cumulative: boolean): void => {
+    for (const m of MERGING) {
+      const spec = specs.get(m.instrument);
+      if (spec === undefined || (spec.kind !== 'ocounter' && spec.kind !== 'oupdown')) continue;
+      if (!views.some((v) => v.instrumentName === m.instrument && (v.name ?? m.instrument) === m.stream)) continue;
+      const take = (rm: ResourceMetrics): Map<string, number> => {
+        const out = new Map<string, number>();
+        for (const sm of rm.scopeMetrics) {
+          for (const md of sm.metrics) {
+            if (md.descriptor.name !== m.stream) continue;
+            const keep = (md.dataPoints as { attributes: Attributes; value: number }[]).filter((p) => {
+              const k = attrKey(p.attributes);
+              const merged = m.keys !== undefined || k === OVERFLOW_KEY;
+              if (merged) out.set(k, p.value);
+              return !merged;
+            });
+            (md as { dataPoints: unknown[] }).dataPoints = keep;
+            if (m.limit !== undefined) for (const p of keep) out.set(attrKey(p.attributes), p.value);
+          }
+        }
+        return out;
+      };
+      take(sdkRm);
+      const got = take(hmRm);
+      if (!cumulative) continue;
+      const obs = observed.get(m.instrument) ?? new Map<number, number>();
+      const what = `observations merged into ${m.stream}\n${where()}`;
+      if (m.keys !== undefined) {
+        const want = new Map<string, number>();
+        for (const [ai, v] of obs) {
+          const k = attrKey(Object.fromEntries(Object.entries(ATTRS[ai]).filter(([key]) => m.keys!.includes(key))));
+          want.set(k, (want.get(k) ?? 0) + v);
+        }
+        expect(new Map([...got].map(([k, v]) => [k, round(v)])), what).toEqual(new Map([...want].map(([k, v]) => [k, round(v)])));
+      } else {
+        let total = 0;
+        for (const v of obs.values()) total += v;
+        let sum = 0;
+        for (const v of got.values()) sum += v;
+        expect(round(sum), what).toBe(round(total));
+      }
+    }
+  };
+
+  /**
+   * A synchronous instrument's cardinality limit: hotmeter counts the series live or idle
+   * (README "Series over time", as the OpenTelemetry spec does), sdk-metrics only those
+   * written since its last collection, so series written in different intervals overflow
+   * in hotmeter and not in sdk-metrics. Compared: the stream's totals, and hotmeter keeps
+   * within the limit.
+   */
+  const checkLimitedSync = (sdkRm: ResourceMetrics, hmRm: ResourceMetrics): void => {
+    for (const m of MERGING) {
+      const spec = specs.get(m.instrument);
+      if (m.limit === undefined || spec === undefined || spec.kind.startsWith('o')) continue;
+      if (!views.some((v) => v.instrumentName === m.instrument && (v.name ?? m.instrument) === m.stream)) continue;
+      const take = (rm: ResourceMetrics): { n: number; total: number } => {
+        let n = 0;
+        let total = 0;
+        for (const sm of rm.scopeMetrics) {
+          for (const md of sm.metrics) {
+            if (md.descriptor.name !== m.stream) continue;
+            for (const p of md.dataPoints as { value: unknown }[]) {
+              n++;
+              total += typeof p.value === 'number' ? (spec.kind === 'gauge' ? 0 : p.value) : (p.value as { count: number }).count;
+            }
+            (md as { dataPoints: unknown[] }).dataPoints = [];
+          }
+        }
+        return { n, total };
+      };
+      const a = take(sdkRm);
+      const b = take(hmRm);
+      expect(b.n, `series of ${m.stream} within its limit\n${where()}`).toBeLessThanOrEqual(m.limit);
+      expect(round(b.total), `totals of ${m.stream}\n${where()}`).toBe(round(a.total));
+    }
+  };
+
+  const collect = async (): Promise<void> => {
+    collections++;
+    for (const side of sides) for (const r of side.readers) await r.forceFlush();
+    for (let i = 0; i < temporalities.length; i++) {
+      const s = sdk.exporters[i].getMetrics();
+      const h = hm.exporters[i].getMetrics();
+      sdk.exporters[i].reset();
+      hm.exporters[i].reset();
+      // hotmeter sends no export without a point; sdk-metrics sends one with the zero deltas
+      // of series written without change (see dropUnchanged): compared as an empty export.
+      if (h.length === 0 && s.length === 1 && temporalities[i] === AggregationTemporality.DELTA) h.push({ resource: s[0].resource, scopeMetrics: [] });
+      expect(h.length, `exports of reader ${i}\n${where()}`).toBe(s.length);
+      for (let k = 0; k < s.length; k++) {
+        const sdkRm = s[k];
+        const hmRm = h[k];
+        checkMergedObservations(sdkRm, hmRm, temporalities[i] === AggregationTemporality.CUMULATIVE);
+        checkLimitedSync(sdkRm, hmRm);
+        dropEmpty(sdkRm);
+        dropEmpty(hmRm);
+        if (temporalities[i] === AggregationTemporality.DELTA) dropUnchanged(sdkRm, hmRm, lastGauge[i]);
+        checkKnownMinMax(hmRm, sdkRm);
+        alignExponential(hmRm, sdkRm);
+        const drop = withoutMinMax(hmRm);
+        if (temporalities[i] === AggregationTemporality.CUMULATIVE) expect([...drop.min, ...drop.max], where()).toEqual([]);
+        expect(normalize(hmRm), `reader ${i} (${temporalities[i] === AggregationTemporality.DELTA ? 'delta' : 'cumulative'})\n${where()}`).toEqual(normalize(sdkRm, drop));
+        compareSums(hmRm, sdkRm);
+        if (temporalities[i] === AggregationTemporality.CUMULATIVE) checkModel(hmRm, exponentialReader[i]);
+      }
+    }
+  };
+
+  /** Instruments no view touches: the cumulative export holds the model's values. */
+  const plain = (name: string): boolean => !views.some((v) => v.instrumentName === name);
+
+  const checkModel = (rm: ResourceMetrics, exponential: boolean): void => {
+    const got = new Map<string, unknown>();
+    for (const sm of rm.scopeMetrics) for (const m of sm.metrics) for (const p of m.dataPoints) got.set(`${m.descriptor.name}${attrKey(p.attributes)}`, p.value);
+    for (const [name, series] of model) {
+      if (!plain(name)) continue;
+      for (const [k, s] of series) {
+        const v = got.get(`${name}${k}`);
+        const what = `model ${name}${k}\n${where()}`;
+        if (s.hist !== undefined) {
+          expect(v, what).toMatchObject(exponential ? { count: s.hist.count } : { count: s.hist.count, buckets: { counts: s.hist.buckets } });
+        } else if (s.last !== undefined) {
+          expect(v, what).toBe(s.last);
+        } else {
+          expect(Number((v as number).toPrecision(12)), what).toBe(Number(s.sum.toPrecision(12)));
+        }
+      }
+    }
+  };
+
+  const render = async (): Promise<void> => {
+    renders++;
+    const text = await prometheus.render('text/plain;version=0.0.4');
+    const om = await prometheus.render(OPENMETRICS_CONTENT_TYPE);
+    const s = await prometheus.scrape(PROTOBUF_ACCEPT);
+    let pbBody: Buffer;
+    try {
+      pbBody = Buffer.concat(s.chunks as Buffer[]);
+    } finally {
+      s.release();
+    }
+    // With readers that have aggregations of their own, the exporter renders in JavaScript
+    // and offers no protobuf: the answer is then the text format, as negotiated.
+    const isProtobuf = s.contentType === PROMETHEUS_PROTOBUF_CONTENT_TYPE;
+    expect(isProtobuf || s.contentType === PROMETHEUS_TEXT_CONTENT_TYPE, s.contentType).toBe(true);
+    expect(isProtobuf, `protobuf offered\n${where()}`).toBe(prometheus.negotiate(PROTOBUF_ACCEPT).protobuf === true);
+    let families: ReturnType<typeof decode> = [];
+    if (isProtobuf) {
+      try {
+        families = decode(pbBody);
+      } catch (e) {
+        throw new Error(`protobuf exposition does not decode (${String(e)}): ${pbBody.toString('hex')}\ntext:\n${text}\n${where()}`, { cause: e });
+      }
+    }
+    const tx = parseExposition(text);
+    const omSamples = parseExposition(om.split('\n').map((l) => l.replace(/ # \{.*$/, '')).join('\n')).filter((x) => !x.name.endsWith('_created'));
+    // Native histograms: the protobuf has coarser buckets than the text; compare the rest.
+    const nativeNames = new Set(families.filter((f) => f.metric.some((m) => m.histogram?.schema !== undefined)).map((f) => `${f.name}_bucket`));
+    // Without the protobuf: the exponential histogram streams of the views (with the unit
+    // suffix the instrument's unit gives).
+    for (const v of views) {
+      if ((v.aggregation as { type?: AggregationType } | undefined)?.type !== AggregationType.EXPONENTIAL_HISTOGRAM) continue;
+      const spec = specs.get(v.instrumentName!);
+      if (spec !== undefined) nativeNames.add(`${(v.name ?? v.instrumentName)!.replace(/\./g, '_')}${UNIT_SUFFIX[spec.unit]}_bucket`);
+    }
+    const coarse = (x: Sample): boolean => !(nativeNames.has(x.name) && x.labels.le !== '+Inf');
+    const third = (isProtobuf ? samplesOf(families) : parseExposition(pbBody.toString('utf8'))).filter(coarse);
+    if (reclaim) {
+      // Expiry: a render that delivered a series' last value may let it go before the next
+      // render; the series the renders share must agree.
+      const values = (xs: Sample[]): Map<string, number> => new Map(xs.map((x) => [seriesKey(x), x.value]));
+      const [a, b, c] = [values(tx.filter(coarse)), values(omSamples.filter(coarse)), values(third)];
+      for (const [k, v] of a) {
+        if (b.has(k)) expect(b.get(k), `OpenMetrics vs text: ${k}\n${where()}`).toBe(v);
+        if (c.has(k)) expect(c.get(k), `protobuf vs text: ${k}\n${where()}`).toBe(v);
+      }
+    } else {
+      expect(canonical(omSamples), `OpenMetrics vs text\n${where()}`).toEqual(canonical(tx));
+      expect(canonical(third), `protobuf vs text\n${where()}`).toEqual(canonical(tx.filter(coarse)));
+    }
+    // No (name, labels) twice.
+    const now = new Map<string, Sample>();
+    for (const x of tx) {
+      const k = seriesKey(x);
+      expect(now.has(k), `twice in one exposition: ${k}\n${where()}`).toBe(false);
+      now.set(k, x);
+    }
+    const types = new Map<string, string>();
+    for (const m of text.matchAll(/^# TYPE (\S+) (\S+)$/gm)) types.set(m[1], m[2]);
+    const familyOf = (name: string): string | undefined => {
+      for (const suffix of ['', '_bucket', '_sum', '_count']) {
+        if (suffix === '' || name.endsWith(suffix)) {
+          const f = name.slice(0, name.length - suffix.length);
+          if (types.has(f)) return types.get(f);
+        }
+      }
+      return undefined;
+    };
+    // Expiry: an idle series leaves the exposition once delivered and comes back as a new
+    // series (README "Series over time"); the vanish, monotonic and model checks do not apply.
+    if (previous !== undefined && !reclaim) {
+      for (const [k, before] of previous) {
+        const after = now.get(k);
+        // An exponential histogram's classic buckets are those of its current scale: they
+        // change when the scale goes down (the +Inf bucket, sum and count stay).
+        if (!coarse(before)) continue;
+        // Every instrument lives and nothing is removed: no series vanishes.
+        expect(after, `series vanished: ${k}\n${where()}`).toBeDefined();
+        const type = familyOf(before.name);
+        const monotonic = type === 'counter' || (type === 'histogram' && !before.name.endsWith('_sum'));
+        if (monotonic) expect(after!.value, `counter went down: ${k}\n${where()}`).toBeGreaterThanOrEqual(before.value);
+      }
+    }
+    previous = now;
+    // The model: plain synchronous counters, up-down counters and histograms (series merged
+    // at export add up); gauges only where one attribute set makes the series.
+    for (const [instrument, series] of model) {
+      const spec = specs.get(instrument)!;
+      if (!plain(instrument) || reclaim) continue;
+      const name = instrument + UNIT_SUFFIX[spec.unit];
+      const expected = new Map<string, { name: string; labels: Record<string, string>; value: number; n: number }[]>();
+      for (const [k, s] of series) {
+        const attrs = ATTRS.find((a) => attrKey(a) === k)!;
+        const labels = promLabels(spec.meter, attrs);
+        const rows: [string, Record<string, string>, number][] = [];
+        if (s.hist !== undefined) {
+          rows.push([`${name}_count`, labels, s.hist.count]);
+          s.hist.boundaries.forEach((b, i) => rows.push([`${name}_bucket`, { ...labels, le: String(b) }, s.hist!.buckets.slice(0, i + 1).reduce((x, y) => x + y, 0)]));
+        } else if (s.last !== undefined) {
+          rows.push([name, labels, s.last]);
+        } else {
+          rows.push([spec.kind === 'counter' ? `${name}_total` : name, labels, s.sum]);
+        }
+        for (const [n, l, v] of rows) {
+          const key = seriesKey({ name: n, labels: l, value: 0 });
+          const e = expected.get(key) ?? [];
+          e.push({ name: n, labels: l, value: v, n: 1 });
+          expected.set(key, e);
+        }
+      }
+      for (const [key, rows] of expected) {
+        const x = now.get(key);
+        expect(x, `model series missing from the exposition: ${key}\n${where()}`).toBeDefined();
+        if (spec.kind === 'gauge' && rows.length > 1) continue;
+        const want = rows.reduce((a, r) => a + r.value, 0);
+        if (x!.labels.le !== undefined) {
+          // le printed by the exporter; the model's bounds as numbers.
+          continue;
+        }
+        expect(Number(x!.value.toPrecision(12)), `model ${key}\n${where()}`).toBe(Number(want.toPrecision(12)));
+      }
+    }
+  };
+
+  try {
+    for (let op = 0; op < ops; op++) {
+      const r = rand();
+      const created = [...specs.values()];
+      const sync = created.filter((s) => !s.kind.startsWith('o'));
+      const obs = created.filter((s) => s.kind.startsWith('o'));
+      if (rand2() < 0.06 && created.length > 0) {
+        // A measurement every API drops: it must leave no trace (no series, no change).
+        // sdk-metrics takes NaN and infinities as numbers: those go to hotmeter only.
+        const spec = pick(rand2, created);
+        const bad = pick(rand2, [NaN, Infinity, -Infinity, '5', null, undefined] as unknown[]);
+        const attrs = ATTRS[randInt(rand2, 0, ATTRS.length - 1)];
+        const both = typeof bad !== 'number';
+        trace.push(`invalid ${spec.name} ${String(bad)} ${JSON.stringify(attrs)}${both ? '' : ' (hotmeter only)'}`);
+        if (spec.kind.startsWith('o')) {
+          // Observed by hotmeter's callback at every later collection.
+          invalidObservations.push([spec.name, bad, attrs]);
+        } else {
+          for (const side of both ? sides : [hm]) {
+            const inst = side.instruments.get(spec.name)![0];
+            if (inst.add) inst.add(bad as number, attrs);
+            else inst.record!(bad as number, attrs);
+          }
+        }
+      }
+      if (r < 0.02 && sync.length > 0) {
+        // The same instrument created again: one instrument, both objects write it.
+        const spec = pick(rand, sync);
+        trace.push(`create again ${spec.name}`);
+        create(spec);
+      } else if (r < 0.1 || created.length === 0) {
+        const free = NAMES.filter(([, n]) => !specs.has(n));
+        if (free.length === 0) continue;
+        const [meter, name] = pick(rand, free);
+        const kind = pick(rand, KINDS);
+        const spec: Spec = { meter, name, kind, int: rand() < 0.25, unit: pick(rand2, Object.keys(UNIT_SUFFIX)) };
+        if (kind === 'histogram' && rand() < 0.6) spec.boundaries = [0, 1, 2, 5, 10, 50].filter(() => rand() < 0.5);
+        trace.push(`create ${JSON.stringify(spec)}`);
+        create(spec);
+      } else if (r < 0.65 && sync.length > 0) {
+        const spec = pick(rand, sync);
+        const ai = randInt(rand, 0, ATTRS.length - 1);
+        const attrs = ATTRS[ai];
+        let v: number;
+        switch (spec.kind) {
+          case 'counter': v = pick(rand, [0, 1, 2, 3, 0.5, 7, 100, -1]); break;
+          case 'updown': v = pick(rand, [-3, -1, 1, 2, 0.25, 5, 0]); break;
+          case 'histogram': v = pick(rand, [0, 0.5, 1, 2, 3, 5, 7, 10, 49, 50, 51, 1000, -1]); break;
+          default: v = pick(rand, [-2, 0, 3.5, 7]);
+        }
+        const which = randInt(rand, 0, 3);
+        trace.push(`${spec.name} ${v} ${JSON.stringify(attrs)}`);
+        for (const side of sides) {
+          const all = side.instruments.get(spec.name)!;
+          const inst = all[which % all.length];
+          if (inst.add) inst.add(v, attrs);
+          else inst.record!(v, attrs);
+        }
+        // The model: what the API promises (negative counter and histogram values dropped;
+        // an INT instrument's value truncated as sdk-metrics does).
+        if ((spec.kind === 'counter' || spec.kind === 'histogram') && v < 0) continue;
+        const value = spec.int ? Math.trunc(v) : v;
+        const s = modelSeries(spec.name, attrs);
+        if (spec.kind === 'histogram') {
+          s.hist ??= new RefHistogram(spec.boundaries ?? [0, 5, 10, 25, 50, 75, 100, 250, 500, 750, 1000, 2500, 5000, 7500, 10000]);
+          s.hist.record(value);
+        } else if (spec.kind === 'gauge') {
+          s.last = value;
+        } else {
+          s.sum += value;
+        }
+      } else if (r < 0.78 && obs.length > 0) {
+        const spec = pick(rand, obs);
+        const ai = randInt(rand, 0, ATTRS.length - 1);
+        const m = observed.get(spec.name) ?? new Map<number, number>();
+        observed.set(spec.name, m);
+        const prev = m.get(ai) ?? 0;
+        const next = spec.kind === 'ocounter' ? prev + pick(rand, [0, 1, 2.5, 10]) : pick(rand, [-4, 0, 1, 2.5, 9]);
+        m.set(ai, spec.int ? Math.trunc(next) : next);
+        trace.push(`observe ${spec.name} ${next} ${JSON.stringify(ATTRS[ai])}`);
+      } else if (r < 0.92) {
+        trace.push('collect');
+        await collect();
+        trace.push('render');
+        await render();
+      } else {
+        trace.push('render');
+        await render();
+      }
+    }
+    trace.push('collect (final)');
+    await collect();
+    await render();
+    await render();
+  } finally {
+    for (const side of sides) await side.provider.shutdown();
+  }
+  return { collections, renders };
+}
+
+describe('randomized differential test: hotmeter against @opentelemetry/sdk-metrics, and its Prometheus formats against a model', () => {
+  let collections = 0;
+  let renders = 0;
+  // Long hunts (HOTMETER_DIFF_SEEDS, HOTMETER_DIFF_OPS) get a longer limit per seed.
+  const limit = Math.max(60_000, OPS * 400);
+  for (const seed of SEEDS) {
+    it(`seed ${seed}, ${OPS} operations`, async () => {
+      const r = await runSeed(seed, OPS);
+      collections += r.collections;
+      renders += r.renders;
+    }, limit);
+  }
+  it('the generator interleaved collections and renders with the recordings', () => {
+    expect(collections).toBeGreaterThan(SEEDS.length);
+    expect(renders).toBeGreaterThan(SEEDS.length);
+  });
+});
