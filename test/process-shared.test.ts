@@ -8,6 +8,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import * as readline from 'node:readline';
 import { Worker } from 'node:worker_threads';
+import { AggregationTemporality as SdkTemporality, InMemoryMetricExporter, PeriodicExportingMetricReader } from '@opentelemetry/sdk-metrics';
 import { afterAll, describe, expect, it } from 'vitest';
 import { MeterProvider, PrometheusExporter } from '../src';
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -254,6 +255,178 @@ describe('processShared: instruments only another process created', () => {
     } finally {
       uninstallLogger();
       creator.kill();
+      await mine.shutdown();
+    }
+  }, 60_000);
+});
+
+describe('processShared: observable instruments', () => {
+  /** A started test/fixtures/shared-observer.js: its first JSON line, and a way to make it collect again. */
+  interface Observer {
+    proc: ChildProcess;
+    first: Renderings & { error?: string };
+    collect(): Promise<Renderings>;
+    exit(): Promise<void>;
+  }
+  async function startObserver(name: string, counter: number, gauge: number, queued: number, collectFirst: boolean): Promise<Observer> {
+    const proc = spawn(process.execPath, [path.join(fixtures, 'shared-observer.js'), name, String(counter), String(gauge), String(queued), collectFirst ? '1' : '0'], {
+      stdio: ['pipe', 'pipe', 'inherit'],
+    });
+    const rl = readline.createInterface({ input: proc.stdout! });
+    const waiting: ((line: string) => void)[] = [];
+    rl.on('line', (l) => waiting.shift()?.(l));
+    const next = (): Promise<Renderings> =>
+      new Promise((resolve, reject) => {
+        waiting.push((l) => {
+          const r = JSON.parse(l) as Renderings & { error?: string };
+          if (r.error !== undefined) reject(new Error(r.error));
+          else resolve(r);
+        });
+        proc.once('error', reject);
+      });
+    const first = await next();
+    return {
+      proc,
+      first,
+      collect: () => {
+        const r = next();
+        proc.stdin!.write('collect\n');
+        return r;
+      },
+      exit: async () => {
+        const closed = new Promise((r) => proc.on('close', r));
+        proc.stdin!.end();
+        await closed;
+      },
+    };
+  }
+
+  const value = (body: string, metric: RegExp): number | undefined => {
+    const m = metric.exec(body);
+    return m === null ? undefined : Number(m[1]);
+  };
+  const COUNTER = /^obs_requests_total\{[^}]*route="\/a"[^}]*\} (\S+)/m;
+  const GAUGE = /^obs_temperature_celsius\{[^}]*room="a"[^}]*\} (\S+)/m;
+  const QUEUED = /^obs_queued\{[^}]*queue="q"[^}]*\} (\S+)/m;
+  /** name -> value of the obs.* series in a collect()'s records. */
+  async function observed(provider: MeterProvider): Promise<Record<string, number>> {
+    const out: Record<string, number> = {};
+    for (const r of (await provider.collect()).records) {
+      if (!r.descriptor.name.startsWith('obs.')) continue;
+      const a = r.aggregation as { kind: string; sum?: number; value?: number };
+      out[r.descriptor.name] = (a.kind === 'sum' ? a.sum : a.value) as number;
+    }
+    return out;
+  }
+
+  it('a process that never created them exports every process\'s last observation in every scrape and format, live or exited, never dropping a series', async () => {
+    const name = uniqueName('observables');
+    const exporter = new PrometheusExporter({ preventServerStart: true, withoutTargetInfo: true });
+    const cumulative = new InMemoryMetricExporter(SdkTemporality.CUMULATIVE);
+    const cReader = new PeriodicExportingMetricReader({ exporter: cumulative, exportIntervalMillis: 3_600_000 });
+    const delta = new InMemoryMetricExporter(SdkTemporality.DELTA);
+    const dReader = new PeriodicExportingMetricReader({ exporter: delta, exportIntervalMillis: 3_600_000 });
+    const mine = new MeterProvider({ processShared: name, readers: [exporter, cReader, dReader] });
+    /** OTLP points of the obs.* metrics in one export of `e`: name -> value. */
+    const otlp = async (r: PeriodicExportingMetricReader, e: InMemoryMetricExporter): Promise<Record<string, number>> => {
+      e.reset();
+      await r.forceFlush();
+      const out: Record<string, number> = {};
+      for (const rm of e.getMetrics()) {
+        for (const sm of rm.scopeMetrics) {
+          for (const m of sm.metrics) {
+            if (!m.descriptor.name.startsWith('obs.')) continue;
+            expect(m.dataPoints.length).toBe(1);
+            out[m.descriptor.name] = m.dataPoints[0].value as number;
+          }
+        }
+      }
+      return out;
+    };
+    let observer: Observer | undefined;
+    try {
+      // Created, never observed (its callbacks never ran): no series anywhere.
+      observer = await startObserver(name, 7, 21.5, 3, false);
+      expect(await observed(mine)).toEqual({});
+      expect(await exporter.render('text/plain')).not.toMatch(/^obs_/m);
+      // Observed once, in the creator's collections: every scrape here shows the same
+      // series with the same values as the creator's, again and again.
+      const theirs = await observer.collect();
+      expect(value(theirs.text, COUNTER)).toBe(7);
+      expect(value(theirs.text, GAUGE)).toBe(21.5);
+      expect(value(theirs.text, QUEUED)).toBe(3);
+      const fleet = { 'obs.requests': 7, 'obs.temperature': 21.5, 'obs.queued': 3 };
+      let deltaSum = 0;
+      for (let scrape = 0; scrape < 3; scrape++) {
+        expect(await renderings(mine, exporter), `scrape ${scrape}`).toEqual(theirs);
+        expect(await observed(mine), `scrape ${scrape}`).toEqual(fleet);
+        expect(await otlp(cReader, cumulative), `scrape ${scrape}`).toEqual(fleet);
+        // Delta: the counter's points add up to its total (never restarted from 0).
+        deltaSum += (await otlp(dReader, delta))['obs.requests'] ?? 0;
+        expect(deltaSum, `scrape ${scrape}`).toBe(7);
+      }
+      // The creator exits: its last observations stay (folded, as a level stays).
+      await observer.exit();
+      observer = undefined;
+      for (let scrape = 0; scrape < 2; scrape++) {
+        expect(await renderings(mine, exporter), `after exit, scrape ${scrape}`).toEqual(theirs);
+        expect(await observed(mine)).toEqual(fleet);
+        expect(await otlp(cReader, cumulative)).toEqual(fleet);
+        deltaSum += (await otlp(dReader, delta))['obs.requests'] ?? 0;
+        expect(deltaSum).toBe(7);
+      }
+    } finally {
+      observer?.proc.kill();
+      await mine.shutdown();
+    }
+  }, 60_000);
+
+  it('collect() of a provider without readers shows another process\'s observations in every call', async () => {
+    const name = uniqueName('observables-direct');
+    const observer = await startObserver(name, 7, 21.5, 3, true);
+    const mine = new MeterProvider({ processShared: name });
+    try {
+      for (let call = 0; call < 3; call++) {
+        expect(await observed(mine), `call ${call}`).toEqual({ 'obs.requests': 7, 'obs.temperature': 21.5, 'obs.queued': 3 });
+      }
+    } finally {
+      observer.proc.kill();
+      await mine.shutdown();
+    }
+  }, 60_000);
+
+  it('observed by several processes: sums add every process\'s own observation, a gauge is the latest observation of any process', async () => {
+    const name = uniqueName('observables-both');
+    const exporter = new PrometheusExporter({ preventServerStart: true, withoutTargetInfo: true });
+    const mine = new MeterProvider({ processShared: name, readers: [exporter] });
+    let observer: Observer | undefined;
+    try {
+      observer = await startObserver(name, 7, 21.5, 3, true);
+      const meter = mine.getMeter('obs-meter');
+      meter.createObservableCounter('obs.requests', { description: 'observed requests' }).addCallback((r) => r.observe(5, { route: '/a' }));
+      meter.createObservableGauge('obs.temperature', { unit: 'Cel' }).addCallback((r) => r.observe(18, { room: 'a' }));
+      meter.createObservableUpDownCounter('obs.queued').addCallback((r) => r.observe(-1, { queue: 'q' }));
+      // This process's callbacks run in its collections: its gauge observation is the latest.
+      for (let scrape = 0; scrape < 2; scrape++) {
+        const text = await exporter.render('text/plain');
+        expect(value(text, COUNTER)).toBe(12);
+        expect(value(text, GAUGE)).toBe(18);
+        expect(value(text, QUEUED)).toBe(2);
+        expect(await observed(mine)).toEqual({ 'obs.requests': 12, 'obs.temperature': 18, 'obs.queued': 2 });
+      }
+      // The creator collects: its observation of the gauge is now the latest, in its scrape...
+      const theirs = await observer.collect();
+      expect(value(theirs.text, COUNTER)).toBe(12);
+      expect(value(theirs.text, GAUGE)).toBe(21.5);
+      expect(value(theirs.text, QUEUED)).toBe(2);
+      // ...and after this process's next observation, its own again.
+      expect(value(await exporter.render('text/plain'), GAUGE)).toBe(18);
+      // The creator exits: its observations stay in the sums; the gauge is this process's.
+      await observer.exit();
+      observer = undefined;
+      expect(await observed(mine)).toEqual({ 'obs.requests': 12, 'obs.temperature': 18, 'obs.queued': 2 });
+    } finally {
+      observer?.proc.kill();
       await mine.shutdown();
     }
   }, 60_000);

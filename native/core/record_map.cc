@@ -805,6 +805,11 @@ uint64_t RecordMap::CollectPass(const CollectOptions& opts, const CheckpointVisi
     // A shared record is the fleet's: no one process expires it.
     const bool expirable = ik != InstrumentKind::UpDownCounter && ik != InstrumentKind::ObservableUpDownCounter &&
                            inst->shared == nullptr;
+    // A shared observable's series: exported by every pass (CheckpointView::fresh), not
+    // only after this process's own callbacks observed it.
+    const bool level = inst->shared != nullptr &&
+                       (ik == InstrumentKind::ObservableCounter || ik == InstrumentKind::ObservableUpDownCounter ||
+                        ik == InstrumentKind::ObservableGauge);
     SharedSegment* const seg = inst->shared;
     const double* const shared = seg != nullptr ? sharedStates[inst.get()].data() : nullptr;
     const size_t n = inst->cellSize;
@@ -881,7 +886,7 @@ uint64_t RecordMap::CollectPass(const CollectOptions& opts, const CheckpointVisi
       v.state = state.data();
       v.updated = updated;
       v.lastUpdateEpoch = r->lastUpdateEpoch;
-      v.fresh = updated || r->lastUpdateEpoch > opts.readerEpoch;
+      v.fresh = level || updated || r->lastUpdateEpoch > opts.readerEpoch;
       visit(v);
     }
   }

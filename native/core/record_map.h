@@ -109,7 +109,11 @@ struct CheckpointView {
   const Record* record = nullptr;
   const double* state = nullptr;  // the checkpoint: instrument->cellSize doubles
   bool updated = false;           // changed since the previous pass (of any reader)
-  bool fresh = false;             // changed since the reader's previous pass (readerEpoch)
+  // Changed since the reader's previous pass (readerEpoch). Always true for a series of a
+  // process-shared observable instrument: its state (every process's last observation,
+  // dead ones' folded) is a level that every pass of every process exports, as if
+  // observed in each, whichever process's callbacks ran since (docs/design.md).
+  bool fresh = false;
   // The epoch of the pass that first saw the record's last update (this pass's if
   // `updated`; saturates at Record::kMaxEpoch).
   uint32_t lastUpdateEpoch = 0;

@@ -326,6 +326,51 @@ TEST(shared_instrument_only_another_process_made_is_exported) {
   Cleanup(name);
 }
 
+TEST(shared_observable_series_is_fresh_in_every_pass_of_every_process) {
+  // b never runs a's callbacks: a's observations must still be in each of b's reader's
+  // passes (fresh), not only in the first one after they changed; a synchronous
+  // counter's series is fresh only when it changed.
+  const std::string name = UniqueName("observable");
+  {
+    Proc a(name), b(name);
+    Descriptor od = MakeDesc("o", AggregationKind::PrecomputedSum);
+    od.kind = InstrumentKind::ObservableCounter;
+    Descriptor gd = MakeDesc("g", AggregationKind::LastValue);
+    gd.kind = InstrumentKind::ObservableGauge;
+    uint32_t oa = a.map.RegisterInstrument("meter/o", od, nullptr, a.domain);
+    uint32_t ga = a.map.RegisterInstrument("meter/g", gd, nullptr, a.domain);
+    uint32_t ca = a.Instrument("c", AggregationKind::Sum);
+    double* o = a.Cell(oa, Key("k", "1"));
+    double* g = a.Cell(ga, Key("k", "1"));
+    double* c = a.Cell(ca, Key("k", "1"));
+    REQUIRE(o && g && c);
+    o[0] = 7;  // an observation: [value, stamp]
+    o[1] = 1000;
+    g[0] = 21.5;
+    g[1] = 1000;
+    Update(AggregationKind::Sum, c, {}, 1);
+    uint64_t readerEpoch = 0;
+    for (int pass = 0; pass < 3; pass++) {
+      CollectOptions opts;
+      opts.domain = b.domain;
+      opts.readerEpoch = readerEpoch;
+      std::vector<uint64_t> reclaimed;
+      std::map<std::string, std::pair<bool, double>> seen;  // name -> fresh, state[0]
+      readerEpoch = b.map.CollectPass(
+          opts, [&](const CheckpointView& v) { seen[v.instrument->descriptor.name] = {v.fresh, v.state[0]}; }, &reclaimed);
+      CHECK_EQ(seen.size(), 3u);
+      CHECK(seen["o"].first);
+      CHECK(seen["g"].first);
+      CHECK_EQ(seen["o"].second, 7.0);
+      CHECK_EQ(seen["g"].second, 21.5);
+      CHECK_EQ(seen["c"].first, pass == 0);
+    }
+    a.Release();
+    b.Release();
+  }
+  Cleanup(name);
+}
+
 TEST(shared_descriptor_encoding_round_trips) {
   Descriptor d = MakeDesc("x", AggregationKind::ExponentialHistogram);
   d.scopeVersion = "1.2";

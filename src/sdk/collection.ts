@@ -112,6 +112,12 @@ export function decodeCollection(
   attributesOf: AttributeTable,
   /** Whether this reader is given the records of a store (its streams); default all. */
   visible?: (store: RecordStore<BoundHandle>) => boolean,
+  /**
+   * Process-shared records: an observable's series is a level of the fleet (every
+   * process's last observation), in every collection and counted as observed in each,
+   * as the native passes treat it (CheckpointView::fresh).
+   */
+  sharedObservables = false,
 ): DecodedCollection {
   const stale = new Set<number>();
   const epoch = data[0];
@@ -130,18 +136,19 @@ export function decodeCollection(
     const instrumentId = data[i + 1];
     const store = storeOf(instrumentId);
     const lastUpdate = data[i + 2];
-    const updated = lastUpdate > since;
     // Whole milliseconds, like endTime (Date.now()): a series created and collected
     // within one millisecond must not start after it ends.
     const startTime = Math.floor(data[i + 3]);
     i += 4;
     if (store === undefined) continue; // not registered natively: cannot happen
+    const observable = isObservable(store.descriptor.kind);
+    const updated = lastUpdate > since || (observable && sharedObservables);
     const size = cellSize(store.aggregation, store.bounds.length, store.params.maxSize);
     const st = data.subarray(i, i + size);
     i += size;
     if (lastUpdate !== passEpoch) stale.add(recordId); // idle in this pass (reclamation)
     if (visible !== undefined && !visible(store)) continue; // another reader's stream
-    if (isObservable(store.descriptor.kind) && !updated) continue; // not observed since this reader's last pass
+    if (observable && !updated) continue; // not observed since this reader's last pass
     const attributes = attributesOf.get(recordId);
     if (attributes === undefined) undecoded.push(records.length);
     records.push({

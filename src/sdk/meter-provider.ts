@@ -60,8 +60,10 @@ export interface MeterProviderOptions {
    * process asking for others gets them, with a diagnostic; one registering the name with
    * another kind, unit or value type records nothing). Measurements stay writes into this
    * process's own cells; a process that dies, even killed, keeps what it wrote. Series of
-   * a shared name never expire and cannot be removed by one process; observable callbacks
-   * run in the collecting process (each series sums every process's latest observation).
+   * a shared name never expire and cannot be removed by one process. Observable callbacks
+   * run in the process that registered them, when it collects; every process exports every
+   * observable series any process observed, in each collection (a sum adds every process's
+   * last observation, a gauge is the latest observation of any process).
    * Worker threads of such a process create a provider with the same name (no readers).
    * Throws a TypeError on other platforms or if the segment cannot be joined.
    * Not with `domain`. See docs/design.md, "Processes".
@@ -194,6 +196,8 @@ export class MeterProvider implements ApiMeterProvider {
   private domainReleased = false;
   /** Some reader has streams of its own (its aggregation or series limit): collections are filtered per reader. */
   private readonly readerStreams: boolean;
+  /** processShared: observable series are levels of the fleet, in every collection (collection.ts). */
+  private readonly sharedObservables: boolean;
 
   constructor(options: MeterProviderOptions = {}) {
     if (options === null || typeof options !== 'object') throw new TypeError('hotmeter: MeterProvider options must be an object');
@@ -244,6 +248,7 @@ export class MeterProvider implements ApiMeterProvider {
     }
     this.exemplarFilter = exemplarFilterCode(options.exemplarFilter);
     this.domain = registerDomainOf(options);
+    this.sharedObservables = options.processShared !== undefined;
     this.registry = new InstrumentRegistry(
       this.domain,
       { limits, selector, views, cardinalityLimit: limit, readerPreferences: preferences, defaultReaders, exemplarFilter: this.exemplarFilter },
@@ -339,7 +344,8 @@ export class MeterProvider implements ApiMeterProvider {
   /**
    * Runs the observable callbacks, then checkpoints every record of this provider in
    * one native pass. Synchronous instruments report every live series (cumulative);
-   * observable instruments report the series observed in this collection.
+   * observable instruments report the series observed in this collection (with
+   * `processShared`: every series any process of the fleet has observed).
    */
   async collect(): Promise<CheckpointSet> {
     // With registered readers, a direct collection holds no expiry back (DIRECT is not
@@ -565,7 +571,7 @@ export class MeterProvider implements ApiMeterProvider {
       this.readerStreams && reader !== DIRECT
         ? (s: RecordStore<BoundHandle>) => s.policy.readers === undefined || s.policy.readers.has(reader)
         : undefined;
-    const r = decodeCollection(data, since, (id) => this.registry.storeOf(id), this.attributesOf, visible);
+    const r = decodeCollection(data, since, (id) => this.registry.storeOf(id), this.attributesOf, visible, this.sharedObservables);
     this.finishPass(reader, r.set.epoch, r.stale, r.reclaimed);
     return r.set;
   }
