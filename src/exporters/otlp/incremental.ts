@@ -218,7 +218,10 @@ export class IncrementalConverter {
     const points = pass.freshPoints;
     const owners = pass.freshPointEntries;
     for (let k = 0; k < points.length; k++) points[k].attributes = owners[k].attributes;
-    if (mode === 1) {
+    // Mode 1 lists every live record: an entry it did not list is gone. When the pass saw
+    // as many entries as are held, none is missing and the walk over every slot is skipped
+    // (at 200,000 records it cost ~8 ms of an idle cumulative flush).
+    if (mode === 1 && pass.seen !== this.held) {
       for (let slot = 0; slot < entries.length; slot++) {
         const e = entries[slot];
         if (e !== undefined && e.seenAt !== n) {
@@ -272,6 +275,8 @@ class Pass {
   readonly freshPointEntries: Entry[] = [];
   /** Slots newly filled. */
   created = 0;
+  /** Entries this pass listed (each counted once). */
+  seen = 0;
   private readonly entries: (Entry | undefined)[];
   private readonly prevCells: PrevCells;
   private readonly temporalityOf: (kind: InstrumentKind) => AggregationTemporality;
@@ -370,6 +375,7 @@ class Pass {
   private unchanged(id: number): void {
     const e = this.entries[id >>> 0];
     if (e === undefined || e.id !== id) return; // first seen unchanged: cannot happen (see the file comment)
+    if (e.seenAt !== this.n) this.seen++;
     e.seenAt = this.n;
     this.use(e.store);
     if (this.b.delta || this.b.observable || e.point === undefined) return;
@@ -406,6 +412,7 @@ class Pass {
     const data = this.data;
     const prevChanged = e.changedAt;
     e.changedAt = this.n;
+    if (e.seenAt !== this.n) this.seen++;
     e.seenAt = this.n;
     if (!b.delta) {
       e.startHr ??= this.hr(Math.min(e.startTime, this.end)); // shared by the series started in one ms
