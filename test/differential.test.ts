@@ -66,6 +66,8 @@ const SEEDS = ONE_SEED !== undefined && ONE_SEED !== ''
     ? Array.from({ length: envInt('HOTMETER_DIFF_SEEDS', 0) }, (_, i) => i + 1)
     : FIXED_SEEDS;
 const OPS = envInt('HOTMETER_DIFF_OPS', 150);
+/** The share of operations followed by one of hotmeter's own API (HOTMETER_DIFF_HM_PERCENT). */
+const HM_OPS = envInt('HOTMETER_DIFF_HM_PERCENT', 25) / 100;
 
 type Rand = () => number;
 const pick = <T>(rand: Rand, xs: readonly T[]): T => xs[Math.floor(rand() * xs.length)];
@@ -158,7 +160,17 @@ interface Side {
   readers: PeriodicExportingMetricReader[];
   exporters: InMemoryMetricExporter[];
   /** Per instrument name, every API object created for it (created again: the same instrument). */
-  instruments: Map<string, { add?: (v: number, a: Attributes) => void; record?: (v: number, a: Attributes) => void }[]>;
+  instruments: Map<string, { add?: (v: number, a: Attributes) => void; record?: (v: number, a: Attributes) => void; raw?: unknown }[]>;
+}
+
+/** hotmeter's synchronous instrument API beyond @opentelemetry/api (README "Bound handles, batches and removal"). */
+interface HmSync {
+  bind(a: Attributes): { add?: (v: number) => void; record?: (v: number) => void; unbind(): void };
+  remove(a: Attributes): void;
+  clear(): void;
+}
+interface HmMeter {
+  recordBatch(a: Attributes, m: readonly (readonly [unknown, number])[]): void;
 }
 
 const resource = resourceFromAttributes({ 'service.name': 'differential' });
@@ -261,6 +273,20 @@ async function runSeed(seed: number, ops: number): Promise<{ collections: number
   const trace: string[] = [];
   const where = () => `seed ${seed}, views ${JSON.stringify(views.map((v) => v.instrumentName + (v.name ? `->${v.name}` : '')))}, temporalities ${JSON.stringify(temporalities)}, exponential readers ${JSON.stringify(exponentialReader)}, reclaim ${reclaim}\n${trace.slice(process.env.HOTMETER_DIFF_TRACE ? 0 : -40).join('\n')}`;
 
+  // hotmeter's own API (bind, recordBatch, remove, clear) draws from a third stream.
+  const rand3 = prng(seed ^ 0x2545f491);
+  /** Bound handles (hotmeter): instrument -> attribute index -> handle. */
+  const bound = new Map<string, Map<number, ReturnType<HmSync['bind']>>>();
+  /** Handles bound before a remove()/clear() of their series: they write into nothing exported. */
+  const stale: { name: string; handle: ReturnType<HmSync['bind']> }[] = [];
+  /** Instruments that had a remove() or clear(): hotmeter only, compared with the model, not with sdk-metrics. */
+  const removed = new Set<string>();
+  /** Instruments with a remove() or clear() since the last render: their series may vanish or restart from zero. */
+  let removedSinceRender = new Set<string>();
+  /** When a series (name + attrKey) was last removed; clear() removes them all. */
+  const removedAt = new Map<string, number>();
+  const clearedAt = new Map<string, number>();
+
   const modelSeries = (name: string, attrs: Attributes): ModelSeries => {
     let m = model.get(name);
     if (m === undefined) model.set(name, (m = new Map()));
@@ -270,6 +296,122 @@ async function runSeed(seed: number, ops: number): Promise<{ collections: number
     return s;
   };
 
+  /** The model after a write of v: what the API promises (negative counter and histogram
+   *  values dropped; an INT instrument's value truncated as sdk-metrics does). */
+  const modelWrite = (spec: Spec, v: number, attrs: Attributes): void => {
+    if ((spec.kind === 'counter' || spec.kind === 'histogram') && v < 0) return;
+    const value = spec.int ? Math.trunc(v) : v;
+    const s = modelSeries(spec.name, attrs);
+    if (spec.kind === 'histogram') {
+      s.hist ??= new RefHistogram(spec.boundaries ?? [0, 5, 10, 25, 50, 75, 100, 250, 500, 750, 1000, 2500, 5000, 7500, 10000]);
+      s.hist.record(value);
+    } else if (spec.kind === 'gauge') {
+      s.last = value;
+    } else {
+      s.sum += value;
+    }
+  };
+
+  const valueFor = (rnd: Rand, spec: Spec): number => {
+    switch (spec.kind) {
+      case 'counter': return pick(rnd, [0, 1, 2, 3, 0.5, 7, 100, -1]);
+      case 'updown': return pick(rnd, [-3, -1, 1, 2, 0.25, 5, 0]);
+      case 'histogram': return pick(rnd, [0, 0.5, 1, 2, 3, 5, 7, 10, 49, 50, 51, 1000, -1]);
+      default: return pick(rnd, [-2, 0, 3.5, 7]);
+    }
+  };
+
+  /** hotmeter's own API: bound handles, recordBatch, remove, clear, unbind (no sdk-metrics counterpart for the last three). */
+  const hotmeterOp = (created: Spec[]): void => {
+    const sync = created.filter((x) => !x.kind.startsWith('o'));
+    if (sync.length === 0) return;
+    const r = rand3();
+    const spec = pick(rand3, sync);
+    const ai = randInt(rand3, 0, ATTRS.length - 1);
+    const attrs = ATTRS[ai];
+    const raws = hm.instruments.get(spec.name)!;
+    const raw = raws[randInt(rand3, 0, raws.length - 1)].raw as HmSync;
+    if (r < 0.4) {
+      // A bound handle's write is the API write with its attributes.
+      // Open: with expiry, a handle holds its record while the other attribute set of the
+      // same Prometheus series ({s: 200} and {s: '200'}) expires, and the merged counter
+      // goes down between two renders; not generated until that is decided.
+      if (reclaim && [4, 5, 7, 8].includes(ai)) return;
+      let v = valueFor(rand3, spec);
+      let handles = bound.get(spec.name);
+      if (handles === undefined) bound.set(spec.name, (handles = new Map()));
+      let h = handles.get(ai);
+      if (h === undefined) {
+        // bind() makes the series (at zero, as Prometheus clients do for a label set they
+        // are given): its first write is a valid one, so sdk-metrics has the series too.
+        if ((spec.kind === 'counter' || spec.kind === 'histogram') && v < 0) v = -v;
+        handles.set(ai, (h = raw.bind(attrs)));
+        const ms = modelSeries(spec.name, attrs);
+        if (spec.kind === 'histogram') ms.hist ??= new RefHistogram(spec.boundaries ?? [0, 5, 10, 25, 50, 75, 100, 250, 500, 750, 1000, 2500, 5000, 7500, 10000]);
+      }
+      trace.push(`bound ${spec.name} ${v} ${JSON.stringify(attrs)}`);
+      if (h.add) h.add(v);
+      else h.record!(v);
+      const inst = sdk.instruments.get(spec.name)![0];
+      if (inst.add) inst.add(v, attrs);
+      else inst.record!(v, attrs);
+      modelWrite(spec, v, attrs);
+    } else if (r < 0.55) {
+      // recordBatch: several instruments (of both meters), one attribute set.
+      const entries = sync.filter(() => rand3() < 0.5);
+      const vs = entries.map((e) => valueFor(rand3, e));
+      trace.push(`recordBatch ${JSON.stringify(attrs)} ${JSON.stringify(entries.map((e, i) => [e.name, vs[i]]))}`);
+      (hm.provider.getMeter(pick(rand3, ['a', 'b'])) as unknown as HmMeter).recordBatch(attrs, entries.map((e, i) => [hm.instruments.get(e.name)![0].raw, vs[i]] as const));
+      entries.forEach((e, i) => {
+        const inst = sdk.instruments.get(e.name)![0];
+        if (inst.add) inst.add(vs[i], attrs);
+        else inst.record!(vs[i], attrs);
+        modelWrite(e, vs[i], attrs);
+      });
+    } else if (r < 0.65) {
+      // A handle bound before its series was removed: the write leaves no trace.
+      if (stale.length === 0) return;
+      const s = pick(rand3, stale);
+      const v = valueFor(rand3, specs.get(s.name)!);
+      trace.push(`stale handle ${s.name} ${v}`);
+      if (s.handle.add) s.handle.add(v);
+      else s.handle.record!(v);
+    } else if (r < 0.75) {
+      const handles = bound.get(spec.name);
+      const h = handles?.get(ai);
+      if (h === undefined) return;
+      trace.push(`unbind ${spec.name} ${JSON.stringify(attrs)}`);
+      h.unbind();
+      handles!.delete(ai);
+    } else if (plain(spec.name)) {
+      // remove / clear: instruments no view touches (stream name = instrument name), checked
+      // against the model: gone from every export, a later write starts again from zero.
+      const k = attrKey(attrs);
+      const now = Date.now();
+      removed.add(spec.name);
+      removedSinceRender.add(spec.name);
+      const handles = bound.get(spec.name) ?? new Map<number, ReturnType<HmSync['bind']>>();
+      if (r < 0.93) {
+        trace.push(`remove ${spec.name} ${JSON.stringify(attrs)}`);
+        raw.remove(attrs);
+        model.get(spec.name)?.delete(k);
+        removedAt.set(`${spec.name}${k}`, now);
+        for (const [i, h] of handles) {
+          if (attrKey(ATTRS[i]) !== k) continue;
+          stale.push({ name: spec.name, handle: h });
+          handles.delete(i);
+        }
+      } else {
+        trace.push(`clear ${spec.name}`);
+        raw.clear();
+        model.get(spec.name)?.clear();
+        clearedAt.set(spec.name, now);
+        for (const h of handles.values()) stale.push({ name: spec.name, handle: h });
+        handles.clear();
+      }
+    }
+  };
+
   const create = (spec: Spec): void => {
     specs.set(spec.name, spec);
     for (const side of sides) {
@@ -277,16 +419,16 @@ async function runSeed(seed: number, ops: number): Promise<{ collections: number
       const opts = { valueType: spec.int ? ValueType.INT : ValueType.DOUBLE, unit: spec.unit, description: `${spec.kind} ${spec.name}`, ...(spec.boundaries ? { advice: { explicitBucketBoundaries: spec.boundaries } } : {}) };
       if (spec.kind === 'counter') {
         const c = meter.createCounter(spec.name, opts);
-        side.instruments.set(spec.name, [...(side.instruments.get(spec.name) ?? []), { add: (v, a) => c.add(v, a) }]);
+        side.instruments.set(spec.name, [...(side.instruments.get(spec.name) ?? []), { add: (v, a) => c.add(v, a), raw: c }]);
       } else if (spec.kind === 'updown') {
         const c = meter.createUpDownCounter(spec.name, opts);
-        side.instruments.set(spec.name, [...(side.instruments.get(spec.name) ?? []), { add: (v, a) => c.add(v, a) }]);
+        side.instruments.set(spec.name, [...(side.instruments.get(spec.name) ?? []), { add: (v, a) => c.add(v, a), raw: c }]);
       } else if (spec.kind === 'histogram') {
         const h = meter.createHistogram(spec.name, opts);
-        side.instruments.set(spec.name, [...(side.instruments.get(spec.name) ?? []), { record: (v, a) => h.record(v, a) }]);
+        side.instruments.set(spec.name, [...(side.instruments.get(spec.name) ?? []), { record: (v, a) => h.record(v, a), raw: h }]);
       } else if (spec.kind === 'gauge') {
         const g = meter.createGauge(spec.name, opts);
-        side.instruments.set(spec.name, [...(side.instruments.get(spec.name) ?? []), { record: (v, a) => g.record(v, a) }]);
+        side.instruments.set(spec.name, [...(side.instruments.get(spec.name) ?? []), { record: (v, a) => g.record(v, a), raw: g }]);
       } else {
         const o = spec.kind === 'ocounter' ? meter.createObservableCounter(spec.name, opts)
           : spec.kind === 'oupdown' ? meter.createObservableUpDownCounter(spec.name, opts)
@@ -394,6 +536,12 @@ async function runSeed(seed: number, ops: number): Promise<{ collections: number
       for (let k = 0; k < s.length; k++) {
         const sdkRm = s[k];
         const hmRm = h[k];
+        if (temporalities[i] === AggregationTemporality.CUMULATIVE) {
+          checkModel(hmRm, exponentialReader[i]);
+          checkExact(hmRm);
+        }
+        // remove()/clear() have no sdk-metrics counterpart: those instruments are compared with the model only.
+        for (const rm of [sdkRm, hmRm]) for (const sm of rm.scopeMetrics) sm.metrics = sm.metrics.filter((m) => !removed.has(m.descriptor.name));
         checkMergedObservations(sdkRm, hmRm, temporalities[i] === AggregationTemporality.CUMULATIVE);
         checkLimitedSync(sdkRm, hmRm);
         dropEmpty(sdkRm);
@@ -405,13 +553,42 @@ async function runSeed(seed: number, ops: number): Promise<{ collections: number
         if (temporalities[i] === AggregationTemporality.CUMULATIVE) expect([...drop.min, ...drop.max], where()).toEqual([]);
         expect(normalize(hmRm), `reader ${i} (${temporalities[i] === AggregationTemporality.DELTA ? 'delta' : 'cumulative'})\n${where()}`).toEqual(normalize(sdkRm, drop));
         compareSums(hmRm, sdkRm);
-        if (temporalities[i] === AggregationTemporality.CUMULATIVE) checkModel(hmRm, exponentialReader[i]);
       }
     }
   };
 
   /** Instruments no view touches: the cumulative export holds the model's values. */
   const plain = (name: string): boolean => !views.some((v) => v.instrumentName === name);
+
+  /**
+   * Plain synchronous instruments: the cumulative export holds exactly the model's series (a
+   * removed one is gone, nothing is there that no valid write made), and a series written
+   * again after remove()/clear() is a new one: its start time is not before the removal.
+   */
+  const checkExact = (rm: ResourceMetrics): void => {
+    const got = new Map<string, Set<string>>();
+    for (const sm of rm.scopeMetrics) {
+      for (const m of sm.metrics) {
+        const spec = specs.get(m.descriptor.name);
+        if (spec === undefined || spec.kind.startsWith('o') || !plain(spec.name)) continue;
+        const keys = got.get(spec.name) ?? new Set<string>();
+        got.set(spec.name, keys);
+        for (const p of m.dataPoints) {
+          const k = attrKey(p.attributes);
+          expect(keys.has(k), `twice in one export: ${spec.name}${k}\n${where()}`).toBe(false);
+          keys.add(k);
+          const t = Math.max(removedAt.get(`${spec.name}${k}`) ?? -1, clearedAt.get(spec.name) ?? -1);
+          const start = p.startTime[0] * 1000 + Math.floor(p.startTime[1] / 1e6);
+          if (t >= 0) expect(start, `start time of ${spec.name}${k} written again after its removal\n${where()}`).toBeGreaterThanOrEqual(t - 1);
+        }
+      }
+    }
+    for (const spec of specs.values()) {
+      if (spec.kind.startsWith('o') || !plain(spec.name)) continue;
+      const want = [...(model.get(spec.name)?.keys() ?? [])].sort();
+      expect([...(got.get(spec.name) ?? [])].sort(), `series of ${spec.name} in the cumulative export\n${where()}`).toEqual(want);
+    }
+  };
 
   const checkModel = (rm: ResourceMetrics, exponential: boolean): void => {
     const got = new Map<string, unknown>();
@@ -430,6 +607,15 @@ async function runSeed(seed: number, ops: number): Promise<{ collections: number
         }
       }
     }
+  };
+
+  /** The instrument a Prometheus sample name belongs to (plain instruments: no rename). */
+  const instrumentOf = (sample: string): string | undefined => {
+    for (const spec of specs.values()) {
+      const base = spec.name + UNIT_SUFFIX[spec.unit];
+      for (const suffix of ['', '_total', '_bucket', '_sum', '_count', '_created']) if (sample === base + suffix) return spec.name;
+    }
+    return undefined;
   };
 
   const render = async (): Promise<void> => {
@@ -508,6 +694,8 @@ async function runSeed(seed: number, ops: number): Promise<{ collections: number
         // An exponential histogram's classic buckets are those of its current scale: they
         // change when the scale goes down (the +Inf bucket, sum and count stay).
         if (!coarse(before)) continue;
+        // remove()/clear() since the last render: the series may be gone or restarted.
+        if (instrumentOf(before.name) !== undefined && removedSinceRender.has(instrumentOf(before.name)!)) continue;
         // Every instrument lives and nothing is removed: no series vanishes.
         expect(after, `series vanished: ${k}\n${where()}`).toBeDefined();
         const type = familyOf(before.name);
@@ -516,6 +704,36 @@ async function runSeed(seed: number, ops: number): Promise<{ collections: number
       }
     }
     previous = now;
+    removedSinceRender = new Set();
+    // Plain synchronous instruments: the exposition holds exactly the model's series.
+    if (!reclaim) {
+      const got = new Map<string, Set<string>>();
+      for (const [k, x] of now) {
+        const inst = instrumentOf(x.name);
+        if (inst === undefined || x.labels.le === '+Inf' || x.name.endsWith('_sum')) continue;
+        const set = got.get(inst) ?? new Set<string>();
+        got.set(inst, set);
+        set.add(k);
+      }
+      for (const spec of specs.values()) {
+        if (spec.kind.startsWith('o') || !plain(spec.name)) continue;
+        const want = new Set<string>();
+        const name = spec.name + UNIT_SUFFIX[spec.unit];
+        for (const [k, ms] of model.get(spec.name) ?? []) {
+          const labels = promLabels(spec.meter, ATTRS.find((a) => attrKey(a) === k)!);
+          if (ms.hist !== undefined) {
+            want.add(seriesKey({ name: `${name}_count`, labels, value: 0 }));
+            for (const b of ms.hist.boundaries) want.add(seriesKey({ name: `${name}_bucket`, labels: { ...labels, le: String(b) }, value: 0 }));
+          } else {
+            want.add(seriesKey({ name: spec.kind === 'counter' ? `${name}_total` : name, labels, value: 0 }));
+          }
+        }
+        const have = got.get(spec.name) ?? new Set<string>();
+        // le as the exporter prints it: compared without the bucket bounds.
+        const strip = (xs: Set<string>): string[] => [...new Set([...xs].map((x) => x.replace(/le="[^"]*"/, 'le')))].sort();
+        expect(strip(have), `series of ${spec.name} in the exposition\n${where()}`).toEqual(strip(want));
+      }
+    }
     // The model: plain synchronous counters, up-down counters and histograms (series merged
     // at export add up); gauges only where one attribute set makes the series.
     for (const [instrument, series] of model) {
@@ -581,6 +799,7 @@ async function runSeed(seed: number, ops: number): Promise<{ collections: number
           }
         }
       }
+      if (rand3() < HM_OPS) hotmeterOp(created);
       if (r < 0.02 && sync.length > 0) {
         // The same instrument created again: one instrument, both objects write it.
         const spec = pick(rand, sync);
@@ -614,19 +833,7 @@ async function runSeed(seed: number, ops: number): Promise<{ collections: number
           if (inst.add) inst.add(v, attrs);
           else inst.record!(v, attrs);
         }
-        // The model: what the API promises (negative counter and histogram values dropped;
-        // an INT instrument's value truncated as sdk-metrics does).
-        if ((spec.kind === 'counter' || spec.kind === 'histogram') && v < 0) continue;
-        const value = spec.int ? Math.trunc(v) : v;
-        const s = modelSeries(spec.name, attrs);
-        if (spec.kind === 'histogram') {
-          s.hist ??= new RefHistogram(spec.boundaries ?? [0, 5, 10, 25, 50, 75, 100, 250, 500, 750, 1000, 2500, 5000, 7500, 10000]);
-          s.hist.record(value);
-        } else if (spec.kind === 'gauge') {
-          s.last = value;
-        } else {
-          s.sum += value;
-        }
+        modelWrite(spec, v, attrs);
       } else if (r < 0.78 && obs.length > 0) {
         const spec = pick(rand, obs);
         const ai = randInt(rand, 0, ATTRS.length - 1);
