@@ -66,6 +66,8 @@ const SEEDS = ONE_SEED !== undefined && ONE_SEED !== ''
     ? Array.from({ length: envInt('HOTMETER_DIFF_SEEDS', 0) }, (_, i) => i + 1)
     : FIXED_SEEDS;
 const OPS = envInt('HOTMETER_DIFF_OPS', 150);
+/** The share of operations followed by one of hotmeter's own API (HOTMETER_DIFF_HM_PERCENT). */
+const HM_OPS = envInt('HOTMETER_DIFF_HM_PERCENT', 25) / 100;
 
 type Rand = () => number;
 const pick = <T>(rand: Rand, xs: readonly T[]): T => xs[Math.floor(rand() * xs.length)];
@@ -136,7 +138,25 @@ const MERGING: readonly { stream: string; instrument: string; keys?: string[]; l
 ];
 const OVERFLOW_KEY = attrKey({ 'otel.metric.overflow': true });
 
+/**
+ * Meters by key: name, version, schemaUrl. 'a' and 'b' have the instruments of NAMES; the
+ * others get some of the same names (SCOPED_NAMES): one name in several scopes.
+ */
+const METERS: Record<string, [string, string?, { schemaUrl: string }?]> = {
+  a: ['a'],
+  b: ['b'],
+  'a@2': ['a', '2'],
+  'a+schema': ['a', undefined, { schemaUrl: 'https://example.com/schemas/1.0' }],
+  c: ['c'],
+};
+// Open: scopes that differ only by schemaUrl are one Prometheus series (no
+// otel_scope_schema_url label; @opentelemetry/exporter-prometheus writes one), so a histogram
+// of each with other boundaries loses its finite buckets; 'a+schema' shares no name with 'a'.
+const SCOPED_NAMES: readonly [string, string][] = [['a@2', 'a0'], ['a+schema', 'b0'], ['c', 'b0'], ['c', 'a0'], ['a@2', 'b1'], ['a+schema', 'b1']];
+
 interface Spec {
+  /** The key of the instrument in this test: its name in meters 'a' and 'b', meter/name in the others. */
+  id: string;
   meter: string;
   name: string;
   kind: Kind;
@@ -158,7 +178,17 @@ interface Side {
   readers: PeriodicExportingMetricReader[];
   exporters: InMemoryMetricExporter[];
   /** Per instrument name, every API object created for it (created again: the same instrument). */
-  instruments: Map<string, { add?: (v: number, a: Attributes) => void; record?: (v: number, a: Attributes) => void }[]>;
+  instruments: Map<string, { add?: (v: number, a: Attributes) => void; record?: (v: number, a: Attributes) => void; raw?: unknown }[]>;
+}
+
+/** hotmeter's synchronous instrument API beyond @opentelemetry/api (README "Bound handles, batches and removal"). */
+interface HmSync {
+  bind(a: Attributes): { add?: (v: number) => void; record?: (v: number) => void; unbind(): void };
+  remove(a: Attributes): void;
+  clear(): void;
+}
+interface HmMeter {
+  recordBatch(a: Attributes, m: readonly (readonly [unknown, number])[]): void;
 }
 
 const resource = resourceFromAttributes({ 'service.name': 'differential' });
@@ -185,11 +215,11 @@ function dropEmpty(rm: ResourceMetrics): void {
  */
 function dropUnchanged(sdk: ResourceMetrics, hm: ResourceMetrics, lastGauge: Map<string, number>): void {
   const have = new Set<string>();
-  for (const sm of hm.scopeMetrics) for (const m of sm.metrics) for (const p of m.dataPoints) have.add(`${sm.scope.name}/${m.descriptor.name}${attrKey(p.attributes)}`);
+  for (const sm of hm.scopeMetrics) for (const m of sm.metrics) for (const p of m.dataPoints) have.add(`${scopeKey(sm.scope)}/${m.descriptor.name}${attrKey(p.attributes)}`);
   for (const sm of sdk.scopeMetrics) {
     for (const m of sm.metrics) {
       (m as { dataPoints: unknown[] }).dataPoints = (m.dataPoints as { attributes: Attributes; value: unknown }[]).filter((p) => {
-        const k = `${sm.scope.name}/${m.descriptor.name}${attrKey(p.attributes)}`;
+        const k = `${scopeKey(sm.scope)}/${m.descriptor.name}${attrKey(p.attributes)}`;
         if (have.has(k)) return true;
         if (m.dataPointType === DataPointType.SUM) return p.value !== 0;
         if (m.dataPointType === DataPointType.GAUGE) return lastGauge.get(k) !== p.value;
@@ -200,7 +230,7 @@ function dropUnchanged(sdk: ResourceMetrics, hm: ResourceMetrics, lastGauge: Map
   for (const sm of sdk.scopeMetrics) {
     for (const m of sm.metrics) {
       if (m.dataPointType !== DataPointType.GAUGE) continue;
-      for (const p of m.dataPoints) lastGauge.set(`${sm.scope.name}/${m.descriptor.name}${attrKey(p.attributes)}`, p.value as number);
+      for (const p of m.dataPoints) lastGauge.set(`${scopeKey(sm.scope)}/${m.descriptor.name}${attrKey(p.attributes)}`, p.value as number);
     }
   }
   dropEmpty(sdk);
@@ -212,12 +242,17 @@ function labelValue(v: unknown): string {
   return String(v);
 }
 
-function promLabels(scope: string, attrs: Attributes): Record<string, string> {
+function promLabels(meter: string, attrs: Attributes): Record<string, string> {
   const out: Record<string, string> = {};
   for (const [k, v] of Object.entries(attrs)) out[k] = labelValue(v);
-  out.otel_scope_name = scope;
+  const [name, version] = METERS[meter];
+  out.otel_scope_name = name;
+  if (version !== undefined) out.otel_scope_version = version;
   return out;
 }
+
+/** A scope's identity in an export. */
+const scopeKey = (scope: { name: string; version?: string; schemaUrl?: string }): string => `${scope.name}@${scope.version ?? ''}+${scope.schemaUrl ?? ''}`;
 
 const seriesKey = (s: Sample): string => sampleKey({ ...s, value: 0 });
 
@@ -261,6 +296,20 @@ async function runSeed(seed: number, ops: number): Promise<{ collections: number
   const trace: string[] = [];
   const where = () => `seed ${seed}, views ${JSON.stringify(views.map((v) => v.instrumentName + (v.name ? `->${v.name}` : '')))}, temporalities ${JSON.stringify(temporalities)}, exponential readers ${JSON.stringify(exponentialReader)}, reclaim ${reclaim}\n${trace.slice(process.env.HOTMETER_DIFF_TRACE ? 0 : -40).join('\n')}`;
 
+  // hotmeter's own API (bind, recordBatch, remove, clear) draws from a third stream.
+  const rand3 = prng(seed ^ 0x2545f491);
+  /** Bound handles (hotmeter): instrument -> attribute index -> handle. */
+  const bound = new Map<string, Map<number, ReturnType<HmSync['bind']>>>();
+  /** Handles bound before a remove()/clear() of their series: they write into nothing exported. */
+  const stale: { id: string; handle: ReturnType<HmSync['bind']> }[] = [];
+  /** Instruments that had a remove() or clear(): hotmeter only, compared with the model, not with sdk-metrics. */
+  const removed = new Set<string>();
+  /** Instruments with a remove() or clear() since the last render: their series may vanish or restart from zero. */
+  let removedSinceRender = new Set<string>();
+  /** When a series (name + attrKey) was last removed; clear() removes them all. */
+  const removedAt = new Map<string, number>();
+  const clearedAt = new Map<string, number>();
+
   const modelSeries = (name: string, attrs: Attributes): ModelSeries => {
     let m = model.get(name);
     if (m === undefined) model.set(name, (m = new Map()));
@@ -270,31 +319,161 @@ async function runSeed(seed: number, ops: number): Promise<{ collections: number
     return s;
   };
 
+  /** The model after a write of v: what the API promises (negative counter and histogram
+   *  values dropped; an INT instrument's value truncated as sdk-metrics does). */
+  const modelWrite = (spec: Spec, v: number, attrs: Attributes): void => {
+    if ((spec.kind === 'counter' || spec.kind === 'histogram') && v < 0) return;
+    const value = spec.int ? Math.trunc(v) : v;
+    const s = modelSeries(spec.id, attrs);
+    if (spec.kind === 'histogram') {
+      s.hist ??= new RefHistogram(spec.boundaries ?? [0, 5, 10, 25, 50, 75, 100, 250, 500, 750, 1000, 2500, 5000, 7500, 10000]);
+      s.hist.record(value);
+    } else if (spec.kind === 'gauge') {
+      s.last = value;
+    } else {
+      s.sum += value;
+    }
+  };
+
+  const valueFor = (rnd: Rand, spec: Spec): number => {
+    switch (spec.kind) {
+      case 'counter': return pick(rnd, [0, 1, 2, 3, 0.5, 7, 100, -1]);
+      case 'updown': return pick(rnd, [-3, -1, 1, 2, 0.25, 5, 0]);
+      case 'histogram': return pick(rnd, [0, 0.5, 1, 2, 3, 5, 7, 10, 49, 50, 51, 1000, -1]);
+      default: return pick(rnd, [-2, 0, 3.5, 7]);
+    }
+  };
+
+  /** hotmeter's own API: bound handles, recordBatch, remove, clear, unbind (no sdk-metrics counterpart for the last three). */
+  const hotmeterOp = (created: Spec[]): void => {
+    const sync = created.filter((x) => !x.kind.startsWith('o'));
+    if (sync.length === 0) return;
+    const r = rand3();
+    const spec = pick(rand3, sync);
+    const ai = randInt(rand3, 0, ATTRS.length - 1);
+    const attrs = ATTRS[ai];
+    const raws = hm.instruments.get(spec.id)!;
+    const raw = raws[randInt(rand3, 0, raws.length - 1)].raw as HmSync;
+    if (r < 0.4) {
+      // A bound handle's write is the API write with its attributes.
+      // Open: with expiry, a handle holds its record while another attribute set of the
+      // same Prometheus series ({s: 200} and {s: '200'}; sets a view's attribute filter
+      // merges) expires, and the merged counter goes down between two renders; not
+      // generated until that is decided.
+      if (reclaim && (!plain(spec.name) || [4, 5, 7, 8].includes(ai))) return;
+      let v = valueFor(rand3, spec);
+      let handles = bound.get(spec.id);
+      if (handles === undefined) bound.set(spec.id, (handles = new Map()));
+      let h = handles.get(ai);
+      if (h === undefined) {
+        // bind() makes the series (at zero, as Prometheus clients do for a label set they
+        // are given): its first write is a valid one, so sdk-metrics has the series too.
+        if ((spec.kind === 'counter' || spec.kind === 'histogram') && v < 0) v = -v;
+        handles.set(ai, (h = raw.bind(attrs)));
+        const ms = modelSeries(spec.id, attrs);
+        if (spec.kind === 'histogram') ms.hist ??= new RefHistogram(spec.boundaries ?? [0, 5, 10, 25, 50, 75, 100, 250, 500, 750, 1000, 2500, 5000, 7500, 10000]);
+      }
+      trace.push(`bound ${spec.id} ${v} ${JSON.stringify(attrs)}`);
+      if (h.add) h.add(v);
+      else h.record!(v);
+      const inst = sdk.instruments.get(spec.id)![0];
+      if (inst.add) inst.add(v, attrs);
+      else inst.record!(v, attrs);
+      modelWrite(spec, v, attrs);
+    } else if (r < 0.55) {
+      // recordBatch: several instruments (of both meters), one attribute set.
+      const entries = sync.filter(() => rand3() < 0.5);
+      const vs = entries.map((e) => valueFor(rand3, e));
+      trace.push(`recordBatch ${JSON.stringify(attrs)} ${JSON.stringify(entries.map((e, i) => [e.id, vs[i]]))}`);
+      (hm.provider.getMeter(pick(rand3, ['a', 'b'])) as unknown as HmMeter).recordBatch(attrs, entries.map((e, i) => [hm.instruments.get(e.id)![0].raw, vs[i]] as const));
+      entries.forEach((e, i) => {
+        const inst = sdk.instruments.get(e.id)![0];
+        if (inst.add) inst.add(vs[i], attrs);
+        else inst.record!(vs[i], attrs);
+        modelWrite(e, vs[i], attrs);
+      });
+    } else if (r < 0.65) {
+      // A handle bound before its series was removed: the write leaves no trace.
+      if (stale.length === 0) return;
+      const s = pick(rand3, stale);
+      const v = valueFor(rand3, specs.get(s.id)!);
+      trace.push(`stale handle ${s.id} ${v}`);
+      if (s.handle.add) s.handle.add(v);
+      else s.handle.record!(v);
+    } else if (r < 0.75) {
+      const handles = bound.get(spec.id);
+      const h = handles?.get(ai);
+      if (h === undefined) return;
+      trace.push(`unbind ${spec.id} ${JSON.stringify(attrs)}`);
+      h.unbind();
+      handles!.delete(ai);
+    } else if (plain(spec.name)) {
+      // remove / clear: instruments no view touches (stream name = instrument name), checked
+      // against the model: gone from every export, a later write starts again from zero.
+      const k = attrKey(attrs);
+      const now = Date.now();
+      removed.add(spec.id);
+      removedSinceRender.add(spec.id);
+      const handles = bound.get(spec.id) ?? new Map<number, ReturnType<HmSync['bind']>>();
+      if (r < 0.93) {
+        trace.push(`remove ${spec.id} ${JSON.stringify(attrs)}`);
+        raw.remove(attrs);
+        model.get(spec.id)?.delete(k);
+        removedAt.set(`${spec.id}${k}`, now);
+        for (const [i, h] of handles) {
+          if (attrKey(ATTRS[i]) !== k) continue;
+          stale.push({ id: spec.id, handle: h });
+          handles.delete(i);
+        }
+      } else {
+        trace.push(`clear ${spec.id}`);
+        raw.clear();
+        model.get(spec.id)?.clear();
+        clearedAt.set(spec.id, now);
+        for (const h of handles.values()) stale.push({ id: spec.id, handle: h });
+        handles.clear();
+      }
+    }
+  };
+
+  /**
+   * One name in several scopes: the kind and unit of the first, so the Prometheus family is one
+   * (its type and name suffix); boundaries and value type may differ.
+   */
+  const sameAsOtherScopes = (spec: Spec): void => {
+    const other = [...specs.values()].find((x) => x.name === spec.name && x.id !== spec.id);
+    if (other === undefined) return;
+    spec.kind = other.kind;
+    spec.unit = other.unit;
+    if (spec.kind !== 'histogram') delete spec.boundaries;
+  };
+
   const create = (spec: Spec): void => {
-    specs.set(spec.name, spec);
+    specs.set(spec.id, spec);
     for (const side of sides) {
-      const meter: ApiMeter = side.provider.getMeter(spec.meter);
+      const [mn, mv, mo] = METERS[spec.meter];
+      const meter: ApiMeter = side.provider.getMeter(mn, mv, mo);
       const opts = { valueType: spec.int ? ValueType.INT : ValueType.DOUBLE, unit: spec.unit, description: `${spec.kind} ${spec.name}`, ...(spec.boundaries ? { advice: { explicitBucketBoundaries: spec.boundaries } } : {}) };
       if (spec.kind === 'counter') {
         const c = meter.createCounter(spec.name, opts);
-        side.instruments.set(spec.name, [...(side.instruments.get(spec.name) ?? []), { add: (v, a) => c.add(v, a) }]);
+        side.instruments.set(spec.id, [...(side.instruments.get(spec.id) ?? []), { add: (v, a) => c.add(v, a), raw: c }]);
       } else if (spec.kind === 'updown') {
         const c = meter.createUpDownCounter(spec.name, opts);
-        side.instruments.set(spec.name, [...(side.instruments.get(spec.name) ?? []), { add: (v, a) => c.add(v, a) }]);
+        side.instruments.set(spec.id, [...(side.instruments.get(spec.id) ?? []), { add: (v, a) => c.add(v, a), raw: c }]);
       } else if (spec.kind === 'histogram') {
         const h = meter.createHistogram(spec.name, opts);
-        side.instruments.set(spec.name, [...(side.instruments.get(spec.name) ?? []), { record: (v, a) => h.record(v, a) }]);
+        side.instruments.set(spec.id, [...(side.instruments.get(spec.id) ?? []), { record: (v, a) => h.record(v, a), raw: h }]);
       } else if (spec.kind === 'gauge') {
         const g = meter.createGauge(spec.name, opts);
-        side.instruments.set(spec.name, [...(side.instruments.get(spec.name) ?? []), { record: (v, a) => g.record(v, a) }]);
+        side.instruments.set(spec.id, [...(side.instruments.get(spec.id) ?? []), { record: (v, a) => g.record(v, a), raw: g }]);
       } else {
         const o = spec.kind === 'ocounter' ? meter.createObservableCounter(spec.name, opts)
           : spec.kind === 'oupdown' ? meter.createObservableUpDownCounter(spec.name, opts)
             : meter.createObservableGauge(spec.name, opts);
         o.addCallback((r) => {
-          for (const [i, v] of observed.get(spec.name) ?? []) r.observe(v, ATTRS[i]);
+          for (const [i, v] of observed.get(spec.id) ?? []) r.observe(v, ATTRS[i]);
           // Values no observation may hold, to hotmeter only (sdk-metrics takes NaN).
-          if (side === hm) for (const [n, v, a] of invalidObservations) if (n === spec.name) r.observe(v as number, a);
+          if (side === hm) for (const [n, v, a] of invalidObservations) if (n === spec.id) r.observe(v as number, a);
         });
       }
     }
@@ -389,11 +568,18 @@ async function runSeed(seed: number, ops: number): Promise<{ collections: number
       hm.exporters[i].reset();
       // hotmeter sends no export without a point; sdk-metrics sends one with the zero deltas
       // of series written without change (see dropUnchanged): compared as an empty export.
-      if (h.length === 0 && s.length === 1 && temporalities[i] === AggregationTemporality.DELTA) h.push({ resource: s[0].resource, scopeMetrics: [] });
+      // Nor one after remove()/clear() took its only series (compared without those instruments).
+      if (h.length === 0 && s.length === 1 && (temporalities[i] === AggregationTemporality.DELTA || removed.size > 0)) h.push({ resource: s[0].resource, scopeMetrics: [] });
       expect(h.length, `exports of reader ${i}\n${where()}`).toBe(s.length);
       for (let k = 0; k < s.length; k++) {
         const sdkRm = s[k];
         const hmRm = h[k];
+        if (temporalities[i] === AggregationTemporality.CUMULATIVE) {
+          checkModel(hmRm, exponentialReader[i]);
+          checkExact(hmRm);
+        }
+        // remove()/clear() have no sdk-metrics counterpart: those instruments are compared with the model only.
+        for (const rm of [sdkRm, hmRm]) for (const sm of rm.scopeMetrics) sm.metrics = sm.metrics.filter((m) => !removed.has(idOf(sm.scope, m.descriptor.name)));
         checkMergedObservations(sdkRm, hmRm, temporalities[i] === AggregationTemporality.CUMULATIVE);
         checkLimitedSync(sdkRm, hmRm);
         dropEmpty(sdkRm);
@@ -405,7 +591,6 @@ async function runSeed(seed: number, ops: number): Promise<{ collections: number
         if (temporalities[i] === AggregationTemporality.CUMULATIVE) expect([...drop.min, ...drop.max], where()).toEqual([]);
         expect(normalize(hmRm), `reader ${i} (${temporalities[i] === AggregationTemporality.DELTA ? 'delta' : 'cumulative'})\n${where()}`).toEqual(normalize(sdkRm, drop));
         compareSums(hmRm, sdkRm);
-        if (temporalities[i] === AggregationTemporality.CUMULATIVE) checkModel(hmRm, exponentialReader[i]);
       }
     }
   };
@@ -413,11 +598,51 @@ async function runSeed(seed: number, ops: number): Promise<{ collections: number
   /** Instruments no view touches: the cumulative export holds the model's values. */
   const plain = (name: string): boolean => !views.some((v) => v.instrumentName === name);
 
+  /**
+   * Plain synchronous instruments: the cumulative export holds exactly the model's series (a
+   * removed one is gone, nothing is there that no valid write made), and a series written
+   * again after remove()/clear() is a new one: its start time is not before the removal.
+   */
+  /** The instrument (Spec.id) of a metric in an export. */
+  const idOf = (scope: { name: string; version?: string; schemaUrl?: string }, name: string): string => {
+    const want = scopeKey(scope);
+    for (const spec of specs.values()) {
+      const [n, v, o] = METERS[spec.meter];
+      if (spec.name === name && scopeKey({ name: n, version: v, schemaUrl: o?.schemaUrl }) === want) return spec.id;
+    }
+    return name;
+  };
+
+  const checkExact = (rm: ResourceMetrics): void => {
+    const got = new Map<string, Set<string>>();
+    for (const sm of rm.scopeMetrics) {
+      for (const m of sm.metrics) {
+        const spec = specs.get(idOf(sm.scope, m.descriptor.name));
+        if (spec === undefined || spec.kind.startsWith('o') || !plain(spec.name)) continue;
+        const keys = got.get(spec.id) ?? new Set<string>();
+        got.set(spec.id, keys);
+        for (const p of m.dataPoints) {
+          const k = attrKey(p.attributes);
+          expect(keys.has(k), `twice in one export: ${spec.id}${k}\n${where()}`).toBe(false);
+          keys.add(k);
+          const t = Math.max(removedAt.get(`${spec.id}${k}`) ?? -1, clearedAt.get(spec.id) ?? -1);
+          const start = p.startTime[0] * 1000 + Math.floor(p.startTime[1] / 1e6);
+          if (t >= 0) expect(start, `start time of ${spec.id}${k} written again after its removal\n${where()}`).toBeGreaterThanOrEqual(t - 1);
+        }
+      }
+    }
+    for (const spec of specs.values()) {
+      if (spec.kind.startsWith('o') || !plain(spec.name)) continue;
+      const want = [...(model.get(spec.id)?.keys() ?? [])].sort();
+      expect([...(got.get(spec.id) ?? [])].sort(), `series of ${spec.id} in the cumulative export\n${where()}`).toEqual(want);
+    }
+  };
+
   const checkModel = (rm: ResourceMetrics, exponential: boolean): void => {
     const got = new Map<string, unknown>();
-    for (const sm of rm.scopeMetrics) for (const m of sm.metrics) for (const p of m.dataPoints) got.set(`${m.descriptor.name}${attrKey(p.attributes)}`, p.value);
+    for (const sm of rm.scopeMetrics) for (const m of sm.metrics) for (const p of m.dataPoints) got.set(`${idOf(sm.scope, m.descriptor.name)}${attrKey(p.attributes)}`, p.value);
     for (const [name, series] of model) {
-      if (!plain(name)) continue;
+      if (!plain(specs.get(name)!.name)) continue;
       for (const [k, s] of series) {
         const v = got.get(`${name}${k}`);
         const what = `model ${name}${k}\n${where()}`;
@@ -430,6 +655,20 @@ async function runSeed(seed: number, ops: number): Promise<{ collections: number
         }
       }
     }
+  };
+
+  /** The Prometheus family of a sample name and the instruments that write it (plain instruments: no rename). */
+  const familyOfSample = (sample: string): { base: string; ids: string[] } | undefined => {
+    let out: { base: string; ids: string[] } | undefined;
+    for (const spec of specs.values()) {
+      const base = spec.name + UNIT_SUFFIX[spec.unit];
+      for (const suffix of ['', '_total', '_bucket', '_sum', '_count', '_created']) {
+        if (sample !== base + suffix) continue;
+        out ??= { base, ids: [] };
+        out.ids.push(spec.id);
+      }
+    }
+    return out;
   };
 
   const render = async (): Promise<void> => {
@@ -508,6 +747,8 @@ async function runSeed(seed: number, ops: number): Promise<{ collections: number
         // An exponential histogram's classic buckets are those of its current scale: they
         // change when the scale goes down (the +Inf bucket, sum and count stay).
         if (!coarse(before)) continue;
+        // remove()/clear() since the last render: the series may be gone or restarted.
+        if (familyOfSample(before.name)?.ids.some((id) => removedSinceRender.has(id))) continue;
         // Every instrument lives and nothing is removed: no series vanishes.
         expect(after, `series vanished: ${k}\n${where()}`).toBeDefined();
         const type = familyOf(before.name);
@@ -516,13 +757,49 @@ async function runSeed(seed: number, ops: number): Promise<{ collections: number
       }
     }
     previous = now;
+    removedSinceRender = new Set();
+    // Plain synchronous instruments: the exposition holds exactly the model's series.
+    if (!reclaim) {
+      const got = new Map<string, Set<string>>();
+      for (const [k, x] of now) {
+        const fam = familyOfSample(x.name);
+        if (fam === undefined || x.labels.le === '+Inf' || x.name.endsWith('_sum')) continue;
+        const set = got.get(fam.base) ?? new Set<string>();
+        got.set(fam.base, set);
+        set.add(k);
+      }
+      const wanted = new Map<string, Set<string>>();
+      for (const spec of specs.values()) {
+        if (spec.kind.startsWith('o') || !plain(spec.name)) continue;
+        const name = spec.name + UNIT_SUFFIX[spec.unit];
+        const want = wanted.get(name) ?? new Set<string>();
+        wanted.set(name, want);
+        for (const [k, ms] of model.get(spec.id) ?? []) {
+          const labels = promLabels(spec.meter, ATTRS.find((a) => attrKey(a) === k)!);
+          if (ms.hist !== undefined) {
+            want.add(seriesKey({ name: `${name}_count`, labels, value: 0 }));
+            for (const b of ms.hist.boundaries) want.add(seriesKey({ name: `${name}_bucket`, labels: { ...labels, le: String(b) }, value: 0 }));
+          } else {
+            want.add(seriesKey({ name: spec.kind === 'counter' ? `${name}_total` : name, labels, value: 0 }));
+          }
+        }
+      }
+      for (const [name, want] of wanted) {
+        const have = got.get(name) ?? new Set<string>();
+        // le as the exporter prints it: compared without the bucket bounds.
+        const strip = (xs: Set<string>): string[] => [...new Set([...xs].map((x) => x.replace(/le="[^"]*"/, 'le')))].sort();
+        expect(strip(have), `series of ${name} in the exposition\n${where()}`).toEqual(strip(want));
+      }
+    }
     // The model: plain synchronous counters, up-down counters and histograms (series merged
     // at export add up); gauges only where one attribute set makes the series.
+    // Instruments of one name in several scopes whose labels are the same (scopes that differ
+    // only by schemaUrl) are one Prometheus series.
+    const expected = new Map<string, { name: string; labels: Record<string, string>; value: number; gauge: boolean }[]>();
     for (const [instrument, series] of model) {
       const spec = specs.get(instrument)!;
-      if (!plain(instrument) || reclaim) continue;
-      const name = instrument + UNIT_SUFFIX[spec.unit];
-      const expected = new Map<string, { name: string; labels: Record<string, string>; value: number; n: number }[]>();
+      if (!plain(spec.name) || reclaim) continue;
+      const name = spec.name + UNIT_SUFFIX[spec.unit];
       for (const [k, s] of series) {
         const attrs = ATTRS.find((a) => attrKey(a) === k)!;
         const labels = promLabels(spec.meter, attrs);
@@ -538,14 +815,16 @@ async function runSeed(seed: number, ops: number): Promise<{ collections: number
         for (const [n, l, v] of rows) {
           const key = seriesKey({ name: n, labels: l, value: 0 });
           const e = expected.get(key) ?? [];
-          e.push({ name: n, labels: l, value: v, n: 1 });
+          e.push({ name: n, labels: l, value: v, gauge: spec.kind === 'gauge' });
           expected.set(key, e);
         }
       }
+    }
+    {
       for (const [key, rows] of expected) {
         const x = now.get(key);
         expect(x, `model series missing from the exposition: ${key}\n${where()}`).toBeDefined();
-        if (spec.kind === 'gauge' && rows.length > 1) continue;
+        if (rows[0].gauge && rows.length > 1) continue;
         const want = rows.reduce((a, r) => a + r.value, 0);
         if (x!.labels.le !== undefined) {
           // le printed by the exporter; the model's bounds as numbers.
@@ -569,30 +848,45 @@ async function runSeed(seed: number, ops: number): Promise<{ collections: number
         const bad = pick(rand2, [NaN, Infinity, -Infinity, '5', null, undefined] as unknown[]);
         const attrs = ATTRS[randInt(rand2, 0, ATTRS.length - 1)];
         const both = typeof bad !== 'number';
-        trace.push(`invalid ${spec.name} ${String(bad)} ${JSON.stringify(attrs)}${both ? '' : ' (hotmeter only)'}`);
+        trace.push(`invalid ${spec.id} ${String(bad)} ${JSON.stringify(attrs)}${both ? '' : ' (hotmeter only)'}`);
         if (spec.kind.startsWith('o')) {
           // Observed by hotmeter's callback at every later collection.
-          invalidObservations.push([spec.name, bad, attrs]);
+          invalidObservations.push([spec.id, bad, attrs]);
         } else {
           for (const side of both ? sides : [hm]) {
-            const inst = side.instruments.get(spec.name)![0];
+            const inst = side.instruments.get(spec.id)![0];
             if (inst.add) inst.add(bad as number, attrs);
             else inst.record!(bad as number, attrs);
           }
         }
       }
+      if (rand3() < HM_OPS) hotmeterOp(created);
+      if (rand3() < 0.04) {
+        // One instrument name in another scope (another meter name, version or schemaUrl).
+        const free = SCOPED_NAMES.filter(([m, n]) => !specs.has(`${m}/${n}`) && plain(n));
+        if (free.length > 0) {
+          const [meter, name] = pick(rand3, free);
+          const kind = pick(rand3, KINDS);
+          const spec: Spec = { id: `${meter}/${name}`, meter, name, kind, int: rand3() < 0.25, unit: pick(rand3, Object.keys(UNIT_SUFFIX)) };
+          if (kind === 'histogram' && rand3() < 0.6) spec.boundaries = [0, 1, 2, 5, 10, 50].filter(() => rand3() < 0.5);
+          sameAsOtherScopes(spec);
+          trace.push(`create ${JSON.stringify(spec)}`);
+          create(spec);
+        }
+      }
       if (r < 0.02 && sync.length > 0) {
         // The same instrument created again: one instrument, both objects write it.
         const spec = pick(rand, sync);
-        trace.push(`create again ${spec.name}`);
+        trace.push(`create again ${spec.id}`);
         create(spec);
       } else if (r < 0.1 || created.length === 0) {
         const free = NAMES.filter(([, n]) => !specs.has(n));
         if (free.length === 0) continue;
         const [meter, name] = pick(rand, free);
         const kind = pick(rand, KINDS);
-        const spec: Spec = { meter, name, kind, int: rand() < 0.25, unit: pick(rand2, Object.keys(UNIT_SUFFIX)) };
+        const spec: Spec = { id: name, meter, name, kind, int: rand() < 0.25, unit: pick(rand2, Object.keys(UNIT_SUFFIX)) };
         if (kind === 'histogram' && rand() < 0.6) spec.boundaries = [0, 1, 2, 5, 10, 50].filter(() => rand() < 0.5);
+        sameAsOtherScopes(spec);
         trace.push(`create ${JSON.stringify(spec)}`);
         create(spec);
       } else if (r < 0.65 && sync.length > 0) {
@@ -607,35 +901,23 @@ async function runSeed(seed: number, ops: number): Promise<{ collections: number
           default: v = pick(rand, [-2, 0, 3.5, 7]);
         }
         const which = randInt(rand, 0, 3);
-        trace.push(`${spec.name} ${v} ${JSON.stringify(attrs)}`);
+        trace.push(`${spec.id} ${v} ${JSON.stringify(attrs)}`);
         for (const side of sides) {
-          const all = side.instruments.get(spec.name)!;
+          const all = side.instruments.get(spec.id)!;
           const inst = all[which % all.length];
           if (inst.add) inst.add(v, attrs);
           else inst.record!(v, attrs);
         }
-        // The model: what the API promises (negative counter and histogram values dropped;
-        // an INT instrument's value truncated as sdk-metrics does).
-        if ((spec.kind === 'counter' || spec.kind === 'histogram') && v < 0) continue;
-        const value = spec.int ? Math.trunc(v) : v;
-        const s = modelSeries(spec.name, attrs);
-        if (spec.kind === 'histogram') {
-          s.hist ??= new RefHistogram(spec.boundaries ?? [0, 5, 10, 25, 50, 75, 100, 250, 500, 750, 1000, 2500, 5000, 7500, 10000]);
-          s.hist.record(value);
-        } else if (spec.kind === 'gauge') {
-          s.last = value;
-        } else {
-          s.sum += value;
-        }
+        modelWrite(spec, v, attrs);
       } else if (r < 0.78 && obs.length > 0) {
         const spec = pick(rand, obs);
         const ai = randInt(rand, 0, ATTRS.length - 1);
-        const m = observed.get(spec.name) ?? new Map<number, number>();
-        observed.set(spec.name, m);
+        const m = observed.get(spec.id) ?? new Map<number, number>();
+        observed.set(spec.id, m);
         const prev = m.get(ai) ?? 0;
         const next = spec.kind === 'ocounter' ? prev + pick(rand, [0, 1, 2.5, 10]) : pick(rand, [-4, 0, 1, 2.5, 9]);
         m.set(ai, spec.int ? Math.trunc(next) : next);
-        trace.push(`observe ${spec.name} ${next} ${JSON.stringify(ATTRS[ai])}`);
+        trace.push(`observe ${spec.id} ${next} ${JSON.stringify(ATTRS[ai])}`);
       } else if (r < 0.92) {
         trace.push('collect');
         await collect();

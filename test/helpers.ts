@@ -217,6 +217,11 @@ export class AlsContextManager implements ContextManager {
 
 export type Norm = Record<string, unknown>;
 
+/** A scope's identity (one instrument name may be in several scopes). */
+export function scopeId(scope: { name: string; version?: string; schemaUrl?: string }): string {
+  return `${scope.name}@${scope.version ?? ''}+${scope.schemaUrl ?? ''}`;
+}
+
 /** A comparable form of sdk-metrics ResourceMetrics: no times, order-free. */
 export function normalize(rm: ResourceMetrics, opts: Drop = {}): Norm {
   return {
@@ -224,10 +229,10 @@ export function normalize(rm: ResourceMetrics, opts: Drop = {}): Norm {
       .map((sm) => ({
         scope: { name: sm.scope.name, version: sm.scope.version || undefined, schemaUrl: sm.scope.schemaUrl || undefined },
         metrics: sm.metrics
-          .map((m) => normalizeMetric(m, opts))
+          .map((m) => normalizeMetric(m, opts, scopeId(sm.scope)))
           .sort((a, b) => String(a.name).localeCompare(String(b.name))),
       }))
-      .sort((a, b) => a.scope.name.localeCompare(b.scope.name)),
+      .sort((a, b) => scopeId(a.scope).localeCompare(scopeId(b.scope))),
   };
 }
 
@@ -236,10 +241,10 @@ export interface Drop {
   max?: Set<string>;
 }
 
-export function normalizeMetric(m: MetricData, opts: Drop): Norm {
+export function normalizeMetric(m: MetricData, opts: Drop, scope = ''): Norm {
   const d = m.descriptor;
   const points = (m.dataPoints as { attributes: Attributes; value: unknown }[])
-    .map((p) => ({ key: attrKey(p.attributes), attributes: p.attributes, value: normalizeValue(m.dataPointType, p.value, opts, `${d.name}${attrKey(p.attributes)}`) }))
+    .map((p) => ({ key: attrKey(p.attributes), attributes: p.attributes, value: normalizeValue(m.dataPointType, p.value, opts, `${scope}/${d.name}${attrKey(p.attributes)}`) }))
     .sort((a, b) => a.key.localeCompare(b.key));
   return {
     name: d.name,
@@ -299,7 +304,7 @@ export function alignExponential(a: ResourceMetrics, b: ResourceMetrics): void {
     for (const sm of rm.scopeMetrics) {
       for (const m of sm.metrics) {
         if (m.dataPointType !== DataPointType.EXPONENTIAL_HISTOGRAM) continue;
-        for (const p of m.dataPoints) out.set(`${sm.scope.name}/${m.descriptor.name}${attrKey(p.attributes)}`, p as { value: ExponentialHistogram });
+        for (const p of m.dataPoints) out.set(`${scopeId(sm.scope)}/${m.descriptor.name}${attrKey(p.attributes)}`, p as { value: ExponentialHistogram });
       }
     }
     return out;
@@ -333,7 +338,7 @@ export function withoutMinMax(rm: ResourceMetrics): Required<Drop> {
       if (m.dataPointType !== DataPointType.HISTOGRAM && m.dataPointType !== DataPointType.EXPONENTIAL_HISTOGRAM) continue;
       for (const p of m.dataPoints) {
         const v = p.value as Histogram;
-        const key = `${m.descriptor.name}${attrKey(p.attributes)}`;
+        const key = `${scopeId(sm.scope)}/${m.descriptor.name}${attrKey(p.attributes)}`;
         if (m.dataPointType === DataPointType.HISTOGRAM) expect(v.min === undefined, key).toBe(v.max === undefined);
         if (v.min === undefined) out.min.add(key);
         if (v.max === undefined) out.max.add(key);
@@ -346,13 +351,13 @@ export function withoutMinMax(rm: ResourceMetrics): Required<Drop> {
 /** min/max hotmeter did export equal sdk-metrics'. */
 export function checkKnownMinMax(hm: ResourceMetrics, sdk: ResourceMetrics): void {
   const index = new Map<string, Histogram>();
-  for (const sm of sdk.scopeMetrics) for (const m of sm.metrics) for (const p of m.dataPoints) index.set(`${m.descriptor.name}${attrKey(p.attributes)}`, p.value as Histogram);
+  for (const sm of sdk.scopeMetrics) for (const m of sm.metrics) for (const p of m.dataPoints) index.set(`${scopeId(sm.scope)}/${m.descriptor.name}${attrKey(p.attributes)}`, p.value as Histogram);
   for (const sm of hm.scopeMetrics) {
     for (const m of sm.metrics) {
       if (m.dataPointType !== DataPointType.HISTOGRAM && m.dataPointType !== DataPointType.EXPONENTIAL_HISTOGRAM) continue;
       for (const p of m.dataPoints) {
         const v = p.value as Histogram;
-        const s = index.get(`${m.descriptor.name}${attrKey(p.attributes)}`)!;
+        const s = index.get(`${scopeId(sm.scope)}/${m.descriptor.name}${attrKey(p.attributes)}`)!;
         if (v.min !== undefined) expect(v.min).toBe(s.min);
         if (v.max !== undefined) expect(v.max).toBe(s.max);
       }
@@ -367,7 +372,7 @@ export function compareSums(hm: ResourceMetrics, sdk: ResourceMetrics): void {
     for (const sm of rm.scopeMetrics) {
       for (const m of sm.metrics) {
         if (m.dataPointType !== DataPointType.HISTOGRAM && m.dataPointType !== DataPointType.EXPONENTIAL_HISTOGRAM) continue;
-        for (const p of m.dataPoints) out.set(`${m.descriptor.name}${attrKey(p.attributes)}`, (p.value as Histogram).sum!);
+        for (const p of m.dataPoints) out.set(`${scopeId(sm.scope)}/${m.descriptor.name}${attrKey(p.attributes)}`, (p.value as Histogram).sum!);
       }
     }
     return out;
