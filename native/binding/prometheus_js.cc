@@ -309,7 +309,7 @@ void ReadOptions(Napi::Env env, const Napi::Value& v, prometheus::Options* o, pr
 //    options?: { openMetrics?, protobuf?, targetInfo?: string[], scopeLabels?, quantiles?: Float64Array,
 //                instrumentQuantiles?: Float64Array ([id, n, q..]*), prefix?: string,
 //                reservedNames?: string[], chunkBytes?, exact?: Float64Array ([recordId, n, v..]*),
-//                threads?, readerEpoch? })
+//                threads?, readerEpoch?, staleBefore? })
 struct ScrapeArgs {
   CollectOptions co;
   bool all = true;
@@ -342,6 +342,8 @@ ScrapeArgs ReadScrapeArgs(const Napi::CallbackInfo& info, const char* fn) {
     if (info[4].IsObject()) {
       Napi::Value re = info[4].As<Napi::Object>().Get("readerEpoch");
       if (!re.IsUndefined()) a.co.readerEpoch = ToId(env, re, "readerEpoch");
+      Napi::Value sb = info[4].As<Napi::Object>().Get("staleBefore");
+      if (!sb.IsUndefined()) a.co.staleBefore = ToId(env, sb, "staleBefore");
     }
   }
   return a;

@@ -349,6 +349,7 @@ CollectOptions CollectArgs(const Napi::CallbackInfo& info, const char* name) {
     opts.changedOnly = mode != 0;
     opts.idleIds = mode == 1;
   }
+  if (info.Length() > 5 && !info[5].IsUndefined()) opts.staleBefore = ArgId(info, 5, "staleBefore");
   return opts;
 }
 
@@ -398,7 +399,7 @@ class CollectWorker : public Napi::AsyncWorker {
 
 }  // namespace
 
-// collect(domain, reclaim: boolean[, reclaimBefore: epoch[, readerEpoch: epoch, mode]])
+// collect(domain, reclaim: boolean[, reclaimBefore: epoch[, readerEpoch: epoch, mode[, staleBefore: epoch]]])
 //   -> Float64Array (layout: RecordMap::Collect). mode 1: changedOnly with idle ids;
 //   mode 2: changedOnly without them (CollectOptions).
 Napi::Value Collect(const Napi::CallbackInfo& info) {

@@ -47,7 +47,7 @@ void TakeSnapshot(RecordMap& map, const CollectOptions& opts, const std::vector<
           copied = false;
         }
         if (!included) return;
-        if (!v.updated && opts.reclaim) out->stale.push_back(v.id);
+        if (!v.updated && opts.reclaim && v.lastUpdateEpoch < opts.staleBefore) out->stale.push_back(v.id);
         // Not observed since this reader's previous collection.
         if (observable && !v.fresh) return;
         if (!copied) {

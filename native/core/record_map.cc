@@ -856,7 +856,7 @@ uint64_t RecordMap::CollectPass(const CollectOptions& opts, const CheckpointVisi
         continue;
       }
       const uint64_t id = pool_.IdOf(slot);
-      if (opts.reclaim && !updated && refcount > 0) {
+      if (opts.reclaim && !updated && refcount > 0 && r->lastUpdateEpoch < opts.staleBefore) {
         // Idle but referenced: ask each referencing thread to drop its cached references.
         for (size_t c = 0; c < cells; c++) {
           RecordCell& cell = r->Cell(c);

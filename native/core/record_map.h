@@ -85,6 +85,11 @@ struct CollectOptions {
   // to give back (DrainStale), so idle records become reclaimable.
   bool reclaim = false;
   uint64_t reclaimBefore = UINT64_MAX;
+  // Of those idle records, only the ones whose last update was first seen by a collection
+  // before epoch `staleBefore` are queued (the provider passes one past its latest pass
+  // at least its cache idle time ago): a series written now and then keeps its cached
+  // references. UINT64_MAX: every idle record.
+  uint64_t staleBefore = UINT64_MAX;
   // The pass ends by taking a label pin (RecordMap::LabelPin): every LabelSet its visit
   // saw stays in memory, bytes unchanged, until the pin goes, whatever is reclaimed. The
   // pin's id is written to *pinId (required with pinLabels).

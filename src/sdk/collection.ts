@@ -15,6 +15,12 @@ import { native } from './native';
 import type { RecordStore } from './record-store';
 import { sketchView } from './sketch';
 
+/**
+ * Threads give back their cached references of a series idle this long, ms (MeterProvider
+ * `cacheIdleMillis`).
+ */
+export const DEFAULT_CACHE_IDLE_MILLIS = 60_000;
+
 /** Record::kMaxEpoch: a record's epochs saturate there (native/core/record.h). */
 const MAX_RECORD_EPOCH = 4294967294;
 
@@ -28,19 +34,28 @@ const NO_ATTRIBUTES: Attributes = Object.freeze({});
 export class ReaderEpochs {
   /** Per reader: the latest epoch whose collection it delivered (0 before its first). */
   private readonly readerEpochs = new Map<object, number>();
-  /** Epoch and time of this provider's recent passes, oldest first (reclaimIdleMillis). */
+  /**
+   * Epoch and time of this provider's recent passes, oldest first: the latest at least
+   * max(reclaimIdleMillis, cache idle time) old, and every later one.
+   */
   private readonly passTimes: { epoch: number; time: number }[] = [];
+  /** Cached references of a series idle this long are given back, ms (0: after one idle pass). */
+  private readonly cacheIdleMillis: number;
 
   /**
    * @param reclamation false: passes never ask threads to give back cached references, nothing expires
    * @param reclaimIdleMillis > 0: opt-in expiry after this much idleness
+   * @param cacheIdleMillis threads give back cached references of series idle this long
+   *   (never longer than reclaimIdleMillis, when set: expiry needs them given back)
    */
   constructor(
     private readonly reclamation: boolean,
     private readonly reclaimIdleMillis: number,
     readers: readonly object[],
+    cacheIdleMillis = DEFAULT_CACHE_IDLE_MILLIS,
   ) {
     for (const r of readers) this.readerEpochs.set(r, 0);
+    this.cacheIdleMillis = reclaimIdleMillis > 0 ? Math.min(cacheIdleMillis, reclaimIdleMillis) : cacheIdleMillis;
   }
 
   /** The epoch of the reader's latest delivered collection (0 before its first). */
@@ -62,11 +77,26 @@ export class ReaderEpochs {
     if (!(this.reclaimIdleMillis > 0)) return 0;
     let before = Infinity;
     for (const e of this.readerEpochs.values()) before = Math.min(before, e + 1);
-    const cutoff = Date.now() - this.reclaimIdleMillis;
-    const t = this.passTimes;
-    while (t.length > 1 && t[1].time <= cutoff) t.shift();
-    before = Math.min(before, t.length > 0 && t[0].time <= cutoff ? t[0].epoch + 1 : 0);
+    before = Math.min(before, this.idleSince(Date.now() - this.reclaimIdleMillis));
     return Number.isFinite(before) ? before : 0;
+  }
+
+  /**
+   * The epoch a pass queues idle records last updated before for their threads to give
+   * back cached references (CollectOptions::staleBefore): one past the latest pass at
+   * least the cache idle time ago, so a series written now and then keeps its cache (and
+   * its next write takes no native call). Undefined: every idle record (cache idle time 0).
+   */
+  staleBefore(): number | undefined {
+    if (!this.reclamation || !(this.cacheIdleMillis > 0)) return undefined;
+    return this.idleSince(Date.now() - this.cacheIdleMillis);
+  }
+
+  /** One past the epoch of the latest pass at or before `cutoff` (ms), or 0 if none. */
+  private idleSince(cutoff: number): number {
+    const t = this.passTimes;
+    for (let k = t.length - 1; k >= 0; k--) if (t[k].time <= cutoff) return t[k].epoch + 1;
+    return 0;
   }
 
   /** A reader delivered its collection of `epoch` (MetricProducer.delivered). */
@@ -82,7 +112,13 @@ export class ReaderEpochs {
    */
   passDone(reader: object, epoch: number): void {
     if ((reader as MetricReader).reportsDelivery !== true) this.delivered(reader, epoch);
-    if (this.reclaimIdleMillis > 0) this.passTimes.push({ epoch, time: Date.now() });
+    if (!this.reclamation) return;
+    const now = Date.now();
+    const t = this.passTimes;
+    t.push({ epoch, time: now });
+    // Kept: the latest pass at least the longer idle time old, and every later one.
+    const cutoff = now - Math.max(this.reclaimIdleMillis, this.cacheIdleMillis);
+    while (t.length > 1 && t[1].time <= cutoff) t.shift();
   }
 
   clear(): void {
@@ -118,6 +154,8 @@ export function decodeCollection(
    * as the native passes treat it (CheckpointView::fresh).
    */
   sharedObservables = false,
+  /** Only records idle since before this epoch are stale (ReaderEpochs.staleBefore); default every idle one. */
+  staleBefore?: number,
 ): DecodedCollection {
   const stale = new Set<number>();
   const epoch = data[0];
@@ -146,7 +184,8 @@ export function decodeCollection(
     const size = cellSize(store.aggregation, store.bounds.length, store.params.maxSize);
     const st = data.subarray(i, i + size);
     i += size;
-    if (lastUpdate !== passEpoch) stale.add(recordId); // idle in this pass (reclamation)
+    // Idle in this pass, and long enough (reclamation).
+    if (lastUpdate !== passEpoch && (staleBefore === undefined || lastUpdate < staleBefore)) stale.add(recordId);
     if (visible !== undefined && !visible(store)) continue; // another reader's stream
     if (observable && !updated) continue; // not observed since this reader's last pass
     const attributes = attributesOf.get(recordId);

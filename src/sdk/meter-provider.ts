@@ -29,7 +29,7 @@ import type {
 import { adaptReader } from '../export/reader-adapters';
 import { AggregationKind } from './aggregation';
 import { AttributeTable } from './attribute-table';
-import { ChangedCollection, decodeCollection, ReaderEpochs, recordAttributes } from './collection';
+import { ChangedCollection, decodeCollection, DEFAULT_CACHE_IDLE_MILLIS, ReaderEpochs, recordAttributes } from './collection';
 import { InstrumentationScope, InstrumentKind } from './descriptor';
 import { describeValue, warnLimited } from './diag';
 import { InstrumentRegistry, ReaderPreference } from './instrument-registry';
@@ -110,6 +110,13 @@ export interface MeterProviderOptions {
    */
   reclaimIdleMillis?: number;
   /**
+   * With reclamation: a thread gives back its cached references of a series not written
+   * for at least this long, ms (the series and its value stay exported; its next write
+   * looks it up natively again). Default 60,000; never longer than `reclaimIdleMillis`
+   * when that is set; 0 gives them back after one collection that saw the series idle.
+   */
+  cacheIdleMillis?: number;
+  /**
    * sdk-metrics' option: only `false` (the default) is accepted; hotmeter does not export
    * sdk-metrics' self-observability metrics.
    */
@@ -137,7 +144,7 @@ function registerDomainOf(options: MeterProviderOptions): number {
 
 const PROVIDER_KEYS: readonly string[] = [
   'resource', 'domain', 'processShared', 'labelLimits', 'callbackTimeoutMillis', 'readers', 'aggregationSelector', 'views',
-  'cardinalityLimit', 'reclamation', 'reclaimIdleMillis', 'sdkMetricsEnabled', 'exemplarFilter',
+  'cardinalityLimit', 'reclamation', 'reclaimIdleMillis', 'cacheIdleMillis', 'sdkMetricsEnabled', 'exemplarFilter',
 ];
 
 /** A reader's own stream settings, when it has a `streamSettings(kind)` (HotmeterMetricProducer) and they say something. */
@@ -224,6 +231,10 @@ export class MeterProvider implements ApiMeterProvider {
     if (!(typeof idle === 'number' && idle >= 0 && idle <= 2 ** 31)) {
       throw new TypeError('hotmeter: reclaimIdleMillis must be a number of milliseconds >= 0');
     }
+    const cacheIdle = options.cacheIdleMillis ?? DEFAULT_CACHE_IDLE_MILLIS;
+    if (!(typeof cacheIdle === 'number' && cacheIdle >= 0 && cacheIdle <= 2 ** 31)) {
+      throw new TypeError('hotmeter: cacheIdleMillis must be a number of milliseconds >= 0');
+    }
     if (options.readers !== undefined && !Array.isArray(options.readers)) throw new TypeError('hotmeter: MeterProvider option readers must be an array');
     this.readers = Array.isArray(options.readers) ? options.readers.map(adaptReader) : [];
     // Readers with their own aggregation or series limit (sdk-metrics readers' selectors),
@@ -255,7 +266,7 @@ export class MeterProvider implements ApiMeterProvider {
       this.attributesOf,
       new LabelTrie<BoundHandle>(),
     );
-    this.epochs = new ReaderEpochs(this.reclamation, idle, this.readers.length === 0 ? [DIRECT] : this.readers);
+    this.epochs = new ReaderEpochs(this.reclamation, idle, this.readers.length === 0 ? [DIRECT] : this.readers, cacheIdle);
     // A reader whose collections build attribute objects for every series (OTLP) has new
     // records' attributes decoded from the parts kept since their creation. Not without
     // one: a provider with no readers may never collect (one attached in a worker).
@@ -436,7 +447,7 @@ export class MeterProvider implements ApiMeterProvider {
     const readerEpoch = this.epochs.since(reader); // before the callbacks (collectFor)
     const options = await this.preparePrometheus(o);
     const before = this.epochs.reclaimBefore();
-    const r = await native().serializePrometheus(this.domain, before !== undefined, before, null, { ...options, readerEpoch });
+    const r = await native().serializePrometheus(this.domain, before !== undefined, before, null, { ...options, readerEpoch, staleBefore: this.epochs.staleBefore() });
     const notes = this.finishPrometheusPass(reader, r);
     const chunks = r.chunks;
     return { chunks, byteLength: r.bytes, epoch: r.epoch, notes, release: () => void native().releaseOutput(chunks) };
@@ -451,6 +462,7 @@ export class MeterProvider implements ApiMeterProvider {
       ...options,
       partBytes,
       readerEpoch,
+      staleBefore: this.epochs.staleBefore(),
     });
     const notes = this.finishPrometheusPass(reader, r);
     const handle = r.stream;
@@ -540,7 +552,7 @@ export class MeterProvider implements ApiMeterProvider {
     const since = this.epochs.since(reader); // before the callbacks (collectFor)
     await this.callbacks.run(this.callbackTimeoutMillis);
     const before = this.epochs.reclaimBefore();
-    const data = await native().collectAsync(this.domain, before !== undefined, before, since, mode);
+    const data = await native().collectAsync(this.domain, before !== undefined, before, since, mode, this.epochs.staleBefore());
     const time = Date.now();
     const epoch = data[0];
     const reclaimed = data.subarray(3, 3 + data[2]);
@@ -565,13 +577,14 @@ export class MeterProvider implements ApiMeterProvider {
   /** @param since the epoch of the reader's previous pass, read before its callbacks ran. */
   private checkpoint(reader: object, since: number): CheckpointSet {
     const before = this.epochs.reclaimBefore();
-    const data = before !== undefined ? native().collect(this.domain, true, before) : native().collect(this.domain, false);
+    const staleBefore = this.epochs.staleBefore();
+    const data = before !== undefined ? native().collect(this.domain, true, before, undefined, undefined, staleBefore) : native().collect(this.domain, false);
     // With streams of readers' own, each reader gets its streams (a direct collection, every stream).
     const visible =
       this.readerStreams && reader !== DIRECT
         ? (s: RecordStore<BoundHandle>) => s.policy.readers === undefined || s.policy.readers.has(reader)
         : undefined;
-    const r = decodeCollection(data, since, (id) => this.registry.storeOf(id), this.attributesOf, visible, this.sharedObservables);
+    const r = decodeCollection(data, since, (id) => this.registry.storeOf(id), this.attributesOf, visible, this.sharedObservables, staleBefore);
     this.finishPass(reader, r.set.epoch, r.stale, r.reclaimed);
     return r.set;
   }

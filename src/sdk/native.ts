@@ -81,6 +81,8 @@ export interface NativePrometheusOptions {
    * updated since then are written, whichever pass saw the update first.
    */
   readerEpoch?: number;
+  /** A reclaiming pass queues idle referenced records last updated before it (CollectOptions::staleBefore). */
+  staleBefore?: number;
 }
 
 /** A Prometheus collection pass's bookkeeping. */
@@ -186,10 +188,12 @@ export interface NativeBinding {
    *  last update (min(epoch, 2^32 - 2) when this pass did).
    *  With readerEpoch and mode 1, a record not changed since the pass at readerEpoch is
    *  the entry [recordId, -1]; mode 2 leaves it out; modes 1 and 2 put the reclaimed ids
-   *  right after the header (RecordMap::Collect, changedOnly). */
-  collect(domain: number, reclaim: boolean, reclaimBefore?: number, readerEpoch?: number, mode?: 0 | 1 | 2): Float64Array;
+   *  right after the header (RecordMap::Collect, changedOnly). A reclaiming pass queues
+   *  idle records still referenced for their threads to give back only when last updated
+   *  before staleBefore (CollectOptions::staleBefore; default every idle record). */
+  collect(domain: number, reclaim: boolean, reclaimBefore?: number, readerEpoch?: number, mode?: 0 | 1 | 2, staleBefore?: number): Float64Array;
   /** collect() with the pass on a libuv pool thread. */
-  collectAsync(domain: number, reclaim: boolean, reclaimBefore?: number, readerEpoch?: number, mode?: 0 | 1 | 2): Promise<Float64Array>;
+  collectAsync(domain: number, reclaim: boolean, reclaimBefore?: number, readerEpoch?: number, mode?: 0 | 1 | 2, staleBefore?: number): Promise<Float64Array>;
   recordInfo(recordId: number): [number, string[]] | null;
   /** JSON of each record's label parts (null for an unknown record), in one call. */
   recordLabels(recordIds: Float64Array): string;
