@@ -79,7 +79,22 @@ export class AttributeTable {
     this.ids[s] = -1;
     this.attrs[s] = undefined;
     if (s < this.parts.length) this.parts[s] = undefined;
+    if (s === this.ids.length - 1) this.trim();
     return true;
+  }
+
+  /**
+   * Drops the free slots at the end (the arrays' stores shrink with them): after a burst
+   * of one-off label sets is reclaimed, the table no longer holds a slot per record of it
+   * (two arrays of a million entries were 16-24 MB).
+   */
+  private trim(): void {
+    const ids = this.ids;
+    let n = ids.length;
+    while (n > 0 && ids[n - 1] === -1) n--;
+    ids.length = n;
+    this.attrs.length = n;
+    if (this.parts.length > n) this.parts.length = n;
   }
 
   clear(): void {
