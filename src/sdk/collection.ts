@@ -25,6 +25,8 @@ export const DEFAULT_CACHE_IDLE_MILLIS = 60_000;
 const MAX_RECORD_EPOCH = 4294967294;
 
 const NO_ATTRIBUTES: Attributes = Object.freeze({});
+/** decodeCollection: the attributes of a record gone before they were decoded. */
+const GONE: Attributes = Object.freeze({});
 
 /**
  * Per reader (registered readers, or the provider's direct collections when it has none):
@@ -135,75 +137,158 @@ export interface DecodedCollection {
   readonly reclaimed: ArrayLike<number>;
 }
 
-/**
- * A native collect()'s output as CheckpointRecords for one reader: `since` is the epoch of
- * the reader's previous pass (read before its callbacks ran). Records of instruments
- * `storeOf` does not know are skipped; attributes are decoded once per record and kept in
- * `attributesOf` while the record lives.
- */
-export function decodeCollection(
-  data: Float64Array,
-  since: number,
-  storeOf: (instrumentId: number) => RecordStore<BoundHandle> | undefined,
-  attributesOf: AttributeTable,
+/** How a collection's records are read (decodeCollection). */
+export interface DecodeOptions {
   /** Whether this reader is given the records of a store (its streams); default all. */
-  visible?: (store: RecordStore<BoundHandle>) => boolean,
+  readonly visible?: (store: RecordStore<BoundHandle>) => boolean;
   /**
    * Process-shared records: an observable's series is a level of the fleet (every
    * process's last observation), in every collection and counted as observed in each,
    * as the native passes treat it (CheckpointView::fresh).
    */
-  sharedObservables = false,
+  readonly sharedObservables?: boolean;
   /** Only records idle since before this epoch are stale (ReaderEpochs.staleBefore); default every idle one. */
-  staleBefore?: number,
-): DecodedCollection {
-  const stale = new Set<number>();
-  const epoch = data[0];
-  const count = data[1];
-  // Per record, the pass that first saw its last update: this pass's epoch (saturated
-  // as natively) when it was updated in this pass, later than the reader's previous
-  // pass when it was updated since then, whichever reader's pass (another reader's,
-  // another provider's of the domain) saw it first. Each reader gets every update.
-  const passEpoch = Math.min(epoch, MAX_RECORD_EPOCH);
-  const now = Date.now();
-  const records: { -readonly [K in keyof CheckpointRecord]: CheckpointRecord[K] }[] = [];
-  const undecoded: number[] = []; // indices into records of attributes to decode
-  let i = 3;
-  for (let n = 0; n < count; n++) {
-    const recordId = data[i];
-    const instrumentId = data[i + 1];
-    const store = storeOf(instrumentId);
-    const lastUpdate = data[i + 2];
-    // Whole milliseconds, like endTime (Date.now()): a series created and collected
-    // within one millisecond must not start after it ends.
-    const startTime = Math.floor(data[i + 3]);
-    i += 4;
-    if (store === undefined) continue; // not registered natively: cannot happen
-    const observable = isObservable(store.descriptor.kind);
-    const updated = lastUpdate > since || (observable && sharedObservables);
-    const size = cellSize(store.aggregation, store.bounds.length, store.params.maxSize);
-    const st = data.subarray(i, i + size);
-    i += size;
-    // Idle in this pass, and long enough (reclamation).
-    if (lastUpdate !== passEpoch && (staleBefore === undefined || lastUpdate < staleBefore)) stale.add(recordId);
-    if (visible !== undefined && !visible(store)) continue; // another reader's stream
-    if (observable && !updated) continue; // not observed since this reader's last pass
-    const attributes = attributesOf.get(recordId);
-    if (attributes === undefined) undecoded.push(records.length);
-    records.push({
-      seriesId: recordId,
-      descriptor: store.descriptor,
-      scope: store.scope,
-      attributes: attributes ?? NO_ATTRIBUTES,
-      aggregation: toAggregation(store, st, recordId),
-      startTime,
-      endTime: now,
-      updated,
-      lastUpdateEpoch: lastUpdate,
-    });
+  readonly staleBefore?: number;
+}
+
+/** A decodeCollection walk yields to the event loop after this long, ms. */
+let decodeSliceMs = 8;
+
+/** @internal For tests: the length of decodeCollection's slices, ms (0: every 512 records). */
+export function setDecodeSliceMillis(ms: number): void {
+  decodeSliceMs = ms;
+}
+/** Attributes decoded per step (a native call for records made by other threads). */
+const ATTRIBUTE_BATCH = 2000;
+
+const nextTurn = (): Promise<void> => new Promise<void>((resolve) => setImmediate(resolve));
+
+/**
+ * A native collect()'s output as CheckpointRecords for one reader: `since` is the epoch of
+ * the reader's previous pass (read before its callbacks ran). Records of instruments
+ * `storeOf` does not know are skipped; attributes are decoded once per record and kept in
+ * `attributesOf` while the record lives. The walk and the decoding run in slices between
+ * which the event loop turns (a collection of 200,000 records held it ~300 ms in one
+ * go); the caller keeps records of this output from being reclaimed meanwhile (their
+ * attributes would go with them).
+ */
+export async function decodeCollection(
+  data: Float64Array,
+  since: number,
+  storeOf: (instrumentId: number) => RecordStore<BoundHandle> | undefined,
+  attributesOf: AttributeTable,
+  options: DecodeOptions = {},
+): Promise<DecodedCollection> {
+  const walk = new CollectionWalk(data, since, storeOf, attributesOf, options);
+  while (!walk.run(performance.now() + decodeSliceMs)) await nextTurn();
+  // In record slot order: records of one label set made one after the other (a call
+  // site writing several instruments) fall in one batch, where they share one object.
+  const at = walk.undecodedBySlot();
+  const parts = new PartsDecoder();
+  for (let k = 0; k < at.length; k += ATTRIBUTE_BATCH) {
+    if (k > 0) await nextTurn();
+    decodeAttributes(walk.records, at.slice(k, k + ATTRIBUTE_BATCH), attributesOf, parts);
   }
-  if (undecoded.length > 0) decodeAttributes(records, undecoded, attributesOf);
-  return { set: new CheckpointSet(records, now, epoch), stale, reclaimed: data.subarray(i, i + data[2]) };
+  // A record removed (remove(), clear()) while the walk yielded, before its attributes
+  // were decoded, has none left to decode: it leaves this collection as if removed
+  // before it (never exported without its attributes). Expiry is held off meanwhile.
+  let records = walk.records;
+  if (at.length > 0 && records.some((r) => r.attributes === GONE)) records = records.filter((r) => r.attributes !== GONE);
+  return { set: new CheckpointSet(records, walk.now, walk.epoch), stale: walk.stale, reclaimed: data.subarray(walk.i, walk.i + data[2]) };
+}
+
+type MutableRecord = { -readonly [K in keyof CheckpointRecord]: CheckpointRecord[K] };
+
+/** decodeCollection's walk over the native output, resumable (run() up to a deadline). */
+class CollectionWalk {
+  readonly stale = new Set<number>();
+  readonly records: MutableRecord[] = [];
+  /** Indices into records of attributes to decode. */
+  private readonly undecoded: number[] = [];
+  readonly epoch: number;
+  readonly now = Date.now();
+  /** Index into data of the next record; after the walk, of the reclaimed ids. */
+  i = 3;
+  private n = 0;
+  private readonly count: number;
+  private readonly passEpoch: number;
+
+  constructor(
+    private readonly data: Float64Array,
+    private readonly since: number,
+    private readonly storeOf: (instrumentId: number) => RecordStore<BoundHandle> | undefined,
+    private readonly attributesOf: AttributeTable,
+    private readonly o: DecodeOptions,
+  ) {
+    this.epoch = data[0];
+    this.count = data[1];
+    // Per record, the pass that first saw its last update: this pass's epoch (saturated
+    // as natively) when it was updated in this pass, later than the reader's previous
+    // pass when it was updated since then, whichever reader's pass (another reader's,
+    // another provider's of the domain) saw it first. Each reader gets every update.
+    this.passEpoch = Math.min(this.epoch, MAX_RECORD_EPOCH);
+  }
+
+  /** Walks records until the deadline (performance.now()); true when every one is done. */
+  run(deadline: number): boolean {
+    const { data, since, passEpoch, stale, records, undecoded, attributesOf, now } = this;
+    const { visible, sharedObservables = false, staleBefore } = this.o;
+    let i = this.i;
+    let k = 0; // records this run: at least 511 before it may stop
+    try {
+      while (this.n < this.count) {
+        if ((++k & 511) === 0 && performance.now() > deadline) return false;
+        this.n++;
+        const recordId = data[i];
+        const instrumentId = data[i + 1];
+        const store = this.storeOf(instrumentId);
+        const lastUpdate = data[i + 2];
+        // Whole milliseconds, like endTime (Date.now()): a series created and collected
+        // within one millisecond must not start after it ends.
+        const startTime = Math.floor(data[i + 3]);
+        i += 4;
+        if (store === undefined) continue; // not registered natively: cannot happen
+        const observable = isObservable(store.descriptor.kind);
+        const updated = lastUpdate > since || (observable && sharedObservables);
+        const size = cellSize(store.aggregation, store.bounds.length, store.params.maxSize);
+        const st = data.subarray(i, i + size);
+        i += size;
+        // Idle in this pass, and long enough (reclamation).
+        if (lastUpdate !== passEpoch && (staleBefore === undefined || lastUpdate < staleBefore)) stale.add(recordId);
+        if (visible !== undefined && !visible(store)) continue; // another reader's stream
+        if (observable && !updated) continue; // not observed since this reader's last pass
+        const attributes = attributesOf.get(recordId);
+        if (attributes === undefined) undecoded.push(records.length);
+        records.push({
+          seriesId: recordId,
+          descriptor: store.descriptor,
+          scope: store.scope,
+          attributes: attributes ?? NO_ATTRIBUTES,
+          aggregation: toAggregation(store, st, recordId),
+          startTime,
+          endTime: now,
+          updated,
+          lastUpdateEpoch: lastUpdate,
+        });
+      }
+      return true;
+    } finally {
+      this.i = i;
+    }
+  }
+
+  /** The records to decode, in slot order (a counting pass over slots, not a sort). */
+  undecodedBySlot(): number[] {
+    const u = this.undecoded;
+    if (u.length <= ATTRIBUTE_BATCH) return u;
+    let max = 0;
+    for (let k = 0; k < u.length; k++) max = Math.max(max, this.records[u[k]].seriesId >>> 0);
+    const bySlot = new Int32Array(max + 1).fill(-1);
+    for (let k = 0; k < u.length; k++) bySlot[this.records[u[k]].seriesId >>> 0] = u[k];
+    const out: number[] = [];
+    for (let s = 0; s <= max; s++) if (bySlot[s] >= 0) out.push(bySlot[s]);
+    return out;
+  }
 }
 
 /**
@@ -215,16 +300,20 @@ export function decodeCollection(
  * decoded natively when in one call, those from kept parts when acquired one after the
  * other.
  */
-function decodeAttributes(records: { seriesId: number; attributes: Attributes }[], at: readonly number[], attributesOf: AttributeTable): void {
+function decodeAttributes(
+  records: { seriesId: number; attributes: Attributes }[],
+  at: readonly number[],
+  attributesOf: AttributeTable,
+  parts = new PartsDecoder(),
+): void {
   let rest: number[] | undefined;
-  const parts = new PartsDecoder();
   for (let k = 0; k < at.length; k++) {
     const r = records[at[k]];
     const attrs = parts.decode(r.seriesId, attributesOf);
     if (attrs === undefined) (rest ??= []).push(at[k]);
     else r.attributes = attrs;
   }
-  if (rest !== undefined) decodeNative(records, rest, attributesOf);
+  if (rest !== undefined) decodeNative(records, rest, attributesOf, GONE);
 }
 
 /**
@@ -256,7 +345,13 @@ class PartsDecoder {
 }
 
 /** As decodeAttributes, from the native records (one call). */
-function decodeNative(records: { seriesId: number; attributes: Attributes }[], at: readonly number[], attributesOf: AttributeTable): void {
+function decodeNative(
+  records: { seriesId: number; attributes: Attributes }[],
+  at: readonly number[],
+  attributesOf: AttributeTable,
+  /** The attributes of a record the native map no longer has. */
+  gone = NO_ATTRIBUTES,
+): void {
   const ids = new Float64Array(at.length);
   for (let k = 0; k < at.length; k++) ids[k] = records[at[k]].seriesId;
   // A number: the index of an earlier record of the call with the same label set (another
@@ -265,9 +360,9 @@ function decodeNative(records: { seriesId: number; attributes: Attributes }[], a
   const decoded: Attributes[] = new Array<Attributes>(at.length);
   for (let k = 0; k < at.length; k++) {
     const p = parts[k];
-    const attrs = p === null ? NO_ATTRIBUTES : typeof p === 'number' ? decoded[p] : freezeAttributes(decodeLabels(p));
+    const attrs = p === null ? gone : typeof p === 'number' ? decoded[p] : freezeAttributes(decodeLabels(p));
     decoded[k] = attrs;
-    attributesOf.set(ids[k], attrs);
+    if (attrs !== GONE) attributesOf.set(ids[k], attrs);
     records[at[k]].attributes = attrs;
   }
 }

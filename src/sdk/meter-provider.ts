@@ -201,6 +201,8 @@ export class MeterProvider implements ApiMeterProvider {
   private shutdownDone = false;
   private readonly exemplarFilter: ExemplarFilterCode;
   private domainReleased = false;
+  /** Collections whose output is being read in slices (reclaimBefore holds expiry off). */
+  private decoding = 0;
   /** Some reader has streams of its own (its aggregation or series limit): collections are filtered per reader. */
   private readonly readerStreams: boolean;
   /** processShared: observable series are levels of the fleet, in every collection (collection.ts). */
@@ -446,7 +448,7 @@ export class MeterProvider implements ApiMeterProvider {
   private async collectPrometheusFor(reader: object, o: PrometheusCollectOptions): Promise<PrometheusPayload> {
     const readerEpoch = this.epochs.since(reader); // before the callbacks (collectFor)
     const options = await this.preparePrometheus(o);
-    const before = this.epochs.reclaimBefore();
+    const before = this.reclaimBefore();
     const r = await native().serializePrometheus(this.domain, before !== undefined, before, null, { ...options, readerEpoch, staleBefore: this.epochs.staleBefore() });
     const notes = this.finishPrometheusPass(reader, r);
     const chunks = r.chunks;
@@ -457,7 +459,7 @@ export class MeterProvider implements ApiMeterProvider {
   private async streamPrometheusFor(reader: object, o: PrometheusCollectOptions, partBytes?: number): Promise<PrometheusStream> {
     const readerEpoch = this.epochs.since(reader); // before the callbacks (collectFor)
     const options = await this.preparePrometheus(o);
-    const before = this.epochs.reclaimBefore();
+    const before = this.reclaimBefore();
     const r = native().openPrometheusStream(this.domain, before !== undefined, before, null, {
       ...options,
       partBytes,
@@ -551,7 +553,7 @@ export class MeterProvider implements ApiMeterProvider {
     if (this.shutdownDone) throw new Error('hotmeter: collect() after shutdown()');
     const since = this.epochs.since(reader); // before the callbacks (collectFor)
     await this.callbacks.run(this.callbackTimeoutMillis);
-    const before = this.epochs.reclaimBefore();
+    const before = this.reclaimBefore();
     const data = await native().collectAsync(this.domain, before !== undefined, before, since, mode, this.epochs.staleBefore());
     const time = Date.now();
     const epoch = data[0];
@@ -574,19 +576,36 @@ export class MeterProvider implements ApiMeterProvider {
     };
   }
 
-  /** @param since the epoch of the reader's previous pass, read before its callbacks ran. */
-  private checkpoint(reader: object, since: number): CheckpointSet {
-    const before = this.epochs.reclaimBefore();
+  /**
+   * The pass on a libuv pool thread, its output read in slices (decodeCollection).
+   * @param since the epoch of the reader's previous pass, read before its callbacks ran.
+   */
+  private async checkpoint(reader: object, since: number): Promise<CheckpointSet> {
+    const before = this.reclaimBefore();
     const staleBefore = this.epochs.staleBefore();
-    const data = before !== undefined ? native().collect(this.domain, true, before, undefined, undefined, staleBefore) : native().collect(this.domain, false);
+    const data = before !== undefined ? await native().collectAsync(this.domain, true, before, undefined, undefined, staleBefore) : await native().collectAsync(this.domain, false);
     // With streams of readers' own, each reader gets its streams (a direct collection, every stream).
     const visible =
       this.readerStreams && reader !== DIRECT
         ? (s: RecordStore<BoundHandle>) => s.policy.readers === undefined || s.policy.readers.has(reader)
         : undefined;
-    const r = decodeCollection(data, since, (id) => this.registry.storeOf(id), this.attributesOf, visible, this.sharedObservables, staleBefore);
-    this.finishPass(reader, r.set.epoch, r.stale, r.reclaimed);
-    return r.set;
+    this.decoding++;
+    try {
+      const r = await decodeCollection(data, since, (id) => this.registry.storeOf(id), this.attributesOf, { visible, sharedObservables: this.sharedObservables, staleBefore });
+      this.finishPass(reader, r.set.epoch, r.stale, r.reclaimed);
+      return r.set;
+    } finally {
+      this.decoding--;
+    }
+  }
+
+  /**
+   * ReaderEpochs.reclaimBefore, but nothing expires while a collection's output is being
+   * read in slices: the records in it keep their attributes until it is done.
+   */
+  private reclaimBefore(): number | undefined {
+    const before = this.epochs.reclaimBefore();
+    return before !== undefined && this.decoding > 0 ? 0 : before;
   }
 }
 
