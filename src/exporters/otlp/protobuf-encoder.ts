@@ -559,6 +559,7 @@ class Encoding {
         const type = metric.dataPointType;
         if (type !== GAUGE && type !== SUM && type !== HISTOGRAM && type !== EXPONENTIAL_HISTOGRAM) continue;
         w.delimited(type === GAUGE ? 5 : type === SUM ? 7 : type === HISTOGRAM ? 9 : 10, body);
+        const bodyStart = w.pos;
         const points = metric.dataPoints as any[];
         const isInt = d.valueType === VALUE_TYPE_INT;
         for (let i = 0; i < points.length; i++) {
@@ -587,6 +588,7 @@ class Encoding {
           w.varint(3 << 3);
           w.varint(1);
         }
+        if (w.pos - bodyStart !== body) throw changed();
       }
       if (scope.schemaUrl) {
         w.varint((3 << 3) | 2);
@@ -600,9 +602,9 @@ class Encoding {
     }
   }
 
-  /** Checks that a point took the bytes the first pass gave it (a changed point would corrupt the request). */
+  /** Checks that a point took the bytes its length prefix says. */
   private check(w: Writer, start: number, size: number): void {
-    if (w.pos - start !== size) throw new Error('OTLP encoding: a data point changed while it was being encoded');
+    if (w.pos - start !== size) throw changed();
   }
 
   writeNumberPoint(w: Writer, p: any, isInt: boolean): void {
@@ -698,6 +700,12 @@ class Encoding {
   }
 }
 
+/**
+ * The error when the data changed between the passes (the bytes would not be OTLP). Each
+ * metric's data is checked against its size from the first pass as soon as it is written.
+ */
+const changed = (): Error => new Error('OTLP encoding: the metrics changed while they were being encoded');
+
 function bucketCountsSize(counts: number[]): number {
   let n = 0;
   for (let i = 0; i < counts.length; i++) n += varintSize(counts[i]);
@@ -734,8 +742,13 @@ function* encodeRequest(rm: OtelResourceMetrics, checkEvery: number): Generator<
   const out = Buffer.allocUnsafeSlow(total);
   const w = new Writer(out, false);
   w.delimited(1, body);
-  yield* e.write(w);
-  if (w.pos !== total) throw new Error('OTLP encoding: the request changed while it was being encoded');
+  try {
+    yield* e.write(w);
+  } catch (err) {
+    // Writing past the end of the buffer (a value grew since the first pass).
+    throw err instanceof RangeError ? changed() : err;
+  }
+  if (w.pos !== total) throw changed();
   return out;
 }
 
