@@ -57,7 +57,9 @@ function varintSize(value: number): number {
     const v = value >>> 0;
     return v < 0x80 ? 1 : v < 0x4000 ? 2 : v < 0x200000 ? 3 : v < 0x10000000 ? 4 : 5;
   }
-  let [low, high] = split64(value);
+  split64(value);
+  let low = lo;
+  let high = hi;
   let n = 1;
   while (high > 0 || low > 0x7f) {
     n++;
@@ -67,24 +69,21 @@ function varintSize(value: number): number {
   return n;
 }
 
-const splitOut: [number, number] = [0, 0];
-/** A number as [low, high] 32-bit words, two's complement for negatives (as the writer). */
-function split64(value: number): [number, number] {
-  let low: number;
-  let high: number;
+// The words split64 leaves (module state: encoding is synchronous between yields).
+let lo = 0;
+let hi = 0;
+/** A number as low and high 32-bit words (lo, hi), two's complement for negatives (as the writer). */
+function split64(value: number): void {
   if (value >= 0) {
-    low = value >>> 0;
-    high = (value / 0x100000000) >>> 0;
+    lo = value >>> 0;
+    hi = (value / 0x100000000) >>> 0;
   } else {
     const abs = Math.abs(value);
-    low = ~(abs >>> 0) >>> 0;
-    high = ~((abs / 0x100000000) >>> 0) >>> 0;
-    low = (low + 1) >>> 0;
-    if (low === 0) high = (high + 1) >>> 0;
+    lo = ~(abs >>> 0) >>> 0;
+    hi = ~((abs / 0x100000000) >>> 0) >>> 0;
+    lo = (lo + 1) >>> 0;
+    if (lo === 0) hi = (hi + 1) >>> 0;
   }
-  splitOut[0] = low;
-  splitOut[1] = high;
-  return splitOut;
 }
 
 /** A sink of bytes: the exact-size output, or a growing scratch buffer. */
@@ -122,7 +121,9 @@ class Writer {
       buf[this.pos++] = v;
       return;
     }
-    let [low, high] = split64(value);
+    split64(value);
+    let low = lo;
+    let high = hi;
     while (high > 0 || low > 0x7f) {
       buf[this.pos++] = (low & 0x7f) | 0x80;
       low = ((low >>> 7) | (high << 25)) >>> 0;
@@ -158,8 +159,8 @@ class Writer {
   }
 
   sfixed64(value: number): void {
-    const [low, high] = split64(value);
-    this.fixed64(low, high);
+    split64(value);
+    this.fixed64(lo, hi);
   }
 
   double(value: number): void {
@@ -240,17 +241,15 @@ const delimitedSize = (length: number): number => 1 + varintSize(length) + lengt
 // Attributes: repeated KeyValue, encoded once per attributes object.
 
 /**
- * An attribute set's KeyValue fields, keys included: `bytes` as written with key `tag`;
- * `keys` holds the offset of each field key byte, to rewrite for another field number.
+ * An attribute set's KeyValue fields, each with its field key for field number 7 (a
+ * number point's), as a one-byte (latin1) string: a single small heap object, cheap for the
+ * garbage collector to keep for every series. Written for another field number, the key
+ * bytes are rewritten in place (every field number used is below 16: one key byte).
  */
-interface EncodedAttributes {
-  bytes: Uint8Array;
-  tag: number;
-  keys: Uint32Array;
-}
+type EncodedAttributes = string;
 
-const EMPTY_ATTRIBUTES: EncodedAttributes = { bytes: new Uint8Array(0), tag: 0, keys: new Uint32Array(0) };
-
+const ATTRIBUTES_TAG = 7;
+const EMPTY_ATTRIBUTES: EncodedAttributes = '';
 /** Encoded attributes of deeply frozen attributes objects (their encoding cannot change). */
 const frozenAttributes = new WeakMap<object, EncodedAttributes>();
 
@@ -346,32 +345,47 @@ function close(w: Writer, at: number): void {
 }
 
 /** Encodes an attribute set as repeated KeyValue fields `tag` (transformer's writeAttributes). */
-function encodeAttributes(attributes: Attributes, tag: number): EncodedAttributes {
+function encodeAttributes(attributes: Attributes): EncodedAttributes {
   const w = scratch;
   w.pos = 0;
-  const keys: number[] = [];
   for (const key in attributes) {
     if (!Object.prototype.hasOwnProperty.call(attributes, key)) continue;
-    keys.push(w.pos);
-    w.varint((tag << 3) | 2);
+    w.varint((ATTRIBUTES_TAG << 3) | 2);
     const kv = open(w);
     writeKeyValueBody(w, key, attributes[key]);
     close(w, kv);
   }
-  if (keys.length === 0) return EMPTY_ATTRIBUTES;
-  return { bytes: w.buf.slice(0, w.pos), tag, keys: Uint32Array.from(keys) };
+  if (w.pos === 0) return EMPTY_ATTRIBUTES;
+  // Node's latin1 maps each byte to the code point of its value (TextDecoder's 'latin1' is windows-1252).
+  return Buffer.from(w.buf.buffer, w.buf.byteOffset, w.pos).toString('latin1');
 }
 
 /** Size of the KeyValue fields of `e` (the same for every field number below 16). */
-const attributesSize = (e: EncodedAttributes): number => e.bytes.length;
+const attributesSize = (e: EncodedAttributes): number => e.length;
 
 function writeAttributes(w: Writer, e: EncodedAttributes, tag: number): void {
+  const buf = w.buf;
   const at = w.pos;
-  w.bytes(e.bytes);
-  if (e.tag !== tag) {
+  const n = e.length;
+  for (let i = 0; i < n; i++) buf[at + i] = e.charCodeAt(i);
+  w.pos = at + n;
+  if (tag !== ATTRIBUTES_TAG) {
+    // Rewrite each KeyValue's key byte: walk key, length varint, body.
     const key = (tag << 3) | 2;
-    const keys = e.keys;
-    for (let i = 0; i < keys.length; i++) w.buf[at + keys[i]] = key;
+    let p = at;
+    const end = at + n;
+    while (p < end) {
+      buf[p++] = key;
+      let length = 0;
+      let shift = 0;
+      let b: number;
+      do {
+        b = buf[p++];
+        length += (b & 0x7f) * 2 ** shift;
+        shift += 7;
+      } while (b & 0x80);
+      p += length;
+    }
   }
 }
 
@@ -399,11 +413,11 @@ class Encoding {
     readonly checkEvery: number,
   ) {}
 
-  attributes(a: Attributes | undefined, tag: number): EncodedAttributes {
+  attributes(a: Attributes | undefined): EncodedAttributes {
     if (!a) return EMPTY_ATTRIBUTES;
     let e = frozenAttributes.get(a) ?? this.local.get(a);
     if (e === undefined) {
-      e = encodeAttributes(a, tag);
+      e = encodeAttributes(a);
       if (deeplyFrozen(a, 0)) frozenAttributes.set(a, e);
       else this.local.set(a, e);
     }
@@ -411,7 +425,7 @@ class Encoding {
   }
 
   numberPointSize(p: any): number {
-    return 9 + 9 + 9 + attributesSize(this.attributes(p.attributes, 7));
+    return 9 + 9 + 9 + attributesSize(this.attributes(p.attributes));
   }
 
   histogramPointSize(p: any): number {
@@ -422,7 +436,7 @@ class Encoding {
     if (counts > 0) n += delimitedSize(counts * 8);
     const bounds = h.buckets.boundaries.length;
     if (bounds > 0) n += delimitedSize(bounds * 8);
-    n += attributesSize(this.attributes(p.attributes, 9));
+    n += attributesSize(this.attributes(p.attributes));
     if (h.min !== undefined) n += 9;
     if (h.max !== undefined) n += 9;
     return n;
@@ -430,7 +444,7 @@ class Encoding {
 
   exponentialPointSize(p: any): number {
     const h = p.value;
-    let n = attributesSize(this.attributes(p.attributes, 1)) + 9 + 9 + 9;
+    let n = attributesSize(this.attributes(p.attributes)) + 9 + 9 + 9;
     if (h.sum !== undefined) n += 9;
     if (h.scale !== 0) n += 1 + varintSize(((h.scale << 1) ^ (h.scale >> 31)) >>> 0);
     n += 9;
@@ -506,13 +520,13 @@ class Encoding {
   }
 
   resourceSize(): number {
-    return attributesSize(this.attributes(this.rm.resource.attributes, 1)) + 2;
+    return attributesSize(this.attributes(this.rm.resource.attributes)) + 2;
   }
 
   scopeSize(scope: any): number {
     let n = 1 + stringSize(scope.name);
     if (scope.version) n += 1 + stringSize(scope.version);
-    if (scope.attributes) n += attributesSize(this.attributes(scope.attributes, 3));
+    if (scope.attributes) n += attributesSize(this.attributes(scope.attributes));
     if (scope.droppedAttributesCount) n += 1 + varintSize(scope.droppedAttributesCount);
     return n;
   }
@@ -524,7 +538,7 @@ class Encoding {
     let s = 0;
     // resource (field 1)
     w.delimited(1, sizes[s++]);
-    writeAttributes(w, this.attributes(rm.resource.attributes, 1), 1);
+    writeAttributes(w, this.attributes(rm.resource.attributes), 1);
     w.varint(2 << 3); // dropped_attributes_count: 0, always written by the transformer
     w.varint(0);
     for (const sm of rm.scopeMetrics) {
@@ -537,7 +551,7 @@ class Encoding {
         w.varint((2 << 3) | 2);
         w.string(scope.version);
       }
-      if (scope.attributes) writeAttributes(w, this.attributes(scope.attributes, 3), 3);
+      if (scope.attributes) writeAttributes(w, this.attributes(scope.attributes), 3);
       if (scope.droppedAttributesCount) {
         w.varint(4 << 3);
         w.varint(scope.droppedAttributesCount);
@@ -608,7 +622,7 @@ class Encoding {
   }
 
   writeNumberPoint(w: Writer, p: any, isInt: boolean): void {
-    const a = this.attributes(p.attributes, 7);
+    const a = this.attributes(p.attributes);
     const size = 27 + attributesSize(a);
     w.delimited(1, size);
     const start = w.pos;
@@ -652,7 +666,7 @@ class Encoding {
       w.delimited(7, bounds.length * 8);
       for (let i = 0; i < bounds.length; i++) w.double(bounds[i]);
     }
-    writeAttributes(w, this.attributes(p.attributes, 9), 9);
+    writeAttributes(w, this.attributes(p.attributes), 9);
     if (h.min !== undefined) {
       w.varint((11 << 3) | 1);
       w.double(h.min);
@@ -669,7 +683,7 @@ class Encoding {
     w.delimited(1, size);
     const start = w.pos;
     const h = p.value;
-    writeAttributes(w, this.attributes(p.attributes, 1), 1);
+    writeAttributes(w, this.attributes(p.attributes), 1);
     w.varint((2 << 3) | 1);
     w.hrTime(p.startTime);
     w.varint((3 << 3) | 1);
