@@ -45,7 +45,8 @@ async function expectSameBytes(rm: OtelResourceMetrics): Promise<Buffer> {
 // Hand-built ResourceMetrics.
 
 const NOW: HrTime = [1_765_000_000, 123_456_789];
-const TIMES: HrTime[] = [[0, 0], NOW, [2 ** 32 + 5, 999_999_999], [1, 1]];
+// Odd HrTimes too (fractional parts, a negative second): the transformer's arithmetic, exactly.
+const TIMES: HrTime[] = [[0, 0], NOW, [2 ** 32 + 5, 999_999_999], [1, 1], [1_765_000_000, 0.1], [12.5, 3.7], [-1, 5], [2 ** 34 + 0.25, 999_999_999.9]];
 
 const LONE = ['\uD800', '\uDFFF', 'a\uDC00b', '\uDC00\uD800', 'x\uD83D', '😀', 'é日本語\u2028'];
 
@@ -219,12 +220,14 @@ describe('encoder: the transformer\'s bytes', () => {
   });
 
   it('rejects, rather than sending corrupt bytes, when a point changes between its two passes', async () => {
-    const points = Array.from({ length: 50 }, (_, i) => pt(i, 0, { i }));
-    const rm = asOtel({ resource: resourceFromAttributes({}), scopeMetrics: [{ scope: { name: 's' }, metrics: [{ descriptor: desc('c', ValueType.INT), aggregationTemporality: AggregationTemporality.CUMULATIVE, dataPointType: DataPointType.SUM, isMonotonic: true, dataPoints: points }] }] } as unknown as ResourceMetrics);
-    const pending = encodeMetricsRequest(rm, { sliceMs: 0, checkEvery: 1 });
-    // After the first slice (point 0 sized), before the second pass reaches it.
-    setImmediate(() => (points[0].attributes = { i: 0, added: 'x'.repeat(100) }));
-    await expect(pending).rejects.toThrow(/changed while they were being encoded/);
+    for (const replacement of [{ i: 0, added: 'x'.repeat(100) }, {}]) {
+      const points = Array.from({ length: 50 }, (_, i) => pt(i, 0, { i }));
+      const rm = asOtel({ resource: resourceFromAttributes({}), scopeMetrics: [{ scope: { name: 's' }, metrics: [{ descriptor: desc('c', ValueType.INT), aggregationTemporality: AggregationTemporality.CUMULATIVE, dataPointType: DataPointType.SUM, isMonotonic: true, dataPoints: points }] }] } as unknown as ResourceMetrics);
+      const pending = encodeMetricsRequest(rm, { sliceMs: 0, checkEvery: 1 });
+      // After the first slice (point 0 sized), before the second pass reaches it: larger, then smaller.
+      setImmediate(() => (points[0].attributes = replacement));
+      await expect(pending).rejects.toThrow(/changed while they were being encoded/);
+    }
   });
 });
 
@@ -494,6 +497,27 @@ describe('OTLPMetricExporter (hotmeter\'s)', () => {
     await exporter.forceFlush();
     expect(result).toEqual({ code: 0 });
     expect(srv.received.length).toBe(1);
+  });
+
+  it('the event loop turns while the exporter encodes (a slice per point here; every 256 points and ~5 ms by default)', async () => {
+    const srv = await server();
+    cleanup.push(srv.close);
+    const exporter = new OTLPMetricExporter({ url: srv.url, encoding: { sliceMs: 0, checkEvery: 1 } });
+    cleanup.push(() => exporter.shutdown());
+    let turns = 0;
+    let exporting = true;
+    const spin = (): void => {
+      if (!exporting) return;
+      turns++;
+      setImmediate(spin);
+    };
+    setImmediate(spin);
+    const rm = asOtel(bigRequest(200)); // 400 points, two passes: ~800 slices
+    const r = await exportOnce(exporter, rm);
+    exporting = false;
+    expect(r).toEqual({ code: 0 });
+    expect(turns).toBeGreaterThan(400);
+    expect(srv.received[0].body.equals(reference(rm))).toBe(true);
   });
 
   it('reports a failed export when the server rejects the request', async () => {

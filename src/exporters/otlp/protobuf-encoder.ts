@@ -181,7 +181,7 @@ class Writer {
     const nanos = t[1];
     const lowerNanos = (seconds & 0xffff) * 1e9;
     const upperNanos = ((seconds / 0x10000) >>> 0) * 1e9;
-    const low = (lowerNanos >>> 0) + ((((upperNanos & 0xffff) * 0x10000) >>> 0) + nanos);
+    const low = (lowerNanos >>> 0) + (((upperNanos & 0xffff) * 0x10000) >>> 0) + nanos; // the transformer's order of additions
     const high = Math.floor(lowerNanos / 0x100000000) + ((upperNanos / 0x10000) >>> 0) + Math.floor(low / 0x100000000);
     this.fixed64(low >>> 0, high >>> 0);
   }
@@ -493,6 +493,7 @@ class Encoding {
               size = this.exponentialPointSize(p);
               units += (p.value.positive.bucketCounts.length + p.value.negative.bucketCounts.length) >> 4;
             } else size = this.numberPointSize(p);
+            units += size >> 12; // large attribute sets (encoded here the first time) count more
             body += delimitedSize(size);
             if ((this.work += units) >= this.checkEvery) {
               this.work = 0;
