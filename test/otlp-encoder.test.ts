@@ -520,6 +520,36 @@ describe('OTLPMetricExporter (hotmeter\'s)', () => {
     expect(srv.received[0].body.equals(reference(rm))).toBe(true);
   });
 
+  it('its own metrics (setSelfObsMeterProvider) count the data points of the ResourceMetrics exported, as the upstream exporter\'s', async () => {
+    const srv = await server();
+    cleanup.push(srv.close);
+    const exporter = new OTLPMetricExporter({ url: srv.url });
+    cleanup.push(() => exporter.shutdown());
+    const selfReader = new CollectingReader();
+    const self = new SdkMeterProvider({ readers: [selfReader] });
+    cleanup.push(() => self.shutdown());
+    exporter.setSelfObsMeterProvider(self);
+    expect(await exportOnce(exporter, asOtel(bigRequest(7)))).toEqual({ code: 0 });
+    const { resourceMetrics } = await selfReader.collect();
+    const exported = resourceMetrics.scopeMetrics.flatMap((s) => s.metrics).find((m) => m.descriptor.name === 'otel.sdk.exporter.metric_data_point.exported');
+    expect(exported?.dataPoints.reduce((n, p) => n + (p.value as number), 0)).toBe(14);
+    expect(exported?.dataPoints[0].attributes['otel.component.type']).toBe('otlp_http_metric_exporter');
+  });
+
+  it('an export whose metrics cannot be encoded fails through its callback, and nothing is sent', async () => {
+    const srv = await server();
+    cleanup.push(srv.close);
+    const exporter = new OTLPMetricExporter({ url: srv.url, concurrencyLimit: 1 });
+    cleanup.push(() => exporter.shutdown());
+    const broken = asOtel({ resource: resourceFromAttributes({}), scopeMetrics: [{ scope: { name: undefined }, metrics: [] }] } as unknown as ResourceMetrics);
+    expect(() => reference(broken)).toThrow(); // the upstream exporter cannot either
+    const r = await exportOnce(exporter, broken);
+    expect(r.code).toBe(1);
+    expect(r.error).toBeInstanceOf(Error);
+    expect(await exportOnce(exporter, asOtel(bigRequest(1)))).toEqual({ code: 0 }); // the failed export left no slot taken
+    expect(srv.received.length).toBe(1);
+  });
+
   it('reports a failed export when the server rejects the request', async () => {
     const srv = await server([400]);
     cleanup.push(srv.close);
