@@ -17,6 +17,9 @@
 //               (cumulative) posting to a loopback OTLP/HTTP receiver in the parent process
 //               (reads the body, answers 200 with an empty response); 1% written before
 //               each flush; bytes per export reported.
+//   otlp-proto-sliced  as otlp-proto, but hotmeter exports with its own OTLPMetricExporter
+//               (the same transport, the request encoded in slices); sdk-metrics keeps the
+//               upstream exporter.
 // Per flush: wall time of reader.forceFlush() (collect + convert + export; a full GC and
 // 30 ms of idle event loop before each), and the longest event-loop stall during it (a
 // 1 ms setInterval probe: the largest gap between its ticks). Reported: median and max
@@ -30,7 +33,8 @@ const path = require('node:path');
 
 const BOUNDS = [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50]; // 16 buckets
 const PEERS = ['hotmeter', 'sdk-metrics'];
-const SCENARIOS = ['cumulative', 'delta', 'otlp-proto'];
+const SCENARIOS = ['cumulative', 'delta', 'otlp-proto', 'otlp-proto-sliced'];
+const isOtlp = (scenario) => scenario === 'otlp-proto' || scenario === 'otlp-proto-sliced';
 
 function arg(name, dflt) {
   const i = process.argv.indexOf(`--${name}`);
@@ -45,8 +49,9 @@ const median = (a) => {
 async function child(peer, scenario, n, flushes, url) {
   const sdk = require('@opentelemetry/sdk-metrics');
   let exporter;
-  if (scenario === 'otlp-proto') {
-    const { OTLPMetricExporter } = require('@opentelemetry/exporter-metrics-otlp-proto');
+  if (isOtlp(scenario)) {
+    const { OTLPMetricExporter } =
+      scenario === 'otlp-proto-sliced' && peer === 'hotmeter' ? require('..') : require('@opentelemetry/exporter-metrics-otlp-proto');
     exporter = new OTLPMetricExporter({ url, timeoutMillis: 60_000 });
   } else {
     exporter = new sdk.InMemoryMetricExporter(scenario === 'delta' ? sdk.AggregationTemporality.DELTA : sdk.AggregationTemporality.CUMULATIVE);
@@ -153,8 +158,8 @@ async function main() {
     for (const scenario of scenarios) {
       for (const peer of peers) {
         const before = { ...rcv.stats };
-        const r = await runChild(peer, scenario, n, flushes, scenario === 'otlp-proto' ? rcv.url : undefined);
-        if (scenario === 'otlp-proto') r.bytesPerExport = Math.round((rcv.stats.bytes - before.bytes) / Math.max(1, rcv.stats.requests - before.requests));
+        const r = await runChild(peer, scenario, n, flushes, isOtlp(scenario) ? rcv.url : undefined);
+        if (isOtlp(scenario)) r.bytesPerExport = Math.round((rcv.stats.bytes - before.bytes) / Math.max(1, rcv.stats.requests - before.requests));
         results[`${scenario}/${peer}`] = r;
         process.stderr.write(`done ${scenario} ${peer}\n`);
       }
@@ -179,7 +184,7 @@ async function main() {
       rows.push([label, ...peers.map((p) => `${f(agg[p].ms)} ms, stall ${f(agg[p].stallMedian)}/${f(agg[p].stall)}`), ratio(agg, peers, (x) => x.ms)]);
       for (const peer of peers) results[`${scenario}/${peer}`][`summary:${ph}`] = agg[peer];
     }
-    if (scenario === 'otlp-proto') rows.push(['otlp-proto: bytes per export', ...peers.map((p) => String(results[`${scenario}/${p}`].bytesPerExport)), '']);
+    if (isOtlp(scenario)) rows.push([`${scenario}: bytes per export`, ...peers.map((p) => String(results[`${scenario}/${p}`].bytesPerExport)), '']);
   }
   const header = ['', ...peers.map((p) => `${p} (stall median/max ms)`), `${peers[1] ?? ''}/${peers[0]}`];
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => String(r[i]).length)));

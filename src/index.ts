@@ -81,6 +81,9 @@ export * from './runtime';
 // OTLP and the OpenTelemetry JS ecosystem: collections as sdk-metrics ResourceMetrics.
 export { HotmeterMetricProducer, toOtelResourceMetrics } from './exporters/otlp';
 export type { HotmeterMetricProducerOptions, ToResourceMetricsOptions } from './exporters/otlp';
+// OTLP/HTTP protobuf export encoded in slices (the event loop is never blocked for long).
+export { OTLPMetricExporter, encodeMetricsRequest } from './exporters/otlp';
+export type { OTLPMetricExporterOptions, MetricsEncodeOptions } from './exporters/otlp';
 // Prometheus: OpenMetrics content type, summary quantiles, the producer interface's text passes.
 export { OPENMETRICS_CONTENT_TYPE, PROMETHEUS_PROTOBUF_CONTENT_TYPE } from './exporters/prometheus/exporter';
 export type { PrometheusScrape } from './exporters/prometheus/exporter';

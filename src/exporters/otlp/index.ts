@@ -7,6 +7,10 @@ export type { ToResourceMetricsOptions, OtelPointSource, ExponentialDeltaAggrega
 export { exponentialDelta, downscaleBuckets, ExponentialDeltaState } from './exponential-delta';
 export type { ExponentialDelta, ExponentialDeltaPoint } from './exponential-delta';
 export { OtelDataPointType } from './types';
+export { encodeMetricsRequest, encodeMetricsRequestSync } from './protobuf-encoder';
+export type { MetricsEncodeOptions } from './protobuf-encoder';
+export { OTLPMetricExporter } from './exporter';
+export type { OTLPMetricExporterOptions } from './exporter';
 export type {
   OtelAggregationTemporality,
   OtelCollectionResult,
