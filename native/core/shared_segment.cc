@@ -551,6 +551,21 @@ bool DecodeDescriptor(std::string_view bytes, Descriptor* d) {
   return true;
 }
 
+void (*SharedSegment::foldStepHook)(int) = nullptr;
+
+namespace {
+
+// Keeps the compiler from moving the segment's stores across it: a process killed
+// between two steps has made exactly the stores before it (the stores it executed reach
+// the shared pages; only their order in the program matters). Fold steps 1-5, removal
+// steps 11-15 (SharedSegment::foldStepHook).
+inline void Step(int step) {
+  std::atomic_signal_fence(std::memory_order_seq_cst);
+  if (SharedSegment::foldStepHook != nullptr) SharedSegment::foldStepHook(step);
+}
+
+}  // namespace
+
 uint32_t SharedSegment::FindSeriesLocked(uint32_t inst, std::string_view key) const {
   const uint64_t hash = Fnv1a(key, 0xcbf29ce484222325ull ^ inst);
   for (uint32_t s = buckets()[hash & (kBuckets - 1)]; s != kNone; s = series()[s - 1].hashNext) {
@@ -590,10 +605,17 @@ bool SharedSegment::RemoveSeriesLocked(uint32_t s) {
   if (s == kNone || s > header()->seriesCount) return false;
   Series& se = series()[s - 1];
   if (se.removed != 0) return false;
-  // Flagged first: a holder killed after this leaves the series out of every lookup and
-  // sum, at worst with its nodes or its bucket entry unreachable (leaked, never reused).
+  // Counted before it is flagged: a holder killed in between leaves every process to look
+  // for removed series once more and find none (the series stays, whole). Counted after
+  // it, a process that had synced the count would keep its record of a series no lookup
+  // finds, exporting it while the others start a new one.
+  header()->removals++;
+  Step(11);
+  // Flagged next: a holder killed after this leaves the series out of every lookup and
+  // sync, at worst with its bucket entry or some nodes still reachable from it (the
+  // nodes are still linked, never also free: a reap folds and frees them).
   se.removed = 1;
-  std::atomic_signal_fence(std::memory_order_seq_cst);
+  Step(12);
   const uint64_t hash = Fnv1a(StringAt(se.keyOff, se.keyLen), 0xcbf29ce484222325ull ^ se.inst);
   for (uint32_t* link = &buckets()[hash & (kBuckets - 1)]; *link != kNone; link = &series()[*link - 1].hashNext) {
     if (*link == s) {
@@ -601,16 +623,18 @@ bool SharedSegment::RemoveSeriesLocked(uint32_t s) {
       break;
     }
   }
+  Step(13);
   // Its cells are left to their processes (their writes go nowhere now); the nodes go
-  // back. The dead accumulator's room is not reused.
+  // back, each unlinked before it is freed. The dead accumulator's room is not reused.
   while (se.head != kNone) {
     const uint32_t n = se.head;
     se.head = nodes()[n - 1].next;
+    Step(14);
     FreeNodeLocked(n);
   }
   Inst& in = insts()[se.inst - 1];
   if (in.seriesCount > 0) in.seriesCount--;
-  header()->removals++;
+  Step(15);
   return true;
 }
 
@@ -706,20 +730,6 @@ double* SharedSegment::DeadLocked(uint32_t s) {
   return d;
 }
 
-void (*SharedSegment::foldStepHook)(int) = nullptr;
-
-namespace {
-
-// Keeps the compiler from moving the segment's stores across it: a process killed
-// between two steps has made exactly the stores before it (the stores it executed reach
-// the shared pages; only their order in the program matters).
-inline void Step(int step) {
-  std::atomic_signal_fence(std::memory_order_seq_cst);
-  if (SharedSegment::foldStepHook != nullptr) SharedSegment::foldStepHook(step);
-}
-
-}  // namespace
-
 bool SharedSegment::FoldUnlinkLocked(uint32_t s, uint32_t* link, uint32_t n) {
   const Series& se = series()[s - 1];
   const Inst& in = insts()[se.inst - 1];
@@ -800,6 +810,16 @@ uint32_t SharedSegment::ReapLocked() {
   const uint32_t total = header()->seriesCount;
   for (uint32_t s = 1; s <= total; s++) {
     uint32_t* link = &series()[s - 1].head;
+    if (series()[s - 1].removed != 0) {
+      // Nodes a holder killed mid-removal left linked: nothing sums them, so they just go.
+      while (*link != kNone) {
+        const uint32_t n = *link;
+        *link = nodes()[n - 1].next;
+        std::atomic_signal_fence(std::memory_order_seq_cst);  // unlinked before it is free
+        FreeNodeLocked(n);
+      }
+      continue;
+    }
     while (*link != kNone) {
       const uint32_t n = *link;
       Node& node = nodes()[n - 1];

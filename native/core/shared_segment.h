@@ -109,6 +109,8 @@ class SharedSegment {
   // its nodes are unlinked and freed, and it counts no more against its instrument's
   // series. Its index is never reused, so a process's record of it (and a cell of it a
   // handle still writes) is never summed into the new series. False if already removed.
+  // (Its slot, key string and dead accumulator are not reclaimed: every series a segment
+  // ever had counts against kMaxSeries and kStringBytes.)
   bool RemoveSeriesLocked(uint32_t series);
   bool SeriesRemovedLocked(uint32_t series) const;
   // Series removed ever: a process that saw another count drops its records of removed series.
@@ -136,7 +138,9 @@ class SharedSegment {
   void SumLocked(uint32_t series, double* out, double* tmp) const;
 
   // Tests only: called at each step of a fold (1: journal written, 2: cell merged,
-  // 3: journal says merged, 4: node unlinked, 5: node freed), to kill the process there.
+  // 3: journal says merged, 4: node unlinked, 5: node freed) and of a removal
+  // (RemoveSeriesLocked: 11 counted, 12 flagged, 13 out of the index, 14 each node
+  // unlinked, 15 done), to kill the process there.
   static void (*foldStepHook)(int step);
 
   // Live processes attached (after ReapLocked: exact as of now).

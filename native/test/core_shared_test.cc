@@ -672,6 +672,58 @@ TEST(shared_remove_while_other_processes_write_and_collect) {
   Cleanup(name);
 }
 
+TEST(shared_holder_killed_mid_removal_leaves_every_process_agreeing) {
+  // A real process removes a series (its and a's cells linked) and is SIGKILLed at each
+  // step of the removal in turn, holding the lock. Every process then agrees: either the
+  // series is whole (12, and a later write adds to it) or it is gone everywhere (a's
+  // record of it too; a later write starts a new series that a's old cell never joins).
+  for (int step = 11; step <= 15; step++) {
+    const std::string name = UniqueName("rmkill");
+    {
+      Proc a(name);
+      const uint32_t c = a.Instrument("c", AggregationKind::Sum);
+      const std::string k1 = "c|" + Key("k", "1");
+      double* mine = a.Cell(c, Key("k", "1"));
+      REQUIRE(mine);
+      Update(AggregationKind::Sum, mine, {}, 5);
+      CHECK_EQ(a.First(k1), 5.0);  // a has synced the removal count
+      const pid_t pid = fork();
+      if (pid == 0) {
+        auto* p = new Proc(name);  // never destroyed: the process is killed
+        const uint32_t pc = p->Instrument("c", AggregationKind::Sum);
+        double* cell = p->Cell(pc, Key("k", "1"));
+        if (cell == nullptr) _exit(2);
+        cell[0] += 7;
+        g_killAt = step;
+        SharedSegment::foldStepHook = KillAtStep;
+        p->map.Remove(pc, Key("k", "1"));  // killed at `step`
+        _exit(3);
+      }
+      REQUIRE(pid > 0);
+      int status = 0;
+      REQUIRE(waitpid(pid, &status, 0) == pid);
+      CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+      Proc b(name);  // a process that starts after
+      b.Instrument("c", AggregationKind::Sum);
+      const double seenA = a.First(k1), seenB = b.First(k1);
+      CHECK_EQ(seenA, seenB);
+      const bool gone = seenA == -1;
+      if (!gone) CHECK_EQ(seenA, 12.0);
+      CHECK_EQ(gone, step > 11);  // counted, not flagged: not removed
+      Update(AggregationKind::Sum, mine, {}, 100);  // a's cached cell of the old series
+      double* fresh = b.Cell(b.Instrument("c", AggregationKind::Sum), Key("k", "1"));
+      REQUIRE(fresh);
+      Update(AggregationKind::Sum, fresh, {}, 1);
+      const double want = gone ? 1.0 : 113.0;
+      CHECK_EQ(a.First(k1), want);
+      CHECK_EQ(b.First(k1), want);
+      b.Release();
+      a.Release();
+    }
+    Cleanup(name);
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) { return RunTests(argc, argv); }
