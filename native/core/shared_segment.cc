@@ -613,7 +613,7 @@ bool SharedSegment::RemoveSeriesLocked(uint32_t s) {
   Step(11);
   // Flagged next: a holder killed after this leaves the series out of every lookup and
   // sync, at worst with its bucket entry or some nodes still reachable from it (the
-  // nodes are still linked, never also free: a reap folds and frees them).
+  // nodes are still linked, never also free: the next reap frees them).
   se.removed = 1;
   Step(12);
   const uint64_t hash = Fnv1a(StringAt(se.keyOff, se.keyLen), 0xcbf29ce484222325ull ^ se.inst);
