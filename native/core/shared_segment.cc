@@ -615,6 +615,8 @@ bool SharedSegment::RemoveSeriesLocked(uint32_t s) {
   // sync, at worst with its bucket entry or some nodes still reachable from it (the
   // nodes are still linked, never also free: the next reap frees them).
   se.removed = 1;
+  Inst& in = insts()[se.inst - 1];
+  if (in.seriesCount > 0) in.seriesCount--;
   Step(12);
   const uint64_t hash = Fnv1a(StringAt(se.keyOff, se.keyLen), 0xcbf29ce484222325ull ^ se.inst);
   for (uint32_t* link = &buckets()[hash & (kBuckets - 1)]; *link != kNone; link = &series()[*link - 1].hashNext) {
@@ -632,8 +634,6 @@ bool SharedSegment::RemoveSeriesLocked(uint32_t s) {
     Step(14);
     FreeNodeLocked(n);
   }
-  Inst& in = insts()[se.inst - 1];
-  if (in.seriesCount > 0) in.seriesCount--;
   Step(15);
   return true;
 }

@@ -8,7 +8,7 @@
 //   processes    one slot per attached process: pid, start time (liveness), state
 //   instruments  by identity string, with the descriptor of the first registration (each
 //                process maps them to its own instrument ids, also those it never created)
-//   series       one per (instrument, encoded label set), never freed; a hash index;
+//   series       one per (instrument, encoded label set), never reused; a hash index;
 //                each holds a chain of cell nodes and a "dead" accumulator; a removed
 //                series (instrument.remove/clear) leaves the index and its chain, and
 //                its index is never reused: a write after it makes a new series

@@ -62,7 +62,8 @@ export interface MeterProviderOptions {
    * process's own cells; a process that dies, even killed, keeps what it wrote. Series of
    * a shared name never expire (`reclaimIdleMillis` is ignored, with a diagnostic);
    * `remove()`/`clear()` in any process removes them from every process's exports (other
-   * processes' cached references go at their next stale-queue drain). Observable callbacks
+   * processes' cached references go at their next stale-queue drain; a write through one
+   * before it goes nowhere). Observable callbacks
    * run in the process that registered them, when it collects; every process exports every
    * observable series any process observed, in each collection (a sum adds every process's
    * last observation, a gauge is the latest observation of any process).
