@@ -650,16 +650,21 @@ describe('processShared: remove() and clear() act on the whole fleet', () => {
       expect(series(await a.collect())).toEqual({ '/x': 12, '/y': 1, '/z': 4 });
       expect(series(await b.collect())).toEqual({ '/x': 12, '/y': 1, '/z': 4 });
 
+      // Caches /x in B again (the collections evicted their idle references).
+      await b.add(1, { route: '/x' });
       await a.remove({ route: '/x' });
       await a.remove({ route: '/z' });
+      // B writes through its reference cached before the removal (no drain since): the
+      // write goes nowhere, neither back into the removed series nor into a later one.
+      await b.add(9, { route: '/x' });
       expect(series(await a.collect())).toEqual({ '/y': 1 });
       expect(series(await b.collect())).toEqual({ '/y': 1 });
       // B's handle bound before the removal writes into the removed series: never exported.
       await b.boundAdd(6);
       expect(series(await b.collect())).toEqual({ '/y': 1 });
 
-      // B's cached reference goes at its next stale-queue drain (its timer's); then a write
-      // is a new series with only the new value, whichever process writes.
+      // B's cached reference goes at its next stale-queue drain (its timer's, here the
+      // test's); then a write is a new series with only the new value, whichever process writes.
       await b.drain();
       await b.add(3, { route: '/x' });
       await b.add(1, { route: '/z' });
