@@ -301,7 +301,8 @@ export class MeterProvider implements ApiMeterProvider {
 
   /**
    * For a `processShared` provider: live processes attached to its segment, 64 KiB slabs
-   * of cells in use, and series (after folding the processes found dead). Undefined
+   * of cells in use, and series (after folding the processes found dead; every series the
+   * segment ever had, removed ones too: they count against its capacity). Undefined
    * otherwise.
    */
   processSharedStats(): { processes: number; slabs: number; series: number } | undefined {
