@@ -569,3 +569,153 @@ describe('processShared: node:cluster behind one app port and one metrics port',
     await after.shutdown();
   }, 60_000);
 });
+
+describe('processShared: remove() and clear() act on the whole fleet', () => {
+  interface Out extends Renderings {
+    otlp: { a: Record<string, string>; v: number }[];
+    error?: string;
+  }
+  /** A started test/fixtures/shared-remover.js, driven by JSON commands. */
+  async function startRemover(name: string) {
+    const proc = spawn(process.execPath, [path.join(fixtures, 'shared-remover.js'), name], { stdio: ['pipe', 'pipe', 'inherit'] });
+    const rl = readline.createInterface({ input: proc.stdout! });
+    const waiting: ((line: string) => void)[] = [];
+    rl.on('line', (l) => waiting.shift()?.(l));
+    const next = (): Promise<Out> =>
+      new Promise((resolve, reject) => {
+        waiting.push((l) => {
+          const r = JSON.parse(l) as Out;
+          if (r.error !== undefined) reject(new Error(r.error));
+          else resolve(r);
+        });
+      });
+    await next();
+    const send = (c: object): Promise<Out> => {
+      const r = next();
+      proc.stdin!.write(`${JSON.stringify(c)}\n`);
+      return r;
+    };
+    return {
+      add: (value: number, attrs: Record<string, string>) => send({ op: 'add', value, attrs }),
+      bind: (attrs: Record<string, string>) => send({ op: 'bind', attrs }),
+      boundAdd: (value: number) => send({ op: 'boundAdd', value }),
+      remove: (attrs: Record<string, string>) => send({ op: 'remove', attrs }),
+      clear: () => send({ op: 'clear' }),
+      drain: () => send({ op: 'drain' }),
+      collect: () => send({ op: 'collect' }),
+      exit: async () => {
+        const closed = new Promise((r) => proc.on('close', r));
+        proc.stdin!.end();
+        await closed;
+      },
+    };
+  }
+
+  /** route -> value of rm.requests in every format of one collection; all formats must agree. */
+  function series(o: Out): Record<string, number> {
+    const fromText = (body: string, name: string): Record<string, number> => {
+      const m: Record<string, number> = {};
+      for (const x of body.matchAll(new RegExp(`^${name}\\{[^}]*route="([^"]*)"[^}]*\\} (\\S+)`, 'gm'))) m[x[1]] = Number(x[2]);
+      return m;
+    };
+    const text = fromText(o.text, 'rm_requests_total');
+    const openMetrics = fromText(o.openMetrics, 'rm_requests_total');
+    const records: Record<string, number> = {};
+    for (const line of o.records) {
+      const r = JSON.parse(line) as { d: { name: string }; a: { route: string }; v: { sum: number } };
+      if (r.d.name === 'rm.requests') records[r.a.route] = r.v.sum;
+    }
+    const otlp: Record<string, number> = {};
+    for (const p of o.otlp) otlp[p.a.route] = p.v;
+    expect(openMetrics).toEqual(text);
+    expect(records).toEqual(text);
+    expect(otlp).toEqual(text);
+    // protobuf: the label value of every series exported is in it, a removed one's not.
+    const proto = Buffer.from(o.protobuf, 'base64').toString('latin1');
+    for (const route of ['/x', '/y', '/z']) expect(proto.includes(route)).toBe(route in text);
+    return text;
+  }
+
+  it('remove() in one process: gone from every process\'s exports; a later write from another starts from zero; a handle bound before writes nowhere', async () => {
+    const name = uniqueName('remove');
+    const a = await startRemover(name);
+    const b = await startRemover(name);
+    try {
+      await a.add(5, { route: '/x' });
+      await a.add(1, { route: '/y' });
+      await b.add(7, { route: '/x' });
+      await b.bind({ route: '/z' });
+      await b.boundAdd(4);
+      // Both have exported it (the OTLP conversions cache it).
+      expect(series(await a.collect())).toEqual({ '/x': 12, '/y': 1, '/z': 4 });
+      expect(series(await b.collect())).toEqual({ '/x': 12, '/y': 1, '/z': 4 });
+
+      // Caches /x in B again (the collections evicted their idle references).
+      await b.add(1, { route: '/x' });
+      await a.remove({ route: '/x' });
+      await a.remove({ route: '/z' });
+      // B writes through its reference cached before the removal (no drain since): the
+      // write goes nowhere, neither back into the removed series nor into a later one.
+      await b.add(9, { route: '/x' });
+      expect(series(await a.collect())).toEqual({ '/y': 1 });
+      expect(series(await b.collect())).toEqual({ '/y': 1 });
+      // B's handle bound before the removal writes into the removed series: never exported.
+      await b.boundAdd(6);
+      expect(series(await b.collect())).toEqual({ '/y': 1 });
+
+      // B's cached reference goes at its next stale-queue drain (its timer's, here the
+      // test's); then a write is a new series with only the new value, whichever process writes.
+      await b.drain();
+      await b.add(3, { route: '/x' });
+      await b.add(1, { route: '/z' });
+      expect(series(await a.collect())).toEqual({ '/x': 3, '/y': 1, '/z': 1 });
+      await a.add(2, { route: '/x' });
+      expect(series(await b.collect())).toEqual({ '/x': 5, '/y': 1, '/z': 1 });
+      expect(series(await a.collect())).toEqual({ '/x': 5, '/y': 1, '/z': 1 });
+    } finally {
+      await a.exit();
+      await b.exit();
+    }
+    // The old series' cells of the exited processes are not folded back into the new one.
+    const after = new MeterProvider({ processShared: name });
+    after.getMeter('rm-meter').createCounter('rm.requests');
+    const t = await totals(after);
+    expect(t.get('rm.requests{"route":"/x"}')).toBe(5);
+    expect(t.get('rm.requests{"route":"/z"}')).toBe(1);
+    await after.shutdown();
+  }, 30_000);
+
+  it('clear() in one process removes every process\'s series of the instrument, also ones it never wrote', async () => {
+    const name = uniqueName('clear');
+    const a = await startRemover(name);
+    const b = await startRemover(name);
+    try {
+      await a.add(1, { route: '/x' });
+      await b.add(2, { route: '/y' });
+      await b.add(3, { route: '/x' });
+      expect(series(await b.collect())).toEqual({ '/x': 4, '/y': 2 });
+      // A has not collected since B made /y: it clears it all the same.
+      await a.clear();
+      expect(series(await a.collect())).toEqual({});
+      expect(series(await b.collect())).toEqual({});
+      await b.drain();
+      await b.add(5, { route: '/y' });
+      expect(series(await a.collect())).toEqual({ '/y': 5 });
+      expect(series(await b.collect())).toEqual({ '/y': 5 });
+    } finally {
+      await a.exit();
+      await b.exit();
+    }
+  }, 30_000);
+
+  it('reclaimIdleMillis on a processShared provider says with a diagnostic that shared series do not expire', async () => {
+    const logs = installLogger();
+    try {
+      const p = new MeterProvider({ processShared: uniqueName('expiry'), reclaimIdleMillis: 1000 });
+      expect(logs.warnings.some((l) => /never expire/.test(l))).toBe(true);
+      await p.shutdown();
+    } finally {
+      uninstallLogger();
+    }
+  });
+});

@@ -375,7 +375,11 @@ bool RecordMap::Acquire(uint32_t arenaId, uint32_t instrumentId, const std::stri
   if (inst == nullptr || inst->descriptor.aggregation == AggregationKind::Drop) return false;
   SharedSegment* seg = inst->shared;
   std::optional<SharedSegment::Guard> guard;
-  if (seg != nullptr) guard.emplace(seg);
+  if (seg != nullptr) {
+    guard.emplace(seg);
+    // A record of a series another process removed is not written again: a new one is made.
+    SyncRemovedLocked(inst->domain);
+  }
 
   out->overflow = false;
   std::string_view key = labelKeyIn;
@@ -470,6 +474,7 @@ void RecordMap::SyncSharedLocked(uint32_t domain) {
     uint32_t si = 0;
     std::string_view key;
     double start = 0;
+    if (sd.seg->SeriesRemovedLocked(s)) continue;
     sd.seg->SeriesInfoLocked(s, &si, &key, &start);
     auto local = sd.local.find(si);
     if (local == sd.local.end()) continue;  // an instrument this process has not made
@@ -508,13 +513,41 @@ bool RecordMap::Release(uint64_t recordId, uint32_t arenaId) {
   return false;
 }
 
+void RecordMap::SyncRemovedLocked(uint32_t domain) {
+  auto it = shared_.find(domain);
+  if (it == shared_.end()) return;
+  SharedDomain& sd = it->second;
+  const uint64_t removals = sd.seg->RemovalsLocked();
+  if (removals == sd.removals) return;
+  sd.removals = removals;
+  std::vector<uint32_t> gone;
+  for (auto& inst : instruments_) {
+    if (!inst || inst->domain != domain || inst->shared != sd.seg) continue;
+    gone.clear();
+    for (uint32_t slot : inst->list) {
+      const Record& r = pool_.At(slot);
+      if (r.extra && r.extra->series != 0 && sd.seg->SeriesRemovedLocked(r.extra->series)) gone.push_back(slot);
+    }
+    for (uint32_t slot : gone) RemoveLocked(inst.get(), slot);
+  }
+}
+
 uint64_t RecordMap::Remove(uint32_t instrumentId, const std::string& labelKey) {
   std::lock_guard<std::mutex> lock(mu_);
   if (instrumentId == 0 || instrumentId > instruments_.size()) return 0;
   Instrument* inst = instruments_[instrumentId - 1].get();
-  // A process-shared series belongs to the fleet: one process does not remove it.
-  if (inst == nullptr || inst->shared != nullptr) return 0;
+  if (inst == nullptr) return 0;
   const LabelSet* labels = labelSets_.Find(labelKey);
+  std::optional<SharedSegment::Guard> guard;
+  if (inst->shared != nullptr) {
+    // The fleet's series: removed from the segment, whichever process made it; the other
+    // processes drop their records at their next collection, acquisition or drain.
+    guard.emplace(inst->shared);
+    SyncRemovedLocked(inst->domain);
+    if (inst->shared->RemoveSeriesLocked(inst->shared->FindSeriesLocked(inst->sharedInst, labelKey))) {
+      shared_[inst->domain].removals++;  // this one: its record goes below
+    }
+  }
   if (labels == nullptr) return 0;
   const uint32_t slot = FindSlotLocked(inst, labels);
   if (slot == UINT32_MAX) return 0;
@@ -527,7 +560,24 @@ void RecordMap::RemoveAll(uint32_t instrumentId, std::vector<uint64_t>* out) {
   std::lock_guard<std::mutex> lock(mu_);
   if (instrumentId == 0 || instrumentId > instruments_.size()) return;
   Instrument* inst = instruments_[instrumentId - 1].get();
-  if (inst == nullptr || inst->shared != nullptr) return;
+  if (inst == nullptr) return;
+  std::optional<SharedSegment::Guard> guard;
+  if (inst->shared != nullptr) {
+    // Every live series of the instrument in the segment, also those this process has
+    // no record of yet.
+    guard.emplace(inst->shared);
+    SyncRemovedLocked(inst->domain);
+    const uint32_t total = inst->shared->SeriesTotalLocked();
+    uint64_t removed = 0;
+    for (uint32_t s = 1; s <= total; s++) {
+      uint32_t si = 0;
+      std::string_view key;
+      double start = 0;
+      inst->shared->SeriesInfoLocked(s, &si, &key, &start);
+      if (si == inst->sharedInst && inst->shared->RemoveSeriesLocked(s)) removed++;
+    }
+    shared_[inst->domain].removals += removed;  // this process's records go below
+  }
   while (!inst->list.empty()) {
     const uint32_t slot = inst->list.back();
     out->push_back(pool_.IdOf(slot));
@@ -561,6 +611,11 @@ void RecordMap::RemoveLocked(Instrument* inst, uint32_t slot) {
 
 void RecordMap::DrainStale(uint32_t arenaId, std::vector<uint64_t>* out) {
   std::lock_guard<std::mutex> lock(mu_);
+  // Series other processes removed: their records' cached references are drained now too.
+  for (auto& [id, sd] : shared_) {
+    SharedSegment::Guard g(sd.seg);
+    SyncRemovedLocked(id);
+  }
   auto it = staleQueues_.find(arenaId);
   if (it == staleQueues_.end()) return;
   std::vector<StaleEntry> entries;
@@ -762,6 +817,7 @@ uint64_t RecordMap::CollectPass(const CollectOptions& opts, const CheckpointVisi
     locked.push_back(seg);
     seg->ReapLocked();
     SyncSharedInstrumentsLocked(id);
+    SyncRemovedLocked(id);
     SyncSharedLocked(id);
   }
   struct Unlocker {
@@ -917,6 +973,7 @@ void RecordMap::PassSize(uint32_t domain, const std::vector<uint32_t>* include, 
     if (domain != 0 && domain != id) continue;
     SharedSegment::Guard g(sd.seg);
     SyncSharedInstrumentsLocked(id);
+    SyncRemovedLocked(id);
     SyncSharedLocked(id);
   }
   *records = 0;

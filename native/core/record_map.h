@@ -44,7 +44,8 @@ struct Instrument {
   size_t cellSize = 0;
   // Process-shared instruments (RegisterSharedDomain): the segment and the instrument's
   // index there (1-based). Their cells live in the segment; their records are never
-  // reclaimed or removed, and each shows the sum of every process's cells.
+  // reclaimed (expired), and each shows the sum of every process's cells. Removing one
+  // (any process) removes its series from the segment; every process drops its record.
   SharedSegment* shared = nullptr;
   uint32_t sharedInst = 0;
   // By label set (pointer identity: label sets are interned). An entry is erased before
@@ -308,6 +309,11 @@ class RecordMap {
   // Frees the domain's instruments and records (ReleaseDomain's precondition holds).
   void FreeDomainLocked(uint32_t domain);
   void UnpinLabels(uint64_t id);
+  // Removes (RemoveLocked) every local record of the shared domain whose series some
+  // process removed since the last call: it leaves this process's exports, and the
+  // threads that cache it let go at their next drain. Before SyncSharedLocked (which
+  // skips a label set that still has a record). Caller holds both locks.
+  void SyncRemovedLocked(uint32_t domain);
   // Makes a local record (no cell) for every series of the shared domain that another
   // process made, of an instrument registered here.
   void SyncSharedLocked(uint32_t domain);
@@ -329,6 +335,7 @@ class RecordMap {
     std::string name;
     uint32_t synced = 0;
     uint32_t instSynced = 0;  // segment instruments looked at so far
+    uint64_t removals = 0;    // the segment's RemovalsLocked() when last synced (SyncRemovedLocked)
     std::unordered_map<uint32_t, uint32_t> local;
   };
   std::unordered_map<uint32_t, SharedDomain> shared_;

@@ -20,7 +20,7 @@ namespace hotmeter {
 namespace {
 
 constexpr uint64_t kMagic = 0x31524853544f48ull;  // "HOTSHR1"
-constexpr uint32_t kVersion = 3;  // 2: descriptors in the instrument table; 3: the fold journal
+constexpr uint32_t kVersion = 4;  // 2: descriptors in the instrument table; 3: the fold journal; 4: removal
 constexpr uint32_t kNone = 0;  // null node / series / bucket entry (indices are 1-based)
 
 uint64_t Fnv1a(std::string_view s, uint64_t h = 0xcbf29ce484222325ull) {
@@ -51,6 +51,7 @@ struct SharedSegment::Header {
   uint32_t permUsed;      // doubles used in it
   uint64_t stringUsed;
   uint64_t reaped;        // processes reaped, ever
+  uint64_t removals;      // series removed, ever (RemoveSeriesLocked)
 };
 
 struct SharedSegment::Proc {
@@ -81,6 +82,8 @@ struct SharedSegment::Series {
   uint32_t deadSlab;  // kNoSlab: no dead accumulator yet
   uint32_t deadOff;
   double startMs;
+  uint32_t removed;   // 1: removed (RemoveSeriesLocked); never found, summed or linked again
+  uint32_t pad;
 };
 
 struct SharedSegment::Node {
@@ -548,11 +551,26 @@ bool DecodeDescriptor(std::string_view bytes, Descriptor* d) {
   return true;
 }
 
+void (*SharedSegment::foldStepHook)(int) = nullptr;
+
+namespace {
+
+// Keeps the compiler from moving the segment's stores across it: a process killed
+// between two steps has made exactly the stores before it (the stores it executed reach
+// the shared pages; only their order in the program matters). Fold steps 1-5, removal
+// steps 11-15 (SharedSegment::foldStepHook).
+inline void Step(int step) {
+  std::atomic_signal_fence(std::memory_order_seq_cst);
+  if (SharedSegment::foldStepHook != nullptr) SharedSegment::foldStepHook(step);
+}
+
+}  // namespace
+
 uint32_t SharedSegment::FindSeriesLocked(uint32_t inst, std::string_view key) const {
   const uint64_t hash = Fnv1a(key, 0xcbf29ce484222325ull ^ inst);
   for (uint32_t s = buckets()[hash & (kBuckets - 1)]; s != kNone; s = series()[s - 1].hashNext) {
     const Series& se = series()[s - 1];
-    if (se.inst == inst && StringAt(se.keyOff, se.keyLen) == key) return s;
+    if (se.inst == inst && se.removed == 0 && StringAt(se.keyOff, se.keyLen) == key) return s;
   }
   return kNone;
 }
@@ -571,6 +589,7 @@ uint32_t SharedSegment::AddSeriesLocked(uint32_t inst, std::string_view key, dou
   se.deadSlab = kNoSlab;
   se.deadOff = 0;
   se.startMs = startMs;
+  se.removed = 0;
   // Counted before it is linked: a holder killed in between leaves a series no lookup
   // finds (at worst a duplicate later), never an id reused while linked (a cycle).
   h->seriesCount = id;
@@ -581,6 +600,49 @@ uint32_t SharedSegment::AddSeriesLocked(uint32_t inst, std::string_view key, dou
   bucket = id;
   return id;
 }
+
+bool SharedSegment::RemoveSeriesLocked(uint32_t s) {
+  if (s == kNone || s > header()->seriesCount) return false;
+  Series& se = series()[s - 1];
+  if (se.removed != 0) return false;
+  // Counted before it is flagged: a holder killed in between leaves every process to look
+  // for removed series once more and find none (the series stays, whole). Counted after
+  // it, a process that had synced the count would keep its record of a series no lookup
+  // finds, exporting it while the others start a new one.
+  header()->removals++;
+  Step(11);
+  // Flagged next: a holder killed after this leaves the series out of every lookup and
+  // sync, at worst with its bucket entry or some nodes still reachable from it (the
+  // nodes are still linked, never also free: the next reap frees them).
+  se.removed = 1;
+  Inst& in = insts()[se.inst - 1];
+  if (in.seriesCount > 0) in.seriesCount--;
+  Step(12);
+  const uint64_t hash = Fnv1a(StringAt(se.keyOff, se.keyLen), 0xcbf29ce484222325ull ^ se.inst);
+  for (uint32_t* link = &buckets()[hash & (kBuckets - 1)]; *link != kNone; link = &series()[*link - 1].hashNext) {
+    if (*link == s) {
+      *link = se.hashNext;
+      break;
+    }
+  }
+  Step(13);
+  // Its cells are left to their processes (their writes go nowhere now); the nodes go
+  // back, each unlinked before it is freed. The dead accumulator's room is not reused.
+  while (se.head != kNone) {
+    const uint32_t n = se.head;
+    se.head = nodes()[n - 1].next;
+    Step(14);
+    FreeNodeLocked(n);
+  }
+  Step(15);
+  return true;
+}
+
+bool SharedSegment::SeriesRemovedLocked(uint32_t s) const {
+  return s == kNone || s > header()->seriesCount || series()[s - 1].removed != 0;
+}
+
+uint64_t SharedSegment::RemovalsLocked() const { return header()->removals; }
 
 uint32_t SharedSegment::SeriesCountOfLocked(uint32_t inst) const {
   return inst == 0 || inst > header()->instCount ? 0 : insts()[inst - 1].seriesCount;
@@ -635,6 +697,7 @@ void SharedSegment::FreeNodeLocked(uint32_t node) {
 }
 
 bool SharedSegment::LinkCellLocked(uint32_t s, uint32_t slab, uint32_t offset) {
+  if (series()[s - 1].removed != 0) return false;
   const uint32_t n = AllocNodeLocked();
   if (n == kNone) return false;
   Node& node = nodes()[n - 1];
@@ -666,20 +729,6 @@ double* SharedSegment::DeadLocked(uint32_t s) {
   se.deadSlab = h->permSlab;  // last: published once initialised
   return d;
 }
-
-void (*SharedSegment::foldStepHook)(int) = nullptr;
-
-namespace {
-
-// Keeps the compiler from moving the segment's stores across it: a process killed
-// between two steps has made exactly the stores before it (the stores it executed reach
-// the shared pages; only their order in the program matters).
-inline void Step(int step) {
-  std::atomic_signal_fence(std::memory_order_seq_cst);
-  if (SharedSegment::foldStepHook != nullptr) SharedSegment::foldStepHook(step);
-}
-
-}  // namespace
 
 bool SharedSegment::FoldUnlinkLocked(uint32_t s, uint32_t* link, uint32_t n) {
   const Series& se = series()[s - 1];
@@ -761,6 +810,16 @@ uint32_t SharedSegment::ReapLocked() {
   const uint32_t total = header()->seriesCount;
   for (uint32_t s = 1; s <= total; s++) {
     uint32_t* link = &series()[s - 1].head;
+    if (series()[s - 1].removed != 0) {
+      // Nodes a holder killed mid-removal left linked: nothing sums them, so they just go.
+      while (*link != kNone) {
+        const uint32_t n = *link;
+        *link = nodes()[n - 1].next;
+        std::atomic_signal_fence(std::memory_order_seq_cst);  // unlinked before it is free
+        FreeNodeLocked(n);
+      }
+      continue;
+    }
     while (*link != kNone) {
       const uint32_t n = *link;
       Node& node = nodes()[n - 1];

@@ -8,8 +8,10 @@
 //   processes    one slot per attached process: pid, start time (liveness), state
 //   instruments  by identity string, with the descriptor of the first registration (each
 //                process maps them to its own instrument ids, also those it never created)
-//   series       one per (instrument, encoded label set), never freed; a hash index;
-//                each holds a chain of cell nodes and a "dead" accumulator
+//   series       one per (instrument, encoded label set), never reused; a hash index;
+//                each holds a chain of cell nodes and a "dead" accumulator; a removed
+//                series (instrument.remove/clear) leaves the index and its chain, and
+//                its index is never reused: a write after it makes a new series
 //   nodes        (slab, offset) of one process's (one thread's) cell of a series
 //   slabs        64 KiB blocks of cells; each owned by one process slot (or permanent,
 //                for dead accumulators)
@@ -102,6 +104,18 @@ class SharedSegment {
   uint32_t FindSeriesLocked(uint32_t inst, std::string_view key) const;
   // Adds the series (precondition: FindSeriesLocked gave 0); 0 if full.
   uint32_t AddSeriesLocked(uint32_t inst, std::string_view key, double startMs);
+  // Removes the series (instrument.remove / clear, from any process): no lookup finds it
+  // again (a later write adds a new series, from the identity, with a new start time),
+  // its nodes are unlinked and freed, and it counts no more against its instrument's
+  // series. Its index is never reused, so a process's record of it (and a cell of it a
+  // handle still writes) is never summed into the new series. False if already removed.
+  // (Its slot, key string and dead accumulator are not reclaimed: every series a segment
+  // ever had counts against kMaxSeries and kStringBytes.)
+  bool RemoveSeriesLocked(uint32_t series);
+  bool SeriesRemovedLocked(uint32_t series) const;
+  // Series removed ever: a process that saw another count drops its records of removed series.
+  uint64_t RemovalsLocked() const;
+  // Live series of the instrument (removed ones not counted).
   uint32_t SeriesCountOfLocked(uint32_t inst) const;
   uint32_t SeriesTotalLocked() const;
   void SeriesInfoLocked(uint32_t series, uint32_t* inst, std::string_view* key, double* startMs) const;
@@ -124,7 +138,9 @@ class SharedSegment {
   void SumLocked(uint32_t series, double* out, double* tmp) const;
 
   // Tests only: called at each step of a fold (1: journal written, 2: cell merged,
-  // 3: journal says merged, 4: node unlinked, 5: node freed), to kill the process there.
+  // 3: journal says merged, 4: node unlinked, 5: node freed) and of a removal
+  // (RemoveSeriesLocked: 11 counted, 12 flagged, 13 out of the index, 14 each node
+  // unlinked, 15 done), to kill the process there.
   static void (*foldStepHook)(int step);
 
   // Live processes attached (after ReapLocked: exact as of now).

@@ -572,6 +572,158 @@ TEST(shared_stress_processes_write_and_collect_concurrently) {
   Cleanup(name);
 }
 
+TEST(shared_remove_while_other_processes_write_and_collect) {
+  // Process b's W writer threads write series k=0 and k=1 through cells acquired before;
+  // a and b collect all along; a removes k=0 in the middle. No collection after the
+  // removal shows k=0, k=1 stays exact, the writers' references are drained, and a later
+  // write (either process) starts a new series from zero: the old cells, still written,
+  // are never summed into it. Then clear() from b removes a series only a made.
+  const std::string name = UniqueName("remove");
+  const int W = 2;
+  const int N = static_cast<int>(20000 * g_scale);
+  {
+    Proc a(name), b(name);
+    const uint32_t ca = a.Instrument("c", AggregationKind::Sum), cb = b.Instrument("c", AggregationKind::Sum);
+    const std::string k0 = "c|" + Key("k", "0"), k1 = "c|" + Key("k", "1");
+    double* a0 = a.Cell(ca, Key("k", "0"));
+    REQUIRE(a0 != nullptr);
+    Update(AggregationKind::Sum, a0, {}, 5);
+    std::vector<uint32_t> arenas;
+    std::vector<double*> cells0, cells1;
+    uint64_t oldId = 0;
+    for (int w = 0; w < W; w++) {
+      arenas.push_back(b.map.RegisterArena());
+      Acquired got;
+      cells0.push_back(b.Cell(cb, Key("k", "0"), 0, arenas.back(), &got));
+      oldId = got.recordId;
+      cells1.push_back(b.Cell(cb, Key("k", "1"), 0, arenas.back()));
+      REQUIRE(cells0.back() && cells1.back());
+    }
+    std::atomic<int> started{0};
+    std::atomic<bool> removed{false}, done{false};
+    std::atomic<long> seenAfter{0};
+    std::vector<std::thread> writers;
+    for (int w = 0; w < W; w++) {
+      writers.emplace_back([&, w] {
+        for (int i = 0; i < N; i++) {
+          AddRelaxed(*cells0[w], 1);
+          AddRelaxed(*cells1[w], 1);
+          if (i == N / 4) started++;
+        }
+      });
+    }
+    std::vector<std::thread> collectors;
+    for (Proc* p : {&a, &b}) {
+      collectors.emplace_back([&, p] {
+        while (!done.load()) {
+          const bool after = removed.load();
+          if (after && p->Collect().count(k0) > 0) seenAfter++;
+          if (!after) p->Collect();
+        }
+      });
+    }
+    while (started.load() < W) std::this_thread::yield();
+    CHECK(a.map.Remove(ca, Key("k", "0")) != 0);
+    removed = true;
+    for (auto& t : writers) t.join();
+    done = true;
+    for (auto& t : collectors) t.join();
+    CHECK_EQ(seenAfter.load(), 0L);
+    for (Proc* p : {&a, &b}) {
+      auto s = p->Collect();
+      CHECK_EQ(s.count(k0), 0u);
+      const double v1 = s[k1][0];
+      CHECK_EQ(v1, static_cast<double>(W) * N);
+    }
+    // Each writer's cached reference of the removed record is drained.
+    for (uint32_t ar : arenas) {
+      std::vector<uint64_t> stale;
+      b.map.DrainStale(ar, &stale);
+      CHECK(std::find(stale.begin(), stale.end(), oldId) != stale.end());
+    }
+    // A new series: only what is written after. Old cells written again count nowhere.
+    Acquired fresh;
+    double* n0 = b.Cell(cb, Key("k", "0"), 0, arenas[0], &fresh);
+    REQUIRE(n0 != nullptr);
+    CHECK(fresh.recordId != oldId);
+    CHECK(n0 != cells0[0]);
+    Update(AggregationKind::Sum, n0, {}, 3);
+    AddRelaxed(*cells0[1], 100);
+    Update(AggregationKind::Sum, a0, {}, 100);
+    CHECK_EQ(a.First(k0), 3.0);
+    double* a0new = a.Cell(ca, Key("k", "0"));
+    REQUIRE(a0new != nullptr);
+    CHECK(a0new != a0);
+    Update(AggregationKind::Sum, a0new, {}, 2);
+    CHECK_EQ(a.First(k0), 5.0);
+    CHECK_EQ(b.First(k0), 5.0);
+    // clear() from b: also a series only a made (b has not collected since).
+    double* a2 = a.Cell(ca, Key("k", "2"));
+    REQUIRE(a2 != nullptr);
+    Update(AggregationKind::Sum, a2, {}, 1);
+    std::vector<uint64_t> ids;
+    b.map.RemoveAll(cb, &ids);
+    CHECK(a.Collect().empty());
+    CHECK(b.Collect().empty());
+    for (uint32_t ar : arenas) b.map.RetireArena(ar);  // the writer threads exit
+    a.Release();
+    b.Release();
+  }
+  Cleanup(name);
+}
+
+TEST(shared_holder_killed_mid_removal_leaves_every_process_agreeing) {
+  // A real process removes a series (its and a's cells linked) and is SIGKILLed at each
+  // step of the removal in turn, holding the lock. Every process then agrees: either the
+  // series is whole (12, and a later write adds to it) or it is gone everywhere (a's
+  // record of it too; a later write starts a new series that a's old cell never joins).
+  for (int step = 11; step <= 15; step++) {
+    const std::string name = UniqueName("rmkill");
+    {
+      Proc a(name);
+      const uint32_t c = a.Instrument("c", AggregationKind::Sum);
+      const std::string k1 = "c|" + Key("k", "1");
+      double* mine = a.Cell(c, Key("k", "1"));
+      REQUIRE(mine);
+      Update(AggregationKind::Sum, mine, {}, 5);
+      CHECK_EQ(a.First(k1), 5.0);  // a has synced the removal count
+      const pid_t pid = fork();
+      if (pid == 0) {
+        auto* p = new Proc(name);  // never destroyed: the process is killed
+        const uint32_t pc = p->Instrument("c", AggregationKind::Sum);
+        double* cell = p->Cell(pc, Key("k", "1"));
+        if (cell == nullptr) _exit(2);
+        cell[0] += 7;
+        g_killAt = step;
+        SharedSegment::foldStepHook = KillAtStep;
+        p->map.Remove(pc, Key("k", "1"));  // killed at `step`
+        _exit(3);
+      }
+      REQUIRE(pid > 0);
+      int status = 0;
+      REQUIRE(waitpid(pid, &status, 0) == pid);
+      CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+      Proc b(name);  // a process that starts after
+      b.Instrument("c", AggregationKind::Sum);
+      const double seenA = a.First(k1), seenB = b.First(k1);
+      CHECK_EQ(seenA, seenB);
+      const bool gone = seenA == -1;
+      if (!gone) CHECK_EQ(seenA, 12.0);
+      CHECK_EQ(gone, step > 11);  // counted, not flagged: not removed
+      Update(AggregationKind::Sum, mine, {}, 100);  // a's cached cell of the old series
+      double* fresh = b.Cell(b.Instrument("c", AggregationKind::Sum), Key("k", "1"));
+      REQUIRE(fresh);
+      Update(AggregationKind::Sum, fresh, {}, 1);
+      const double want = gone ? 1.0 : 113.0;
+      CHECK_EQ(a.First(k1), want);
+      CHECK_EQ(b.First(k1), want);
+      b.Release();
+      a.Release();
+    }
+    Cleanup(name);
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) { return RunTests(argc, argv); }

@@ -60,7 +60,10 @@ export interface MeterProviderOptions {
    * process asking for others gets them, with a diagnostic; one registering the name with
    * another kind, unit or value type records nothing). Measurements stay writes into this
    * process's own cells; a process that dies, even killed, keeps what it wrote. Series of
-   * a shared name never expire and cannot be removed by one process. Observable callbacks
+   * a shared name never expire (`reclaimIdleMillis` is ignored, with a diagnostic);
+   * `remove()`/`clear()` in any process removes them from every process's exports (other
+   * processes' cached references go at their next stale-queue drain; a write through one
+   * before it goes nowhere). Observable callbacks
    * run in the process that registered them, when it collects; every process exports every
    * observable series any process observed, in each collection (a sum adds every process's
    * last observation, a gauge is the latest observation of any process).
@@ -262,6 +265,9 @@ export class MeterProvider implements ApiMeterProvider {
     this.exemplarFilter = exemplarFilterCode(options.exemplarFilter);
     this.domain = registerDomainOf(options);
     this.sharedObservables = options.processShared !== undefined;
+    if (this.sharedObservables && idle > 0) {
+      warnLimited('shared-expiry', 'processShared: series of a shared name never expire; reclaimIdleMillis is ignored for them (remove them with instrument.remove() or clear())');
+    }
     this.registry = new InstrumentRegistry(
       this.domain,
       { limits, selector, views, cardinalityLimit: limit, readerPreferences: preferences, defaultReaders, exemplarFilter: this.exemplarFilter },
@@ -308,7 +314,8 @@ export class MeterProvider implements ApiMeterProvider {
 
   /**
    * For a `processShared` provider: live processes attached to its segment, 64 KiB slabs
-   * of cells in use, and series (after folding the processes found dead). Undefined
+   * of cells in use, and series (after folding the processes found dead; every series the
+   * segment ever had, removed ones too: they count against its capacity). Undefined
    * otherwise.
    */
   processSharedStats(): { processes: number; slabs: number; series: number } | undefined {
