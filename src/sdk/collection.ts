@@ -25,8 +25,11 @@ export const DEFAULT_CACHE_IDLE_MILLIS = 60_000;
 const MAX_RECORD_EPOCH = 4294967294;
 
 const NO_ATTRIBUTES: Attributes = Object.freeze({});
-/** decodeCollection: the attributes of a record gone before they were decoded. */
-const GONE: Attributes = Object.freeze({});
+/**
+ * The attributes of a record gone (removed) before they were decoded: its points leave
+ * the collection (decodeCollection, the OTLP producer) instead of going out without them.
+ */
+export const GONE: Attributes = Object.freeze({});
 
 /**
  * Per reader (registered readers, or the provider's direct collections when it has none):
@@ -396,7 +399,10 @@ export interface ChangedCollection {
   /** Ids of the records the pass freed (their cached conversions can go). */
   readonly reclaimed: ArrayLike<number>;
   storeOf(instrumentId: number): RecordStore<BoundHandle> | undefined;
-  /** The (frozen) attributes of records, those not known yet decoded in one native call. */
+  /**
+   * The (frozen) attributes of records, those not known yet decoded in one native call;
+   * GONE for a record removed before its attributes were decoded.
+   */
   attributes(recordIds: readonly number[]): Attributes[];
   /** The reader is done with the collection (called once, also when converting failed). */
   done(): void;
@@ -419,7 +425,7 @@ export function recordAttributes(recordIds: readonly number[], attributesOf: Att
     }
   }
   if (records === undefined || at === undefined) return out;
-  decodeNative(records, at, attributesOf);
+  decodeNative(records, at, attributesOf, GONE);
   let j = 0;
   for (let k = 0; k < recordIds.length; k++) if (out[k] === undefined) out[k] = records[j++].attributes;
   return out;

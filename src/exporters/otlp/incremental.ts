@@ -26,7 +26,7 @@ import type { Aggregation, ExponentialHistogramAggregation } from '../../export/
 import { AggregationTemporality } from '../../export/temporality';
 import type { BoundHandle } from '../../api/handles';
 import { AggregationKind, cellSize } from '../../sdk/aggregation';
-import { ChangedCollection, toAggregation } from '../../sdk/collection';
+import { ChangedCollection, GONE, toAggregation } from '../../sdk/collection';
 import { InstrumentKind, isObservable } from '../../sdk/descriptor';
 import type { RecordStore } from '../../sdk/record-store';
 import { cumulativeExponential, exponentialValue, histogramValue, newMetric, toHrTime } from './convert';
@@ -217,7 +217,22 @@ export class IncrementalConverter {
     }
     const points = pass.freshPoints;
     const owners = pass.freshPointEntries;
-    for (let k = 0; k < points.length; k++) points[k].attributes = owners[k].attributes;
+    let gone = false;
+    for (let k = 0; k < points.length; k++) {
+      points[k].attributes = owners[k].attributes;
+      if (points[k].attributes === GONE) gone = true;
+    }
+    // Records removed before their attributes were decoded: out of this export (as if
+    // removed before the pass), never sent without their attributes; their entries go.
+    if (gone) {
+      pass.dropPoints(GONE);
+      for (const e of fresh) {
+        if (e.attributes !== GONE || entries[e.id >>> 0] !== e) continue;
+        this.prevCells.release(e);
+        entries[e.id >>> 0] = undefined;
+        this.held--;
+      }
+    }
     // Mode 1 lists every live record: an entry it did not list is gone. When the pass saw
     // as many entries as are held, none is missing and the walk over every slot is skipped
     // (at 200,000 records it cost ~8 ms of an idle cumulative flush).
@@ -342,6 +357,14 @@ class Pass {
       }
     }
     return true;
+  }
+
+  /** Takes the points with these attributes out of every metric of this collection. */
+  dropPoints(attributes: Attributes): void {
+    for (const b of this.metrics.values()) {
+      const m = b.metric as { dataPoints: Point[] };
+      if (m.dataPoints.some((p) => p.attributes === attributes)) m.dataPoints = m.dataPoints.filter((p) => p.attributes !== attributes);
+    }
   }
 
   scopeMetrics(): OtelScopeMetrics[] {
