@@ -109,3 +109,20 @@ describe('provider.collect() in slices', () => {
     }
   });
 });
+
+describe('shutdown() while a collection is under way', () => {
+  it('the collection completes with every series; shutdown() frees the domain after it', async () => {
+    for (const delay of [0, 1, 3]) {
+      const { p } = setup();
+      setDecodeSliceMillis(0);
+      const collected = p.collect();
+      await new Promise((r) => setTimeout(r, delay));
+      const [cs] = await Promise.all([collected, p.shutdown()]);
+      expect(cs.size, `delay ${delay}`).toBe(2 * N);
+      let sum = 0;
+      cs.forEach((r) => r.descriptor.name === 'c' && (sum += (r.aggregation as { sum: number }).sum));
+      expect(sum).toBe((N * (N + 1)) / 2);
+      await expect(p.collect()).rejects.toThrow(/after shutdown/);
+    }
+  });
+});

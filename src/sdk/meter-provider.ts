@@ -206,6 +206,8 @@ export class MeterProvider implements ApiMeterProvider {
   private domainReleased = false;
   /** Collections whose output is being read in slices (reclaimBefore holds expiry off). */
   private decoding = 0;
+  /** Collections under way (shutdown() waits for them before it frees the domain). */
+  private readonly inflight = new Set<Promise<unknown>>();
   /** Some reader has streams of its own (its aggregation or series limit): collections are filtered per reader. */
   private readonly readerStreams: boolean;
   /** processShared: observable series are levels of the fleet, in every collection (collection.ts). */
@@ -379,7 +381,7 @@ export class MeterProvider implements ApiMeterProvider {
     // or another) may pass over this collection's observations first; they stay fresh.
     const since = this.epochs.since(reader);
     await this.callbacks.run(this.callbackTimeoutMillis);
-    return this.checkpoint(reader, since);
+    return this.track(this.checkpoint(reader, since));
   }
 
   /** Asks every reader to export what it has. Rejects after shutdown. */
@@ -403,6 +405,9 @@ export class MeterProvider implements ApiMeterProvider {
     if (this.shutdownDone) return;
     const results = await Promise.allSettled(this.readers.map((r) => r.shutdown?.()));
     this.shutdownDone = true;
+    // Collections under way finish first: their passes run on the libuv pool and their
+    // output is read in slices, from the domain that releaseAll() frees.
+    while (this.inflight.size > 0) await Promise.allSettled([...this.inflight]);
     this.registry.shutdown();
     this.releaseAll();
     for (const r of results) {
@@ -437,6 +442,14 @@ export class MeterProvider implements ApiMeterProvider {
    * for a reader that does not report delivery (and for direct collections when there is
    * no reader), counts the collection as delivered.
    */
+  /** `p`, counted as a collection under way until it settles. */
+  private track<T>(p: Promise<T>): Promise<T> {
+    this.inflight.add(p);
+    const gone = (): void => void this.inflight.delete(p);
+    p.then(gone, gone);
+    return p;
+  }
+
   private finishPass(reader: object, epoch: number, stale: ReadonlySet<number>, reclaimed: ArrayLike<number>): void {
     for (let n = 0; n < reclaimed.length; n++) this.attributesOf.delete(reclaimed[n]);
     if (this.reclamation && stale.size > 0) {
@@ -456,7 +469,7 @@ export class MeterProvider implements ApiMeterProvider {
     const readerEpoch = this.epochs.since(reader); // before the callbacks (collectFor)
     const options = await this.preparePrometheus(o);
     const before = this.reclaimBefore();
-    const r = await native().serializePrometheus(this.domain, before !== undefined, before, null, { ...options, readerEpoch, staleBefore: this.epochs.staleBefore() });
+    const r = await this.track(native().serializePrometheus(this.domain, before !== undefined, before, null, { ...options, readerEpoch, staleBefore: this.epochs.staleBefore() }));
     const notes = this.finishPrometheusPass(reader, r);
     const chunks = r.chunks;
     return { chunks, byteLength: r.bytes, epoch: r.epoch, notes, release: () => void native().releaseOutput(chunks) };
@@ -561,11 +574,21 @@ export class MeterProvider implements ApiMeterProvider {
     const since = this.epochs.since(reader); // before the callbacks (collectFor)
     await this.callbacks.run(this.callbackTimeoutMillis);
     const before = this.reclaimBefore();
-    const data = await native().collectAsync(this.domain, before !== undefined, before, since, mode, this.epochs.staleBefore());
+    // Under way until the reader is done converting it (done()).
+    let finished!: () => void;
+    this.track(new Promise<void>((resolve) => (finished = resolve)));
+    let data: Float64Array;
+    let reclaimed: Float64Array;
+    try {
+      data = await native().collectAsync(this.domain, before !== undefined, before, since, mode, this.epochs.staleBefore());
+      reclaimed = data.subarray(3, 3 + data[2]);
+      this.finishPass(reader, data[0], NOTHING_STALE, reclaimed);
+    } catch (e) {
+      finished();
+      throw e;
+    }
     const time = Date.now();
     const epoch = data[0];
-    const reclaimed = data.subarray(3, 3 + data[2]);
-    this.finishPass(reader, epoch, NOTHING_STALE, reclaimed);
     const attributesOf = this.attributesOf;
     return {
       data,
@@ -578,6 +601,7 @@ export class MeterProvider implements ApiMeterProvider {
       attributes: (ids) => recordAttributes(ids, attributesOf),
       // Giving back cached references is housekeeping, not part of the export: after it.
       done: () => {
+        finished();
         if (before !== undefined) setImmediate(drainStale);
       },
     };
