@@ -972,6 +972,37 @@ TEST(state_fingerprint_sees_structured_changes) {
     if (StateFingerprint(h, 8) == before) collisions++;
   }
   CHECK_EQ(collisions, 0L);
+  // A 16-bucket histogram's state (sum, min, max, 16 buckets: 19 doubles, four lanes and a
+  // tail): a measurement moves the sum, one bucket and maybe min or max, on a grid of
+  // small values; and two measurements at once (two buckets), which touch two lanes.
+  collisions = 0;
+  transitions = 0;
+  for (int s = 0; s <= 400; s++) {
+    for (int b = 0; b < 16; b++) {
+      for (int n = 0; n <= 6; n++) {
+        double st[19] = {double(s), 1, 9};
+        st[3 + b] = n;
+        st[3 + (b + 5) % 16] = n / 2;
+        const uint64_t before = StateFingerprint(st, 19);
+        for (int v = 1; v <= 4; v++) {
+          for (int b2 = 0; b2 < 16; b2++) {
+            double one[19];
+            std::copy(st, st + 19, one);
+            one[0] += v;
+            one[3 + b2] += 1;
+            transitions++;
+            if (StateFingerprint(one, 19) == before) collisions++;
+            one[0] += v;
+            one[3 + (b2 + 3) % 16] += 1;  // a second measurement, another lane
+            transitions++;
+            if (StateFingerprint(one, 19) == before) collisions++;
+          }
+        }
+      }
+    }
+  }
+  CHECK(transitions > 2000000);
+  CHECK_EQ(collisions, 0L);
 }
 
 TEST(record_map_stale_drain_between_lookups) {
