@@ -270,47 +270,41 @@ class CollectingReader extends MetricReader {
 }
 
 describe('encoder: ResourceMetrics of real producers', () => {
-  for (const temporality of [AggregationTemporality.CUMULATIVE, AggregationTemporality.DELTA]) {
-    it(`sdk-metrics' MeterProvider (${temporality === AggregationTemporality.DELTA ? 'delta' : 'cumulative'})`, async () => {
-      const reader = new CollectingReader({ aggregationTemporalitySelector: () => temporality });
-      const sdk = new SdkMeterProvider({
+  // Each producer with its exponential-histogram view, and its shutdown.
+  const producers = {
+    "sdk-metrics' MeterProvider": (reader: CollectingReader) =>
+      new SdkMeterProvider({
         resource: resourceFromAttributes({ 'service.name': 'sdk' }),
         readers: [reader],
         views: [{ instrumentName: 'exp', aggregation: { type: AggregationType.EXPONENTIAL_HISTOGRAM } }],
-      });
-      const first = instruments(sdk.getMeter('sdk.scope', '1.2.3', { schemaUrl: 'https://opentelemetry.io/schemas/1.24.0' }));
-      const second = instruments(sdk.getMeter('second'));
-      for (let k = 0; k < 3; k++) {
-        first(500 - k * 100);
-        second(50);
-        const { resourceMetrics } = await reader.collect();
-        expect(new Set(resourceMetrics.scopeMetrics.flatMap((s) => s.metrics.map((m) => m.dataPointType)))).toEqual(ALL_TYPES);
-        await expectSameBytes(asOtel(resourceMetrics));
-      }
-      await sdk.shutdown();
-    });
-
-    it(`hotmeter's MeterProvider (${temporality === AggregationTemporality.DELTA ? 'delta' : 'cumulative'})`, async () => {
-      const reader = new CollectingReader({ aggregationTemporalitySelector: () => temporality });
-      const hm = new MeterProvider({
+      }),
+    "hotmeter's MeterProvider": (reader: CollectingReader) =>
+      new MeterProvider({
         resource: resourceFromAttributes({ 'service.name': 'hotmeter', n: 1 }),
         readers: [reader],
         views: [{ instrumentName: 'exp', aggregation: AggregationKind.EXPONENTIAL_HISTOGRAM }],
-      });
-      try {
-        const first = instruments(hm.getMeter('hm.scope', '1.2.3', { schemaUrl: 'https://opentelemetry.io/schemas/1.24.0' }));
-        const second = instruments(hm.getMeter('second'));
-        for (let k = 0; k < 3; k++) {
-          first(500 - k * 100);
-          second(50);
-          const { resourceMetrics } = await reader.collect();
-          expect(new Set(resourceMetrics.scopeMetrics.flatMap((s) => s.metrics.map((m) => m.dataPointType)))).toEqual(ALL_TYPES);
-          await expectSameBytes(asOtel(resourceMetrics));
+      }),
+  };
+  for (const temporality of [AggregationTemporality.CUMULATIVE, AggregationTemporality.DELTA]) {
+    for (const [name, make] of Object.entries(producers)) {
+      it(`${name} (${temporality === AggregationTemporality.DELTA ? 'delta' : 'cumulative'})`, async () => {
+        const reader = new CollectingReader({ aggregationTemporalitySelector: () => temporality });
+        const provider = make(reader);
+        try {
+          const first = instruments(provider.getMeter('a.scope', '1.2.3', { schemaUrl: 'https://opentelemetry.io/schemas/1.24.0' }));
+          const second = instruments(provider.getMeter('second'));
+          for (let k = 0; k < 3; k++) {
+            first(500 - k * 100);
+            second(50);
+            const { resourceMetrics } = await reader.collect();
+            expect(new Set(resourceMetrics.scopeMetrics.flatMap((s) => s.metrics.map((m) => m.dataPointType)))).toEqual(ALL_TYPES);
+            await expectSameBytes(asOtel(resourceMetrics));
+          }
+        } finally {
+          await provider.shutdown();
         }
-      } finally {
-        await hm.shutdown();
-      }
-    });
+      });
+    }
   }
 });
 

@@ -647,16 +647,7 @@ class Encoding {
     w.delimited(1, size);
     const start = w.pos;
     const h = p.value;
-    w.varint((2 << 3) | 1);
-    w.hrTime(p.startTime);
-    w.varint((3 << 3) | 1);
-    w.hrTime(p.endTime);
-    w.varint((4 << 3) | 1);
-    w.count64(h.count);
-    if (h.sum !== undefined) {
-      w.varint((5 << 3) | 1);
-      w.double(h.sum);
-    }
+    writeTimesCountSum(w, p, h);
     const counts = h.buckets.counts as number[];
     if (counts.length > 0) {
       w.delimited(6, counts.length * 8);
@@ -685,16 +676,7 @@ class Encoding {
     const start = w.pos;
     const h = p.value;
     writeAttributes(w, this.attributes(p.attributes), 1);
-    w.varint((2 << 3) | 1);
-    w.hrTime(p.startTime);
-    w.varint((3 << 3) | 1);
-    w.hrTime(p.endTime);
-    w.varint((4 << 3) | 1);
-    w.count64(h.count);
-    if (h.sum !== undefined) {
-      w.varint((5 << 3) | 1);
-      w.double(h.sum);
-    }
+    writeTimesCountSum(w, p, h);
     if (h.scale !== 0) {
       w.varint(6 << 3);
       w.varint(((h.scale << 1) ^ (h.scale >> 31)) >>> 0);
@@ -807,5 +789,20 @@ export function encodeMetricsRequestSync(resourceMetrics: OtelResourceMetrics): 
   for (;;) {
     const r = gen.next();
     if (r.done === true) return r.value;
+  }
+}
+
+/** Fields 2-5 of a histogram or exponential histogram point: start, time, count, sum. */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+function writeTimesCountSum(w: Writer, p: any, h: any): void {
+  w.varint((2 << 3) | 1);
+  w.hrTime(p.startTime);
+  w.varint((3 << 3) | 1);
+  w.hrTime(p.endTime);
+  w.varint((4 << 3) | 1);
+  w.count64(h.count);
+  if (h.sum !== undefined) {
+    w.varint((5 << 3) | 1);
+    w.double(h.sum);
   }
 }
