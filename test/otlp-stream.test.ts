@@ -104,3 +104,32 @@ describe('OTLP producer: records converted in parts as the pass hands them on', 
     }
   });
 });
+
+describe('collectStream (binding)', () => {
+  it('wrong arguments are a TypeError; an onPart that throws rejects the promise, and the process goes on', async () => {
+    const b = native() as unknown as { collectStream: (...a: unknown[]) => Promise<Float64Array>; registerDomain(n: string): number };
+    const d = b.registerDomain('stream-binding');
+    expect(() => b.collectStream(d, false, undefined, 0, 1, undefined, () => undefined)).toThrow(TypeError);
+    expect(() => b.collectStream(d, false, undefined, 0, 0, undefined, () => undefined, 1)).toThrow(/mode must be 1 or 2/);
+    expect(() => b.collectStream(d, false, undefined, 0, 2, undefined, 'f', 1)).toThrow(/onPart must be a function/);
+    expect(() => b.collectStream(d, false, undefined, 0, 2, undefined, () => undefined, 0)).toThrow(/every must be >= 1/);
+    const provider = new MeterProvider();
+    try {
+      const c = provider.getMeter('throwing').createCounter('c');
+      for (let i = 0; i < 10; i++) c.add(1, { s: `k${i}` });
+      const domain = (provider as unknown as { domain: number }).domain;
+      let calls = 0;
+      await expect(
+        b.collectStream(domain, false, undefined, 0, 1, undefined, () => {
+          calls++;
+          throw new Error('onPart failed');
+        }, 3),
+      ).rejects.toThrow('onPart failed');
+      expect(calls).toBe(3); // every part was still offered
+      const cs = await provider.collect();
+      expect(cs.size).toBe(10);
+    } finally {
+      await provider.shutdown();
+    }
+  });
+});

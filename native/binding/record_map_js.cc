@@ -439,13 +439,21 @@ class CollectStreamWorker : public Napi::AsyncProgressQueueWorker<double> {
     Napi::HandleScope scope(env);
     Napi::Float64Array part = Napi::Float64Array::New(env, count);
     std::memcpy(part.Data(), data, count * sizeof(double));
-    // onPart never throws (the caller's wrapper catches).
-    Callback().Call({part});
+    try {
+      Callback().Call({part});
+    } catch (const Napi::Error& e) {
+      // onPart threw: the pass goes on; the promise rejects with the first such error.
+      if (partError_.IsEmpty()) partError_ = Napi::Persistent(e.Value());
+    }
   }
 
   void OnOK() override {
     Napi::Env env = Env();
     Napi::HandleScope scope(env);
+    if (!partError_.IsEmpty()) {
+      deferred_.Reject(partError_.Value());
+      return;
+    }
     Napi::Float64Array arr = Napi::Float64Array::New(env, final_.size());
     if (!final_.empty()) std::memcpy(arr.Data(), final_.data(), final_.size() * sizeof(double));
     deferred_.Resolve(arr);
@@ -458,6 +466,7 @@ class CollectStreamWorker : public Napi::AsyncProgressQueueWorker<double> {
   CollectOptions opts_;
   size_t every_;
   std::vector<double> final_;
+  Napi::ObjectReference partError_;
 };
 
 }  // namespace
