@@ -37,6 +37,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("slab", Napi::Function::New(env, Slab, "slab"));
   exports.Set("collect", Napi::Function::New(env, Collect, "collect"));
   exports.Set("collectAsync", Napi::Function::New(env, CollectAsync, "collectAsync"));
+  exports.Set("collectStream", Napi::Function::New(env, CollectStream, "collectStream"));
   exports.Set("recordInfo", Napi::Function::New(env, RecordInfo, "recordInfo"));
   exports.Set("recordLabels", Napi::Function::New(env, RecordLabels, "recordLabels"));
   exports.Set("stats", Napi::Function::New(env, Stats, "stats"));

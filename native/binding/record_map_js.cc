@@ -397,7 +397,98 @@ class CollectWorker : public Napi::AsyncWorker {
   std::vector<double> out_;
 };
 
+// The pass of collectStream on a libuv pool thread: as CollectWorker, but the records are
+// handed to JS in parts while the pass goes on (onPart, on the JS thread, in order and all
+// before the promise settles), so JS converts them while the pass reads the rest.
+class CollectStreamWorker : public Napi::AsyncProgressQueueWorker<double> {
+ public:
+  CollectStreamWorker(Napi::Function onPart, CollectOptions opts, size_t every)
+      : Napi::AsyncProgressQueueWorker<double>(onPart, "hotmeter.collectStream"),
+        deferred_(Napi::Promise::Deferred::New(onPart.Env())),
+        opts_(std::move(opts)),
+        every_(every) {}
+
+  Napi::Promise Promise() const { return deferred_.Promise(); }
+
+  void Execute(const ExecutionProgress& progress) override {
+    try {
+      // Only this pool thread touches sent_ and out_ until OnOK.
+      size_t sent = 3;  // after the header
+      opts_.progressEvery = every_;
+      opts_.progress = [&](const std::vector<double>& out, size_t end) {
+        if (end > sent) progress.Send(out.data() + sent, end - sent);
+        sent = end;
+      };
+      std::vector<double> out;
+      RecordMap::Global().Collect(opts_, &out);
+      opts_.progress = nullptr;
+      // [epoch, count, reclaimedCount, reclaimed..., the records not sent yet]
+      const size_t reclaimed = static_cast<size_t>(out[2]);
+      const size_t recordsEnd = out.size() - reclaimed;
+      final_.reserve(3 + reclaimed + (recordsEnd - sent));
+      final_.insert(final_.end(), out.begin(), out.begin() + 3);
+      final_.insert(final_.end(), out.begin() + recordsEnd, out.end());
+      final_.insert(final_.end(), out.begin() + sent, out.begin() + recordsEnd);
+    } catch (const std::exception& e) {
+      SetError(std::string("hotmeter native: collect failed: ") + e.what());
+    }
+  }
+
+  void OnProgress(const double* data, size_t count) override {
+    Napi::Env env = Env();
+    Napi::HandleScope scope(env);
+    Napi::Float64Array part = Napi::Float64Array::New(env, count);
+    std::memcpy(part.Data(), data, count * sizeof(double));
+    try {
+      Callback().Call({part});
+    } catch (const Napi::Error& e) {
+      // onPart threw: the pass goes on; the promise rejects with the first such error.
+      if (partError_.IsEmpty()) partError_ = Napi::Persistent(e.Value());
+    }
+  }
+
+  void OnOK() override {
+    Napi::Env env = Env();
+    Napi::HandleScope scope(env);
+    if (!partError_.IsEmpty()) {
+      deferred_.Reject(partError_.Value());
+      return;
+    }
+    Napi::Float64Array arr = Napi::Float64Array::New(env, final_.size());
+    if (!final_.empty()) std::memcpy(arr.Data(), final_.data(), final_.size() * sizeof(double));
+    deferred_.Resolve(arr);
+  }
+
+  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  CollectOptions opts_;
+  size_t every_;
+  std::vector<double> final_;
+  Napi::ObjectReference partError_;
+};
+
 }  // namespace
+
+// collectStream(domain, reclaim, reclaimBefore, readerEpoch, mode (1 or 2), staleBefore, onPart, every)
+//   -> Promise<Float64Array>: as collectAsync in mode 1 or 2, the records handed to
+//   onPart(Float64Array) every `every` records while the pass goes on; the promise then gives
+//   [epoch, count, reclaimedCount, reclaimed ids..., the records not handed on yet], count
+//   counting every record (parts included).
+Napi::Value CollectStream(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  CheckArity(info, 8, "collectStream");
+  CollectOptions opts = CollectArgs(info, "collectStream");
+  if (!opts.changedOnly) throw Napi::TypeError::New(env, "hotmeter native: collectStream mode must be 1 or 2");
+  if (!info[6].IsFunction()) throw Napi::TypeError::New(env, "hotmeter native: collectStream onPart must be a function");
+  const uint32_t every = ArgU32(info, 7, "every");
+  if (every == 0) throw Napi::TypeError::New(env, "hotmeter native: collectStream every must be >= 1");
+  auto* w = new CollectStreamWorker(info[6].As<Napi::Function>(), std::move(opts), every);  // deletes itself
+  Napi::Promise p = w->Promise();
+  w->Queue();
+  return p;
+}
 
 // collect(domain, reclaim: boolean[, reclaimBefore: epoch[, readerEpoch: epoch, mode[, staleBefore: epoch]]])
 //   -> Float64Array (layout: RecordMap::Collect). mode 1: changedOnly with idle ids;

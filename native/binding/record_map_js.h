@@ -20,6 +20,7 @@ Napi::Value ClearSeries(const Napi::CallbackInfo& info);
 Napi::Value Slab(const Napi::CallbackInfo& info);
 Napi::Value Collect(const Napi::CallbackInfo& info);
 Napi::Value CollectAsync(const Napi::CallbackInfo& info);
+Napi::Value CollectStream(const Napi::CallbackInfo& info);
 Napi::Value RecordInfo(const Napi::CallbackInfo& info);
 Napi::Value RecordLabels(const Napi::CallbackInfo& info);
 Napi::Value Stats(const Napi::CallbackInfo& info);

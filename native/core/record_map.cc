@@ -770,8 +770,9 @@ void RecordMap::Collect(const CollectOptions& opts, std::vector<double>* out) {
   out->push_back(0);
   out->push_back(0);
   out->push_back(0);
-  double recordCount = 0;
+  size_t recordCount = 0;
   std::vector<uint64_t> reclaimed;
+  const size_t every = opts.progress ? std::max<size_t>(opts.progressEvery, 1) : 0;
   uint64_t epoch = CollectPass(
       opts,
       [&](const CheckpointView& v) {
@@ -779,25 +780,26 @@ void RecordMap::Collect(const CollectOptions& opts, std::vector<double>* out) {
           if (!opts.idleIds) return;
           out->push_back(static_cast<double>(v.id));
           out->push_back(-1);
-          recordCount++;
-          return;
+        } else {
+          out->push_back(static_cast<double>(v.id));
+          out->push_back(static_cast<double>(v.instrument->id));
+          out->push_back(static_cast<double>(v.lastUpdateEpoch));
+          out->push_back(v.record->startTimeMs);
+          out->insert(out->end(), v.state, v.state + v.instrument->cellSize);
         }
-        out->push_back(static_cast<double>(v.id));
-        out->push_back(static_cast<double>(v.instrument->id));
-        out->push_back(static_cast<double>(v.lastUpdateEpoch));
-        out->push_back(v.record->startTimeMs);
-        out->insert(out->end(), v.state, v.state + v.instrument->cellSize);
         recordCount++;
+        if (every != 0 && recordCount % every == 0) opts.progress(*out, out->size());
       },
       &reclaimed);
   (*out)[header] = static_cast<double>(epoch);
-  (*out)[header + 1] = recordCount;
+  (*out)[header + 1] = static_cast<double>(recordCount);
   (*out)[header + 2] = static_cast<double>(reclaimed.size());
   const size_t records = out->size();
   for (uint64_t id : reclaimed) out->push_back(static_cast<double>(id));
   // changedOnly: the reclaimed ids come first, so a reader finds them without walking
-  // the records (whose sizes it would need to look up).
-  if (opts.changedOnly) std::rotate(out->begin() + header + 3, out->begin() + records, out->end());
+  // the records (whose sizes it would need to look up); a progress caller has handed the
+  // records on already, and finds them at the end.
+  if (opts.changedOnly && !opts.progress) std::rotate(out->begin() + header + 3, out->begin() + records, out->end());
 }
 
 uint64_t RecordMap::CollectPass(const CollectOptions& opts, const CheckpointVisitor& visit,

@@ -104,6 +104,12 @@ struct CollectOptions {
   // Collect only: a record that is not `fresh` is written as [recordId, -1] (idleIds) or
   // not at all, so the caller's cost follows the records changed since readerEpoch.
   bool changedOnly = false;
+  // Collect only: called (under the map's lock, on the pass's thread) with the output so
+  // far and its end after every `progressEvery` records, so a caller can hand finished
+  // records on while the pass goes on; with it, changedOnly output keeps the reclaimed
+  // ids at the end (after the records) instead of moving them before the records.
+  std::function<void(const std::vector<double>& out, size_t end)> progress;
+  size_t progressEvery = 0;
   bool idleIds = false;
 };
 

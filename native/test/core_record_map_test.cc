@@ -869,6 +869,50 @@ TEST(record_map_collect_changed_only) {
   CHECK_EQ(out, (std::vector<double>{static_cast<double>(since + 3), 0, 0}));
 }
 
+// Collect with a progress hook: the records are handed on in parts of progressEvery
+// records (whole records, in pass order, no header); parts + the records after the last
+// part are exactly the records of the same pass without the hook.
+TEST(record_map_collect_progress_parts) {
+  for (size_t every : {1, 2, 3, 100}) {
+    RecordMap m;
+    uint32_t arena = m.RegisterArena();
+    uint32_t sum = m.RegisterInstrument("s", MakeDesc("s", AggregationKind::Sum), nullptr);
+    uint32_t hist = m.RegisterInstrument("h", MakeDesc("h", AggregationKind::Histogram, {10}), nullptr);
+    std::vector<double*> cells;
+    for (int i = 0; i < 7; i++) {
+      Acquired a;
+      const uint32_t inst = i % 2 == 0 ? sum : hist;
+      REQUIRE(m.Acquire(arena, inst, Key("k", std::to_string(i)), 0, &a));
+      double* c = CellPtr(m, arena, a, inst == sum ? 1 : 5);
+      REQUIRE(c);
+      if (inst == sum) Update(AggregationKind::Sum, c, {}, i + 1);
+      else Update(AggregationKind::Histogram, c, {10}, i * 3);
+    }
+    std::vector<double> plain;
+    CollectOptions po;
+    po.readerEpoch = 0;
+    po.changedOnly = true;
+    po.idleIds = true;
+    m.Collect(po, &plain);  // every record changed since epoch 0
+    std::vector<double> parts, out;
+    size_t calls = 0, sent = 3;
+    CollectOptions so = po;
+    so.progressEvery = every;
+    so.progress = [&](const std::vector<double>& o, size_t end) {
+      calls++;
+      parts.insert(parts.end(), o.begin() + static_cast<std::ptrdiff_t>(sent), o.begin() + static_cast<std::ptrdiff_t>(end));
+      sent = end;
+    };
+    m.Collect(so, &out);  // the same records again, as changed since epoch 0
+    CHECK_EQ(calls, 7 / every);
+    CHECK_EQ(out[1], 7.0);
+    CHECK_EQ(out[2], 0.0);
+    parts.insert(parts.end(), out.begin() + static_cast<std::ptrdiff_t>(sent), out.end());
+    // The same records as the plain pass (its header: another epoch).
+    CHECK_EQ(parts, std::vector<double>(plain.begin() + 3, plain.end()));
+  }
+}
+
 TEST(record_map_updated_flag) {
   RecordMap m;
   uint32_t arena = m.RegisterArena();

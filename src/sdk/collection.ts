@@ -385,18 +385,22 @@ export function freezeAttributes(attrs: Attributes): Attributes {
 /**
  * A collection for a reader that keeps what it converted of earlier ones (the OTLP
  * producer): the native output of mode 1 or 2 (native.ts collect(): records not changed
- * since the reader's previous pass are [recordId, -1] or left out), read from `start`.
+ * since the reader's previous pass are [recordId, -1] or left out), in parts (collectStream).
  */
 export interface ChangedCollection {
-  readonly data: Float64Array;
-  /** Index of the first record entry in `data`. */
-  readonly start: number;
+  /**
+   * The next part of the records (whole records in the native collect() layout, no
+   * header), as the pass hands them on while it reads the rest; undefined once every one
+   * was given (then epoch and reclaimed are known). Rejects if the pass failed.
+   */
+  nextPart(): Promise<Float64Array | undefined>;
+  /** The pass's epoch (known once nextPart() gave undefined). */
   readonly epoch: number;
-  /** Collection time, ms since the epoch. */
+  /** Collection time (taken as the pass starts), ms since the epoch. */
   readonly time: number;
   /** The epoch of the reader's previous pass (records with a later lastUpdate changed since). */
   readonly since: number;
-  /** Ids of the records the pass freed (their cached conversions can go). */
+  /** Ids of the records the pass freed (known once nextPart() gave undefined). */
   readonly reclaimed: ArrayLike<number>;
   storeOf(instrumentId: number): RecordStore<BoundHandle> | undefined;
   /**

@@ -176,6 +176,14 @@ const ALL_KINDS: readonly InstrumentKind[] = [
  */
 const DIRECT: object = Object.freeze({ reader: 'direct provider.collect()' });
 
+/** Records per part a streamed pass hands on (collectStream): ~64-160 KB of output. */
+let streamPartRecords = 4096;
+
+/** @internal For tests: records per part of a streamed pass (collectStream). */
+export function setStreamPartRecords(n: number): void {
+  streamPartRecords = n;
+}
+const NO_IDS: ArrayLike<number> = new Float64Array(0);
 const NOTHING_STALE: ReadonlySet<number> = new Set();
 
 
@@ -577,26 +585,68 @@ export class MeterProvider implements ApiMeterProvider {
     // Under way until the reader is done converting it (done()).
     let finished!: () => void;
     this.track(new Promise<void>((resolve) => (finished = resolve)));
-    let data: Float64Array;
-    let reclaimed: Float64Array;
+    // The records come in parts while the pass reads the rest on the libuv pool (the
+    // reader converts them meanwhile); its end gives the epoch and the records it freed.
+    const parts: Float64Array[] = [];
+    let wake: (() => void) | undefined;
+    let ended = false;
+    let failure: unknown = undefined;
+    let epoch = 0;
+    let reclaimed: ArrayLike<number> = NO_IDS;
+    const arrived = (): void => {
+      const w = wake;
+      wake = undefined;
+      w?.();
+    };
+    const time = Date.now();
+    let pass: Promise<Float64Array>;
     try {
-      data = await native().collectAsync(this.domain, before !== undefined, before, since, mode, this.epochs.staleBefore());
-      reclaimed = data.subarray(3, 3 + data[2]);
-      this.finishPass(reader, data[0], NOTHING_STALE, reclaimed);
+      pass = native().collectStream(this.domain, before !== undefined, before, since, mode, this.epochs.staleBefore(), (part) => {
+        parts.push(part);
+        arrived();
+      }, streamPartRecords);
     } catch (e) {
       finished();
       throw e;
     }
-    const time = Date.now();
-    const epoch = data[0];
+    pass.then(
+      (last) => {
+        epoch = last[0];
+        const n = last[2];
+        reclaimed = last.subarray(3, 3 + n);
+        if (last.length > 3 + n) parts.push(last.subarray(3 + n));
+        try {
+          this.finishPass(reader, epoch, NOTHING_STALE, reclaimed);
+        } catch (e) {
+          failure = e;
+        }
+        ended = true;
+        arrived();
+      },
+      (e: unknown) => {
+        failure = e;
+        ended = true;
+        arrived();
+      },
+    );
     const attributesOf = this.attributesOf;
     return {
-      data,
-      start: 3 + data[2],
-      epoch,
+      nextPart: async () => {
+        for (;;) {
+          if (parts.length > 0) return parts.shift();
+          if (failure !== undefined) throw failure;
+          if (ended) return undefined;
+          await new Promise<void>((resolve) => (wake = resolve));
+        }
+      },
+      get epoch() {
+        return epoch;
+      },
       time,
       since,
-      reclaimed,
+      get reclaimed() {
+        return reclaimed;
+      },
       storeOf: (id) => this.registry.storeOf(id),
       attributes: (ids) => recordAttributes(ids, attributesOf),
       // Giving back cached references is housekeeping, not part of the export: after it.

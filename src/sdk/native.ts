@@ -194,6 +194,22 @@ export interface NativeBinding {
   collect(domain: number, reclaim: boolean, reclaimBefore?: number, readerEpoch?: number, mode?: 0 | 1 | 2, staleBefore?: number): Float64Array;
   /** collect() with the pass on a libuv pool thread. */
   collectAsync(domain: number, reclaim: boolean, reclaimBefore?: number, readerEpoch?: number, mode?: 0 | 1 | 2, staleBefore?: number): Promise<Float64Array>;
+  /**
+   * collectAsync in mode 1 or 2 whose records are handed to onPart (on this thread, in
+   * order, all before the promise settles; onPart must not throw) every `every` records
+   * while the pass goes on; the promise gives [epoch, count, reclaimedCount, reclaimed
+   * ids..., the records not handed on yet].
+   */
+  collectStream(
+    domain: number,
+    reclaim: boolean,
+    reclaimBefore: number | undefined,
+    readerEpoch: number,
+    mode: 1 | 2,
+    staleBefore: number | undefined,
+    onPart: (part: Float64Array) => void,
+    every: number,
+  ): Promise<Float64Array>;
   recordInfo(recordId: number): [number, string[]] | null;
   /** JSON of each record's label parts (null for an unknown record), in one call. */
   recordLabels(recordIds: Float64Array): string;

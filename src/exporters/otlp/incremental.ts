@@ -191,6 +191,16 @@ export class IncrementalConverter {
   async convert(c: ChangedCollection, mode: 1 | 2, resource: OtelResource): Promise<OtelResourceMetrics> {
     const n = ++this.collections;
     const entries = this.entries;
+    const pass = new Pass(this, c, n, this.lastTime);
+    // Each part of the records as the native pass hands it on (while it reads the rest on
+    // the libuv pool), in slices between which the event loop turns.
+    for (let part = await c.nextPart(); part !== undefined; part = await c.nextPart()) {
+      pass.feed(part);
+      while (!pass.run(performance.now() + SLICE_MS)) await new Promise<void>((resolve) => setImmediate(resolve));
+    }
+    this.held += pass.created;
+    // Records the pass freed (known at its end; none of them is in its output, and none of
+    // their slots was taken again by a record in it).
     for (let k = 0; k < c.reclaimed.length; k++) {
       const id = c.reclaimed[k];
       const slot = id >>> 0; // ToUint32: the low 32 bits
@@ -201,10 +211,6 @@ export class IncrementalConverter {
         this.held--;
       }
     }
-    const pass = new Pass(this, c, n, this.lastTime);
-    // In slices between which the event loop turns.
-    while (!pass.run(performance.now() + SLICE_MS)) await new Promise<void>((resolve) => setImmediate(resolve));
-    this.held += pass.created;
     // Attributes of the new records, in batches between which the event loop turns, in
     // slot order: records created together (other instruments written with the same
     // attributes) fall in one batch, where they share one decoded object.
@@ -296,16 +302,15 @@ class Pass {
   private readonly prevCells: PrevCells;
   private readonly temporalityOf: (kind: InstrumentKind) => AggregationTemporality;
   private readonly maxIdle: number;
-  private readonly data: Float64Array;
-  private readonly count: number;
+  /** The part of the records being walked (feed()). */
+  private data: Float64Array = new Float64Array(0);
   private readonly end: number;
   private readonly endHr: HrTime;
   private readonly scopes = new Map<string, { scope: OtelScopeMetrics; built: Building[] }>();
   private readonly metrics = new Map<Store, Building>();
   private readonly times = new Map<number, HrTime>();
   private order = 0;
-  private k = 0;
-  private i: number;
+  private i = 0;
   private lastStore: Store | undefined = undefined;
   private b: Building = undefined as unknown as Building; // the building of lastStore
   private points: Point[] = [];
@@ -328,22 +333,23 @@ class Pass {
     this.prevCells = st.prevCells;
     this.temporalityOf = st.temporalityOf;
     this.maxIdle = st.maxIdleCollections;
-    this.data = c.data;
-    this.count = c.data[1];
-    this.i = c.start;
     this.end = c.time;
     this.endHr = toHrTime(c.time);
     this.hrLast = this.endHr;
   }
 
-  /** Walks records until the deadline (performance.now()); true when every one is done. */
+  /** The next part of the records (whole records, in the pass's order). */
+  feed(part: Float64Array): void {
+    this.data = part;
+    this.i = 0;
+  }
+
+  /** Walks the part's records until the deadline (performance.now()); true when every one is done. */
   run(deadline: number): boolean {
     const data = this.data;
-    while (this.k < this.count) {
-      if ((++this.k & 511) === 0 && performance.now() > deadline) {
-        this.k--;
-        return false;
-      }
+    let k = 0; // records this run: at least 511 before it may stop
+    while (this.i < data.length) {
+      if ((++k & 511) === 0 && performance.now() > deadline) return false;
       const id = data[this.i];
       const inst = data[this.i + 1];
       if (inst < 0) {
