@@ -565,7 +565,7 @@ namespace {
 // Keeps the compiler from moving the segment's stores across it: a process killed
 // between two steps has made exactly the stores before it (the stores it executed reach
 // the shared pages; only their order in the program matters). Fold steps 1-5, removal
-// steps 11-15 (SharedSegment::foldStepHook).
+// steps 11-15, exemplar fold steps 21-23 (SharedSegment::foldStepHook).
 inline void Step(int step) {
   std::atomic_signal_fence(std::memory_order_seq_cst);
   if (SharedSegment::foldStepHook != nullptr) SharedSegment::foldStepHook(step);
@@ -940,12 +940,12 @@ bool SharedSegment::FoldExemplarUnlinkLocked(uint32_t s, uint32_t* link, uint32_
   for (uint32_t o = 0; o + exemplar::kDoubles <= size; o += exemplar::kDoubles) {
     if (!(tmp[o + exemplar::kTime] > dead[o + exemplar::kTime])) continue;
     for (size_t k = 1; k < exemplar::kDoubles; k++) dead[o + k] = tmp[o + k];
-    std::atomic_signal_fence(std::memory_order_seq_cst);
+    Step(21);
     dead[o + exemplar::kTime] = tmp[o + exemplar::kTime];
   }
-  std::atomic_signal_fence(std::memory_order_seq_cst);  // merged before it is unlinked
+  Step(22);  // merged before it is unlinked
   *link = node.next;
-  std::atomic_signal_fence(std::memory_order_seq_cst);
+  Step(23);
   FreeNodeLocked(n);
   return true;
 }

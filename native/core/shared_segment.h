@@ -157,7 +157,8 @@ class SharedSegment {
   // Tests only: called at each step of a fold (1: journal written, 2: cell merged,
   // 3: journal says merged, 4: node unlinked, 5: node freed) and of a removal
   // (RemoveSeriesLocked: 11 counted, 12 flagged, 13 out of the index, 14 each node
-  // unlinked, 15 done), to kill the process there.
+  // unlinked, 15 done) and of an exemplar fold (21 a slot merged but its time, 22 merged,
+  // 23 node unlinked), to kill the process there.
   static void (*foldStepHook)(int step);
 
   // Live processes attached (after ReapLocked: exact as of now).

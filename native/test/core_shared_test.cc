@@ -654,6 +654,59 @@ TEST(shared_holder_killed_mid_fold_counts_the_cell_once) {
   }
 }
 
+TEST(shared_holder_killed_mid_exemplar_fold_keeps_the_latest) {
+  // A real process folds its exiting thread's exemplar cell over an older folded
+  // exemplar and is SIGKILLed at each step of the fold in turn, holding the lock: every
+  // slot still shows its latest exemplar whole (never a mix of the two), and stays so.
+  for (int step = 21; step <= 23; step++) {
+    const std::string name = UniqueName("exjournal");
+    {
+      Proc a(name);
+      const std::vector<double> bounds{1, 10};
+      uint32_t h = a.Instrument("h", AggregationKind::Histogram, bounds);
+      const std::string hk = "h|" + Key("k", "1");
+      const uint32_t t0 = a.map.RegisterArena();
+      double* old = a.Exemplar(h, Key("k", "1"), t0);
+      REQUIRE(old);
+      PutExemplar(old, 0, 10, 1, 1);
+      a.map.RetireArena(t0);  // into the dead exemplar area
+      const pid_t pid = fork();
+      if (pid == 0) {
+        auto* p = new Proc(name);  // never destroyed: the process is killed
+        const uint32_t t2 = p->map.RegisterArena();
+        double* e = p->Exemplar(p->Instrument("h", AggregationKind::Histogram, bounds), Key("k", "1"), t2);
+        if (e == nullptr) _exit(2);
+        PutExemplar(e, 0, 20, 2, 2);
+        PutExemplar(e, 1, 30, 3, 3);
+        g_killAt = step;
+        SharedSegment::foldStepHook = KillAtStep;
+        p->map.RetireArena(t2);  // folds t2's exemplar cell: killed at `step`
+        _exit(3);
+      }
+      REQUIRE(pid > 0);
+      int status = 0;
+      REQUIRE(waitpid(pid, &status, 0) == pid);
+      CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+      for (int pass = 0; pass < 2; pass++) {  // the first pass reaps the killed process
+        const Ex got = a.Exemplars(hk);
+        CHECK(Slot(got, 0) == Ex({20, 2, 2}));
+        CHECK(Slot(got, 1) == Ex({30, 3, 3}));
+        CHECK(Slot(got, 2) == Ex({0, 0, 0}));
+      }
+      double* mine = a.Exemplar(h, Key("k", "1"));
+      REQUIRE(mine);
+      PutExemplar(mine, 0, 40, 4, 4);
+      CHECK(Slot(a.Exemplars(hk), 0) == Ex({40, 4, 4}));
+      uint32_t procs = 0, slabs = 0, series = 0;
+      CHECK(a.map.SharedStats(a.domain, &procs, &slabs, &series));
+      CHECK_EQ(procs, 1u);
+      CHECK_EQ(slabs, 2u);  // a's and the permanent one; the killed process's went back
+      a.Release();
+    }
+    Cleanup(name);
+  }
+}
+
 TEST(shared_stress_processes_write_and_collect_concurrently) {
   // P "processes", each with W writer threads (own arenas) and a collector thread that
   // checks no series goes back; one more process joins and leaves repeatedly. Totals exact.
