@@ -525,6 +525,12 @@ TEST(shared_exemplars_are_fleet_wide) {
     // A newer one replaces a folded one.
     PutExemplar(eb, 0, 400, 0.75, 6);
     CHECK(Slot(b.Exemplars(hk), 0) == Ex({400, 0.75, 6}));
+    // Removed: the series made by a later write starts with no exemplar, and a write
+    // through the removed series' cell reaches no export.
+    CHECK(b.map.Remove(hb, Key("k", "1")) != 0);
+    PutExemplar(eb, 1, 500, 7, 9);
+    REQUIRE(b.Cell(hb, Key("k", "1")) != nullptr);
+    CHECK(b.Exemplars(hk).empty());
     b.Release();
   }
   Cleanup(name);
