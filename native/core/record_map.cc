@@ -860,9 +860,13 @@ uint64_t RecordMap::CollectPass(const CollectOptions& opts, const CheckpointVisi
   // record creation and folds wait for this loop only, not for the pass and its visitor.
   // (Local records, and so the lists, change only under mu_, held throughout.)
   std::unordered_map<const Instrument*, std::vector<double>> sharedStates;
-  // Their exemplars (every process's cells and the dead area, latest per slot), in list
-  // order per instrument; a record whose series keeps none has its slots all empty.
-  std::unordered_map<const Instrument*, std::vector<double>> sharedExemplars;
+  // Their exemplars (every process's cells and the dead area, latest per slot), only for
+  // series that have one: `at` (by list index) is the offset in `data`, SIZE_MAX for none.
+  struct SharedExemplars {
+    std::vector<size_t> at;
+    std::vector<double> data;
+  };
+  std::unordered_map<const Instrument*, SharedExemplars> sharedExemplars;
   if (!locked.empty()) {
     std::vector<double> scratch, exScratch;
     for (auto& inst : instruments_) {
@@ -877,13 +881,15 @@ uint64_t RecordMap::CollectPass(const CollectOptions& opts, const CheckpointVisi
       }
       const size_t en = exemplar::Slots(inst->descriptor) * exemplar::kDoubles;
       if (en == 0) continue;
-      exScratch.resize(en);
-      std::vector<double>& ex = sharedExemplars[inst.get()];
-      ex.assign(inst->list.size() * en, 0.0);
+      exScratch.resize(2 * en);
+      SharedExemplars& ex = sharedExemplars[inst.get()];
+      ex.at.assign(inst->list.size(), SIZE_MAX);
       for (size_t i = 0; i < inst->list.size(); i++) {
         const Record& r = pool_.At(inst->list[i]);
-        if (r.extra && r.extra->series != 0 && inst->shared->ExemplarDoublesLocked(r.extra->series) == en) {
-          inst->shared->ExemplarsLocked(r.extra->series, ex.data() + i * en, exScratch.data());
+        if (r.extra && r.extra->series != 0 && inst->shared->ExemplarDoublesLocked(r.extra->series) == en &&
+            inst->shared->ExemplarsLocked(r.extra->series, exScratch.data(), exScratch.data() + en) != 0) {
+          ex.at[i] = ex.data.size();
+          ex.data.insert(ex.data.end(), exScratch.begin(), exScratch.begin() + static_cast<std::ptrdiff_t>(en));
         }
       }
     }
@@ -967,14 +973,9 @@ uint64_t RecordMap::CollectPass(const CollectOptions& opts, const CheckpointVisi
       CheckpointView v;
       if (sharedEx != sharedExemplars.end() && r->extra && r->extra->series != 0) {
         // The fleet's exemplars of the series (this process's cells are linked there too).
-        const size_t slots = exemplar::Slots(inst->descriptor), en = slots * exemplar::kDoubles;
-        const double* ex = sharedEx->second.data() + i * en;
-        for (size_t k = 0; k < slots; k++) {
-          if (ex[k * exemplar::kDoubles + exemplar::kTime] > 0) {
-            v.exemplars = ex;
-            v.exemplarSlots = slots;
-            break;
-          }
+        if (sharedEx->second.at[i] != SIZE_MAX) {
+          v.exemplars = sharedEx->second.data.data() + sharedEx->second.at[i];
+          v.exemplarSlots = exemplar::Slots(inst->descriptor);
         }
       } else if (r->extra && (r->extra->retiredExemplars || !r->extra->exemplarCells.empty())) {
         // The latest exemplar of each slot over the exited threads' and every live cell.

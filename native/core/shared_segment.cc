@@ -965,7 +965,7 @@ uint32_t SharedSegment::ExemplarsLocked(uint32_t s, double* out, double* tmp) co
   const Series& se = series()[s - 1];
   const uint32_t size = insts()[se.inst - 1].exDoubles;
   const size_t slots = size / exemplar::kDoubles;
-  if (slots == 0) return 0;
+  if (slots == 0 || (se.exDeadSlab == kNoSlab && se.exHead == kNone)) return 0;  // none ever
   if (se.exDeadSlab != kNoSlab) {
     std::memcpy(out, SlabData(se.exDeadSlab) + se.exDeadOff, size * sizeof(double));
   } else {
@@ -976,7 +976,10 @@ uint32_t SharedSegment::ExemplarsLocked(uint32_t s, double* out, double* tmp) co
     LoadCell(tmp, SlabData(node.slab) + node.offset, size);
     exemplar::Merge(out, tmp, slots);
   }
-  return static_cast<uint32_t>(slots);
+  for (size_t k = 0; k < slots; k++) {
+    if (out[k * exemplar::kDoubles + exemplar::kTime] > 0) return static_cast<uint32_t>(slots);
+  }
+  return 0;
 }
 
 uint32_t SharedSegment::ExemplarDoublesLocked(uint32_t s) const {

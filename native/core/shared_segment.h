@@ -151,7 +151,8 @@ class SharedSegment {
   // (left linked) if no room for the area.
   bool RetireExemplarCellLocked(uint32_t series, uint32_t slab, uint32_t offset);
   // out := per slot, the latest of the dead area and every linked cell; `out` and `tmp`
-  // hold ExemplarDoublesLocked doubles. Returns the slot count (0: none kept).
+  // hold ExemplarDoublesLocked doubles. Returns the slot count, or 0 (out not all
+  // written) if the series has no exemplar (none kept, or every slot empty).
   uint32_t ExemplarsLocked(uint32_t series, double* out, double* tmp) const;
 
   // Tests only: called at each step of a fold (1: journal written, 2: cell merged,
