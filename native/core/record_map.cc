@@ -52,7 +52,7 @@ void RecordMap::RetireArena(uint32_t arenaId) {
     tmp.resize(n);
     for (uint32_t slot : inst->list) {
       Record* r = &pool_.At(slot);
-      RetireExemplarsLocked(r, inst->descriptor, arena, true);
+      RetireExemplarsLocked(r, inst->descriptor, arena, true, &keep);
       for (size_t i = 0; i < r->CellCount(); i++) {
         if (r->Cell(i).arena != arenaId) continue;
         if (inst->shared != nullptr) {
@@ -85,7 +85,7 @@ void RecordMap::RetireArena(uint32_t arenaId) {
   for (uint32_t slot : removed) {
     Record* r = &pool_.At(slot);
     const size_t n = instruments_[r->instrument - 1]->cellSize;
-    RetireExemplarsLocked(r, instruments_[r->instrument - 1]->descriptor, arena, false);
+    RetireExemplarsLocked(r, instruments_[r->instrument - 1]->descriptor, arena, false, &keep);
     for (size_t i = 0; i < r->CellCount(); i++) {
       if (r->Cell(i).arena != arenaId) continue;
       arena->Free(r->Cell(i).ref, n);
@@ -712,14 +712,26 @@ void RecordMap::FreeRecordLocked(uint32_t slot) {
   pool_.Free(slot);
 }
 
-void RecordMap::RetireExemplarsLocked(Record* r, const Descriptor& d, SlabArena* arena, bool keep) {
+void RecordMap::RetireExemplarsLocked(Record* r, const Descriptor& d, SlabArena* arena, bool keep,
+                                      std::unordered_set<SharedSegment*>* keepShared) {
   if (!r->extra) return;
   std::vector<RecordCell>& cells = r->extra->exemplarCells;
   const size_t slots = exemplar::Slots(d);
   const size_t en = slots * exemplar::kDoubles;
   for (size_t i = 0; i < cells.size(); i++) {
     if (cells[i].arena != arena->id()) continue;
-    if (keep) {
+    uint32_t segSlab = 0;
+    if (SharedSegment* seg = arena->SegmentOf(cells[i].ref.slab, &segSlab)) {
+      // A cell in a shared segment: into the series' dead exemplar area there, where every
+      // process sees it (a removed series has no chain left: nothing to fold). Its slab
+      // goes with the arena's shared slabs, kept if the cell stays linked (no room).
+      if (r->extra->series != 0) {
+        SharedSegment::Guard g(seg);
+        if (!seg->RetireExemplarCellLocked(r->extra->series, segSlab, cells[i].ref.offset) && keepShared != nullptr) {
+          keepShared->insert(seg);
+        }
+      }
+    } else if (keep) {
       std::vector<double> tmp(en);
       LoadCell(tmp.data(), arena->Data(cells[i].ref), en);
       if (!r->extra->retiredExemplars) {
@@ -755,9 +767,24 @@ bool RecordMap::ExemplarCell(uint32_t arenaId, uint64_t recordId, uint32_t* slab
   }
   RecordCell c;
   c.arena = arenaId;
-  c.ref = arena->Allocate(n * exemplar::kDoubles);
-  double* data = arena->Data(c.ref);
-  std::fill(data, data + n * exemplar::kDoubles, 0.0);
+  SharedSegment* seg = inst->shared;
+  if (seg != nullptr) {
+    // A shared series' exemplars are the fleet's: the cell goes in this thread's slab of
+    // the segment, linked into the series' exemplar chain, so every process's collection
+    // merges it (and a reap folds it if this process dies).
+    if (r->extra->series == 0) return false;
+    SharedSegment::Guard g(seg);
+    if (!arena->AllocateShared(seg, n * exemplar::kDoubles, &c.ref)) return false;
+    double* data = arena->Data(c.ref);
+    std::fill(data, data + n * exemplar::kDoubles, 0.0);
+    uint32_t segSlab = 0;
+    arena->SegmentOf(c.ref.slab, &segSlab);
+    if (!seg->LinkExemplarCellLocked(r->extra->series, segSlab, c.ref.offset)) return false;
+  } else {
+    c.ref = arena->Allocate(n * exemplar::kDoubles);
+    double* data = arena->Data(c.ref);
+    std::fill(data, data + n * exemplar::kDoubles, 0.0);
+  }
   r->extra->exemplarCells.push_back(c);
   *slab = c.ref.slab;
   *offset = c.ref.offset;
@@ -835,8 +862,15 @@ uint64_t RecordMap::CollectPass(const CollectOptions& opts, const CheckpointVisi
   // record creation and folds wait for this loop only, not for the pass and its visitor.
   // (Local records, and so the lists, change only under mu_, held throughout.)
   std::unordered_map<const Instrument*, std::vector<double>> sharedStates;
+  // Their exemplars (every process's cells and the dead area, latest per slot), only for
+  // series that have one: `at` (by list index) is the offset in `data`, SIZE_MAX for none.
+  struct SharedExemplars {
+    std::vector<size_t> at;
+    std::vector<double> data;
+  };
+  std::unordered_map<const Instrument*, SharedExemplars> sharedExemplars;
   if (!locked.empty()) {
-    std::vector<double> scratch;
+    std::vector<double> scratch, exScratch;
     for (auto& inst : instruments_) {
       if (!inst || inst->shared == nullptr || (opts.domain != 0 && inst->domain != opts.domain)) continue;
       const size_t n = inst->cellSize;
@@ -846,6 +880,19 @@ uint64_t RecordMap::CollectPass(const CollectOptions& opts, const CheckpointVisi
       for (size_t i = 0; i < inst->list.size(); i++) {
         const Record& r = pool_.At(inst->list[i]);
         if (r.extra && r.extra->series != 0) inst->shared->SumLocked(r.extra->series, states.data() + i * n, scratch.data());
+      }
+      const size_t en = exemplar::Slots(inst->descriptor) * exemplar::kDoubles;
+      if (en == 0) continue;
+      exScratch.resize(2 * en);
+      SharedExemplars& ex = sharedExemplars[inst.get()];
+      ex.at.assign(inst->list.size(), SIZE_MAX);
+      for (size_t i = 0; i < inst->list.size(); i++) {
+        const Record& r = pool_.At(inst->list[i]);
+        if (r.extra && r.extra->series != 0 && inst->shared->ExemplarDoublesLocked(r.extra->series) == en &&
+            inst->shared->ExemplarsLocked(r.extra->series, exScratch.data(), exScratch.data() + en) != 0) {
+          ex.at[i] = ex.data.size();
+          ex.data.insert(ex.data.end(), exScratch.begin(), exScratch.begin() + static_cast<std::ptrdiff_t>(en));
+        }
       }
     }
     unlocker.Release();
@@ -870,6 +917,7 @@ uint64_t RecordMap::CollectPass(const CollectOptions& opts, const CheckpointVisi
                         ik == InstrumentKind::ObservableGauge);
     SharedSegment* const seg = inst->shared;
     const double* const shared = seg != nullptr ? sharedStates[inst.get()].data() : nullptr;
+    const auto sharedEx = seg != nullptr ? sharedExemplars.find(inst.get()) : sharedExemplars.end();
     const size_t n = inst->cellSize;
     tmp.resize(n);
     state.resize(n);
@@ -925,7 +973,13 @@ uint64_t RecordMap::CollectPass(const CollectOptions& opts, const CheckpointVisi
         }
       }
       CheckpointView v;
-      if (r->extra && (r->extra->retiredExemplars || !r->extra->exemplarCells.empty())) {
+      if (sharedEx != sharedExemplars.end() && r->extra && r->extra->series != 0) {
+        // The fleet's exemplars of the series (this process's cells are linked there too).
+        if (sharedEx->second.at[i] != SIZE_MAX) {
+          v.exemplars = sharedEx->second.data.data() + sharedEx->second.at[i];
+          v.exemplarSlots = exemplar::Slots(inst->descriptor);
+        }
+      } else if (r->extra && (r->extra->retiredExemplars || !r->extra->exemplarCells.empty())) {
         // The latest exemplar of each slot over the exited threads' and every live cell.
         const size_t slots = exemplar::Slots(inst->descriptor), en = slots * exemplar::kDoubles;
         exemplars.assign(en, 0.0);

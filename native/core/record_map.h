@@ -306,9 +306,11 @@ class RecordMap {
   void ReclaimLocked(uint32_t slot);
   // Frees a record's cells, label set reference and slot (no list or table touched).
   void FreeRecordLocked(uint32_t slot);
-  // Frees the record's exemplar cell in `arena` (its thread is gone), first folding it
-  // into the record's retired exemplars when `keep`.
-  void RetireExemplarsLocked(Record* r, const Descriptor& d, SlabArena* arena, bool keep);
+  // Drops the arena's exemplar cell of the record; `keep`: merged into retiredExemplars
+  // first. A cell in a shared segment is folded into the series' dead exemplar area
+  // instead; its segment goes in *keepShared if it stays linked (no room to fold).
+  void RetireExemplarsLocked(Record* r, const Descriptor& d, SlabArena* arena, bool keep,
+                             std::unordered_set<SharedSegment*>* keepShared);
   // Unlinks the record from its instrument, queues its referencing threads' stale
   // entries, and frees it or keeps it in removed_ until its last reference goes.
   void RemoveLocked(Instrument* inst, uint32_t slot);

@@ -1,5 +1,6 @@
 #include "shared_segment.h"
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstdio>
@@ -15,12 +16,15 @@
 #define HOTMETER_SHARED_SUPPORTED 1
 #endif
 
+#include "exemplar.h"
+
 namespace hotmeter {
 
 namespace {
 
 constexpr uint64_t kMagic = 0x31524853544f48ull;  // "HOTSHR1"
-constexpr uint32_t kVersion = 4;  // 2: descriptors in the instrument table; 3: the fold journal; 4: removal
+constexpr uint32_t kVersion = 5;  // 2: descriptors in the instrument table; 3: the fold journal; 4: removal;
+                                  // 5: exemplar chains and dead exemplar areas
 constexpr uint32_t kNone = 0;  // null node / series / bucket entry (indices are 1-based)
 
 uint64_t Fnv1a(std::string_view s, uint64_t h = 0xcbf29ce484222325ull) {
@@ -70,7 +74,7 @@ struct SharedSegment::Inst {
   uint32_t seriesCount;
   uint64_t descOff;  // EncodeDescriptor of the first registration
   uint32_t descLen;
-  uint32_t pad;
+  uint32_t exDoubles;  // exemplar cell size: exemplar::Slots(descriptor) * kDoubles (0: none)
 };
 
 struct SharedSegment::Series {
@@ -83,7 +87,9 @@ struct SharedSegment::Series {
   uint32_t deadOff;
   double startMs;
   uint32_t removed;   // 1: removed (RemoveSeriesLocked); never found, summed or linked again
-  uint32_t pad;
+  uint32_t exHead;    // first node of the exemplar cells' chain (one per process thread)
+  uint32_t exDeadSlab;  // kNoSlab: no dead exemplar area yet (dead processes' exemplars)
+  uint32_t exDeadOff;
 };
 
 struct SharedSegment::Node {
@@ -432,6 +438,7 @@ uint32_t SharedSegment::AddInstrumentLocked(std::string_view identity, const Des
   in.seriesCount = 0;
   in.descOff = descOff;
   in.descLen = static_cast<uint32_t>(desc.size());
+  in.exDoubles = static_cast<uint32_t>(exemplar::Slots(d) * exemplar::kDoubles);
   return ++h->instCount;  // last: published once complete
 }
 
@@ -558,7 +565,7 @@ namespace {
 // Keeps the compiler from moving the segment's stores across it: a process killed
 // between two steps has made exactly the stores before it (the stores it executed reach
 // the shared pages; only their order in the program matters). Fold steps 1-5, removal
-// steps 11-15 (SharedSegment::foldStepHook).
+// steps 11-15, exemplar fold steps 21-23 (SharedSegment::foldStepHook).
 inline void Step(int step) {
   std::atomic_signal_fence(std::memory_order_seq_cst);
   if (SharedSegment::foldStepHook != nullptr) SharedSegment::foldStepHook(step);
@@ -590,6 +597,9 @@ uint32_t SharedSegment::AddSeriesLocked(uint32_t inst, std::string_view key, dou
   se.deadOff = 0;
   se.startMs = startMs;
   se.removed = 0;
+  se.exHead = kNone;
+  se.exDeadSlab = kNoSlab;
+  se.exDeadOff = 0;
   // Counted before it is linked: a holder killed in between leaves a series no lookup
   // finds (at worst a duplicate later), never an id reused while linked (a cycle).
   h->seriesCount = id;
@@ -628,11 +638,13 @@ bool SharedSegment::RemoveSeriesLocked(uint32_t s) {
   Step(13);
   // Its cells are left to their processes (their writes go nowhere now); the nodes go
   // back, each unlinked before it is freed. The dead accumulator's room is not reused.
-  while (se.head != kNone) {
-    const uint32_t n = se.head;
-    se.head = nodes()[n - 1].next;
-    Step(14);
-    FreeNodeLocked(n);
+  for (uint32_t* head : {&se.head, &se.exHead}) {
+    while (*head != kNone) {
+      const uint32_t n = *head;
+      *head = nodes()[n - 1].next;
+      Step(14);
+      FreeNodeLocked(n);
+    }
   }
   Step(15);
   return true;
@@ -812,13 +824,25 @@ uint32_t SharedSegment::ReapLocked() {
     uint32_t* link = &series()[s - 1].head;
     if (series()[s - 1].removed != 0) {
       // Nodes a holder killed mid-removal left linked: nothing sums them, so they just go.
-      while (*link != kNone) {
-        const uint32_t n = *link;
-        *link = nodes()[n - 1].next;
-        std::atomic_signal_fence(std::memory_order_seq_cst);  // unlinked before it is free
-        FreeNodeLocked(n);
+      for (uint32_t* head : {link, &series()[s - 1].exHead}) {
+        while (*head != kNone) {
+          const uint32_t n = *head;
+          *head = nodes()[n - 1].next;
+          std::atomic_signal_fence(std::memory_order_seq_cst);  // unlinked before it is free
+          FreeNodeLocked(n);
+        }
       }
       continue;
+    }
+    // Exemplar cells of gone processes: into the series' dead exemplar area.
+    for (uint32_t* ex = &series()[s - 1].exHead; *ex != kNone;) {
+      const uint32_t n = *ex;
+      const uint32_t owner = slabInfo()[nodes()[n - 1].slab].owner;
+      if (owner < kMaxProcs && gone[owner]) {
+        if (FoldExemplarUnlinkLocked(s, ex, n)) continue;
+        failed[owner] = 1;
+      }
+      ex = &nodes()[n - 1].next;
     }
     while (*link != kNone) {
       const uint32_t n = *link;
@@ -861,6 +885,105 @@ void SharedSegment::SumLocked(uint32_t s, double* out, double* tmp) const {
     LoadCell(tmp, SlabData(node.slab) + node.offset, in.cellSize);
     MergeState(kind, out, tmp, in.cellSize);
   }
+}
+
+bool SharedSegment::LinkExemplarCellLocked(uint32_t s, uint32_t slab, uint32_t offset) {
+  Series& se = series()[s - 1];
+  if (se.removed != 0 || insts()[se.inst - 1].exDoubles == 0) return false;
+  const uint32_t n = AllocNodeLocked();
+  if (n == kNone) return false;
+  Node& node = nodes()[n - 1];
+  node.slab = slab;
+  node.offset = offset;
+  node.next = se.exHead;
+  std::atomic_signal_fence(std::memory_order_seq_cst);  // whole before it is reachable
+  se.exHead = n;
+  return true;
+}
+
+double* SharedSegment::ExDeadLocked(uint32_t s) {
+  Series& se = series()[s - 1];
+  const uint32_t size = insts()[se.inst - 1].exDoubles;
+  if (se.exDeadSlab != kNoSlab) return SlabData(se.exDeadSlab) + se.exDeadOff;
+  if (size == 0 || size > kSlabDoubles) return nullptr;
+  Header* h = header();
+  if (h->permSlab == kNoSlab || kSlabDoubles - h->permUsed < size) {
+    const uint32_t saved = slot_;
+    slot_ = kPermanent;  // AcquireSlabLocked's owner
+    const uint32_t slab = AcquireSlabLocked();
+    slot_ = saved;
+    if (slab == kNoSlab) return nullptr;
+    h->permSlab = slab;
+    h->permUsed = 0;
+  }
+  double* d = SlabData(h->permSlab) + h->permUsed;
+  std::fill(d, d + size, 0.0);  // every slot empty (time 0)
+  se.exDeadOff = h->permUsed;
+  h->permUsed += size;
+  std::atomic_signal_fence(std::memory_order_seq_cst);
+  se.exDeadSlab = h->permSlab;  // last: published once initialised
+  return d;
+}
+
+// No journal: the merge (latest per slot) is idempotent, and it writes a slot's time
+// last, so a holder killed mid-merge leaves at worst a slot whose time is older than the
+// cell's (still linked: it is exported from the cell, and merged again by the next fold),
+// and one killed after the unlink at worst an unreachable node.
+bool SharedSegment::FoldExemplarUnlinkLocked(uint32_t s, uint32_t* link, uint32_t n) {
+  const Series& se = series()[s - 1];
+  const uint32_t size = insts()[se.inst - 1].exDoubles;
+  double* dead = ExDeadLocked(s);
+  if (dead == nullptr) return false;
+  const Node& node = nodes()[n - 1];
+  std::vector<double> tmp(size);
+  LoadCell(tmp.data(), SlabData(node.slab) + node.offset, size);
+  for (uint32_t o = 0; o + exemplar::kDoubles <= size; o += exemplar::kDoubles) {
+    if (!(tmp[o + exemplar::kTime] > dead[o + exemplar::kTime])) continue;
+    for (size_t k = 1; k < exemplar::kDoubles; k++) dead[o + k] = tmp[o + k];
+    Step(21);
+    dead[o + exemplar::kTime] = tmp[o + exemplar::kTime];
+  }
+  Step(22);  // merged before it is unlinked
+  *link = node.next;
+  Step(23);
+  FreeNodeLocked(n);
+  return true;
+}
+
+bool SharedSegment::RetireExemplarCellLocked(uint32_t s, uint32_t slab, uint32_t offset) {
+  uint32_t* link = &series()[s - 1].exHead;
+  while (*link != kNone) {
+    const uint32_t n = *link;
+    Node& node = nodes()[n - 1];
+    if (node.slab == slab && node.offset == offset) return FoldExemplarUnlinkLocked(s, link, n);
+    link = &node.next;
+  }
+  return true;
+}
+
+uint32_t SharedSegment::ExemplarsLocked(uint32_t s, double* out, double* tmp) const {
+  const Series& se = series()[s - 1];
+  const uint32_t size = insts()[se.inst - 1].exDoubles;
+  const size_t slots = size / exemplar::kDoubles;
+  if (slots == 0 || (se.exDeadSlab == kNoSlab && se.exHead == kNone)) return 0;  // none ever
+  if (se.exDeadSlab != kNoSlab) {
+    std::memcpy(out, SlabData(se.exDeadSlab) + se.exDeadOff, size * sizeof(double));
+  } else {
+    std::fill(out, out + size, 0.0);
+  }
+  for (uint32_t n = se.exHead; n != kNone; n = nodes()[n - 1].next) {
+    const Node& node = nodes()[n - 1];
+    LoadCell(tmp, SlabData(node.slab) + node.offset, size);
+    exemplar::Merge(out, tmp, slots);
+  }
+  for (size_t k = 0; k < slots; k++) {
+    if (out[k * exemplar::kDoubles + exemplar::kTime] > 0) return static_cast<uint32_t>(slots);
+  }
+  return 0;
+}
+
+uint32_t SharedSegment::ExemplarDoublesLocked(uint32_t s) const {
+  return s == kNone || s > header()->seriesCount ? 0 : insts()[series()[s - 1].inst - 1].exDoubles;
 }
 
 uint32_t SharedSegment::LiveProcessesLocked() const {

@@ -9,8 +9,9 @@
 //   instruments  by identity string, with the descriptor of the first registration (each
 //                process maps them to its own instrument ids, also those it never created)
 //   series       one per (instrument, encoded label set), never reused; a hash index;
-//                each holds a chain of cell nodes and a "dead" accumulator; a removed
-//                series (instrument.remove/clear) leaves the index and its chain, and
+//                each holds a chain of cell nodes and a "dead" accumulator, and a chain
+//                of exemplar cell nodes and a dead exemplar area; a removed
+//                series (instrument.remove/clear) leaves the index and its chains, and
 //                its index is never reused: a write after it makes a new series
 //   nodes        (slab, offset) of one process's (one thread's) cell of a series
 //   slabs        64 KiB blocks of cells; each owned by one process slot (or permanent,
@@ -137,10 +138,28 @@ class SharedSegment {
   // hold the series' cell size.
   void SumLocked(uint32_t series, double* out, double* tmp) const;
 
+  // Exemplars (exemplar.h) of a series, fleet-wide: each process thread that offers one
+  // has an exemplar cell (ExemplarDoublesLocked doubles) in its slab, linked into the
+  // series' exemplar chain; only that thread writes it (JS, plain stores, time last).
+  // A reap or the thread's exit folds it (latest per slot) into the series' dead
+  // exemplar area (permanent slab) and unlinks it. Removal frees the chain.
+  uint32_t ExemplarDoublesLocked(uint32_t series) const;
+  // Links the exemplar cell at (slab, offset). False if out of nodes, removed, or the
+  // series keeps no exemplars.
+  bool LinkExemplarCellLocked(uint32_t series, uint32_t slab, uint32_t offset);
+  // Folds the exemplar cell into the dead area and unlinks it (its thread exited). False
+  // (left linked) if no room for the area.
+  bool RetireExemplarCellLocked(uint32_t series, uint32_t slab, uint32_t offset);
+  // out := per slot, the latest of the dead area and every linked cell; `out` and `tmp`
+  // hold ExemplarDoublesLocked doubles. Returns the slot count, or 0 (out not all
+  // written) if the series has no exemplar (none kept, or every slot empty).
+  uint32_t ExemplarsLocked(uint32_t series, double* out, double* tmp) const;
+
   // Tests only: called at each step of a fold (1: journal written, 2: cell merged,
   // 3: journal says merged, 4: node unlinked, 5: node freed) and of a removal
   // (RemoveSeriesLocked: 11 counted, 12 flagged, 13 out of the index, 14 each node
-  // unlinked, 15 done), to kill the process there.
+  // unlinked, 15 done) and of an exemplar fold (21 a slot merged but its time, 22 merged,
+  // 23 node unlinked), to kill the process there.
   static void (*foldStepHook)(int step);
 
   // Live processes attached (after ReapLocked: exact as of now).
@@ -179,6 +198,10 @@ class SharedSegment {
   // Folds node `n` of the series (*link == n) into its dead accumulator, unlinks and frees
   // it, journaled. False (nothing changed) if no room for the accumulator.
   bool FoldUnlinkLocked(uint32_t series, uint32_t* link, uint32_t n);
+  // The series' dead exemplar area (all slots empty at first); null if no room.
+  double* ExDeadLocked(uint32_t series);
+  // Merges exemplar node `n` (*link == n) into the dead exemplar area, unlinks and frees it.
+  bool FoldExemplarUnlinkLocked(uint32_t series, uint32_t* link, uint32_t n);
 
   char* base_ = nullptr;
   size_t size_ = 0;

@@ -9,6 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "../core/exemplar.h"
 #include "../core/shared_segment.h"
 #include "core_helpers.h"
 
@@ -68,8 +69,52 @@ struct Proc {
     auto it = s.find(key);
     return it == s.end() || it->second.empty() ? -1 : it->second[0];
   }
+  // The calling "thread"'s exemplar cell of (instrument, key), as offerExemplar reaches it.
+  double* Exemplar(uint32_t inst, const std::string& key, uint32_t arenaId = 0) {
+    Acquired a;
+    const uint32_t ar = arenaId != 0 ? arenaId : arena;
+    if (!map.Acquire(ar, inst, key, 0, &a)) return nullptr;
+    uint32_t slab = 0, offset = 0, slots = 0;
+    if (!map.ExemplarCell(ar, a.recordId, &slab, &offset, &slots)) return nullptr;
+    double* data = nullptr;
+    size_t doubles = 0;
+    if (!map.SlabMemory(ar, slab, &data, &doubles)) return nullptr;
+    return data + offset;
+  }
+  // The exemplar slots a pass shows for "instrument name|label key" (empty: none).
+  std::vector<double> Exemplars(const std::string& want) {
+    CollectOptions o;
+    o.domain = domain;
+    std::vector<uint64_t> reclaimed;
+    std::vector<double> out;
+    map.CollectPass(
+        o,
+        [&](const CheckpointView& v) {
+          if (v.instrument->descriptor.name + "|" + std::string(v.record->labels->view()) == want && v.exemplars) {
+            out.assign(v.exemplars, v.exemplars + v.exemplarSlots * exemplar::kDoubles);
+          }
+        },
+        &reclaimed);
+    return out;
+  }
   void Release() { map.ReleaseDomain(domain, arena); }
 };
+
+// Writes an exemplar into slot `slot` of an exemplar cell as offerExemplar does (time last).
+void PutExemplar(double* e, size_t slot, double time, double value, double traceWord) {
+  double* s = e + slot * exemplar::kDoubles;
+  s[exemplar::kValue] = value;
+  for (size_t w = 0; w < 6; w++) s[exemplar::kTrace + w] = traceWord;
+  s[exemplar::kTime] = time;
+}
+
+// (time, value, first trace word) of a slot of Exemplars(); all -1 if there is none.
+std::vector<double> Slot(const std::vector<double>& ex, size_t slot) {
+  if ((slot + 1) * exemplar::kDoubles > ex.size()) return {-1, -1, -1};
+  const double* s = ex.data() + slot * exemplar::kDoubles;
+  return {s[exemplar::kTime], s[exemplar::kValue], s[exemplar::kTrace]};
+}
+using Ex = std::vector<double>;
 
 void Cleanup(const std::string& name) {
   std::string error;
@@ -426,6 +471,113 @@ TEST(shared_forked_process_killed) {
   Cleanup(name);
 }
 
+TEST(shared_exemplars_are_fleet_wide) {
+  // An exemplar one process records on a shared series is exported by every process's
+  // collection; per slot the latest wins, whichever process (or thread) wrote it; a
+  // thread's exit and a process's detach keep theirs exported.
+  const std::string name = UniqueName("exemplar");
+  {
+    Proc a(name), b(name);
+    const std::vector<double> bounds{1, 10};
+    uint32_t ha = a.Instrument("h", AggregationKind::Histogram, bounds);
+    uint32_t hb = b.Instrument("h", AggregationKind::Histogram, bounds);
+    uint32_t ca = a.Instrument("c", AggregationKind::Sum);
+    const std::string hk = "h|" + Key("k", "1"), ck = "c|" + Key("k", "1");
+    double* ea = a.Exemplar(ha, Key("k", "1"));
+    double* eca = a.Exemplar(ca, Key("k", "1"));
+    REQUIRE(ea && eca);
+    PutExemplar(ea, 0, 50, 0.5, 3);
+    PutExemplar(ea, 1, 100, 5, 7);
+    PutExemplar(eca, 0, 60, 2, 9);
+    for (Proc* p : {&a, &b}) {
+      const Ex got = p->Exemplars(hk);
+      CHECK(Slot(got, 0) == Ex({50, 0.5, 3}));
+      CHECK(Slot(got, 1) == Ex({100, 5, 7}));
+      CHECK(Slot(got, 2) == Ex({0, 0, 0}));  // empty
+      CHECK(Slot(p->Exemplars(ck), 0) == Ex({60, 2, 9}));  // b never registered c
+    }
+    // b's newer exemplar replaces a's in its slot only; a's older write loses to it.
+    double* eb = b.Exemplar(hb, Key("k", "1"));
+    REQUIRE(eb && eb != ea);
+    PutExemplar(eb, 1, 200, 6, 8);
+    PutExemplar(eb, 0, 40, 0.25, 4);  // older than a's: a's stays
+    for (Proc* p : {&a, &b}) {
+      const Ex got = p->Exemplars(hk);
+      CHECK(Slot(got, 0) == Ex({50, 0.5, 3}));
+      CHECK(Slot(got, 1) == Ex({200, 6, 8}));
+    }
+    // A thread of b that exits: its exemplar is folded and stays, for a too.
+    uint32_t t2 = b.map.RegisterArena();
+    double* et = b.Exemplar(hb, Key("k", "1"), t2);
+    REQUIRE(et && et != eb);
+    PutExemplar(et, 2, 300, 50, 5);
+    b.map.RetireArena(t2);
+    CHECK(Slot(a.Exemplars(hk), 2) == Ex({300, 50, 5}));
+    // a leaves: its exemplars stay exported by b (folded by b's reap).
+    a.Release();
+    for (int pass = 0; pass < 2; pass++) {
+      const Ex got = b.Exemplars(hk);
+      CHECK(Slot(got, 0) == Ex({50, 0.5, 3}));
+      CHECK(Slot(got, 1) == Ex({200, 6, 8}));
+      CHECK(Slot(got, 2) == Ex({300, 50, 5}));
+      CHECK(Slot(b.Exemplars(ck), 0) == Ex({60, 2, 9}));
+    }
+    // A newer one replaces a folded one.
+    PutExemplar(eb, 0, 400, 0.75, 6);
+    CHECK(Slot(b.Exemplars(hk), 0) == Ex({400, 0.75, 6}));
+    // Removed: the series made by a later write starts with no exemplar, and a write
+    // through the removed series' cell reaches no export.
+    CHECK(b.map.Remove(hb, Key("k", "1")) != 0);
+    PutExemplar(eb, 1, 500, 7, 9);
+    REQUIRE(b.Cell(hb, Key("k", "1")) != nullptr);
+    CHECK(b.Exemplars(hk).empty());
+    b.Release();
+  }
+  Cleanup(name);
+}
+
+TEST(shared_forked_process_killed_keeps_its_exemplar) {
+  // A real process records an exemplar and is SIGKILLed: the others keep exporting it
+  // (its cell is folded when it is reaped) until a newer one replaces it.
+  const std::string name = UniqueName("exkill");
+  {
+    Proc a(name);
+    const std::vector<double> bounds{1, 10};
+    uint32_t h = a.Instrument("h", AggregationKind::Histogram, bounds);
+    const std::string hk = "h|" + Key("k", "1");
+    double* mine = a.Exemplar(h, Key("k", "1"));
+    REQUIRE(mine);
+    PutExemplar(mine, 0, 10, 0.5, 1);
+    const pid_t pid = fork();
+    if (pid == 0) {
+      auto* p = new Proc(name);  // never destroyed: the process is killed
+      double* e = p->Exemplar(p->Instrument("h", AggregationKind::Histogram, bounds), Key("k", "1"));
+      if (e == nullptr) _exit(2);
+      PutExemplar(e, 1, 20, 5, 2);
+      PutExemplar(e, 0, 5, 0.1, 3);  // older than a's
+      kill(getpid(), SIGKILL);
+      _exit(3);
+    }
+    REQUIRE(pid > 0);
+    int status = 0;
+    REQUIRE(waitpid(pid, &status, 0) == pid);
+    CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+    for (int pass = 0; pass < 2; pass++) {  // the first pass reaps it, the second reads the fold
+      const Ex got = a.Exemplars(hk);
+      CHECK(Slot(got, 0) == Ex({10, 0.5, 1}));
+      CHECK(Slot(got, 1) == Ex({20, 5, 2}));
+    }
+    uint32_t procs = 0, slabs = 0, series = 0;
+    CHECK(a.map.SharedStats(a.domain, &procs, &slabs, &series));
+    CHECK_EQ(procs, 1u);  // reaped
+    CHECK_EQ(slabs, 2u);  // a's and the permanent one: the child's went back
+    PutExemplar(mine, 1, 30, 6, 4);
+    CHECK(Slot(a.Exemplars(hk), 1) == Ex({30, 6, 4}));
+    a.Release();
+  }
+  Cleanup(name);
+}
+
 TEST(shared_segment_lock_is_free_while_a_pass_visits) {
   // A collection holds the segment's mutex only while it sums the shared series, not
   // while its visitor runs (a scrape's copy and serialization): other processes' record
@@ -502,6 +654,59 @@ TEST(shared_holder_killed_mid_fold_counts_the_cell_once) {
       CHECK(a.map.SharedStats(a.domain, &procs, &slabs, &series));
       CHECK_EQ(procs, 1u);
       CHECK_EQ(slabs, 2u);  // a's and the accumulators'; the killed process's went back
+      a.Release();
+    }
+    Cleanup(name);
+  }
+}
+
+TEST(shared_holder_killed_mid_exemplar_fold_keeps_the_latest) {
+  // A real process folds its exiting thread's exemplar cell over an older folded
+  // exemplar and is SIGKILLed at each step of the fold in turn, holding the lock: every
+  // slot still shows its latest exemplar whole (never a mix of the two), and stays so.
+  for (int step = 21; step <= 23; step++) {
+    const std::string name = UniqueName("exjournal");
+    {
+      Proc a(name);
+      const std::vector<double> bounds{1, 10};
+      uint32_t h = a.Instrument("h", AggregationKind::Histogram, bounds);
+      const std::string hk = "h|" + Key("k", "1");
+      const uint32_t t0 = a.map.RegisterArena();
+      double* old = a.Exemplar(h, Key("k", "1"), t0);
+      REQUIRE(old);
+      PutExemplar(old, 0, 10, 1, 1);
+      a.map.RetireArena(t0);  // into the dead exemplar area
+      const pid_t pid = fork();
+      if (pid == 0) {
+        auto* p = new Proc(name);  // never destroyed: the process is killed
+        const uint32_t t2 = p->map.RegisterArena();
+        double* e = p->Exemplar(p->Instrument("h", AggregationKind::Histogram, bounds), Key("k", "1"), t2);
+        if (e == nullptr) _exit(2);
+        PutExemplar(e, 0, 20, 2, 2);
+        PutExemplar(e, 1, 30, 3, 3);
+        g_killAt = step;
+        SharedSegment::foldStepHook = KillAtStep;
+        p->map.RetireArena(t2);  // folds t2's exemplar cell: killed at `step`
+        _exit(3);
+      }
+      REQUIRE(pid > 0);
+      int status = 0;
+      REQUIRE(waitpid(pid, &status, 0) == pid);
+      CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+      for (int pass = 0; pass < 2; pass++) {  // the first pass reaps the killed process
+        const Ex got = a.Exemplars(hk);
+        CHECK(Slot(got, 0) == Ex({20, 2, 2}));
+        CHECK(Slot(got, 1) == Ex({30, 3, 3}));
+        CHECK(Slot(got, 2) == Ex({0, 0, 0}));
+      }
+      double* mine = a.Exemplar(h, Key("k", "1"));
+      REQUIRE(mine);
+      PutExemplar(mine, 0, 40, 4, 4);
+      CHECK(Slot(a.Exemplars(hk), 0) == Ex({40, 4, 4}));
+      uint32_t procs = 0, slabs = 0, series = 0;
+      CHECK(a.map.SharedStats(a.domain, &procs, &slabs, &series));
+      CHECK_EQ(procs, 1u);
+      CHECK_EQ(slabs, 2u);  // a's and the permanent one; the killed process's went back
       a.Release();
     }
     Cleanup(name);

@@ -1,0 +1,143 @@
+// Exemplars of process-shared series are the fleet's: one process's exemplar (a
+// measurement in a sampled span) is exported by every process's scrape, also after the
+// process that recorded it was SIGKILLed, until a newer one of its slot replaces it.
+// The fixture (test/fixtures/shared-exemplar.js) loads the compiled package (dist/cjs:
+// `npm run build:ts`); this file loads src/ and joins the same segment.
+import { ChildProcess, spawn, spawnSync } from 'node:child_process';
+import * as path from 'node:path';
+import * as readline from 'node:readline';
+import protobuf from 'protobufjs';
+import { context, trace } from '@opentelemetry/api';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { MeterProvider, PrometheusExporter } from '../src';
+import { AlsContextManager } from './helpers';
+import { OM } from './prometheus-helpers';
+
+const fixtures = path.join(__dirname, 'fixtures');
+const PROTOBUF_ACCEPT = 'application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited';
+const TRACE_A = '0af7651916cd43dd8448eb211c80319c';
+const SPAN_A = 'b7ad6b7169203331';
+const TRACE_B = '4bf92f3577b34da6a3ce929d0e0e4736';
+const SPAN_B = '00f067aa0ba902b7';
+
+const names: string[] = [];
+const children: ChildProcess[] = [];
+beforeAll(() => {
+  context.setGlobalContextManager(new AlsContextManager());
+});
+afterAll(() => {
+  for (const c of children) c.kill('SIGKILL');
+  for (const n of names) {
+    try {
+      MeterProvider.cleanupProcessShared(n);
+    } catch {
+      // still in use by a process of a failed test: left for the next run's cleanup
+    }
+  }
+});
+
+interface PyExemplar {
+  name: string;
+  le: string;
+  labels: Record<string, string>;
+  value: number;
+}
+
+/** The exemplars of an OpenMetrics text, as the Python parser reads them. */
+function pythonExemplars(text: string): PyExemplar[] {
+  const script = [
+    'import sys, json',
+    'from prometheus_client.openmetrics.parser import text_string_to_metric_families',
+    'out = []',
+    "for f in text_string_to_metric_families(sys.stdin.buffer.read().decode('utf-8')):",
+    '    for s in f.samples:',
+    '        if s.exemplar is not None:',
+    "            out.append({'name': s.name, 'le': s.labels.get('le', ''), 'labels': s.exemplar.labels, 'value': float(s.exemplar.value)})",
+    'sys.stdout.write(json.dumps(out))',
+  ].join('\n');
+  const r = spawnSync('/usr/bin/python3', ['-c', script], { input: text, encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`python OpenMetrics parser: ${r.stderr || r.error}`);
+  return JSON.parse(r.stdout) as PyExemplar[];
+}
+
+/** [family, bucket bound or '', trace_id, value] of every exemplar in the protobuf format. */
+async function protobufExemplars(exporter: PrometheusExporter): Promise<[string, string, string, number][]> {
+  const root = protobuf.loadSync(path.join(fixtures, 'prometheus-proto', 'metrics.proto'));
+  const MetricFamily = root.lookupType('io.prometheus.client.MetricFamily');
+  const s = await exporter.scrape(PROTOBUF_ACCEPT);
+  let body: Buffer;
+  try {
+    body = Buffer.concat(s.chunks as Buffer[]);
+  } finally {
+    s.release();
+  }
+  type Ex = { label: { name: string; value: string }[]; value: number };
+  type Fam = { name: string; metric: { counter?: { exemplar?: Ex }; histogram?: { bucket: { upperBound: number; exemplar?: Ex }[] } }[] };
+  const traceOf = (e: Ex) => e.label.find((l) => l.name === 'trace_id')?.value ?? '';
+  const out: [string, string, string, number][] = [];
+  const r = protobuf.Reader.create(body);
+  while (r.pos < r.len) {
+    const f = MetricFamily.toObject(MetricFamily.decodeDelimited(r), { longs: Number, arrays: true }) as Fam;
+    for (const m of f.metric) {
+      if (m.counter?.exemplar) out.push([f.name, '', traceOf(m.counter.exemplar), m.counter.exemplar.value]);
+      for (const b of m.histogram?.bucket ?? []) {
+        if (b.exemplar) out.push([f.name, String(b.upperBound), traceOf(b.exemplar), b.exemplar.value]);
+      }
+    }
+  }
+  return out;
+}
+
+/** Starts the fixture; resolves once it has recorded. */
+async function startRecorder(name: string, traceId: string, spanId: string): Promise<ChildProcess> {
+  const p = spawn(process.execPath, [path.join(fixtures, 'shared-exemplar.js'), name, traceId, spanId], { stdio: ['pipe', 'pipe', 'inherit'] });
+  children.push(p);
+  const rl = readline.createInterface({ input: p.stdout! });
+  await new Promise<void>((resolve, reject) => {
+    rl.once('line', (l) => (l === 'done' ? resolve() : reject(new Error(l))));
+    p.once('exit', (code) => reject(new Error(`recorder exited (${code})`)));
+  });
+  return p;
+}
+
+describe('processShared: exemplars are the fleet\'s', () => {
+  it('another process\'s exemplar is scraped here (OpenMetrics, protobuf), stays after it is SIGKILLed, and a newer one here replaces it per slot', async () => {
+    const name = `test-shared-exemplars-${process.pid}-${Date.now()}`;
+    names.push(name);
+    const exporter = new PrometheusExporter({ preventServerStart: true, withoutTargetInfo: true });
+    const provider = new MeterProvider({ processShared: name, readers: [exporter] });
+    try {
+      const m = provider.getMeter('ex');
+      const histogram = m.createHistogram('ex.latency', { advice: { explicitBucketBoundaries: [1, 10] } });
+      m.createCounter('ex.requests');
+      const recorder = await startRecorder(name, TRACE_A, SPAN_A);
+      const fromA = [
+        { name: 'ex_latency_bucket', le: '10', labels: { trace_id: TRACE_A, span_id: SPAN_A }, value: 5 },
+        { name: 'ex_requests_total', le: '', labels: { trace_id: TRACE_A, span_id: SPAN_A }, value: 3 },
+      ];
+      const protoFromA = [
+        ['ex_latency', '10', TRACE_A, 5],
+        ['ex_requests_total', '', TRACE_A, 3],
+      ];
+      expect(pythonExemplars(await exporter.render(OM))).toEqual(fromA);
+      expect(await protobufExemplars(exporter)).toEqual(protoFromA);
+
+      const killed = new Promise((r) => recorder.once('exit', r));
+      recorder.kill('SIGKILL');
+      await killed;
+      // Twice: the first scrape reaps the dead process (folding its cells), the second reads the fold.
+      for (let i = 0; i < 2; i++) expect(pythonExemplars(await exporter.render(OM))).toEqual(fromA);
+
+      // A newer exemplar here replaces A's in its bucket only.
+      context.with(trace.setSpanContext(context.active(), { traceId: TRACE_B, spanId: SPAN_B, traceFlags: 1, isRemote: false }), () => {
+        histogram.record(7, { route: '/a' });
+      });
+      expect(pythonExemplars(await exporter.render(OM))).toEqual([
+        { name: 'ex_latency_bucket', le: '10', labels: { trace_id: TRACE_B, span_id: SPAN_B }, value: 7 },
+        fromA[1],
+      ]);
+    } finally {
+      await provider.shutdown();
+    }
+  }, 60_000);
+});
