@@ -400,10 +400,15 @@ class CollectWorker : public Napi::AsyncWorker {
 // The pass of collectStream on a libuv pool thread: as CollectWorker, but the records are
 // handed to JS in parts while the pass goes on (onPart, on the JS thread, in order and all
 // before the promise settles), so JS converts them while the pass reads the rest.
-class CollectStreamWorker : public Napi::AsyncProgressQueueWorker<double> {
+// A part travels as a heap vector: made on the pool thread, handed to JS without a copy as
+// an external ArrayBuffer whose finalizer frees it (a copy per part was V8 memory that made
+// a first collection's garbage collections longer).
+using StreamPart = std::vector<double>*;
+
+class CollectStreamWorker : public Napi::AsyncProgressQueueWorker<StreamPart> {
  public:
   CollectStreamWorker(Napi::Function onPart, CollectOptions opts, size_t every)
-      : Napi::AsyncProgressQueueWorker<double>(onPart, "hotmeter.collectStream"),
+      : Napi::AsyncProgressQueueWorker<StreamPart>(onPart, "hotmeter.collectStream"),
         deferred_(Napi::Promise::Deferred::New(onPart.Env())),
         opts_(std::move(opts)),
         every_(every) {}
@@ -416,7 +421,10 @@ class CollectStreamWorker : public Napi::AsyncProgressQueueWorker<double> {
       size_t sent = 3;  // after the header
       opts_.progressEvery = every_;
       opts_.progress = [&](const std::vector<double>& out, size_t end) {
-        if (end > sent) progress.Send(out.data() + sent, end - sent);
+        if (end > sent) {
+          StreamPart part = new std::vector<double>(out.begin() + static_cast<std::ptrdiff_t>(sent), out.begin() + static_cast<std::ptrdiff_t>(end));
+          progress.Send(&part, 1);  // OnProgress owns it from here
+        }
         sent = end;
       };
       std::vector<double> out;
@@ -434,16 +442,17 @@ class CollectStreamWorker : public Napi::AsyncProgressQueueWorker<double> {
     }
   }
 
-  void OnProgress(const double* data, size_t count) override {
+  void OnProgress(const StreamPart* parts, size_t count) override {
     Napi::Env env = Env();
     Napi::HandleScope scope(env);
-    Napi::Float64Array part = Napi::Float64Array::New(env, count);
-    std::memcpy(part.Data(), data, count * sizeof(double));
-    try {
-      Callback().Call({part});
-    } catch (const Napi::Error& e) {
-      // onPart threw: the pass goes on; the promise rejects with the first such error.
-      if (partError_.IsEmpty()) partError_ = Napi::Persistent(e.Value());
+    for (size_t k = 0; k < count; k++) {
+      Napi::Float64Array part = Wrap(env, parts[k]);
+      try {
+        Callback().Call({part});
+      } catch (const Napi::Error& e) {
+        // onPart threw: the pass goes on; the promise rejects with the first such error.
+        if (partError_.IsEmpty()) partError_ = Napi::Persistent(e.Value());
+      }
     }
   }
 
@@ -454,9 +463,19 @@ class CollectStreamWorker : public Napi::AsyncProgressQueueWorker<double> {
       deferred_.Reject(partError_.Value());
       return;
     }
-    Napi::Float64Array arr = Napi::Float64Array::New(env, final_.size());
-    if (!final_.empty()) std::memcpy(arr.Data(), final_.data(), final_.size() * sizeof(double));
-    deferred_.Resolve(arr);
+    deferred_.Resolve(Wrap(env, new std::vector<double>(std::move(final_))));
+  }
+
+  // A Float64Array over `v` (never empty: ArrayBuffers of no bytes may not be external);
+  // its finalizer deletes `v`.
+  static Napi::Float64Array Wrap(Napi::Env env, std::vector<double>* v) {
+    if (v->empty()) {
+      delete v;
+      return Napi::Float64Array::New(env, 0);
+    }
+    const size_t n = v->size();
+    Napi::ArrayBuffer buf = Napi::ArrayBuffer::New(env, v->data(), n * sizeof(double), [](Napi::Env, void*, std::vector<double>* p) { delete p; }, v);
+    return Napi::Float64Array::New(env, n, buf, 0);
   }
 
   void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }

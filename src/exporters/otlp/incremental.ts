@@ -193,10 +193,21 @@ export class IncrementalConverter {
     const entries = this.entries;
     const pass = new Pass(this, c, n, this.lastTime);
     // Each part of the records as the native pass hands it on (while it reads the rest on
-    // the libuv pool), in slices between which the event loop turns.
+    // the libuv pool), in slices between which the event loop turns. A slice spans parts:
+    // parts that arrived while one was converted are taken without a turn in between
+    // (their promise is settled), so only the deadline lets the loop go.
+    const turn = (): Promise<void> => new Promise<void>((resolve) => setImmediate(resolve));
+    let deadline = performance.now() + SLICE_MS;
     for (let part = await c.nextPart(); part !== undefined; part = await c.nextPart()) {
       pass.feed(part);
-      while (!pass.run(performance.now() + SLICE_MS)) await new Promise<void>((resolve) => setImmediate(resolve));
+      while (!pass.run(deadline)) {
+        await turn();
+        deadline = performance.now() + SLICE_MS;
+      }
+      if (performance.now() > deadline) {
+        await turn();
+        deadline = performance.now() + SLICE_MS;
+      }
     }
     this.held += pass.created;
     // Records the pass freed (known at its end; none of them is in its output, and none of
