@@ -720,25 +720,34 @@ bool SharedSegment::LinkCellLocked(uint32_t s, uint32_t slab, uint32_t offset) {
   return true;
 }
 
+bool SharedSegment::PermanentLocked(uint32_t size, uint32_t* slab, uint32_t* off) {
+  Header* h = header();
+  if (h->permSlab == kNoSlab || kSlabDoubles - h->permUsed < size) {
+    const uint32_t saved = slot_;
+    slot_ = kPermanent;  // AcquireSlabLocked's owner
+    const uint32_t fresh = AcquireSlabLocked();
+    slot_ = saved;
+    if (fresh == kNoSlab) return false;
+    h->permSlab = fresh;
+    h->permUsed = 0;
+  }
+  *slab = h->permSlab;
+  *off = h->permUsed;
+  h->permUsed += size;  // a holder killed before its caller publishes the area only leaks it
+  return true;
+}
+
 double* SharedSegment::DeadLocked(uint32_t s) {
   Series& se = series()[s - 1];
   const Inst& in = insts()[se.inst - 1];
   if (se.deadSlab != kNoSlab) return SlabData(se.deadSlab) + se.deadOff;
-  Header* h = header();
-  if (h->permSlab == kNoSlab || kSlabDoubles - h->permUsed < in.cellSize) {
-    const uint32_t saved = slot_;
-    slot_ = kPermanent;  // AcquireSlabLocked's owner
-    const uint32_t slab = AcquireSlabLocked();
-    slot_ = saved;
-    if (slab == kNoSlab) return nullptr;
-    h->permSlab = slab;
-    h->permUsed = 0;
-  }
-  double* d = SlabData(h->permSlab) + h->permUsed;
+  uint32_t slab = 0, off = 0;
+  if (!PermanentLocked(in.cellSize, &slab, &off)) return nullptr;
+  double* d = SlabData(slab) + off;
   InitState(static_cast<AggregationKind>(in.kind), d, in.cellSize);
-  se.deadOff = h->permUsed;
-  h->permUsed += in.cellSize;
-  se.deadSlab = h->permSlab;  // last: published once initialised
+  se.deadOff = off;
+  std::atomic_signal_fence(std::memory_order_seq_cst);
+  se.deadSlab = slab;  // last: published once initialised
   return d;
 }
 
@@ -906,22 +915,13 @@ double* SharedSegment::ExDeadLocked(uint32_t s) {
   const uint32_t size = insts()[se.inst - 1].exDoubles;
   if (se.exDeadSlab != kNoSlab) return SlabData(se.exDeadSlab) + se.exDeadOff;
   if (size == 0 || size > kSlabDoubles) return nullptr;
-  Header* h = header();
-  if (h->permSlab == kNoSlab || kSlabDoubles - h->permUsed < size) {
-    const uint32_t saved = slot_;
-    slot_ = kPermanent;  // AcquireSlabLocked's owner
-    const uint32_t slab = AcquireSlabLocked();
-    slot_ = saved;
-    if (slab == kNoSlab) return nullptr;
-    h->permSlab = slab;
-    h->permUsed = 0;
-  }
-  double* d = SlabData(h->permSlab) + h->permUsed;
+  uint32_t slab = 0, off = 0;
+  if (!PermanentLocked(size, &slab, &off)) return nullptr;
+  double* d = SlabData(slab) + off;
   std::fill(d, d + size, 0.0);  // every slot empty (time 0)
-  se.exDeadOff = h->permUsed;
-  h->permUsed += size;
+  se.exDeadOff = off;
   std::atomic_signal_fence(std::memory_order_seq_cst);
-  se.exDeadSlab = h->permSlab;  // last: published once initialised
+  se.exDeadSlab = slab;  // last: published once initialised
   return d;
 }
 

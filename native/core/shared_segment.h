@@ -192,6 +192,9 @@ class SharedSegment {
   uint64_t AddStringLocked(std::string_view s);  // UINT64_MAX if full
   uint32_t AllocNodeLocked();
   void FreeNodeLocked(uint32_t node);
+  // `size` doubles in the permanent slab (a new one when the current is full), for a
+  // series' dead area: its slab and offset. False if no room.
+  bool PermanentLocked(uint32_t size, uint32_t* slab, uint32_t* off);
   // The series' dead accumulator, allocated (initialised to the identity) on first use;
   // null if no room.
   double* DeadLocked(uint32_t series);
