@@ -444,12 +444,6 @@ export class MeterProvider implements ApiMeterProvider {
     }
   }
 
-  /**
-   * After a native collection pass (checkpoint() or collectPrometheusFor()): forgets the
-   * reclaimed records, gives back the cached references of records the pass saw idle, and,
-   * for a reader that does not report delivery (and for direct collections when there is
-   * no reader), counts the collection as delivered.
-   */
   /** `p`, counted as a collection under way until it settles. */
   private track<T>(p: Promise<T>): Promise<T> {
     this.inflight.add(p);
@@ -458,6 +452,12 @@ export class MeterProvider implements ApiMeterProvider {
     return p;
   }
 
+  /**
+   * After a native collection pass (checkpoint() or collectPrometheusFor()): forgets the
+   * reclaimed records, gives back the cached references of records the pass saw idle, and,
+   * for a reader that does not report delivery (and for direct collections when there is
+   * no reader), counts the collection as delivered.
+   */
   private finishPass(reader: object, epoch: number, stale: ReadonlySet<number>, reclaimed: ArrayLike<number>): void {
     for (let n = 0; n < reclaimed.length; n++) this.attributesOf.delete(reclaimed[n]);
     if (this.reclamation && stale.size > 0) {
