@@ -8,7 +8,6 @@
 // always_off) is a MeterProvider option. A worker thread's exemplars reach the main
 // thread's scrape. The context manager is a minimal AsyncLocalStorage one (no tracer SDK).
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { spawnSync } from 'node:child_process';
 import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import protobuf from 'protobufjs';
@@ -17,7 +16,7 @@ import { AggregationKind, MeterProvider, PrometheusExporter } from '../src';
 import type { MeterProviderOptions } from '../src';
 import { native } from '../src/sdk/native';
 import { AlsContextManager } from './helpers';
-import { OM } from './prometheus-helpers';
+import { OM, pythonSamples, type PySample } from './prometheus-helpers';
 import { requireCompiledPackage } from './fixtures/worker-helpers';
 
 const TRACE = '0af7651916cd43dd8448eb211c80319c';
@@ -46,32 +45,6 @@ function setup(options: MeterProviderOptions = {}) {
   const histogram = m.createHistogram('ex.latency', { advice: { explicitBucketBoundaries: [1, 10] } });
   const counter = m.createCounter('ex.requests');
   return { exporter, provider, histogram, counter };
-}
-
-interface PySample {
-  name: string;
-  labels: Record<string, string>;
-  value: number;
-  exemplar: { labels: Record<string, string>; value: number; timestamp: number } | null;
-}
-
-/** Every sample of an OpenMetrics text, with its exemplar, as the Python parser reads it. */
-function pythonSamples(text: string): PySample[] {
-  const script = [
-    'import sys, json',
-    'from prometheus_client.openmetrics.parser import text_string_to_metric_families',
-    "text = sys.stdin.buffer.read().decode('utf-8')",
-    'out = []',
-    'for f in text_string_to_metric_families(text):',
-    '    for s in f.samples:',
-    '        e = s.exemplar',
-    "        out.append({'name': s.name, 'labels': s.labels, 'value': float(s.value), 'exemplar': None if e is None else",
-    "                    {'labels': e.labels, 'value': float(e.value), 'timestamp': float(e.timestamp.sec) + e.timestamp.nsec / 1e9}})",
-    'sys.stdout.write(json.dumps(out))',
-  ].join('\n');
-  const r = spawnSync('/usr/bin/python3', ['-c', script], { input: text, encoding: 'utf8' });
-  if (r.status !== 0) throw new Error(`python OpenMetrics parser: ${r.stderr || r.error}`);
-  return JSON.parse(r.stdout) as PySample[];
 }
 
 function withExemplars(samples: PySample[]): PySample[] {

@@ -3,7 +3,7 @@
 // process that recorded it was SIGKILLed, until a newer one of its slot replaces it.
 // The fixture (test/fixtures/shared-exemplar.js) loads the compiled package (dist/cjs:
 // `npm run build:ts`); this file loads src/ and joins the same segment.
-import { ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { ChildProcess, spawn } from 'node:child_process';
 import * as path from 'node:path';
 import * as readline from 'node:readline';
 import protobuf from 'protobufjs';
@@ -11,7 +11,7 @@ import { context, trace } from '@opentelemetry/api';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MeterProvider, PrometheusExporter } from '../src';
 import { AlsContextManager } from './helpers';
-import { OM } from './prometheus-helpers';
+import { OM, pythonSamples } from './prometheus-helpers';
 
 const fixtures = path.join(__dirname, 'fixtures');
 const PROTOBUF_ACCEPT = 'application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited';
@@ -45,19 +45,9 @@ interface PyExemplar {
 
 /** The exemplars of an OpenMetrics text, as the Python parser reads them. */
 function pythonExemplars(text: string): PyExemplar[] {
-  const script = [
-    'import sys, json',
-    'from prometheus_client.openmetrics.parser import text_string_to_metric_families',
-    'out = []',
-    "for f in text_string_to_metric_families(sys.stdin.buffer.read().decode('utf-8')):",
-    '    for s in f.samples:',
-    '        if s.exemplar is not None:',
-    "            out.append({'name': s.name, 'le': s.labels.get('le', ''), 'labels': s.exemplar.labels, 'value': float(s.exemplar.value)})",
-    'sys.stdout.write(json.dumps(out))',
-  ].join('\n');
-  const r = spawnSync('/usr/bin/python3', ['-c', script], { input: text, encoding: 'utf8' });
-  if (r.status !== 0) throw new Error(`python OpenMetrics parser: ${r.stderr || r.error}`);
-  return JSON.parse(r.stdout) as PyExemplar[];
+  return pythonSamples(text)
+    .filter((s) => s.exemplar !== null)
+    .map((s) => ({ name: s.name, le: s.labels.le ?? '', labels: s.exemplar!.labels, value: s.exemplar!.value }));
 }
 
 /** [family, bucket bound or '', trace_id, value] of every exemplar in the protobuf format. */

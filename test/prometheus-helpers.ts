@@ -522,3 +522,29 @@ export function canonical(samples: Sample[]): string[] {
     .map(sampleKey)
     .sort();
 }
+
+export interface PySample {
+  name: string;
+  labels: Record<string, string>;
+  value: number;
+  exemplar: { labels: Record<string, string>; value: number; timestamp: number } | null;
+}
+
+/** Every sample of an OpenMetrics text, with its exemplar, as the Python parser reads it. */
+export function pythonSamples(text: string): PySample[] {
+  const script = [
+    'import sys, json',
+    'from prometheus_client.openmetrics.parser import text_string_to_metric_families',
+    "text = sys.stdin.buffer.read().decode('utf-8')",
+    'out = []',
+    'for f in text_string_to_metric_families(text):',
+    '    for s in f.samples:',
+    '        e = s.exemplar',
+    "        out.append({'name': s.name, 'labels': s.labels, 'value': float(s.value), 'exemplar': None if e is None else",
+    "                    {'labels': e.labels, 'value': float(e.value), 'timestamp': float(e.timestamp.sec) + e.timestamp.nsec / 1e9}})",
+    'sys.stdout.write(json.dumps(out))',
+  ].join('\n');
+  const r = spawnSync('/usr/bin/python3', ['-c', script], { input: text, encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`python OpenMetrics parser: ${r.stderr || r.error}`);
+  return JSON.parse(r.stdout) as PySample[];
+}
