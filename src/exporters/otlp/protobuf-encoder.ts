@@ -409,9 +409,16 @@ class Encoding {
   work = 0;
 
   constructor(
-    readonly rm: OtelResourceMetrics,
+    public rm: OtelResourceMetrics,
     readonly checkEvery: number,
   ) {}
+
+  /** Drops the request's data (see `kept`). */
+  retire(): void {
+    this.rm = undefined as unknown as OtelResourceMetrics;
+    this.local.clear();
+    this.sizes.length = 0;
+  }
 
   attributes(a: Attributes | undefined): EncodedAttributes {
     if (!a) return EMPTY_ATTRIBUTES;
@@ -730,6 +737,14 @@ function writeBuckets(w: Writer, field: number, offset: number, counts: number[]
 
 /* eslint-enable @typescript-eslint/no-explicit-any */
 
+/**
+ * The last request's Encoding, emptied (retire()). An Encoding lives for one request; with
+ * none alive, a major GC frees its hidden class, and V8 then deoptimises the per-point
+ * code that depends on it ("weak objects") and encodes the next request unoptimised until
+ * it is compiled again (every export of a server that collects garbage between exports).
+ */
+const kept: { encoding?: Encoding } = {};
+
 /** Both passes: the whole ExportMetricsServiceRequest (field 1: the one ResourceMetrics). */
 function* encodeRequest(rm: OtelResourceMetrics, checkEvery: number): Generator<void, Uint8Array> {
   const e = new Encoding(rm, checkEvery);
@@ -746,6 +761,8 @@ function* encodeRequest(rm: OtelResourceMetrics, checkEvery: number): Generator<
     throw err instanceof RangeError ? changed() : err;
   }
   if (w.pos !== total) throw changed();
+  e.retire();
+  kept.encoding = e;
   return out;
 }
 
