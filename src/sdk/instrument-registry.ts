@@ -10,7 +10,7 @@ import { MetricOptions, ValueType } from '@opentelemetry/api';
 import type { AttributeTable } from './attribute-table';
 import { BoundHandle } from '../api/handles';
 import { AggregationSelector, compatible } from '../export/aggregation-selector';
-import { AggregationKind, DEFAULT_HISTOGRAM_BOUNDARIES, defaultAggregation, validBoundaries } from './aggregation';
+import { AggregationKind, DEFAULT_HISTOGRAM_BOUNDARIES, DEFAULT_SKETCH_RELATIVE_ACCURACY, defaultAggregation, validBoundaries } from './aggregation';
 import { AggregatorOptions, AggregatorParams, resolveAggregatorParams } from './aggregation';
 import type { NativeDescriptor } from './native';
 import { Descriptor, InstrumentationScope, InstrumentKind, isMonotonic, isValidInstrumentName, isValidUnit } from './descriptor';
@@ -39,6 +39,8 @@ export interface RegistryOptions {
   readonly defaultReaders?: readonly object[];
   /** The provider's exemplar filter (default trace based). */
   readonly exemplarFilter?: ExemplarFilterCode;
+  /** The provider records into a processShared segment (its records are the fleet's). */
+  readonly processShared?: boolean;
 }
 
 /**
@@ -75,6 +77,7 @@ export class InstrumentRegistry {
   private readonly readerPreferences: readonly ReaderPreference[];
   private readonly defaultReaders: readonly object[];
   private readonly exemplarFilter: ExemplarFilterCode;
+  private readonly processShared: boolean;
   /** By the instrument's own identity: its streams' stores. */
   private readonly streamsByInstrument = new Map<string, RecordStore<BoundHandle>[]>();
   /** Set by registerStream when a stream drops by design (streamsFor caches the disabled instrument). */
@@ -98,6 +101,7 @@ export class InstrumentRegistry {
     this.readerPreferences = options.readerPreferences ?? [];
     this.defaultReaders = options.defaultReaders ?? [];
     this.exemplarFilter = options.exemplarFilter ?? ExemplarFilterCode.TRACE_BASED;
+    this.processShared = options.processShared === true;
   }
 
   /** The first stream's store of an instrument (see streamsFor). */
@@ -289,6 +293,16 @@ export class InstrumentRegistry {
     if (aggregation === AggregationKind.DROP) {
       this.everyStreamDrops = true;
       return undefined;
+    }
+    if (aggregation === AggregationKind.EXACT && this.processShared) {
+      // Exact values stay in the process that recorded them (handles-sketch.ts), so each
+      // process's scrape would show quantiles of its own values beside the fleet's count
+      // and sum. The sketch's state is cells, which every process's collection merges.
+      warnLimited(
+        `shared-exact:${descriptor.name}`,
+        `instrument ${descriptor.name}: exact quantiles would cover only the values of the process that collects; in a processShared provider it keeps a sketch (summary quantiles within ${DEFAULT_SKETCH_RELATIVE_ACCURACY * 100}% relative error) of every process's values instead`,
+      );
+      aggregation = AggregationKind.SKETCH;
     }
     const bounds =
       aggregation === AggregationKind.HISTOGRAM

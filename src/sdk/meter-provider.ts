@@ -280,7 +280,7 @@ export class MeterProvider implements ApiMeterProvider {
     }
     this.registry = new InstrumentRegistry(
       this.domain,
-      { limits, selector, views, cardinalityLimit: limit, readerPreferences: preferences, defaultReaders, exemplarFilter: this.exemplarFilter },
+      { limits, selector, views, cardinalityLimit: limit, readerPreferences: preferences, defaultReaders, exemplarFilter: this.exemplarFilter, processShared: this.sharedObservables },
       this.attributesOf,
       new LabelTrie<BoundHandle>(),
     );
