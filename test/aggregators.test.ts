@@ -198,6 +198,38 @@ describe('Histogram (explicit buckets)', () => {
     expect(agg.sum).toBe(1e9 + 1);
   });
 
+  it('finds the right bucket for every count of bounds, on and between them, bound and direct', async () => {
+    // Tables of 1 to 128 entries: the search's loop steps (over 16) and its unrolled last
+    // four, each a different path through bucketOf.
+    const p = new MeterProvider();
+    const meter = p.getMeter('m');
+    const refs = new Map<string, RefHistogram>();
+    for (let nb = 0; nb <= 70; nb++) {
+      const bounds = Array.from({ length: nb }, (_, k) => k * 3 + (k % 2 ? 0.5 : 0));
+      const h = meter.createHistogram(`search-${nb}`, { advice: { explicitBucketBoundaries: bounds } });
+      const bound = h.bind({ path: 'bound' });
+      const ref = new RefHistogram(bounds);
+      const refDirect = new RefHistogram(bounds);
+      for (let v = 0; v <= nb * 3 + 3; v += 0.25) {
+        bound.record(v);
+        ref.record(v);
+        h.record(v, { path: 'direct' });
+        refDirect.record(v);
+      }
+      refs.set(`search-${nb}/bound`, ref);
+      refs.set(`search-${nb}/direct`, refDirect);
+    }
+    const cs = await p.collect();
+    let seen = 0;
+    for (const r of cs.records) {
+      const ref = refs.get(`${r.descriptor.name}/${String(r.attributes.path)}`);
+      if (ref === undefined) continue;
+      expectHistogram(histOf(r), ref);
+      seen++;
+    }
+    expect(seen).toBe(refs.size);
+  });
+
   it.each([
     ['decreasing', [10, 5, 1]],
     ['duplicates', [1, 1, 2]],
