@@ -20,6 +20,7 @@
         "native/core/prometheus_protobuf.cc",
         "native/core/record.cc",
         "native/core/record_map.cc",
+        "native/core/push_lease.cc",
         "native/core/shared_segment.cc",
         "native/core/sketch.cc",
         "native/core/slab_arena.cc"

@@ -25,6 +25,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("registerDomain", Napi::Function::New(env, RegisterDomain, "registerDomain"));
   exports.Set("releaseDomain", Napi::Function::New(env, ReleaseDomain, "releaseDomain"));
   exports.Set("sharedStats", Napi::Function::New(env, SharedStats, "sharedStats"));
+  exports.Set("pushLeader", Napi::Function::New(env, PushLeader, "pushLeader"));
   exports.Set("cleanupProcessShared", Napi::Function::New(env, CleanupProcessShared, "cleanupProcessShared"));
   exports.Set("registerInstrument", Napi::Function::New(env, RegisterInstrument, "registerInstrument"));
   exports.Set("descriptor", Napi::Function::New(env, Descriptor, "descriptor"));

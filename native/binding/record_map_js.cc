@@ -146,6 +146,13 @@ Napi::Value SharedStats(const Napi::CallbackInfo& info) {
   return out;
 }
 
+// pushLeader(domain) -> true if this process pushes the processShared fleet's series now
+// (RecordMap::PushLeader); false for another domain.
+Napi::Value PushLeader(const Napi::CallbackInfo& info) {
+  CheckArity(info, 1, "pushLeader");
+  return Napi::Boolean::New(info.Env(), RecordMap::Global().PushLeader(ArgDomain(info, 0)));
+}
+
 // cleanupProcessShared(name) -> 1 removed, 0 absent, -1 in use by a live process or not
 // removable (SharedSegment::Cleanup). A runtime condition, not a bad argument: the
 // TypeScript side turns -1 into an Error.

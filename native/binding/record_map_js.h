@@ -8,6 +8,7 @@ namespace hotmeter::js {
 Napi::Value RegisterDomain(const Napi::CallbackInfo& info);
 Napi::Value ReleaseDomain(const Napi::CallbackInfo& info);
 Napi::Value SharedStats(const Napi::CallbackInfo& info);
+Napi::Value PushLeader(const Napi::CallbackInfo& info);
 Napi::Value CleanupProcessShared(const Napi::CallbackInfo& info);
 Napi::Value RegisterInstrument(const Napi::CallbackInfo& info);
 Napi::Value Descriptor(const Napi::CallbackInfo& info);

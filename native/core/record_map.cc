@@ -174,6 +174,15 @@ bool RecordMap::SharedStats(uint32_t domain, uint32_t* processes, uint32_t* slab
   return true;
 }
 
+bool RecordMap::PushLeader(uint32_t domain) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = shared_.find(domain);
+  if (it == shared_.end()) return false;
+  std::unique_ptr<PushLease>& lease = pushLeases_[domain];
+  if (!lease) lease = std::make_unique<PushLease>();
+  return lease->TryHold(SharedSegment::PathFor(it->second.name));
+}
+
 bool RecordMap::ReleaseDomain(uint32_t domain, uint32_t arenaId) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = domainStates_.find(domain);
@@ -208,6 +217,7 @@ void RecordMap::FreeDomainLocked(uint32_t domain) {
   if (!any) {
     auto sd = shared_.find(domain);
     if (sd != shared_.end()) {
+      pushLeases_.erase(domain);  // its holder leaves the fleet: another takes over
       sd->second.seg->Detach();
       shared_.erase(sd);
     }
@@ -244,6 +254,7 @@ void RecordMap::FreeDomainLocked(uint32_t domain) {
     for (auto& a : arenas_) {
       if (a) a->ForgetShared(sd->second.seg);
     }
+    pushLeases_.erase(domain);
     sd->second.seg->Detach();
     shared_.erase(sd);
   }

@@ -22,6 +22,7 @@
 #include "descriptor.h"
 #include "label_set.h"
 #include "probe_table.h"
+#include "push_lease.h"
 #include "record.h"
 #include "shared_segment.h"
 #include "slab_arena.h"
@@ -199,6 +200,10 @@ class RecordMap {
   // Stats of a shared domain's segment: live processes and slabs in use (after reaping
   // the dead). False if the domain is not shared.
   bool SharedStats(uint32_t domain, uint32_t* processes, uint32_t* slabs, uint32_t* series);
+  // For a processShared domain: whether this process pushes the fleet's series now
+  // (PushLease: taken if no process holds it; kept until the domain is freed or the
+  // process exits). False for any other domain.
+  bool PushLeader(uint32_t domain);
   // Ends one use of the domain by a user of `arenaId`. When the domain has no user left
   // (each one released it or its thread exited: RetireArena ends the uses of its arena),
   // the domain is freed: its instruments, their records and cells, the label sets only
@@ -348,6 +353,8 @@ class RecordMap {
   };
   std::unordered_map<uint32_t, SharedDomain> shared_;
   std::unordered_map<std::string, std::unique_ptr<SharedSegment>> segments_;
+  // Push leases of shared domains, taken on a push reader's first collection (PushLeader).
+  std::unordered_map<uint32_t, std::unique_ptr<PushLease>> pushLeases_;
   // Ids of the LabelPins held (ascending), and the last id given (ids start at 1).
   std::set<uint64_t> labelPins_;
   uint64_t lastPinId_ = 0;

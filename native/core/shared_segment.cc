@@ -17,6 +17,7 @@
 #endif
 
 #include "exemplar.h"
+#include "push_lease.h"
 
 namespace hotmeter {
 
@@ -340,7 +341,10 @@ int SharedSegment::Cleanup(const std::string& name, std::string* error) {
   std::unique_ptr<SharedSegment> s = Open(name, error);
   if (!s) {
     // Not ours to judge (another layout): remove it only if it is this user's file.
-    if (S_ISREG(st.st_mode) && st.st_uid == geteuid() && unlink(path.c_str()) == 0) return 1;
+    if (S_ISREG(st.st_mode) && st.st_uid == geteuid() && unlink(path.c_str()) == 0) {
+      unlink(PushLease::PathFor(path).c_str());
+      return 1;
+    }
     return -1;
   }
   Guard g(s.get());
@@ -349,7 +353,9 @@ int SharedSegment::Cleanup(const std::string& name, std::string* error) {
     *error = "in use by a live process";
     return -1;
   }
-  return unlink(path.c_str()) == 0 ? 1 : 0;
+  if (unlink(path.c_str()) != 0) return 0;
+  unlink(PushLease::PathFor(path).c_str());  // no live process: none holds it
+  return 1;
 #endif
 }
 

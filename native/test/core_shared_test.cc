@@ -6,10 +6,12 @@
 //
 // Usage: core_shared_test [--scale=F] [--list] [name-substring ...] (check.h); scripts/native-test.sh runs it.
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "../core/exemplar.h"
+#include "../core/push_lease.h"
 #include "../core/shared_segment.h"
 #include "core_helpers.h"
 
@@ -435,6 +437,49 @@ TEST(shared_descriptor_encoding_round_trips) {
   CHECK(back.relativeAccuracy == 0.02 && back.quantiles == d.quantiles && back.aggregation == d.aggregation);
   CHECK(!DecodeDescriptor(bytes.substr(0, bytes.size() - 1), &back));
   CHECK(!DecodeDescriptor(bytes + "x", &back));
+}
+
+TEST(shared_push_lease_one_holder_until_it_exits) {
+  // One holder of a fleet's push lease at a time (each RecordMap here opens the lease file
+  // on its own, as a process would); released with the domain or by the holder's death,
+  // SIGKILL included, and then taken by the next one that asks.
+  const std::string name = UniqueName("lease");
+  {
+    Proc a(name);
+    Proc b(name);
+    CHECK(a.map.PushLeader(a.domain));
+    CHECK(a.map.PushLeader(a.domain));  // kept
+    CHECK(!b.map.PushLeader(b.domain));
+    CHECK(!a.map.PushLeader(a.domain + 1000));  // not a shared domain
+    a.Release();
+    CHECK(b.map.PushLeader(b.domain));
+    b.Release();
+    const std::string path = SharedSegment::PathFor(name);
+    int ready[2];
+    REQUIRE(pipe(ready) == 0);
+    const pid_t pid = fork();
+    if (pid == 0) {
+      auto* lease = new PushLease();  // held until the kill
+      const char ok = lease->TryHold(path) ? '1' : '0';
+      if (write(ready[1], &ok, 1) != 1) _exit(2);
+      for (;;) pause();
+    }
+    REQUIRE(pid > 0);
+    char ok = 0;
+    REQUIRE(read(ready[0], &ok, 1) == 1);
+    CHECK(ok == '1');
+    PushLease mine;
+    CHECK(!mine.TryHold(path));
+    kill(pid, SIGKILL);
+    int status = 0;
+    REQUIRE(waitpid(pid, &status, 0) == pid);
+    CHECK(mine.TryHold(path));
+    close(ready[0]);
+    close(ready[1]);
+  }
+  Cleanup(name);
+  struct stat st;
+  CHECK(stat(PushLease::PathFor(SharedSegment::PathFor(name)).c_str(), &st) != 0);  // removed with the segment
 }
 
 TEST(shared_forked_process_killed) {

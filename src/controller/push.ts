@@ -248,6 +248,12 @@ export class PushController implements MetricReader {
     }
     if (signal.aborted) return failure(new Error('hotmeter: run abandoned'));
     const epoch = raw.epoch;
+    // processShared: another process pushes the fleet's series (MetricProducer.pushes).
+    // The batcher above still took the collection (a later takeover starts from it).
+    if (producer.pushes !== undefined && !producer.pushes()) {
+      producer.delivered?.(epoch);
+      return OK;
+    }
     return this.exportSet(set, producer, signal).then((o) => {
       if (o.ok) producer.delivered?.(epoch);
       return o;

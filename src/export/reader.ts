@@ -121,6 +121,12 @@ export interface MetricProducer {
    */
   delivered?(epoch: number): void;
   /**
+   * Optional (a processShared provider): whether this process is the one that pushes the
+   * fleet's series now; taken if no live process is. A push reader exports nothing while
+   * it is false (another process exports the same series). Absent: always.
+   */
+  pushes?(): boolean;
+  /**
    * @internal A collection whose native pass leaves out (mode 2) or lists by id only
    * (mode 1) the records not changed since this reader's previous pass (the OTLP producer
    * keeps its conversions of the others).

@@ -5,6 +5,7 @@ import { ExemplarFilter, ExemplarFilterCode, exemplarFilterCode, exemplarProvide
 import {
   Attributes,
   BatchObservableCallback,
+  diag,
   MeterOptions,
   MeterProvider as ApiMeterProvider,
   MetricOptions,
@@ -67,6 +68,11 @@ export interface MeterProviderOptions {
    * run in the process that registered them, when it collects; every process exports every
    * observable series any process observed, in each collection (a sum adds every process's
    * last observation, a gauge is the latest observation of any process).
+   * Push readers (a PeriodicExportingMetricReader, a PushController) export the fleet's
+   * series from one process at a time, so a backend receives them once: the first process
+   * whose push reader collects holds the push lease until it exits or shuts down (then the
+   * next one's takes over); the others' push exports are empty meanwhile. Pull readers
+   * (Prometheus) and `collect()` see the fleet in every process.
    * Worker threads of such a process create a provider with the same name (no readers).
    * Throws a TypeError on other platforms or if the segment cannot be joined.
    * Not with `domain`. See docs/design.md, "Processes".
@@ -218,6 +224,8 @@ export class MeterProvider implements ApiMeterProvider {
   private readonly inflight = new Set<Promise<unknown>>();
   /** Some reader has streams of its own (its aggregation or series limit): collections are filtered per reader. */
   private readonly readerStreams: boolean;
+  /** processShared: the last pushLease() answer (undefined before the first). */
+  private leadsPush: boolean | undefined = undefined;
   /** processShared: observable series are levels of the fleet, in every collection (collection.ts). */
   private readonly sharedObservables: boolean;
 
@@ -296,6 +304,7 @@ export class MeterProvider implements ApiMeterProvider {
         collect: () => this.collectFor(r),
         delivered: (epoch) => this.epochs.delivered(r, epoch),
       };
+      if (options.processShared !== undefined) producer.pushes = () => this.pushLease(options.processShared as string);
       // The native Prometheus pass and the incremental OTLP pass see every stream of the
       // domain: with streams of readers' own, a reader is given CheckpointSets of its
       // streams only (checkpoint filters them).
@@ -332,6 +341,27 @@ export class MeterProvider implements ApiMeterProvider {
     if (this.domainReleased) return undefined;
     const r = native().sharedStats(this.domain);
     return r === null ? undefined : { processes: r[0], slabs: r[1], series: r[2] };
+  }
+
+  /**
+   * processShared: whether this process pushes the fleet's series now (see
+   * `processShared`); says so through diag when that changes.
+   */
+  private pushLease(name: string): boolean {
+    const leads = !this.domainReleased && native().pushLeader(this.domain);
+    if (leads !== this.leadsPush) {
+      this.leadsPush = leads;
+      try {
+        diag.info(
+          leads
+            ? `hotmeter: processShared "${name}": this process pushes the fleet's series to its push readers`
+            : `hotmeter: processShared "${name}": another process pushes the fleet's series; this process's push exports are empty while it lives`,
+        );
+      } catch {
+        // a user's logger that throws changes nothing here
+      }
+    }
+    return leads;
   }
 
   /** A Meter for an instrumentation scope; the same scope returns the same Meter. */

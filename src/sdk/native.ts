@@ -133,6 +133,11 @@ export interface NativeBinding {
   registerDomain(name: string, processShared?: boolean): number;
   /** A process-shared domain's segment: [live processes, slabs in use, series]; null if not shared. */
   sharedStats(domain: number): [number, number, number] | null;
+  /**
+   * processShared: true if this process pushes the fleet's series now (an exclusive lease
+   * that the kernel drops when its holder exits; taken if free). False for another domain.
+   */
+  pushLeader(domain: number): boolean;
   /** Removes the segment file of a processShared name if no live process uses it: 1 removed, 0 absent, -1 in use (or not removable). */
   cleanupProcessShared(name: string): number;
   /**

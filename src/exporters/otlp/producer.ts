@@ -252,6 +252,12 @@ export class HotmeterMetricProducer implements MetricReader, OtelMetricProducer 
       resourceMetrics = toOtelResourceMetrics(this.prepare(set), { resource: this.resource, temporality: this.temporalityOf });
       epoch = set.epoch;
     }
+    // A push reader of a processShared fleet exports only from the process that holds
+    // the push lease (MetricProducer.pushes); the others still convert each collection,
+    // so a delta reader that takes over starts from its own last collection.
+    if (this.tracksDelivery && source.pushes !== undefined && !source.pushes()) {
+      resourceMetrics = { resource: resourceMetrics.resource, scopeMetrics: [] };
+    }
     if (this.tracksDelivery) {
       const scopes = resourceMetrics.scopeMetrics as unknown as object[];
       // Nothing to export (a PeriodicExportingMetricReader then calls no exporter): delivered.
