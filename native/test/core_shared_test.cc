@@ -664,6 +664,65 @@ TEST(shared_forked_process_killed_keeps_its_exemplar) {
   Cleanup(name);
 }
 
+TEST(shared_exemplar_cell_without_room_is_refused_as_no_room) {
+  // A thread's first exemplar of a shared series needs a node and room in a slab of the
+  // segment. Without it, ExemplarCell says "no room" (JS drops the exemplar with a
+  // diagnostic); the measurement's own cell is untouched. Another mapping of the segment
+  // (a "process") takes every node, then every slab.
+  const std::string name = UniqueName("exroom");
+  {
+    Proc a(name);
+    const uint32_t c = a.Instrument("c", AggregationKind::Sum);
+    Acquired acq;
+    double* cell = a.Cell(c, Key("k", "1"), 0, 0, &acq);
+    Acquired other;
+    REQUIRE(cell && a.Cell(c, Key("k", "2"), 0, 0, &other));
+    uint32_t slab = 0, offset = 0, slots = 0;
+    bool noRoom = false;
+    std::string error;
+    std::unique_ptr<SharedSegment> filler = SharedSegment::Open(name, &error);
+    REQUIRE(filler && filler->Attach());
+    uint32_t series2 = 0, fillerSlab = 0;
+    {
+      SharedSegment::Guard g(filler.get());
+      series2 = filler->FindSeriesLocked(filler->FindInstrumentLocked("meter/c"), Key("k", "2"));
+      fillerSlab = filler->AcquireSlabLocked();
+      REQUIRE(series2 != 0 && fillerSlab != SharedSegment::kNoSlab);
+      while (filler->LinkCellLocked(series2, fillerSlab, 0)) {
+      }
+    }
+    CHECK(!a.map.ExemplarCell(a.arena, acq.recordId, &slab, &offset, &slots, &noRoom));
+    CHECK(noRoom);
+    Update(AggregationKind::Sum, cell, {}, 3);  // the measurement is still recorded
+    CHECK_EQ(a.First("c|" + Key("k", "1")), 3.0);
+    {
+      SharedSegment::Guard g(filler.get());
+      CHECK(filler->RemoveSeriesLocked(series2));  // its nodes go back
+    }
+    CHECK(a.map.ExemplarCell(a.arena, acq.recordId, &slab, &offset, &slots, &noRoom));
+    CHECK(!noRoom);
+    CHECK_EQ(slots, 1u);
+    // No slab left: a thread that has none of the segment yet finds no room.
+    {
+      SharedSegment::Guard g(filler.get());
+      while (filler->AcquireSlabLocked() != SharedSegment::kNoSlab) {
+      }
+    }
+    const uint32_t t2 = a.map.RegisterArena();
+    CHECK(!a.map.ExemplarCell(t2, acq.recordId, &slab, &offset, &slots, &noRoom));
+    CHECK(noRoom);
+    // Refused for another reason (the record of a removed series): not "no room".
+    CHECK(!a.map.ExemplarCell(a.arena, other.recordId, &slab, &offset, &slots, &noRoom));
+    CHECK(!noRoom);
+    Update(AggregationKind::Sum, cell, {}, 1);
+    CHECK_EQ(a.First("c|" + Key("k", "1")), 4.0);
+    filler->Detach();
+    a.map.RetireArena(t2);
+    a.Release();
+  }
+  Cleanup(name);
+}
+
 TEST(shared_segment_lock_is_free_while_a_pass_visits) {
   // A collection holds the segment's mutex only while it sums the shared series, not
   // while its visitor runs (a scrape's copy and serialization): other processes' record
