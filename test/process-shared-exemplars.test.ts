@@ -10,7 +10,8 @@ import protobuf from 'protobufjs';
 import { context, trace } from '@opentelemetry/api';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MeterProvider, PrometheusExporter } from '../src';
-import { AlsContextManager } from './helpers';
+import { native } from '../src/sdk/native';
+import { AlsContextManager, installLogger, uninstallLogger } from './helpers';
 import { OM, pythonSamples } from './prometheus-helpers';
 
 const fixtures = path.join(__dirname, 'fixtures');
@@ -127,6 +128,44 @@ describe('processShared: exemplars are the fleet\'s', () => {
         fromA[1],
       ]);
     } finally {
+      await provider.shutdown();
+    }
+  }, 60_000);
+
+  it('an exemplar the segment has no room for is dropped with one diagnostic naming the instrument; the measurement is recorded', async () => {
+    // A full segment cannot be made here (its capacity is 512 MiB of cells, 2M nodes):
+    // the addon's answer for it (-1, core_shared_test shared_exemplar_cell_without_room_*
+    // checks that ExemplarCell gives it) stands in.
+    const name = `test-shared-exemplar-room-${process.pid}-${Date.now()}`;
+    names.push(name);
+    const logger = installLogger();
+    const addon = native() as unknown as Record<string, (...a: unknown[]) => unknown>;
+    const original = addon.exemplarCell;
+    let asked = 0;
+    addon.exemplarCell = () => {
+      asked++;
+      return -1;
+    };
+    const exporter = new PrometheusExporter({ preventServerStart: true, withoutTargetInfo: true });
+    const provider = new MeterProvider({ processShared: name, readers: [exporter] });
+    try {
+      const counter = provider.getMeter('ex').createCounter('ex.room');
+      context.with(trace.setSpanContext(context.active(), { traceId: TRACE_A, spanId: SPAN_A, traceFlags: 1, isRemote: false }), () => {
+        for (let i = 0; i < 3; i++) for (const route of ['/a', '/b', '/c']) counter.add(2, { route });
+      });
+      const samples = pythonSamples(await exporter.render(OM)).filter((x) => x.name === 'ex_room_total');
+      expect(samples.map((x) => [x.labels.route, x.value, x.exemplar])).toEqual([
+        ['/a', 6, null],
+        ['/b', 6, null],
+        ['/c', 6, null],
+      ]);
+      expect(asked).toBeGreaterThanOrEqual(3); // each series' handle asked (and gave up) once
+      const warned = logger.warnings.filter((w) => w.includes('no room for an exemplar'));
+      expect(warned.length).toBe(1);
+      expect(warned[0]).toContain('ex.room');
+    } finally {
+      addon.exemplarCell = original;
+      uninstallLogger();
       await provider.shutdown();
     }
   }, 60_000);

@@ -319,6 +319,23 @@ describe('processShared: observable instruments', () => {
     return out;
   }
 
+  /** OTLP points of the obs.* metrics in one export of `e`: name -> value. */
+  async function otlp(r: PeriodicExportingMetricReader, e: InMemoryMetricExporter): Promise<Record<string, number>> {
+    e.reset();
+    await r.forceFlush();
+    const out: Record<string, number> = {};
+    for (const rm of e.getMetrics()) {
+      for (const sm of rm.scopeMetrics) {
+        for (const m of sm.metrics) {
+          if (!m.descriptor.name.startsWith('obs.')) continue;
+          expect(m.dataPoints.length).toBe(1);
+          out[m.descriptor.name] = m.dataPoints[0].value as number;
+        }
+      }
+    }
+    return out;
+  }
+
   it('a process that never created them exports every process\'s last observation in every scrape and format, live or exited, never dropping a series', async () => {
     const name = uniqueName('observables');
     const exporter = new PrometheusExporter({ preventServerStart: true, withoutTargetInfo: true });
@@ -327,22 +344,6 @@ describe('processShared: observable instruments', () => {
     const delta = new InMemoryMetricExporter(SdkTemporality.DELTA);
     const dReader = new PeriodicExportingMetricReader({ exporter: delta, exportIntervalMillis: 3_600_000 });
     const mine = new MeterProvider({ processShared: name, readers: [exporter, cReader, dReader] });
-    /** OTLP points of the obs.* metrics in one export of `e`: name -> value. */
-    const otlp = async (r: PeriodicExportingMetricReader, e: InMemoryMetricExporter): Promise<Record<string, number>> => {
-      e.reset();
-      await r.forceFlush();
-      const out: Record<string, number> = {};
-      for (const rm of e.getMetrics()) {
-        for (const sm of rm.scopeMetrics) {
-          for (const m of sm.metrics) {
-            if (!m.descriptor.name.startsWith('obs.')) continue;
-            expect(m.dataPoints.length).toBe(1);
-            out[m.descriptor.name] = m.dataPoints[0].value as number;
-          }
-        }
-      }
-      return out;
-    };
     let observer: Observer | undefined;
     try {
       // Created, never observed (its callbacks never ran): no series anywhere.
@@ -357,23 +358,42 @@ describe('processShared: observable instruments', () => {
       expect(value(theirs.text, QUEUED)).toBe(3);
       const fleet = { 'obs.requests': 7, 'obs.temperature': 21.5, 'obs.queued': 3 };
       let deltaSum = 0;
+      let deltaQueued = 0;
       for (let scrape = 0; scrape < 3; scrape++) {
         expect(await renderings(mine, exporter), `scrape ${scrape}`).toEqual(theirs);
         expect(await observed(mine), `scrape ${scrape}`).toEqual(fleet);
         expect(await otlp(cReader, cumulative), `scrape ${scrape}`).toEqual(fleet);
         // Delta: the counter's points add up to its total (never restarted from 0).
-        deltaSum += (await otlp(dReader, delta))['obs.requests'] ?? 0;
+        const d = await otlp(dReader, delta);
+        deltaSum += d['obs.requests'] ?? 0;
+        deltaQueued += d['obs.queued'] ?? 0;
         expect(deltaSum, `scrape ${scrape}`).toBe(7);
+        expect(deltaQueued, `scrape ${scrape}`).toBe(3);
       }
-      // The creator exits: its last observations stay (folded, as a level stays).
+      // The creator exits: its counter and gauge observations stay (folded); its up-down
+      // counter's level goes with it (the series stays, at 0: no live process observes it).
       await observer.exit();
       observer = undefined;
+      const after = { ...fleet, 'obs.queued': 0 };
       for (let scrape = 0; scrape < 2; scrape++) {
-        expect(await renderings(mine, exporter), `after exit, scrape ${scrape}`).toEqual(theirs);
-        expect(await observed(mine)).toEqual(fleet);
-        expect(await otlp(cReader, cumulative)).toEqual(fleet);
-        deltaSum += (await otlp(dReader, delta))['obs.requests'] ?? 0;
+        const r = await renderings(mine, exporter);
+        for (const body of [r.text, r.openMetrics]) {
+          expect([value(body, COUNTER), value(body, GAUGE), value(body, QUEUED)], `after exit, scrape ${scrape}`).toEqual([7, 21.5, 0]);
+        }
+        expect(r.records.map((x) => (JSON.parse(x) as { v: unknown }).v)).toEqual([
+          { kind: 'sum', sum: 0, monotonic: false },
+          { kind: 'sum', sum: 7, monotonic: true },
+          { kind: 'lastValue', value: 21.5 },
+        ]);
+        expect(await observed(mine)).toEqual(after);
+        expect(await otlp(cReader, cumulative)).toEqual(after);
+        // Delta: the drop is a change of -3, once.
+        const d = await otlp(dReader, delta);
+        deltaSum += d['obs.requests'] ?? 0;
+        expect(d['obs.queued']).toBe(scrape === 0 ? -3 : 0);
+        deltaQueued += d['obs.queued'] ?? 0;
         expect(deltaSum).toBe(7);
+        expect(deltaQueued).toBe(0);
       }
     } finally {
       observer?.proc.kill();
@@ -421,12 +441,54 @@ describe('processShared: observable instruments', () => {
       expect(value(theirs.text, QUEUED)).toBe(2);
       // ...and after this process's next observation, its own again.
       expect(value(await exporter.render('text/plain'), GAUGE)).toBe(18);
-      // The creator exits: its observations stay in the sums; the gauge is this process's.
+      // The creator exits: its counter observation stays in the sum, its up-down counter
+      // level goes with it; the gauge is this process's.
       await observer.exit();
       observer = undefined;
-      expect(await observed(mine)).toEqual({ 'obs.requests': 12, 'obs.temperature': 18, 'obs.queued': 2 });
+      expect(await observed(mine)).toEqual({ 'obs.requests': 12, 'obs.temperature': 18, 'obs.queued': -1 });
     } finally {
       observer?.proc.kill();
+      await mine.shutdown();
+    }
+  }, 60_000);
+
+  it('a SIGKILLed process\'s up-down counter level leaves the fleet sum; its observable counter contribution stays', async () => {
+    const name = uniqueName('observables-killed');
+    const exporter = new PrometheusExporter({ preventServerStart: true, withoutTargetInfo: true });
+    const delta = new InMemoryMetricExporter(SdkTemporality.DELTA);
+    const dReader = new PeriodicExportingMetricReader({ exporter: delta, exportIntervalMillis: 3_600_000 });
+    const mine = new MeterProvider({ processShared: name, readers: [exporter, dReader] });
+    const observers: Observer[] = [];
+    try {
+      // Three workers, each observing its own level (queued) and its own count (requests).
+      for (const [requests, queued] of [[7, 1], [70, 20], [700, 300]]) observers.push(await startObserver(name, requests, 21.5, queued, true));
+      let requestsSeen = 0;
+      const check = async (requests: number, queued: number, when: string): Promise<void> => {
+        const text = await exporter.render('text/plain');
+        expect([value(text, COUNTER), value(text, QUEUED)], when).toEqual([requests, queued]);
+        const o = await observed(mine);
+        expect([o['obs.requests'], o['obs.queued']], when).toEqual([requests, queued]);
+        expect(o['obs.requests'], `${when}: the observable counter never goes back`).toBeGreaterThanOrEqual(requestsSeen);
+        requestsSeen = o['obs.requests'];
+      };
+      await check(777, 321, 'all alive');
+      expect((await otlp(dReader, delta))['obs.queued']).toBe(321);
+      // SIGKILL the second: it never detaches; the next collection finds it dead.
+      const killed = observers.splice(1, 1)[0];
+      const gone = new Promise((r) => killed.proc.on('exit', r));
+      killed.proc.kill('SIGKILL');
+      await gone;
+      await check(777, 301, 'after the kill');
+      expect((await otlp(dReader, delta))['obs.queued']).toBe(-20);
+      // The survivors observe again (each its own level): the same sums, here and there.
+      for (const o of observers) {
+        const theirs = await o.collect();
+        expect([value(theirs.text, COUNTER), value(theirs.text, QUEUED)]).toEqual([777, 301]);
+      }
+      await check(777, 301, 'after the survivors observed again');
+      expect((await otlp(dReader, delta))['obs.queued']).toBe(0);
+    } finally {
+      for (const o of observers) o.proc.kill();
       await mine.shutdown();
     }
   }, 60_000);

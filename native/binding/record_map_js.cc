@@ -282,9 +282,9 @@ Napi::Value DrainStale(const Napi::CallbackInfo& info) {
   return IdsArray(env, ids);
 }
 
-// exemplarCell(recordId, out: Float64Array(>=3)) -> boolean; out <- [slab, offset, slots]:
-// this thread's exemplar cell of the record (RecordMap::ExemplarCell); false if the
-// record is unknown or its instrument keeps no exemplars.
+// exemplarCell(recordId, out: Float64Array(>=3)) -> 1, out <- [slab, offset, slots]:
+// this thread's exemplar cell of the record (RecordMap::ExemplarCell); 0 if the record is
+// unknown or its instrument keeps no exemplars; -1 if its shared segment has no room.
 Napi::Value ExemplarCell(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   CheckArity(info, 2, "exemplarCell");
@@ -296,11 +296,14 @@ Napi::Value ExemplarCell(const Napi::CallbackInfo& info) {
   Napi::Float64Array out = info[1].As<Napi::Float64Array>();
   if (out.Data() == nullptr) ThrowType(env, "out was detached");
   uint32_t slab = 0, offset = 0, slots = 0;
-  if (!RecordMap::Global().ExemplarCell(st->arenaId, id, &slab, &offset, &slots)) return Napi::Boolean::New(env, false);
+  bool noRoom = false;
+  if (!RecordMap::Global().ExemplarCell(st->arenaId, id, &slab, &offset, &slots, &noRoom)) {
+    return Napi::Number::New(env, noRoom ? -1 : 0);
+  }
   out[0] = slab;
   out[1] = offset;
   out[2] = slots;
-  return Napi::Boolean::New(env, true);
+  return Napi::Number::New(env, 1);
 }
 
 // removeSeries(instrumentId, labelParts) -> id of the removed record, 0 if none

@@ -56,7 +56,8 @@ void RecordMap::RetireArena(uint32_t arenaId) {
       for (size_t i = 0; i < r->CellCount(); i++) {
         if (r->Cell(i).arena != arenaId) continue;
         if (inst->shared != nullptr) {
-          // Into the series' dead accumulator in the segment, where every process sees it.
+          // Into the series' dead accumulator in the segment, where every process sees it
+          // (a level's cell is dropped: SharedSegment::LevelLocked).
           uint32_t segSlab = 0;
           SharedSegment* seg = arena->SegmentOf(r->Cell(i).ref.slab, &segSlab);
           if (seg != nullptr && r->extra && r->extra->series != 0) {
@@ -758,8 +759,9 @@ void RecordMap::RetireExemplarsLocked(Record* r, const Descriptor& d, SlabArena*
 }
 
 bool RecordMap::ExemplarCell(uint32_t arenaId, uint64_t recordId, uint32_t* slab, uint32_t* offset,
-                             uint32_t* slots) {
+                             uint32_t* slots, bool* noRoom) {
   std::lock_guard<std::mutex> lock(mu_);
+  if (noRoom != nullptr) *noRoom = false;
   SlabArena* arena = ArenaLocked(arenaId);
   Record* r = FindRecordLocked(recordId);
   if (arena == nullptr || r == nullptr || r->labels == nullptr) return false;
@@ -783,14 +785,22 @@ bool RecordMap::ExemplarCell(uint32_t arenaId, uint64_t recordId, uint32_t* slab
     // A shared series' exemplars are the fleet's: the cell goes in this thread's slab of
     // the segment, linked into the series' exemplar chain, so every process's collection
     // merges it (and a reap folds it if this process dies).
+    // No room (no slab or node left): *noRoom, the caller drops the exemplar (diagnosed).
     if (r->extra->series == 0) return false;
     SharedSegment::Guard g(seg);
-    if (!arena->AllocateShared(seg, n * exemplar::kDoubles, &c.ref)) return false;
+    if (seg->SeriesRemovedLocked(r->extra->series)) return false;
+    if (!arena->AllocateShared(seg, n * exemplar::kDoubles, &c.ref)) {
+      if (noRoom != nullptr) *noRoom = true;
+      return false;
+    }
     double* data = arena->Data(c.ref);
     std::fill(data, data + n * exemplar::kDoubles, 0.0);
     uint32_t segSlab = 0;
     arena->SegmentOf(c.ref.slab, &segSlab);
-    if (!seg->LinkExemplarCellLocked(r->extra->series, segSlab, c.ref.offset)) return false;
+    if (!seg->LinkExemplarCellLocked(r->extra->series, segSlab, c.ref.offset)) {
+      if (noRoom != nullptr) *noRoom = true;  // out of nodes (not removed: checked above)
+      return false;
+    }
   } else {
     c.ref = arena->Allocate(n * exemplar::kDoubles);
     double* data = arena->Data(c.ref);

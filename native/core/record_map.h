@@ -254,8 +254,10 @@ class RecordMap {
 
   // The calling arena's exemplar cell of the record (exemplar.h), made (zeroed) on first
   // use: *slab and *offset locate it in the arena's slabs, *slots is its slot count.
-  // False if the record or arena is unknown or the instrument keeps no exemplars.
-  bool ExemplarCell(uint32_t arenaId, uint64_t recordId, uint32_t* slab, uint32_t* offset, uint32_t* slots);
+  // False if the record or arena is unknown or the instrument keeps no exemplars, or (then
+  // *noRoom, if given, is set) if its shared segment has no room for the cell.
+  bool ExemplarCell(uint32_t arenaId, uint64_t recordId, uint32_t* slab, uint32_t* offset, uint32_t* slots,
+                    bool* noRoom = nullptr);
 
   // The slab's memory for an arena: JS wraps it in an external ArrayBuffer.
   bool SlabMemory(uint32_t arenaId, uint32_t slab, double** data, size_t* doubles);

@@ -571,7 +571,7 @@ namespace {
 // Keeps the compiler from moving the segment's stores across it: a process killed
 // between two steps has made exactly the stores before it (the stores it executed reach
 // the shared pages; only their order in the program matters). Fold steps 1-5, removal
-// steps 11-15, exemplar fold steps 21-23 (SharedSegment::foldStepHook).
+// steps 11-15, exemplar fold steps 21-23, level drop steps 31-33 (SharedSegment::foldStepHook).
 inline void Step(int step) {
   std::atomic_signal_fence(std::memory_order_seq_cst);
   if (SharedSegment::foldStepHook != nullptr) SharedSegment::foldStepHook(step);
@@ -809,12 +809,37 @@ void SharedSegment::RecoverLocked() {
   j->stage = 0;
 }
 
+bool SharedSegment::LevelLocked(uint32_t inst) const {
+  Descriptor d;
+  std::string identity;
+  uint32_t cellSize = 0;
+  // A descriptor that cannot be decoded (a damaged entry): folded, as any other cell.
+  return InstrumentInfoLocked(inst, &identity, &d, &cellSize) && d.kind == InstrumentKind::ObservableUpDownCounter &&
+         d.aggregation == AggregationKind::PrecomputedSum;
+}
+
+// No journal: only the chain changes (the dead accumulator is never touched), and the
+// unlink is one store. A holder killed before it leaves the cell linked, its owner still
+// gone (the next reap drops it); killed after it, at most an unreachable node.
+void SharedSegment::DropUnlinkLocked(uint32_t* link, uint32_t n) {
+  Step(31);
+  *link = nodes()[n - 1].next;
+  Step(32);
+  FreeNodeLocked(n);
+  Step(33);
+}
+
 bool SharedSegment::RetireCellLocked(uint32_t s, uint32_t slab, uint32_t offset) {
   uint32_t* link = &series()[s - 1].head;
   while (*link != kNone) {
     const uint32_t n = *link;
     Node& node = nodes()[n - 1];
-    if (node.slab == slab && node.offset == offset) return FoldUnlinkLocked(s, link, n);
+    if (node.slab == slab && node.offset == offset) {
+      // A thread's level goes with it as a process's does (ReapLocked).
+      if (!LevelLocked(series()[s - 1].inst)) return FoldUnlinkLocked(s, link, n);
+      DropUnlinkLocked(link, n);
+      return true;
+    }
     link = &node.next;
   }
   return true;
@@ -834,6 +859,7 @@ uint32_t SharedSegment::ReapLocked() {
   if (!any) return 0;
   // Fold every cell that lives in a slab of a gone process, then free what it held.
   std::vector<uint8_t> failed(kMaxProcs, 0);
+  std::vector<int8_t> level(header()->instCount + 1, -1);  // LevelLocked by instrument, once asked
   const uint32_t total = header()->seriesCount;
   for (uint32_t s = 1; s <= total; s++) {
     uint32_t* link = &series()[s - 1].head;
@@ -864,6 +890,14 @@ uint32_t SharedSegment::ReapLocked() {
       Node& node = nodes()[n - 1];
       const uint32_t owner = slabInfo()[node.slab].owner;
       if (owner < kMaxProcs && gone[owner]) {
+        // A level's cell (an observable up-down counter's) goes with its process: the
+        // fleet's level is the live processes' sum. Every other cell is folded.
+        int8_t& lv = level[series()[s - 1].inst];
+        if (lv < 0) lv = LevelLocked(series()[s - 1].inst) ? 1 : 0;
+        if (lv == 1) {
+          DropUnlinkLocked(link, n);
+          continue;
+        }
         if (FoldUnlinkLocked(s, link, n)) continue;
         failed[owner] = 1;
       }

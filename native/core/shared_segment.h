@@ -25,6 +25,8 @@
 // cell. A process found dead (pid gone, or its start time changed) has its cells folded
 // into their series' dead accumulators and unlinked, then its slabs and slot are reused:
 // counters never go back, and memory stays bounded however often processes restart.
+// Except a level's cells (an observable up-down counter's: each process observes its own
+// level), which are unlinked without folding: the fleet's level is the live ones' sum.
 #pragma once
 #include <pthread.h>
 
@@ -128,11 +130,12 @@ class SharedSegment {
   double* SlabData(uint32_t slab) const;
   // Links the cell at (slab, offset) into the series' chain. False if out of nodes.
   bool LinkCellLocked(uint32_t series, uint32_t slab, uint32_t offset);
-  // Folds the cell into the series' dead accumulator and unlinks it (its thread exited).
-  // False (cell left linked) if no room for the accumulator.
+  // Folds the cell into the series' dead accumulator and unlinks it (its thread exited);
+  // a level's cell (LevelLocked) is unlinked without folding. False (cell left linked) if
+  // no room for the accumulator.
   bool RetireCellLocked(uint32_t series, uint32_t slab, uint32_t offset);
-  // Finds processes that died (or detached) and folds their cells; frees their slabs
-  // and slots. Returns how many processes it reaped.
+  // Finds processes that died (or detached) and folds their cells (a level's: unlinked
+  // without folding); frees their slabs and slots. Returns how many processes it reaped.
   uint32_t ReapLocked();
   // The series' state: dead accumulator merged with every linked cell. `out` and `tmp`
   // hold the series' cell size.
@@ -159,7 +162,8 @@ class SharedSegment {
   // 3: journal says merged, 4: node unlinked, 5: node freed) and of a removal
   // (RemoveSeriesLocked: 11 counted, 12 flagged, 13 out of the index, 14 each node
   // unlinked, 15 done) and of an exemplar fold (21 a slot merged but its time, 22 merged,
-  // 23 node unlinked), to kill the process there.
+  // 23 node unlinked) and of a level's drop (31 before the unlink, 32 node unlinked,
+  // 33 node freed), to kill the process there.
   static void (*foldStepHook)(int step);
 
   // Live processes attached (after ReapLocked: exact as of now).
@@ -201,6 +205,13 @@ class SharedSegment {
   // Folds node `n` of the series (*link == n) into its dead accumulator, unlinks and frees
   // it, journaled. False (nothing changed) if no room for the accumulator.
   bool FoldUnlinkLocked(uint32_t series, uint32_t* link, uint32_t n);
+  // A level: an observable up-down counter, summed. Each process (thread) observes its own
+  // current level (a worker's open connections), gone when it is: a gone cell of it is
+  // dropped (DropUnlinkLocked), not folded. Gauges (latest wins), observable counters
+  // (monotonic) and up-down counters (their adds are the fleet's level) are folded.
+  bool LevelLocked(uint32_t inst) const;
+  // Unlinks and frees node `n` (*link == n) without folding it.
+  void DropUnlinkLocked(uint32_t* link, uint32_t n);
   // The series' dead exemplar area (all slots empty at first); null if no room.
   double* ExDeadLocked(uint32_t series);
   // Merges exemplar node `n` (*link == n) into the dead exemplar area, unlinks and frees it.

@@ -36,6 +36,16 @@ struct Proc {
   uint32_t Instrument(const std::string& name, AggregationKind kind, std::vector<double> bounds = {}) {
     return map.RegisterInstrument("meter/" + name, MakeDesc(name, kind, std::move(bounds)), nullptr, domain);
   }
+  // An instrument of this kind with its default aggregation (observables: as JS makes them).
+  uint32_t Of(const std::string& name, InstrumentKind ik) {
+    AggregationKind agg = AggregationKind::Sum;
+    if (ik == InstrumentKind::ObservableCounter || ik == InstrumentKind::ObservableUpDownCounter) agg = AggregationKind::PrecomputedSum;
+    if (ik == InstrumentKind::ObservableGauge || ik == InstrumentKind::Gauge) agg = AggregationKind::LastValue;
+    Descriptor d = MakeDesc(name, agg);
+    d.kind = ik;
+    d.monotonic = ik == InstrumentKind::Counter || ik == InstrumentKind::ObservableCounter;
+    return map.RegisterInstrument("meter/" + name, d, nullptr, domain);
+  }
   // The calling "thread"'s cell of (instrument, key), as JS reaches it.
   double* Cell(uint32_t inst, const std::string& key, uint32_t limit = 0, uint32_t arenaId = 0, Acquired* out = nullptr) {
     Acquired a;
@@ -418,6 +428,82 @@ TEST(shared_observable_series_is_fresh_in_every_pass_of_every_process) {
   Cleanup(name);
 }
 
+// An observation as a callback writes it: [value, stamp].
+void Observe(double* cell, double value, double stamp) {
+  cell[0] = value;
+  cell[1] = stamp;
+}
+
+TEST(shared_gone_process_level_is_dropped_others_folded) {
+  // Three processes observe their own level of an observable up-down counter (q), and
+  // an observable counter (o), a gauge (g) and add to an up-down counter (u). One goes
+  // (detaches, as a dead process is reaped), then a thread of another exits: their q
+  // levels leave the sum, every other kind keeps what they wrote.
+  const std::string name = UniqueName("level");
+  {
+    Proc a(name), b(name), c(name);
+    const std::string k = Key("k", "1");
+    std::map<char, double*> qa, qb, qc;
+    for (auto [p, cells] : {std::pair{&a, &qa}, std::pair{&b, &qb}, std::pair{&c, &qc}}) {
+      (*cells)['q'] = p->Cell(p->Of("q", InstrumentKind::ObservableUpDownCounter), k);
+      (*cells)['o'] = p->Cell(p->Of("o", InstrumentKind::ObservableCounter), k);
+      (*cells)['g'] = p->Cell(p->Of("g", InstrumentKind::ObservableGauge), k);
+      (*cells)['u'] = p->Cell(p->Of("u", InstrumentKind::UpDownCounter), k);
+      for (char x : {'q', 'o', 'g', 'u'}) REQUIRE((*cells)[x] != nullptr);
+    }
+    Observe(qa['q'], 2, 1000);
+    Observe(qb['q'], 30, 1000);
+    Observe(qc['q'], 400, 1000);
+    Observe(qa['o'], 1, 1000);
+    Observe(qb['o'], 10, 1000);
+    Observe(qc['o'], 100, 1000);
+    Observe(qa['g'], 1, 1000);
+    Observe(qb['g'], 2, 3000);
+    Observe(qc['g'], 3, 2000);
+    Update(AggregationKind::Sum, qa['u'], {}, 1);
+    Update(AggregationKind::Sum, qb['u'], {}, 10);
+    auto s = a.Collect();
+    CHECK_EQ(s["q|" + k][0], 432.0);
+    CHECK_EQ(s["o|" + k][0], 111.0);
+    CHECK_EQ(s["g|" + k][0], 2.0);
+    CHECK_EQ(s["u|" + k][0], 11.0);
+    b.Release();  // as if it died
+    s = c.Collect();
+    CHECK_EQ(s["q|" + k][0], 402.0);  // b's level went with it
+    CHECK_EQ(s["o|" + k][0], 111.0);  // folded: never goes back
+    CHECK_EQ(s["g|" + k][0], 2.0);    // folded: still the latest observation
+    CHECK_EQ(s["u|" + k][0], 11.0);   // folded: its adds are the fleet's level
+    CHECK_EQ(s.size(), 4u);
+    // A thread of c observes too, then exits: its level goes, c's main thread's stays.
+    const uint32_t t2 = c.map.RegisterArena();
+    double* q2 = c.Cell(c.Of("q", InstrumentKind::ObservableUpDownCounter), k, 0, t2);
+    double* o2 = c.Cell(c.Of("o", InstrumentKind::ObservableCounter), k, 0, t2);
+    REQUIRE(q2 && o2);
+    Observe(q2, 5000, 4000);
+    Observe(o2, 1000, 4000);
+    CHECK_EQ(a.First("q|" + k), 5402.0);
+    c.map.RetireArena(t2);
+    s = a.Collect();
+    CHECK_EQ(s["q|" + k][0], 402.0);
+    CHECK_EQ(s["o|" + k][0], 1111.0);
+    c.Release();
+    a.Release();
+    // No live process observed it: the series stays, at 0 (a new one adds to nothing).
+    Proc d(name);
+    s = d.Collect();
+    CHECK_EQ(s.size(), 4u);
+    CHECK_EQ(s["q|" + k][0], 0.0);
+    CHECK_EQ(s["o|" + k][0], 1111.0);
+    CHECK_EQ(s["u|" + k][0], 11.0);
+    double* qd = d.Cell(d.Of("q", InstrumentKind::ObservableUpDownCounter), k);
+    REQUIRE(qd);
+    Observe(qd, 7, 5000);
+    CHECK_EQ(d.First("q|" + k), 7.0);
+    d.Release();
+  }
+  Cleanup(name);
+}
+
 TEST(shared_descriptor_encoding_round_trips) {
   Descriptor d = MakeDesc("x", AggregationKind::ExponentialHistogram);
   d.scopeVersion = "1.2";
@@ -623,6 +709,65 @@ TEST(shared_forked_process_killed_keeps_its_exemplar) {
   Cleanup(name);
 }
 
+TEST(shared_exemplar_cell_without_room_is_refused_as_no_room) {
+  // A thread's first exemplar of a shared series needs a node and room in a slab of the
+  // segment. Without it, ExemplarCell says "no room" (JS drops the exemplar with a
+  // diagnostic); the measurement's own cell is untouched. Another mapping of the segment
+  // (a "process") takes every node, then every slab.
+  const std::string name = UniqueName("exroom");
+  {
+    Proc a(name);
+    const uint32_t c = a.Instrument("c", AggregationKind::Sum);
+    Acquired acq;
+    double* cell = a.Cell(c, Key("k", "1"), 0, 0, &acq);
+    Acquired other;
+    REQUIRE(cell && a.Cell(c, Key("k", "2"), 0, 0, &other));
+    uint32_t slab = 0, offset = 0, slots = 0;
+    bool noRoom = false;
+    std::string error;
+    std::unique_ptr<SharedSegment> filler = SharedSegment::Open(name, &error);
+    REQUIRE(filler && filler->Attach());
+    uint32_t series2 = 0, fillerSlab = 0;
+    {
+      SharedSegment::Guard g(filler.get());
+      series2 = filler->FindSeriesLocked(filler->FindInstrumentLocked("meter/c"), Key("k", "2"));
+      fillerSlab = filler->AcquireSlabLocked();
+      REQUIRE(series2 != 0 && fillerSlab != SharedSegment::kNoSlab);
+      while (filler->LinkCellLocked(series2, fillerSlab, 0)) {
+      }
+    }
+    CHECK(!a.map.ExemplarCell(a.arena, acq.recordId, &slab, &offset, &slots, &noRoom));
+    CHECK(noRoom);
+    Update(AggregationKind::Sum, cell, {}, 3);  // the measurement is still recorded
+    CHECK_EQ(a.First("c|" + Key("k", "1")), 3.0);
+    {
+      SharedSegment::Guard g(filler.get());
+      CHECK(filler->RemoveSeriesLocked(series2));  // its nodes go back
+    }
+    CHECK(a.map.ExemplarCell(a.arena, acq.recordId, &slab, &offset, &slots, &noRoom));
+    CHECK(!noRoom);
+    CHECK_EQ(slots, 1u);
+    // No slab left: a thread that has none of the segment yet finds no room.
+    {
+      SharedSegment::Guard g(filler.get());
+      while (filler->AcquireSlabLocked() != SharedSegment::kNoSlab) {
+      }
+    }
+    const uint32_t t2 = a.map.RegisterArena();
+    CHECK(!a.map.ExemplarCell(t2, acq.recordId, &slab, &offset, &slots, &noRoom));
+    CHECK(noRoom);
+    // Refused for another reason (the record of a removed series): not "no room".
+    CHECK(!a.map.ExemplarCell(a.arena, other.recordId, &slab, &offset, &slots, &noRoom));
+    CHECK(!noRoom);
+    Update(AggregationKind::Sum, cell, {}, 1);
+    CHECK_EQ(a.First("c|" + Key("k", "1")), 4.0);
+    filler->Detach();
+    a.map.RetireArena(t2);
+    a.Release();
+  }
+  Cleanup(name);
+}
+
 TEST(shared_segment_lock_is_free_while_a_pass_visits) {
   // A collection holds the segment's mutex only while it sums the shared series, not
   // while its visitor runs (a scrape's copy and serialization): other processes' record
@@ -699,6 +844,51 @@ TEST(shared_holder_killed_mid_fold_counts_the_cell_once) {
       CHECK(a.map.SharedStats(a.domain, &procs, &slabs, &series));
       CHECK_EQ(procs, 1u);
       CHECK_EQ(slabs, 2u);  // a's and the accumulators'; the killed process's went back
+      a.Release();
+    }
+    Cleanup(name);
+  }
+}
+
+TEST(shared_holder_killed_mid_level_drop_drops_the_cell_once) {
+  // A real process drops its exiting thread's level cell (an observable up-down
+  // counter's) and is SIGKILLed at each step of the drop in turn, holding the lock: the
+  // next locker's reap drops what is left of the killed process, the chain stays sound,
+  // nothing is folded (no dead accumulator is ever made) and the live level stays.
+  for (int step = 31; step <= 33; step++) {
+    const std::string name = UniqueName("drop");
+    {
+      Proc a(name);
+      double* mine = a.Cell(a.Of("q", InstrumentKind::ObservableUpDownCounter), Key("k", "1"));
+      REQUIRE(mine);
+      Observe(mine, 5, 1000);
+      const pid_t pid = fork();
+      if (pid == 0) {
+        auto* p = new Proc(name);  // never destroyed: the process is killed
+        const uint32_t q = p->Of("q", InstrumentKind::ObservableUpDownCounter);
+        const uint32_t t2 = p->map.RegisterArena();
+        double* own = p->Cell(q, Key("k", "1"));
+        double* cell = p->Cell(q, Key("k", "1"), 0, t2);
+        if (own == nullptr || cell == nullptr) _exit(2);
+        Observe(own, 20, 2000);
+        Observe(cell, 300, 2000);
+        if (p->First("q|" + Key("k", "1")) != 325.0) _exit(4);
+        g_killAt = step;
+        SharedSegment::foldStepHook = KillAtStep;
+        p->map.RetireArena(t2);  // drops t2's cell: killed at `step`
+        _exit(3);
+      }
+      REQUIRE(pid > 0);
+      int status = 0;
+      REQUIRE(waitpid(pid, &status, 0) == pid);
+      CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+      CHECK_EQ(a.First("q|" + Key("k", "1")), 5.0);
+      Observe(mine, 6, 3000);
+      CHECK_EQ(a.First("q|" + Key("k", "1")), 6.0);
+      uint32_t procs = 0, slabs = 0, series = 0;
+      CHECK(a.map.SharedStats(a.domain, &procs, &slabs, &series));
+      CHECK_EQ(procs, 1u);
+      CHECK_EQ(slabs, 1u);  // a's only: the killed process's went back, no accumulator was made
       a.Release();
     }
     Cleanup(name);

@@ -140,11 +140,14 @@ export function offerExemplar(h: ExemplarTarget, value: number, slot: number): v
 /** Finds this thread's exemplar cell of the handle's record (once per handle). */
 function exemplarCell(h: ExemplarTarget): boolean {
   try {
-    if (native().exemplarCell(h.recordId, cellOut)) {
+    const made = native().exemplarCell(h.recordId, cellOut);
+    if (made === 1) {
       h.exF64 = slabView(cellOut[0]);
       h.exOff = cellOut[1];
       return true;
     }
+    // The measurement is recorded; only its exemplars (this handle's, from now on) go.
+    if (made === -1) warnLimited(`exemplar:${h.owner.name}`, `${h.owner.name}: the processShared segment has no room for an exemplar cell; exemplars dropped`);
   } catch (e) {
     warnLimited(`exemplar:${h.owner.name}`, `${h.owner.name}: exemplar storage unavailable (${String(e)}); exemplars dropped`);
   }

@@ -175,10 +175,11 @@ export interface NativeBinding {
    */
   drainStale(): Float64Array;
   /**
-   * This thread's exemplar cell of a record (native/core/exemplar.h): out <- [slab,
-   * offset, slots]; false if the record is unknown or its instrument keeps no exemplars.
+   * This thread's exemplar cell of a record (native/core/exemplar.h): 1, out <- [slab,
+   * offset, slots]; 0 if the record is unknown or its instrument keeps no exemplars; -1 if
+   * its processShared segment has no room for the cell.
    */
-  exemplarCell(recordId: number, out: Float64Array): boolean;
+  exemplarCell(recordId: number, out: Float64Array): number;
   /**
    * Removes the instrument's series of this label set from every later collection (the
    * next acquire of it creates a new record); returns the removed record's id, 0 if none.
