@@ -66,8 +66,9 @@ export interface MeterProviderOptions {
    * processes' cached references go at their next stale-queue drain; a write through one
    * before it goes nowhere). Observable callbacks
    * run in the process that registered them, when it collects; every process exports every
-   * observable series any process observed, in each collection (a sum adds every process's
-   * last observation, a gauge is the latest observation of any process).
+   * observable series any process observed, in each collection (a counter adds every
+   * process's last observation, a dead process's included; an up-down counter adds the live
+   * processes' last observations; a gauge is the latest observation of any process).
    * Push readers (a PeriodicExportingMetricReader, a PushController) export the fleet's
    * series from one process at a time, so a backend receives them once: the first process
    * whose push reader collects holds the push lease until it exits or shuts down (then the
