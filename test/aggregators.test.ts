@@ -199,8 +199,8 @@ describe('Histogram (explicit buckets)', () => {
   });
 
   it('finds the right bucket for every count of bounds, on and between them, bound and direct', async () => {
-    // Tables of 1 to 128 entries: the search's loop steps (over 16) and its unrolled last
-    // four, each a different path through bucketOf.
+    // Search tables (handles.ts searchTable) of 1 to 128 entries: every step count of the
+    // branchless search, and every padding of the bounds to a power of two.
     const p = new MeterProvider();
     const meter = p.getMeter('m');
     const refs = new Map<string, RefHistogram>();
