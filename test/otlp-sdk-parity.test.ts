@@ -134,3 +134,48 @@ describe('hotmeter ResourceMetrics equal @opentelemetry/sdk-metrics\' for the sa
     await run(SdkTemporality.DELTA, 6, {});
   });
 });
+
+describe('parity: observations made during another reader\'s collection', () => {
+  // Callbacks run in every reader's collection. A series observed only in a cumulative
+  // reader's collection, between two of a delta reader's, counts for the delta reader too,
+  // in sdk-metrics as here: its next export carries the change even if its own
+  // collection's callbacks did not observe the series.
+  it('a delta reader exports what a callback observed for another reader, as sdk-metrics does', async () => {
+    const run = async (peer: 'hotmeter' | 'sdk'): Promise<string[]> => {
+      const cumulative = new InMemoryMetricExporter(SdkTemporality.CUMULATIVE);
+      const cReader = new PeriodicExportingMetricReader({ exporter: cumulative, exportIntervalMillis: 3_600_000 });
+      const delta = new InMemoryMetricExporter(SdkTemporality.DELTA);
+      const dReader = new PeriodicExportingMetricReader({ exporter: delta, exportIntervalMillis: 3_600_000 });
+      const provider = peer === 'hotmeter' ? new MeterProvider({ readers: [cReader, dReader] }) : new SdkMeterProvider({ readers: [cReader, dReader] });
+      let value = 10;
+      let observe = true;
+      provider.getMeter('m').createObservableCounter('obs').addCallback((r) => {
+        if (observe) r.observe(value, { s: 'x' });
+      });
+      const points = (e: InMemoryMetricExporter): string => {
+        const out: unknown[] = [];
+        for (const rm of e.getMetrics()) for (const sm of rm.scopeMetrics) for (const m of sm.metrics) for (const d of m.dataPoints) out.push(d.value);
+        e.reset();
+        return JSON.stringify(out);
+      };
+      const log: string[] = [];
+      await dReader.forceFlush();
+      log.push(points(delta));
+      value = 20;
+      await cReader.forceFlush();
+      log.push(points(cumulative));
+      observe = false;
+      await dReader.forceFlush();
+      log.push(points(delta));
+      observe = true;
+      value = 25;
+      await dReader.forceFlush();
+      log.push(points(delta));
+      await provider.shutdown();
+      return log;
+    };
+    const sdk = await run('sdk');
+    expect(sdk).toEqual(['[10]', '[20]', '[10]', '[5]']);
+    expect(await run('hotmeter')).toEqual(sdk);
+  });
+});
