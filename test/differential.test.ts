@@ -36,7 +36,6 @@ import {
 import { describe, expect, it } from 'vitest';
 import { MeterProvider, OPENMETRICS_CONTENT_TYPE, PROMETHEUS_PROTOBUF_CONTENT_TYPE, PROMETHEUS_TEXT_CONTENT_TYPE, PrometheusExporter } from '../src';
 
-const PROTOBUF_ACCEPT = 'application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited';
 import {
   alignExponential,
   attrKey,
@@ -50,7 +49,7 @@ import {
   round,
   withoutMinMax,
 } from './helpers';
-import { canonical, decode, parseExposition, type Sample, sampleKey, samplesOf } from './prometheus-helpers';
+import { canonical, decode, parseExposition, PROTOBUF_ACCEPT, type Sample, sampleKey, samplesOf, scrapeBody } from './prometheus-helpers';
 
 /**
  * Seeds run by default; a seed that once found a bug stays in this list: 7, 9 and 19 (an
@@ -675,13 +674,8 @@ async function runSeed(seed: number, ops: number): Promise<{ collections: number
     renders++;
     const text = await prometheus.render('text/plain;version=0.0.4');
     const om = await prometheus.render(OPENMETRICS_CONTENT_TYPE);
-    const s = await prometheus.scrape(PROTOBUF_ACCEPT);
-    let pbBody: Buffer;
-    try {
-      pbBody = Buffer.concat(s.chunks as Buffer[]);
-    } finally {
-      s.release();
-    }
+    const s = await scrapeBody(prometheus, PROTOBUF_ACCEPT);
+    const pbBody = s.body;
     // With readers that have aggregations of their own, the exporter renders in JavaScript
     // and offers no protobuf: the answer is then the text format, as negotiated.
     const isProtobuf = s.contentType === PROMETHEUS_PROTOBUF_CONTENT_TYPE;

@@ -10,18 +10,16 @@
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
-import protobuf from 'protobufjs';
 import { context, trace } from '@opentelemetry/api';
 import { AggregationKind, MeterProvider, PrometheusExporter } from '../src';
 import type { MeterProviderOptions } from '../src';
 import { native } from '../src/sdk/native';
 import { AlsContextManager } from './helpers';
-import { OM, pythonSamples, type PySample } from './prometheus-helpers';
+import { OM, protobufScrape, pythonSamples, type PySample } from './prometheus-helpers';
 import { requireCompiledPackage } from './fixtures/worker-helpers';
 
 const TRACE = '0af7651916cd43dd8448eb211c80319c';
 const SPAN = 'b7ad6b7169203331';
-const PROTOBUF_ACCEPT = 'application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited';
 
 /** Runs fn inside a span context with these ids and flags (1: sampled). */
 function inSpan(fn: () => void, traceFlags = 1, traceId = TRACE, spanId = SPAN): void {
@@ -140,19 +138,8 @@ describe('exemplars in the protobuf exposition', () => {
     });
     histogram.record(0.5, { route: '/a' });
     const after = Date.now();
-    const root = protobuf.loadSync(path.join(__dirname, 'fixtures', 'prometheus-proto', 'metrics.proto'));
-    const MetricFamily = root.lookupType('io.prometheus.client.MetricFamily');
-    const s = await exporter.scrape(PROTOBUF_ACCEPT);
-    let body: Buffer;
-    try {
-      body = Buffer.concat(s.chunks as Buffer[]);
-    } finally {
-      s.release();
-    }
-    const r = protobuf.Reader.create(body);
     type Ex = { label: { name: string; value: string }[]; value: number; timestamp: { seconds: number; nanos?: number } };
-    const fams: { name: string; metric: { counter?: { value: number; exemplar?: Ex }; histogram?: { bucket: { upperBound: number; cumulativeCount: number; exemplar?: Ex }[] } }[] }[] = [];
-    while (r.pos < r.len) fams.push(MetricFamily.toObject(MetricFamily.decodeDelimited(r), { longs: Number, arrays: true }) as never);
+    const fams = await protobufScrape<{ name: string; metric: { counter?: { value: number; exemplar?: Ex }; histogram?: { bucket: { upperBound: number; cumulativeCount: number; exemplar?: Ex }[] } }[] }>(exporter);
     const ids = [
       { name: 'trace_id', value: TRACE },
       { name: 'span_id', value: SPAN },
@@ -247,27 +234,15 @@ describe('a worker thread\'s exemplars', () => {
   }
 });
 
-/** The MetricFamily messages of a protobuf scrape, decoded with protobufjs. */
+/** The MetricFamily messages of a protobuf scrape. */
 async function protobufFamilies(exporter: PrometheusExporter) {
-  const root = protobuf.loadSync(path.join(__dirname, 'fixtures', 'prometheus-proto', 'metrics.proto'));
-  const MetricFamily = root.lookupType('io.prometheus.client.MetricFamily');
-  const s = await exporter.scrape(PROTOBUF_ACCEPT);
-  let body: Buffer;
-  try {
-    body = Buffer.concat(s.chunks as Buffer[]);
-  } finally {
-    s.release();
-  }
-  const r = protobuf.Reader.create(body);
   type Ex = { label: { name: string; value: string }[]; value: number };
   type Metric = {
     label: { name: string; value: string }[];
     counter?: { value: number; exemplar?: Ex };
     histogram?: { schema?: number; bucket: { upperBound: number; exemplar?: Ex }[]; exemplars: Ex[] };
   };
-  const fams: { name: string; metric: Metric[] }[] = [];
-  while (r.pos < r.len) fams.push(MetricFamily.toObject(MetricFamily.decodeDelimited(r), { longs: Number, arrays: true }) as never);
-  return fams;
+  return protobufScrape<{ name: string; metric: Metric[] }>(exporter);
 }
 
 const idsOf = (traceId: string, spanId: string) => ({ trace_id: traceId, span_id: spanId });

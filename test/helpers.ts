@@ -1,6 +1,7 @@
 // Shared test helpers: a seeded PRNG, a capturing DiagLogger, lookups into a
 // CheckpointSet, and a minimal context manager. Not a test file (no .test.ts suffix).
 import { AsyncLocalStorage } from 'node:async_hooks';
+import type { ChildProcess } from 'node:child_process';
 import { diag, DiagLogLevel, ROOT_CONTEXT, type Attributes, type Context, type ContextManager, type DiagLogger } from '@opentelemetry/api';
 import { DataPointType, type ExponentialHistogram, type Histogram, type MetricData, type ResourceMetrics } from '@opentelemetry/sdk-metrics';
 import { expect } from 'vitest';
@@ -13,6 +14,7 @@ import type {
   MetricReader,
   SumAggregation,
 } from '../src';
+import { MeterProvider } from '../src';
 import { resetDiagLimits } from '../src/sdk/diag';
 
 /** mulberry32: a small, fast, seeded PRNG returning floats in [0, 1). */
@@ -176,6 +178,21 @@ export class ManualReader implements MetricReader {
   }
   collect(): Promise<CheckpointSet> {
     return this.producer.collect();
+  }
+}
+
+/**
+ * Kills the children and removes the processShared segments a test file made (afterAll):
+ * a segment still used by a process of a failed test is left for the next run's cleanup.
+ */
+export function cleanupShared(names: readonly string[], children: readonly ChildProcess[] = []): void {
+  for (const c of children) c.kill('SIGKILL');
+  for (const n of names) {
+    try {
+      MeterProvider.cleanupProcessShared(n);
+    } catch {
+      // still in use by a live process
+    }
   }
 }
 

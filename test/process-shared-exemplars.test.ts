@@ -6,16 +6,14 @@
 import { ChildProcess, spawn } from 'node:child_process';
 import * as path from 'node:path';
 import * as readline from 'node:readline';
-import protobuf from 'protobufjs';
 import { context, trace } from '@opentelemetry/api';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MeterProvider, PrometheusExporter } from '../src';
 import { native } from '../src/sdk/native';
-import { AlsContextManager, installLogger, uninstallLogger } from './helpers';
-import { OM, pythonSamples } from './prometheus-helpers';
+import { AlsContextManager, cleanupShared, installLogger, uninstallLogger } from './helpers';
+import { OM, protobufScrape, pythonSamples } from './prometheus-helpers';
 
 const fixtures = path.join(__dirname, 'fixtures');
-const PROTOBUF_ACCEPT = 'application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited';
 const TRACE_A = '0af7651916cd43dd8448eb211c80319c';
 const SPAN_A = 'b7ad6b7169203331';
 const TRACE_B = '4bf92f3577b34da6a3ce929d0e0e4736';
@@ -26,16 +24,7 @@ const children: ChildProcess[] = [];
 beforeAll(() => {
   context.setGlobalContextManager(new AlsContextManager());
 });
-afterAll(() => {
-  for (const c of children) c.kill('SIGKILL');
-  for (const n of names) {
-    try {
-      MeterProvider.cleanupProcessShared(n);
-    } catch {
-      // still in use by a process of a failed test: left for the next run's cleanup
-    }
-  }
-});
+afterAll(() => cleanupShared(names, children));
 
 interface PyExemplar {
   name: string;
@@ -53,22 +42,11 @@ function pythonExemplars(text: string): PyExemplar[] {
 
 /** [family, bucket bound or '', trace_id, value] of every exemplar in the protobuf format. */
 async function protobufExemplars(exporter: PrometheusExporter): Promise<[string, string, string, number][]> {
-  const root = protobuf.loadSync(path.join(fixtures, 'prometheus-proto', 'metrics.proto'));
-  const MetricFamily = root.lookupType('io.prometheus.client.MetricFamily');
-  const s = await exporter.scrape(PROTOBUF_ACCEPT);
-  let body: Buffer;
-  try {
-    body = Buffer.concat(s.chunks as Buffer[]);
-  } finally {
-    s.release();
-  }
   type Ex = { label: { name: string; value: string }[]; value: number };
   type Fam = { name: string; metric: { counter?: { exemplar?: Ex }; histogram?: { bucket: { upperBound: number; exemplar?: Ex }[] } }[] };
   const traceOf = (e: Ex) => e.label.find((l) => l.name === 'trace_id')?.value ?? '';
   const out: [string, string, string, number][] = [];
-  const r = protobuf.Reader.create(body);
-  while (r.pos < r.len) {
-    const f = MetricFamily.toObject(MetricFamily.decodeDelimited(r), { longs: Number, arrays: true }) as Fam;
+  for (const f of await protobufScrape<Fam>(exporter)) {
     for (const m of f.metric) {
       if (m.counter?.exemplar) out.push([f.name, '', traceOf(m.counter.exemplar), m.counter.exemplar.value]);
       for (const b of m.histogram?.bucket ?? []) {

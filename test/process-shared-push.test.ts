@@ -9,19 +9,11 @@ import * as path from 'node:path';
 import * as readline from 'node:readline';
 import { afterAll, describe, expect, it } from 'vitest';
 import { MeterProvider, PrometheusExporter } from '../src';
+import { cleanupShared } from './helpers';
 
 const names: string[] = [];
 const procs: ChildProcess[] = [];
-afterAll(() => {
-  for (const p of procs) p.kill('SIGKILL');
-  for (const n of names) {
-    try {
-      MeterProvider.cleanupProcessShared(n);
-    } catch {
-      // still in use by a process of a failed test
-    }
-  }
-});
+afterAll(() => cleanupShared(names, procs));
 
 interface Pusher {
   proc: ChildProcess;

@@ -8,18 +8,10 @@ import * as path from 'node:path';
 import * as readline from 'node:readline';
 import { afterAll, describe, expect, it } from 'vitest';
 import { MeterProvider, PrometheusExporter, exactSelector } from '../src';
-import { installLogger, uninstallLogger } from './helpers';
+import { cleanupShared, installLogger, uninstallLogger } from './helpers';
 
 const names: string[] = [];
-afterAll(() => {
-  for (const n of names) {
-    try {
-      MeterProvider.cleanupProcessShared(n);
-    } catch {
-      // still in use by a process of a failed test
-    }
-  }
-});
+afterAll(() => cleanupShared(names));
 
 /** Starts test/fixtures/shared-summary.js; resolves once it recorded, with a way to end it. */
 function startRecorder(name: string, value: number, count: number): Promise<() => Promise<void>> {

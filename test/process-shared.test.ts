@@ -20,7 +20,7 @@ interface Renderings {
   protobufType: string;
   records: string[];
 }
-import { installLogger, processSharedSegmentPath, uninstallLogger } from './helpers';
+import { cleanupShared, installLogger, processSharedSegmentPath, uninstallLogger } from './helpers';
 import { freePort, request } from './prometheus-helpers';
 
 const fixtures = path.join(__dirname, 'fixtures');
@@ -33,15 +33,7 @@ function uniqueName(tag: string): string {
 
 const segmentPath = processSharedSegmentPath;
 
-afterAll(() => {
-  for (const n of names) {
-    try {
-      MeterProvider.cleanupProcessShared(n);
-    } catch {
-      // still in use by a process of a failed test: left for the next run's cleanup
-    }
-  }
-});
+afterAll(() => cleanupShared(names));
 
 /** Runs a shared-recorder process to its end; resolves its JSON line. */
 function runRecorder(name: string, iterations: number, labelSets: number, collectEvery: number): Promise<{ pid: number; collections: number; errors: string[] }> {

@@ -9,7 +9,7 @@ import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import protobuf from 'protobufjs';
-import { AggregationKind, MeterProvider } from '../src';
+import { AggregationKind, MeterProvider, type PrometheusExporter } from '../src';
 import { formatValue } from '../src/exporters/prometheus/naming';
 import { prng } from './helpers';
 
@@ -432,6 +432,24 @@ export function decode(body: Buffer): Family[] {
   return out;
 }
 
+
+/** The Accept header of a scrape in the protobuf format. */
+export const PROTOBUF_ACCEPT = 'application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited';
+
+/** One scrape of the exporter, its chunks joined into one body and released. */
+export async function scrapeBody(exporter: PrometheusExporter, accept: string): Promise<{ contentType: string; body: Buffer }> {
+  const s = await exporter.scrape(accept);
+  try {
+    return { contentType: s.contentType, body: Buffer.concat(s.chunks as Buffer[]) };
+  } finally {
+    s.release();
+  }
+}
+
+/** The MetricFamily messages of a protobuf scrape (decode), typed by the caller. */
+export async function protobufScrape<T = Family>(exporter: PrometheusExporter): Promise<T[]> {
+  return decode((await scrapeBody(exporter, PROTOBUF_ACCEPT)).body) as unknown as T[];
+}
 
 /** A native histogram's buckets by Prometheus index: [positive, negative]. */
 export function nativeBuckets(h: Histogram): [Map<number, number>, Map<number, number>] {
