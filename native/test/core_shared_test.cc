@@ -809,6 +809,25 @@ void KillAtStep(int step) {
   if (step == g_killAt) raise(SIGKILL);
 }
 
+// Forks a process that runs child(arm): it sets itself up, calls arm() (from then on the
+// segment's step hook SIGKILLs it at `step`) and does what is to be killed; it exits 2 if
+// its setup failed, 3 if it outlived the step. Checks that it died by SIGKILL.
+template <typename Child>
+void KilledAtStep(int step, Child child) {
+  const pid_t pid = fork();
+  if (pid == 0) {
+    child([step] {
+      g_killAt = step;
+      SharedSegment::foldStepHook = KillAtStep;
+    });
+    _exit(3);
+  }
+  REQUIRE(pid > 0);
+  int status = 0;
+  REQUIRE(waitpid(pid, &status, 0) == pid);
+  CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+}
+
 TEST(shared_holder_killed_mid_fold_counts_the_cell_once) {
   // A real process folds its exiting thread's cell and is SIGKILLed at each step of the
   // fold in turn, holding the lock: the next locker undoes or finishes the fold, so the
@@ -821,22 +840,15 @@ TEST(shared_holder_killed_mid_fold_counts_the_cell_once) {
       double* mine = a.Cell(c, Key("k", "1"));
       REQUIRE(mine);
       Update(AggregationKind::Sum, mine, {}, 5);
-      const pid_t pid = fork();
-      if (pid == 0) {
+      KilledAtStep(step, [&](const auto& arm) {
         auto* p = new Proc(name);  // never destroyed: the process is killed
         const uint32_t t2 = p->map.RegisterArena();
         double* cell = p->Cell(p->Instrument("c", AggregationKind::Sum), Key("k", "1"), 0, t2);
         if (cell == nullptr) _exit(2);
         cell[0] += 7;
-        g_killAt = step;
-        SharedSegment::foldStepHook = KillAtStep;
+        arm();
         p->map.RetireArena(t2);  // folds t2's cell: killed at `step`
-        _exit(3);
-      }
-      REQUIRE(pid > 0);
-      int status = 0;
-      REQUIRE(waitpid(pid, &status, 0) == pid);
-      CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+      });
       CHECK_EQ(a.First("c|" + Key("k", "1")), 12.0);
       Update(AggregationKind::Sum, mine, {}, 1);
       CHECK_EQ(a.First("c|" + Key("k", "1")), 13.0);
@@ -862,8 +874,7 @@ TEST(shared_holder_killed_mid_level_drop_drops_the_cell_once) {
       double* mine = a.Cell(a.Of("q", InstrumentKind::ObservableUpDownCounter), Key("k", "1"));
       REQUIRE(mine);
       Observe(mine, 5, 1000);
-      const pid_t pid = fork();
-      if (pid == 0) {
+      KilledAtStep(step, [&](const auto& arm) {
         auto* p = new Proc(name);  // never destroyed: the process is killed
         const uint32_t q = p->Of("q", InstrumentKind::ObservableUpDownCounter);
         const uint32_t t2 = p->map.RegisterArena();
@@ -873,15 +884,9 @@ TEST(shared_holder_killed_mid_level_drop_drops_the_cell_once) {
         Observe(own, 20, 2000);
         Observe(cell, 300, 2000);
         if (p->First("q|" + Key("k", "1")) != 325.0) _exit(4);
-        g_killAt = step;
-        SharedSegment::foldStepHook = KillAtStep;
+        arm();
         p->map.RetireArena(t2);  // drops t2's cell: killed at `step`
-        _exit(3);
-      }
-      REQUIRE(pid > 0);
-      int status = 0;
-      REQUIRE(waitpid(pid, &status, 0) == pid);
-      CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+      });
       CHECK_EQ(a.First("q|" + Key("k", "1")), 5.0);
       Observe(mine, 6, 3000);
       CHECK_EQ(a.First("q|" + Key("k", "1")), 6.0);
@@ -911,23 +916,16 @@ TEST(shared_holder_killed_mid_exemplar_fold_keeps_the_latest) {
       REQUIRE(old);
       PutExemplar(old, 0, 10, 1, 1);
       a.map.RetireArena(t0);  // into the dead exemplar area
-      const pid_t pid = fork();
-      if (pid == 0) {
+      KilledAtStep(step, [&](const auto& arm) {
         auto* p = new Proc(name);  // never destroyed: the process is killed
         const uint32_t t2 = p->map.RegisterArena();
         double* e = p->Exemplar(p->Instrument("h", AggregationKind::Histogram, bounds), Key("k", "1"), t2);
         if (e == nullptr) _exit(2);
         PutExemplar(e, 0, 20, 2, 2);
         PutExemplar(e, 1, 30, 3, 3);
-        g_killAt = step;
-        SharedSegment::foldStepHook = KillAtStep;
+        arm();
         p->map.RetireArena(t2);  // folds t2's exemplar cell: killed at `step`
-        _exit(3);
-      }
-      REQUIRE(pid > 0);
-      int status = 0;
-      REQUIRE(waitpid(pid, &status, 0) == pid);
-      CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+      });
       for (int pass = 0; pass < 2; pass++) {  // the first pass reaps the killed process
         const Ex got = a.Exemplars(hk);
         CHECK(Slot(got, 0) == Ex({20, 2, 2}));
@@ -1127,22 +1125,15 @@ TEST(shared_holder_killed_mid_removal_leaves_every_process_agreeing) {
       REQUIRE(mine);
       Update(AggregationKind::Sum, mine, {}, 5);
       CHECK_EQ(a.First(k1), 5.0);  // a has synced the removal count
-      const pid_t pid = fork();
-      if (pid == 0) {
+      KilledAtStep(step, [&](const auto& arm) {
         auto* p = new Proc(name);  // never destroyed: the process is killed
         const uint32_t pc = p->Instrument("c", AggregationKind::Sum);
         double* cell = p->Cell(pc, Key("k", "1"));
         if (cell == nullptr) _exit(2);
         cell[0] += 7;
-        g_killAt = step;
-        SharedSegment::foldStepHook = KillAtStep;
+        arm();
         p->map.Remove(pc, Key("k", "1"));  // killed at `step`
-        _exit(3);
-      }
-      REQUIRE(pid > 0);
-      int status = 0;
-      REQUIRE(waitpid(pid, &status, 0) == pid);
-      CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+      });
       Proc b(name);  // a process that starts after
       b.Instrument("c", AggregationKind::Sum);
       const double seenA = a.First(k1), seenB = b.First(k1);
