@@ -618,7 +618,7 @@ Napi::Value RecordLabels(const Napi::CallbackInfo& info) {
 }
 
 // stats() -> { records, instruments, arenaBytes, arenaId, pooledOutputBlocks, reusedOutputBlocks,
-//             lentOutputChunks, labelSets, retiredLabelSets }
+//             lentOutputChunks, labelSets, retiredLabelSets, stateReads }
 Napi::Value Stats(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Napi::Object o = Napi::Object::New(env);
@@ -631,6 +631,7 @@ Napi::Value Stats(const Napi::CallbackInfo& info) {
   o.Set("lentOutputChunks", static_cast<double>(prometheus::OutputPool::Global().lentChunks()));
   o.Set("labelSets", static_cast<double>(RecordMap::Global().LabelSetCount()));
   o.Set("retiredLabelSets", static_cast<double>(RecordMap::Global().RetiredLabelSets()));
+  o.Set("stateReads", static_cast<double>(RecordMap::Global().StateReads()));
   return o;
 }
 

@@ -457,6 +457,7 @@ bool RecordMap::Acquire(uint32_t arenaId, uint32_t instrumentId, const std::stri
     out->newCell = true;
   }
   cell->refs++;
+  MayChangeLocked(slot);
   auto sq = staleQueues_.find(arenaId);
   out->stalePending = sq != staleQueues_.end() && !sq->second.empty();
   out->recordId = pool_.IdOf(slot);
@@ -474,7 +475,18 @@ uint32_t RecordMap::NewRecordLocked(Instrument* inst, std::string_view key, doub
   inst->records.Insert(slot);
   rec.listIndex = static_cast<uint32_t>(inst->list.size());
   inst->list.push_back(slot);
+  MayChangeLocked(slot);
+  lastUpdate_[slot] = Record::kUnseen;
   return slot;
+}
+
+void RecordMap::MayChangeLocked(uint32_t slot) {
+  if (slot >= mayChange_.size()) {
+    const size_t n = std::max<size_t>(size_t{slot} + 1, mayChange_.size() * 2);
+    mayChange_.resize(n, 0);
+    lastUpdate_.resize(n, Record::kUnseen);
+  }
+  mayChange_[slot] = 1;
 }
 
 void RecordMap::SyncSharedLocked(uint32_t domain) {
@@ -922,6 +934,8 @@ uint64_t RecordMap::CollectPass(const CollectOptions& opts, const CheckpointVisi
   const uint32_t recordEpoch = static_cast<uint32_t>(std::min<uint64_t>(epoch, Record::kMaxEpoch));
   std::vector<uint32_t> reclaim;
   std::vector<double> tmp, state, identity, exemplars;
+  const bool sparse = opts.Sparse();
+  std::vector<uint32_t> visits;
   for (auto& inst : instruments_) {
     if (!inst || (opts.domain != 0 && inst->domain != opts.domain)) continue;
     const AggregationKind kind = inst->descriptor.aggregation;
@@ -933,9 +947,9 @@ uint64_t RecordMap::CollectPass(const CollectOptions& opts, const CheckpointVisi
                            inst->shared == nullptr;
     // A shared observable's series: exported by every pass (CheckpointView::fresh), not
     // only after this process's own callbacks observed it.
-    const bool level = inst->shared != nullptr &&
-                       (ik == InstrumentKind::ObservableCounter || ik == InstrumentKind::ObservableUpDownCounter ||
-                        ik == InstrumentKind::ObservableGauge);
+    const bool observable = ik == InstrumentKind::ObservableCounter || ik == InstrumentKind::ObservableUpDownCounter ||
+                            ik == InstrumentKind::ObservableGauge;
+    const bool level = inst->shared != nullptr && observable;
     SharedSegment* const seg = inst->shared;
     const double* const shared = seg != nullptr ? sharedStates[inst.get()].data() : nullptr;
     const auto sharedEx = seg != nullptr ? sharedExemplars.find(inst.get()) : sharedExemplars.end();
@@ -946,18 +960,31 @@ uint64_t RecordMap::CollectPass(const CollectOptions& opts, const CheckpointVisi
     InitState(kind, identity.data(), n);
     const std::vector<uint32_t>& list = inst->list;
     const size_t count = list.size();
-    for (size_t i = 0; i < count; i++) {
+    // Observations and other processes' writes take no reference here: always read.
+    const bool skipIdle = sparse && !observable && seg == nullptr;
+    // The list positions to visit: all, or (sparse) those that may have changed.
+    visits.clear();
+    if (skipIdle) {
+      for (size_t i = 0; i < count; i++) {
+        const uint32_t slot = list[i];
+        if (mayChange_[slot] != 0 || lastUpdate_[slot] > opts.readerEpoch) visits.push_back(static_cast<uint32_t>(i));
+      }
+    }
+    const size_t nvisits = skipIdle ? visits.size() : count;
+    for (size_t k = 0; k < nvisits; k++) {
+      const size_t i = skipIdle ? visits[k] : k;
       const uint32_t slot = list[i];
       Record* r = &pool_.At(slot);
       // Records and their cells are in different blocks: fetch ahead.
-      if (i + 8 < count) HOTMETER_PREFETCH(&pool_.At(list[i + 8]));
-      if (i + 3 < count) {
-        const Record& ahead = pool_.At(list[i + 3]);
+      if (k + 8 < nvisits) HOTMETER_PREFETCH(&pool_.At(list[skipIdle ? visits[k + 8] : k + 8]));
+      if (k + 3 < nvisits) {
+        const Record& ahead = pool_.At(list[skipIdle ? visits[k + 3] : k + 3]);
         if (ahead.cell.arena != 0) HOTMETER_PREFETCH(CellData(ahead.cell));
       }
       // Checkpoint: retired cells (the identity until a thread retires) plus every live
       // thread's cell.
       const size_t cells = r->CellCount();
+      stateReads_++;
       if (shared != nullptr && r->extra && r->extra->series != 0) {
         // Every process's cells (this one's included) and the folded dead ones, summed above.
         std::copy(shared + i * n, shared + (i + 1) * n, state.begin());
@@ -976,8 +1003,10 @@ uint64_t RecordMap::CollectPass(const CollectOptions& opts, const CheckpointVisi
       const uint64_t fingerprint = StateFingerprint(state.data(), n);
       const bool updated = fingerprint != r->fingerprint || r->lastUpdateEpoch == Record::kUnseen;
       r->fingerprint = fingerprint;
-      if (updated) r->lastUpdateEpoch = recordEpoch;
+      if (updated) r->lastUpdateEpoch = lastUpdate_[slot] = recordEpoch;
       const uint32_t refcount = r->Refcount();
+      // Read with no reference held: unchanged until the next Acquire (mayChange_).
+      if (refcount == 0) mayChange_[slot] = 0;
       if (opts.reclaim && expirable && !updated && refcount == 0 && r->lastUpdateEpoch < opts.reclaimBefore) {
         reclaim.push_back(slot);
         continue;
@@ -1061,6 +1090,11 @@ void RecordMap::PassSize(uint32_t domain, const std::vector<uint32_t>* include, 
     *records += inst->list.size();
     *doubles += inst->list.size() * inst->cellSize;
   }
+}
+
+uint64_t RecordMap::StateReads() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return stateReads_;
 }
 
 size_t RecordMap::RetiredLabelSets() {

@@ -112,6 +112,13 @@ struct CollectOptions {
   std::function<void(const std::vector<double>& out, size_t end)> progress;
   size_t progressEvery = 0;
   bool idleIds = false;
+  // A changedOnly pass without idle ids or expiry visits only the records that may have
+  // changed since a pass last read them (held by some thread since, or new: see
+  // RecordMap::mayChange_), those updated after readerEpoch, and every record of an
+  // observable or process-shared instrument; the others would be neither fresh nor
+  // reclaimed nor queued stale, so skipping them changes no output. Its cost then follows
+  // the records written recently, not the registry's size.
+  bool Sparse() const { return changedOnly && !idleIds && !(reclaim && reclaimBefore > 0); }
 };
 
 // What a collection pass shows for each record it keeps (does not reclaim). Pointers are
@@ -303,6 +310,9 @@ class RecordMap {
   size_t LabelSetCount();
   // Label sets retired while pinned and not yet freed (stats()).
   size_t RetiredLabelSets();
+  // Records whose state collection passes have read since the process started (a sparse
+  // pass reads only those that may have changed).
+  uint64_t StateReads();
 
  private:
   Record* FindRecordLocked(uint64_t id) { return pool_.Find(id); }
@@ -386,6 +396,19 @@ class RecordMap {
   RecordPool pool_;
   // Slots of removed records that some thread still references.
   std::unordered_set<uint32_t> removed_;
+  // By slot, so that a sparse pass (CollectOptions::Sparse) decides which records to read
+  // without touching them. Written under mu_ only.
+  //  mayChange_: 1 from when a thread takes a reference (Acquire) or the record is made
+  //   until a pass reads it while no thread holds one. A record's cells are written only
+  //   through references (Refcount 0: no thread can write it), and every writer's last
+  //   write happened before its Release (under mu_), so a record read with none held
+  //   keeps the state that pass read until the next Acquire.
+  //  lastUpdate_: Record::lastUpdateEpoch (kUnseen for a new record).
+  std::vector<uint8_t> mayChange_;
+  uint64_t stateReads_ = 0;
+  std::vector<uint32_t> lastUpdate_;
+  // A new or newly referenced record: read by the next sparse pass.
+  void MayChangeLocked(uint32_t slot);
 };
 
 }  // namespace hotmeter

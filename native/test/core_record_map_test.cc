@@ -1532,6 +1532,80 @@ TEST(record_map_many_records_span_slabs) {
   CHECK_EQ(bad, 0u);
 }
 
+// A sparse pass (changedOnly, no idle ids, no expiry) reads a record only when some thread
+// may have written it since a pass last read it (a reference taken since, or new) or when it
+// was updated after the reader's previous pass; it exports the same records a full pass
+// would (every written one, exactly), and reads no idle record with no reference held.
+TEST(sparse_pass_reads_what_may_have_changed) {
+  RecordMap m;
+  const uint32_t arena = m.RegisterArena();
+  const uint32_t sum = m.RegisterInstrument("s", MakeDesc("s", AggregationKind::Sum), nullptr);
+  const std::map<uint32_t, size_t> sizes = {{sum, 1}};
+  constexpr int kIdle = 100;
+  std::vector<uint64_t> idle;
+  for (int i = 0; i < kIdle; i++) {
+    Acquired a;
+    REQUIRE(m.Acquire(arena, sum, Key("i", std::to_string(i)), 0, &a));
+    *CellPtr(m, arena, a, 1) += 1;
+    CHECK(m.Release(a.recordId));  // written once, no reference kept
+    idle.push_back(a.recordId);
+  }
+  Acquired held;
+  REQUIRE(m.Acquire(arena, sum, Key("k", "held"), 0, &held));
+  double* heldCell = CellPtr(m, arena, held, 1);
+  CollectOptions opts;
+  opts.changedOnly = true;
+  opts.readerEpoch = 0;
+  uint64_t reads = m.StateReads();
+  Collected c1 = DoCollect(m, sizes, opts);
+  REQUIRE(c1.ok);
+  CHECK_EQ(c1.rows.size(), size_t{kIdle + 1});
+  CHECK_EQ(m.StateReads() - reads, uint64_t{kIdle + 1});
+  // Idle: only the record a thread still references is read; nothing is exported.
+  opts.readerEpoch = c1.epoch;
+  reads = m.StateReads();
+  Collected c2 = DoCollect(m, sizes, opts);
+  REQUIRE(c2.ok);
+  CHECK(c2.rows.empty());
+  CHECK_EQ(m.StateReads() - reads, uint64_t{1});
+  // Written through the held reference: exported.
+  *heldCell += 5;
+  opts.readerEpoch = c2.epoch;
+  Collected c3 = DoCollect(m, sizes, opts);
+  REQUIRE(c3.ok);
+  REQUIRE(c3.rows.size() == 1);
+  CHECK_EQ(c3.rows[0].id, held.recordId);
+  CHECK_EQ(c3.rows[0].state[0], 5.0);
+  // An idle record taken again and written, then released before the pass: read, exported.
+  Acquired again;
+  REQUIRE(m.Acquire(arena, sum, Key("i", "7"), 0, &again));
+  CHECK_EQ(again.recordId, idle[7]);
+  *CellPtr(m, arena, again, 1) += 2;
+  CHECK(m.Release(again.recordId));
+  opts.readerEpoch = c3.epoch;
+  reads = m.StateReads();
+  Collected c4 = DoCollect(m, sizes, opts);
+  REQUIRE(c4.ok);
+  REQUIRE(c4.rows.size() == 1);
+  CHECK_EQ(c4.rows[0].id, idle[7]);
+  CHECK_EQ(c4.rows[0].state[0], 3.0);
+  CHECK_EQ(m.StateReads() - reads, uint64_t{2});  // it and the held record
+  // Another reader's pass (a full one) sees the next update first; this reader's sparse
+  // pass still exports it (updated after its readerEpoch).
+  REQUIRE(m.Acquire(arena, sum, Key("i", "9"), 0, &again));
+  *CellPtr(m, arena, again, 1) += 4;
+  CHECK(m.Release(again.recordId));
+  Collected other = DoCollect(m, sizes, false);
+  REQUIRE(other.ok);
+  opts.readerEpoch = c4.epoch;
+  Collected c5 = DoCollect(m, sizes, opts);
+  REQUIRE(c5.ok);
+  REQUIRE(c5.rows.size() == 1);
+  CHECK_EQ(c5.rows[0].id, idle[9]);
+  CHECK_EQ(c5.rows[0].state[0], 5.0);
+  CHECK(m.Release(held.recordId));
+}
+
 }  // namespace
 
 int main(int argc, char** argv) { return RunTests(argc, argv); }

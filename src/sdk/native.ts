@@ -237,6 +237,8 @@ export interface NativeBinding {
     lentOutputChunks: number;
     labelSets: number;
     retiredLabelSets: number;
+    /** Records whose state collection passes read since the process started (a sparse delta pass reads only those that may have changed). */
+    stateReads: number;
   };
   /**
    * One collection pass of `domain` (as collect(): epoch, update detection, reclamation)
