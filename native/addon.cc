@@ -31,6 +31,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("descriptor", Napi::Function::New(env, Descriptor, "descriptor"));
   exports.Set("acquire", Napi::Function::New(env, Acquire, "acquire"));
   exports.Set("release", Napi::Function::New(env, Release, "release"));
+  exports.Set("releaseMany", Napi::Function::New(env, ReleaseMany, "releaseMany"));
   exports.Set("drainStale", Napi::Function::New(env, DrainStale, "drainStale"));
   exports.Set("exemplarCell", Napi::Function::New(env, ExemplarCell, "exemplarCell"));
   exports.Set("removeSeries", Napi::Function::New(env, RemoveSeries, "removeSeries"));

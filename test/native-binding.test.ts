@@ -326,6 +326,29 @@ describe('release', () => {
   });
 });
 
+describe('releaseMany', () => {
+  it('rejects what is not a Float64Array of safe ids, releasing nothing', () => {
+    const out = out4();
+    b.acquire(histId, ['many', 'bad'], out);
+    expectTypeError(() => (b.releaseMany as AnyFn)());
+    expectTypeError(() => (b.releaseMany as AnyFn)([out[0]]));
+    expectTypeError(() => (b.releaseMany as AnyFn)(new Uint32Array([1])));
+    for (const bad of [-1, 0.5, NaN, Infinity, 2 ** 53]) expectTypeError(() => b.releaseMany(Float64Array.of(out[0], bad)));
+    expect(b.release(out[0])).toBe(true); // the reference was still held
+  });
+  it('releases each held reference once and counts them; unknown ids and zero refcounts count nothing', () => {
+    const a = out4();
+    const c = out4();
+    b.acquire(histId, ['many', 'a'], a);
+    b.acquire(histId, ['many', 'c'], c);
+    b.acquire(histId, ['many', 'c'], c); // two references
+    expect(b.releaseMany(Float64Array.of(a[0], c[0], 2 ** 53 - 1, 0))).toBe(2);
+    expect(b.releaseMany(Float64Array.of(a[0], c[0]))).toBe(1);
+    expect(b.releaseMany(new Float64Array(0))).toBe(0);
+    expect(b.release(c[0])).toBe(false);
+  });
+});
+
 describe('slab', () => {
   it.each(BAD_U32)('rejects %s with a TypeError', (_w, v) => {
     expectTypeError(() => (b.slab as AnyFn)(v));

@@ -271,6 +271,24 @@ Napi::Value Release(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(info.Env(), RecordMap::Global().Release(ArgId(info, 0, "recordId"), st->arenaId));
 }
 
+// releaseMany(recordIds: Float64Array) -> number released (release() of each, under one
+// lock: a thread giving back the cached references a stale-queue drain named).
+Napi::Value ReleaseMany(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  CheckArity(info, 1, "releaseMany");
+  if (!IsTypedArrayOf(info[0], napi_float64_array)) ThrowType(env, "recordIds must be a Float64Array");
+  Napi::Float64Array a = info[0].As<Napi::Float64Array>();
+  std::vector<uint64_t> ids;
+  ids.reserve(a.ElementLength());
+  for (size_t i = 0; i < a.ElementLength(); i++) {
+    const double d = a[i];
+    if (!IsSafeId(d)) ThrowType(env, "recordIds must hold safe non-negative integers");
+    ids.push_back(static_cast<uint64_t>(d));
+  }
+  EnvState* st = State(env);
+  return Napi::Number::New(env, static_cast<double>(RecordMap::Global().ReleaseMany(ids, st->arenaId)));
+}
+
 // drainStale() -> Float64Array of record ids: records a reclaiming collection (in any
 // thread) saw idle while this thread referenced them. The caller drops its cached
 // references among them (RecordMap::DrainStale).

@@ -14,6 +14,7 @@ Napi::Value RegisterInstrument(const Napi::CallbackInfo& info);
 Napi::Value Descriptor(const Napi::CallbackInfo& info);
 Napi::Value Acquire(const Napi::CallbackInfo& info);
 Napi::Value Release(const Napi::CallbackInfo& info);
+Napi::Value ReleaseMany(const Napi::CallbackInfo& info);
 Napi::Value DrainStale(const Napi::CallbackInfo& info);
 Napi::Value ExemplarCell(const Napi::CallbackInfo& info);
 Napi::Value RemoveSeries(const Napi::CallbackInfo& info);

@@ -521,6 +521,17 @@ uint32_t RecordMap::FindSlotLocked(const Instrument* inst, const LabelSet* label
 
 bool RecordMap::Release(uint64_t recordId, uint32_t arenaId) {
   std::lock_guard<std::mutex> lock(mu_);
+  return ReleaseLocked(recordId, arenaId);
+}
+
+size_t RecordMap::ReleaseMany(const std::vector<uint64_t>& recordIds, uint32_t arenaId) {
+  std::lock_guard<std::mutex> lock(mu_);
+  size_t n = 0;
+  for (uint64_t id : recordIds) n += ReleaseLocked(id, arenaId) ? 1 : 0;
+  return n;
+}
+
+bool RecordMap::ReleaseLocked(uint64_t recordId, uint32_t arenaId) {
   Record* r = FindRecordLocked(recordId);
   if (r == nullptr) return false;
   for (size_t i = 0, n = r->CellCount(); i < n; i++) {

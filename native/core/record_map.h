@@ -243,6 +243,9 @@ class RecordMap {
   // Drops one reference held by the arena (0: by any arena that holds one; for callers
   // that do not track arenas). False if the record is unknown or the arena holds none.
   bool Release(uint64_t recordId, uint32_t arenaId = 0);
+  // Release of each id under one lock (a thread giving back many cached references at
+  // once): how many were released.
+  size_t ReleaseMany(const std::vector<uint64_t>& recordIds, uint32_t arenaId);
 
   // Removes the instrument's record of this label set from every later pass (an explicit
   // removal of one series): the next Acquire of the label set creates a new record (new
@@ -350,6 +353,7 @@ class RecordMap {
   static std::string InstrumentKey(uint32_t domain, std::string_view identity);
   // A new record in `inst` for `labels` (acquired reference): slot.
   uint32_t NewRecordLocked(Instrument* inst, std::string_view key, double startMs);
+  bool ReleaseLocked(uint64_t recordId, uint32_t arenaId);
 
   std::mutex mu_;
   // Shared domains: their segment, series synced so far, and local instrument ids by

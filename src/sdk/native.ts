@@ -169,6 +169,8 @@ export interface NativeBinding {
   acquire(instrumentId: number, labelParts: string[], out: Float64Array, cardinalityLimit?: number, releaseRecordId?: number): boolean;
   /** Drops one reference this thread holds. */
   release(recordId: number): boolean;
+  /** release() of each id, in one call (one lock): how many were released. */
+  releaseMany(recordIds: Float64Array): number;
   /**
    * Ids of records a reclaiming collection (in any thread) saw idle while this thread
    * referenced them; this thread drops its cached references among them.
