@@ -21,8 +21,10 @@ interface Pusher {
   send(line: string): Promise<Record<string, unknown>>;
 }
 
-async function startPusher(name: string, kind: 'otel' | 'controller', first: number): Promise<Pusher> {
-  const proc = spawn(process.execPath, [path.join(__dirname, 'fixtures', 'shared-pusher.js'), name, kind, String(first)], { stdio: ['pipe', 'pipe', 'inherit'] });
+async function startPusher(name: string, kind: 'otel' | 'controller', first: number, reclaimIdleMillis?: number): Promise<Pusher> {
+  const args = [path.join(__dirname, 'fixtures', 'shared-pusher.js'), name, kind, String(first)];
+  if (reclaimIdleMillis !== undefined) args.push(String(reclaimIdleMillis));
+  const proc = spawn(process.execPath, args, { stdio: ['pipe', 'pipe', 'inherit'] });
   procs.push(proc);
   const waiting: ((v: Record<string, unknown>) => void)[] = [];
   readline.createInterface({ input: proc.stdout! }).on('line', (l) => waiting.shift()?.(JSON.parse(l) as Record<string, unknown>));
@@ -76,6 +78,30 @@ describe('processShared push readers', () => {
       expect(await prom.render()).toMatch(/^jobs_total\{[^}]*\} 29$/m);
       await local.shutdown();
       for (const p of [b, c]) {
+        const exit = new Promise((resolve) => p.proc.once('exit', resolve));
+        p.proc.stdin!.end();
+        await exit;
+      }
+    }, 60_000);
+
+    it(`with reclaimIdleMillis, a process that does not push never expires the fleet's series: its empty exports deliver nothing (${kind})`, async () => {
+      const name = `test-push-expiry-${kind}-${process.pid}-${Date.now()}`;
+      names.push(name);
+      const idle = 20;
+      const a = await startPusher(name, kind, 10, idle);
+      const b = await startPusher(name, kind, 5, idle);
+      expect(await exported(a)).toBe(15);
+      expect(await exported(b)).toBe(0);
+      // b writes, then collects on and on while the series is idle (long past
+      // reclaimIdleMillis, its cached reference given back): nothing b exported counts
+      // as delivered, so b does not expire the series before the holder pushed the 2.
+      await b.send('add 2');
+      for (let round = 0; round < 10; round++) {
+        await new Promise((r) => setTimeout(r, idle * 2));
+        expect(await exported(b)).toBe(0);
+      }
+      expect(await exported(a)).toBe(2);
+      for (const p of [a, b]) {
         const exit = new Promise((resolve) => p.proc.once('exit', resolve));
         p.proc.stdin!.end();
         await exit;

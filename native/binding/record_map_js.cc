@@ -133,16 +133,18 @@ Napi::Value RegisterDomain(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), RecordMap::Global().RegisterDomain(name, ArenaIdOrZero(info.Env())));
 }
 
-// sharedStats(domain) -> [liveProcesses, slabsInUse, series] | null (not a shared domain).
+// sharedStats(domain) -> [liveProcesses, slabsInUse, series, nodesInUse] | null (not a
+// shared domain).
 Napi::Value SharedStats(const Napi::CallbackInfo& info) {
   CheckArity(info, 1, "sharedStats");
   uint32_t domain = ArgDomain(info, 0);
-  uint32_t procs = 0, slabs = 0, series = 0;
-  if (!RecordMap::Global().SharedStats(domain, &procs, &slabs, &series)) return info.Env().Null();
-  Napi::Array out = Napi::Array::New(info.Env(), 3);
+  uint32_t procs = 0, slabs = 0, series = 0, nodes = 0;
+  if (!RecordMap::Global().SharedStats(domain, &procs, &slabs, &series, &nodes)) return info.Env().Null();
+  Napi::Array out = Napi::Array::New(info.Env(), 4);
   out.Set(0u, procs);
   out.Set(1u, slabs);
   out.Set(2u, series);
+  out.Set(3u, nodes);
   return out;
 }
 

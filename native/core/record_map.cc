@@ -62,6 +62,8 @@ void RecordMap::RetireArena(uint32_t arenaId) {
           SharedSegment* seg = arena->SegmentOf(r->Cell(i).ref.slab, &segSlab);
           if (seg != nullptr && r->extra && r->extra->series != 0) {
             SharedSegment::Guard g(seg);
+            // Its references go with the thread (even if the cell stays linked: no room).
+            seg->SetReferencedLocked(r->extra->series, segSlab, r->Cell(i).ref.offset, false);
             if (!seg->RetireCellLocked(r->extra->series, segSlab, r->Cell(i).ref.offset)) keep.insert(seg);
           }
           r->EraseCell(i);
@@ -163,7 +165,7 @@ uint32_t RecordMap::RegisterSharedDomain(const std::string& name, uint32_t arena
   return id;
 }
 
-bool RecordMap::SharedStats(uint32_t domain, uint32_t* processes, uint32_t* slabs, uint32_t* series) {
+bool RecordMap::SharedStats(uint32_t domain, uint32_t* processes, uint32_t* slabs, uint32_t* series, uint32_t* nodes) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = shared_.find(domain);
   if (it == shared_.end()) return false;
@@ -172,6 +174,7 @@ bool RecordMap::SharedStats(uint32_t domain, uint32_t* processes, uint32_t* slab
   *processes = it->second.seg->LiveProcessesLocked();
   *slabs = it->second.seg->SlabsInUseLocked();
   *series = it->second.seg->SeriesTotalLocked();
+  if (nodes != nullptr) *nodes = it->second.seg->NodesInUseLocked();
   return true;
 }
 
@@ -211,13 +214,26 @@ void RecordMap::FreeDomainLocked(uint32_t domain) {
     while (!inst->list.empty()) {
       const uint32_t slot = inst->list.back();
       Record* r = &pool_.At(slot);
-      for (size_t i = 0, n = r->CellCount(); i < n; i++) r->Cell(i).refs = 0;
+      for (size_t i = 0, n = r->CellCount(); i < n; i++) {
+        RecordCell& c = r->Cell(i);
+        uint32_t segSlab = 0;
+        SlabArena* arena = c.refs > 0 && inst->shared != nullptr && r->extra ? ArenaLocked(c.arena) : nullptr;
+        if (arena != nullptr && arena->SegmentOf(c.ref.slab, &segSlab) == inst->shared) {
+          // Its references end here: the series may expire before the reap folds the cell.
+          SharedSegment::Guard g(inst->shared);
+          inst->shared->SetReferencedLocked(r->extra->series, segSlab, c.ref.offset, false);
+        }
+        c.refs = 0;
+      }
       ReclaimLocked(slot);
     }
   }
   if (!any) {
     auto sd = shared_.find(domain);
     if (sd != shared_.end()) {
+      for (auto& a : arenas_) {
+        if (a) a->ForgetShared(sd->second.seg);
+      }
       pushLeases_.erase(domain);  // its holder leaves the fleet: another takes over
       sd->second.seg->Detach();
       shared_.erase(sd);
@@ -456,7 +472,13 @@ bool RecordMap::Acquire(uint32_t arenaId, uint32_t instrumentId, const std::stri
     cell = &r->PushCell(c);
     out->newCell = true;
   }
-  cell->refs++;
+  if (++cell->refs == 1 && seg != nullptr) {
+    // 0->1, under the segment lock: this series is referenced, so no process expires it
+    // (and SyncRemovedLocked above made sure it is not a removed one).
+    uint32_t segSlab = 0;
+    arena->SegmentOf(cell->ref.slab, &segSlab);
+    seg->SetReferencedLocked(r->extra->series, segSlab, cell->ref.offset, true);
+  }
   MayChangeLocked(slot);
   auto sq = staleQueues_.find(arenaId);
   out->stalePending = sq != staleQueues_.end() && !sq->second.empty();
@@ -538,6 +560,15 @@ bool RecordMap::ReleaseLocked(uint64_t recordId, uint32_t arenaId) {
     RecordCell& c = r->Cell(i);
     if (c.refs == 0 || (arenaId != 0 && c.arena != arenaId)) continue;
     c.refs = c.refs - 1;
+    SharedSegment* seg = instruments_[r->instrument - 1]->shared;
+    if (c.refs == 0 && seg != nullptr && r->extra && r->extra->series != 0) {
+      // 1->0: this thread no longer keeps the series from expiring.
+      uint32_t segSlab = 0;
+      if (SlabArena* arena = ArenaLocked(c.arena); arena != nullptr && arena->SegmentOf(c.ref.slab, &segSlab) == seg) {
+        SharedSegment::Guard g(seg);
+        seg->SetReferencedLocked(r->extra->series, segSlab, c.ref.offset, false);
+      }
+    }
     if (r->Removed() && r->Refcount() == 0) {
       const auto slot = static_cast<uint32_t>(recordId & 0xffffffffu);
       removed_.erase(slot);
@@ -953,14 +984,15 @@ uint64_t RecordMap::CollectPass(const CollectOptions& opts, const CheckpointVisi
     // A non-monotonic sum's value is a level: it never expires (a new record would
     // restart it from 0).
     const InstrumentKind ik = inst->descriptor.kind;
-    // A shared record is the fleet's: no one process expires it.
-    const bool expirable = ik != InstrumentKind::UpDownCounter && ik != InstrumentKind::ObservableUpDownCounter &&
-                           inst->shared == nullptr;
     // A shared observable's series: exported by every pass (CheckpointView::fresh), not
     // only after this process's own callbacks observed it.
     const bool observable = ik == InstrumentKind::ObservableCounter || ik == InstrumentKind::ObservableUpDownCounter ||
                             ik == InstrumentKind::ObservableGauge;
     const bool level = inst->shared != nullptr && observable;
+    // A shared series expires fleet-wide (ExpireSharedLocked); a shared observable's never
+    // does (a level of the fleet, exported by every pass).
+    const bool expirable = ik != InstrumentKind::UpDownCounter && ik != InstrumentKind::ObservableUpDownCounter &&
+                           !level;
     SharedSegment* const seg = inst->shared;
     const double* const shared = seg != nullptr ? sharedStates[inst.get()].data() : nullptr;
     const auto sharedEx = seg != nullptr ? sharedExemplars.find(inst.get()) : sharedExemplars.end();
@@ -1018,7 +1050,8 @@ uint64_t RecordMap::CollectPass(const CollectOptions& opts, const CheckpointVisi
       const uint32_t refcount = r->Refcount();
       // Read with no reference held: unchanged until the next Acquire (mayChange_).
       if (refcount == 0) mayChange_[slot] = 0;
-      if (opts.reclaim && expirable && !updated && refcount == 0 && r->lastUpdateEpoch < opts.reclaimBefore) {
+      if (opts.reclaim && expirable && !updated && refcount == 0 && r->lastUpdateEpoch < opts.reclaimBefore &&
+          (seg == nullptr || ExpireSharedLocked(inst.get(), r, fingerprint))) {
         reclaim.push_back(slot);
         continue;
       }
@@ -1074,6 +1107,26 @@ uint64_t RecordMap::CollectPass(const CollectOptions& opts, const CheckpointVisi
     *opts.pinId = lastPinId_;
   }
   return epoch;
+}
+
+bool RecordMap::ExpireSharedLocked(const Instrument* inst, const Record* r, uint64_t fingerprint) {
+  if (!r->extra || r->extra->series == 0) return false;
+  SharedSegment* seg = inst->shared;
+  // The pass summed the series' state and released the segment lock: re-checked now,
+  // under it. Removed meanwhile (by another process): this record goes at the next sync.
+  SharedSegment::Guard g(seg);
+  const uint32_t series = r->extra->series;
+  if (seg->SeriesRemovedLocked(series) || seg->ReferencedLocked(series)) return false;
+  // The fleet's state is still the one this pass saw idle (and this process's readers
+  // delivered): no write since, through a reference held or taken and given back.
+  std::vector<double> state(inst->cellSize), tmp(inst->cellSize);
+  seg->SumLocked(series, state.data(), tmp.data());
+  if (StateFingerprint(state.data(), inst->cellSize) != fingerprint) return false;
+  // Removed as remove() removes it: every process drops its record at its next sync, and
+  // an acquire after this (any process, under this lock) makes a new series.
+  if (!seg->RemoveSeriesLocked(series)) return false;
+  shared_[inst->domain].removals++;  // this process's record: reclaimed by the caller
+  return true;
 }
 
 void RecordMap::UnpinLabels(uint64_t id) {

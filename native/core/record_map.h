@@ -44,9 +44,10 @@ struct Instrument {
   Descriptor descriptor;
   size_t cellSize = 0;
   // Process-shared instruments (RegisterSharedDomain): the segment and the instrument's
-  // index there (1-based). Their cells live in the segment; their records are never
-  // reclaimed (expired), and each shows the sum of every process's cells. Removing one
-  // (any process) removes its series from the segment; every process drops its record.
+  // index there (1-based). Their cells live in the segment; each record shows the sum of
+  // every process's cells. Removing one (any process) removes its series from the
+  // segment; every process drops its record. Expiry removes it so too, fleet-wide
+  // (ExpireSharedLocked).
   SharedSegment* shared = nullptr;
   uint32_t sharedInst = 0;
   // By label set (pointer identity: label sets are interned). An entry is erased before
@@ -74,6 +75,7 @@ struct CollectOptions {
   double nowMs = 0;
   // Only instruments of this domain; 0 means every domain.
   uint32_t domain = 0;
+  // (Shared records: fleet-wide, see RecordMap::ExpireSharedLocked and docs/design.md.)
   // Reclaim (expire) records with no references that were not updated in this pass and
   // whose last update was first seen by a collection before epoch `reclaimBefore` (the
   // provider passes one past the oldest epoch every reader has delivered, bounded by its
@@ -204,9 +206,10 @@ class RecordMap {
   // that registers `name` records into the same records (SharedSegment). Returns 0 with
   // *error if the segment cannot be opened or joined (e.g. not Linux).
   uint32_t RegisterSharedDomain(const std::string& name, uint32_t arenaId, std::string* error);
-  // Stats of a shared domain's segment: live processes and slabs in use (after reaping
-  // the dead). False if the domain is not shared.
-  bool SharedStats(uint32_t domain, uint32_t* processes, uint32_t* slabs, uint32_t* series);
+  // Stats of a shared domain's segment: live processes, slabs in use, series ever, cell
+  // nodes in use (after reaping the dead). False if the domain is not shared.
+  bool SharedStats(uint32_t domain, uint32_t* processes, uint32_t* slabs, uint32_t* series,
+                   uint32_t* nodes = nullptr);
   // For a processShared domain: whether this process pushes the fleet's series now
   // (PushLease: taken if no process holds it; kept until the domain is freed or the
   // process exits). False for any other domain.
@@ -324,6 +327,12 @@ class RecordMap {
   SlabArena* ArenaLocked(uint32_t id) { return id == 0 || id > arenas_.size() ? nullptr : arenas_[id - 1].get(); }
   const double* CellData(const RecordCell& c) { return ArenaLocked(c.arena)->Data(c.ref); }
   void ReclaimLocked(uint32_t slot);
+  // A pass's expiry of a shared record that is idle by this process's rule (not updated,
+  // refcount 0, old enough): under the segment lock, removes its series fleet-wide
+  // (RemoveSeriesLocked) if it is not removed, no thread of any process references it,
+  // and its state's fingerprint is still `fingerprint` (the pass's). True: removed; the
+  // caller reclaims the record. Caller holds mu_, not the segment lock.
+  bool ExpireSharedLocked(const Instrument* inst, const Record* r, uint64_t fingerprint);
   // Frees a record's cells, label set reference and slot (no list or table touched).
   void FreeRecordLocked(uint32_t slot);
   // Drops the arena's exemplar cell of the record; `keep`: merged into retiredExemplars

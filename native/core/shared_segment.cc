@@ -24,8 +24,9 @@ namespace hotmeter {
 namespace {
 
 constexpr uint64_t kMagic = 0x31524853544f48ull;  // "HOTSHR1"
-constexpr uint32_t kVersion = 5;  // 2: descriptors in the instrument table; 3: the fold journal; 4: removal;
-                                  // 5: exemplar chains and dead exemplar areas
+constexpr uint32_t kVersion = 6;  // 2: descriptors in the instrument table; 3: the fold journal; 4: removal;
+                                  // 5: exemplar chains and dead exemplar areas;
+                                  // 6: a node's referenced flag (fleet-wide expiry)
 constexpr uint32_t kNone = 0;  // null node / series / bucket entry (indices are 1-based)
 
 uint64_t Fnv1a(std::string_view s, uint64_t h = 0xcbf29ce484222325ull) {
@@ -97,7 +98,10 @@ struct SharedSegment::Node {
   uint32_t next;
   uint32_t slab;
   uint32_t offset;
-  uint32_t pad;
+  // Value chain: 1 while the cell's thread holds a reference (RecordMap refs > 0), set and
+  // cleared under the mutex by that thread's process (SetReferencedLocked). Goes with the
+  // node when it is unlinked (fold, reap, removal). Exemplar chain: always 0.
+  uint32_t referenced;
 };
 
 // Written only under the mutex, by FoldUnlinkLocked; read by RecoverLocked.
@@ -721,9 +725,29 @@ bool SharedSegment::LinkCellLocked(uint32_t s, uint32_t slab, uint32_t offset) {
   Node& node = nodes()[n - 1];
   node.slab = slab;
   node.offset = offset;
+  node.referenced = 0;
   node.next = series()[s - 1].head;
   series()[s - 1].head = n;
   return true;
+}
+
+void SharedSegment::SetReferencedLocked(uint32_t s, uint32_t slab, uint32_t offset, bool referenced) {
+  if (s == kNone || s > header()->seriesCount) return;
+  for (uint32_t n = series()[s - 1].head; n != kNone; n = nodes()[n - 1].next) {
+    Node& node = nodes()[n - 1];
+    if (node.slab == slab && node.offset == offset) {
+      node.referenced = referenced ? 1 : 0;
+      return;
+    }
+  }
+}
+
+bool SharedSegment::ReferencedLocked(uint32_t s) const {
+  if (s == kNone || s > header()->seriesCount) return false;
+  for (uint32_t n = series()[s - 1].head; n != kNone; n = nodes()[n - 1].next) {
+    if (nodes()[n - 1].referenced != 0) return true;
+  }
+  return false;
 }
 
 bool SharedSegment::PermanentLocked(uint32_t size, uint32_t* slab, uint32_t* off) {
@@ -944,6 +968,7 @@ bool SharedSegment::LinkExemplarCellLocked(uint32_t s, uint32_t slab, uint32_t o
   Node& node = nodes()[n - 1];
   node.slab = slab;
   node.offset = offset;
+  node.referenced = 0;
   node.next = se.exHead;
   std::atomic_signal_fence(std::memory_order_seq_cst);  // whole before it is reachable
   se.exHead = n;
@@ -1030,6 +1055,12 @@ uint32_t SharedSegment::LiveProcessesLocked() const {
   uint32_t n = 0;
   for (uint32_t i = 0; i < kMaxProcs; i++) n += procs()[i].state == 1 ? 1 : 0;
   return n;
+}
+
+uint32_t SharedSegment::NodesInUseLocked() const {
+  uint32_t free = 0;
+  for (uint32_t n = header()->nodeFree; n != kNone && free < kMaxNodes; n = nodes()[n - 1].next) free++;
+  return header()->nodeUsed - free;
 }
 
 uint32_t SharedSegment::SlabsInUseLocked() const {

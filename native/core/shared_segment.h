@@ -13,7 +13,10 @@
 //                of exemplar cell nodes and a dead exemplar area; a removed
 //                series (instrument.remove/clear) leaves the index and its chains, and
 //                its index is never reused: a write after it makes a new series
-//   nodes        (slab, offset) of one process's (one thread's) cell of a series
+//   nodes        (slab, offset) of one process's (one thread's) cell of a series, and
+//                whether that thread holds a reference to the series (a value cell's
+//                node only: RecordMap sets it when the cell's refs go 0->1, clears it at
+//                1->0, both under the lock; an unlinked node takes its flag with it)
 //   slabs        64 KiB blocks of cells; each owned by one process slot (or permanent,
 //                for dead accumulators)
 //   journal      the fold in progress (a saved copy of the accumulator it changes), so
@@ -128,8 +131,15 @@ class SharedSegment {
   // Gives back a slab of this process whose cells were all retired.
   void ReleaseSlabLocked(uint32_t slab);
   double* SlabData(uint32_t slab) const;
-  // Links the cell at (slab, offset) into the series' chain. False if out of nodes.
+  // Links the cell at (slab, offset) into the series' chain, not referenced. False if out
+  // of nodes.
   bool LinkCellLocked(uint32_t series, uint32_t slab, uint32_t offset);
+  // Sets whether the thread owning the linked cell at (slab, offset) holds a reference to
+  // the series (RecordMap: its cell's refs went 0->1, or 1->0). No-op if not linked.
+  void SetReferencedLocked(uint32_t series, uint32_t slab, uint32_t offset, bool referenced);
+  // Some thread of some process holds a reference to the series (a linked cell's node is
+  // flagged): it must not expire (RecordMap's expiry, docs/design.md "Removal").
+  bool ReferencedLocked(uint32_t series) const;
   // Folds the cell into the series' dead accumulator and unlinks it (its thread exited);
   // a level's cell (LevelLocked) is unlinked without folding. False (cell left linked) if
   // no room for the accumulator.
@@ -169,6 +179,8 @@ class SharedSegment {
   // Live processes attached (after ReapLocked: exact as of now).
   uint32_t LiveProcessesLocked() const;
   uint32_t SlabsInUseLocked() const;
+  // Cell nodes (value and exemplar chains) linked or leaked, i.e. not on the free list.
+  uint32_t NodesInUseLocked() const;
 
  private:
   struct Header;

@@ -35,13 +35,27 @@ CellRef SlabArena::Allocate(size_t size) {
 
 void SlabArena::Free(CellRef ref, size_t size) {
   if (size == 0) size = 1;
-  if (slabs_[ref.slab].segment != nullptr) return;  // goes with its slab
+  const Slab& slab = slabs_[ref.slab];
+  if (slab.segment != nullptr) {
+    // Reused within the segment while the slab is this arena's (not released or forgotten).
+    if (slab.used <= slab.size) sharedFree_[slab.segment][size].push_back(ref);
+    return;
+  }
   free_[size].push_back(ref);
 }
 
 bool SlabArena::AllocateShared(SharedSegment* seg, size_t size, CellRef* out) {
   if (size == 0) size = 1;
   if (size > SharedSegment::kSlabDoubles) return false;
+  auto fs = sharedFree_.find(seg);
+  if (fs != sharedFree_.end()) {
+    auto f = fs->second.find(size);
+    if (f != fs->second.end() && !f->second.empty()) {
+      *out = f->second.back();
+      f->second.pop_back();
+      return true;
+    }
+  }
   auto it = sharedCurrent_.find(seg);
   if (it == sharedCurrent_.end() || slabs_[it->second].size - slabs_[it->second].used < size) {
     const uint32_t segSlab = seg->AcquireSlabLocked();
@@ -68,6 +82,7 @@ void SlabArena::ReleaseShared(SharedSegment* seg) {
     s.used = s.size + 1;  // released: never allocated from or released again
   }
   sharedCurrent_.erase(seg);
+  sharedFree_.erase(seg);
 }
 
 void SlabArena::ForgetShared(SharedSegment* seg) {
@@ -75,6 +90,7 @@ void SlabArena::ForgetShared(SharedSegment* seg) {
     if (s.segment == seg) s.used = s.size + 1;
   }
   sharedCurrent_.erase(seg);
+  sharedFree_.erase(seg);
 }
 
 size_t SlabArena::BytesReserved() const {

@@ -35,13 +35,16 @@ class SlabArena {
   // Returns a cell of `size` doubles (contents unspecified; the caller initialises it).
   // Cells larger than a slab get a dedicated slab.
   CellRef Allocate(size_t size);
-  // Returns a cell to the free list of its size. The caller guarantees that no JS handle
-  // can still write to it.
+  // Returns a cell to the free list of its size (a shared cell: its segment's). The caller
+  // guarantees that no JS handle can still write to it and, for a shared cell, that no
+  // live series' chain links it (or that ForgetShared follows under the same lock).
   void Free(CellRef ref, size_t size);
 
   // A cell in a slab of this thread in the process-shared segment (caller holds the
-  // segment's lock). False if the segment has no slab left. Shared cells are never
-  // reused within the arena: they go with their slab (ReleaseShared, ForgetShared).
+  // segment's lock). False if the segment has no slab left. A shared cell given back by
+  // Free (its record freed: no reference, its node unlinked from every chain, as the
+  // series was removed or expired) is reused for a cell of its size in the same segment
+  // until its slab goes (ReleaseShared, ForgetShared).
   bool AllocateShared(SharedSegment* seg, size_t size, CellRef* out);
   // The segment and segment slab index of a shared slab (null: a private slab).
   SharedSegment* SegmentOf(uint32_t slab, uint32_t* segSlab) const {
@@ -78,6 +81,8 @@ class SlabArena {
   uint32_t id_;
   std::vector<Slab> slabs_;
   std::map<size_t, std::vector<CellRef>> free_;  // by cell size
+  // Freed cells in this arena's slabs of a segment, by segment and cell size.
+  std::map<SharedSegment*, std::map<size_t, std::vector<CellRef>>> sharedFree_;
 };
 
 }  // namespace hotmeter

@@ -60,8 +60,10 @@ struct Proc {
   std::map<std::string, std::vector<double>> Collect() {
     CollectOptions o;
     o.domain = domain;
-    o.reclaim = true;  // shared records must never be reclaimed, whatever the pass asks
-    o.reclaimBefore = UINT64_MAX;
+    // A provider without expiry (reclaimBefore 0): stale queues are filled, nothing expires
+    // (the expiring passes of shared series are Expire's, below).
+    o.reclaim = true;
+    o.reclaimBefore = 0;
     std::vector<uint64_t> reclaimed;
     std::map<std::string, std::vector<double>> out;
     map.CollectPass(
@@ -110,6 +112,31 @@ struct Proc {
     return out;
   }
   void Release() { map.ReleaseDomain(domain, arena); }
+  // An expiring pass (every reader delivered everything, idle long enough: reclaimBefore
+  // UINT64_MAX): "instrument name|label key" -> first double of the state, of the records
+  // kept; the ids of the records it reclaimed (expired) in *reclaimed. `visit`, if given,
+  // runs for each record kept, inside the pass (this map's lock held, no segment lock).
+  std::map<std::string, double> Expire(std::vector<uint64_t>* reclaimed,
+                                       const std::function<void(const CheckpointView&)>& visit = nullptr) {
+    CollectOptions o;
+    o.domain = domain;
+    o.reclaim = true;
+    o.reclaimBefore = UINT64_MAX;
+    std::map<std::string, double> out;
+    map.CollectPass(
+        o,
+        [&](const CheckpointView& v) {
+          out[v.instrument->descriptor.name + "|" + std::string(v.record->labels->view())] = v.state[0];
+          if (visit) visit(v);
+        },
+        reclaimed);
+    return out;
+  }
+  uint32_t Nodes() {
+    uint32_t procs = 0, slabs = 0, series = 0, nodes = 0;
+    if (!map.SharedStats(domain, &procs, &slabs, &series, &nodes)) Fail(__FILE__, __LINE__, "SharedStats");
+    return nodes;
+  }
 };
 
 // Writes an exemplar into slot `slot` of an exemplar cell as offerExemplar does (time last).
@@ -1106,6 +1133,239 @@ TEST(shared_remove_while_other_processes_write_and_collect) {
     for (uint32_t ar : arenas) b.map.RetireArena(ar);  // the writer threads exit
     a.Release();
     b.Release();
+  }
+  Cleanup(name);
+}
+
+TEST(shared_expiry_removes_idle_unreferenced_series_fleet_wide) {
+  // a expires (reclaimBefore: everything delivered, idle long enough) a counter series both
+  // wrote and let go of: gone from a's and b's passes, its nodes and cells freed (b's cell
+  // is reused for its next cell), a later write a new series from zero. Not expired: a
+  // series a thread of b still references (until b lets go), an up-down counter's and an
+  // observable counter's series.
+  const std::string name = UniqueName("expire");
+  {
+    Proc a(name), b(name);
+    const uint32_t ca = a.Instrument("c", AggregationKind::Sum), cb = b.Instrument("c", AggregationKind::Sum);
+    const uint32_t ua = a.Of("u", InstrumentKind::UpDownCounter), ub = b.Of("u", InstrumentKind::UpDownCounter);
+    const uint32_t oa = a.Of("o", InstrumentKind::ObservableCounter);
+    const std::string k1 = "c|" + Key("k", "1"), k2 = "c|" + Key("k", "2"), u1 = "u|" + Key("k", "1"),
+                      o1 = "o|" + Key("k", "1");
+    const uint32_t nodes0 = a.Nodes();
+    Acquired got;
+    double* a1 = a.Cell(ca, Key("k", "1"), 0, 0, &got);
+    REQUIRE(a1);
+    Update(AggregationKind::Sum, a1, {}, 2);
+    CHECK(a.map.Release(got.recordId, a.arena));
+    double* b1 = b.Cell(cb, Key("k", "1"), 0, 0, &got);
+    REQUIRE(b1);
+    Update(AggregationKind::Sum, b1, {}, 3);
+    CHECK(b.map.Release(got.recordId, b.arena));
+    Acquired held;
+    double* b2 = b.Cell(cb, Key("k", "2"), 0, 0, &held);  // b keeps this reference
+    REQUIRE(b2);
+    Update(AggregationKind::Sum, b2, {}, 4);
+    for (auto [inst, p] : {std::pair{ua, &a}, std::pair{ub, &b}}) {
+      double* u = p->Cell(inst, Key("k", "1"), 0, 0, &got);
+      REQUIRE(u);
+      Update(AggregationKind::Sum, u, {}, 1);
+      CHECK(p->map.Release(got.recordId, p->arena));
+    }
+    double* o = a.Cell(oa, Key("k", "1"), 0, 0, &got);
+    REQUIRE(o);
+    Observe(o, 7, 1000);
+    CHECK(a.map.Release(got.recordId, a.arena));
+    CHECK_EQ(a.Nodes(), nodes0 + 6);  // c k=1 twice, c k=2, u k=1 twice, o k=1
+
+    std::vector<uint64_t> reclaimed;
+    auto s = a.Expire(&reclaimed);  // first sight: exported, whatever it holds
+    CHECK(reclaimed.empty());
+    CHECK_EQ(s[k1], 5.0);
+    s = a.Expire(&reclaimed);  // idle, unreferenced: c k=1 expires
+    CHECK_EQ(reclaimed.size(), 1u);
+    CHECK_EQ(s.count(k1), 0u);
+    CHECK_EQ(s[k2], 4.0);
+    CHECK_EQ(s[u1], 2.0);
+    CHECK_EQ(s[o1], 7.0);
+    CHECK_EQ(a.Nodes(), nodes0 + 4);
+    auto sb = b.Collect();
+    CHECK_EQ(sb.count(k1), 0u);  // b dropped its record at its sync
+    CHECK_EQ(sb.size(), 3u);
+    // Referenced by b: stays however often a expires; let go: expires.
+    for (int pass = 0; pass < 3; pass++) CHECK_EQ(a.Expire(&reclaimed).count(k2), 1u);
+    CHECK_EQ(reclaimed.size(), 1u);
+    CHECK(b.map.Release(held.recordId, b.arena));
+    CHECK_EQ(a.Expire(&reclaimed).count(k2), 0u);
+    CHECK_EQ(reclaimed.size(), 2u);
+    CHECK_EQ(a.Nodes(), nodes0 + 3);
+    CHECK_EQ(b.Collect().count(k2), 0u);
+    // A write after: a new series, from zero. b's freed cell is reused for it (initialised).
+    double* again = b.Cell(cb, Key("k", "1"));
+    REQUIRE(again);
+    CHECK(again == b1 || again == b2);
+    CHECK_EQ(again[0], 0.0);
+    Update(AggregationKind::Sum, again, {}, 6);
+    CHECK_EQ(a.First(k1), 6.0);
+    CHECK_EQ(b.First(k1), 6.0);
+    a.Release();
+    b.Release();
+  }
+  Cleanup(name);
+}
+
+TEST(shared_expiry_rechecks_the_fleet_under_the_lock_at_removal) {
+  // The pass sums shared states early and lets go of the segment lock. Between that and
+  // its removal of an idle series, another process writes it (acquire, write, release),
+  // or takes a reference and keeps it: the series is not expired (the write is not lost;
+  // the reference never writes into a removed series). The visitor of an earlier
+  // instrument's record does it, inside a's pass.
+  const std::string name = UniqueName("recheck");
+  {
+    Proc a(name), b(name);
+    const uint32_t firstA = a.Instrument("first", AggregationKind::Sum);
+    const uint32_t ca = a.Instrument("c", AggregationKind::Sum), cb = b.Instrument("c", AggregationKind::Sum);
+    const std::string k1 = "c|" + Key("k", "1");
+    Acquired keep;
+    REQUIRE(a.Cell(firstA, Key("k", "0"), 0, 0, &keep));  // referenced: visited in every pass
+    Acquired got;
+    double* a1 = a.Cell(ca, Key("k", "1"), 0, 0, &got);
+    REQUIRE(a1);
+    Update(AggregationKind::Sum, a1, {}, 1);
+    CHECK(a.map.Release(got.recordId, a.arena));
+    std::vector<uint64_t> reclaimed;
+    a.Expire(&reclaimed);
+    // Written by b during a's pass, after its sums: kept, with the write.
+    bool wrote = false;
+    auto s = a.Expire(&reclaimed, [&](const CheckpointView& v) {
+      if (v.instrument->descriptor.name != "first" || wrote) return;
+      wrote = true;
+      Acquired bg;
+      double* cell = b.Cell(cb, Key("k", "1"), 0, 0, &bg);
+      if (cell == nullptr) return;
+      Update(AggregationKind::Sum, cell, {}, 10);
+      b.map.Release(bg.recordId, b.arena);
+    });
+    CHECK(wrote);
+    CHECK(reclaimed.empty());
+    CHECK_EQ(s[k1], 1.0);  // this pass's sum, from before the write
+    CHECK_EQ(a.First(k1), 11.0);
+    // Referenced by b during a's pass (idle since First's pass): kept; b's write through
+    // it is in the series.
+    double* bcell = nullptr;
+    Acquired bref;
+    a.Expire(&reclaimed, [&](const CheckpointView& v) {
+      if (v.instrument->descriptor.name == "first" && bcell == nullptr) bcell = b.Cell(cb, Key("k", "1"), 0, 0, &bref);
+    });
+    REQUIRE(bcell);
+    CHECK(reclaimed.empty());
+    for (int pass = 0; pass < 2; pass++) a.Expire(&reclaimed);
+    CHECK(reclaimed.empty());
+    Update(AggregationKind::Sum, bcell, {}, 100);
+    CHECK_EQ(a.First(k1), 111.0);
+    CHECK(b.map.Release(bref.recordId, b.arena));
+    a.Expire(&reclaimed);
+    a.Expire(&reclaimed);
+    CHECK_EQ(reclaimed.size(), 1u);
+    CHECK_EQ(b.First(k1), -1.0);
+    CHECK(a.map.Release(keep.recordId, a.arena));
+    a.Release();
+    b.Release();
+  }
+  Cleanup(name);
+}
+
+TEST(shared_stress_expiry_while_threads_acquire_write_release) {
+  // Two processes' writer threads take a reference to a series (acquire), write it, and
+  // let go (release), over and over, pausing now and then; each process's collector
+  // thread runs expiring passes meanwhile. A series may expire (any process) once idle
+  // and unreferenced. Every write is counted exactly once: in the value a collector saw
+  // last of a record that its pass then expired (that series' final value), or in the
+  // live series at the end. A write into a removed series, or one a removal lost, breaks
+  // the sum.
+  const std::string name = UniqueName("expstress");
+  const int P = 2, W = 2, L = 6;
+  const int N = static_cast<int>(20000 * g_scale);
+  {
+    std::vector<std::unique_ptr<Proc>> ps;
+    for (int p = 0; p < P; p++) ps.push_back(std::make_unique<Proc>(name));
+    std::vector<uint32_t> inst;
+    for (auto& p : ps) inst.push_back(p->Instrument("c", AggregationKind::Sum));
+    std::atomic<bool> done{false};
+    std::vector<std::map<std::string, double>> expiredSum(P);  // per collector, by key
+    std::vector<long> expiries(P, 0);
+    auto pass = [&](int p, std::map<uint64_t, std::pair<std::string, double>>& seen) {
+      std::vector<uint64_t> reclaimed;
+      CollectOptions o;
+      o.domain = ps[p]->domain;
+      o.reclaim = true;
+      o.reclaimBefore = UINT64_MAX;
+      std::map<uint64_t, std::pair<std::string, double>> now;
+      ps[p]->map.CollectPass(
+          o, [&](const CheckpointView& v) { now[v.id] = {std::string(v.record->labels->view()), v.state[0]}; },
+          &reclaimed);
+      for (uint64_t id : reclaimed) {
+        // Not updated in the pass that expired it: its value is the one seen last.
+        auto it = seen.find(id);
+        if (it == seen.end()) {
+          Fail(__FILE__, __LINE__, "a record expired in its first pass");
+          continue;
+        }
+        expiredSum[p][it->second.first] += it->second.second;
+        expiries[p]++;
+      }
+      seen.swap(now);
+    };
+    // Per process, the records its last pass kept (its collector's, then the main thread's).
+    std::vector<std::map<uint64_t, std::pair<std::string, double>>> seen(P);
+    std::vector<std::thread> collectors;
+    for (int p = 0; p < P; p++) {
+      collectors.emplace_back([&, p] {
+        while (!done.load()) pass(p, seen[p]);
+      });
+    }
+    std::vector<std::vector<long>> written(P * W, std::vector<long>(L, 0));
+    std::vector<std::thread> writers;
+    for (int p = 0; p < P; p++) {
+      for (int w = 0; w < W; w++) {
+        const uint32_t ar = ps[p]->map.RegisterArena();
+        writers.emplace_back([&, p, w, ar] {
+          std::mt19937 rng(static_cast<unsigned>(p * 31 + w));
+          for (int i = 0; i < N; i++) {
+            const int l = static_cast<int>(rng() % L);
+            Acquired got;
+            double* cell = ps[p]->Cell(inst[p], Key("k", std::to_string(l)), 0, ar, &got);
+            if (cell == nullptr) Fail(__FILE__, __LINE__, "acquire failed");
+            if (cell == nullptr) return;
+            const int times = 1 + static_cast<int>(rng() % 3);
+            for (int t = 0; t < times; t++) AddRelaxed(*cell, 1);
+            written[p * W + w][l] += times;
+            if (!ps[p]->map.Release(got.recordId, ar)) Fail(__FILE__, __LINE__, "release failed");
+            if (i % 64 == 63) std::this_thread::sleep_for(std::chrono::microseconds(200));  // series go idle
+          }
+          ps[p]->map.RetireArena(ar);  // the thread exits
+        });
+      }
+    }
+    for (auto& t : writers) t.join();
+    done = true;
+    for (auto& t : collectors) t.join();
+    // Then, with no writer left, every series expires (a few passes each).
+    for (int k = 0; k < 3; k++) {
+      for (int p = 0; p < P; p++) pass(p, seen[p]);
+    }
+    long during = expiries[0] + expiries[1];
+    std::printf("    %ld expiries (both processes, writers running and after)\n", during);
+    for (int l = 0; l < L; l++) {
+      const std::string key = Key("k", std::to_string(l));
+      long want = 0;
+      for (auto& w : written) want += w[l];
+      double got = 0;
+      for (int p = 0; p < P; p++) got += expiredSum[p][key];
+      CHECK_EQ(got, static_cast<double>(want));
+    }
+    for (int p = 0; p < P; p++) CHECK(ps[p]->Collect().empty());
+    CHECK_EQ(ps[0]->Nodes(), 0u);
+    for (auto& p : ps) p->Release();
   }
   Cleanup(name);
 }

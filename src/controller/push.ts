@@ -250,10 +250,9 @@ export class PushController implements MetricReader {
     const epoch = raw.epoch;
     // processShared: another process pushes the fleet's series (MetricProducer.pushes).
     // The batcher above still took the collection (a later takeover starts from it).
-    if (producer.pushes !== undefined && !producer.pushes()) {
-      producer.delivered?.(epoch);
-      return OK;
-    }
+    // Not delivered: nothing went out, so this reader keeps this process from expiring
+    // the fleet's series (the pushing process's delivered exports let it expire them).
+    if (producer.pushes !== undefined && !producer.pushes()) return OK;
     return this.exportSet(set, producer, signal).then((o) => {
       if (o.ok) producer.delivered?.(epoch);
       return o;

@@ -123,7 +123,8 @@ export interface MetricProducer {
   /**
    * Optional (a processShared provider): whether this process is the one that pushes the
    * fleet's series now; taken if no live process is. A push reader exports nothing while
-   * it is false (another process exports the same series). Absent: always.
+   * it is false (another process exports the same series), and calls no `delivered`
+   * for it: this process then expires none of the fleet's series. Absent: always.
    */
   pushes?(): boolean;
   /**

@@ -60,8 +60,13 @@ export interface MeterProviderOptions {
    * An instrument's first registration decides its aggregation and buckets for all (a
    * process asking for others gets them, with a diagnostic; one registering the name with
    * another kind, unit or value type records nothing). Measurements stay writes into this
-   * process's own cells; a process that dies, even killed, keeps what it wrote. Series of
-   * a shared name never expire (`reclaimIdleMillis` is ignored, with a diagnostic);
+   * process's own cells; a process that dies, even killed, keeps what it wrote. With
+   * `reclaimIdleMillis`, a series expires fleet-wide, in a collection of a process whose
+   * own rule holds (see `reclaimIdleMillis`: the fleet's value unchanged in that process's
+   * collections for that long and delivered by its readers), once no thread of any process
+   * holds a bound handle or cached reference to it (a process that never collects never
+   * gives its cached references back, so its caches keep series alive); it is then removed
+   * as by `remove()`. Up-down counters and observable series never expire (levels).
    * `remove()`/`clear()` in any process removes them from every process's exports (other
    * processes' cached references go at their next stale-queue drain; a write through one
    * before it goes nowhere). Observable callbacks
@@ -114,7 +119,12 @@ export interface MeterProviderOptions {
    * is dropped from every later export, once every reader has delivered its final value (a
    * push reader's export succeeded, a Prometheus scrape's response was fully written). A
    * series that comes back is a new series (new start time: a counter reset). Never applies
-   * to up-down counters (their value is a level). Default undefined/0: series never expire;
+   * to up-down counters (their value is a level). With `processShared`: the series
+   * expires for the whole fleet (every process's exports drop it; a later write anywhere
+   * makes a new series from zero), in a collection of this process when this rule holds
+   * here (the fleet's summed value unchanged) and no thread of any process holds a bound
+   * handle or cached reference to it (checked under the segment's lock at the removal);
+   * shared observable series (levels of the fleet) never expire either. Default undefined/0: series never expire;
    * cumulative exports show every series recorded, with its value, for the life of the
    * provider (as prom-client and @opentelemetry/sdk-metrics do).
    */
@@ -284,9 +294,6 @@ export class MeterProvider implements ApiMeterProvider {
     this.exemplarFilter = exemplarFilterCode(options.exemplarFilter);
     this.domain = registerDomainOf(options);
     this.sharedObservables = options.processShared !== undefined;
-    if (this.sharedObservables && idle > 0) {
-      warnLimited('shared-expiry', 'processShared: series of a shared name never expire; reclaimIdleMillis is ignored for them (remove them with instrument.remove() or clear())');
-    }
     this.registry = new InstrumentRegistry(
       this.domain,
       { limits, selector, views, cardinalityLimit: limit, readerPreferences: preferences, defaultReaders, exemplarFilter: this.exemplarFilter, processShared: this.sharedObservables },
@@ -334,14 +341,15 @@ export class MeterProvider implements ApiMeterProvider {
 
   /**
    * For a `processShared` provider: live processes attached to its segment, 64 KiB slabs
-   * of cells in use, and series (after folding the processes found dead; every series the
-   * segment ever had, removed ones too: they count against its capacity). Undefined
-   * otherwise.
+   * of cells in use, series (every series the segment ever had, removed and expired ones
+   * too: they count against its capacity) and cell nodes in use (one per process thread's
+   * cell of a live series, and per exemplar cell; a removed or expired series' go back),
+   * after folding the processes found dead. Undefined otherwise.
    */
-  processSharedStats(): { processes: number; slabs: number; series: number } | undefined {
+  processSharedStats(): { processes: number; slabs: number; series: number; nodes: number } | undefined {
     if (this.domainReleased) return undefined;
     const r = native().sharedStats(this.domain);
-    return r === null ? undefined : { processes: r[0], slabs: r[1], series: r[2] };
+    return r === null ? undefined : { processes: r[0], slabs: r[1], series: r[2], nodes: r[3] };
   }
 
   /**

@@ -255,13 +255,14 @@ export class HotmeterMetricProducer implements MetricReader, OtelMetricProducer 
     // A push reader of a processShared fleet exports only from the process that holds
     // the push lease (MetricProducer.pushes); the others still convert each collection,
     // so a delta reader that takes over starts from its own last collection.
-    if (this.tracksDelivery && source.pushes !== undefined && !source.pushes()) {
-      resourceMetrics = { resource: resourceMetrics.resource, scopeMetrics: [] };
-    }
+    // Its empty exports are not delivered: this reader keeps this process from expiring
+    // the fleet's series (the pushing process's delivered exports let it expire them).
+    const passive = this.tracksDelivery && source.pushes !== undefined && !source.pushes();
+    if (passive) resourceMetrics = { resource: resourceMetrics.resource, scopeMetrics: [] };
     if (this.tracksDelivery) {
       const scopes = resourceMetrics.scopeMetrics as unknown as object[];
       // Nothing to export (a PeriodicExportingMetricReader then calls no exporter): delivered.
-      if (scopes.length === 0) source.delivered?.(epoch);
+      if (scopes.length === 0 && !passive) source.delivered?.(epoch);
       for (const sm of scopes) this.epochOf.set(sm, epoch);
     }
     return { resourceMetrics, errors: [] };

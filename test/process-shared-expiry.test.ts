@@ -1,0 +1,181 @@
+// MeterProvider({ processShared, reclaimIdleMillis }): expiry of shared series, fleet-wide.
+// This process (src/) and test/fixtures/shared-expirer.js (dist/cjs: `npm run build:ts`)
+// join one segment; each scrapes with a Prometheus exporter (render() counts as delivered).
+import { spawn } from 'node:child_process';
+import * as path from 'node:path';
+import * as readline from 'node:readline';
+import { afterAll, describe, expect, it } from 'vitest';
+import { MeterProvider, PrometheusExporter } from '../src';
+import { cleanupShared, sleep, until } from './helpers';
+
+const fixtures = path.join(__dirname, 'fixtures');
+const names: string[] = [];
+function uniqueName(tag: string): string {
+  const n = `test-${tag}-${process.pid}-${Date.now()}-${names.length}`;
+  names.push(n);
+  return n;
+}
+afterAll(() => cleanupShared(names));
+
+/** Idle time before a series may expire, ms. */
+const IDLE = 100;
+
+interface Reply {
+  text?: string;
+  nodes?: number;
+  error?: string;
+}
+
+/** A started test/fixtures/shared-expirer.js, driven by JSON commands. */
+async function startExpirer(name: string) {
+  const proc = spawn(process.execPath, [path.join(fixtures, 'shared-expirer.js'), name, String(IDLE)], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const rl = readline.createInterface({ input: proc.stdout! });
+  const waiting: ((line: string) => void)[] = [];
+  rl.on('line', (l) => waiting.shift()?.(l));
+  const next = (): Promise<Reply> =>
+    new Promise((resolve, reject) => {
+      waiting.push((l) => {
+        const r = JSON.parse(l) as Reply;
+        if (r.error !== undefined) reject(new Error(r.error));
+        else resolve(r);
+      });
+    });
+  await next();
+  const send = (c: object): Promise<Reply> => {
+    const r = next();
+    proc.stdin!.write(`${JSON.stringify(c)}\n`);
+    return r;
+  };
+  return {
+    add: (value: number, attrs: Record<string, string>) => send({ op: 'add', value, attrs }),
+    level: (value: number, attrs: Record<string, string>) => send({ op: 'level', value, attrs }),
+    bind: (attrs: Record<string, string>) => send({ op: 'bind', attrs }),
+    boundAdd: (value: number) => send({ op: 'boundAdd', value }),
+    unbind: () => send({ op: 'unbind' }),
+    /** route -> value of ex.requests / ex.level in a scrape of the process. */
+    scrape: async () => series((await send({ op: 'render' })).text ?? ''),
+    nodes: async () => (await send({ op: 'stats' })).nodes,
+    exit: async () => {
+      const closed = new Promise((r) => proc.on('close', r));
+      proc.stdin!.end();
+      await closed;
+    },
+  };
+}
+
+/** "name route" -> value, of ex_requests_total and ex_level in a Prometheus text scrape. */
+function series(text: string): Record<string, number> {
+  const m: Record<string, number> = {};
+  for (const x of text.matchAll(/^(ex_requests_total|ex_level)\{[^}]*route="([^"]*)"[^}]*\} (\S+)/gm)) m[`${x[1]} ${x[2]}`] = Number(x[3]);
+  return m;
+}
+
+/** This process: a provider of `name` with expiry, its exporter and instruments. */
+function local(name: string) {
+  const exporter = new PrometheusExporter({ preventServerStart: true, withoutTargetInfo: true });
+  const provider = new MeterProvider({ processShared: name, reclaimIdleMillis: IDLE, readers: [exporter] });
+  const meter = provider.getMeter('ex-meter');
+  return {
+    provider,
+    counter: meter.createCounter('ex.requests'),
+    level: meter.createUpDownCounter('ex.level'),
+    scrape: async () => series(await exporter.render('text/plain')),
+  };
+}
+
+/** The start time (ms) of ex.requests{route} in a collect() of the provider. */
+async function startOf(p: MeterProvider, route: string): Promise<number> {
+  const r = (await p.collect()).records.find((x) => x.descriptor.name === 'ex.requests' && x.attributes.route === route);
+  if (r === undefined) throw new Error(`no ex.requests{route=${route}}`);
+  return Number(r.startTime);
+}
+
+type Fleet = { a: ReturnType<typeof local>; b: Awaited<ReturnType<typeof startExpirer>> };
+/** Scrapes in both processes (each one's passes may expire), idle between, until `done`. */
+async function scrapeUntil(f: Fleet, done: (a: Record<string, number>, b: Record<string, number>) => boolean, what: string): Promise<[Record<string, number>, Record<string, number>]> {
+  let last: [Record<string, number>, Record<string, number>] = [{}, {}];
+  await until(
+    async () => {
+      await sleep(IDLE / 2);
+      last = [await f.a.scrape(), await f.b.scrape()];
+      return done(...last);
+    },
+    30_000,
+    what,
+    0,
+  );
+  return last;
+}
+
+describe('processShared with reclaimIdleMillis: series expire fleet-wide', () => {
+  it('a counter series both processes wrote, then left idle, goes from both scrapes; its nodes go; a later write is a new series from zero', async () => {
+    const name = uniqueName('expire');
+    const a = local(name);
+    const b = await startExpirer(name);
+    const f = { a, b };
+    try {
+      a.counter.add(2, { route: '/x' });
+      a.counter.add(1, { route: '/x' });
+      await b.add(3, { route: '/x' });
+      await b.add(1, { route: '/x' });
+      expect(await a.scrape()).toEqual({ 'ex_requests_total /x': 7 });
+      expect(await b.scrape()).toEqual({ 'ex_requests_total /x': 7 });
+      const start = await startOf(a.provider, '/x');
+      // One node per process's cell of the series.
+      expect(a.provider.processSharedStats()?.nodes).toBe(2);
+
+      await scrapeUntil(f, (sa, sb) => !('ex_requests_total /x' in sa) && !('ex_requests_total /x' in sb), 'the idle series expired in both');
+      expect(a.provider.processSharedStats()?.nodes).toBe(0);
+      expect(await b.nodes()).toBe(0);
+
+      await b.add(4, { route: '/x' });
+      expect(await a.scrape()).toEqual({ 'ex_requests_total /x': 4 });
+      expect(await b.scrape()).toEqual({ 'ex_requests_total /x': 4 });
+      expect(await startOf(a.provider, '/x')).toBeGreaterThan(start);
+      a.counter.add(1, { route: '/x' });
+      expect(await b.scrape()).toEqual({ 'ex_requests_total /x': 5 });
+    } finally {
+      await b.exit();
+      await a.provider.shutdown();
+    }
+  }, 60_000);
+
+  it('a series another process holds a bound handle for, and an up-down counter series, stay while idle series expire', async () => {
+    const name = uniqueName('kept');
+    const a = local(name);
+    const b = await startExpirer(name);
+    const f = { a, b };
+    try {
+      a.counter.add(1, { route: '/idle' });
+      a.counter.add(2, { route: '/b' });
+      await b.bind({ route: '/b' });
+      await b.boundAdd(5);
+      a.level.add(2, { route: '/u' });
+      await b.level(3, { route: '/u' });
+      const all = { 'ex_requests_total /idle': 1, 'ex_requests_total /b': 7, 'ex_level /u': 5 };
+      expect(await a.scrape()).toEqual(all);
+      expect(await b.scrape()).toEqual(all);
+
+      await scrapeUntil(f, (sa, sb) => !('ex_requests_total /idle' in sa) && !('ex_requests_total /idle' in sb), 'the unreferenced idle series expired');
+      // Idle for several more expiry periods: still there, with their values.
+      for (let round = 0; round < 4; round++) {
+        await sleep(IDLE);
+        const kept = { 'ex_requests_total /b': 7, 'ex_level /u': 5 };
+        expect(await a.scrape()).toEqual(kept);
+        expect(await b.scrape()).toEqual(kept);
+      }
+      // The handle still writes into the exported series.
+      await b.boundAdd(1);
+      expect(await a.scrape()).toEqual({ 'ex_requests_total /b': 8, 'ex_level /u': 5 });
+
+      // Let go: then it expires, the up-down counter's series never.
+      await b.unbind();
+      const [sa, sb] = await scrapeUntil(f, (x, y) => !('ex_requests_total /b' in x) && !('ex_requests_total /b' in y), 'the series let go of expired');
+      expect(sa).toEqual({ 'ex_level /u': 5 });
+      expect(sb).toEqual({ 'ex_level /u': 5 });
+    } finally {
+      await b.exit();
+      await a.provider.shutdown();
+    }
+  }, 60_000);
+});
