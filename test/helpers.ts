@@ -1,7 +1,8 @@
 // Shared test helpers: a seeded PRNG, a capturing DiagLogger, lookups into a
 // CheckpointSet, and a minimal context manager. Not a test file (no .test.ts suffix).
 import { AsyncLocalStorage } from 'node:async_hooks';
-import type { ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
+import * as readline from 'node:readline';
 import { diag, DiagLogLevel, ROOT_CONTEXT, type Attributes, type Context, type ContextManager, type DiagLogger } from '@opentelemetry/api';
 import { DataPointType, type ExponentialHistogram, type Histogram, type MetricData, type ResourceMetrics } from '@opentelemetry/sdk-metrics';
 import { expect } from 'vitest';
@@ -179,6 +180,20 @@ export class ManualReader implements MetricReader {
   collect(): Promise<CheckpointSet> {
     return this.producer.collect();
   }
+}
+
+/**
+ * processShared names unique to this run and test file: uniqueName(tag) makes one and
+ * keeps it in `names`, for cleanupShared(names) in afterAll.
+ */
+export function sharedNames(): { names: string[]; uniqueName: (tag: string) => string } {
+  const names: string[] = [];
+  const uniqueName = (tag: string): string => {
+    const n = `test-${tag}-${process.pid}-${Date.now()}-${names.length}`;
+    names.push(n);
+    return n;
+  };
+  return { names, uniqueName };
 }
 
 /**
@@ -413,4 +428,39 @@ export function checkTimes(hm: ResourceMetrics, sdk: ResourceMetrics): void {
       }
     }
   }
+}
+
+/**
+ * A child process of a command-driven fixture (test/fixtures/json-commands.js), started
+ * with `node script ...args` and ready: send() writes one JSON command and resolves with
+ * its one-line JSON answer (rejects with an answer's `error`); exit() ends its stdin and
+ * waits for it to close.
+ */
+export async function startCommandChild<R extends { error?: string }>(script: string, args: string[]) {
+  const proc = spawn(process.execPath, [script, ...args], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const rl = readline.createInterface({ input: proc.stdout! });
+  const waiting: ((line: string) => void)[] = [];
+  rl.on('line', (l) => waiting.shift()?.(l));
+  const next = (): Promise<R> =>
+    new Promise((resolve, reject) => {
+      waiting.push((l) => {
+        const r = JSON.parse(l) as R;
+        if (r.error !== undefined) reject(new Error(r.error));
+        else resolve(r);
+      });
+    });
+  await next();
+  return {
+    proc,
+    send: (c: object): Promise<R> => {
+      const r = next();
+      proc.stdin!.write(`${JSON.stringify(c)}\n`);
+      return r;
+    },
+    exit: async (): Promise<void> => {
+      const closed = new Promise((r) => proc.on('close', r));
+      proc.stdin!.end();
+      await closed;
+    },
+  };
 }

@@ -1,20 +1,13 @@
 // MeterProvider({ processShared, reclaimIdleMillis }): expiry of shared series, fleet-wide.
 // This process (src/) and test/fixtures/shared-expirer.js (dist/cjs: `npm run build:ts`)
 // join one segment; each scrapes with a Prometheus exporter (render() counts as delivered).
-import { spawn } from 'node:child_process';
 import * as path from 'node:path';
-import * as readline from 'node:readline';
 import { afterAll, describe, expect, it } from 'vitest';
 import { MeterProvider, PrometheusExporter } from '../src';
-import { cleanupShared, sleep, until } from './helpers';
+import { cleanupShared, sharedNames, sleep, startCommandChild, until } from './helpers';
 
 const fixtures = path.join(__dirname, 'fixtures');
-const names: string[] = [];
-function uniqueName(tag: string): string {
-  const n = `test-${tag}-${process.pid}-${Date.now()}-${names.length}`;
-  names.push(n);
-  return n;
-}
+const { names, uniqueName } = sharedNames();
 afterAll(() => cleanupShared(names));
 
 /** Idle time before a series may expire, ms. */
@@ -28,24 +21,7 @@ interface Reply {
 
 /** A started test/fixtures/shared-expirer.js, driven by JSON commands. */
 async function startExpirer(name: string) {
-  const proc = spawn(process.execPath, [path.join(fixtures, 'shared-expirer.js'), name, String(IDLE)], { stdio: ['pipe', 'pipe', 'inherit'] });
-  const rl = readline.createInterface({ input: proc.stdout! });
-  const waiting: ((line: string) => void)[] = [];
-  rl.on('line', (l) => waiting.shift()?.(l));
-  const next = (): Promise<Reply> =>
-    new Promise((resolve, reject) => {
-      waiting.push((l) => {
-        const r = JSON.parse(l) as Reply;
-        if (r.error !== undefined) reject(new Error(r.error));
-        else resolve(r);
-      });
-    });
-  await next();
-  const send = (c: object): Promise<Reply> => {
-    const r = next();
-    proc.stdin!.write(`${JSON.stringify(c)}\n`);
-    return r;
-  };
+  const { send, exit } = await startCommandChild<Reply>(path.join(fixtures, 'shared-expirer.js'), [name, String(IDLE)]);
   return {
     add: (value: number, attrs: Record<string, string>) => send({ op: 'add', value, attrs }),
     level: (value: number, attrs: Record<string, string>) => send({ op: 'level', value, attrs }),
@@ -55,11 +31,7 @@ async function startExpirer(name: string) {
     /** route -> value of ex.requests / ex.level in a scrape of the process. */
     scrape: async () => series((await send({ op: 'render' })).text ?? ''),
     nodes: async () => (await send({ op: 'stats' })).nodes,
-    exit: async () => {
-      const closed = new Promise((r) => proc.on('close', r));
-      proc.stdin!.end();
-      await closed;
-    },
+    exit,
   };
 }
 

@@ -20,16 +20,11 @@ interface Renderings {
   protobufType: string;
   records: string[];
 }
-import { cleanupShared, installLogger, processSharedSegmentPath, uninstallLogger, until } from './helpers';
+import { cleanupShared, installLogger, processSharedSegmentPath, sharedNames, startCommandChild, uninstallLogger, until } from './helpers';
 import { freePort, request } from './prometheus-helpers';
 
 const fixtures = path.join(__dirname, 'fixtures');
-const names: string[] = [];
-function uniqueName(tag: string): string {
-  const n = `test-${tag}-${process.pid}-${Date.now()}-${names.length}`;
-  names.push(n);
-  return n;
-}
+const { names, uniqueName } = sharedNames();
 
 const segmentPath = processSharedSegmentPath;
 
@@ -631,24 +626,7 @@ describe('processShared: remove() and clear() act on the whole fleet', () => {
   }
   /** A started test/fixtures/shared-remover.js, driven by JSON commands. */
   async function startRemover(name: string) {
-    const proc = spawn(process.execPath, [path.join(fixtures, 'shared-remover.js'), name], { stdio: ['pipe', 'pipe', 'inherit'] });
-    const rl = readline.createInterface({ input: proc.stdout! });
-    const waiting: ((line: string) => void)[] = [];
-    rl.on('line', (l) => waiting.shift()?.(l));
-    const next = (): Promise<Out> =>
-      new Promise((resolve, reject) => {
-        waiting.push((l) => {
-          const r = JSON.parse(l) as Out;
-          if (r.error !== undefined) reject(new Error(r.error));
-          else resolve(r);
-        });
-      });
-    await next();
-    const send = (c: object): Promise<Out> => {
-      const r = next();
-      proc.stdin!.write(`${JSON.stringify(c)}\n`);
-      return r;
-    };
+    const { send, exit } = await startCommandChild<Out>(path.join(fixtures, 'shared-remover.js'), [name]);
     return {
       add: (value: number, attrs: Record<string, string>) => send({ op: 'add', value, attrs }),
       bind: (attrs: Record<string, string>) => send({ op: 'bind', attrs }),
@@ -657,11 +635,7 @@ describe('processShared: remove() and clear() act on the whole fleet', () => {
       clear: () => send({ op: 'clear' }),
       drain: () => send({ op: 'drain' }),
       collect: () => send({ op: 'collect' }),
-      exit: async () => {
-        const closed = new Promise((r) => proc.on('close', r));
-        proc.stdin!.end();
-        await closed;
-      },
+      exit,
     };
   }
 
