@@ -754,7 +754,8 @@ TEST(shared_exemplar_cell_without_room_is_refused_as_no_room) {
     std::string error;
     std::unique_ptr<SharedSegment> filler = SharedSegment::Open(name, &error);
     REQUIRE(filler && filler->Attach());
-    uint32_t series2 = 0, fillerSlab = 0;
+    uint64_t series2 = 0;
+    uint32_t fillerSlab = 0;
     {
       SharedSegment::Guard g(filler.get());
       series2 = filler->FindSeriesLocked(filler->FindInstrumentLocked("meter/c"), Key("k", "2"));
