@@ -50,7 +50,7 @@ struct SharedSegment::Header {
   uint64_t size;
   pthread_mutex_t mu;
   uint32_t instCount;
-  uint32_t seriesCount;
+  uint32_t seriesCount;   // series slots ever used: 1..seriesCount (live, free or leaked)
   uint32_t nodeFree;      // free list head (1-based, kNone: empty)
   uint32_t nodeUsed;      // nodes ever handed out
   uint32_t slabFree;      // free list head of slabs (kNoSlab: empty)
