@@ -123,7 +123,7 @@ describe('processShared functions', () => {
     const name = `native-in-use-${process.pid}`;
     const d = b.registerDomain(name, true);
     expect(b.cleanupProcessShared(name)).toBe(-1); // this process uses it
-    expect(b.sharedStats(d)).toEqual([1, 0, 0, 0]); // processes, slabs, series, nodes
+    expect(b.sharedStats(d)).toEqual([1, 0, 0, 0, 0]); // processes, slabs, series, nodes, live series
     expect(b.releaseDomain(d)).toBe(true);
     expect(b.cleanupProcessShared(name)).toBe(1);
   });

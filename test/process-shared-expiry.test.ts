@@ -112,6 +112,39 @@ describe('processShared with reclaimIdleMillis: series expire fleet-wide', () =>
     }
   }, 60_000);
 
+  it('label sets that come and go: each goes (expired, or removed by one process) and the next takes its place, exact in both scrapes; live series follow', async () => {
+    const name = uniqueName('reuse');
+    const a = local(name);
+    const b = await startExpirer(name);
+    const f = { a, b };
+    try {
+      const routes = ['/r0', '/r1', '/r2', '/r3', '/r4'];
+      for (let i = 0; i < routes.length; i++) {
+        const route = routes[i];
+        const key = `ex_requests_total ${route}`;
+        // a writes first: the series takes the slot the previous one left. b's scrape comes
+        // first: after a removal, b has not looked since, and still has a record of the
+        // previous series, which must not show (or be) this one.
+        a.counter.add(1, { route });
+        expect(await b.scrape()).toEqual({ [key]: 1 });
+        await b.add(i + 2, { route });
+        expect(await a.scrape()).toEqual({ [key]: i + 3 });
+        expect(await b.scrape()).toEqual({ [key]: i + 3 });
+        expect(a.provider.processSharedStats()).toMatchObject({ series: i + 1, liveSeries: 1 });
+        if (i % 2 === 0) {
+          await scrapeUntil(f, (sa, sb) => !(key in sa) && !(key in sb), `${route} expired in both`);
+        } else {
+          a.counter.remove({ route });
+          expect(await a.scrape()).toEqual({});
+        }
+        expect(a.provider.processSharedStats()).toMatchObject({ series: i + 1, liveSeries: 0, nodes: 0 });
+      }
+    } finally {
+      await b.exit();
+      await a.provider.shutdown();
+    }
+  }, 60_000);
+
   it('a series another process holds a bound handle for, and an up-down counter series, stay while idle series expire', async () => {
     const name = uniqueName('kept');
     const a = local(name);

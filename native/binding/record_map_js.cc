@@ -133,18 +133,19 @@ Napi::Value RegisterDomain(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), RecordMap::Global().RegisterDomain(name, ArenaIdOrZero(info.Env())));
 }
 
-// sharedStats(domain) -> [liveProcesses, slabsInUse, series, nodesInUse] | null (not a
-// shared domain).
+// sharedStats(domain) -> [liveProcesses, slabsInUse, series, nodesInUse, liveSeries] |
+// null (not a shared domain).
 Napi::Value SharedStats(const Napi::CallbackInfo& info) {
   CheckArity(info, 1, "sharedStats");
   uint32_t domain = ArgDomain(info, 0);
-  uint32_t procs = 0, slabs = 0, series = 0, nodes = 0;
-  if (!RecordMap::Global().SharedStats(domain, &procs, &slabs, &series, &nodes)) return info.Env().Null();
-  Napi::Array out = Napi::Array::New(info.Env(), 4);
+  uint32_t procs = 0, slabs = 0, series = 0, nodes = 0, live = 0;
+  if (!RecordMap::Global().SharedStats(domain, &procs, &slabs, &series, &nodes, &live)) return info.Env().Null();
+  Napi::Array out = Napi::Array::New(info.Env(), 5);
   out.Set(0u, procs);
   out.Set(1u, slabs);
   out.Set(2u, series);
   out.Set(3u, nodes);
+  out.Set(4u, live);
   return out;
 }
 

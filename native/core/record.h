@@ -35,9 +35,11 @@ struct RecordExtra {
   // Merged state of cells whose thread has exited (cellSize doubles); null (the
   // identity) until one does.
   std::unique_ptr<double[]> retired;
-  // The record's series in its instrument's process-shared segment (1-based; 0: none).
-  // Its state is then the segment's sum for that series (every process's cells).
-  uint32_t series = 0;
+  // The record's series in its instrument's process-shared segment (its handle:
+  // SharedSegment::FindSeriesLocked; 0: none). Its state is then the segment's sum for
+  // that series (every process's cells); once the series is removed, the handle names
+  // no series, also after its slot holds another.
+  uint64_t series = 0;
   // Exemplar cells (see exemplar.h), one per thread that offered an exemplar for this
   // record: allocated in that thread's arena by RecordMap::ExemplarCell, written by that
   // thread only (JS, plain stores, on the slow path of a measurement in a sampled span),

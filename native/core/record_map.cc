@@ -165,7 +165,8 @@ uint32_t RecordMap::RegisterSharedDomain(const std::string& name, uint32_t arena
   return id;
 }
 
-bool RecordMap::SharedStats(uint32_t domain, uint32_t* processes, uint32_t* slabs, uint32_t* series, uint32_t* nodes) {
+bool RecordMap::SharedStats(uint32_t domain, uint32_t* processes, uint32_t* slabs, uint32_t* series, uint32_t* nodes,
+                            uint32_t* liveSeries) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = shared_.find(domain);
   if (it == shared_.end()) return false;
@@ -173,8 +174,9 @@ bool RecordMap::SharedStats(uint32_t domain, uint32_t* processes, uint32_t* slab
   it->second.seg->ReapLocked();
   *processes = it->second.seg->LiveProcessesLocked();
   *slabs = it->second.seg->SlabsInUseLocked();
-  *series = it->second.seg->SeriesTotalLocked();
+  *series = static_cast<uint32_t>(std::min<uint64_t>(it->second.seg->SeriesTotalLocked(), UINT32_MAX));
   if (nodes != nullptr) *nodes = it->second.seg->NodesInUseLocked();
+  if (liveSeries != nullptr) *liveSeries = it->second.seg->LiveSeriesLocked();
   return true;
 }
 
@@ -415,7 +417,7 @@ bool RecordMap::Acquire(uint32_t arenaId, uint32_t instrumentId, const std::stri
   LabelSet* labels = labelSets_.Find(key);
   uint32_t slot = labels == nullptr ? kNone : FindSlotLocked(inst, labels);
   // A shared instrument's limit counts the series of every process.
-  uint32_t series = seg != nullptr && slot == kNone ? seg->FindSeriesLocked(inst->sharedInst, key) : 0;
+  uint64_t series = seg != nullptr && slot == kNone ? seg->FindSeriesLocked(inst->sharedInst, key) : 0;
   if (slot == kNone && series == 0 && cardinalityLimit > 0 && key != OverflowLabelKey()) {
     size_t count, hasOverflow;
     if (seg != nullptr) {
@@ -515,12 +517,20 @@ void RecordMap::SyncSharedLocked(uint32_t domain) {
   auto it = shared_.find(domain);
   if (it == shared_.end()) return;
   SharedDomain& sd = it->second;
-  const uint32_t total = sd.seg->SeriesTotalLocked();
-  for (uint32_t s = sd.synced + 1; s <= total; s++) {
+  // New series since the last sync: those with a higher sequence number. They are in
+  // slots above the ones seen, unless a removed series' slot was reused meanwhile (or
+  // an instrument was synced: synced 0), then in any slot.
+  const uint64_t total = sd.seg->SeriesTotalLocked();
+  if (total == sd.synced) return;
+  const uint32_t slots = sd.seg->SeriesSlotsLocked();
+  const uint64_t reuses = sd.seg->SeriesReusesLocked();
+  const uint32_t from = sd.synced == 0 || reuses != sd.reusesSeen ? 1 : sd.slotsSeen + 1;
+  for (uint32_t index = from; index <= slots; index++) {
+    const uint64_t s = sd.seg->SeriesAtLocked(index);
+    if (s == 0 || sd.seg->SeriesSequenceLocked(s) <= sd.synced) continue;
     uint32_t si = 0;
     std::string_view key;
     double start = 0;
-    if (sd.seg->SeriesRemovedLocked(s)) continue;
     sd.seg->SeriesInfoLocked(s, &si, &key, &start);
     auto local = sd.local.find(si);
     if (local == sd.local.end()) continue;  // an instrument this process has not made
@@ -534,6 +544,8 @@ void RecordMap::SyncSharedLocked(uint32_t domain) {
     rec.extra->series = s;
   }
   sd.synced = total;
+  sd.slotsSeen = slots;
+  sd.reusesSeen = reuses;
 }
 
 uint32_t RecordMap::FindSlotLocked(const Instrument* inst, const LabelSet* labels) const {
@@ -633,13 +645,14 @@ void RecordMap::RemoveAll(uint32_t instrumentId, std::vector<uint64_t>* out) {
     // no record of yet.
     guard.emplace(inst->shared);
     SyncRemovedLocked(inst->domain);
-    const uint32_t total = inst->shared->SeriesTotalLocked();
+    const uint32_t slots = inst->shared->SeriesSlotsLocked();
     uint64_t removed = 0;
-    for (uint32_t s = 1; s <= total; s++) {
+    for (uint32_t index = 1; index <= slots; index++) {
+      const uint64_t s = inst->shared->SeriesAtLocked(index);
       uint32_t si = 0;
       std::string_view key;
       double start = 0;
-      inst->shared->SeriesInfoLocked(s, &si, &key, &start);
+      if (!inst->shared->SeriesInfoLocked(s, &si, &key, &start)) continue;
       if (si == inst->sharedInst && inst->shared->RemoveSeriesLocked(s)) removed++;
     }
     shared_[inst->domain].removals += removed;  // this process's records go below
@@ -954,7 +967,11 @@ uint64_t RecordMap::CollectPass(const CollectOptions& opts, const CheckpointVisi
       states.resize(inst->list.size() * n);
       for (size_t i = 0; i < inst->list.size(); i++) {
         const Record& r = pool_.At(inst->list[i]);
-        if (r.extra && r.extra->series != 0) inst->shared->SumLocked(r.extra->series, states.data() + i * n, scratch.data());
+        // A removed series' record (cannot be here: SyncRemovedLocked above) sums to the identity.
+        if (!r.extra || r.extra->series == 0 ||
+            !inst->shared->SumLocked(r.extra->series, states.data() + i * n, scratch.data())) {
+          InitState(inst->descriptor.aggregation, states.data() + i * n, n);
+        }
       }
       const size_t en = exemplar::Slots(inst->descriptor) * exemplar::kDoubles;
       if (en == 0) continue;
@@ -1115,12 +1132,12 @@ bool RecordMap::ExpireSharedLocked(const Instrument* inst, const Record* r, uint
   // The pass summed the series' state and released the segment lock: re-checked now,
   // under it. Removed meanwhile (by another process): this record goes at the next sync.
   SharedSegment::Guard g(seg);
-  const uint32_t series = r->extra->series;
+  const uint64_t series = r->extra->series;
   if (seg->SeriesRemovedLocked(series) || seg->ReferencedLocked(series)) return false;
   // The fleet's state is still the one this pass saw idle (and this process's readers
   // delivered): no write since, through a reference held or taken and given back.
   std::vector<double> state(inst->cellSize), tmp(inst->cellSize);
-  seg->SumLocked(series, state.data(), tmp.data());
+  if (!seg->SumLocked(series, state.data(), tmp.data())) return false;
   if (StateFingerprint(state.data(), inst->cellSize) != fingerprint) return false;
   // Removed as remove() removes it: every process drops its record at its next sync, and
   // an acquire after this (any process, under this lock) makes a new series.

@@ -207,9 +207,9 @@ class RecordMap {
   // *error if the segment cannot be opened or joined (e.g. not Linux).
   uint32_t RegisterSharedDomain(const std::string& name, uint32_t arenaId, std::string* error);
   // Stats of a shared domain's segment: live processes, slabs in use, series ever, cell
-  // nodes in use (after reaping the dead). False if the domain is not shared.
+  // nodes in use, live series (after reaping the dead). False if the domain is not shared.
   bool SharedStats(uint32_t domain, uint32_t* processes, uint32_t* slabs, uint32_t* series,
-                   uint32_t* nodes = nullptr);
+                   uint32_t* nodes = nullptr, uint32_t* liveSeries = nullptr);
   // For a processShared domain: whether this process pushes the fleet's series now
   // (PushLease: taken if no process holds it; kept until the domain is freed or the
   // process exits). False for any other domain.
@@ -371,7 +371,12 @@ class RecordMap {
   struct SharedDomain {
     SharedSegment* seg = nullptr;
     std::string name;
-    uint32_t synced = 0;
+    // Series synced (SyncSharedLocked): every series with a sequence number up to
+    // `synced` was looked at; slots up to `slotsSeen` while the segment's slot reuses
+    // were `reusesSeen` (unchanged: new series are only in slots above).
+    uint64_t synced = 0;
+    uint32_t slotsSeen = 0;
+    uint64_t reusesSeen = 0;
     uint32_t instSynced = 0;  // segment instruments looked at so far
     uint64_t removals = 0;    // the segment's RemovalsLocked() when last synced (SyncRemovedLocked)
     std::unordered_map<uint32_t, uint32_t> local;

@@ -26,7 +26,9 @@ namespace {
 constexpr uint64_t kMagic = 0x31524853544f48ull;  // "HOTSHR1"
 constexpr uint32_t kVersion = 6;  // 2: descriptors in the instrument table; 3: the fold journal; 4: removal;
                                   // 5: exemplar chains and dead exemplar areas;
-                                  // 6: a node's referenced flag (fleet-wide expiry)
+                                  // 6: a node's referenced flag (fleet-wide expiry);
+                                  // 7: series slots, key blocks and dead areas reused
+                                  //    (generations, free lists)
 constexpr uint32_t kNone = 0;  // null node / series / bucket entry (indices are 1-based)
 
 uint64_t Fnv1a(std::string_view s, uint64_t h = 0xcbf29ce484222325ull) {
@@ -48,7 +50,7 @@ struct SharedSegment::Header {
   uint64_t size;
   pthread_mutex_t mu;
   uint32_t instCount;
-  uint32_t seriesCount;
+  uint32_t seriesCount;   // series slots ever used: 1..seriesCount (live, free or leaked)
   uint32_t nodeFree;      // free list head (1-based, kNone: empty)
   uint32_t nodeUsed;      // nodes ever handed out
   uint32_t slabFree;      // free list head of slabs (kNoSlab: empty)
@@ -58,6 +60,14 @@ struct SharedSegment::Header {
   uint64_t stringUsed;
   uint64_t reaped;        // processes reaped, ever
   uint64_t removals;      // series removed, ever (RemoveSeriesLocked)
+  uint32_t seriesFree;    // free list of series slots (Series::freeNext; kNone: empty)
+  uint32_t liveSeries;    // series not removed
+  uint64_t created;       // series made, ever: the latest one's sequence number
+  uint64_t reuses;        // series slots taken from the free list, ever
+  uint64_t deadInUse;     // doubles of dead areas handed out and not freed
+  // Free key blocks by size class (offset + 1 of the first; 0: empty). A free block's
+  // first 8 bytes hold the next one's offset + 1.
+  uint64_t keyFree[SharedSegment::kKeyClasses];
 };
 
 struct SharedSegment::Proc {
@@ -82,16 +92,23 @@ struct SharedSegment::Inst {
 struct SharedSegment::Series {
   uint32_t hashNext;  // next series in its bucket
   uint32_t inst;      // 1-based
-  uint64_t keyOff;
+  uint64_t keyOff;    // a key block (AllocKeyLocked) of keyLen's class
   uint32_t keyLen;
   uint32_t head;      // first node
   uint32_t deadSlab;  // kNoSlab: no dead accumulator yet
   uint32_t deadOff;
   double startMs;
-  uint32_t removed;   // 1: removed (RemoveSeriesLocked); never found, summed or linked again
+  // 0: live. Else the slot holds no series (no lookup, sync or handle finds it): 1
+  // removed (RemoveSeriesLocked) or being made (AddSeriesLocked), or left so by a holder
+  // killed meanwhile (then never reused: a leaked slot); 2 on the free list (or being
+  // taken off it). Only a live slot's fields are read by anyone but its writer.
+  uint32_t removed;
   uint32_t exHead;    // first node of the exemplar cells' chain (one per process thread)
   uint32_t exDeadSlab;  // kNoSlab: no dead exemplar area yet (dead processes' exemplars)
   uint32_t exDeadOff;
+  uint32_t generation;  // times the slot was reused: the high half of the series' handle
+  uint32_t freeNext;    // next free slot (while on the free list)
+  uint64_t seq;         // the series' sequence number (Header::created when it was made)
 };
 
 struct SharedSegment::Node {
@@ -121,7 +138,7 @@ struct SharedSegment::SlabInfo {
 namespace {
 
 struct Layout {
-  size_t journal, procs, insts, series, buckets, nodes, slabInfo, strings, slabs, total;
+  size_t journal, procs, insts, series, buckets, nodes, slabInfo, areaFree, strings, slabs, total;
 };
 
 template <typename H, typename P, typename I, typename S, typename N, typename B, typename J>
@@ -142,6 +159,8 @@ Layout MakeLayout() {
   at = Align(at + sizeof(N) * SharedSegment::kMaxNodes);
   l.slabInfo = at;
   at = Align(at + sizeof(B) * SharedSegment::kMaxSlabs);
+  l.areaFree = at;
+  at = Align(at + sizeof(uint64_t) * (SharedSegment::kSlabDoubles + 1));
   l.strings = at;
   at = Align(at + SharedSegment::kStringBytes);
   at = (at + 4095) & ~size_t{4095};
@@ -164,6 +183,7 @@ SharedSegment::Node* SharedSegment::nodes() const { return reinterpret_cast<Node
 SharedSegment::SlabInfo* SharedSegment::slabInfo() const { return reinterpret_cast<SlabInfo*>(base_ + HOTMETER_LAYOUT.slabInfo); }
 char* SharedSegment::strings() const { return base_ + HOTMETER_LAYOUT.strings; }
 SharedSegment::Journal* SharedSegment::journal() const { return reinterpret_cast<Journal*>(base_ + HOTMETER_LAYOUT.journal); }
+uint64_t* SharedSegment::areaFree() const { return reinterpret_cast<uint64_t*>(base_ + HOTMETER_LAYOUT.areaFree); }
 double* SharedSegment::SlabData(uint32_t slab) const {
   return reinterpret_cast<double*>(base_ + HOTMETER_LAYOUT.slabs) + size_t{slab} * kSlabDoubles;
 }
@@ -583,48 +603,122 @@ inline void Step(int step) {
 
 }  // namespace
 
-uint32_t SharedSegment::FindSeriesLocked(uint32_t inst, std::string_view key) const {
+namespace {
+
+constexpr uint64_t Handle(uint32_t generation, uint32_t index) { return (uint64_t{generation} << 32) | index; }
+
+// The size class of a key block for `len` bytes (0 < len < 2^kKeyClasses-1).
+uint32_t KeyClass(uint32_t len) {
+  uint32_t c = SharedSegment::kMinKeyClass;
+  while ((uint64_t{1} << c) < len) c++;
+  return c;
+}
+
+}  // namespace
+
+uint32_t SharedSegment::LiveIndexLocked(uint64_t h) const {
+  const auto index = static_cast<uint32_t>(h & 0xffffffffu);
+  if (index == kNone || index > header()->seriesCount) return 0;
+  const Series& se = series()[index - 1];
+  return se.removed == 0 && se.generation == static_cast<uint32_t>(h >> 32) ? index : 0;
+}
+
+uint64_t SharedSegment::AllocKeyLocked(uint32_t len) {
+  if (len == 0) return 0;
+  const uint32_t c = KeyClass(len);
+  if (c >= kKeyClasses) return UINT64_MAX;
+  Header* h = header();
+  if (h->keyFree[c] != 0) {
+    const uint64_t off = h->keyFree[c] - 1;
+    uint64_t next = 0;
+    std::memcpy(&next, strings() + off, sizeof next);
+    h->keyFree[c] = next;  // a holder killed after this only leaks the block
+    return off;
+  }
+  const uint64_t size = uint64_t{1} << c;
+  if (h->stringUsed + size > kStringBytes) return UINT64_MAX;
+  const uint64_t off = h->stringUsed;
+  h->stringUsed += size;
+  return off;
+}
+
+void SharedSegment::FreeKeyLocked(uint64_t off, uint32_t len) {
+  if (len == 0) return;
+  const uint32_t c = KeyClass(len);
+  Header* h = header();
+  std::memcpy(strings() + off, &h->keyFree[c], sizeof h->keyFree[c]);
+  std::atomic_signal_fence(std::memory_order_seq_cst);
+  h->keyFree[c] = off + 1;  // last: a holder killed before it only leaks the block
+}
+
+uint64_t SharedSegment::FindSeriesLocked(uint32_t inst, std::string_view key) const {
   const uint64_t hash = Fnv1a(key, 0xcbf29ce484222325ull ^ inst);
   for (uint32_t s = buckets()[hash & (kBuckets - 1)]; s != kNone; s = series()[s - 1].hashNext) {
     const Series& se = series()[s - 1];
-    if (se.inst == inst && se.removed == 0 && StringAt(se.keyOff, se.keyLen) == key) return s;
+    if (se.inst == inst && se.removed == 0 && StringAt(se.keyOff, se.keyLen) == key) return Handle(se.generation, s);
   }
   return kNone;
 }
 
-uint32_t SharedSegment::AddSeriesLocked(uint32_t inst, std::string_view key, double startMs) {
+uint64_t SharedSegment::AddSeriesLocked(uint32_t inst, std::string_view key, double startMs) {
   Header* h = header();
-  if (h->seriesCount >= kMaxSeries || inst == 0 || inst > h->instCount) return kNone;
-  const uint64_t off = AddStringLocked(key);
+  if (inst == 0 || inst > h->instCount || key.size() >= (uint64_t{1} << (kKeyClasses - 1))) return kNone;
+  if (h->seriesFree == kNone && h->seriesCount >= kMaxSeries) return kNone;
+  // Every store below but the last is to memory no other process reads (a free key
+  // block, a slot that is not live): a holder killed before the last leaks the block
+  // and the slot (never reused: neither is on a free list), nothing else.
+  const uint64_t off = AllocKeyLocked(static_cast<uint32_t>(key.size()));
   if (off == UINT64_MAX) return kNone;
-  const uint32_t id = h->seriesCount + 1;
+  if (!key.empty()) std::memcpy(strings() + off, key.data(), key.size());
+  Step(41);
+  uint32_t id = h->seriesFree;
+  if (id != kNone) {
+    h->seriesFree = series()[id - 1].freeNext;  // off the free list (still not live)
+    h->reuses++;
+  } else {
+    id = h->seriesCount + 1;
+    series()[id - 1].removed = 1;  // not live before it is in range
+    std::atomic_signal_fence(std::memory_order_seq_cst);
+    h->seriesCount = id;
+  }
+  Step(42);
   Series& se = series()[id - 1];
+  se.removed = 1;
   se.inst = inst;
   se.keyOff = off;
   se.keyLen = static_cast<uint32_t>(key.size());
   se.head = kNone;
-  se.deadSlab = kNoSlab;
+  se.deadSlab = kNoSlab;  // dead areas: taken (and set to the identity) on first fold
   se.deadOff = 0;
   se.startMs = startMs;
-  se.removed = 0;
   se.exHead = kNone;
   se.exDeadSlab = kNoSlab;
   se.exDeadOff = 0;
-  // Counted before it is linked: a holder killed in between leaves a series no lookup
-  // finds (at worst a duplicate later), never an id reused while linked (a cycle).
-  h->seriesCount = id;
-  insts()[inst - 1].seriesCount++;
+  se.freeNext = kNone;
+  // A reused slot's series gets a new handle: its previous series' stay removed.
+  if (se.seq != 0) se.generation++;
+  se.seq = ++h->created;
+  Step(43);
   const uint64_t hash = Fnv1a(key, 0xcbf29ce484222325ull ^ inst);
   uint32_t& bucket = buckets()[hash & (kBuckets - 1)];
   se.hashNext = bucket;
-  bucket = id;
-  return id;
+  std::atomic_signal_fence(std::memory_order_seq_cst);
+  bucket = id;  // in the index, not yet found (not live)
+  Step(44);
+  std::atomic_signal_fence(std::memory_order_seq_cst);
+  se.removed = 0;  // published: found, synced, summed from now on
+  Step(45);
+  // Counted after: a holder killed in between leaves at worst a live series uncounted
+  // (its instrument's cardinality limit one series loose until it is removed).
+  insts()[inst - 1].seriesCount++;
+  h->liveSeries++;
+  return Handle(se.generation, id);
 }
 
-bool SharedSegment::RemoveSeriesLocked(uint32_t s) {
-  if (s == kNone || s > header()->seriesCount) return false;
+bool SharedSegment::RemoveSeriesLocked(uint64_t handle) {
+  const uint32_t s = LiveIndexLocked(handle);
+  if (s == kNone) return false;
   Series& se = series()[s - 1];
-  if (se.removed != 0) return false;
   // Counted before it is flagged: a holder killed in between leaves every process to look
   // for removed series once more and find none (the series stays, whole). Counted after
   // it, a process that had synced the count would keep its record of a series no lookup
@@ -633,10 +727,12 @@ bool SharedSegment::RemoveSeriesLocked(uint32_t s) {
   Step(11);
   // Flagged next: a holder killed after this leaves the series out of every lookup and
   // sync, at worst with its bucket entry or some nodes still reachable from it (the
-  // nodes are still linked, never also free: the next reap frees them).
+  // nodes are still linked, never also free: the next reap frees them), and its slot,
+  // key block and dead areas leaked (not on a free list: never reused).
   se.removed = 1;
   Inst& in = insts()[se.inst - 1];
   if (in.seriesCount > 0) in.seriesCount--;
+  if (header()->liveSeries > 0) header()->liveSeries--;
   Step(12);
   const uint64_t hash = Fnv1a(StringAt(se.keyOff, se.keyLen), 0xcbf29ce484222325ull ^ se.inst);
   for (uint32_t* link = &buckets()[hash & (kBuckets - 1)]; *link != kNone; link = &series()[*link - 1].hashNext) {
@@ -647,7 +743,7 @@ bool SharedSegment::RemoveSeriesLocked(uint32_t s) {
   }
   Step(13);
   // Its cells are left to their processes (their writes go nowhere now); the nodes go
-  // back, each unlinked before it is freed. The dead accumulator's room is not reused.
+  // back, each unlinked before it is freed.
   for (uint32_t* head : {&se.head, &se.exHead}) {
     while (*head != kNone) {
       const uint32_t n = *head;
@@ -657,12 +753,23 @@ bool SharedSegment::RemoveSeriesLocked(uint32_t s) {
     }
   }
   Step(15);
+  // Out of the index (its key is read no more), no chain: its key block and dead areas
+  // go back, then the slot. Each is on a free list only once nothing else uses it.
+  FreeKeyLocked(se.keyOff, se.keyLen);
+  Step(16);
+  if (se.deadSlab != kNoSlab) FreePermanentLocked(se.deadSlab, se.deadOff, in.cellSize);
+  if (se.exDeadSlab != kNoSlab) FreePermanentLocked(se.exDeadSlab, se.exDeadOff, in.exDoubles);
+  se.deadSlab = se.exDeadSlab = kNoSlab;
+  Step(17);
+  se.removed = 2;
+  se.freeNext = header()->seriesFree;
+  std::atomic_signal_fence(std::memory_order_seq_cst);
+  header()->seriesFree = s;  // last: a holder killed before it only leaks the slot
+  Step(18);
   return true;
 }
 
-bool SharedSegment::SeriesRemovedLocked(uint32_t s) const {
-  return s == kNone || s > header()->seriesCount || series()[s - 1].removed != 0;
-}
+bool SharedSegment::SeriesRemovedLocked(uint64_t h) const { return LiveIndexLocked(h) == kNone; }
 
 uint64_t SharedSegment::RemovalsLocked() const { return header()->removals; }
 
@@ -670,13 +777,34 @@ uint32_t SharedSegment::SeriesCountOfLocked(uint32_t inst) const {
   return inst == 0 || inst > header()->instCount ? 0 : insts()[inst - 1].seriesCount;
 }
 
-uint32_t SharedSegment::SeriesTotalLocked() const { return header()->seriesCount; }
+uint64_t SharedSegment::SeriesTotalLocked() const { return header()->created; }
+uint32_t SharedSegment::LiveSeriesLocked() const { return header()->liveSeries; }
+uint32_t SharedSegment::SeriesSlotsLocked() const { return header()->seriesCount; }
+uint64_t SharedSegment::SeriesReusesLocked() const { return header()->reuses; }
 
-void SharedSegment::SeriesInfoLocked(uint32_t s, uint32_t* inst, std::string_view* key, double* startMs) const {
+uint64_t SharedSegment::SeriesAtLocked(uint32_t index) const {
+  if (index == kNone || index > header()->seriesCount || series()[index - 1].removed != 0) return 0;
+  return Handle(series()[index - 1].generation, index);
+}
+
+uint64_t SharedSegment::SeriesSequenceLocked(uint64_t h) const {
+  const uint32_t s = LiveIndexLocked(h);
+  return s == kNone ? 0 : series()[s - 1].seq;
+}
+
+bool SharedSegment::SeriesInfoLocked(uint64_t h, uint32_t* inst, std::string_view* key, double* startMs) const {
+  const uint32_t s = LiveIndexLocked(h);
+  if (s == kNone) {
+    *inst = 0;
+    *key = {};
+    *startMs = 0;
+    return false;
+  }
   const Series& se = series()[s - 1];
   *inst = se.inst;
   *key = StringAt(se.keyOff, se.keyLen);
   *startMs = se.startMs;
+  return true;
 }
 
 uint32_t SharedSegment::AcquireSlabLocked() {
@@ -718,8 +846,9 @@ void SharedSegment::FreeNodeLocked(uint32_t node) {
   header()->nodeFree = node;
 }
 
-bool SharedSegment::LinkCellLocked(uint32_t s, uint32_t slab, uint32_t offset) {
-  if (series()[s - 1].removed != 0) return false;
+bool SharedSegment::LinkCellLocked(uint64_t h, uint32_t slab, uint32_t offset) {
+  const uint32_t s = LiveIndexLocked(h);
+  if (s == kNone) return false;
   const uint32_t n = AllocNodeLocked();
   if (n == kNone) return false;
   Node& node = nodes()[n - 1];
@@ -731,8 +860,9 @@ bool SharedSegment::LinkCellLocked(uint32_t s, uint32_t slab, uint32_t offset) {
   return true;
 }
 
-void SharedSegment::SetReferencedLocked(uint32_t s, uint32_t slab, uint32_t offset, bool referenced) {
-  if (s == kNone || s > header()->seriesCount) return;
+void SharedSegment::SetReferencedLocked(uint64_t h, uint32_t slab, uint32_t offset, bool referenced) {
+  const uint32_t s = LiveIndexLocked(h);
+  if (s == kNone) return;
   for (uint32_t n = series()[s - 1].head; n != kNone; n = nodes()[n - 1].next) {
     Node& node = nodes()[n - 1];
     if (node.slab == slab && node.offset == offset) {
@@ -742,8 +872,9 @@ void SharedSegment::SetReferencedLocked(uint32_t s, uint32_t slab, uint32_t offs
   }
 }
 
-bool SharedSegment::ReferencedLocked(uint32_t s) const {
-  if (s == kNone || s > header()->seriesCount) return false;
+bool SharedSegment::ReferencedLocked(uint64_t h) const {
+  const uint32_t s = LiveIndexLocked(h);
+  if (s == kNone) return false;
   for (uint32_t n = series()[s - 1].head; n != kNone; n = nodes()[n - 1].next) {
     if (nodes()[n - 1].referenced != 0) return true;
   }
@@ -752,6 +883,18 @@ bool SharedSegment::ReferencedLocked(uint32_t s) const {
 
 bool SharedSegment::PermanentLocked(uint32_t size, uint32_t* slab, uint32_t* off) {
   Header* h = header();
+  if (size == 0 || size > kSlabDoubles) return false;
+  uint64_t& free = areaFree()[size];
+  if (free != 0) {
+    // A removed series' area: its first double holds the next free one (0: none).
+    *slab = static_cast<uint32_t>((free >> 32) - 1);
+    *off = static_cast<uint32_t>(free & 0xffffffffu);
+    uint64_t next = 0;
+    std::memcpy(&next, SlabData(*slab) + *off, sizeof next);
+    free = next;  // a holder killed before its caller publishes the area only leaks it
+    h->deadInUse += size;
+    return true;
+  }
   if (h->permSlab == kNoSlab || kSlabDoubles - h->permUsed < size) {
     const uint32_t saved = slot_;
     slot_ = kPermanent;  // AcquireSlabLocked's owner
@@ -764,7 +907,17 @@ bool SharedSegment::PermanentLocked(uint32_t size, uint32_t* slab, uint32_t* off
   *slab = h->permSlab;
   *off = h->permUsed;
   h->permUsed += size;  // a holder killed before its caller publishes the area only leaks it
+  h->deadInUse += size;
   return true;
+}
+
+void SharedSegment::FreePermanentLocked(uint32_t slab, uint32_t off, uint32_t size) {
+  if (size == 0 || size > kSlabDoubles) return;
+  uint64_t& free = areaFree()[size];
+  std::memcpy(SlabData(slab) + off, &free, sizeof free);
+  std::atomic_signal_fence(std::memory_order_seq_cst);
+  free = ((uint64_t{slab} + 1) << 32) | off;  // last: a holder killed before it leaks the area
+  if (header()->deadInUse >= size) header()->deadInUse -= size;
 }
 
 double* SharedSegment::DeadLocked(uint32_t s) {
@@ -853,7 +1006,11 @@ void SharedSegment::DropUnlinkLocked(uint32_t* link, uint32_t n) {
   Step(33);
 }
 
-bool SharedSegment::RetireCellLocked(uint32_t s, uint32_t slab, uint32_t offset) {
+bool SharedSegment::RetireCellLocked(uint64_t h, uint32_t slab, uint32_t offset) {
+  // A removed series has no chain: its cell was unlinked with it (and a later series in
+  // its slot never linked this cell: another handle).
+  const uint32_t s = LiveIndexLocked(h);
+  if (s == kNone) return true;
   uint32_t* link = &series()[s - 1].head;
   while (*link != kNone) {
     const uint32_t n = *link;
@@ -944,7 +1101,9 @@ uint32_t SharedSegment::ReapLocked() {
   return reaped;
 }
 
-void SharedSegment::SumLocked(uint32_t s, double* out, double* tmp) const {
+bool SharedSegment::SumLocked(uint64_t h, double* out, double* tmp) const {
+  const uint32_t s = LiveIndexLocked(h);
+  if (s == kNone) return false;
   const Series& se = series()[s - 1];
   const Inst& in = insts()[se.inst - 1];
   const auto kind = static_cast<AggregationKind>(in.kind);
@@ -958,11 +1117,14 @@ void SharedSegment::SumLocked(uint32_t s, double* out, double* tmp) const {
     LoadCell(tmp, SlabData(node.slab) + node.offset, in.cellSize);
     MergeState(kind, out, tmp, in.cellSize);
   }
+  return true;
 }
 
-bool SharedSegment::LinkExemplarCellLocked(uint32_t s, uint32_t slab, uint32_t offset) {
+bool SharedSegment::LinkExemplarCellLocked(uint64_t h, uint32_t slab, uint32_t offset) {
+  const uint32_t s = LiveIndexLocked(h);
+  if (s == kNone) return false;
   Series& se = series()[s - 1];
-  if (se.removed != 0 || insts()[se.inst - 1].exDoubles == 0) return false;
+  if (insts()[se.inst - 1].exDoubles == 0) return false;
   const uint32_t n = AllocNodeLocked();
   if (n == kNone) return false;
   Node& node = nodes()[n - 1];
@@ -979,7 +1141,6 @@ double* SharedSegment::ExDeadLocked(uint32_t s) {
   Series& se = series()[s - 1];
   const uint32_t size = insts()[se.inst - 1].exDoubles;
   if (se.exDeadSlab != kNoSlab) return SlabData(se.exDeadSlab) + se.exDeadOff;
-  if (size == 0 || size > kSlabDoubles) return nullptr;
   uint32_t slab = 0, off = 0;
   if (!PermanentLocked(size, &slab, &off)) return nullptr;
   double* d = SlabData(slab) + off;
@@ -1015,7 +1176,9 @@ bool SharedSegment::FoldExemplarUnlinkLocked(uint32_t s, uint32_t* link, uint32_
   return true;
 }
 
-bool SharedSegment::RetireExemplarCellLocked(uint32_t s, uint32_t slab, uint32_t offset) {
+bool SharedSegment::RetireExemplarCellLocked(uint64_t h, uint32_t slab, uint32_t offset) {
+  const uint32_t s = LiveIndexLocked(h);
+  if (s == kNone) return true;  // no chain (see RetireCellLocked)
   uint32_t* link = &series()[s - 1].exHead;
   while (*link != kNone) {
     const uint32_t n = *link;
@@ -1026,7 +1189,9 @@ bool SharedSegment::RetireExemplarCellLocked(uint32_t s, uint32_t slab, uint32_t
   return true;
 }
 
-uint32_t SharedSegment::ExemplarsLocked(uint32_t s, double* out, double* tmp) const {
+uint32_t SharedSegment::ExemplarsLocked(uint64_t h, double* out, double* tmp) const {
+  const uint32_t s = LiveIndexLocked(h);
+  if (s == kNone) return 0;
   const Series& se = series()[s - 1];
   const uint32_t size = insts()[se.inst - 1].exDoubles;
   const size_t slots = size / exemplar::kDoubles;
@@ -1047,9 +1212,14 @@ uint32_t SharedSegment::ExemplarsLocked(uint32_t s, double* out, double* tmp) co
   return 0;
 }
 
-uint32_t SharedSegment::ExemplarDoublesLocked(uint32_t s) const {
-  return s == kNone || s > header()->seriesCount ? 0 : insts()[series()[s - 1].inst - 1].exDoubles;
+uint32_t SharedSegment::ExemplarDoublesLocked(uint64_t h) const {
+  const uint32_t s = LiveIndexLocked(h);
+  return s == kNone ? 0 : insts()[series()[s - 1].inst - 1].exDoubles;
 }
+
+uint64_t SharedSegment::StringBytesUsedLocked() const { return header()->stringUsed; }
+
+uint64_t SharedSegment::DeadDoublesInUseLocked() const { return header()->deadInUse; }
 
 uint32_t SharedSegment::LiveProcessesLocked() const {
   uint32_t n = 0;

@@ -8,17 +8,23 @@
 //   processes    one slot per attached process: pid, start time (liveness), state
 //   instruments  by identity string, with the descriptor of the first registration (each
 //                process maps them to its own instrument ids, also those it never created)
-//   series       one per (instrument, encoded label set), never reused; a hash index;
-//                each holds a chain of cell nodes and a "dead" accumulator, and a chain
-//                of exemplar cell nodes and a dead exemplar area; a removed
-//                series (instrument.remove/clear) leaves the index and its chains, and
-//                its index is never reused: a write after it makes a new series
+//   series       one per live (instrument, encoded label set); a hash index; each holds
+//                a chain of cell nodes and a "dead" accumulator, and a chain of exemplar
+//                cell nodes and a dead exemplar area; a removed series
+//                (instrument.remove/clear, expiry) leaves the index and its chains, and
+//                its slot, key bytes and dead areas go back for later series. A series
+//                is named by a handle (slot index, slot generation): the generation
+//                goes up each time the slot is reused, so a handle of a removed series
+//                never names the slot's later occupant (every call checks it)
 //   nodes        (slab, offset) of one process's (one thread's) cell of a series, and
 //                whether that thread holds a reference to the series (a value cell's
 //                node only: RecordMap sets it when the cell's refs go 0->1, clears it at
 //                1->0, both under the lock; an unlinked node takes its flag with it)
 //   slabs        64 KiB blocks of cells; each owned by one process slot (or permanent,
-//                for dead accumulators)
+//                for dead accumulators; a removed series' dead areas go on a free list
+//                by size, reused and set to the identity by later series)
+//   strings      instrument identities and descriptors (never freed); series keys in
+//                power-of-two blocks, a removed series' key on a free list by size class
 //   journal      the fold in progress (a saved copy of the accumulator it changes), so
 //                that the next locker after a holder killed mid-fold undoes or finishes it
 //
@@ -56,6 +62,9 @@ class SharedSegment {
   static constexpr uint64_t kStringBytes = 32ull << 20;
   static constexpr uint32_t kPermanent = UINT32_MAX - 1;  // slab owner of dead accumulators
   static constexpr uint32_t kNoSlab = UINT32_MAX;
+  // Power-of-two size classes of key blocks: 2^kMinKeyClass .. 2^kKeyClasses-1 bytes.
+  static constexpr uint32_t kMinKeyClass = 4;
+  static constexpr uint32_t kKeyClasses = 26;
 
   ~SharedSegment();
   SharedSegment(const SharedSegment&) = delete;
@@ -106,25 +115,44 @@ class SharedSegment {
   // The instrument's identity and descriptor as registered; false if it cannot be
   // decoded (a damaged entry: the caller skips it).
   bool InstrumentInfoLocked(uint32_t inst, std::string* identity, Descriptor* d, uint32_t* cellSize) const;
-  // Series (index + 1) of (instrument, key); 0 if none.
-  uint32_t FindSeriesLocked(uint32_t inst, std::string_view key) const;
-  // Adds the series (precondition: FindSeriesLocked gave 0); 0 if full.
-  uint32_t AddSeriesLocked(uint32_t inst, std::string_view key, double startMs);
+  // Series are named by handles: (generation << 32) | (slot index + 1); 0 is none. A
+  // handle names one series for ever: once it is removed, every call below treats the
+  // handle as removed (SeriesRemovedLocked), also after its slot holds another series.
+  // (A slot's first series has generation 0: its handle is its index + 1.)
+  //
+  // The series of (instrument, key); 0 if none.
+  uint64_t FindSeriesLocked(uint32_t inst, std::string_view key) const;
+  // Adds the series (precondition: FindSeriesLocked gave 0), in a removed series' slot
+  // and key block if there is one; 0 if full.
+  uint64_t AddSeriesLocked(uint32_t inst, std::string_view key, double startMs);
   // Removes the series (instrument.remove / clear, from any process): no lookup finds it
   // again (a later write adds a new series, from the identity, with a new start time),
   // its nodes are unlinked and freed, and it counts no more against its instrument's
-  // series. Its index is never reused, so a process's record of it (and a cell of it a
-  // handle still writes) is never summed into the new series. False if already removed.
-  // (Its slot, key string and dead accumulator are not reclaimed: every series a segment
-  // ever had counts against kMaxSeries and kStringBytes.)
-  bool RemoveSeriesLocked(uint32_t series);
-  bool SeriesRemovedLocked(uint32_t series) const;
+  // series. Its slot, key block and dead areas go back for later series; its handle
+  // stays removed, so a process's record of it (and a cell of it a handle still writes)
+  // is never summed into, linked into or folded into a later series. False if already
+  // removed.
+  bool RemoveSeriesLocked(uint64_t series);
+  bool SeriesRemovedLocked(uint64_t series) const;
   // Series removed ever: a process that saw another count drops its records of removed series.
   uint64_t RemovalsLocked() const;
   // Live series of the instrument (removed ones not counted).
   uint32_t SeriesCountOfLocked(uint32_t inst) const;
-  uint32_t SeriesTotalLocked() const;
-  void SeriesInfoLocked(uint32_t series, uint32_t* inst, std::string_view* key, double* startMs) const;
+  // Series the segment ever had (removed ones too); the latest one's sequence number.
+  uint64_t SeriesTotalLocked() const;
+  // Live series (what counts against kMaxSeries).
+  uint32_t LiveSeriesLocked() const;
+  // Slots ever used (series slots are indexed 1..SeriesSlotsLocked()).
+  uint32_t SeriesSlotsLocked() const;
+  // Slots of removed series taken by new series, ever: unchanged since a process last
+  // looked, its new series are all in slots above the ones it saw (SyncSharedLocked).
+  uint64_t SeriesReusesLocked() const;
+  // The handle of the live series in slot `index` (1-based); 0 if none.
+  uint64_t SeriesAtLocked(uint32_t index) const;
+  // The series' sequence number: n for the segment's n-th series ever (0 if removed).
+  uint64_t SeriesSequenceLocked(uint64_t series) const;
+  // Its instrument, key and start; false (*inst 0, empty key) if the series is removed.
+  bool SeriesInfoLocked(uint64_t series, uint32_t* inst, std::string_view* key, double* startMs) const;
 
   // A free slab for this process (kNoSlab if none is left).
   uint32_t AcquireSlabLocked();
@@ -133,47 +161,49 @@ class SharedSegment {
   double* SlabData(uint32_t slab) const;
   // Links the cell at (slab, offset) into the series' chain, not referenced. False if out
   // of nodes.
-  bool LinkCellLocked(uint32_t series, uint32_t slab, uint32_t offset);
+  bool LinkCellLocked(uint64_t series, uint32_t slab, uint32_t offset);
   // Sets whether the thread owning the linked cell at (slab, offset) holds a reference to
   // the series (RecordMap: its cell's refs went 0->1, or 1->0). No-op if not linked.
-  void SetReferencedLocked(uint32_t series, uint32_t slab, uint32_t offset, bool referenced);
+  void SetReferencedLocked(uint64_t series, uint32_t slab, uint32_t offset, bool referenced);
   // Some thread of some process holds a reference to the series (a linked cell's node is
   // flagged): it must not expire (RecordMap's expiry, docs/design.md "Removal").
-  bool ReferencedLocked(uint32_t series) const;
+  bool ReferencedLocked(uint64_t series) const;
   // Folds the cell into the series' dead accumulator and unlinks it (its thread exited);
   // a level's cell (LevelLocked) is unlinked without folding. False (cell left linked) if
-  // no room for the accumulator.
-  bool RetireCellLocked(uint32_t series, uint32_t slab, uint32_t offset);
+  // no room for the accumulator. True (nothing done) for a removed series.
+  bool RetireCellLocked(uint64_t series, uint32_t slab, uint32_t offset);
   // Finds processes that died (or detached) and folds their cells (a level's: unlinked
   // without folding); frees their slabs and slots. Returns how many processes it reaped.
   uint32_t ReapLocked();
   // The series' state: dead accumulator merged with every linked cell. `out` and `tmp`
-  // hold the series' cell size.
-  void SumLocked(uint32_t series, double* out, double* tmp) const;
+  // hold the series' cell size. False (out not written) if the series is removed.
+  bool SumLocked(uint64_t series, double* out, double* tmp) const;
 
   // Exemplars (exemplar.h) of a series, fleet-wide: each process thread that offers one
   // has an exemplar cell (ExemplarDoublesLocked doubles) in its slab, linked into the
   // series' exemplar chain; only that thread writes it (JS, plain stores, time last).
   // A reap or the thread's exit folds it (latest per slot) into the series' dead
   // exemplar area (permanent slab) and unlinks it. Removal frees the chain.
-  uint32_t ExemplarDoublesLocked(uint32_t series) const;
+  uint32_t ExemplarDoublesLocked(uint64_t series) const;  // 0 if removed
   // Links the exemplar cell at (slab, offset). False if out of nodes, removed, or the
   // series keeps no exemplars.
-  bool LinkExemplarCellLocked(uint32_t series, uint32_t slab, uint32_t offset);
+  bool LinkExemplarCellLocked(uint64_t series, uint32_t slab, uint32_t offset);
   // Folds the exemplar cell into the dead area and unlinks it (its thread exited). False
-  // (left linked) if no room for the area.
-  bool RetireExemplarCellLocked(uint32_t series, uint32_t slab, uint32_t offset);
+  // (left linked) if no room for the area. True (nothing done) for a removed series.
+  bool RetireExemplarCellLocked(uint64_t series, uint32_t slab, uint32_t offset);
   // out := per slot, the latest of the dead area and every linked cell; `out` and `tmp`
   // hold ExemplarDoublesLocked doubles. Returns the slot count, or 0 (out not all
-  // written) if the series has no exemplar (none kept, or every slot empty).
-  uint32_t ExemplarsLocked(uint32_t series, double* out, double* tmp) const;
+  // written) if the series has no exemplar (none kept, every slot empty, or removed).
+  uint32_t ExemplarsLocked(uint64_t series, double* out, double* tmp) const;
 
   // Tests only: called at each step of a fold (1: journal written, 2: cell merged,
   // 3: journal says merged, 4: node unlinked, 5: node freed) and of a removal
   // (RemoveSeriesLocked: 11 counted, 12 flagged, 13 out of the index, 14 each node
-  // unlinked, 15 done) and of an exemplar fold (21 a slot merged but its time, 22 merged,
+  // unlinked, 15 nodes freed, 16 key block freed, 17 dead areas freed, 18 slot on the
+  // free list) and of an exemplar fold (21 a slot merged but its time, 22 merged,
   // 23 node unlinked) and of a level's drop (31 before the unlink, 32 node unlinked,
-  // 33 node freed), to kill the process there.
+  // 33 node freed) and of adding a series (AddSeriesLocked: 41 key block taken, 42 slot
+  // taken, 43 slot written, 44 in the index, 45 published), to kill the process there.
   static void (*foldStepHook)(int step);
 
   // Live processes attached (after ReapLocked: exact as of now).
@@ -181,6 +211,11 @@ class SharedSegment {
   uint32_t SlabsInUseLocked() const;
   // Cell nodes (value and exemplar chains) linked or leaked, i.e. not on the free list.
   uint32_t NodesInUseLocked() const;
+  // Bytes of the string area ever handed out (identities, descriptors, key blocks); key
+  // blocks on the free lists are reused before it grows.
+  uint64_t StringBytesUsedLocked() const;
+  // Doubles of permanent slabs handed out for dead areas and not on a free list.
+  uint64_t DeadDoublesInUseLocked() const;
 
  private:
   struct Header;
@@ -201,6 +236,15 @@ class SharedSegment {
   SlabInfo* slabInfo() const;
   char* strings() const;
   Journal* journal() const;
+  uint64_t* areaFree() const;  // free list heads of dead areas, by size in doubles
+  // The slot index of a live series' handle; 0 if removed (or never made).
+  uint32_t LiveIndexLocked(uint64_t series) const;
+  // A key block for `len` bytes (a free one of its class, or a new one); UINT64_MAX if
+  // no room. Empty keys take none.
+  uint64_t AllocKeyLocked(uint32_t len);
+  void FreeKeyLocked(uint64_t off, uint32_t len);
+  // Gives a dead area back (on the free list of its size).
+  void FreePermanentLocked(uint32_t slab, uint32_t off, uint32_t size);
   // Undoes (cell not yet merged in full) or finishes (merged, not yet unlinked) the fold
   // the journal shows in progress: its cell ends up counted exactly once.
   void RecoverLocked();
@@ -208,8 +252,9 @@ class SharedSegment {
   uint64_t AddStringLocked(std::string_view s);  // UINT64_MAX if full
   uint32_t AllocNodeLocked();
   void FreeNodeLocked(uint32_t node);
-  // `size` doubles in the permanent slab (a new one when the current is full), for a
-  // series' dead area: its slab and offset. False if no room.
+  // `size` doubles for a series' dead area: a freed area of that size, else in the
+  // permanent slab (a new one when the current is full): its slab and offset. False if
+  // no room.
   bool PermanentLocked(uint32_t size, uint32_t* slab, uint32_t* off);
   // The series' dead accumulator, allocated (initialised to the identity) on first use;
   // null if no room.

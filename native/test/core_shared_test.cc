@@ -754,7 +754,8 @@ TEST(shared_exemplar_cell_without_room_is_refused_as_no_room) {
     std::string error;
     std::unique_ptr<SharedSegment> filler = SharedSegment::Open(name, &error);
     REQUIRE(filler && filler->Attach());
-    uint32_t series2 = 0, fillerSlab = 0;
+    uint64_t series2 = 0;
+    uint32_t fillerSlab = 0;
     {
       SharedSegment::Guard g(filler.get());
       series2 = filler->FindSeriesLocked(filler->FindInstrumentLocked("meter/c"), Key("k", "2"));
@@ -1375,7 +1376,7 @@ TEST(shared_holder_killed_mid_removal_leaves_every_process_agreeing) {
   // step of the removal in turn, holding the lock. Every process then agrees: either the
   // series is whole (12, and a later write adds to it) or it is gone everywhere (a's
   // record of it too; a later write starts a new series that a's old cell never joins).
-  for (int step = 11; step <= 15; step++) {
+  for (int step = 11; step <= 18; step++) {
     const std::string name = UniqueName("rmkill");
     {
       Proc a(name);
@@ -1408,6 +1409,259 @@ TEST(shared_holder_killed_mid_removal_leaves_every_process_agreeing) {
       const double want = gone ? 1.0 : 113.0;
       CHECK_EQ(a.First(k1), want);
       CHECK_EQ(b.First(k1), want);
+      b.Release();
+      a.Release();
+    }
+    Cleanup(name);
+  }
+}
+
+
+// The segment's own counts, read through another mapping of it (no process slot taken).
+struct SegmentUse {
+  uint32_t live = 0, slots = 0;
+  uint64_t stringBytes = 0, deadDoubles = 0;
+};
+// The first double of "instrument|key" in a Collect(); -1 if absent.
+double FirstOf(const std::map<std::string, std::vector<double>>& s, const std::string& k) {
+  auto it = s.find(k);
+  return it == s.end() || it->second.empty() ? -1 : it->second[0];
+}
+
+SegmentUse UseOf(SharedSegment* view) {
+  SharedSegment::Guard g(view);
+  return {view->LiveSeriesLocked(), view->SeriesSlotsLocked(), view->StringBytesUsedLocked(),
+          view->DeadDoublesInUseLocked()};
+}
+
+TEST(shared_removed_and_expired_series_give_their_slots_keys_and_dead_areas_back) {
+  // Series come and go, many more over time than are ever live at once: each round, a
+  // makes a counter series and a histogram series (key lengths vary), b finds the counter
+  // series by syncing (in whatever slot it took) and holds a cell of it, a thread of b
+  // writes the histogram series and exits (its cell folded into the dead accumulator);
+  // then both go, removed by a or b, or expired. The slots, key bytes and dead areas in
+  // use follow the live series (3 at most: the kept one and this round's two), values
+  // stay exact, and b's record of the previous round's counter, whose cell b still
+  // writes, never shows or joins the series that took its slot.
+  const std::string name = UniqueName("reuse");
+  const int R = std::max(200, static_cast<int>(1500 * g_scale));
+  const std::vector<double> bounds = {1, 2, 3};
+  {
+    Proc a(name), b(name);
+    const uint32_t ca = a.Instrument("c", AggregationKind::Sum), cb = b.Instrument("c", AggregationKind::Sum);
+    const uint32_t ha = a.Instrument("h", AggregationKind::Histogram, bounds);
+    const uint32_t hb = b.Instrument("h", AggregationKind::Histogram, bounds);
+    std::string error;
+    std::unique_ptr<SharedSegment> view = SharedSegment::Open(name, &error);
+    REQUIRE(view);
+    double* keep = a.Cell(ca, Key("k", "keep"));
+    REQUIRE(keep);
+    Update(AggregationKind::Sum, keep, {}, 1);
+    const size_t hn = CellSize(MakeDesc("h", AggregationKind::Histogram, bounds));
+    std::vector<double> wantH(hn);  // the histogram of 2.5 (a) and 0.5 (b's thread)
+    InitState(AggregationKind::Histogram, wantH.data(), hn);
+    Update(AggregationKind::Histogram, wantH.data(), bounds, 2.5);
+    Update(AggregationKind::Histogram, wantH.data(), bounds, 0.5);
+    double* stale = nullptr;  // b's cell of the previous round's removed counter series
+    SegmentUse warm;
+    int reused = 0;
+    for (int r = 0; r < R; r++) {
+      char num[16];
+      std::snprintf(num, sizeof num, "%06d", r);  // key lengths vary with r % 40 only
+      const std::string key = Key("k", std::string(1 + r % 40, 'x') + num);
+      const std::string ck = "c|" + key, hk = "h|" + key;
+      const bool expire = r % 3 == 2;
+      Acquired acC, acH;
+      double* ac = a.Cell(ca, key, 0, 0, &acC);
+      double* ah = a.Cell(ha, key, 0, 0, &acH);
+      REQUIRE(ac && ah);
+      Update(AggregationKind::Sum, ac, {}, r + 1);
+      Update(AggregationKind::Histogram, ah, bounds, 2.5);
+      {
+        SharedSegment::Guard g(view.get());
+        const uint64_t h = view->FindSeriesLocked(view->FindInstrumentLocked("meter/c"), key);
+        CHECK(h != 0);
+        if ((h >> 32) != 0) reused++;  // a slot's later series (generation > 0)
+      }
+      const uint32_t t = b.map.RegisterArena();
+      double* bh = b.Cell(hb, key, 0, t);
+      REQUIRE(bh);
+      Update(AggregationKind::Histogram, bh, bounds, 0.5);
+      b.map.RetireArena(t);  // folded into the histogram series' dead accumulator
+      if (stale != nullptr) AddRelaxed(*stale, 7);  // goes nowhere
+      // b made no record of the counter series: it finds it by syncing.
+      for (Proc* p : {&a, &b}) {
+        auto s = p->Collect();
+        CHECK_EQ(s.size(), 3u);  // keep, and this round's two: no record of a removed series
+        CHECK_EQ(FirstOf(s, "c|" + Key("k", "keep")), 1.0);
+        CHECK_EQ(FirstOf(s, ck), r + 1.0);
+        CHECK(s.count(hk) == 1 && s[hk] == wantH);
+      }
+      stale = nullptr;
+      std::vector<uint64_t> drained;
+      b.map.DrainStale(b.arena, &drained);  // b's thread lets go of last round's record
+      for (uint64_t id : drained) b.map.Release(id, b.arena);
+      if (expire) {
+        a.map.Release(acC.recordId, a.arena);
+        a.map.Release(acH.recordId, a.arena);
+        std::vector<uint64_t> reclaimed;
+        a.Expire(&reclaimed);  // sees this round's writes
+        a.Expire(&reclaimed);  // idle since: both expire fleet-wide
+        CHECK_EQ(reclaimed.size(), 2u);
+      } else {
+        stale = b.Cell(cb, key);  // b holds its own cell of the counter series
+        REQUIRE(stale);
+        Proc& remover = r % 2 == 0 ? a : b;
+        CHECK(remover.map.Remove(&remover == &a ? ca : cb, key) != 0);
+        CHECK(remover.map.Remove(&remover == &a ? ha : hb, key) != 0);
+      }
+      // b syncs the removal only next round, after a has made that round's series (in
+      // these slots): b's records of these series must not name them.
+      CHECK_EQ(a.Collect().size(), 1u);
+      const SegmentUse u = UseOf(view.get());
+      CHECK_EQ(u.live, 1u);
+      CHECK(u.slots <= 3u);
+      CHECK_EQ(u.deadDoubles, uint64_t{0});  // the removed series' dead areas are free
+      if (r == 80) warm = u;  // every key length seen by now
+      if (r > 80) CHECK_EQ(u.stringBytes, warm.stringBytes);
+    }
+    CHECK(reused >= R - 3);
+    uint32_t procs = 0, slabs = 0, series = 0, nodes = 0, live = 0;
+    CHECK(a.map.SharedStats(a.domain, &procs, &slabs, &series, &nodes, &live));
+    CHECK_EQ(series, static_cast<uint32_t>(2 * R + 1));  // every series ever
+    CHECK_EQ(live, 1u);
+    CHECK_EQ(nodes, 1u);  // a's cell of the kept series
+    CHECK(slabs <= 3u);   // a's, b's and one of dead areas
+    a.Release();
+    b.Release();
+  }
+  Cleanup(name);
+}
+
+TEST(shared_stress_processes_make_and_remove_series_while_collecting) {
+  // P processes (threads, each its own mapping and map) each make series after series,
+  // write a value that names it, collect, and remove it, all at once. Every collection
+  // of every process shows each series either unwritten (0) or with its own value, never
+  // another's (a record of a removed series whose slot another took); the slots in use
+  // stay at most P, and at the end no series is live.
+  const std::string name = UniqueName("reusestress");
+  const int P = 3;
+  const int M = std::max(100, static_cast<int>(600 * g_scale));
+  {
+    std::vector<std::unique_ptr<Proc>> ps;
+    std::vector<uint32_t> insts;
+    for (int p = 0; p < P; p++) {
+      ps.push_back(std::make_unique<Proc>(name));
+      insts.push_back(ps.back()->Instrument("c", AggregationKind::Sum));
+    }
+    std::string error;
+    std::unique_ptr<SharedSegment> view = SharedSegment::Open(name, &error);
+    REQUIRE(view);
+    std::mutex mu;
+    std::map<std::string, double> want;  // "c|key" -> its value, set before it is written
+    std::atomic<long> wrong{0}, maxSlots{0};
+    std::vector<std::thread> threads;
+    for (int p = 0; p < P; p++) {
+      threads.emplace_back([&, p] {
+        Proc& me = *ps[p];
+        for (int i = 0; i < M; i++) {
+          const std::string key = Key("k", std::to_string(p) + "-" + std::to_string(i));
+          const double v = p * 1e6 + i + 1;
+          {
+            std::lock_guard<std::mutex> l(mu);
+            want["c|" + key] = v;
+          }
+          Acquired got;
+          double* cell = me.Cell(insts[p], key, 0, 0, &got);
+          if (cell == nullptr) {
+            wrong++;
+            return;
+          }
+          Update(AggregationKind::Sum, cell, {}, v);
+          auto s = me.Collect();
+          if (FirstOf(s, "c|" + key) != v) wrong++;
+          for (auto& [k, st] : s) {
+            std::lock_guard<std::mutex> l(mu);
+            auto w = want.find(k);
+            if (w == want.end() || st.empty() || (st[0] != 0 && st[0] != w->second)) wrong++;
+          }
+          if (me.map.Remove(insts[p], key) == 0) wrong++;
+          std::vector<uint64_t> drained;
+          me.map.DrainStale(me.arena, &drained);
+          for (uint64_t id : drained) me.map.Release(id, me.arena);
+          const long slots = UseOf(view.get()).slots;
+          long seen = maxSlots.load();
+          while (slots > seen && !maxSlots.compare_exchange_weak(seen, slots)) {
+          }
+        }
+      });
+    }
+    for (auto& t : threads) t.join();
+    CHECK_EQ(wrong.load(), 0L);
+    CHECK(maxSlots.load() <= P);
+    for (auto& p : ps) CHECK(p->Collect().empty());
+    const SegmentUse u = UseOf(view.get());
+    CHECK_EQ(u.live, 0u);
+    CHECK(u.slots <= static_cast<uint32_t>(P));
+    for (auto& p : ps) p->Release();
+  }
+  Cleanup(name);
+}
+
+TEST(shared_holder_killed_mid_add_in_a_reused_slot_leaves_the_segment_sound) {
+  // A real process adds a series in a removed series' slot and is SIGKILLed at each step
+  // of the add in turn, holding the lock. Then every process agrees on the series (made
+  // whole at step 45, else absent), a record of the slot's removed series stays removed,
+  // a later write makes or finds exactly one series with exact values in both processes,
+  // and the slots keep being reused (a leaked slot at most).
+  for (int step = 41; step <= 45; step++) {
+    const std::string name = UniqueName("addkill");
+    {
+      Proc a(name);
+      const uint32_t c = a.Instrument("c", AggregationKind::Sum);
+      const std::string k2 = "c|" + Key("k", "2");
+      double* old = a.Cell(c, Key("k", "1"));
+      REQUIRE(old);
+      Update(AggregationKind::Sum, old, {}, 5);
+      CHECK(a.map.Remove(c, Key("k", "1")) != 0);  // its slot goes on the free list
+      KilledAtStep(step, [&](const auto& arm) {
+        auto* p = new Proc(name);  // never destroyed: the process is killed
+        const uint32_t pc = p->Instrument("c", AggregationKind::Sum);
+        arm();
+        p->Cell(pc, Key("k", "2"));  // killed at `step`
+      });
+      Proc b(name);  // a process that starts after
+      const uint32_t cb = b.Instrument("c", AggregationKind::Sum);
+      const double seenA = a.First(k2), seenB = b.First(k2);
+      CHECK_EQ(seenA, seenB);
+      CHECK_EQ(seenA, step == 45 ? 0.0 : -1.0);
+      AddRelaxed(*old, 100);  // a's cell of the removed series: counted nowhere
+      double* fa = a.Cell(c, Key("k", "2"));
+      double* fb = b.Cell(cb, Key("k", "2"));
+      REQUIRE(fa && fb);
+      Update(AggregationKind::Sum, fa, {}, 1);
+      Update(AggregationKind::Sum, fb, {}, 2);
+      CHECK_EQ(a.First(k2), 3.0);
+      CHECK_EQ(b.First(k2), 3.0);
+      CHECK_EQ(a.Collect().size(), 1u);
+      CHECK_EQ(b.Collect().size(), 1u);
+      std::string error;
+      std::unique_ptr<SharedSegment> view = SharedSegment::Open(name, &error);
+      REQUIRE(view);
+      // Killed after it was published, before it was counted: live, uncounted (until removed).
+      CHECK_EQ(UseOf(view.get()).live, step == 45 ? 0u : 1u);
+      // Later series still reuse slots: 20 more come and go in at most 2 more slots.
+      const uint32_t slotsBefore = UseOf(view.get()).slots;
+      for (int i = 0; i < 20; i++) {
+        const std::string k = Key("m", std::to_string(i));
+        double* m = b.Cell(cb, k);
+        REQUIRE(m);
+        Update(AggregationKind::Sum, m, {}, i + 1);
+        CHECK_EQ(a.First("c|" + k), i + 1.0);
+        CHECK(b.map.Remove(cb, k) != 0);
+      }
+      CHECK(UseOf(view.get()).slots <= slotsBefore + 1);
+      CHECK_EQ(a.First(k2), 3.0);
       b.Release();
       a.Release();
     }

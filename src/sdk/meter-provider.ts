@@ -342,14 +342,18 @@ export class MeterProvider implements ApiMeterProvider {
   /**
    * For a `processShared` provider: live processes attached to its segment, 64 KiB slabs
    * of cells in use, series (every series the segment ever had, removed and expired ones
-   * too: they count against its capacity) and cell nodes in use (one per process thread's
-   * cell of a live series, and per exemplar cell; a removed or expired series' go back),
-   * after folding the processes found dead. Undefined otherwise.
+   * too), cell nodes in use (one per process thread's cell of a live series, and per
+   * exemplar cell; a removed or expired series' go back) and live series (those not
+   * removed or expired: what counts against the segment's capacity, as a removed
+   * series' slot and key bytes are reused by later series), after folding the processes
+   * found dead. Undefined otherwise.
    */
-  processSharedStats(): { processes: number; slabs: number; series: number; nodes: number } | undefined {
+  processSharedStats():
+    | { processes: number; slabs: number; series: number; nodes: number; liveSeries: number }
+    | undefined {
     if (this.domainReleased) return undefined;
     const r = native().sharedStats(this.domain);
-    return r === null ? undefined : { processes: r[0], slabs: r[1], series: r[2], nodes: r[3] };
+    return r === null ? undefined : { processes: r[0], slabs: r[1], series: r[2], nodes: r[3], liveSeries: r[4] };
   }
 
   /**

@@ -132,7 +132,7 @@ export interface NativeBinding {
    */
   registerDomain(name: string, processShared?: boolean): number;
   /** A process-shared domain's segment: [live processes, slabs in use, series, cell nodes in use]; null if not shared. */
-  sharedStats(domain: number): [number, number, number, number] | null;
+  sharedStats(domain: number): [number, number, number, number, number] | null;
   /**
    * processShared: true if this process pushes the fleet's series now (an exclusive lease
    * that the kernel drops when its holder exits; taken if free). False for another domain.
