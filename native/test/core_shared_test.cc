@@ -139,6 +139,21 @@ struct Proc {
   }
 };
 
+// The stress tests' fleet: P processes of `name`, each with its counter "c" (Sum).
+struct Fleet {
+  std::vector<std::unique_ptr<Proc>> ps;
+  std::vector<uint32_t> inst;  // each process's id of "c"
+  Fleet(const std::string& name, int P) {
+    for (int p = 0; p < P; p++) {
+      ps.push_back(std::make_unique<Proc>(name));
+      inst.push_back(ps.back()->Instrument("c", AggregationKind::Sum));
+    }
+  }
+  void Release() {
+    for (auto& p : ps) p->Release();
+  }
+};
+
 // Writes an exemplar into slot `slot` of an exemplar cell as offerExemplar does (time last).
 void PutExemplar(double* e, size_t slot, double time, double value, double traceWord) {
   double* s = e + slot * exemplar::kDoubles;
@@ -981,10 +996,9 @@ TEST(shared_stress_processes_write_and_collect_concurrently) {
   const int P = 3, W = 2, L = 16;
   const int N = static_cast<int>(20000 * g_scale);
   {
-    std::vector<std::unique_ptr<Proc>> ps;
-    for (int p = 0; p < P; p++) ps.push_back(std::make_unique<Proc>(name));
-    std::vector<uint32_t> inst;
-    for (auto& p : ps) inst.push_back(p->Instrument("c", AggregationKind::Sum));
+    Fleet fleet(name, P);
+    auto& ps = fleet.ps;
+    auto& inst = fleet.inst;
     std::atomic<bool> done{false};
     std::atomic<long> wentBack{0};
     std::vector<std::thread> collectors;
@@ -1033,7 +1047,7 @@ TEST(shared_stress_processes_write_and_collect_concurrently) {
         CHECK_EQ(got, expect);
       }
     }
-    for (auto& p : ps) p->Release();
+    fleet.Release();
   }
   Cleanup(name);
 }
@@ -1287,10 +1301,9 @@ TEST(shared_stress_expiry_while_threads_acquire_write_release) {
   const int P = 2, W = 2, L = 6;
   const int N = static_cast<int>(20000 * g_scale);
   {
-    std::vector<std::unique_ptr<Proc>> ps;
-    for (int p = 0; p < P; p++) ps.push_back(std::make_unique<Proc>(name));
-    std::vector<uint32_t> inst;
-    for (auto& p : ps) inst.push_back(p->Instrument("c", AggregationKind::Sum));
+    Fleet fleet(name, P);
+    auto& ps = fleet.ps;
+    auto& inst = fleet.inst;
     std::atomic<bool> done{false};
     std::vector<std::map<std::string, double>> expiredSum(P);  // per collector, by key
     std::vector<long> expiries(P, 0);
@@ -1366,7 +1379,7 @@ TEST(shared_stress_expiry_while_threads_acquire_write_release) {
     }
     for (int p = 0; p < P; p++) CHECK(ps[p]->Collect().empty());
     CHECK_EQ(ps[0]->Nodes(), 0u);
-    for (auto& p : ps) p->Release();
+    fleet.Release();
   }
   Cleanup(name);
 }
@@ -1548,12 +1561,9 @@ TEST(shared_stress_processes_make_and_remove_series_while_collecting) {
   const int P = 3;
   const int M = std::max(100, static_cast<int>(600 * g_scale));
   {
-    std::vector<std::unique_ptr<Proc>> ps;
-    std::vector<uint32_t> insts;
-    for (int p = 0; p < P; p++) {
-      ps.push_back(std::make_unique<Proc>(name));
-      insts.push_back(ps.back()->Instrument("c", AggregationKind::Sum));
-    }
+    Fleet fleet(name, P);
+    auto& ps = fleet.ps;
+    auto& insts = fleet.inst;
     std::string error;
     std::unique_ptr<SharedSegment> view = SharedSegment::Open(name, &error);
     REQUIRE(view);
@@ -1603,7 +1613,7 @@ TEST(shared_stress_processes_make_and_remove_series_while_collecting) {
     const SegmentUse u = UseOf(view.get());
     CHECK_EQ(u.live, 0u);
     CHECK(u.slots <= static_cast<uint32_t>(P));
-    for (auto& p : ps) p->Release();
+    fleet.Release();
   }
   Cleanup(name);
 }
